@@ -2,3 +2,8 @@
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
 pub mod cli;
+pub mod error;
+pub mod netlink;
+pub mod netns;
+
+pub use error::{Error, Result};

@@ -1,0 +1,35 @@
+//! Typed netlink operations over rtnetlink, plus the undo journal.
+pub mod journal;
+pub mod ops;
+
+use crate::error::{Error, Result};
+use crate::netns::NetNs;
+use netlink_sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+pub use journal::Journal;
+
+/// Open an rtnetlink connection bound to `ns` (or to our own namespace).
+///
+/// The socket is created on a short-lived thread inside the namespace; a
+/// netlink socket keeps talking to the namespace it was created in, so the
+/// connection can then be driven from any tokio task.
+pub fn connect(ns: Option<&NetNs>) -> Result<rtnetlink::Handle> {
+    let raw = match ns {
+        None => Socket::new(NETLINK_ROUTE)
+            .map_err(|e| Error::io("cannot open netlink socket", e))?
+            .into_raw_fd(),
+        Some(ns) => ns
+            .run(|| Socket::new(NETLINK_ROUTE).map(|s| s.into_raw_fd()))?
+            .map_err(|e| Error::io("cannot open netlink socket in namespace", e))?,
+    };
+    // SAFETY: `raw` is a netlink socket we just created and own.
+    let sock = unsafe { Socket::from_raw_fd(raw) };
+    sock.set_non_blocking(true)
+        .map_err(|e| Error::io("netlink socket", e))?;
+    // SAFETY: ownership of the fd moves into the tokio socket.
+    let sock = unsafe { TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+    let (conn, handle, _) = rtnetlink::from_socket(sock);
+    tokio::spawn(conn);
+    Ok(handle)
+}

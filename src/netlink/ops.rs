@@ -1,0 +1,1 @@
+//! Typed netlink operations (filled in by the foundation work).
