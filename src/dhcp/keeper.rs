@@ -494,11 +494,7 @@ async fn reacquire(
     state_path: &Path,
 ) -> std::result::Result<(), Stop> {
     let ns = check_alive(st).await.map_err(Stop::Gone)?;
-    let (index, _) = match client::link_info(&ns, &st.ifname).await {
-        Ok(v) => v,
-        Err(e) => return Err(Stop::Gone(e.to_string())),
-    };
-    let sock = match RawSocket::open(&ns, index, st.mac) {
+    let sock = match RawSocket::open(&ns, &st.ifname) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pipework dhcp-keeper: {e}");

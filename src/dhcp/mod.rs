@@ -24,9 +24,8 @@ use tokio::time::Instant;
 /// caller's journal (that created the link) undoes with the link itself.
 pub async fn acquire(ns: &NetNs, ifname: &str, opts: &DhcpOptions) -> Result<Lease> {
     let until = Instant::now() + opts.timeout;
-    let (index, mac) = client::link_info(ns, ifname).await?;
-    let id = client::Identity::new(mac, opts);
-    let sock = socket::RawSocket::open(ns, index, mac)?;
+    let sock = socket::RawSocket::open(ns, ifname)?;
+    let id = client::Identity::new(sock.mac(), opts);
     match client::obtain(&sock, &id, opts.request, until).await? {
         Some(lease) => Ok(lease),
         None => Err(Error::other(format!(

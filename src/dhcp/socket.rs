@@ -43,25 +43,36 @@ const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 
 /// An AF_PACKET socket bound to one interface of one namespace.
 pub struct RawSocket {
-    fd: AsyncFd<OwnedFd>,
+    /// `Option` only so `Drop` can take it.
+    fd: Option<AsyncFd<OwnedFd>>,
     ifindex: i32,
     mac: [u8; 6],
 }
 
 impl RawSocket {
-    /// Open inside `ns` (the socket stays in it) and bind to `ifindex`.
+    /// Open inside `ns` (the socket stays in it), bound to `ifname`; the
+    /// link is brought up if it is down. One namespace round trip does it
+    /// all: interface lookups use ioctls on the new socket, not netlink.
     /// Must be called within a tokio runtime.
-    pub fn open(ns: &NetNs, ifindex: u32, mac: [u8; 6]) -> Result<Self> {
-        let fd = ns.run(|| open_packet_socket(ifindex as i32))??;
+    pub fn open(ns: &NetNs, ifname: &str) -> Result<Self> {
+        let (fd, ifindex, mac) = ns.run(|| open_packet_socket(ifname))??;
         // SAFETY: an OwnedFd always returns the same open descriptor, and
         // the AsyncFd owns it for its whole life.
         let fd = unsafe { AsyncFd::register(fd) }
             .map_err(|e| Error::io("dhcp: raw socket", e.into()))?;
         Ok(RawSocket {
-            fd,
-            ifindex: ifindex as i32,
+            fd: Some(fd),
+            ifindex,
             mac,
         })
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn raw(&self) -> i32 {
+        self.fd.as_ref().map(|f| f.get_ref().as_raw_fd()).unwrap_or(-1)
     }
 
     /// Broadcast a DHCP payload from 0.0.0.0:68 to 255.255.255.255:67.
@@ -83,7 +94,7 @@ impl RawSocket {
         // SAFETY: valid buffer and address of the right length.
         let n = unsafe {
             libc::sendto(
-                self.fd.get_ref().as_raw_fd(),
+                self.raw(),
                 frame.as_ptr().cast(),
                 frame.len(),
                 0,
@@ -104,9 +115,11 @@ impl RawSocket {
     /// well-formed IPv4/UDP datagram to port 68 are skipped.
     pub async fn recv(&self) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; 2048];
+        let Some(fd) = self.fd.as_ref() else {
+            return Err(Error::other("dhcp: raw socket closed"));
+        };
         loop {
-            let mut guard = self
-                .fd
+            let mut guard = fd
                 .readable()
                 .await
                 .map_err(|e| Error::io("dhcp: raw socket", e))?;
@@ -134,7 +147,114 @@ impl RawSocket {
     }
 }
 
-fn open_packet_socket(ifindex: i32) -> Result<OwnedFd> {
+impl Drop for RawSocket {
+    /// Closing an AF_PACKET socket waits for an RCU grace period
+    /// (`synchronize_net` in `packet_release`): 10-20 ms here, more than
+    /// the whole DHCP exchange. A short-lived child inherits the socket and
+    /// drops the last reference after we have closed ours, so neither this
+    /// call nor our process exit waits for it.
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        let fd = fd.into_inner();
+        let mut p = [0i32; 2];
+        // SAFETY: pipe2 fills two fds on success.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return; // plain (slow) close
+        }
+        // SAFETY: the child only calls async-signal-safe functions (close,
+        // read, _exit) before exiting, as required after fork in a
+        // multi-threaded process.
+        let keep = fd.as_raw_fd();
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                // Hold nothing but the socket and the pipe: an inherited
+                // stdout would keep a `$(pipework ...)` reader waiting.
+                let (a, b) = (keep.min(p[0]) as u32, keep.max(p[0]) as u32);
+                if a > 0 {
+                    libc::syscall(libc::SYS_close_range, 0u32, a - 1, 0u32);
+                }
+                if b > a + 1 {
+                    libc::syscall(libc::SYS_close_range, a + 1, b - 1, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, b + 1, u32::MAX, 0u32);
+                let mut b = 0u8;
+                // Returns at EOF: when the parent has closed its copy of
+                // the socket and then the write end.
+                while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 {}
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: p[0] is ours.
+        unsafe { libc::close(p[0]) };
+        drop(fd);
+        // SAFETY: p[1] is ours; closing it releases the child.
+        unsafe { libc::close(p[1]) };
+        if pid > 0 {
+            // Reap it off the caller's path (the keeper is long-lived).
+            std::thread::spawn(move || {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            });
+        }
+    }
+}
+
+/// An `ifreq` for `ifname`; names that do not fit are refused.
+fn ifreq(ifname: &str) -> std::io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain data.
+    let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = ifname.as_bytes();
+    if b.is_empty() || b.len() >= r.ifr_name.len() || b.contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    for (d, s) in r.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(r)
+}
+
+fn ioctl(fd: i32, req: libc::c_ulong, r: &mut libc::ifreq) -> std::io::Result<()> {
+    // SAFETY: r is a valid ifreq for these SIOC* requests.
+    if unsafe { libc::ioctl(fd, req as _, r as *mut libc::ifreq) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Index, MAC and up-state of `ifname` via ioctls on `fd`, bringing it up
+/// if needed (nothing can be sent on a down link).
+fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
+    let ctx = |what: &str| format!("dhcp: {ifname}: {what}");
+    let mut r = ifreq(ifname).map_err(|e| Error::io(ctx("bad interface name"), e))?;
+    ioctl(fd, libc::SIOCGIFINDEX, &mut r).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENODEV) => Error::NotFound(format!("{ifname}: no such interface in the namespace")),
+        _ => Error::io(ctx("lookup"), e),
+    })?;
+    // SAFETY: SIOCGIFINDEX filled the ifindex member.
+    let index = unsafe { r.ifr_ifru.ifru_ifindex };
+    let mut r = ifreq(ifname).map_err(|e| Error::io(ctx("lookup"), e))?;
+    ioctl(fd, libc::SIOCGIFHWADDR, &mut r).map_err(|e| Error::io(ctx("hardware address"), e))?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+    let hw = unsafe { r.ifr_ifru.ifru_hwaddr };
+    if hw.sa_family != libc::ARPHRD_ETHER {
+        return Err(Error::bad(ifname, "is not an Ethernet interface; DHCP needs one"));
+    }
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    let mut r = ifreq(ifname).map_err(|e| Error::io(ctx("lookup"), e))?;
+    ioctl(fd, libc::SIOCGIFFLAGS, &mut r).map_err(|e| Error::io(ctx("flags"), e))?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    let flags = unsafe { r.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as i16 == 0 {
+        r.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
+        ioctl(fd, libc::SIOCSIFFLAGS, &mut r).map_err(|e| Error::io(ctx("cannot bring it up"), e))?;
+    }
+    Ok((index, mac))
+}
+
+fn open_packet_socket(ifname: &str) -> Result<(OwnedFd, i32, [u8; 6])> {
     let last = || std::io::Error::last_os_error();
     // Protocol 0 first: the socket receives nothing until bound, so no
     // unfiltered frame can slip in before the filter is attached.
@@ -151,6 +271,7 @@ fn open_packet_socket(ifindex: i32) -> Result<OwnedFd> {
     }
     // SAFETY: raw is a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (ifindex, mac) = iface_setup(raw, ifname)?;
     let prog = libc::sock_fprog {
         len: FILTER.len() as u16,
         filter: FILTER.as_ptr() as *mut libc::sock_filter,
@@ -184,7 +305,7 @@ fn open_packet_socket(ifindex: i32) -> Result<OwnedFd> {
     if rc < 0 {
         return Err(Error::io("dhcp: cannot bind AF_PACKET socket", last()));
     }
-    Ok(fd)
+    Ok((fd, ifindex, mac))
 }
 
 /// A UDP socket on port 68 bound to one device, for renew/rebind/release.
