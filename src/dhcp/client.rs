@@ -128,7 +128,8 @@ pub enum Reply {
 /// `None` for anything we must ignore (malformed, wrong xid, not a reply,
 /// not for us, missing mandatory options).
 pub fn classify(payload: &[u8], xid: u32, mac: &[u8; 6]) -> Option<Reply> {
-    let msg = Message::decode(&mut Decoder::new(payload)).ok()?;
+    let clean = sanitize(payload)?;
+    let msg = Message::decode(&mut Decoder::new(&clean)).ok()?;
     if msg.opcode() != Opcode::BootReply || msg.xid() != xid {
         return None;
     }
@@ -154,6 +155,57 @@ pub fn classify(payload: &[u8], xid: u32, mac: &[u8; 6]) -> Option<Reply> {
         MessageType::Nak => Some(Reply::Nak { server }),
         _ => None,
     }
+}
+
+/// Options we act on, with the lengths their wire format allows.
+fn option_len_ok(code: u8, len: usize) -> bool {
+    match code {
+        53 => len == 1,                    // message type
+        1 | 54 | 51 | 58 | 59 => len == 4, // mask, server id, lease, T1, T2
+        26 => len == 2,                    // MTU
+        3 | 6 => len >= 4 && len % 4 == 0, // routers, DNS servers
+        15 => len >= 1,                    // domain name
+        121 => len >= 5,                   // classless routes
+        _ => false,
+    }
+}
+
+/// Rebuild a reply with only the options we act on, each with a valid
+/// length, before handing it to the decoder. Hostile input never reaches
+/// dhcproto's decoders for options we ignore (some of them assert on
+/// lengths), and a well-formed reply loses nothing we use. Option
+/// overload (52) is not supported: sname/file are never parsed as options.
+pub fn sanitize(payload: &[u8]) -> Option<Vec<u8>> {
+    const HDR: usize = 236;
+    if payload.len() < HDR + 4 || payload[HDR..HDR + 4] != dhcproto::v4::MAGIC {
+        return None;
+    }
+    let mut out = Vec::with_capacity(payload.len().min(576) + 1);
+    out.extend_from_slice(&payload[..HDR + 4]);
+    let mut seen = [false; 256];
+    let mut i = HDR + 4;
+    while i < payload.len() {
+        let code = payload[i];
+        match code {
+            0 => {
+                i += 1;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let len = usize::from(*payload.get(i + 1)?);
+        let data = payload.get(i + 2..i + 2 + len)?;
+        if option_len_ok(code, len) && !seen[usize::from(code)] {
+            seen[usize::from(code)] = true;
+            out.push(code);
+            out.push(len as u8);
+            out.extend_from_slice(data);
+        }
+        i += 2 + len;
+    }
+    out.push(255);
+    Some(out)
 }
 
 /// Random transaction id from the kernel's CSPRNG; predictable ids would let
@@ -455,6 +507,24 @@ mod tests {
         assert_eq!(classify(&encode(&req).expect("enc"), 7, &mac), None);
         let nak = encode(&reply(MessageType::Nak, 7, &mac)).expect("enc");
         assert!(matches!(classify(&nak, 7, &mac), Some(Reply::Nak { .. })));
+    }
+
+    #[test]
+    fn sanitize_drops_unknown_and_bad_length_options() {
+        let mac = [2, 1, 2, 3, 4, 5];
+        let mut ok = encode(&reply(MessageType::Offer, 7, &mac)).expect("enc");
+        // Strip the end marker, then append: an unknown option that would
+        // trip dhcproto (code 94 with a bad length), a short MTU, a
+        // truncated option.
+        assert_eq!(ok.pop(), Some(255));
+        ok.extend_from_slice(&[94, 1, 0, 26, 1, 5, 82, 2, 1, 1, 255]);
+        let clean = sanitize(&ok).expect("sanitized");
+        assert!(!clean.windows(3).any(|w| w == [94, 1, 0]));
+        assert!(matches!(classify(&ok, 7, &mac), Some(Reply::Offer { .. })));
+        let mut truncated = ok.clone();
+        truncated.truncate(truncated.len() - 4);
+        truncated.extend_from_slice(&[3, 8, 1]);
+        assert_eq!(sanitize(&truncated), None);
     }
 
     #[test]
