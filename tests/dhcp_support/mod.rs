@@ -182,6 +182,18 @@ impl Rig {
     /// `mac` on the new eth0 if given.
     pub fn recreate_client(&self, mac: Option<&str>) {
         let _ = Command::new("ip").args(["netns", "del", &self.cli]).status();
+        // Namespace teardown is asynchronous in the kernel: wait for the
+        // server's end of the old veth pair to go away.
+        let gone = wait_for(10, || {
+            let st = Command::new("ip")
+                .args(["-n", &self.srv, "link", "show", "eth0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()?;
+            (!st.success()).then_some(())
+        });
+        assert!(gone.is_some(), "old veth pair did not go away");
         run("ip", &["netns", "add", &self.cli]);
         run(
             "ip",
