@@ -145,8 +145,18 @@ pub fn command_line(form: &Form, ifname: &str, guest: &str) -> Result<(PathBuf, 
 
 /// Run the external client in `ns` and wait for it, then tidy up as the
 /// original did (drop udhcpc's pidfile, stop a non-foreground dhclient).
-pub async fn run(ns: &NetNs, ifname: &str, guest: &str, form: &Form) -> Result<()> {
+/// `timeout` bounds the wait (the original could hang forever when no
+/// server answered); on expiry the client is killed.
+pub async fn run(
+    ns: &NetNs,
+    ifname: &str,
+    guest: &str,
+    form: &Form,
+    timeout: std::time::Duration,
+) -> Result<()> {
     let (prog, args) = command_line(form, ifname, guest)?;
+    // The clients do not bring the link up themselves.
+    super::client::link_info(ns, ifname).await?;
     if form.client == Client::Dhclient {
         if let Some(d) = dhclient_leasefile(guest).parent() {
             std::fs::create_dir_all(d)
@@ -166,10 +176,21 @@ pub async fn run(ns: &NetNs, ifname: &str, guest: &str, form: &Form) -> Result<(
             Ok(())
         });
     }
-    let status = cmd
-        .status()
-        .await
+    cmd.kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
         .map_err(|e| Error::io(format!("cannot run {}", prog.display()), e))?;
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(r) => r.map_err(|e| Error::io(format!("waiting for {}", prog.display()), e))?,
+        Err(_) => {
+            let _ = child.kill().await;
+            return Err(Error::other(format!(
+                "{}: no lease on {ifname} after {:.1} s (raise --dhcp-timeout or check the network)",
+                prog.display(),
+                timeout.as_secs_f64()
+            )));
+        }
+    };
     if !status.success() {
         return Err(Error::other(format!(
             "{} {} failed ({status}); no lease on {ifname}",
