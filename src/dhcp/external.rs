@@ -204,19 +204,30 @@ pub async fn run(
         }
         (Client::Dhclient, false) => {
             // dhclient daemonizes after its lease; the original killed it
-            // so it would not outlive the container's interface.
-            stop_pidfile(&dhclient_pidfile(guest));
+            // so it would not outlive the container's interface. The
+            // daemon writes its pidfile after the parent exits: wait for it.
+            let pf = dhclient_pidfile(guest);
+            let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+            while read_pid(&pf).is_none() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            stop_pidfile(&pf);
         }
         _ => {}
     }
     Ok(())
 }
 
+fn read_pid(pidfile: &Path) -> Option<i32> {
+    std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+}
+
 /// SIGTERM the pid named in `pidfile` and remove the file.
 pub fn stop_pidfile(pidfile: &Path) -> bool {
-    let pid = std::fs::read_to_string(pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
+    let pid = read_pid(pidfile);
     let _ = std::fs::remove_file(pidfile);
     match pid {
         Some(p) if p > 0 => nix::sys::signal::kill(
