@@ -4,9 +4,9 @@
 pub mod address;
 pub mod attach;
 pub mod cli;
-pub mod dhcp;
 pub mod demo;
 pub mod detach;
+pub mod dhcp;
 pub mod driver;
 pub mod error;
 pub mod firewall;

@@ -60,10 +60,15 @@ fn lease_with_options_is_applied_and_rolled_back() {
         assert_eq!(f[4], format!("01:{}", f[1]), "client id: {line}");
 
         let mut j = Journal::new();
-        dhcp::apply(&ns, "eth0", &lease, &mut j).await.expect("apply");
+        dhcp::apply(&ns, "eth0", &lease, &mut j)
+            .await
+            .expect("apply");
         assert_eq!(rig.cli_addrs(), vec![format!("{}/24", lease.address)]);
         let routes = rig.cli_routes();
-        assert!(routes.contains("192.168.77.0/24 via 10.232.0.254"), "{routes}");
+        assert!(
+            routes.contains("192.168.77.0/24 via 10.232.0.254"),
+            "{routes}"
+        );
         assert!(routes.contains("default via 10.232.0.1"), "{routes}");
         let link = rig.ip_cli(&["link", "show", "eth0"]);
         assert!(link.contains("mtu 1400"), "{link}");
@@ -71,7 +76,10 @@ fn lease_with_options_is_applied_and_rolled_back() {
         j.rollback().await;
         assert!(rig.cli_addrs().is_empty(), "address left behind");
         let routes = rig.cli_routes();
-        assert!(!routes.contains("192.168.77.0"), "route left behind: {routes}");
+        assert!(
+            !routes.contains("192.168.77.0"),
+            "route left behind: {routes}"
+        );
         assert!(!routes.contains("default"), "route left behind: {routes}");
         let link = rig.ip_cli(&["link", "show", "eth0"]);
         assert!(link.contains("mtu 1500"), "MTU not restored: {link}");
@@ -92,16 +100,23 @@ fn router_option_gives_default_route() {
             .expect("lease");
         assert!(lease.routes.is_empty());
         let mut j = Journal::new();
-        dhcp::apply(&ns, "eth0", &lease, &mut j).await.expect("apply");
+        dhcp::apply(&ns, "eth0", &lease, &mut j)
+            .await
+            .expect("apply");
         j.commit();
     });
     let routes = rig.cli_routes();
-    assert!(routes.contains("default via 10.232.0.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 10.232.0.1 dev eth0"),
+        "{routes}"
+    );
 }
 
 #[test]
 fn offer_without_router_is_handled() {
-    let Some(mut rig) = rig!("norouter") else { return };
+    let Some(mut rig) = rig!("norouter") else {
+        return;
+    };
     // An empty option 3 makes dnsmasq send no router at all.
     rig.start_dnsmasq("10.232.0.100,10.232.0.200", &["--dhcp-option=3"]);
     let ns = rig.cli_ns();
@@ -112,7 +127,9 @@ fn offer_without_router_is_handled() {
         assert_eq!(lease.router, None, "{lease:?}");
         assert!(lease.effective_routes().is_empty());
         let mut j = Journal::new();
-        dhcp::apply(&ns, "eth0", &lease, &mut j).await.expect("apply");
+        dhcp::apply(&ns, "eth0", &lease, &mut j)
+            .await
+            .expect("apply");
         j.commit();
         assert_eq!(rig.cli_addrs(), vec![format!("{}/24", lease.address)]);
     });
@@ -130,7 +147,11 @@ fn hidden_acquire_command_prints_the_lease() {
         .args(["-i", "eth0", "--apply"])
         .output()
         .expect("run pipework");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lease: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let addr = lease["address"].as_str().expect("address");
     assert_eq!(rig.cli_addrs(), vec![format!("{addr}/24")]);

@@ -30,11 +30,20 @@ fn udhcpc_form_runs_busybox_udhcpc_in_the_namespace() {
     let form = external::parse(&format!("udhcpc:-s {s} -t 5")).expect("form");
     assert_eq!(form.client, Client::Udhcpc);
     let ns = rig.cli_ns();
-    rt().block_on(external::run(&ns, "eth0", &guest, &form, std::time::Duration::from_secs(20)))
-        .expect("udhcpc");
+    rt().block_on(external::run(
+        &ns,
+        "eth0",
+        &guest,
+        &form,
+        std::time::Duration::from_secs(20),
+    ))
+    .expect("udhcpc");
     let addrs = rig.cli_addrs();
     assert_eq!(addrs.len(), 1, "{addrs:?}");
-    assert!(addrs[0].starts_with("10.232.0.") && addrs[0].ends_with("/24"), "{addrs:?}");
+    assert!(
+        addrs[0].starts_with("10.232.0.") && addrs[0].ends_with("/24"),
+        "{addrs:?}"
+    );
     // The hostname went out as the original sent it.
     assert!(rig.log().contains(&guest), "{}", rig.log());
     // Non-foreground form: udhcpc -q exited and its pidfile is gone.
@@ -59,8 +68,14 @@ fn dhclient_form_runs_and_is_stopped_after_the_lease() {
     let form = external::parse(&format!("dhclient:-sf {s} -1")).expect("form");
     let ns = rig.cli_ns();
     let pidfile = external::dhclient_pidfile(&guest);
-    rt().block_on(external::run(&ns, "eth0", &guest, &form, std::time::Duration::from_secs(20)))
-        .expect("dhclient");
+    rt().block_on(external::run(
+        &ns,
+        "eth0",
+        &guest,
+        &form,
+        std::time::Duration::from_secs(20),
+    ))
+    .expect("dhclient");
     let addrs = rig.cli_addrs();
     assert_eq!(addrs.len(), 1, "{addrs:?}");
     assert!(addrs[0].starts_with("10.232.0."), "{addrs:?}");
@@ -89,5 +104,8 @@ fn missing_client_is_a_clear_error() {
     let form = external::parse("dhcpcd").expect("form");
     let err = external::command_line(&form, "eth0", "web").expect_err("not installed");
     let msg = err.to_string();
-    assert!(msg.starts_with("dhcpcd:") && msg.contains("not installed"), "{msg}");
+    assert!(
+        msg.starts_with("dhcpcd:") && msg.contains("not installed"),
+        "{msg}"
+    );
 }

@@ -74,7 +74,11 @@ fn offer(xid: u32, chaddr: &[u8]) -> Vec<u8> {
 }
 
 /// Broadcast junk to port 68 from the server namespace until `stop`.
-fn spray(rig: &dhcp_support::Rig, stop: Arc<AtomicBool>, mac: Vec<u8>) -> std::thread::JoinHandle<u64> {
+fn spray(
+    rig: &dhcp_support::Rig,
+    stop: Arc<AtomicBool>,
+    mac: Vec<u8>,
+) -> std::thread::JoinHandle<u64> {
     let sock = rig
         .srv_ns()
         .run(|| {
@@ -92,8 +96,8 @@ fn spray(rig: &dhcp_support::Rig, stop: Arc<AtomicBool>, mac: Vec<u8>) -> std::t
                 Vec::new(),
                 vec![2; 10],
                 good[..good.len() / 2].to_vec(),
-                offer(0xdead_beef, &mac),          // wrong xid
-                offer(0, &mac),                    // wrong xid
+                offer(0xdead_beef, &mac),                // wrong xid
+                offer(0, &mac),                          // wrong xid
                 offer(0xdead_beef, &[9, 9, 9, 9, 9, 9]), // not our MAC
             ];
             // Random bytes and a valid offer with random bit flips.
@@ -169,5 +173,9 @@ fn real_server_wins_through_junk() {
     sprayer.join().expect("sprayer");
     let lease = r.expect("lease despite junk");
     assert_eq!(lease.server_id, Ipv4Addr::new(10, 232, 0, 1));
-    assert_ne!(lease.address, Ipv4Addr::new(10, 232, 0, 66), "took a forged offer");
+    assert_ne!(
+        lease.address,
+        Ipv4Addr::new(10, 232, 0, 66),
+        "took a forged offer"
+    );
 }

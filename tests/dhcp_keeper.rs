@@ -41,7 +41,9 @@ fn keeper_renews_restarts_on_nak_and_releases() {
     let (lease, pid) = rt.block_on(async {
         let lease = dhcp::acquire(&ns, "eth0", &opts).await.expect("lease");
         let mut j = Journal::new();
-        dhcp::apply(&ns, "eth0", &lease, &mut j).await.expect("apply");
+        dhcp::apply(&ns, "eth0", &lease, &mut j)
+            .await
+            .expect("apply");
         j.commit();
         let pid = keeper::spawn_with(exe(), &ns, "eth0", &lease, &opts)
             .await
@@ -82,11 +84,16 @@ fn keeper_renews_restarts_on_nak_and_releases() {
     rig.start_dnsmasq("10.232.0.50,10.232.0.60", &args);
     let moved = wait_for(30, || {
         let a = rig.cli_addrs();
-        (a.len() == 1 && a[0].starts_with("10.232.0.5") || a.iter().any(|x| x.starts_with("10.232.0.60")))
-            .then_some(a)
+        (a.len() == 1 && a[0].starts_with("10.232.0.5")
+            || a.iter().any(|x| x.starts_with("10.232.0.60")))
+        .then_some(a)
     });
     let log = rig.log();
-    assert!(moved.is_some(), "no new lease after NAK: {:?}\n{log}", rig.cli_addrs());
+    assert!(
+        moved.is_some(),
+        "no new lease after NAK: {:?}\n{log}",
+        rig.cli_addrs()
+    );
     assert!(log.contains("DHCPNAK"), "{log}");
     let st = keeper::status(&ns, "eth0").expect("status").expect("state");
     assert_eq!(st.address.as_deref(), moved.as_ref().map(|a| a[0].as_str()));
@@ -118,7 +125,9 @@ fn keeper_exits_when_namespace_dies() {
             let opts = DhcpOptions::default();
             let lease = dhcp::acquire(&ns, "eth0", &opts).await.expect("lease");
             let mut j = Journal::new();
-            dhcp::apply(&ns, "eth0", &lease, &mut j).await.expect("apply");
+            dhcp::apply(&ns, "eth0", &lease, &mut j)
+                .await
+                .expect("apply");
             j.commit();
             let pid = keeper::spawn_with(exe(), &ns, "eth0", &lease, &opts)
                 .await

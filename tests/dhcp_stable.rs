@@ -5,18 +5,27 @@ use pipework::dhcp::{self, DhcpOptions};
 use pipework::request::mac_from_seed;
 
 fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[test]
 fn same_seed_same_lease_across_restarts() {
-    let Some(mut rig) = rig!("stable") else { return };
+    let Some(mut rig) = rig!("stable") else {
+        return;
+    };
     let mac = mac_str(mac_from_seed("pwd-stable-web"));
     rig.ip_cli(&["link", "set", "eth0", "address", &mac]);
     rig.start_dnsmasq("10.232.0.100,10.232.0.200", &[]);
     let rt = rt();
     let first = rt
-        .block_on(dhcp::acquire(&rig.cli_ns(), "eth0", &DhcpOptions::default()))
+        .block_on(dhcp::acquire(
+            &rig.cli_ns(),
+            "eth0",
+            &DhcpOptions::default(),
+        ))
         .expect("first lease");
 
     // "Restart" the container: its namespace and veth are destroyed and
@@ -25,7 +34,11 @@ fn same_seed_same_lease_across_restarts() {
     rig.recreate_client(Some(&mac));
     rig.start_dnsmasq("10.232.0.100,10.232.0.200", &[]);
     let second = rt
-        .block_on(dhcp::acquire(&rig.cli_ns(), "eth0", &DhcpOptions::default()))
+        .block_on(dhcp::acquire(
+            &rig.cli_ns(),
+            "eth0",
+            &DhcpOptions::default(),
+        ))
         .expect("second lease");
     assert_eq!(first.address, second.address);
 
@@ -35,7 +48,11 @@ fn same_seed_same_lease_across_restarts() {
     rig.stop_dnsmasq();
     rig.start_dnsmasq("10.232.0.100,10.232.0.200", &[]);
     let other = rt
-        .block_on(dhcp::acquire(&rig.cli_ns(), "eth0", &DhcpOptions::default()))
+        .block_on(dhcp::acquire(
+            &rig.cli_ns(),
+            "eth0",
+            &DhcpOptions::default(),
+        ))
         .expect("other lease");
     assert_ne!(other.address, first.address);
 }

@@ -119,7 +119,10 @@ pub async fn apply(ns: &NetNs, ifname: &str, lease: &Lease, journal: &mut Journa
                 Ok(()) => {
                     let hu = h.clone();
                     journal.record(
-                        format!("route {}/{} via {} on {ifname}", r.dest, r.prefix, r.gateway),
+                        format!(
+                            "route {}/{} via {} on {ifname}",
+                            r.dest, r.prefix, r.gateway
+                        ),
                         async move {
                             hu.route()
                                 .del(msg)
@@ -140,7 +143,10 @@ pub async fn apply(ns: &NetNs, ifname: &str, lease: &Lease, journal: &mut Journa
                 }
                 Err(e) => {
                     return Err(Error::netlink(
-                        format!("dhcp: cannot add route {}/{} via {}", r.dest, r.prefix, r.gateway),
+                        format!(
+                            "dhcp: cannot add route {}/{} via {}",
+                            r.dest, r.prefix, r.gateway
+                        ),
                         e,
                     ));
                 }
@@ -169,7 +175,10 @@ async fn del_address(h: &Handle, index: u32, addr: Ipv4Addr, prefix: u8) -> Resu
     match h.address().del(msg).execute().await {
         Ok(()) => Ok(()),
         Err(e) if matches!(netlink_errno(&e), Some(libc::EADDRNOTAVAIL | libc::ENODEV)) => Ok(()),
-        Err(e) => Err(Error::netlink(format!("dhcp: cannot remove {addr}/{prefix}"), e)),
+        Err(e) => Err(Error::netlink(
+            format!("dhcp: cannot remove {addr}/{prefix}"),
+            e,
+        )),
     }
 }
 
@@ -183,7 +192,11 @@ fn netlink_errno(e: &rtnetlink::Error) -> Option<i32> {
 /// Write the lease's DNS servers to the container's resolv.conf (only with
 /// `--dns-write`). `root` is the container's root as seen from the host,
 /// e.g. `/proc/PID/root`. The previous content is restored on rollback.
-pub fn write_resolv_conf(root: &std::path::Path, lease: &Lease, journal: &mut Journal) -> Result<()> {
+pub fn write_resolv_conf(
+    root: &std::path::Path,
+    lease: &Lease,
+    journal: &mut Journal,
+) -> Result<()> {
     if lease.dns.is_empty() {
         return Ok(());
     }

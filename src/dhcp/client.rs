@@ -160,12 +160,12 @@ pub fn classify(payload: &[u8], xid: u32, mac: &[u8; 6]) -> Option<Reply> {
 /// Options we act on, with the lengths their wire format allows.
 fn option_len_ok(code: u8, len: usize) -> bool {
     match code {
-        53 => len == 1,                    // message type
-        1 | 54 | 51 | 58 | 59 => len == 4, // mask, server id, lease, T1, T2
-        26 => len == 2,                    // MTU
-        3 | 6 => len >= 4 && len % 4 == 0, // routers, DNS servers
-        15 => len >= 1,                    // domain name
-        121 => len >= 5,                   // classless routes
+        53 => len == 1,                             // message type
+        1 | 54 | 51 | 58 | 59 => len == 4,          // mask, server id, lease, T1, T2
+        26 => len == 2,                             // MTU
+        3 | 6 => len >= 4 && len.is_multiple_of(4), // routers, DNS servers
+        15 => len >= 1,                             // domain name
+        121 => len >= 5,                            // classless routes
         _ => false,
     }
 }
@@ -285,10 +285,10 @@ async fn exchange<T>(
             tokio::select! {
                 r = t.recv() => {
                     let bytes = r?;
-                    if let Some(reply) = classify(&bytes, xid, mac) {
-                        if let Some(v) = accept(reply) {
-                            return Ok(Some(v));
-                        }
+                    if let Some(reply) = classify(&bytes, xid, mac)
+                        && let Some(v) = accept(reply)
+                    {
+                        return Ok(Some(v));
                     }
                 }
                 _ = tokio::time::sleep_until(next) => break,
@@ -345,7 +345,13 @@ pub async fn obtain(
         }
         // SELECTING: take the first valid offer.
         let xid = new_xid();
-        let discover = id.message(MessageType::Discover, xid, Ipv4Addr::UNSPECIFIED, None, None);
+        let discover = id.message(
+            MessageType::Discover,
+            xid,
+            Ipv4Addr::UNSPECIFIED,
+            None,
+            None,
+        );
         let offer = exchange(&t, &discover, &id.mac, until, None, |r| match r {
             Reply::Offer { address, server } => Some((address, server)),
             _ => None,
@@ -363,9 +369,7 @@ pub async fn obtain(
             Some(server),
         );
         let answer = exchange(&t, &req, &id.mac, until, None, |r| match r {
-            Reply::Ack(l) if l.server_id == server && l.address == address => {
-                Some(Outcome::Ack(l))
-            }
+            Reply::Ack(l) if l.server_id == server && l.address == address => Some(Outcome::Ack(l)),
             Reply::Nak { server: s } if s.is_none() || s == Some(server) => Some(Outcome::Nak),
             _ => None,
         })

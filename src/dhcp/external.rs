@@ -157,11 +157,11 @@ pub async fn run(
     let (prog, args) = command_line(form, ifname, guest)?;
     // The clients do not bring the link up themselves.
     super::client::link_info(ns, ifname).await?;
-    if form.client == Client::Dhclient {
-        if let Some(d) = dhclient_leasefile(guest).parent() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
-        }
+    if form.client == Client::Dhclient
+        && let Some(d) = dhclient_leasefile(guest).parent()
+    {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
     }
     let fd = ns.fd().as_raw_fd();
     let mut cmd = tokio::process::Command::new(&prog);
@@ -252,7 +252,10 @@ mod tests {
         assert_eq!(parse("dhclient").map(|f| f.foreground), Some(false));
         assert_eq!(parse("dhcp"), None);
         assert_eq!(parse("dhcp:once"), None);
-        assert_eq!(parse("dhcp:-t 5").map(|f| f.client), Some(Client::BusyboxUdhcpc));
+        assert_eq!(
+            parse("dhcp:-t 5").map(|f| f.client),
+            Some(Client::BusyboxUdhcpc)
+        );
         assert_eq!(parse("10.0.0.1/24"), None);
     }
 }

@@ -142,13 +142,13 @@ pub async fn spawn_with(
         .map_err(|e| Error::io(format!("dhcp: cannot create {}", dir().display()), e))?;
     // One keeper per attachment: a stale one for the same interface is
     // replaced (it would fight over the same lease).
-    if let Ok(old) = load(&file(&b, "json")) {
-        if keeper_alive(old.pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(old.pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    if let Ok(old) = load(&file(&b, "json"))
+        && keeper_alive(old.pid)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     let mut st = KeeperState {
         netns: ns.path.clone(),
@@ -286,7 +286,12 @@ async fn check_alive(st: &KeeperState) -> std::result::Result<NetNs, String> {
     let ns = NetNs::open(&st.netns).map_err(|e| format!("namespace gone ({e})"))?;
     match ns.inode() {
         Ok(i) if i == st.ns_inode => {}
-        _ => return Err(format!("{} now names another namespace", st.netns.display())),
+        _ => {
+            return Err(format!(
+                "{} now names another namespace",
+                st.netns.display()
+            ));
+        }
     }
     let h = crate::netlink::connect(Some(&ns)).map_err(|e| e.to_string())?;
     use futures::TryStreamExt;
@@ -379,18 +384,18 @@ async fn run(state_path: &Path) -> Result<()> {
     };
     match stop {
         Stop::Term => {
-            if let (Some(lease), true) = (st.lease.clone(), st.state != "init") {
-                if let Ok(ns) = check_alive(&st).await {
-                    match UdpSocket::open(&ns, &st.ifname) {
-                        Ok(sock) => {
-                            if let Err(e) = client::release(&sock, &id, &lease).await {
-                                eprintln!("pipework dhcp-keeper: release: {e}");
-                            } else {
-                                eprintln!("pipework dhcp-keeper: released {}", lease.address);
-                            }
+            if let (Some(lease), true) = (st.lease.clone(), st.state != "init")
+                && let Ok(ns) = check_alive(&st).await
+            {
+                match UdpSocket::open(&ns, &st.ifname) {
+                    Ok(sock) => {
+                        if let Err(e) = client::release(&sock, &id, &lease).await {
+                            eprintln!("pipework dhcp-keeper: release: {e}");
+                        } else {
+                            eprintln!("pipework dhcp-keeper: released {}", lease.address);
                         }
-                        Err(e) => eprintln!("pipework dhcp-keeper: release: {e}"),
                     }
+                    Err(e) => eprintln!("pipework dhcp-keeper: release: {e}"),
                 }
             }
         }
@@ -425,7 +430,11 @@ async fn step(
         return Ok(());
     }
     let rebinding = now >= t2;
-    set_state(st, if rebinding { "rebinding" } else { "renewing" }, state_path);
+    set_state(
+        st,
+        if rebinding { "rebinding" } else { "renewing" },
+        state_path,
+    );
     let ns = check_alive(st).await.map_err(Stop::Gone)?;
     let sock = match UdpSocket::open(&ns, &st.ifname) {
         Ok(s) => s,
@@ -440,14 +449,14 @@ async fn step(
     let started = now_ms();
     match client::renew(&sock, id, &lease, rebinding, until).await {
         Ok(Renewal::Renewed(new)) => {
-            if new.routes != lease.routes || new.router != lease.router || new.mtu != lease.mtu {
-                if let Ok(ns) = check_alive(st).await {
-                    let mut j = crate::netlink::Journal::new();
-                    if let Err(e) = super::apply(&ns, &st.ifname, &new, &mut j).await {
-                        eprintln!("pipework dhcp-keeper: re-apply: {e}");
-                    }
-                    j.commit();
+            let changed =
+                new.routes != lease.routes || new.router != lease.router || new.mtu != lease.mtu;
+            if changed && let Ok(ns) = check_alive(st).await {
+                let mut j = crate::netlink::Journal::new();
+                if let Err(e) = super::apply(&ns, &st.ifname, &new, &mut j).await {
+                    eprintln!("pipework dhcp-keeper: re-apply: {e}");
                 }
+                j.commit();
             }
             eprintln!(
                 "pipework dhcp-keeper: {} {} for {} s",
@@ -461,7 +470,10 @@ async fn step(
             set_state(st, "bound", state_path);
         }
         Ok(Renewal::Nak) => {
-            eprintln!("pipework dhcp-keeper: server refused {} (NAK); starting over", lease.address);
+            eprintln!(
+                "pipework dhcp-keeper: server refused {} (NAK); starting over",
+                lease.address
+            );
             drop_lease(st, &lease, state_path).await?;
         }
         Ok(Renewal::NoAnswer) => {}

@@ -72,7 +72,10 @@ impl RawSocket {
     }
 
     fn raw(&self) -> i32 {
-        self.fd.as_ref().map(|f| f.get_ref().as_raw_fd()).unwrap_or(-1)
+        self.fd
+            .as_ref()
+            .map(|f| f.get_ref().as_raw_fd())
+            .unwrap_or(-1)
     }
 
     /// Broadcast a DHCP payload from 0.0.0.0:68 to 255.255.255.255:67.
@@ -126,7 +129,12 @@ impl RawSocket {
             let res = guard.try_io(|fd| {
                 // SAFETY: buf is valid for buf.len() bytes.
                 let n = unsafe {
-                    libc::recv(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                    libc::recv(
+                        fd.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                    )
                 };
                 if n < 0 {
                     Err(std::io::Error::last_os_error())
@@ -227,7 +235,9 @@ fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
     let ctx = |what: &str| format!("dhcp: {ifname}: {what}");
     let mut r = ifreq(ifname).map_err(|e| Error::io(ctx("bad interface name"), e))?;
     ioctl(fd, libc::SIOCGIFINDEX, &mut r).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENODEV) => Error::NotFound(format!("{ifname}: no such interface in the namespace")),
+        Some(libc::ENODEV) => {
+            Error::NotFound(format!("{ifname}: no such interface in the namespace"))
+        }
         _ => Error::io(ctx("lookup"), e),
     })?;
     // SAFETY: SIOCGIFINDEX filled the ifindex member.
@@ -237,7 +247,10 @@ fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
     // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
     let hw = unsafe { r.ifr_ifru.ifru_hwaddr };
     if hw.sa_family != libc::ARPHRD_ETHER {
-        return Err(Error::bad(ifname, "is not an Ethernet interface; DHCP needs one"));
+        return Err(Error::bad(
+            ifname,
+            "is not an Ethernet interface; DHCP needs one",
+        ));
     }
     let mut mac = [0u8; 6];
     for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
@@ -249,7 +262,8 @@ fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
     let flags = unsafe { r.ifr_ifru.ifru_flags };
     if flags & libc::IFF_UP as i16 == 0 {
         r.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
-        ioctl(fd, libc::SIOCSIFFLAGS, &mut r).map_err(|e| Error::io(ctx("cannot bring it up"), e))?;
+        ioctl(fd, libc::SIOCSIFFLAGS, &mut r)
+            .map_err(|e| Error::io(ctx("cannot bring it up"), e))?;
     }
     Ok((index, mac))
 }
@@ -316,26 +330,32 @@ pub struct UdpSocket {
 impl UdpSocket {
     pub fn open(ns: &NetNs, ifname: &str) -> Result<Self> {
         let ifname = ifname.to_string();
-        let std_sock = ns.run(move || -> std::io::Result<std::net::UdpSocket> {
-            use nix::sys::socket::{
-                AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
-            };
-            let fd = socket(
-                AddressFamily::Inet,
-                SockType::Datagram,
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-                None,
-            )?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-            setsockopt(&fd, sockopt::Broadcast, &true)?;
-            setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(ifname))?;
-            bind(
-                fd.as_raw_fd(),
-                &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT)),
-            )?;
-            Ok(std::net::UdpSocket::from(fd))
-        })?
-        .map_err(|e| Error::io("dhcp: cannot open UDP socket on port 68", e))?;
+        let std_sock = ns
+            .run(move || -> std::io::Result<std::net::UdpSocket> {
+                use nix::sys::socket::{
+                    AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket,
+                    sockopt,
+                };
+                let fd = socket(
+                    AddressFamily::Inet,
+                    SockType::Datagram,
+                    SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+                    None,
+                )?;
+                setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+                setsockopt(&fd, sockopt::Broadcast, &true)?;
+                setsockopt(
+                    &fd,
+                    sockopt::BindToDevice,
+                    &std::ffi::OsString::from(ifname),
+                )?;
+                bind(
+                    fd.as_raw_fd(),
+                    &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT)),
+                )?;
+                Ok(std::net::UdpSocket::from(fd))
+            })?
+            .map_err(|e| Error::io("dhcp: cannot open UDP socket on port 68", e))?;
         let sock = tokio::net::UdpSocket::from_std(std_sock)
             .map_err(|e| Error::io("dhcp: UDP socket", e))?;
         Ok(UdpSocket { sock })
@@ -512,7 +532,13 @@ mod tests {
 
     #[test]
     fn truncated_frames_are_dropped() {
-        let mut f = build_frame([2; 6], [0xff; 6], Ipv4Addr::LOCALHOST, Ipv4Addr::BROADCAST, b"x");
+        let mut f = build_frame(
+            [2; 6],
+            [0xff; 6],
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::BROADCAST,
+            b"x",
+        );
         // Port 67 (our own request) is not for us.
         assert!(parse_frame(&f).is_none());
         f[ETH_HLEN + 22..ETH_HLEN + 24].copy_from_slice(&68u16.to_be_bytes());

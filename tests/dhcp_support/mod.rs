@@ -135,8 +135,14 @@ impl Rig {
         .map(|s| s.to_string())
         .collect();
         args.push(format!("--dhcp-range={range},255.255.255.0,2m"));
-        args.push(format!("--dhcp-leasefile={}", self.dir.join("leases").display()));
-        args.push(format!("--pid-file={}", self.dir.join("dnsmasq.pid").display()));
+        args.push(format!(
+            "--dhcp-leasefile={}",
+            self.dir.join("leases").display()
+        ));
+        args.push(format!(
+            "--pid-file={}",
+            self.dir.join("dnsmasq.pid").display()
+        ));
         args.push(format!("--log-facility={}", self.log_path().display()));
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("ip")
@@ -147,7 +153,11 @@ impl Rig {
         self.dnsmasq = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         while !self.log().contains("sockets bound exclusively") {
-            assert!(Instant::now() < until, "dnsmasq did not start: {}", self.log());
+            assert!(
+                Instant::now() < until,
+                "dnsmasq did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -181,7 +191,9 @@ impl Rig {
     /// Delete and recreate the client side (a container restart), with
     /// `mac` on the new eth0 if given.
     pub fn recreate_client(&self, mac: Option<&str>) {
-        let _ = Command::new("ip").args(["netns", "del", &self.cli]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.cli])
+            .status();
         // Namespace teardown is asynchronous in the kernel: wait for the
         // server's end of the old veth pair to go away.
         let gone = wait_for(10, || {
