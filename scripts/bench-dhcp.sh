@@ -49,8 +49,17 @@ dhclient_() {
   rm -f "$D/dhclient.leases"   # no remembered lease: a full DISCOVER like the others
   nsenter --net="$NET" dhclient -1 -sf "$D/noop.sh" -pf "$D/dhclient.pid" -lf "$D/dhclient.leases" eth0 >/dev/null 2>&1
 }
-dhclient_stop() {
-  nsenter --net="$NET" dhclient -x -sf "$D/noop.sh" -pf "$D/dhclient.pid" -lf "$D/dhclient.leases" eth0 >/dev/null 2>&1 || true
+dhclient_stop() { # dhclient -1 leaves a daemon; its pidfile appears just after the parent exits
+  local pid="" i
+  for i in $(seq 200); do
+    pid=$(cat "$D/dhclient.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && break
+    sleep 0.01
+  done
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+  rm -f "$D/dhclient.pid"
 }
 
 ms() { # run "$@" and print its wall time in ms

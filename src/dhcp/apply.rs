@@ -226,6 +226,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn resolv_conf_is_written_and_restored() {
+        let root = std::env::temp_dir().join(format!("pwd-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc")).expect("dir");
+        let path = root.join("etc/resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.1\n").expect("write");
+        let lease = Lease {
+            address: Ipv4Addr::new(10, 0, 0, 5),
+            prefix: 24,
+            router: None,
+            dns: vec![Ipv4Addr::new(10, 0, 0, 53)],
+            domain: Some("example.test".into()),
+            routes: vec![],
+            mtu: None,
+            lease_time: 60,
+            t1: 30,
+            t2: 50,
+            server_id: Ipv4Addr::new(10, 0, 0, 1),
+        };
+        let mut j = Journal::new();
+        write_resolv_conf(&root, &lease, &mut j).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("nameserver 10.0.0.53\n"), "{text}");
+        assert!(text.contains("search example.test\n"), "{text}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        rt.block_on(j.rollback());
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "nameserver 192.0.2.1\n"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn subnet_membership() {
         let a = Ipv4Addr::new(10, 0, 0, 5);
         assert!(in_subnet(Ipv4Addr::new(10, 0, 0, 1), a, 24));

@@ -226,11 +226,17 @@ pub fn new_xid() -> u32 {
     u32::from_ne_bytes(b)
 }
 
-/// Retransmission schedule: first retry after 1 s, doubling to 8 s. RFC
-/// 2131 suggests starting at 4 s; a link that just came up may eat the
-/// first frame, and the caller's timeout bounds the total anyway.
+/// Retransmission schedule: 0.2 s, 0.5 s, 1 s, then doubling to 8 s. RFC
+/// 2131 suggests starting at 4 s, but a link that has just come up (a
+/// fresh veth, a bridge port) often drops the first frames, and waiting
+/// seconds for that would dwarf the exchange itself. The caller's timeout
+/// bounds the total.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.min(3))
+    match attempt {
+        0 => Duration::from_millis(200),
+        1 => Duration::from_millis(500),
+        n => Duration::from_secs(1u64 << (n - 2).min(3)),
+    }
 }
 
 /// Transport used for one exchange.
