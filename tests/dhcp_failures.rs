@@ -27,6 +27,10 @@ fn no_server_times_out_and_changes_nothing() {
     assert!(!msg.contains('\n'), "one-line error: {msg}");
     assert!(rig.cli_addrs().is_empty());
     assert_eq!(rig.cli_routes(), before);
+    // The link was down before; acquire raised it to send and must have
+    // put it back.
+    let link = rig.ip_cli(&["link", "show", "eth0"]);
+    assert!(!link.contains(",UP"), "link left up: {link}");
 }
 
 #[test]

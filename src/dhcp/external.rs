@@ -52,6 +52,14 @@ pub fn parse(method: &str) -> Option<Form> {
     })
 }
 
+/// From the request model's `DhcpForm::External { client, opts }`.
+pub fn from_parts(client: &str, opts: Option<&str>) -> Option<Form> {
+    match opts {
+        Some(o) => parse(&format!("{client}:{o}")),
+        None => parse(client),
+    }
+}
+
 /// Find an executable in PATH plus the sbin directories (root's PATH may
 /// lack them under sudo or cron).
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -257,5 +265,7 @@ mod tests {
             Some(Client::BusyboxUdhcpc)
         );
         assert_eq!(parse("10.0.0.1/24"), None);
+        let f = from_parts("udhcpc", Some("-s /x")).expect("form");
+        assert_eq!((f.client, f.opts.len()), (Client::Udhcpc, 2));
     }
 }

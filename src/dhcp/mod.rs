@@ -19,18 +19,26 @@ use crate::error::{Error, Result};
 use crate::netns::NetNs;
 use tokio::time::Instant;
 
-/// Obtain a lease for `ifname` in `ns`. Nothing is configured: on a
-/// timeout the only change is that the link was brought up, which the
-/// caller's journal (that created the link) undoes with the link itself.
+/// Obtain a lease for `ifname` in `ns`. Nothing is configured; the link is
+/// brought up if it was down, and taken down again if we fail, so a
+/// timeout leaves the namespace exactly as it was.
 pub async fn acquire(ns: &NetNs, ifname: &str, opts: &DhcpOptions) -> Result<Lease> {
     let until = Instant::now() + opts.timeout;
     let sock = socket::RawSocket::open(ns, ifname)?;
     let id = client::Identity::new(sock.mac(), opts);
-    match client::obtain(&sock, &id, opts.request, until).await? {
-        Some(lease) => Ok(lease),
-        None => Err(Error::other(format!(
+    let got = client::obtain(&sock, &id, opts.request, until).await;
+    let raised = sock.raised;
+    drop(sock);
+    let got = match got {
+        Ok(Some(lease)) => return Ok(lease),
+        Ok(None) => Err(Error::other(format!(
             "dhcp: no lease for {ifname} after {:.1} s (no DHCP server answered; raise --dhcp-timeout or check the network)",
             opts.timeout.as_secs_f64()
         ))),
+        Err(e) => Err(e),
+    };
+    if raised {
+        let _ = socket::set_down(ns, ifname);
     }
+    got
 }

@@ -47,6 +47,8 @@ pub struct RawSocket {
     fd: Option<AsyncFd<OwnedFd>>,
     ifindex: i32,
     mac: [u8; 6],
+    /// We brought the link up (it was down): undo that if we fail.
+    pub raised: bool,
 }
 
 impl RawSocket {
@@ -55,7 +57,7 @@ impl RawSocket {
     /// all: interface lookups use ioctls on the new socket, not netlink.
     /// Must be called within a tokio runtime.
     pub fn open(ns: &NetNs, ifname: &str) -> Result<Self> {
-        let (fd, ifindex, mac) = ns.run(|| open_packet_socket(ifname))??;
+        let (fd, ifindex, mac, raised) = ns.run(|| open_packet_socket(ifname))??;
         // SAFETY: an OwnedFd always returns the same open descriptor, and
         // the AsyncFd owns it for its whole life.
         let fd = unsafe { AsyncFd::register(fd) }
@@ -64,6 +66,7 @@ impl RawSocket {
             fd: Some(fd),
             ifindex,
             mac,
+            raised,
         })
     }
 
@@ -231,7 +234,7 @@ fn ioctl(fd: i32, req: libc::c_ulong, r: &mut libc::ifreq) -> std::io::Result<()
 
 /// Index, MAC and up-state of `ifname` via ioctls on `fd`, bringing it up
 /// if needed (nothing can be sent on a down link).
-fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
+fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6], bool)> {
     let ctx = |what: &str| format!("dhcp: {ifname}: {what}");
     let mut r = ifreq(ifname).map_err(|e| Error::io(ctx("bad interface name"), e))?;
     ioctl(fd, libc::SIOCGIFINDEX, &mut r).map_err(|e| match e.raw_os_error() {
@@ -260,15 +263,36 @@ fn iface_setup(fd: i32, ifname: &str) -> Result<(i32, [u8; 6])> {
     ioctl(fd, libc::SIOCGIFFLAGS, &mut r).map_err(|e| Error::io(ctx("flags"), e))?;
     // SAFETY: SIOCGIFFLAGS filled the flags member.
     let flags = unsafe { r.ifr_ifru.ifru_flags };
-    if flags & libc::IFF_UP as i16 == 0 {
+    let raise = flags & libc::IFF_UP as i16 == 0;
+    if raise {
         r.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
         ioctl(fd, libc::SIOCSIFFLAGS, &mut r)
             .map_err(|e| Error::io(ctx("cannot bring it up"), e))?;
     }
-    Ok((index, mac))
+    Ok((index, mac, raise))
 }
 
-fn open_packet_socket(ifname: &str) -> Result<(OwnedFd, i32, [u8; 6])> {
+/// Take `ifname` down again (rollback of the link-up done by `open`).
+pub fn set_down(ns: &NetNs, ifname: &str) -> Result<()> {
+    let ifname = ifname.to_string();
+    ns.run(move || -> Result<()> {
+        // SAFETY: plain socket for the ioctl, owned immediately.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(Error::io("dhcp: socket", std::io::Error::last_os_error()));
+        }
+        // SAFETY: raw is a fresh fd we own.
+        let _fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut r = ifreq(&ifname).map_err(|e| Error::io("dhcp: link down", e))?;
+        ioctl(raw, libc::SIOCGIFFLAGS, &mut r).map_err(|e| Error::io("dhcp: link down", e))?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member.
+        let flags = unsafe { r.ifr_ifru.ifru_flags };
+        r.ifr_ifru.ifru_flags = flags & !(libc::IFF_UP as i16);
+        ioctl(raw, libc::SIOCSIFFLAGS, &mut r).map_err(|e| Error::io("dhcp: link down", e))
+    })?
+}
+
+fn open_packet_socket(ifname: &str) -> Result<(OwnedFd, i32, [u8; 6], bool)> {
     let last = || std::io::Error::last_os_error();
     // Protocol 0 first: the socket receives nothing until bound, so no
     // unfiltered frame can slip in before the filter is attached.
@@ -285,7 +309,7 @@ fn open_packet_socket(ifname: &str) -> Result<(OwnedFd, i32, [u8; 6])> {
     }
     // SAFETY: raw is a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let (ifindex, mac) = iface_setup(raw, ifname)?;
+    let (ifindex, mac, raised) = iface_setup(raw, ifname)?;
     let prog = libc::sock_fprog {
         len: FILTER.len() as u16,
         filter: FILTER.as_ptr() as *mut libc::sock_filter,
@@ -319,7 +343,7 @@ fn open_packet_socket(ifname: &str) -> Result<(OwnedFd, i32, [u8; 6])> {
     if rc < 0 {
         return Err(Error::io("dhcp: cannot bind AF_PACKET socket", last()));
     }
-    Ok((fd, ifindex, mac))
+    Ok((fd, ifindex, mac, raised))
 }
 
 /// A UDP socket on port 68 bound to one device, for renew/rebind/release.
