@@ -180,6 +180,12 @@ pub fn sanitize(payload: &[u8]) -> Option<Vec<u8>> {
     if payload.len() < HDR + 4 || payload[HDR..HDR + 4] != dhcproto::v4::MAGIC {
         return None;
     }
+    // A reply to an Ethernet client echoes htype 1, hlen 6. Anything else
+    // is not for us, and dhcproto's `chaddr()` panics on hlen > 16 (found
+    // by fuzzing).
+    if payload[1] != 1 || payload[2] != 6 {
+        return None;
+    }
     let mut out = Vec::with_capacity(payload.len().min(576) + 1);
     out.extend_from_slice(&payload[..HDR + 4]);
     let mut seen = [false; 256];
@@ -535,6 +541,10 @@ mod tests {
         truncated.truncate(truncated.len() - 4);
         truncated.extend_from_slice(&[3, 8, 1]);
         assert_eq!(sanitize(&truncated), None);
+        // Regression (fuzzer): hlen beyond chaddr's 16 bytes.
+        let mut long = ok.clone();
+        long[2] = 46;
+        assert_eq!(classify(&long, 7, &mac), None);
     }
 
     #[test]
