@@ -82,7 +82,13 @@ done
 
 median() { sort -n "$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mo=$(median "$D/ours"); mu=$(median "$D/udhcpc"); md=$(median "$D/dhclient")
-echo "DHCP lease acquisition, $RUNS runs each, median wall time (same dnsmasq, same run):"
-printf '  %-28s %8.2f ms\n' "pipework (built-in client)" "$mo" "busybox udhcpc -q -n" "$mu" "dhclient -1" "$md"
+lo() { sort -n "$1" | head -1; }
+hi() { sort -n "$1" | tail -1; }
+echo "DHCP lease acquisition, $RUNS runs each, wall time (same dnsmasq, same run, interleaved):"
+printf '  %-28s %8s %8s %8s\n' "" "median" "min" "max"
+for c in "pipework (built-in client):ours" "busybox udhcpc -q -n:udhcpc" "dhclient -1:dhclient"; do
+  f=$D/${c##*:}
+  printf '  %-28s %8.2f %8.2f %8.2f ms\n' "${c%:*}" "$(median "$f")" "$(lo "$f")" "$(hi "$f")"
+done
 awk -v o="$mo" -v u="$mu" -v d="$md" 'BEGIN {
   printf "  ratios: udhcpc/pipework = %.1fx, dhclient/pipework = %.1fx\n", u / o, d / o }'
