@@ -5,5 +5,6 @@ pub mod cli;
 pub mod error;
 pub mod netlink;
 pub mod netns;
+pub mod ovsdb;
 
 pub use error::{Error, Result};
