@@ -20,7 +20,7 @@ fn socket() -> Option<PathBuf> {
     }
 }
 
-fn vsctl(sock: &PathBuf, args: &[&str]) -> String {
+fn vsctl(sock: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new("ovs-vsctl")
         .arg(format!("--db=unix:{}", sock.display()))
         .args(args)
