@@ -348,6 +348,12 @@ pub async fn add_port<S: AsyncRead + AsyncWrite + Unpin>(
                     ""
                 }
             ))),
+            // vswitchd silently picks another number when the requested
+            // one is taken; the user asked for that number, so refuse.
+            None if spec.ofport_request.is_some_and(|n| i64::from(n) != ofport) => Err(Error::bad(
+                spec.ofport_request.unwrap_or_default(),
+                format!("OpenFlow port is already taken on bridge {}", spec.bridge),
+            )),
             None => Ok(ofport),
         }
     }

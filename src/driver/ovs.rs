@@ -1,0 +1,529 @@
+//! Open vSwitch: `pipework ovsbr0 $CID 10.0.0.2/24 @10`.
+//!
+//! A veth whose host end becomes a port of the OVS bridge (or, with
+//! `--ovs-internal`, an OVS internal interface moved into the guest). All
+//! switch configuration goes through our own OVSDB client; after every
+//! change we wait for ovs-vswitchd to apply it before the guest link is
+//! used, and every row we write is journaled so a failure leaves no stale
+//! Port/Interface behind (pipework#143).
+use super::{Ctx, Driver, HostSide};
+use crate::error::{Error, Result};
+use crate::netlink::{Journal, Link, Net};
+use crate::ovsdb::{self, Connection, datapath, ops};
+use crate::record::Record;
+use crate::request::{AttachRequest, check_ifname};
+use rtnetlink::LinkUnspec;
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+/// OVS-only options from the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OvsOptions {
+    /// `--ovsdb`: socket as given (`unix:/path` or a path).
+    pub db: Option<String>,
+    /// `--trunk 10,20-30`.
+    pub trunks: Vec<u16>,
+    /// `--ofport N`.
+    pub ofport: Option<u16>,
+    /// `--ovs-internal`: an OVS internal interface instead of a veth.
+    pub internal: bool,
+}
+
+impl OvsOptions {
+    /// Parse the raw flag values; every error names the bad token.
+    pub fn parse(
+        db: Option<&str>,
+        trunk: Option<&str>,
+        ofport: Option<&str>,
+        internal: bool,
+    ) -> Result<Self> {
+        let trunks = trunk
+            .map(ops::parse_trunks)
+            .transpose()?
+            .unwrap_or_default();
+        let ofport = ofport
+            .map(|s| {
+                let n: i64 = s
+                    .parse()
+                    .map_err(|_| Error::bad(s, "--ofport takes a number 1-65279"))?;
+                ops::check_ofport(n, s)
+            })
+            .transpose()?;
+        if let Some(db) = db {
+            ovsdb::socket_path(Some(db))?;
+        }
+        Ok(OvsOptions {
+            db: db.map(str::to_owned),
+            trunks,
+            ofport,
+            internal,
+        })
+    }
+
+    /// Whether any option only OVS can honour was given.
+    pub fn any(&self) -> bool {
+        !self.trunks.is_empty() || self.ofport.is_some() || self.internal
+    }
+
+    fn flags(&self) -> &'static str {
+        if self.internal {
+            "--ovs-internal"
+        } else if self.ofport.is_some() {
+            "--ofport"
+        } else {
+            "--trunk"
+        }
+    }
+}
+
+pub struct Ovs {
+    socket: PathBuf,
+    /// Open for attach (validate and attach share it); detach works from
+    /// the record alone.
+    conn: Option<Mutex<Connection>>,
+}
+
+/// Decide whether the classic rule hands `req.host` to this driver: an
+/// existing OVS bridge (asked through OVSDB, never ovs-vsctl), or a missing
+/// name starting with `ovs`. `link` is the host link of that name, if any.
+pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ovs>> {
+    let socket = ovsdb::socket_path(req.ovs.db.as_deref())?;
+    if let Some(l) = link
+        && l.is_bridge()
+    {
+        // A Linux bridge keeps the Linux bridge driver; OVS-only options
+        // cannot be honoured there, so refuse rather than ignore them.
+        if req.ovs.any() {
+            return Err(Error::bad(
+                &req.host,
+                format!(
+                    "is a Linux bridge, not an OVS bridge; drop {} to use the Linux bridge driver, or name an OVS bridge",
+                    req.ovs.flags()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let wants_ovs = req.host.starts_with("ovs")
+        || req.ovs.any()
+        || link.is_some_and(|l| l.kind.as_deref() == Some("openvswitch"));
+    // Only talk to OVSDB when there is a socket or the user clearly meant
+    // OVS: plain Linux-bridge/macvlan attaches must not depend on it.
+    if !socket.exists() && !wants_ovs {
+        return Ok(None);
+    }
+    let mut conn = match Connection::connect(&socket).await {
+        Ok(c) => c,
+        Err(e) if wants_ovs => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let is_ovs_bridge = ops::find_bridge(&mut conn, &req.host).await?.is_some();
+    // `--create` alone means a Linux bridge; with OVS-only options it
+    // means an OVS one.
+    let creatable =
+        link.is_none() && (req.host.starts_with("ovs") || (req.create && req.ovs.any()));
+    if is_ovs_bridge || creatable {
+        return Ok(Some(Ovs {
+            socket,
+            conn: Some(Mutex::new(conn)),
+        }));
+    }
+    if req.ovs.any() {
+        return Err(Error::bad(
+            &req.host,
+            format!(
+                "is not an OVS bridge (OVSDB at {} has no such bridge); {} needs one",
+                socket.display(),
+                req.ovs.flags()
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+/// Journal step: remove an OVS port over a fresh connection (undo futures
+/// must own everything they use).
+fn journal_port(j: &mut Journal, socket: &Path, port: &str) {
+    let socket = socket.to_path_buf();
+    let port = port.to_owned();
+    j.record(format!("OVS port {port}"), async move {
+        let mut c = Connection::connect(&socket).await?;
+        ops::delete_port(&mut c, &port).await.map(|_| ())
+    });
+}
+
+fn journal_bridge(j: &mut Journal, socket: &Path, bridge: &str) {
+    let socket = socket.to_path_buf();
+    let bridge = bridge.to_owned();
+    j.record(format!("OVS bridge {bridge}"), async move {
+        let mut c = Connection::connect(&socket).await?;
+        ops::delete_bridge(&mut c, &bridge).await.map(|_| ())
+    });
+}
+
+/// The external_ids we write on the Interface: what the original recorded
+/// (container id, name, interface, pid; pipework#212), in the keys
+/// ovs-docker uses where one exists, plus our marker for `ls`/`detach`.
+fn external_ids(cx: &Ctx<'_>, mode: &str) -> BTreeMap<String, String> {
+    let mut ids = BTreeMap::new();
+    if let Some(id) = &cx.guest.id {
+        ids.insert("container_id".into(), id.clone());
+    }
+    ids.insert("container_iface".into(), cx.req.ifname.clone());
+    ids.insert("pipework.container_name".into(), cx.guest.name.clone());
+    if let Some(pid) = cx.guest.pid {
+        ids.insert("pipework.pid".into(), pid.to_string());
+    }
+    if let Ok(ino) = cx.guest.netns.inode() {
+        ids.insert("pipework.netns".into(), ino.to_string());
+    }
+    ids.insert(ops::MODE_KEY.into(), mode.into());
+    ids
+}
+
+impl Ovs {
+    /// A driver for `detach`, which reconnects from what the record says.
+    pub fn for_detach() -> Self {
+        Ovs {
+            socket: PathBuf::from(ovsdb::DEFAULT_SOCKET),
+            conn: None,
+        }
+    }
+
+    async fn conn(&self) -> Result<tokio::sync::MutexGuard<'_, Connection>> {
+        match &self.conn {
+            Some(c) => Ok(c.lock().await),
+            None => Err(Error::other(
+                "internal error: OVS driver used without a connection",
+            )),
+        }
+    }
+
+    fn is_default_socket(&self) -> bool {
+        self.socket == Path::new(ovsdb::DEFAULT_SOCKET)
+    }
+
+    /// Find the bridge, or create it (classic rule) with the best datapath
+    /// this kernel has. Returns the datapath type and notes.
+    async fn ensure_bridge(
+        &self,
+        cx: &Ctx<'_>,
+        j: &mut Journal,
+        notes: &mut Vec<String>,
+    ) -> Result<String> {
+        let name = &cx.req.host;
+        let mut conn = self.conn().await?;
+        if let Some(br) = ops::find_bridge(&mut conn, name).await? {
+            // A port joining an existing bridge follows its datapath: we
+            // only add rows, vswitchd opens the port in that datapath.
+            let dp = if br.datapath_type.is_empty() {
+                datapath::SYSTEM.to_owned()
+            } else {
+                br.datapath_type
+            };
+            return Ok(dp);
+        }
+        let dp = datapath::for_new_bridge();
+        match ops::create_bridge(&mut conn, name, dp).await {
+            Ok(_) => {
+                journal_bridge(j, &self.socket, name);
+                notes.push(format!("created OVS bridge {name} (datapath {dp})"));
+                if dp == datapath::NETDEV {
+                    eprintln!(
+                        "pipework: the kernel has no openvswitch module; created {name} with the userspace (netdev) datapath"
+                    );
+                }
+                Ok(dp.to_owned())
+            }
+            // Another pipework created it between our lookup and insert.
+            Err(Error::BadInput { .. }) => Ok(ops::find_bridge(&mut conn, name)
+                .await?
+                .map(|b| b.datapath_type)
+                .unwrap_or_else(|| dp.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn add_port(&self, j: &mut Journal, spec: &ops::PortSpec) -> Result<ops::AddedPort> {
+        let mut conn = self.conn().await?;
+        let added = ops::add_port(&mut conn, spec).await?;
+        journal_port(j, &self.socket, &spec.name);
+        Ok(added)
+    }
+
+    fn port_spec(&self, cx: &Ctx<'_>, name: &str, mode: &str) -> ops::PortSpec {
+        ops::PortSpec {
+            name: name.to_owned(),
+            bridge: cx.req.host.clone(),
+            tag: cx.req.vlan,
+            trunks: cx.req.ovs.trunks.clone(),
+            ofport_request: cx.req.ovs.ofport,
+            external_ids: external_ids(cx, mode),
+            internal: cx.req.ovs.internal,
+        }
+    }
+
+    fn dry_run(&self, cx: &Ctx<'_>, name: &str) -> Result<HostSide> {
+        let req = cx.req;
+        let mut line = format!(
+            "ovs-vsctl --db=unix:{} --may-exist add-br {} -- add-port {} {name}",
+            self.socket.display(),
+            req.host,
+            req.host
+        );
+        if let Some(t) = req.vlan {
+            line.push_str(&format!(" tag={t}"));
+        }
+        if !req.ovs.trunks.is_empty() {
+            let t: Vec<String> = req.ovs.trunks.iter().map(u16::to_string).collect();
+            line.push_str(&format!(" trunks={}", t.join(",")));
+        }
+        if req.ovs.internal {
+            line.push_str(&format!(" -- set Interface {name} type=internal"));
+        }
+        if let Some(n) = req.ovs.ofport {
+            line.push_str(&format!(" -- set Interface {name} ofport_request={n}"));
+        }
+        println!("{line}");
+        if req.ovs.internal {
+            println!(
+                "ip link set {name} netns {} name {}",
+                cx.guest.netns.path.display(),
+                req.ifname
+            );
+        } else {
+            println!(
+                "ip link add {name} type veth peer name {} netns {}",
+                req.ifname,
+                cx.guest.netns.path.display()
+            );
+            println!("ip link set {name} up");
+        }
+        Ok(HostSide {
+            kind: "ovs",
+            host: req.host.clone(),
+            host_ifname: Some(name.to_owned()),
+            mtu: req.mtu.unwrap_or(1500),
+            notes: vec![],
+        })
+    }
+
+    /// Move the internal interface vswitchd created into the guest, renamed
+    /// in the same netlink request so it never shows up there under its
+    /// host name.
+    async fn move_internal(&self, cx: &Ctx<'_>, dev: &Link, mtu: Option<u32>) -> Result<()> {
+        let fd = cx.guest.netns.fd().as_raw_fd();
+        let mut msg = LinkUnspec::new_with_index(dev.index)
+            .setns_by_fd(fd)
+            .name(cx.req.ifname.clone());
+        if let Some(m) = mtu {
+            msg = msg.mtu(m);
+        }
+        let msg = msg.build();
+        cx.host
+            .handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| {
+                Error::netlink(
+                    format!(
+                        "moving OVS internal port {} into {}",
+                        dev.name, cx.guest.name
+                    ),
+                    e,
+                )
+            })?;
+        if let Some(mac) = cx.req.mac {
+            let moved = cx.cont.link_by_name(&cx.req.ifname).await?.ok_or_else(|| {
+                Error::other(format!("{} did not appear in the guest", cx.req.ifname))
+            })?;
+            cx.cont
+                .handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(moved.index)
+                        .address(mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| Error::netlink(format!("setting MAC of {}", cx.req.ifname), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Driver for Ovs {
+    async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
+        ops::check_name(&cx.req.host)?;
+        let name = super::bridge::host_ifname(cx);
+        check_ifname(&name)?;
+        ops::check_name(&name)?;
+        if cx.host.link_by_name(&name).await?.is_some() {
+            return Err(Error::bad(
+                &name,
+                "host interface already exists; pick another with -l NAME",
+            ));
+        }
+        let mut conn = self.conn().await?;
+        if let Some(p) = ops::find_port(&mut conn, &name).await? {
+            let whose = match p.bridge {
+                Some(b) => format!("on bridge {b}"),
+                None => "in OVSDB".to_owned(),
+            };
+            return Err(Error::bad(
+                &name,
+                format!(
+                    "an OVS port with this name already exists {whose} (stale? remove it with `ovs-vsctl del-port {name}`) or pick another with -l NAME"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
+        let name = super::bridge::host_ifname(cx);
+        if cx.host.dry_run {
+            return self.dry_run(cx, &name);
+        }
+        let mut notes = Vec::new();
+        let dp = self.ensure_bridge(cx, j, &mut notes).await?;
+        let bridge_mtu = cx
+            .host
+            .link_by_name(&cx.req.host)
+            .await?
+            .map(|l| l.mtu)
+            .filter(|m| *m >= 68);
+        let mtu = cx.req.mtu.or(bridge_mtu).unwrap_or(1500);
+
+        let mut x = serde_json::Map::new();
+        x.insert("port".into(), name.clone().into());
+        if !self.is_default_socket() {
+            x.insert("db".into(), self.socket.display().to_string().into());
+        }
+
+        if cx.req.ovs.internal {
+            // vswitchd creates the device when it applies the row; only
+            // then can we move it.
+            let spec = self.port_spec(cx, &name, "internal");
+            self.add_port(j, &spec).await?;
+            let dev = cx.host.link_by_name(&name).await?.ok_or_else(|| {
+                Error::other(format!(
+                    "ovs-vswitchd applied port {name} but created no device for it"
+                ))
+            })?;
+            x.insert("mode".into(), "internal".into());
+            cx.record.x = x;
+            self.move_internal(cx, &dev, Some(mtu)).await?;
+            notes.push(format!("OVS internal port {name} moved into the guest"));
+        } else {
+            cx.record.hi = Some(name.clone());
+            cx.record.x = x;
+            let alias = cx.record.encode();
+            let veth = cx
+                .host
+                .create_veth(
+                    j,
+                    &name,
+                    &cx.req.ifname,
+                    &cx.guest.netns,
+                    cx.req.mac.as_ref().map(|m| &m[..]),
+                    mtu,
+                    &alias,
+                )
+                .await?;
+            // Waits until vswitchd has the port, so the guest link is only
+            // used (addressed, brought up) once the switch forwards for it.
+            let spec = self.port_spec(cx, &name, "veth");
+            self.add_port(j, &spec).await?;
+            cx.host.set_up(&veth).await?;
+        }
+        if dp == datapath::NETDEV && notes.is_empty() {
+            notes.push(format!(
+                "{} uses the userspace (netdev) datapath",
+                cx.req.host
+            ));
+        }
+        Ok(HostSide {
+            kind: "ovs",
+            host: cx.req.host.clone(),
+            host_ifname: Some(name),
+            mtu,
+            notes,
+        })
+    }
+
+    async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+        detach_record(host, cont, rec).await
+    }
+}
+
+/// Undo an OVS attachment from its record: the port row first (so vswitchd
+/// stops using the device), then the veth. Idempotent.
+pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+    let port = rec
+        .x
+        .get("port")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| rec.hi.clone());
+    let socket = match rec.x.get("db").and_then(|v| v.as_str()) {
+        Some(db) => ovsdb::socket_path(Some(db))?,
+        None => ovsdb::socket_path(None)?,
+    };
+    let mut ovs_err = None;
+    if let Some(port) = &port {
+        if host.dry_run {
+            println!(
+                "ovs-vsctl --db=unix:{} --if-exists del-port {port}",
+                socket.display()
+            );
+        } else {
+            let res = async {
+                let mut c = Connection::connect(&socket).await?;
+                ops::delete_port(&mut c, port).await
+            }
+            .await;
+            if let Err(e) = res {
+                ovs_err = Some(e);
+            }
+        }
+    }
+    // The veth (or an internal device vswitchd could not remove because it
+    // is down): delete whatever is left, guest end first.
+    if let Some(l) = cont.link_by_name(&rec.ifname).await? {
+        cont.delete_link(&l).await?;
+    } else if let Some(hi) = &rec.hi
+        && let Some(l) = host.link_by_name(hi).await?
+    {
+        host.delete_link(&l).await?;
+    }
+    match ovs_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_name_bad_tokens() {
+        let o = OvsOptions::parse(None, Some("10,20-22"), Some("7"), false).unwrap();
+        assert_eq!(o.trunks, vec![10, 20, 21, 22]);
+        assert_eq!(o.ofport, Some(7));
+        assert!(o.any());
+        assert!(!OvsOptions::default().any());
+        let e = OvsOptions::parse(None, Some("10,5000"), None, false).unwrap_err();
+        assert!(e.to_string().starts_with("10,5000:"), "{e}");
+        let e = OvsOptions::parse(None, None, Some("0"), false).unwrap_err();
+        assert!(e.to_string().starts_with("0:"), "{e}");
+        let e = OvsOptions::parse(Some("tcp:1.2.3.4:6640"), None, None, false).unwrap_err();
+        assert!(e.to_string().contains("unix:"), "{e}");
+    }
+}
