@@ -288,3 +288,39 @@ async fn missing_socket_names_it_and_says_how_to_start_ovs() {
     assert!(msg.contains("start Open vSwitch"), "{msg}");
     assert!(!msg.contains('\n'));
 }
+
+#[tokio::test]
+async fn monitor_is_pipelined_behind_a_change_and_the_wait_uses_it() {
+    // A transaction that bumps next_cfg sends the cur_cfg monitor in the
+    // same round trip; the replay server insists on exactly that order.
+    let (mut conn, server) = pair(vec![
+        step("transact", "insert_bridge.json"),
+        Step {
+            method: "monitor",
+            before: vec![],
+            reply: "monitor_cfg.json",
+            after: fixture("update_cfg.json"),
+        },
+    ]);
+    let mut ops: Vec<Value> = (0..4)
+        .map(|_| json!({"op": "comment", "comment": "x"}))
+        .collect();
+    ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": [],
+                    "mutations": [["next_cfg", "+=", 1]]}));
+    ops.push(
+        json!({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg"]}),
+    );
+    let res = conn.transact(ops).await.unwrap();
+    let next = res[5]["rows"][0]["next_cfg"].as_i64().unwrap();
+    assert_eq!(next, 1);
+    conn.wait_applied(next, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    // A second wait on the same connection reuses the monitor: no new
+    // request is sent (the script has none left) and cur_cfg 2 is known.
+    conn.wait_applied(2, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    drop(conn);
+    assert!(server.await.unwrap().is_empty());
+}

@@ -83,6 +83,8 @@ pub struct Ovs {
     /// Open for attach (validate and attach share it); detach works from
     /// the record alone.
     conn: Option<Mutex<Connection>>,
+    /// The bridge as `claim` found it (None: to be created).
+    bridge: Option<ops::Bridge>,
 }
 
 /// Decide whether the classic rule hands `req.host` to this driver: an
@@ -119,7 +121,8 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
         Err(e) if wants_ovs => return Err(e),
         Err(_) => return Ok(None),
     };
-    let is_ovs_bridge = ops::find_bridge(&mut conn, &req.host).await?.is_some();
+    let bridge = ops::find_bridge(&mut conn, &req.host).await?;
+    let is_ovs_bridge = bridge.is_some();
     // `--create` alone means a Linux bridge; with OVS-only options it
     // means an OVS one.
     let creatable =
@@ -128,6 +131,7 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
         return Ok(Some(Ovs {
             socket,
             conn: Some(Mutex::new(conn)),
+            bridge,
         }));
     }
     if req.ovs.any() {
@@ -189,6 +193,7 @@ impl Ovs {
         Ovs {
             socket: PathBuf::from(ovsdb::DEFAULT_SOCKET),
             conn: None,
+            bridge: None,
         }
     }
 
@@ -214,8 +219,7 @@ impl Ovs {
         notes: &mut Vec<String>,
     ) -> Result<String> {
         let name = &cx.req.host;
-        let mut conn = self.conn().await?;
-        if let Some(br) = ops::find_bridge(&mut conn, name).await? {
+        if let Some(br) = self.bridge.clone() {
             // A port joining an existing bridge follows its datapath: we
             // only add rows, vswitchd opens the port in that datapath.
             let dp = if br.datapath_type.is_empty() {
@@ -226,6 +230,7 @@ impl Ovs {
             return Ok(dp);
         }
         let dp = datapath::for_new_bridge();
+        let mut conn = self.conn().await?;
         match ops::create_bridge(&mut conn, name, dp).await {
             Ok(_) => {
                 journal_bridge(j, &self.socket, name);

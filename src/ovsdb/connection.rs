@@ -8,6 +8,7 @@
 //! only ever see replies to their own calls.
 use crate::error::{Error, Result};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -151,6 +152,12 @@ pub struct Connection<S = UnixStream> {
     socket: PathBuf,
     /// Latest `cur_cfg` seen through our monitor, once it is set up.
     cur_cfg: Option<i64>,
+    /// Id of a `monitor` request sent but not yet answered: we pipeline it
+    /// behind the first transaction that bumps `next_cfg`, saving a round
+    /// trip before the wait.
+    monitor_pending: Option<u64>,
+    /// Replies that arrived while we waited for another one.
+    stash: HashMap<u64, Value>,
 }
 
 impl Connection<UnixStream> {
@@ -188,6 +195,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             next_id: 0,
             socket: socket.to_path_buf(),
             cur_cfg: None,
+            monitor_pending: None,
+            stash: HashMap::new(),
         }
     }
 
@@ -264,25 +273,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// One JSON-RPC call: send, then read until our reply arrives.
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        let id = self.request(method, params).await?;
+        self.reply(id, method).await
+    }
+
+    /// Send a request without waiting for its reply.
+    async fn request(&mut self, method: &str, params: Value) -> Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&json!({"method": method, "params": params, "id": id}))
             .await?;
+        Ok(id)
+    }
+
+    /// Read until the reply to request `id` arrives; replies to other
+    /// outstanding requests are kept for their own `reply` call.
+    async fn reply(&mut self, id: u64, method: &str) -> Result<Value> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
-        loop {
+        let msg = loop {
+            if let Some(m) = self.stash.remove(&id) {
+                break m;
+            }
             let msg = self.recv(deadline).await?;
             if self.handle_unsolicited(&msg).await? {
                 continue;
             }
-            if msg.get("id") != Some(&json!(id)) {
-                // A reply to a call we gave up on; nothing waits for it.
-                continue;
+            match msg.get("id").and_then(Value::as_u64) {
+                Some(got) if got == id => break msg,
+                Some(other) if other < self.next_id => {
+                    self.stash.insert(other, msg);
+                }
+                // Not an id we ever sent: nothing waits for it.
+                _ => {}
             }
-            if let Some(err) = msg.get("error").filter(|e| !e.is_null()) {
-                return Err(Error::other(format!("OVSDB {method} failed: {err}")));
-            }
-            return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
+        };
+        if let Some(err) = msg.get("error").filter(|e| !e.is_null()) {
+            return Err(Error::other(format!("OVSDB {method} failed: {err}")));
         }
+        Ok(msg.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    fn monitor_params() -> Value {
+        json!([super::DATABASE, CFG_MONITOR, {"Open_vSwitch": {"columns": ["cur_cfg"]}}])
     }
 
     /// Run operations atomically on the Open_vSwitch database and check each
@@ -301,7 +333,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ) -> Result<std::result::Result<Vec<Value>, OpError>> {
         let mut params = vec![json!(super::DATABASE)];
         params.extend(ops.iter().cloned());
-        let result = self.call("transact", Value::Array(params)).await?;
+        let id = self.request("transact", Value::Array(params)).await?;
+        // A change we will wait for: set up the cur_cfg monitor in the
+        // same round trip.
+        if bumps_next_cfg(&ops) && self.cur_cfg.is_none() && self.monitor_pending.is_none() {
+            self.monitor_pending = Some(self.request("monitor", Self::monitor_params()).await?);
+        }
+        let result = self.reply(id, "transact").await?;
         Ok(check_transact(&ops, result))
     }
 
@@ -310,14 +348,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// copies `next_cfg` to `cur_cfg` once the datapath matches the
     /// database, so before that an interface may not be attached yet.
     pub async fn wait_applied(&mut self, next_cfg: i64, timeout: Duration) -> Result<()> {
-        if self.cur_cfg.is_none() {
-            let initial = self
-                .call(
-                    "monitor",
-                    json!([super::DATABASE, CFG_MONITOR, {"Open_vSwitch": {"columns": ["cur_cfg"]}}]),
-                )
-                .await?;
-            self.cur_cfg = Some(cur_cfg_in(&initial).unwrap_or(0));
+        let initial = match self.monitor_pending.take() {
+            Some(id) => Some(self.reply(id, "monitor").await?),
+            None if self.cur_cfg.is_none() => {
+                Some(self.call("monitor", Self::monitor_params()).await?)
+            }
+            None => None,
+        };
+        if let Some(initial) = initial {
+            // Updates handled while the reply sat in the stash are newer.
+            let initial = cur_cfg_in(&initial).unwrap_or(0);
+            self.cur_cfg = Some(self.cur_cfg.map_or(initial, |c| c.max(initial)));
         }
         let deadline = Instant::now() + timeout;
         while self.cur_cfg.unwrap_or(0) < next_cfg {
@@ -335,6 +376,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         Ok(())
     }
+}
+
+/// Whether a transaction increments `Open_vSwitch.next_cfg`.
+fn bumps_next_cfg(ops: &[Value]) -> bool {
+    ops.iter().any(|op| {
+        op.get("table").and_then(Value::as_str) == Some("Open_vSwitch")
+            && op
+                .get("mutations")
+                .and_then(Value::as_array)
+                .is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m.get(0).and_then(Value::as_str) == Some("next_cfg"))
+                })
+    })
 }
 
 /// `cur_cfg` out of a monitor table-updates object (initial reply or

@@ -403,25 +403,70 @@ pub async fn delete_port<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(true)
 }
 
-/// All ports with their bridge and interface state, keyed by port name.
+/// Ports with their bridge and interface state: every port, or just the
+/// one named (then only its own rows are read, so a host with thousands
+/// of ports costs no more than one with two).
 async fn all_ports<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     name: Option<&str>,
 ) -> Result<Vec<PortRecord>> {
-    let port_where = match name {
-        Some(n) => json!([["name", "==", n]]),
-        None => json!([]),
+    let port_cols = json!(["_uuid", "name", "tag", "trunks", "interfaces"]);
+    let iface_cols = json!([
+        "_uuid",
+        "type",
+        "ofport",
+        "ofport_request",
+        "error",
+        "external_ids"
+    ]);
+    let Some(name) = name else {
+        let res = conn
+            .transact(vec![
+                json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports"]}),
+                json!({"op": "select", "table": "Port", "where": [], "columns": port_cols}),
+                json!({"op": "select", "table": "Interface", "where": [], "columns": iface_cols}),
+            ])
+            .await?;
+        return Ok(join_ports(&res[0], &res[1], &res[2]));
+    };
+    let res = conn
+        .transact(vec![json!({"op": "select", "table": "Port",
+            "where": [["name", "==", name]], "columns": port_cols})])
+        .await?;
+    let ports = res[0].clone();
+    let Some(port) = rows(&ports).first() else {
+        return Ok(vec![]);
+    };
+    let port_uuid = port
+        .get("_uuid")
+        .and_then(value::uuid_of)
+        .unwrap_or_default();
+    let ifaces: Vec<Value> = port
+        .get("interfaces")
+        .map(value::uuids)
+        .unwrap_or_default()
+        .iter()
+        .map(|u| json!(["_uuid", "==", uuid(u)]))
+        .take(1)
+        .collect();
+    // No interface (never made by us or ovs-vsctl): match nothing, not all.
+    let ifaces = if ifaces.is_empty() {
+        vec![json!([
+            "_uuid",
+            "==",
+            uuid("00000000-0000-0000-0000-000000000000")
+        ])]
+    } else {
+        ifaces
     };
     let res = conn
         .transact(vec![
-            json!({"op": "select", "table": "Bridge", "where": [], "columns": ["name", "ports"]}),
-            json!({"op": "select", "table": "Port", "where": port_where,
-                   "columns": ["_uuid", "name", "tag", "trunks", "interfaces"]}),
-            json!({"op": "select", "table": "Interface", "where": [],
-                   "columns": ["_uuid", "type", "ofport", "ofport_request", "error", "external_ids"]}),
+            json!({"op": "select", "table": "Bridge",
+                   "where": [["ports", "includes", uuid(&port_uuid)]], "columns": ["name", "ports"]}),
+            json!({"op": "select", "table": "Interface", "where": ifaces, "columns": iface_cols}),
         ])
         .await?;
-    Ok(join_ports(&res[0], &res[1], &res[2]))
+    Ok(join_ports(&res[0], &ports, &res[1]))
 }
 
 /// Join the three tables' select results into port records. Split out so it
