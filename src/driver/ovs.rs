@@ -480,26 +480,59 @@ pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         Some(db) => ovsdb::socket_path(Some(db))?,
         None => ovsdb::socket_path(None)?,
     };
-    let mut ovs_err = None;
-    if let Some(port) = &port {
-        if host.dry_run {
+    if host.dry_run {
+        if let Some(port) = &port {
             println!(
                 "ovs-vsctl --db=unix:{} --if-exists del-port {port}",
                 socket.display()
             );
-        } else {
-            let res = async {
-                let mut c = Connection::connect(&socket).await?;
-                ops::delete_port(&mut c, port).await
-            }
-            .await;
-            if let Err(e) = res {
-                ovs_err = Some(e);
-            }
+        }
+        return delete_leftover(host, cont, rec).await;
+    }
+    // Remove the rows first, then delete the veth while vswitchd applies
+    // the removal: the two waits overlap instead of adding up.
+    let mut conn = None;
+    let mut next_cfg = None;
+    let mut ovs_err = None;
+    if let Some(port) = &port {
+        match Connection::connect(&socket).await {
+            Ok(mut c) => match ops::remove_port(&mut c, port).await {
+                Ok(n) => {
+                    next_cfg = n;
+                    conn = Some(c);
+                }
+                Err(e) => ovs_err = Some(e),
+            },
+            Err(e) => ovs_err = Some(e),
         }
     }
-    // The veth (or an internal device vswitchd could not remove because it
-    // is down): delete whatever is left, guest end first.
+    let applied = async {
+        match (conn.as_mut(), next_cfg) {
+            (Some(c), Some(n)) => c.wait_applied(n, ovsdb::connection::APPLY_TIMEOUT).await,
+            _ => Ok(()),
+        }
+    };
+    let internal = rec.x.get("mode").and_then(|v| v.as_str()) == Some("internal");
+    let (applied, deleted) = if internal {
+        // vswitchd owns an internal device and removes it itself; only
+        // clean up after it if it could not.
+        let applied = applied.await;
+        (applied, delete_leftover(host, cont, rec).await)
+    } else {
+        tokio::join!(applied, delete_leftover(host, cont, rec))
+    };
+    // The veth is gone even when OVSDB could not be reached; report the
+    // OVS failure so the user knows a row may remain.
+    deleted?;
+    if let Some(e) = ovs_err {
+        return Err(e);
+    }
+    applied
+}
+
+/// The veth (or an internal device vswitchd could not remove because it is
+/// down): delete whatever is left, guest end first.
+async fn delete_leftover(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     if let Some(l) = cont.link_by_name(&rec.ifname).await? {
         cont.delete_link(&l).await?;
     } else if let Some(hi) = &rec.hi
@@ -507,10 +540,7 @@ pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     {
         host.delete_link(&l).await?;
     }
-    match ovs_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]

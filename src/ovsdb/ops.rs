@@ -382,6 +382,22 @@ pub async fn delete_port<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     name: &str,
 ) -> Result<bool> {
+    match remove_port(conn, name).await? {
+        Some(next_cfg) => {
+            conn.wait_applied(next_cfg, APPLY_TIMEOUT).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Remove a port's rows without waiting for vswitchd; returns the
+/// `next_cfg` to wait for (`None` if there was no such port). Lets detach
+/// delete the veth while vswitchd reconfigures instead of after.
+pub async fn remove_port<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    name: &str,
+) -> Result<Option<i64>> {
     let res = conn
         .transact(vec![json!({"op": "select", "table": "Port",
             "where": [["name", "==", name]], "columns": ["_uuid"]})])
@@ -391,16 +407,14 @@ pub async fn delete_port<S: AsyncRead + AsyncWrite + Unpin>(
         .and_then(|r| r.get("_uuid"))
         .and_then(value::uuid_of)
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut ops = vec![json!({"op": "mutate", "table": "Bridge",
         "where": [["ports", "includes", uuid(&port_uuid)]],
         "mutations": [["ports", "delete", set([uuid(&port_uuid)])]]})];
     ops.extend(bump_cfg());
     let res = conn.transact(ops).await?;
-    conn.wait_applied(next_cfg_from(res.last())?, APPLY_TIMEOUT)
-        .await?;
-    Ok(true)
+    next_cfg_from(res.last()).map(Some)
 }
 
 /// Ports with their bridge and interface state: every port, or just the
