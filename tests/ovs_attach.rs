@@ -558,8 +558,38 @@ async fn docker_containers_on_ovs_ping_and_pass_tcp() {
         "{ours:?}"
     );
     ok(&["detach", "pwo2c1"]);
+    assert_eq!(s.ports(&br).len(), 1);
+    // A container removed before detach takes its veth with it but leaves
+    // the OVS row (pipework#143); detach by name still cleans that up.
+    assert!(sh("docker", &["rm", "-f", "pwo2c2"]).status.success());
+    assert_eq!(s.ports(&br).len(), 1, "row should outlive the container");
     ok(&["detach", "pwo2c2"]);
-    assert!(s.ports(&br).is_empty());
+    assert!(s.ports(&br).is_empty(), "{:?}", s.ports(&br));
+}
+
+#[tokio::test]
+async fn detach_of_a_vanished_namespace_removes_its_stale_rows() {
+    let Some(sock) = ovsdb() else { return };
+    let mut s = Scene::new(&sock);
+    let br = s.existing_bridge("pwob8").await;
+    let a = s.netns("pwo8a");
+    let b = s.netns("pwo8b");
+    ok(&[&br, &a, "10.98.8.1/24"]);
+    ok(&[&br, &b, "10.98.8.2/24"]);
+    assert!(sh("ip", &["netns", "del", "pwo8a"]).status.success());
+    assert_eq!(s.ports(&br).len(), 2, "row should outlive the namespace");
+    ok(&["detach", &a]);
+    let left = our_ports(&sock, &br).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    // Only the vanished guest's port went; the live one is untouched.
+    assert_eq!(
+        left[0]
+            .external_ids
+            .get("pipework.container_name")
+            .map(String::as_str),
+        Some("pwo8b")
+    );
+    assert!(guest_has("pwo8b", "eth1"));
 }
 
 #[tokio::test]

@@ -530,6 +530,72 @@ pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     applied
 }
 
+/// `detach` for a guest that no longer exists: its veth died with it, but
+/// the OVS Port/Interface rows stay behind and vswitchd keeps complaining
+/// about them (pipework#143). Remove the rows we recorded for that guest.
+/// No OVSDB socket means there is nothing to clean.
+pub async fn detach_gone(
+    spec: &str,
+    ifname: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<crate::detach::Detached>> {
+    let socket = ovsdb::socket_path(None)?;
+    if !socket.exists() {
+        return Ok(vec![]);
+    }
+    let mut conn = Connection::connect(&socket).await?;
+    let mut out = Vec::new();
+    for p in ops::list_ports(&mut conn).await? {
+        let ids = &p.external_ids;
+        // The guest could not be resolved, so nothing live answers to
+        // this spec. Its host veth may linger for a moment (the kernel
+        // tears dead namespaces down asynchronously) but dies with it.
+        if !guest_matches(spec, ids)
+            || ifname.is_some_and(|i| ids.get("container_iface").map(String::as_str) != Some(i))
+        {
+            continue;
+        }
+        if dry_run {
+            println!(
+                "ovs-vsctl --db=unix:{} --if-exists del-port {}",
+                socket.display(),
+                p.name
+            );
+        } else {
+            ops::delete_port(&mut conn, &p.name).await?;
+        }
+        out.push(crate::detach::Detached {
+            guest: ids
+                .get("pipework.container_name")
+                .cloned()
+                .unwrap_or_else(|| spec.to_owned()),
+            interface: ids.get("container_iface").cloned().unwrap_or_default(),
+            kind: "ovs".into(),
+            host: p.bridge.clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a guest spec (as given to detach) names the guest these
+/// external_ids describe: container name, id prefix, pid or netns name.
+fn guest_matches(spec: &str, ids: &BTreeMap<String, String>) -> bool {
+    let name = ids.get("pipework.container_name").map(String::as_str);
+    let pid = ids.get("pipework.pid").map(String::as_str);
+    let id = ids.get("container_id").map(String::as_str);
+    let bare = spec
+        .strip_prefix("netns:")
+        .or_else(|| spec.strip_prefix("pid:"))
+        .unwrap_or(spec);
+    name == Some(bare)
+        || pid == Some(bare)
+        || id.is_some_and(|id| spec.len() >= 4 && id.starts_with(spec))
+        || spec
+            .strip_prefix("/var/run/netns/")
+            .or_else(|| spec.strip_prefix("/run/netns/"))
+            .is_some_and(|n| name == Some(n))
+}
+
 /// The veth (or an internal device vswitchd could not remove because it is
 /// down): delete whatever is left, guest end first.
 async fn delete_leftover(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
@@ -546,6 +612,27 @@ async fn delete_leftover(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gone_guests_match_by_name_id_pid_or_netns() {
+        let mut ids = BTreeMap::new();
+        ids.insert("pipework.container_name".to_string(), "web1".to_string());
+        ids.insert("pipework.pid".to_string(), "4242".to_string());
+        ids.insert("container_id".to_string(), "0123456789abcdef".to_string());
+        for spec in [
+            "web1",
+            "netns:web1",
+            "/run/netns/web1",
+            "4242",
+            "pid:4242",
+            "01234567",
+        ] {
+            assert!(guest_matches(spec, &ids), "{spec}");
+        }
+        for spec in ["web2", "012", "pid:1", "netns:web"] {
+            assert!(!guest_matches(spec, &ids), "{spec}");
+        }
+    }
 
     #[test]
     fn options_parse_and_name_bad_tokens() {
