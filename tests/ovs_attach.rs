@@ -866,3 +866,74 @@ async fn bad_input_is_refused_with_one_line_and_nothing_changes() {
     assert!(!vsctl(&sock, &["list-br"]).lines().any(|b| b == "ovspwo7x"));
     assert!(!guest_has("pwo7a", "eth1"));
 }
+
+#[tokio::test]
+async fn a_bridge_created_by_a_failed_attach_is_removed_again() {
+    let Some(sock) = ovsdb() else { return };
+    let mut s = Scene::new(&sock);
+    let br = s.bridge("ovspwo9");
+    let g = s.netns("pwo9a");
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            "pwo9a",
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    );
+    let out = pw(&[&br, &g, "2001:db8:9::1/64"]);
+    assert!(!out.status.success());
+    assert!(
+        !vsctl(&sock, &["list-br"]).lines().any(|b| b == br),
+        "bridge {br} left behind"
+    );
+    assert!(host_links(&br).is_empty(), "bridge device left behind");
+}
+
+#[tokio::test]
+async fn parallel_attaches_share_one_new_bridge() {
+    let Some(sock) = ovsdb() else { return };
+    let mut s = Scene::new(&sock);
+    let br = s.bridge("ovspwop");
+    let guests: Vec<String> = (0..8).map(|i| s.netns(&format!("pwop{i}"))).collect();
+    let children: Vec<_> = guests
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            Command::new(env!("CARGO_BIN_EXE_pipework"))
+                .args([
+                    br.as_str(),
+                    g.as_str(),
+                    &format!("10.90.0.{}/24", i + 1),
+                    "@5",
+                ])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        vsctl(&sock, &["list-br"])
+            .lines()
+            .filter(|b| *b == br)
+            .count(),
+        1
+    );
+    assert_eq!(our_ports(&sock, &br).await.len(), 8);
+    assert!(ping("pwop0", "10.90.0.8"));
+    for g in &guests {
+        ok(&["detach", g]);
+    }
+    assert!(s.ports(&br).is_empty());
+}

@@ -163,7 +163,12 @@ fn journal_bridge(j: &mut Journal, socket: &Path, bridge: &str) {
     let bridge = bridge.to_owned();
     j.record(format!("OVS bridge {bridge}"), async move {
         let mut c = Connection::connect(&socket).await?;
-        ops::delete_bridge(&mut c, &bridge).await.map(|_| ())
+        // A concurrent pipework may have joined the bridge we created;
+        // keep it then (only its own internal port means it is unused).
+        match ops::find_bridge(&mut c, &bridge).await? {
+            Some(b) if b.ports.len() <= 1 => ops::delete_bridge(&mut c, &bridge).await.map(|_| ()),
+            _ => Ok(()),
+        }
     });
 }
 
