@@ -688,6 +688,8 @@ async fn internal_port_mode_and_ofport() {
     let b = s.netns("pwo5b");
     ok(&[
         &br,
+        "-i",
+        "pwo5i",
         &a,
         "10.95.0.1/24",
         "@7",
@@ -707,10 +709,12 @@ async fn internal_port_mode_and_ofport() {
         internal.external_ids.get(ops::MODE_KEY).map(String::as_str),
         Some("internal")
     );
-    // No veth: the guest's eth1 is the OVS device itself, not on the host.
+    // No veth: the guest's link is the OVS device itself, named as the
+    // port (vswitchd tracks internal devices by name), not on the host.
+    assert_eq!(internal.name, "pwo5i");
     assert!(host_links(&internal.name).is_empty());
     let kind =
-        String::from_utf8_lossy(&sh("ip", &["-n", "pwo5a", "-d", "link", "show", "eth1"]).stdout)
+        String::from_utf8_lossy(&sh("ip", &["-n", "pwo5a", "-d", "link", "show", "pwo5i"]).stdout)
             .into_owned();
     assert!(!kind.contains("veth"), "{kind}");
     assert!(ping("pwo5a", "10.95.0.2"));
@@ -729,9 +733,21 @@ async fn internal_port_mode_and_ofport() {
     assert_eq!(our_ports(&sock, &br).await.len(), 2);
     assert!(!guest_has("pwo5c", "eth1"));
 
+    // A second internal port with the same name is refused: OVS names are
+    // host-wide.
+    let d = s.netns("pwo5d");
+    let out = pw(&[&br, "-i", "pwo5i", &d, "10.95.0.4/24", "--ovs-internal"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-i NAME"));
+
     ok(&["detach", &a]);
     assert!(
-        !guest_has("pwo5a", "eth1"),
+        !guest_has("pwo5a", "pwo5i"),
         "internal device left in the guest"
     );
     assert_eq!(interface_rows(&sock, &internal.name), "");
@@ -759,7 +775,14 @@ async fn failures_after_the_port_is_added_leave_no_rows_and_no_veth() {
     );
     let before = host_links("vpw");
     for extra in [None, Some("--ovs-internal")] {
-        let mut args = vec![br.as_str(), g.as_str(), "2001:db8:6::1/64", "@6"];
+        let mut args = vec![
+            br.as_str(),
+            "-i",
+            "pwo6i",
+            g.as_str(),
+            "2001:db8:6::1/64",
+            "@6",
+        ];
         args.extend(extra);
         let out = pw(&args);
         assert!(!out.status.success(), "attach should fail ({extra:?})");
@@ -778,7 +801,7 @@ async fn failures_after_the_port_is_added_leave_no_rows_and_no_veth() {
             )
             .is_empty()
         );
-        assert!(!guest_has("pwo6a", "eth1"), "guest link left ({extra:?})");
+        assert!(!guest_has("pwo6a", "pwo6i"), "guest link left ({extra:?})");
         let mut after = host_links("vpw");
         after.retain(|l| !before.contains(l));
         assert!(after.is_empty(), "veth left: {after:?}");

@@ -298,11 +298,7 @@ impl Ovs {
         }
         println!("{line}");
         if req.ovs.internal {
-            println!(
-                "ip link set {name} netns {} name {}",
-                cx.guest.netns.path.display(),
-                req.ifname
-            );
+            println!("ip link set {name} netns {}", cx.guest.netns.path.display());
         } else {
             println!(
                 "ip link add {name} type veth peer name {} netns {}",
@@ -320,14 +316,13 @@ impl Ovs {
         })
     }
 
-    /// Move the internal interface vswitchd created into the guest, renamed
-    /// in the same netlink request so it never shows up there under its
-    /// host name.
+    /// Move the internal interface vswitchd created into the guest. It
+    /// keeps its name: ovs-vswitchd finds internal devices by name, and on
+    /// the kernel datapath it deletes and re-creates (on the host) one it
+    /// cannot find at its next reconfiguration, destroying the guest's link.
     async fn move_internal(&self, cx: &Ctx<'_>, dev: &Link, mtu: Option<u32>) -> Result<()> {
         let fd = cx.guest.netns.fd().as_raw_fd();
-        let mut msg = LinkUnspec::new_with_index(dev.index)
-            .setns_by_fd(fd)
-            .name(cx.req.ifname.clone());
+        let mut msg = LinkUnspec::new_with_index(dev.index).setns_by_fd(fd);
         if let Some(m) = mtu {
             msg = msg.mtu(m);
         }
@@ -367,16 +362,39 @@ impl Ovs {
     }
 }
 
+/// The OVS port's name: the host end of the veth, or for an internal port
+/// the guest's interface name itself (see `move_internal`).
+fn port_name(cx: &Ctx<'_>) -> String {
+    if cx.req.ovs.internal {
+        cx.req.ifname.clone()
+    } else {
+        super::bridge::host_ifname(cx)
+    }
+}
+
 impl Driver for Ovs {
     async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
         ops::check_name(&cx.req.host)?;
-        let name = super::bridge::host_ifname(cx);
+        let internal = cx.req.ovs.internal;
+        if internal && let Some(l) = &cx.req.host_ifname {
+            return Err(Error::bad(
+                l,
+                "-l has no meaning with --ovs-internal: the OVS port is the guest's interface and keeps its -i name",
+            ));
+        }
+        let name = port_name(cx);
+        // Which flag picks this name, for the messages below.
+        let pick = if internal {
+            "OVS internal ports keep their name inside the guest and OVS names are host-wide: pick another with -i NAME"
+        } else {
+            "pick another with -l NAME"
+        };
         check_ifname(&name)?;
         ops::check_name(&name)?;
         if cx.host.link_by_name(&name).await?.is_some() {
             return Err(Error::bad(
                 &name,
-                "host interface already exists; pick another with -l NAME",
+                format!("host interface already exists; {pick}"),
             ));
         }
         let mut conn = self.conn().await?;
@@ -388,7 +406,7 @@ impl Driver for Ovs {
             return Err(Error::bad(
                 &name,
                 format!(
-                    "an OVS port with this name already exists {whose} (stale? remove it with `ovs-vsctl del-port {name}`) or pick another with -l NAME"
+                    "an OVS port with this name already exists {whose} (stale? remove it with `ovs-vsctl del-port {name}`); {pick}"
                 ),
             ));
         }
@@ -396,7 +414,7 @@ impl Driver for Ovs {
     }
 
     async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
-        let name = super::bridge::host_ifname(cx);
+        let name = port_name(cx);
         if cx.host.dry_run {
             return self.dry_run(cx, &name);
         }
