@@ -862,6 +862,21 @@ async fn bad_input_is_refused_with_one_line_and_nothing_changes() {
         &[lb, "Linux bridge"],
     );
     sh("ip", &["link", "del", lb]);
+    // An existing device whose name says OVS but which is no OVS bridge.
+    let fake = "ovspwo7v";
+    let _ = sh("ip", &["link", "del", fake]);
+    assert!(
+        sh(
+            "ip",
+            &[
+                "link", "add", fake, "type", "veth", "peer", "name", "pwo7vp"
+            ]
+        )
+        .status
+        .success()
+    );
+    check(&[fake, &g, "10.97.0.1/24"], 2, &[fake, "not an OVS bridge"]);
+    sh("ip", &["link", "del", fake]);
     // Names OVS rejects: a host-side name that is already an OVS port
     // (here the bridge's own port), or one too long for a device.
     check(

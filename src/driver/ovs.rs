@@ -121,7 +121,12 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
         Err(e) if wants_ovs => return Err(e),
         Err(_) => return Ok(None),
     };
-    let bridge = ops::find_bridge(&mut conn, &req.host).await?;
+    let bridge = match ops::find_bridge(&mut conn, &req.host).await {
+        Ok(b) => b,
+        Err(e) if wants_ovs => return Err(e),
+        // A broken OVS must not break Linux-bridge attaches.
+        Err(_) => return Ok(None),
+    };
     let is_ovs_bridge = bridge.is_some();
     // `--create` alone means a Linux bridge; with OVS-only options it
     // means an OVS one.
@@ -133,6 +138,18 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
             conn: Some(Mutex::new(conn)),
             bridge,
         }));
+    }
+    if let Some(l) = link
+        && (l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs"))
+    {
+        // E.g. the `ovs-system` datapath device or an OVS port's device.
+        return Err(Error::bad(
+            &req.host,
+            format!(
+                "exists but is not an OVS bridge (OVSDB at {} has no bridge of that name); name an OVS bridge",
+                socket.display()
+            ),
+        ));
     }
     if req.ovs.any() {
         return Err(Error::bad(
