@@ -295,9 +295,17 @@ impl Ovs {
     fn dry_run(&self, cx: &Ctx<'_>, name: &str) -> Result<HostSide> {
         let req = cx.req;
         let mut line = format!(
-            "ovs-vsctl --db=unix:{} --may-exist add-br {} -- add-port {} {name}",
+            "ovs-vsctl --db=unix:{} --may-exist add-br {}{} -- add-port {} {name}",
             self.socket.display(),
             req.host,
+            match &self.bridge {
+                Some(_) => String::new(),
+                None => format!(
+                    " -- set Bridge {} datapath_type={}",
+                    req.host,
+                    datapath::for_new_bridge()
+                ),
+            },
             req.host
         );
         if let Some(t) = req.vlan {
