@@ -18,6 +18,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
+/// Print a dry-run line. A closed stdout (`| head`) is not worth a panic.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// OVS-only options from the command line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OvsOptions {
@@ -321,16 +329,16 @@ impl Ovs {
         if let Some(n) = req.ovs.ofport {
             line.push_str(&format!(" -- set Interface {name} ofport_request={n}"));
         }
-        println!("{line}");
+        show!("{line}");
         if req.ovs.internal {
-            println!("ip link set {name} netns {}", cx.guest.netns.path.display());
+            show!("ip link set {name} netns {}", cx.guest.netns.path.display());
         } else {
-            println!(
+            show!(
                 "ip link add {name} type veth peer name {} netns {}",
                 req.ifname,
                 cx.guest.netns.path.display()
             );
-            println!("ip link set {name} up");
+            show!("ip link set {name} up");
         }
         Ok(HostSide {
             kind: "ovs",
@@ -530,7 +538,7 @@ pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     };
     if host.dry_run {
         if let Some(port) = &port {
-            println!(
+            show!(
                 "ovs-vsctl --db=unix:{} --if-exists del-port {port}",
                 socket.display()
             );
@@ -604,7 +612,7 @@ pub async fn detach_gone(
             continue;
         }
         if dry_run {
-            println!(
+            show!(
                 "ovs-vsctl --db=unix:{} --if-exists del-port {}",
                 socket.display(),
                 p.name
