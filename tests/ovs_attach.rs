@@ -578,6 +578,21 @@ async fn detach_of_a_vanished_namespace_removes_its_stale_rows() {
     ok(&[&br, &b, "10.98.8.2/24"]);
     assert!(sh("ip", &["netns", "del", "pwo8a"]).status.success());
     assert_eq!(s.ports(&br).len(), 2, "row should outlive the namespace");
+    // `ls` shows the stale port (once the kernel has torn the namespace
+    // and its veth down, which it does asynchronously).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stale = loop {
+        let ls: serde_json::Value = serde_json::from_str(&ok(&["ls", "--json"])).unwrap();
+        let found =
+            ls.as_array().unwrap().iter().any(|e| {
+                e["guest"] == "pwo8a" && e["kind"] == "ovs-stale" && e["host"] == br.as_str()
+            });
+        if found || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(stale, "ls does not list the stale OVS port");
     ok(&["detach", &a]);
     let left = our_ports(&sock, &br).await;
     assert_eq!(left.len(), 1, "{left:?}");

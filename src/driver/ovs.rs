@@ -641,6 +641,57 @@ pub async fn detach_gone(
     Ok(out)
 }
 
+/// For `ls`: ports we attached whose device is gone (the host end of the
+/// veth no longer exists, or vswitchd reports an error or no OpenFlow
+/// port), i.e. the guest died without a detach. They
+/// are listed as kind `ovs-stale` so `pipework detach GUEST` can be run.
+/// Best effort: without a reachable OVSDB there is nothing to add.
+pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
+    let Ok(socket) = ovsdb::socket_path(None) else {
+        return vec![];
+    };
+    if !socket.exists() {
+        return vec![];
+    }
+    let Ok(mut conn) = Connection::connect(&socket).await else {
+        return vec![];
+    };
+    let Ok(ports) = ops::list_ports(&mut conn).await else {
+        return vec![];
+    };
+    ports
+        .into_iter()
+        .filter(|p| {
+            // A veth's host end dies with its guest; vswitchd only notices
+            // (sets `error`) at its next reconfiguration.
+            let veth = p.external_ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
+            p.error.is_some()
+                || p.ofport == Some(-1)
+                || (veth && !Path::new("/sys/class/net").join(&p.name).exists())
+        })
+        .map(|p| {
+            let ids = &p.external_ids;
+            let veth = ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
+            crate::ls::Entry {
+                guest: ids
+                    .get("pipework.container_name")
+                    .cloned()
+                    .unwrap_or_default(),
+                container_id: ids
+                    .get("container_id")
+                    .map(|id| id.chars().take(12).collect()),
+                interface: ids.get("container_iface").cloned().unwrap_or_default(),
+                kind: "ovs-stale".into(),
+                host: p.bridge.clone().unwrap_or_default(),
+                host_interface: veth.then(|| p.name.clone()),
+                mac: String::new(),
+                addresses: vec![],
+                up: false,
+            }
+        })
+        .collect()
+}
+
 /// Whether a guest spec (as given to detach) names the guest these
 /// external_ids describe: container name, id prefix, pid or netns name.
 fn guest_matches(spec: &str, ids: &BTreeMap<String, String>) -> bool {
