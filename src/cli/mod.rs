@@ -51,6 +51,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    // Like other Unix tools, die quietly when our output pipe closes
+    // (`pipework ls | head`) instead of panicking in println!.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match cli.cmd {
         Cmd::Attach(a) => {
             let req = classic::to_request(&a)?;
