@@ -1,6 +1,7 @@
 //! pipework: plumb containers into host networks.
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
+pub mod ambassador;
 pub mod cli;
 pub mod error;
 pub mod netlink;
