@@ -45,7 +45,11 @@ impl Amb {
             }
         });
         let a = Amb { child, log };
-        assert!(a.wait_log("msg=ready"), "ambassador did not become ready: {:?}", a.lines());
+        assert!(
+            a.wait_log("msg=ready"),
+            "ambassador did not become ready: {:?}",
+            a.lines()
+        );
         a
     }
 
@@ -261,7 +265,11 @@ fn byte_exact_both_directions_with_half_close() {
         let (mut a, _) = l.accept().unwrap();
         let mut got = Vec::new();
         a.read_to_end(&mut got).unwrap();
-        assert!(got == up2, "client->backend bytes differ (len {})", got.len());
+        assert!(
+            got == up2,
+            "client->backend bytes differ (len {})",
+            got.len()
+        );
         a.write_all(&down2).unwrap();
         drop(a);
         let (mut b, _) = l.accept().unwrap();
@@ -269,7 +277,10 @@ fn byte_exact_both_directions_with_half_close() {
         b.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
         b.read_to_end(&mut got).unwrap();
-        assert!(got == up2, "client->backend bytes differ after backend half-close");
+        assert!(
+            got == up2,
+            "client->backend bytes differ after backend half-close"
+        );
         b.write_all(b"").ok();
     });
     let port = free_port();
@@ -287,12 +298,19 @@ fn byte_exact_both_directions_with_half_close() {
     c.shutdown(Shutdown::Write).unwrap();
     let mut got = Vec::new();
     c.read_to_end(&mut got).unwrap();
-    assert!(got == down, "backend->client bytes differ (len {})", got.len());
+    assert!(
+        got == down,
+        "backend->client bytes differ (len {})",
+        got.len()
+    );
 
     let mut c = connect(port);
     let mut got = Vec::new();
     c.read_to_end(&mut got).unwrap(); // ends when the backend half-closes
-    assert!(got == down, "backend->client bytes differ before half-close");
+    assert!(
+        got == down,
+        "backend->client bytes differ before half-close"
+    );
     c.write_all(&up).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     backend.join().expect("backend assertions");
@@ -392,7 +410,10 @@ fn reload_keeps_established_connections() {
     // Switch the backend and add a listener.
     write(
         &two.addr(),
-        &format!("[[listen]]\naddr = \"127.0.0.1:{port2}\"\nto = [\"{}\"]\n", one.addr()),
+        &format!(
+            "[[listen]]\naddr = \"127.0.0.1:{port2}\"\nto = [\"{}\"]\n",
+            one.addr()
+        ),
     );
     a.signal(libc::SIGHUP);
     assert!(a.wait_log("msg=reloaded"));
@@ -432,12 +453,17 @@ fn sigterm_stops_accepting_and_drains() {
     );
     // The established connection still works, and the process waits for it.
     echo_roundtrip(&mut c, b"during drain");
-    assert!(a.child.try_wait().unwrap().is_none(), "exited before the connection ended");
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "exited before the connection ended"
+    );
     c.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     c.read_to_end(&mut rest).unwrap();
     drop(c);
-    let st = a.wait_exit().expect("ambassador did not exit after draining");
+    let st = a
+        .wait_exit()
+        .expect("ambassador did not exit after draining");
     assert!(st.success(), "{st:?}");
     assert!(a.lines().iter().any(|l| l.contains("msg=drained")));
 }
@@ -457,9 +483,15 @@ fn drain_deadline_closes_stragglers() {
     let mut c = connect(port);
     echo_roundtrip(&mut c, b"x");
     a.signal(libc::SIGTERM);
-    let st = a.wait_exit().expect("ambassador ignored its drain deadline");
+    let st = a
+        .wait_exit()
+        .expect("ambassador ignored its drain deadline");
     assert!(st.success());
-    assert!(a.lines().iter().any(|l| l.contains("drain deadline passed")));
+    assert!(
+        a.lines()
+            .iter()
+            .any(|l| l.contains("drain deadline passed"))
+    );
     let mut buf = [0u8; 8];
     assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
 }
@@ -492,7 +524,8 @@ fn udp_round_trip_per_client_sessions() {
     let mut seen = Vec::new();
     for i in 0..2 {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         c.connect(("127.0.0.1", port)).unwrap();
         let msg = format!("ping {i}");
         let mut reply = None;
@@ -577,7 +610,10 @@ fn from_env_builds_listeners_from_docker_links() {
             format!("PWADB_PORT_{port}_TCP"),
             format!("tcp://{}", srv.addr()),
         ),
-        (format!("PWADB_PORT_{port}_TCP_ADDR"), "127.0.0.1".to_string()),
+        (
+            format!("PWADB_PORT_{port}_TCP_ADDR"),
+            "127.0.0.1".to_string(),
+        ),
     ];
     let _a = Amb::start_env(&s(&["--from-env", "--env-bind", "127.0.0.1"]), &env);
     let mut c = connect(port);
@@ -595,7 +631,10 @@ fn backend_killed_mid_stream_ends_client_connection() {
     }
     let bport = free_port();
     let mut backend = Command::new("socat")
-        .args([&format!("TCP-LISTEN:{bport},bind=127.0.0.1,reuseaddr"), "EXEC:yes"])
+        .args([
+            &format!("TCP-LISTEN:{bport},bind=127.0.0.1,reuseaddr"),
+            "EXEC:yes",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -641,7 +680,10 @@ fn backend_killed_mid_stream_ends_client_connection() {
             Err(_) => break true,
         }
     };
-    assert!(ended, "client connection stayed open after the backend died");
+    assert!(
+        ended,
+        "client connection stayed open after the backend died"
+    );
     drop(a);
 }
 
@@ -677,7 +719,10 @@ fn fd_count_back_to_start_after_10000_connections() {
         last = a.fd_count();
         last == start
     });
-    assert!(back, "fds: {start} at start, {last} after 10,000 connections");
+    assert!(
+        back,
+        "fds: {start} at start, {last} after 10,000 connections"
+    );
 }
 
 #[test]
@@ -699,7 +744,10 @@ fn max_conns_refuses_extra_connections() {
     let mut c3 = connect(port);
     let _ = c3.write_all(b"3");
     let mut b = [0u8; 1];
-    assert!(matches!(c3.read(&mut b), Ok(0) | Err(_)), "third connection was served");
+    assert!(
+        matches!(c3.read(&mut b), Ok(0) | Err(_)),
+        "third connection was served"
+    );
     drop(c1);
     // A slot frees up once the first connection is gone.
     assert!(wait_until(|| {
@@ -726,7 +774,10 @@ fn bad_input_is_one_line_and_nonzero() {
     let (code, err) = run_fail(&["--listen", "127.0.0.1:70000", "--to", "a:1"]);
     assert_eq!(code, 2);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("127.0.0.1:70000") && err.contains("out of range"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:70000") && err.contains("out of range"),
+        "{err}"
+    );
 
     let (code, err) = run_fail(&["--listen", "localhost-ish", "--to", "a:1"]);
     assert_eq!(code, 2);
@@ -764,5 +815,8 @@ fn unknown_backend_host_warns_and_keeps_running() {
         "pipework_ambassador_backend_errors_total{{listen=\"tcp:127.0.0.1:{port}\",backend=\"pwa-no-such-host.invalid:80\"}}"
     );
     assert!(wait_until(|| metric(mport, &errors).is_some_and(|n| n >= 3)));
-    assert!(a.child.try_wait().unwrap().is_none(), "exited on an unknown host");
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "exited on an unknown host"
+    );
 }

@@ -279,29 +279,18 @@ fn cli_listeners(a: &AmbassadorArgs) -> Result<Vec<ListenerSpec>> {
         .collect()
 }
 
-/// `netns:NAME`, a namespace file path, or a pid.
-// Switch to crate::guest::resolve once it lands, for docker names and ids.
+/// Same guest forms as attach: container name or id, pid, netns:NAME, path.
 fn open_guest(spec: &str) -> Result<NetNs> {
-    let path = if let Some(name) = spec.strip_prefix("netns:") {
-        if name.is_empty() || name.contains('/') {
-            return Err(Error::bad(
-                spec,
-                "expected netns:NAME as in `ip netns list`",
-            ));
-        }
-        PathBuf::from("/var/run/netns").join(name)
-    } else if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
-        PathBuf::from(format!("/proc/{spec}/ns/net"))
-    } else {
-        PathBuf::from(spec)
-    };
-    if !path.exists() {
-        return Err(Error::bad(
-            spec,
-            "no such guest: give netns:NAME, a pid or a namespace path like /proc/PID/ns/net",
-        ));
-    }
-    NetNs::open(&path)
+    let g = crate::guest::resolve(spec)?;
+    log::info(
+        "guest",
+        &[
+            ("spec", &spec),
+            ("name", &g.name),
+            ("netns", &g.netns.path.display()),
+        ],
+    );
+    Ok(g.netns)
 }
 
 /// Lift the soft fd limit to the hard one, and derive the default
