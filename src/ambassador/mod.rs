@@ -98,6 +98,9 @@ pub struct AmbassadorArgs {
     /// Address the --from-env listeners bind to.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     pub env_bind: IpAddr,
+    /// Worker threads [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Bind the listeners inside this guest's network namespace.
     #[arg(long, value_name = "GUEST")]
     pub netns: Option<String>,
@@ -206,7 +209,11 @@ pub fn run(args: AmbassadorArgs) -> Result<()> {
         None => None,
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;

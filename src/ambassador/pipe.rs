@@ -13,8 +13,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Pipe capacity we ask for. Bigger pipes mean fewer splice calls per byte
 /// on a fast stream; pages are only allocated while data sits in the pipe,
-/// so an empty pooled pipe costs no memory.
-const WANT_CAPACITY: libc::c_int = 256 * 1024;
+/// so an empty pooled pipe costs no memory. (The kernel charges capacity
+/// against the per-user pipe budget, which is why this is not larger.)
+/// `PIPEWORK_PIPE_KB` overrides it for tuning.
+fn want_capacity() -> libc::c_int {
+    static CAP: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("PIPEWORK_PIPE_KB")
+            .ok()
+            .and_then(|v| v.parse::<libc::c_int>().ok())
+            .filter(|k| (4..=1024).contains(k))
+            .map_or(256 * 1024, |k| k * 1024)
+    })
+}
 
 /// Upper bound on pipes alive at once; past it a burst falls back to a
 /// buffered copy rather than eating the fds that accept() needs.
@@ -69,7 +80,7 @@ impl PipePool {
         self.live.fetch_add(1, Ordering::Relaxed);
         // SAFETY: fcntl on a pipe fd we own. May fail (EPERM past the per-user
         // pipe page budget); the default size still works.
-        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, WANT_CAPACITY) };
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want_capacity()) };
         // SAFETY: as above.
         let cap = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
         let cap = if cap > 0 { cap as usize } else { 4096 };

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of `pipework ambassador` against the forwarders people
+# use instead (docker-proxy, haproxy in tcp mode, socat), all on loopback, in
+# one run, reported as ratios. Needs: iperf3, haproxy, socat, docker-proxy
+# (from docker.io; skipped if absent).
+#
+#   scripts/bench-ambassador.sh            # BENCH_SECS=5 per measurement
+#
+# Every process started here is stopped by pid on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${BENCH_SECS:-5}
+IDLE=${BENCH_IDLE:-9000}
+CONC=${BENCH_CONC:-32}
+
+cargo build --release --quiet --bin pipework --example ambassador_bench
+PW=$PWD/target/release/pipework
+LG=$PWD/target/release/examples/ambassador_bench
+W=$(mktemp -d /tmp/pwa-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+bg() { "$@" & PIDS+=($!); }
+wait_port() { for _ in $(seq 1 100); do (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+IPERF=27301 ECHO=27302
+# Each forwarder listens twice: in front of iperf3 (P) and of the echo server (P+10).
+OURS=27311 DPROXY=27312 HAPROXY=27313 SOCAT=27314
+
+bg iperf3 -s -p $IPERF >"$W/iperf3.log"
+bg "$LG" echo 127.0.0.1:$ECHO
+wait_port $IPERF; wait_port $ECHO
+
+for t in $IPERF $ECHO; do
+  o=$((t == IPERF ? 0 : 10))
+  bg "$PW" ambassador --listen 127.0.0.1:$((OURS + o)) --to 127.0.0.1:$t --health-interval 0 2>>"$W/ours.log"
+  bg socat TCP-LISTEN:$((SOCAT + o)),bind=127.0.0.1,reuseaddr,fork,backlog=4096 TCP:127.0.0.1:$t
+  if [ -x /usr/sbin/docker-proxy ]; then
+    bg /usr/sbin/docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port $((DPROXY + o)) \
+      -container-ip 127.0.0.1 -container-port $t 3>/dev/null
+  fi
+done
+cat >"$W/haproxy.cfg" <<EOF
+global
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen iperf
+  bind 127.0.0.1:$HAPROXY
+  server s1 127.0.0.1:$IPERF
+listen echo
+  bind 127.0.0.1:$((HAPROXY + 10))
+  server s1 127.0.0.1:$ECHO
+EOF
+bg haproxy -db -f "$W/haproxy.cfg"
+for p in $OURS $SOCAT $HAPROXY; do wait_port $p; wait_port $((p + 10)); done
+[ -x /usr/sbin/docker-proxy ] && { wait_port $DPROXY; wait_port $((DPROXY + 10)); }
+
+declare -A PORT=([direct]=$IPERF [ours]=$OURS [docker-proxy]=$DPROXY [haproxy]=$HAPROXY [socat]=$SOCAT)
+NAMES=(direct ours docker-proxy haproxy socat)
+[ -x /usr/sbin/docker-proxy ] || NAMES=(direct ours haproxy socat)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo "== single TCP stream (iperf3 -t $SECS), Gbit/s"
+declare -A GBPS
+for n in "${NAMES[@]}"; do
+  GBPS[$n]=$(iperf3 -c 127.0.0.1 -p "${PORT[$n]}" -t "$SECS" -f g | awk '/receiver/ { print $(NF-2) }')
+  printf "  %-13s %6s   (%s of direct)\n" "$n" "${GBPS[$n]}" "$(ratio "${GBPS[$n]}" "${GBPS[direct]}")"
+done
+
+echo "== new short connections per second ($CONC concurrent clients, connect + 1-byte ping-pong + close, ${SECS}s)"
+declare -A CPS
+for n in "${NAMES[@]}"; do
+  p=$((${PORT[$n]} + 10)); [ "$n" = direct ] && p=$ECHO
+  out=$("$LG" rate 127.0.0.1:$p "$SECS" "$CONC")
+  CPS[$n]=$(awk '{ print $2 }' <<<"$out")
+  printf "  %-13s %8s conns/s  errors %s\n" "$n" "${CPS[$n]}" "$(awk '{ print $4 }' <<<"$out")"
+done
+echo "  ours/haproxy $(ratio "${CPS[ours]}" "${CPS[haproxy]}")   ours/socat $(ratio "${CPS[ours]}" "${CPS[socat]}")"
+
+echo "== small request/response latency (64-byte ping-pong, 20000 rounds on one connection)"
+declare -A P99
+for n in "${NAMES[@]}"; do
+  p=$((${PORT[$n]} + 10)); [ "$n" = direct ] && p=$ECHO
+  out=$("$LG" lat 127.0.0.1:$p 20000)
+  P99[$n]=$(awk '{ print $4 }' <<<"$out")
+  added=$(awk -v a="${P99[$n]}" -v b="${P99[direct]}" 'BEGIN { printf "%.1f", a - b }')
+  printf "  %-13s %s   added p99 %s us\n" "$n" "$out" "$added"
+done
+
+echo "== $IDLE concurrent idle connections through a fresh ambassador"
+HOLD=27331
+bg "$PW" ambassador --listen 127.0.0.1:$HOLD --to 127.0.0.1:$ECHO --health-interval 0 2>>"$W/hold.log"
+AMB=$!
+wait_port $HOLD
+sleep 0.5
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+rss0=$(rss $AMB) fd0=$(fds $AMB)
+mkfifo "$W/hold.in"
+"$LG" hold 127.0.0.1:$HOLD "$IDLE" <"$W/hold.in" >"$W/hold.out" &
+HOLDER=$!; PIDS+=($HOLDER)
+exec 8>"$W/hold.in"
+for _ in $(seq 1 600); do grep -q '^held' "$W/hold.out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+rss1=$(rss $AMB) fd1=$(fds $AMB)
+held=$(awk '/^held/ { print $2 }' "$W/hold.out")
+exec 8>&-
+wait $HOLDER || true
+alive=$(awk '/^alive/ { print $2 }' "$W/hold.out")
+printf "  held %s (failed %s), still alive after holding: %s\n" "$held" "$(awk '/^held/ { print $4 }' "$W/hold.out")" "$alive"
+printf "  ambassador fds %s -> %s (ulimit -n %s), pipes while idle: %s\n" "$fd0" "$fd1" "$(ulimit -n)" \
+  "$(( fd1 - fd0 - 2 * held ))"
+per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n; else print "n/a" }')
+printf "  RSS %s KiB -> %s KiB: %s KiB per connection (target <= 10)\n" "$rss0" "$rss1" "$per"
+
+echo "== summary (targets: stream >= 0.80 of direct, conns/s >= haproxy and >= 3x socat, RSS <= 10 KiB/conn)"
+printf "  stream ours/direct %s   conns/s ours/haproxy %s ours/socat %s   RSS/conn %s KiB   added p99 %s us\n" \
+  "$(ratio "${GBPS[ours]}" "${GBPS[direct]}")" "$(ratio "${CPS[ours]}" "${CPS[haproxy]}")" \
+  "$(ratio "${CPS[ours]}" "${CPS[socat]}")" "$per" \
+  "$(awk -v a="${P99[ours]}" -v b="${P99[direct]}" 'BEGIN { printf "%.1f", a - b }')"
