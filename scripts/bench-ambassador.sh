@@ -90,6 +90,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for n in "${NAMES[@]}"; do
     pid=${PID_I[$n]:-}; c0=$(ticks "$pid")
     read -r gbytes gbps < <(iperf3 -c 127.0.0.1 -p "${PORT[$n]}" -t "$SECS" -f g | awk '/receiver/ { print $(NF-4), $(NF-2) }')
+    sleep 0.3 # let socat reap its per-connection child, so its CPU is counted
     G_ALL[$n]+="$gbps "; GB_ALL[$n]+="$gbytes "; T_I[$n]=$(( ${T_I[$n]:-0} + $(ticks "$pid") - c0 ))
   done
   for n in "${NAMES[@]}"; do

@@ -820,3 +820,28 @@ fn unknown_backend_host_warns_and_keeps_running() {
         "exited on an unknown host"
     );
 }
+
+#[test]
+fn small_messages_with_immediate_half_close() {
+    // Data and FIN often arrive together: the small-read path must still
+    // notice the EOF (a missed one would hang here until the read timeout).
+    let srv = server(0, None);
+    let port = free_port();
+    let _a = Amb::start(&s(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--to",
+        &srv.addr(),
+        "--health-interval",
+        "0",
+    ]));
+    for i in 0..300 {
+        let mut c = connect(port);
+        let msg = format!("request {i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).expect("reply then EOF");
+        assert_eq!(got, msg);
+    }
+}

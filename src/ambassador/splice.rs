@@ -1,7 +1,9 @@
 //! Moving bytes one way between two TCP sockets.
 //!
-//! The fast path is splice(2): socket → pipe → socket, so payload pages
-//! never cross into user space. The pipe is borrowed from the pool when the
+//! Small bursts (up to 4 KiB) take one recv and one send through a stack
+//! buffer: fewer calls than splice for request/response traffic. Anything
+//! larger goes through splice(2): socket → pipe → socket, so bulk payload
+//! pages never cross into user space. The pipe is borrowed from the pool when the
 //! source turns readable and returned as soon as it is empty again, so an
 //! idle connection holds no pipe. Where splice is refused (or the pool is
 //! exhausted) the same loop copies through a short-lived buffer.
@@ -63,6 +65,25 @@ fn unsupported(e: &io::Error) -> bool {
 pub async fn pump(src: &TcpStream, dst: &TcpStream, tally: Tally<'_>) -> io::Result<()> {
     loop {
         src.readable().await?;
+        // Small messages (requests, replies, handshakes) take one recv and
+        // one send; splicing them would take three calls and a pipe. Only a
+        // burst that fills the small buffer goes on to splice.
+        match small_step(src, dst)? {
+            Small::Eof => {
+                shutdown_write(dst);
+                return Ok(());
+            }
+            Small::Nothing => continue,
+            Small::Moved { n, drained, rest } => {
+                if !rest.is_empty() {
+                    write_all(dst, &rest).await?;
+                }
+                tally.add(n);
+                if drained {
+                    continue;
+                }
+            }
+        }
         let done = if NO_SPLICE.load(Ordering::Relaxed) {
             copy_burst(src, dst, &tally).await?
         } else if let Some(pipe) = POOL.get() {
@@ -83,6 +104,81 @@ pub async fn pump(src: &TcpStream, dst: &TcpStream, tally: Tally<'_>) -> io::Res
             return Ok(());
         }
     }
+}
+
+/// Bytes read by one small step; larger bursts continue with splice.
+const SMALL: usize = 4096;
+
+enum Small {
+    Eof,
+    /// Spurious wake-up: nothing to read.
+    Nothing,
+    /// `n` bytes read; `rest` is what `dst` could not take yet. `drained`
+    /// means the read came up short, so the socket is empty for now.
+    Moved {
+        n: usize,
+        drained: bool,
+        rest: Vec<u8>,
+    },
+}
+
+/// One recv into a stack buffer and a send of it. Synchronous on purpose:
+/// the 4 KiB buffer lives on the thread's stack, never in the connection's
+/// future, so idle connections stay small.
+fn small_step(src: &TcpStream, dst: &TcpStream) -> io::Result<Small> {
+    let mut buf = [0u8; SMALL];
+    let mut got = 0usize;
+    let fd = src.as_raw_fd();
+    let r = src.try_io(Interest::READABLE, || {
+        // SAFETY: recv into a buffer we own, length within it.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), SMALL, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        got = n as usize;
+        if got > 0 && got < SMALL {
+            // A short TCP read means the receive queue is empty. Reporting
+            // WouldBlock here lets tokio clear readiness safely (it keeps it
+            // if an event arrived meanwhile), saving a recv that would fail.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    let drained = match r {
+        Ok(0) => return Ok(Small::Eof),
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if got == 0 {
+                return Ok(Small::Nothing);
+            }
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    let mut off = 0;
+    while off < got {
+        match dst.try_write(&buf[off..got]) {
+            Ok(m) => off += m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Small::Moved {
+        n: got,
+        drained,
+        rest: buf[off..got].to_vec(),
+    })
+}
+
+async fn write_all(dst: &TcpStream, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        match dst.try_write(b) {
+            Ok(m) => b = &b[m..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Splice while `src` has data. Returns true at EOF. The pipe goes back to
