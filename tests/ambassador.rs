@@ -845,3 +845,37 @@ fn small_messages_with_immediate_half_close() {
         assert_eq!(got, msg);
     }
 }
+
+#[test]
+fn idle_timeout_closes_silent_connections() {
+    let srv = server(0, None);
+    let port = free_port();
+    let _a = Amb::start(&s(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--to",
+        &srv.addr(),
+        "--idle-timeout",
+        "1s",
+    ]));
+    let mut idle = connect(port);
+    echo_roundtrip(&mut idle, b"once");
+    // A connection that keeps talking (every 50 ms) outlives the timeout.
+    let mut busy = connect(port);
+    let talker = thread::spawn(move || {
+        for _ in 0..20 {
+            echo_roundtrip(&mut busy, b"x");
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // The silent one is closed by the ambassador: the read ends instead of
+    // running into the read timeout.
+    let mut b = [0u8; 1];
+    let r = idle.read(&mut b);
+    assert!(
+        matches!(&r, Ok(0))
+            || matches!(&r, Err(e) if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut),
+        "idle connection was not closed: {r:?}"
+    );
+    talker.join().expect("busy connection was cut");
+}

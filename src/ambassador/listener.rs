@@ -202,6 +202,10 @@ async fn connect_any(
         match b.connect(s.connect_timeout).await {
             Ok(stream) => {
                 b.down_until_ms.store(0, Ordering::Relaxed);
+                if s.health_interval.is_zero() {
+                    // No active checker owns the verdict: a success is proof.
+                    b.up.store(true, Ordering::Relaxed);
+                }
                 return Some((b, stream));
             }
             Err(e) => b.mark_failed(&st.label, &e, s.health_interval),

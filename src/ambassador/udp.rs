@@ -118,6 +118,9 @@ async fn open_session(st: &ListenerState) -> Option<Session> {
             b.mark_failed(&st.label, &e, Duration::ZERO);
             continue;
         }
+        // UDP has no active checks: a working session is the verdict.
+        b.up.store(true, Ordering::Relaxed);
+        b.down_until_ms.store(0, Ordering::Relaxed);
         return Some(Session {
             sock,
             last: AtomicU64::new(now_ms()),
