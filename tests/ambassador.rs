@@ -787,6 +787,30 @@ fn bad_input_is_one_line_and_nonzero() {
     assert_eq!(code, 2);
     assert!(err.contains("db:99999"), "{err}");
 
+    let (code, err) = run_fail(&[
+        "--listen",
+        "127.0.0.1:1000",
+        "--to",
+        "a:1",
+        "--balance",
+        "fastest",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("fastest"), "{err}");
+
+    let (code, err) = run_fail(&[
+        "--listen",
+        "127.0.0.1:1000",
+        "--to",
+        "a:1",
+        "--idle-timeout",
+        "5x",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("5x"), "{err}");
+
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = busy.local_addr().unwrap().port();
     let (code, err) = run_fail(&["--listen", &format!("127.0.0.1:{p}"), "--to", "a:1"]);

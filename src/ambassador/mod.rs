@@ -123,8 +123,18 @@ pub fn cli_main(argv: Vec<OsString>) -> i32 {
     let cmd = match Standalone::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            if !e.use_stderr() {
+                let _ = e.print();
+                return 0;
+            }
+            // One line, like our other errors: clap's first line names the token.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "pipework ambassador: {} (see pipework ambassador --help)",
+                first.trim_start_matches("error: ")
+            );
+            return 2;
         }
     };
     match run(cmd.args) {
