@@ -11,6 +11,11 @@ use clap::{CommandFactory, Parser};
 
 /// Entry point of the binary. Returns the process exit status.
 pub fn main() -> i32 {
+    // Temporary wiring until the CLI has an `ambassador` subcommand.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "ambassador") {
+        return crate::ambassador::cli_main(argv);
+    }
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(classic::rewrite(argv)) {
         Ok(c) => c,
