@@ -53,7 +53,7 @@ fn container_reaches_host_backend_through_ambassador_in_its_namespace() {
     });
     let ready = rx
         .iter()
-        .find(|l| l.contains("msg=ready") || l.contains("pipework ambassador:"))
+        .find(|l| l.contains("msg=ready") || l.starts_with("pipework:"))
         .unwrap_or_default();
     assert!(
         ready.contains("msg=ready"),

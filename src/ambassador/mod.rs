@@ -26,7 +26,6 @@ use backend::BackendSet;
 use config::{Balance, ListenerSpec, Overrides, Settings};
 use listener::Bound;
 use state::{ListenerState, Shared};
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,46 +103,6 @@ pub struct AmbassadorArgs {
     /// Bind the listeners inside this guest's network namespace.
     #[arg(long, value_name = "GUEST")]
     pub netns: Option<String>,
-}
-
-/// Standalone parser used until the main CLI grows subcommands.
-#[derive(clap::Parser, Debug)]
-#[command(
-    name = "pipework ambassador",
-    about = "Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest"
-)]
-struct Standalone {
-    #[command(flatten)]
-    args: AmbassadorArgs,
-}
-
-/// Entry from `pipework ambassador ...`; `argv[0]` is "ambassador".
-pub fn cli_main(argv: Vec<OsString>) -> i32 {
-    use clap::Parser;
-    let cmd = match Standalone::try_parse_from(argv) {
-        Ok(c) => c,
-        Err(e) => {
-            if !e.use_stderr() {
-                let _ = e.print();
-                return 0;
-            }
-            // One line, like our other errors: clap's first line names the token.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!(
-                "pipework ambassador: {} (see pipework ambassador --help)",
-                first.trim_start_matches("error: ")
-            );
-            return 2;
-        }
-    };
-    match run(cmd.args) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("pipework ambassador: {e}");
-            e.exit_code()
-        }
-    }
 }
 
 /// Everything a reload needs to rebuild the configuration.
