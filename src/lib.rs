@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
 pub mod address;
+pub mod ambassador;
 pub mod attach;
 pub mod cli;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod lock;
 pub mod ls;
 pub mod netlink;
 pub mod netns;
+pub mod ovsdb;
 pub mod record;
 pub mod request;
 
