@@ -149,3 +149,60 @@ fn keeper_exits_when_namespace_dies() {
         "state file left behind"
     );
 }
+
+#[test]
+fn keeper_rebinds_by_broadcast_when_server_ignores_unicast() {
+    let Some(mut rig) = rig!("rebind") else {
+        return;
+    };
+    if pipework::dhcp::external::which("iptables").is_none() {
+        eprintln!("SKIP: iptables is not installed");
+        return;
+    }
+    let d = dir_for("a");
+    // SAFETY: see above; same value.
+    unsafe { std::env::set_var("PIPEWORK_DHCP_DIR", &d) };
+    rig.start_dnsmasq("10.232.0.100,10.232.0.200", &SHORT);
+    let ns = rig.cli_ns();
+    let rt = rt();
+    let (lease, pid) = rt.block_on(async {
+        let opts = DhcpOptions::default();
+        let lease = dhcp::acquire(&ns, "eth0", &opts).await.expect("lease");
+        let mut j = Journal::new();
+        dhcp::apply(&ns, "eth0", &lease, &mut j)
+            .await
+            .expect("apply");
+        j.commit();
+        let pid = keeper::spawn_with(exe(), &ns, "eth0", &lease, &opts)
+            .await
+            .expect("spawn");
+        (lease, pid)
+    });
+    // The server stops hearing unicast: RENEWING (T1) goes unanswered and
+    // only the REBINDING broadcast (T2) can reach it. The rule lives in
+    // the server's namespace, which the rig deletes.
+    let st = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &rig.srv, "iptables", "-I", "INPUT", "-p", "udp",
+        ])
+        .args(["--dport", "67", "-d", dhcp_support::SRV_IP, "-j", "DROP"])
+        .status()
+        .expect("iptables");
+    assert!(st.success());
+    let log_path = d.join(format!("{}-eth0.log", ns.inode().expect("inode")));
+    let rebound = wait_for(25, || {
+        let s = keeper::status(&ns, "eth0").ok()??;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        (s.renewals >= 1 && log.contains("rebound")).then_some(s)
+    });
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let rebound =
+        rebound.unwrap_or_else(|| panic!("no rebind; keeper: {log}\ndnsmasq: {}", rig.log()));
+    assert_eq!(rebound.address, Some(format!("{}/24", lease.address)));
+    assert!(
+        !log.contains("renewed"),
+        "unicast renewal got through: {log}"
+    );
+    assert!(rt.block_on(keeper::release(&ns, "eth0")).expect("release"));
+    assert!(!keeper::keeper_alive(pid));
+}
