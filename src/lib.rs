@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
 pub mod cli;
+pub mod cni;
 pub mod error;
 pub mod netlink;
 pub mod netns;
