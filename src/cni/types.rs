@@ -282,12 +282,19 @@ fn strip(v: &mut serde_json::Value, keys: &[&str]) {
 /// Decode the configuration on stdin. Bytes that are not JSON are a
 /// decoding failure (6); JSON of the wrong shape is an invalid config (7).
 pub fn parse_conf(bytes: &[u8]) -> CniResult<NetConf> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let c = match e.classify() {
-            serde_json::error::Category::Data => code::INVALID_CONFIG,
-            _ => code::DECODING_FAILURE,
-        };
-        CniError::new(c, "cannot decode network configuration", e.to_string())
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        CniError::new(
+            code::DECODING_FAILURE,
+            "cannot decode network configuration",
+            e.to_string(),
+        )
+    })?;
+    serde_json::from_value(v).map_err(|e| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            "invalid network configuration",
+            e.to_string(),
+        )
     })
 }
 
