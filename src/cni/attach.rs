@@ -16,7 +16,7 @@ use crate::netns::NetNs;
 use crate::record::Record;
 use crate::request::{Addressing, AttachRequest, HostMode, format_mac};
 use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::RouteMessageBuilder;
 use std::net::IpAddr;
 use std::path::Path;
@@ -306,7 +306,9 @@ async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.dst.network(), r.dst.prefix())
             .map_err(|e| CniError::config(format!("route {}: {e}", r.dst)))?
-            .output_interface(index);
+            .output_interface(index)
+            // What the reference plugins use, so `ip route` reads the same.
+            .protocol(RouteProtocol::Boot);
         if let Some(gw) = gw {
             b = b
                 .gateway(gw)
