@@ -67,7 +67,8 @@ teardown)
     pod rmi -a -f >/dev/null 2>&1 || true
   fi
   # Podman's storage may leave read-only overlay dirs; unmount what is ours.
-  grep -F " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
+  { grep -F " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || true; done
   rm -rf "$dir"
   ;;
 *)
