@@ -32,7 +32,11 @@ fn links_in(ns: &str) -> String {
 
 #[test]
 fn version_verb_reports_every_version() {
-    let out = run(OURS, &[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"0.4.0"}"#);
+    let out = run(
+        OURS,
+        &[("CNI_COMMAND", "VERSION")],
+        br#"{"cniVersion":"0.4.0"}"#,
+    );
     let v = out.ok();
     assert_eq!(v["cniVersion"], "0.4.0");
     let sup: Vec<&str> = v["supportedVersions"]
@@ -68,7 +72,11 @@ fn missing_or_bad_environment_is_code_4() {
         v.push(("CNI_COMMAND", cmd));
         let out = run(OURS, &v, c.as_bytes());
         assert_eq!(out.err_code(), 4, "{cmd} without {key}: {}", out.stdout);
-        assert!(out.json["msg"].as_str().unwrap().contains(key), "{}", out.stdout);
+        assert!(
+            out.json["msg"].as_str().unwrap().contains(key),
+            "{}",
+            out.stdout
+        );
         assert_eq!(out.json["cniVersion"], "1.1.0");
     }
     let out = run(OURS, &[("CNI_COMMAND", "FROB")], c.as_bytes());
@@ -124,7 +132,11 @@ fn unsupported_version_is_code_1() {
     }
     // Verbs newer than the config's version.
     for (cmd, ver) in [("CHECK", "0.3.1"), ("GC", "1.0.0"), ("STATUS", "1.0.0")] {
-        let out = run(OURS, &vars(cmd, "/run/netns/pwc-none"), conf(ver).to_string().as_bytes());
+        let out = run(
+            OURS,
+            &vars(cmd, "/run/netns/pwc-none"),
+            conf(ver).to_string().as_bytes(),
+        );
         assert_eq!(out.err_code(), 1, "{cmd} with {ver}");
         assert_eq!(out.json["cniVersion"], ver, "error in the caller's version");
     }
@@ -137,7 +149,10 @@ fn unsupported_field_is_code_2() {
     c["mode"] = json!("tunnel");
     let out = run(OURS, &v, c.to_string().as_bytes());
     assert_eq!(out.err_code(), 2);
-    assert!(out.json["msg"].as_str().unwrap().contains("tunnel"), "names the value");
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("tunnel"),
+        "names the value"
+    );
     let mut c = conf("1.0.0");
     c["ipMasq"] = json!(true);
     let out = run(OURS, &v, c.to_string().as_bytes());
@@ -149,7 +164,11 @@ fn unsupported_field_is_code_2() {
 fn unknown_namespace_is_code_3() {
     require_env!();
     let c = conf("1.1.0").to_string();
-    let out = run(OURS, &vars("ADD", "/run/netns/pwc-does-not-exist"), c.as_bytes());
+    let out = run(
+        OURS,
+        &vars("ADD", "/run/netns/pwc-does-not-exist"),
+        c.as_bytes(),
+    );
     assert_eq!(out.err_code(), 3);
     let prev = json!({"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/pwc-does-not-exist"}]});
     let out = run(
@@ -183,7 +202,12 @@ fn missing_ipam_plugin_is_code_50() {
     c["ipam"] = json!({"type": "pwc-no-such-ipam"});
     let out = run(OURS, &vars("ADD", &ns), c.to_string().as_bytes());
     assert_eq!(out.err_code(), 50);
-    assert!(out.json["msg"].as_str().unwrap().contains("pwc-no-such-ipam"));
+    assert!(
+        out.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("pwc-no-such-ipam")
+    );
     let out = run(OURS, &vars("STATUS", &ns), c.to_string().as_bytes());
     assert_eq!(out.err_code(), 50);
     // DEL still succeeds: nothing can have been allocated.
@@ -193,9 +217,16 @@ fn missing_ipam_plugin_is_code_50() {
 #[test]
 fn status_ok_for_bridge_and_50_for_missing_master() {
     require_env!();
-    let out = run(OURS, &vars("STATUS", ""), conf("1.1.0").to_string().as_bytes());
+    let out = run(
+        OURS,
+        &vars("STATUS", ""),
+        conf("1.1.0").to_string().as_bytes(),
+    );
     out.ok();
-    assert!(out.stdout.trim().is_empty(), "STATUS prints nothing on success");
+    assert!(
+        out.stdout.trim().is_empty(),
+        "STATUS prints nothing on success"
+    );
     let mut c = conf("1.1.0");
     c["mode"] = json!("macvlan");
     c["master"] = json!("pwc-nonexist");
@@ -214,7 +245,11 @@ fn lifecycle_in_every_version() {
         let ns = s.netns(&ns_name);
         let addr = format!("10.231.1.{}/24", 10 + i);
         let c = static_conf(ver, "pwclife", &br, &addr, "10.231.1.1");
-        let call = Call { id: "pwc-life", netns: &ns, ifname: "eth0" };
+        let call = Call {
+            id: "pwc-life",
+            netns: &ns,
+            ifname: "eth0",
+        };
         let res = call.ours("ADD", &c).ok().clone();
         assert_eq!(res["cniVersion"], *ver);
         let ip = &res["ips"][0];
@@ -241,7 +276,11 @@ fn lifecycle_in_every_version() {
         call.ours("DEL", &cc).ok();
         assert!(!links_in(&ns_name).contains("eth0"), "DEL removed eth0");
         call.ours("DEL", &cc).ok();
-        let no_ns = Call { id: "pwc-life", netns: "", ifname: "eth0" };
+        let no_ns = Call {
+            id: "pwc-life",
+            netns: "",
+            ifname: "eth0",
+        };
         no_ns.ours("DEL", &cc).ok();
         // DEL with no prevResult at all is fine too.
         call.ours("DEL", &c).ok();
@@ -258,14 +297,31 @@ fn add_fails_if_interface_exists() {
     let br = s.link("pwccf2");
     // An interface of that name made by someone else.
     assert!(cni_util::sh_ok(&[
-        "ip", "-n", "pwc-cf-exists", "link", "add", "eth0", "type", "veth", "peer", "name", "pwcpeer0"
+        "ip",
+        "-n",
+        "pwc-cf-exists",
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pwcpeer0"
     ]));
     let c = static_conf("1.1.0", "pwcexists", &br, "10.231.2.5/24", "10.231.2.1");
-    let call = Call { id: "pwc-exists", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-exists",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let out = call.ours("ADD", &c);
     assert_eq!(out.err_code(), 102, "{}", out.stdout);
     // Nothing was changed: no bridge, the foreign eth0 untouched.
-    assert!(!cni_util::sh_ok(&["ip", "link", "show", &br]), "bridge not created");
+    assert!(
+        !cni_util::sh_ok(&["ip", "link", "show", &br]),
+        "bridge not created"
+    );
     let l = links_in("pwc-cf-exists");
     assert!(l.contains("eth0@pwcpeer0"), "{l}");
     assert!(!in_ns("pwc-cf-exists", &["ip", "-o", "addr"]).contains("10.231.2.5"));
@@ -278,19 +334,47 @@ fn check_after_interface_deleted_by_hand_fails() {
     let ns = s.netns("pwc-cf-check");
     let br = s.link("pwccf3");
     let c = static_conf("1.1.0", "pwccheck", &br, "10.231.3.5/24", "10.231.3.1");
-    let call = Call { id: "pwc-check", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-check",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.ours("ADD", &c).ok().clone();
     let cc = with_prev(&c, &res);
     call.ours("CHECK", &cc).ok();
     // An address removed by hand is noticed too.
-    assert!(cni_util::sh_ok(&["ip", "-n", "pwc-cf-check", "addr", "del", "10.231.3.5/24", "dev", "eth0"]));
+    assert!(cni_util::sh_ok(&[
+        "ip",
+        "-n",
+        "pwc-cf-check",
+        "addr",
+        "del",
+        "10.231.3.5/24",
+        "dev",
+        "eth0"
+    ]));
     let out = call.ours("CHECK", &cc);
     assert_eq!(out.err_code(), 103);
-    assert!(out.json["msg"].as_str().unwrap().contains("10.231.3.5"), "{}", out.stdout);
-    assert!(cni_util::sh_ok(&["ip", "-n", "pwc-cf-check", "link", "del", "eth0"]));
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("10.231.3.5"),
+        "{}",
+        out.stdout
+    );
+    assert!(cni_util::sh_ok(&[
+        "ip",
+        "-n",
+        "pwc-cf-check",
+        "link",
+        "del",
+        "eth0"
+    ]));
     let out = call.ours("CHECK", &cc);
     assert_eq!(out.err_code(), 103);
-    assert!(out.json["msg"].as_str().unwrap().contains("missing"), "{}", out.stdout);
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("missing"),
+        "{}",
+        out.stdout
+    );
     call.ours("DEL", &cc).ok();
     // CHECK without prevResult is a config error.
     assert_eq!(call.ours("CHECK", &c).err_code(), 7);
@@ -303,14 +387,31 @@ fn del_without_netns_removes_the_host_side() {
     let ns = s.netns("pwc-cf-nons");
     let br = s.link("pwccf4");
     let c = static_conf("1.1.0", "pwcnons", &br, "10.231.4.5/24", "10.231.4.1");
-    let call = Call { id: "pwc-nons", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-nons",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.ours("ADD", &c).ok().clone();
-    assert_eq!(res["interfaces"].as_array().unwrap().len(), 3, "bridge, host veth, eth0: {res}");
+    assert_eq!(
+        res["interfaces"].as_array().unwrap().len(),
+        3,
+        "bridge, host veth, eth0: {res}"
+    );
     let host_if = res["interfaces"][1]["name"].as_str().unwrap().to_string();
     assert!(cni_util::sh_ok(&["ip", "link", "show", &host_if]));
     // The runtime lost the namespace path: we still find our host side.
-    Call { id: "pwc-nons", netns: "", ifname: "eth0" }.ours("DEL", &with_prev(&c, &res)).ok();
-    assert!(!cni_util::sh_ok(&["ip", "link", "show", &host_if]), "{host_if} removed");
+    Call {
+        id: "pwc-nons",
+        netns: "",
+        ifname: "eth0",
+    }
+    .ours("DEL", &with_prev(&c, &res))
+    .ok();
+    assert!(
+        !cni_util::sh_ok(&["ip", "link", "show", &host_if]),
+        "{host_if} removed"
+    );
     assert!(!links_in("pwc-cf-nons").contains("eth0"));
 }
 
@@ -327,16 +428,26 @@ fn host_local_ipam_is_delegated() {
         "ipam": {"type": "host-local", "dataDir": data, "subnet": "10.231.5.0/24",
                  "routes": [{"dst": "0.0.0.0/0"}]}
     });
-    let call = Call { id: "pwc-hl", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-hl",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.ours("ADD", &c).ok().clone();
     assert_eq!(res["ips"][0]["address"], "10.231.5.2/24");
     assert_eq!(res["ips"][0]["gateway"], "10.231.5.1");
     let lease = format!("{data}/pwchl/10.231.5.2");
-    assert!(std::path::Path::new(&lease).exists(), "host-local recorded the lease");
+    assert!(
+        std::path::Path::new(&lease).exists(),
+        "host-local recorded the lease"
+    );
     let cc = with_prev(&c, &res);
     call.ours("CHECK", &cc).ok();
     call.ours("DEL", &cc).ok();
-    assert!(!std::path::Path::new(&lease).exists(), "DEL released the lease");
+    assert!(
+        !std::path::Path::new(&lease).exists(),
+        "DEL released the lease"
+    );
     call.ours("DEL", &cc).ok();
 }
 
@@ -348,7 +459,11 @@ fn runtime_config_mac_and_ips_are_honoured() {
     let br = s.link("pwccf6");
     let mut c = static_conf("1.1.0", "pwcrc", &br, "10.231.6.5/24", "10.231.6.1");
     c["runtimeConfig"] = json!({"mac": "02:00:00:c0:ff:ee", "ips": ["10.231.6.77/24"]});
-    let call = Call { id: "pwc-rc", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-rc",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.ours("ADD", &c).ok().clone();
     assert_eq!(res["ips"][0]["address"], "10.231.6.77/24");
     let idx = res["ips"][0]["interface"].as_u64().unwrap() as usize;
@@ -356,7 +471,10 @@ fn runtime_config_mac_and_ips_are_honoured() {
     let l = in_ns("pwc-cf-rc", &["ip", "-o", "link", "show", "eth0"]);
     assert!(l.contains("02:00:00:c0:ff:ee"), "{l}");
     let a = in_ns("pwc-cf-rc", &["ip", "-o", "-4", "addr", "show", "eth0"]);
-    assert!(a.contains("10.231.6.77/24") && !a.contains("10.231.6.5/"), "{a}");
+    assert!(
+        a.contains("10.231.6.77/24") && !a.contains("10.231.6.5/"),
+        "{a}"
+    );
     call.ours("DEL", &with_prev(&c, &res)).ok();
 }
 
@@ -377,9 +495,16 @@ fn prev_result_is_passed_through_in_a_chain() {
         &static_conf("1.0.0", "pwcchain", &br, "10.231.7.5/24", "10.231.7.1"),
         &prev,
     );
-    let call = Call { id: "pwc-chain", netns: &ns, ifname: "eth1" };
+    let call = Call {
+        id: "pwc-chain",
+        netns: &ns,
+        ifname: "eth1",
+    };
     let res = call.ours("ADD", &c).ok().clone();
-    assert_eq!(res["interfaces"][0]["name"], "pwcother0", "previous plugin's interface kept first");
+    assert_eq!(
+        res["interfaces"][0]["name"], "pwcother0",
+        "previous plugin's interface kept first"
+    );
     assert_eq!(res["ips"][0]["address"], "192.0.2.9/32");
     assert_eq!(res["ips"][0]["interface"], 0);
     let ours = &res["ips"][1];
@@ -387,7 +512,13 @@ fn prev_result_is_passed_through_in_a_chain() {
     let idx = ours["interface"].as_u64().unwrap() as usize;
     assert_eq!(res["interfaces"][idx]["name"], "eth1");
     assert_eq!(res["dns"]["nameservers"][0], "192.0.2.53");
-    assert!(res["routes"].as_array().unwrap().iter().any(|r| r["dst"] == "192.0.2.0/24"));
+    assert!(
+        res["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "192.0.2.0/24")
+    );
     call.ours("DEL", &with_prev(&c, &res)).ok();
 }
 
@@ -400,8 +531,16 @@ fn gc_removes_attachments_not_listed() {
     let br = s.link("pwccf8");
     let c1 = static_conf("1.1.0", "pwcgc", &br, "10.231.8.5/24", "10.231.8.1");
     let c2 = static_conf("1.1.0", "pwcgc", &br, "10.231.8.6/24", "10.231.8.1");
-    let a = Call { id: "pwc-gc-keep", netns: &ns1, ifname: "eth0" };
-    let b = Call { id: "pwc-gc-stale", netns: &ns2, ifname: "eth0" };
+    let a = Call {
+        id: "pwc-gc-keep",
+        netns: &ns1,
+        ifname: "eth0",
+    };
+    let b = Call {
+        id: "pwc-gc-stale",
+        netns: &ns2,
+        ifname: "eth0",
+    };
     let ra = a.ours("ADD", &c1).ok().clone();
     b.ours("ADD", &c2).ok();
     let mut g = c1.clone();
@@ -412,8 +551,14 @@ fn gc_removes_attachments_not_listed() {
         g.to_string().as_bytes(),
     );
     out.ok();
-    assert!(links_in("pwc-cf-gc1").contains("eth0"), "listed attachment kept");
-    assert!(!links_in("pwc-cf-gc2").contains("eth0"), "stale attachment removed");
+    assert!(
+        links_in("pwc-cf-gc1").contains("eth0"),
+        "listed attachment kept"
+    );
+    assert!(
+        !links_in("pwc-cf-gc2").contains("eth0"),
+        "stale attachment removed"
+    );
     a.ours("CHECK", &with_prev(&c1, &ra)).ok();
     a.ours("DEL", &with_prev(&c1, &ra)).ok();
 }

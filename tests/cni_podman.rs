@@ -56,18 +56,43 @@ fn podman_runs_pipework_as_its_cni_plugin() {
     assert!(st.success(), "cni-podman.sh setup");
 
     // One-shot container: the address comes from our plugin (host-local).
-    let (ok, out) = podman(&["run", "--rm", "--network", NET, "localhost/bb", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    let (ok, out) = podman(&[
+        "run",
+        "--rm",
+        "--network",
+        NET,
+        "localhost/bb",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
     assert!(ok);
     assert!(out.contains("10.231.20."), "{out}");
 
     // Two long-running containers ping each other across our bridge.
     for n in ["pwc-pod-a", "pwc-pod-b"] {
-        let (ok, _) = podman(&["run", "-d", "--name", n, "--network", NET, "localhost/bb", "sleep", "600"]);
+        let (ok, _) = podman(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--network",
+            NET,
+            "localhost/bb",
+            "sleep",
+            "600",
+        ]);
         assert!(ok, "start {n}");
     }
     let a = eth0_v4("pwc-pod-a");
     let b = eth0_v4("pwc-pod-b");
-    assert!(a.starts_with("10.231.20.") && b.starts_with("10.231.20.") && a != b, "{a} {b}");
+    assert!(
+        a.starts_with("10.231.20.") && b.starts_with("10.231.20.") && a != b,
+        "{a} {b}"
+    );
     let b_ip = b.split('/').next().unwrap_or("");
     let (ok, out) = podman(&["exec", "pwc-pod-a", "ping", "-c", "2", "-W", "3", b_ip]);
     assert!(ok, "a pings b: {out}");
@@ -76,7 +101,12 @@ fn podman_runs_pipework_as_its_cni_plugin() {
 
     let ids: Vec<String> = ["pwc-pod-a", "pwc-pod-b"]
         .iter()
-        .map(|n| podman(&["inspect", "-f", "{{.Id}}", n]).1.trim().to_string())
+        .map(|n| {
+            podman(&["inspect", "-f", "{{.Id}}", n])
+                .1
+                .trim()
+                .to_string()
+        })
         .collect();
     // podman rm runs the CNI DEL.
     let (ok, _) = podman(&["rm", "-f", "-t", "0", "pwc-pod-a", "pwc-pod-b"]);
@@ -84,16 +114,26 @@ fn podman_runs_pipework_as_its_cni_plugin() {
     let ports = sh(&["ip", "-o", "link", "show", "master", BR]);
     assert!(ports.trim().is_empty(), "no ports left: {ports}");
     let leases: Vec<_> = std::fs::read_dir(format!("{DIR}/ipam/{NET}"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(
         leases.iter().all(|f| !f.starts_with("10.")),
         "host-local leases released: {leases:?}"
     );
     let rules = sh(&["iptables", "-w", "-S"]);
-    assert!(!rules.contains(&format!("pipework:{BR}")), "accept rule removed with the last port");
+    assert!(
+        !rules.contains(&format!("pipework:{BR}")),
+        "accept rule removed with the last port"
+    );
     let cache = sh(&["ls", "/var/lib/cni/results"]);
     for id in &ids {
-        assert!(!id.is_empty() && !cache.contains(id.as_str()), "libcni cache for {id} removed");
+        assert!(
+            !id.is_empty() && !cache.contains(id.as_str()),
+            "libcni cache for {id} removed"
+        );
     }
 }

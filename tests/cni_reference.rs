@@ -29,8 +29,17 @@ fn view(ns: &str) -> (Vec<String>, Vec<String>, String) {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let name = f[1].trim_end_matches(':').split('@').next().unwrap_or("").to_string();
-            let mtu = f.iter().position(|x| *x == "mtu").map(|i| f[i + 1]).unwrap_or("");
+            let name = f[1]
+                .trim_end_matches(':')
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let mtu = f
+                .iter()
+                .position(|x| *x == "mtu")
+                .map(|i| f[i + 1])
+                .unwrap_or("");
             let up = l.contains(",UP") || l.contains("<UP");
             format!("{name} mtu {mtu} up={up}")
         })
@@ -56,7 +65,11 @@ fn side(
     let br = s.link(&format!("pwcrf{tag}"));
     let data = s.dir(&format!("/tmp/pwc-ref-ipam-{tag}"));
     let c = conf(plugin, &br, &data, is_gw);
-    let call = Call { id: "pwc-side", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-side",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.exec(plugin, "ADD", &c).ok().clone();
     let seen = view(&ns_name);
     let host_addr = cni_util::sh(&["ip", "-o", "-4", "addr", "show", "dev", &br])
@@ -67,7 +80,10 @@ fn side(
     let cc = with_prev(&c, &res);
     call.exec(plugin, "CHECK", &cc).ok();
     call.exec(plugin, "DEL", &cc).ok();
-    assert!(!in_ns(&ns_name, &["ip", "-o", "link"]).contains("eth0"), "{plugin}: DEL removed eth0");
+    assert!(
+        !in_ns(&ns_name, &["ip", "-o", "link"]).contains("eth0"),
+        "{plugin}: DEL removed eth0"
+    );
     (res, seen, host_addr)
 }
 
@@ -79,7 +95,10 @@ fn compare(is_gw: bool) {
     let (or, ov, oh) = side(cni_util::OURS, &mut s, &format!("{t}o"), is_gw);
 
     assert_eq!(or["cniVersion"], rr["cniVersion"]);
-    assert_eq!(or["ips"], rr["ips"], "same addresses, gateways and interface index");
+    assert_eq!(
+        or["ips"], rr["ips"],
+        "same addresses, gateways and interface index"
+    );
     assert_eq!(or["routes"], rr["routes"]);
     let ri = rr["interfaces"].as_array().unwrap();
     let oi = or["interfaces"].as_array().unwrap();
@@ -93,7 +112,11 @@ fn compare(is_gw: bool) {
     assert_eq!(ov, rv, "container view differs");
     assert_eq!(ov.1, vec!["eth0 10.231.9.2/24".to_string()]);
     assert!(ov.2.contains("default via 10.231.9.1 dev eth0"), "{}", ov.2);
-    assert!(ov.2.contains("192.0.2.0/24 via 10.231.9.254 dev eth0"), "{}", ov.2);
+    assert!(
+        ov.2.contains("192.0.2.0/24 via 10.231.9.254 dev eth0"),
+        "{}",
+        ov.2
+    );
     // On the host: the bridge holds the gateway exactly when isGateway.
     assert_eq!(oh, rh, "bridge address");
     assert_eq!(rh.is_empty(), !is_gw);

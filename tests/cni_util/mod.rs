@@ -29,7 +29,11 @@ impl Out {
     }
 
     pub fn ok(&self) -> &Value {
-        assert_eq!(self.code, 0, "plugin failed: {} {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "plugin failed: {} {}",
+            self.stdout, self.stderr
+        );
         &self.json
     }
 }
@@ -111,7 +115,9 @@ pub fn missing_prereq() -> Option<String> {
     }
     for p in ["host-local", "static", "bridge"] {
         if !Path::new(REF_DIR).join(p).exists() {
-            return Some(format!("{REF_DIR}/{p} missing (apt-get install containernetworking-plugins)"));
+            return Some(format!(
+                "{REF_DIR}/{p} missing (apt-get install containernetworking-plugins)"
+            ));
         }
     }
     None
@@ -168,8 +174,20 @@ impl Drop for Scratch {
             for chain in ["DOCKER-USER", "FORWARD"] {
                 let c = format!("pipework:{l}");
                 while sh_ok(&[
-                    "iptables", "-w", "-D", chain, "-i", l, "-o", l, "-m", "comment", "--comment", &c,
-                    "-j", "ACCEPT",
+                    "iptables",
+                    "-w",
+                    "-D",
+                    chain,
+                    "-i",
+                    l,
+                    "-o",
+                    l,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &c,
+                    "-j",
+                    "ACCEPT",
                 ]) {}
             }
         }
