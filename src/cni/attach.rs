@@ -143,6 +143,9 @@ pub struct Plumber {
     guest: Guest,
     req: AttachRequest,
     mode: Mode,
+    /// Netlink handles opened for the checks, reused for the extras.
+    host: Net,
+    cont: Net,
 }
 
 /// Everything that can fail without changing anything: mode and keys, MAC,
@@ -161,8 +164,9 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         id: Some(env.container_id.clone()),
         pid: None,
     };
-    rt.block_on(async {
+    let (host_net, cont_net) = rt.block_on(async {
         let cont = Net::new(Some(&guest.netns), false)?;
+        let h = Net::new(None, false)?;
         if cont.link_by_name(&env.ifname).await?.is_some() {
             return Err(CniError::new(
                 code::INTERFACE_EXISTS,
@@ -171,7 +175,6 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
             ));
         }
         if mode == Mode::Bridge {
-            let h = Net::new(None, false)?;
             if let Some(l) = h.link_by_name(&host).await?
                 && !l.is_bridge()
             {
@@ -181,7 +184,7 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
                 )));
             }
         }
-        Ok(())
+        CniResult::Ok((h, cont))
     })?;
     let req = AttachRequest {
         host,
@@ -202,6 +205,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         guest,
         req,
         mode,
+        host: host_net,
+        cont: cont_net,
     })
 }
 
@@ -218,14 +223,13 @@ impl Plumber {
             };
         }
         let (req, guest, mode) = (&self.req, &self.guest, self.mode);
+        let (host, cont) = (&self.host, &self.cont);
         self.rt.block_on(async {
             let report = crate::attach::attach_to(req, guest).await?;
-            let host = Net::new(None, false)?;
-            let cont = Net::new(Some(&guest.netns), false)?;
-            match extras(&host, &cont, conf, mode, &report.host.host, ip, env).await {
+            match extras(host, cont, conf, mode, &report.host, ip, env).await {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    if let Err(undo) = detach(&host, Some(&cont), &guest.name).await {
+                    if let Err(undo) = detach(host, Some(cont), &guest.name).await {
                         eprintln!("pipework (cni): rollback after failed ADD: {undo}");
                     }
                     Err(e)
@@ -240,7 +244,7 @@ async fn extras(
     cont: &Net,
     conf: &NetConf,
     mode: Mode,
-    host_if: &str,
+    hs: &crate::driver::HostSide,
     ip: &AddResult,
     env: &Env,
 ) -> CniResult<Vec<Interface>> {
@@ -251,7 +255,7 @@ async fn extras(
     add_routes(cont, gl.index, ip).await?;
     let mut out = Vec::new();
     if mode.has_host_port() {
-        let br = host.link_by_name(host_if).await?;
+        let br = host.link_by_name(&hs.host).await?;
         if conf.is_gateway
             && let Some(br) = &br
         {
@@ -266,13 +270,10 @@ async fn extras(
                 }
             }
         }
-        let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
-        let port = host.links().await?.into_iter().find(|l| {
-            l.alias
-                .as_deref()
-                .and_then(Record::decode)
-                .is_some_and(|r| r.g == tag)
-        });
+        let port = match &hs.host_ifname {
+            Some(n) => host.link_by_name(n).await?,
+            None => None,
+        };
         for l in br.iter().chain(port.iter()) {
             out.push(Interface {
                 name: l.name.clone(),
@@ -336,6 +337,7 @@ async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
 /// container side is reachable, else by deleting the tagged host link.
 async fn detach(host: &Net, cont: Option<&Net>, tag: &str) -> CniResult<()> {
     if let Some(cont) = cont {
+        let mut found = false;
         for l in cont.links().await? {
             let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
                 continue;
@@ -344,9 +346,15 @@ async fn detach(host: &Net, cont: Option<&Net>, tag: &str) -> CniResult<()> {
                 AnyDriver::for_record(&rec)?
                     .detach(host, cont, &rec)
                     .await?;
+                found = true;
             }
         }
+        if found {
+            // The driver removed the host side too (a veth dies as a pair).
+            return Ok(());
+        }
     }
+    // No container side to go through: find the host side by its record.
     for l in host.links().await? {
         let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
             continue;
