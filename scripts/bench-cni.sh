@@ -27,6 +27,9 @@ trap cleanup EXIT
 ip netns del "$C" 2>/dev/null || true
 ip netns del "$H" 2>/dev/null || true
 ip netns add "$H"
+# Created out here: a namespace added inside `ip netns exec` is only
+# mounted in that exec's private mount namespace.
+ip netns add "$C"
 
 conf() { # plugin bridge ipam-json
   printf '{"cniVersion":"1.0.0","name":"pwcbench","type":"%s","bridge":"%s","isGateway":true,"ipam":%s}' "$1" "$2" "$3"
@@ -44,7 +47,6 @@ cat > "$T/loop.sh" <<'LOOP'
 set -euo pipefail
 plugin=$1 conf=$2 n=$3
 export CNI_CONTAINERID=pwcbench CNI_NETNS=/run/netns/pwc-bench-ctr CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni
-ip netns add pwc-bench-ctr 2>/dev/null || true
 start=$(date +%s%N)
 for ((i = 0; i < n; i++)); do
   CNI_COMMAND=ADD "$plugin" < "$conf" > /dev/null
