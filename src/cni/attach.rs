@@ -63,6 +63,35 @@ impl Mode {
     fn has_host_port(self) -> bool {
         matches!(self, Mode::Bridge | Mode::Ovs)
     }
+
+    /// The driver kind (crate::record::Record `k`) this mode must end up with.
+    fn kind(self) -> &'static str {
+        self.name()
+    }
+
+    /// Is this mode's driver compiled in? Asked of the driver registry
+    /// itself, so a mode becomes available the moment its driver lands.
+    fn require_driver(self) -> CniResult<()> {
+        let probe = Record {
+            k: self.kind().to_string(),
+            h: String::new(),
+            hi: None,
+            g: String::new(),
+            id: None,
+            ifname: String::new(),
+            x: Default::default(),
+        };
+        AnyDriver::for_record(&probe).map(|_| ()).map_err(|_| {
+            CniError::new(
+                code::UNSUPPORTED_FIELD,
+                format!(
+                    "mode: '{}' is not available in this build of pipework",
+                    self.name()
+                ),
+                "use mode 'bridge'",
+            )
+        })
+    }
 }
 
 /// The host interface and driver selection for a mode.
@@ -152,6 +181,7 @@ pub struct Plumber {
 /// the namespace, and that `CNI_IFNAME` is free inside it.
 pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     let (host, host_mode) = host_and_mode(conf, mode)?;
+    mode.require_driver()?;
     let mac = conf
         .wanted_mac(env.arg("MAC"))
         .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
@@ -174,15 +204,14 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
                 "pick another CNI_IFNAME, or DEL the previous attachment first",
             ));
         }
-        if mode == Mode::Bridge {
-            if let Some(l) = h.link_by_name(&host).await?
-                && !l.is_bridge()
-            {
-                return Err(CniError::config(format!(
-                    "bridge: '{host}' exists and is a {} link, not a Linux bridge",
-                    l.kind.as_deref().unwrap_or("physical")
-                )));
-            }
+        if mode == Mode::Bridge
+            && let Some(l) = h.link_by_name(&host).await?
+            && !l.is_bridge()
+        {
+            return Err(CniError::config(format!(
+                "bridge: '{host}' exists and is a {} link, not a Linux bridge",
+                l.kind.as_deref().unwrap_or("physical")
+            )));
         }
         CniResult::Ok((h, cont))
     })?;
@@ -226,7 +255,24 @@ impl Plumber {
         let (host, cont) = (&self.host, &self.cont);
         self.rt.block_on(async {
             let report = crate::attach::attach_to(req, guest).await?;
-            match extras(host, cont, conf, mode, &report.host, ip, env).await {
+            // The CLI picks a driver from what the host interface is; CNI
+            // asked for one explicitly (e.g. "ovs" must not become a new
+            // Linux bridge), so a different pick is undone and refused.
+            let picked = if report.host.kind == mode.kind() {
+                Ok(())
+            } else {
+                Err(CniError::config(format!(
+                    "mode '{}': '{}' is handled by the {} driver here; check \"mode\" and the interface name",
+                    mode.name(),
+                    req.host,
+                    report.host.kind
+                )))
+            };
+            let done = match picked {
+                Ok(()) => extras(host, cont, conf, mode, &report.host, ip, env).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 Ok(v) => Ok(v),
                 Err(e) => {
                     if let Err(undo) = detach(host, Some(cont), &guest.name).await {
@@ -506,6 +552,8 @@ async fn route_dsts(net: &Net) -> CniResult<Vec<(IpAddr, u8)>> {
 /// a parent need it present on the host.
 pub fn status(conf: &NetConf, mode: Mode) -> CniResult<()> {
     let (host, _) = host_and_mode(conf, mode)?;
+    mode.require_driver()
+        .map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg, e.details))?;
     if mode == Mode::Bridge {
         return Ok(());
     }
