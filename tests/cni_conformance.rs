@@ -569,9 +569,24 @@ fn bridge_naming_a_non_bridge_is_code_7_and_changes_nothing() {
     let mut s = Scratch::default();
     let ns = s.netns("pwc-cf-notbr");
     let l = s.link("pwcnotbr0");
-    assert!(cni_util::sh_ok(&["ip", "link", "add", &l, "type", "veth", "peer", "name", "pwcnotbr1"]));
+    assert!(cni_util::sh_ok(&[
+        "ip",
+        "link",
+        "add",
+        &l,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pwcnotbr1"
+    ]));
     let c = static_conf("1.1.0", "pwcnotbr", &l, "10.231.10.5/24", "10.231.10.1");
-    let out = Call { id: "pwc-notbr", netns: &ns, ifname: "eth0" }.ours("ADD", &c);
+    let out = Call {
+        id: "pwc-notbr",
+        netns: &ns,
+        ifname: "eth0",
+    }
+    .ours("ADD", &c);
     assert_eq!(out.err_code(), 7, "{}", out.stdout);
     assert!(out.json["msg"].as_str().unwrap().contains("pwcnotbr0"));
     assert!(!links_in("pwc-cf-notbr").contains("eth0"));

@@ -175,6 +175,8 @@ pub struct Plumber {
     /// Netlink handles opened for the checks, reused for the extras.
     host: Net,
     cont: Net,
+    /// What `link` built.
+    built: Option<crate::driver::HostSide>,
 }
 
 /// Everything that can fail without changing anything: mode and keys, MAC,
@@ -236,14 +238,16 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         mode,
         host: host_net,
         cont: cont_net,
+        built: None,
     })
 }
 
 impl Plumber {
-    /// Build the attachment with the CLI's drivers, then the CNI extras; on
-    /// failure nothing is left. Returns the interfaces, container's last.
-    pub fn add(mut self, env: &Env, conf: &NetConf, ip: &AddResult) -> CniResult<Vec<Interface>> {
-        if !ip.ips.is_empty() {
+    /// Build the link with the CLI's drivers. With `ip`, its addresses go
+    /// into the attach request; without (delegated IPAM, which may need the
+    /// link first, e.g. dhcp) the link comes up bare and `finish` adds them.
+    pub fn link(&mut self, ip: Option<&AddResult>) -> CniResult<()> {
+        if let Some(ip) = ip.filter(|ip| !ip.ips.is_empty()) {
             // Gateways become routes only where IPAM lists a route: CNI
             // semantics, unlike the CLI's `ip@gw` which sets a default.
             self.req.addressing = Addressing::Static {
@@ -252,37 +256,67 @@ impl Plumber {
             };
         }
         let (req, guest, mode) = (&self.req, &self.guest, self.mode);
-        let (host, cont) = (&self.host, &self.cont);
-        self.rt.block_on(async {
-            let report = crate::attach::attach_to(req, guest).await?;
-            // The CLI picks a driver from what the host interface is; CNI
-            // asked for one explicitly (e.g. "ovs" must not become a new
-            // Linux bridge), so a different pick is undone and refused.
-            let picked = if report.host.kind == mode.kind() {
-                Ok(())
-            } else {
-                Err(CniError::config(format!(
-                    "mode '{}': '{}' is handled by the {} driver here; check \"mode\" and the interface name",
-                    mode.name(),
-                    req.host,
-                    report.host.kind
-                )))
-            };
-            let done = match picked {
-                Ok(()) => extras(host, cont, conf, mode, &report.host, ip, env).await,
-                Err(e) => Err(e),
-            };
-            match done {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    if let Err(undo) = detach(host, Some(cont), &guest.name).await {
-                        eprintln!("pipework (cni): rollback after failed ADD: {undo}");
-                    }
-                    Err(e)
-                }
-            }
-        })
+        let report = self.rt.block_on(crate::attach::attach_to(req, guest))?;
+        // The CLI picks a driver from what the host interface is; CNI asked
+        // for one explicitly (e.g. "ovs" must not become a new Linux
+        // bridge), so a different pick is undone and refused.
+        if report.host.kind != mode.kind() {
+            self.undo();
+            return Err(CniError::config(format!(
+                "mode '{}': '{}' is handled by the {} driver here; check \"mode\" and the interface name",
+                mode.name(),
+                req.host,
+                report.host.kind
+            )));
+        }
+        self.built = Some(report.host);
+        Ok(())
     }
+
+    /// After `link`: addresses (if `link` did not apply them), IPAM routes,
+    /// `isGateway`, and the interface list, container's last. Undoes the
+    /// link on failure.
+    pub fn finish(&self, env: &Env, conf: &NetConf, ip: &AddResult) -> CniResult<Vec<Interface>> {
+        let Some(hs) = &self.built else {
+            return Err(CniError::new(code::INTERNAL, "finish before link", ""));
+        };
+        let applied = matches!(self.req.addressing, Addressing::Static { .. });
+        let r = self.rt.block_on(async {
+            if !applied {
+                add_addresses(&self.cont, &self.guest, &env.ifname, ip).await?;
+            }
+            extras(&self.host, &self.cont, conf, self.mode, hs, ip, env).await
+        });
+        if r.is_err() {
+            self.undo();
+        }
+        r
+    }
+
+    /// Remove what `link` built.
+    pub fn undo(&self) {
+        let r = self
+            .rt
+            .block_on(detach(&self.host, Some(&self.cont), &self.guest.name));
+        if let Err(e) = r {
+            eprintln!("pipework (cni): rollback after failed ADD: {e}");
+        }
+    }
+}
+
+/// Addresses from a delegated IPAM result, with the same netlink op and
+/// neighbour announcement the CLI's addressing uses.
+async fn add_addresses(cont: &Net, guest: &Guest, ifname: &str, ip: &AddResult) -> CniResult<()> {
+    let link = cont
+        .link_by_name(ifname)
+        .await?
+        .ok_or_else(|| CniError::new(code::KERNEL, format!("{ifname} vanished"), ""))?;
+    let addrs: Vec<_> = ip.ips.iter().map(|i| i.address).collect();
+    for a in &addrs {
+        cont.add_addr(&link, *a).await?;
+    }
+    crate::address::announce_all(&guest.netns, &link, &addrs);
+    Ok(())
 }
 
 async fn extras(

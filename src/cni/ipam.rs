@@ -35,6 +35,11 @@ impl Ipam {
         }
     }
 
+    /// An IPAM plugin we exec (as opposed to answering in-process).
+    pub fn is_delegated(&self) -> bool {
+        matches!(self, Ipam::Delegate { .. })
+    }
+
     /// ADD: the addresses, routes and DNS to apply.
     pub fn add(&self, conf: &NetConf, env: &Env, stdin: &[u8]) -> CniResult<AddResult> {
         match self {

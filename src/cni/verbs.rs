@@ -78,22 +78,39 @@ fn prev_result(conf: &NetConf) -> CniResult<Option<AddResult>> {
 
 fn add(env: &Env, conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniResult<String> {
     let prev = prev_result(conf)?.unwrap_or_default();
-    // Check the namespace and the name before allocating an address, so a
-    // doomed ADD leaves no lease behind.
-    let plumber = attach::preflight(env, conf, mode)?;
-    let mut ip = ipam.add(conf, env, stdin)?;
-    if conf.is_default_gateway {
-        add_default_routes(&mut ip);
-    }
-    let attached = match plumber.add(env, conf, &ip) {
-        Ok(a) => a,
-        Err(e) => {
-            // Release what IPAM gave us; the ADD error is what matters.
-            if let Err(rel) = ipam.forward(Command::Del, stdin) {
-                eprintln!("pipework (cni): releasing the address after a failed ADD: {rel}");
-            }
-            return Err(e);
+    // Check the namespace and the name before anything is allocated or built.
+    let mut plumber = attach::preflight(env, conf, mode)?;
+    let release = |e: CniError| {
+        // Release what IPAM gave us; the ADD error is what matters.
+        if let Err(rel) = ipam.forward(Command::Del, stdin) {
+            eprintln!("pipework (cni): releasing the address after a failed ADD: {rel}");
         }
+        e
+    };
+    let (ip, attached) = if ipam.is_delegated() {
+        // As the reference plugins do: the link first, since a delegated
+        // IPAM may need it (dhcp leases on the container interface).
+        plumber.link(None)?;
+        let mut ip = match ipam.add(conf, env, stdin) {
+            Ok(ip) => ip,
+            Err(e) => {
+                plumber.undo();
+                return Err(release(e));
+            }
+        };
+        if conf.is_default_gateway {
+            add_default_routes(&mut ip);
+        }
+        let attached = plumber.finish(env, conf, &ip).map_err(release)?;
+        (ip, attached)
+    } else {
+        let mut ip = ipam.add(conf, env, stdin)?;
+        if conf.is_default_gateway {
+            add_default_routes(&mut ip);
+        }
+        plumber.link(Some(&ip))?;
+        let attached = plumber.finish(env, conf, &ip)?;
+        (ip, attached)
     };
     // Chained after another interface plugin: keep its result and append ours.
     let mut result = prev;
@@ -154,7 +171,8 @@ fn del(
     ipam: CniResult<Ipam>,
     stdin: &[u8],
 ) -> CniResult<()> {
-    let detached = attach::del(env, conf, mode);
+    // IPAM first, as the reference plugins do: dhcp sends its release over
+    // the container interface, which must still exist.
     // A missing IPAM plugin cannot hold a lease we could release.
     let released = match ipam {
         Ok(ipam) => ipam.forward(Command::Del, stdin),
@@ -164,6 +182,7 @@ fn del(
         }
         Err(e) => Err(e),
     };
+    let detached = attach::del(env, conf, mode);
     detached.and(released)
 }
 
