@@ -17,6 +17,8 @@ pub enum Ipam {
     Delegate {
         name: String,
         binary: PathBuf,
+        /// The dhcp IPAM's daemon socket (its `daemonSocketPath` key).
+        dhcp_socket: PathBuf,
     },
 }
 
@@ -31,6 +33,11 @@ impl Ipam {
             name => Ok(Ipam::Delegate {
                 name: name.to_string(),
                 binary: find_plugin(name, &env.path)?,
+                dhcp_socket: ipam
+                    .daemon_socket_path
+                    .clone()
+                    .unwrap_or_else(|| DHCP_SOCK.into())
+                    .into(),
             }),
         }
     }
@@ -57,16 +64,25 @@ impl Ipam {
 
     /// DEL, CHECK, GC and STATUS are forwarded; only their success matters.
     pub fn forward(&self, command: Command, stdin: &[u8]) -> CniResult<()> {
-        let Ipam::Delegate { name, binary } = self else {
+        let Ipam::Delegate {
+            name,
+            binary,
+            dhcp_socket,
+        } = self
+        else {
             return Ok(());
         };
         if matches!(command, Command::Gc | Command::Status) && !speaks_1_1(binary) {
             // Plugins older than spec 1.1 do not know these verbs; calling
             // them would only produce a spurious error.
-            if command == Command::Status && name == "dhcp" && !Path::new(DHCP_SOCK).exists() {
+            // The dhcp plugin needs its daemon: that much we can check.
+            if command == Command::Status && name == "dhcp" && !dhcp_socket.exists() {
                 return Err(CniError::new(
                     code::NOT_AVAILABLE,
-                    format!("the dhcp IPAM daemon is not running ({DHCP_SOCK} is missing)"),
+                    format!(
+                        "the dhcp IPAM daemon is not running ({} is missing)",
+                        dhcp_socket.display()
+                    ),
                     "start it with: /usr/lib/cni/dhcp daemon",
                 ));
             }

@@ -128,6 +128,9 @@ pub struct IpamConf {
     #[serde(default)]
     pub routes: Vec<Route>,
     pub dns: Option<Dns>,
+    /// The dhcp IPAM type's daemon socket, for STATUS.
+    #[serde(rename = "daemonSocketPath")]
+    pub daemon_socket_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
