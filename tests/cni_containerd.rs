@@ -84,6 +84,11 @@ fn ctr_run_cni_uses_pipework() {
             })
             .unwrap_or_default();
         assert!(leases.iter().all(|f| !f.starts_with("10.")), "{leases:?}");
+        let rules = sh(&["iptables", "-w", "-S"]);
+        assert!(
+            !rules.contains(&format!("pipework:{BR}")),
+            "no accept rule left for {BR}"
+        );
     }
     assert_eq!(
         listing("/etc/cni/net.d"),

@@ -297,7 +297,7 @@ impl Plumber {
     pub fn undo(&self) {
         let r = self
             .rt
-            .block_on(detach(&self.host, Some(&self.cont), &self.guest.name));
+            .block_on(detach(&self.host, Some(&self.cont), &self.guest.name, None));
         if let Err(e) = r {
             eprintln!("pipework (cni): rollback after failed ADD: {e}");
         }
@@ -415,7 +415,11 @@ async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
 
 /// Undo the attachment tagged `tag`: through the driver while the
 /// container side is reachable, else by deleting the tagged host link.
-async fn detach(host: &Net, cont: Option<&Net>, tag: &str) -> CniResult<()> {
+/// `bridge`: the Linux bridge this attachment used, if known from the
+/// config, so its firewall accept rule is released even when the kernel
+/// already removed every trace of the attachment (namespace destroyed
+/// before DEL, as `ctr run --rm --cni` does).
+async fn detach(host: &Net, cont: Option<&Net>, tag: &str, bridge: Option<&str>) -> CniResult<()> {
     if let Some(cont) = cont {
         let mut found = false;
         for l in cont.links().await? {
@@ -435,6 +439,7 @@ async fn detach(host: &Net, cont: Option<&Net>, tag: &str) -> CniResult<()> {
         }
     }
     // No container side to go through: find the host side by its record.
+    let mut found = false;
     for l in host.links().await? {
         let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
             continue;
@@ -442,14 +447,22 @@ async fn detach(host: &Net, cont: Option<&Net>, tag: &str) -> CniResult<()> {
         if rec.g == tag {
             host.delete_link(&l).await?;
             crate::firewall::release_bridge_if_unused(host, &rec.h).await?;
+            found = true;
         }
+    }
+    if let (false, Some(b)) = (found, bridge) {
+        crate::firewall::release_bridge_if_unused(host, b).await?;
     }
     Ok(())
 }
 
 /// DEL: idempotent; a missing namespace or interface is success.
-pub fn del(env: &Env, conf: &NetConf, _mode: Mode) -> CniResult<()> {
+pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
     let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let bridge = match (mode, host_and_mode(conf, mode)) {
+        (Mode::Bridge, Ok((b, _))) => Some(b),
+        _ => None,
+    };
     runtime()?.block_on(async {
         let host = Net::new(None, false)?;
         // A namespace that is already gone took the container end with it.
@@ -460,7 +473,7 @@ pub fn del(env: &Env, conf: &NetConf, _mode: Mode) -> CniResult<()> {
             Some(ns) => Some(Net::new(Some(ns), false)?),
             None => None,
         };
-        detach(&host, cont.as_ref(), &tag).await
+        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await
     })
 }
 
