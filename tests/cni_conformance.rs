@@ -601,7 +601,11 @@ fn del_after_namespace_destroyed_succeeds_and_releases_the_bridge_rule() {
     let ns = s.netns("pwc-cf-gone");
     let br = s.link("pwccf9");
     let c = static_conf("1.0.0", "pwcgone", &br, "10.231.11.5/24", "10.231.11.1");
-    let call = Call { id: "pwc-gone", netns: &ns, ifname: "eth0" };
+    let call = Call {
+        id: "pwc-gone",
+        netns: &ns,
+        ifname: "eth0",
+    };
     let res = call.ours("ADD", &c).ok().clone();
     let tag = format!("pipework:{br}");
     // The bridge driver adds an accept rule only where FORWARD drops
@@ -609,13 +613,20 @@ fn del_after_namespace_destroyed_succeeds_and_releases_the_bridge_rule() {
     let had_rule = cni_util::sh(&["iptables", "-w", "-S"]).contains(&tag);
     // The runtime destroys the namespace first and then calls DEL without it.
     assert!(cni_util::sh_ok(&["ip", "netns", "del", "pwc-cf-gone"]));
-    let gone = Call { id: "pwc-gone", netns: "", ifname: "eth0" };
+    let gone = Call {
+        id: "pwc-gone",
+        netns: "",
+        ifname: "eth0",
+    };
     gone.ours("DEL", &with_prev(&c, &res)).ok();
     // Also with the stale path still given.
     call.ours("DEL", &with_prev(&c, &res)).ok();
     let ports = cni_util::sh(&["ip", "-o", "link", "show", "master", &br]);
     assert!(ports.trim().is_empty(), "{ports}");
     if had_rule {
-        assert!(!cni_util::sh(&["iptables", "-w", "-S"]).contains(&tag), "rule released");
+        assert!(
+            !cni_util::sh(&["iptables", "-w", "-S"]).contains(&tag),
+            "rule released"
+        );
     }
 }

@@ -1,10 +1,26 @@
 //! CNI plugin mode (spec 1.1): the same binary is a CNI plugin when the
-//! runtime sets `CNI_COMMAND`.
+//! runtime sets `CNI_COMMAND`. Install it (or a symlink) as `pipework` in
+//! the runtime's plugin directory and use `"type": "pipework"`:
+//!
+//! ```json
+//! {"cniVersion": "1.1.0", "name": "n", "plugins": [{
+//!   "type": "pipework", "mode": "bridge", "bridge": "br0", "isGateway": true,
+//!   "ipam": {"type": "static",
+//!            "addresses": [{"address": "10.0.0.5/24", "gateway": "10.0.0.1"}],
+//!            "routes": [{"dst": "0.0.0.0/0"}]}}]}
+//! ```
 //!
 //! Protocol: config on stdin, one JSON result or error on stdout, logs on
-//! stderr only, exit status 0 on success. The interface itself is plumbed
-//! by the same drivers the command line uses; this module only translates
-//! between the CNI protocol and an attach request.
+//! stderr only, exit status 0 on success. Results are written in the
+//! config's version (0.3.0 through 1.1.0). The interface itself is plumbed
+//! by the same drivers the command line uses (`mode` picks one); this
+//! module only translates between the CNI protocol and an attach request.
+//!
+//! Error codes: 1 version, 2 unsupported key/value (`mode`, `ipMasq`),
+//! 3 namespace unknown, 4 environment, 5 stdin I/O, 6 undecodable JSON,
+//! 7 invalid config, 11 kernel busy, 50 IPAM plugin or parent missing;
+//! plugin codes 100 kernel refusal, 101 IPAM failure, 102 interface exists,
+//! 103 CHECK mismatch, 199 internal.
 pub mod attach;
 pub mod env;
 pub mod error;

@@ -41,7 +41,7 @@ pub fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<Option<String>> {
         Command::Check => check(env, &conf, mode, ipam?, stdin).map(|_| None),
         Command::Status => status(&conf, mode, ipam?, stdin).map(|_| None),
         Command::Gc => gc(&conf, mode, ipam?, stdin).map(|_| None),
-        Command::Version => unreachable!("handled above"),
+        Command::Version => version(stdin).map(Some),
     }
 }
 
