@@ -630,3 +630,73 @@ fn del_after_namespace_destroyed_succeeds_and_releases_the_bridge_rule() {
         );
     }
 }
+
+/// Runtimes ADD many containers at once: eight parallel ADDs onto a bridge
+/// that does not exist yet all succeed, with distinct host-local leases,
+/// and eight parallel DELs leave nothing.
+#[test]
+fn parallel_adds_and_dels_on_a_new_bridge() {
+    require_env!();
+    let mut s = Scratch::default();
+    let br = s.link("pwccf10");
+    let data = s.dir("/tmp/pwc-cf-par-ipam");
+    let c = json!({
+        "cniVersion": "1.1.0", "name": "pwcpar", "type": "pipework", "bridge": br,
+        "isGateway": true,
+        "ipam": {"type": "host-local", "dataDir": data, "subnet": "10.231.12.0/24",
+                 "routes": [{"dst": "0.0.0.0/0"}]}
+    });
+    let nss: Vec<String> = (0..8).map(|i| s.netns(&format!("pwc-cf-par{i}"))).collect();
+    let ids: Vec<String> = (0..8).map(|i| format!("pwc-par-{i}")).collect();
+    let results: Vec<Value> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let (ns, id, c) = (&nss[i], &ids[i], &c);
+                sc.spawn(move || {
+                    Call {
+                        id,
+                        netns: ns,
+                        ifname: "eth0",
+                    }
+                    .ours("ADD", c)
+                    .ok()
+                    .clone()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let mut addrs: Vec<&str> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 8, "distinct leases: {addrs:?}");
+    let ports = cni_util::sh(&["ip", "-o", "link", "show", "master", &br]);
+    assert_eq!(ports.lines().count(), 8, "{ports}");
+    std::thread::scope(|sc| {
+        for i in 0..8 {
+            let (ns, id, c, r) = (&nss[i], &ids[i], &c, &results[i]);
+            sc.spawn(move || {
+                Call {
+                    id,
+                    netns: ns,
+                    ifname: "eth0",
+                }
+                .ours("DEL", &with_prev(c, r))
+                .ok();
+            });
+        }
+    });
+    let ports = cni_util::sh(&["ip", "-o", "link", "show", "master", &br]);
+    assert!(ports.trim().is_empty(), "{ports}");
+    let left: Vec<String> = std::fs::read_dir(format!("{data}/pwcpar"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.iter().all(|f| !f.starts_with("10.")), "{left:?}");
+}

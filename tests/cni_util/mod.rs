@@ -170,6 +170,7 @@ impl Drop for Scratch {
         }
         for l in &self.links {
             let _ = sh_ok(&["ip", "link", "del", l]);
+            let _ = std::fs::remove_file(format!("/run/pipework/firewall/{l}"));
             // The bridge driver's FORWARD accept rule, if a test left it.
             for chain in ["DOCKER-USER", "FORWARD"] {
                 let c = format!("pipework:{l}");
