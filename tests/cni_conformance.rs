@@ -700,3 +700,56 @@ fn parallel_adds_and_dels_on_a_new_bridge() {
         .unwrap_or_default();
     assert!(left.iter().all(|f| !f.starts_with("10.")), "{left:?}");
 }
+
+/// Runtimes read a plugin's stdout until EOF. Nothing we leave running
+/// (such as the neighbour announcer) may keep that pipe open once the
+/// plugin has exited, or every ADD would last as long as that process.
+#[test]
+fn stdout_reaches_eof_when_the_plugin_exits() {
+    use std::io::{Read, Write};
+    require_env!();
+    let mut s = Scratch::default();
+    let ns = s.netns("pwc-cf-eof");
+    let br = s.link("pwccf11");
+    let c = static_conf("1.1.0", "pwceof", &br, "10.231.13.5/24", "10.231.13.1");
+    let mut child = std::process::Command::new(OURS)
+        .env_clear()
+        .envs(vars("ADD", &ns))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(c.to_string().as_bytes())
+        .expect("write");
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let mut out = child.stdout.take().expect("stdout");
+    nix::fcntl::fcntl(
+        &out,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .expect("nonblock");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match out.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the plugin exited but a process it left behind still holds its stdout")
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let res: Value = serde_json::from_slice(&buf).expect("result JSON");
+    let call = Call {
+        id: "pwc-ctr",
+        netns: &ns,
+        ifname: "eth0",
+    };
+    call.ours("DEL", &with_prev(&c, &res)).ok();
+}

@@ -89,6 +89,12 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
             0 => {
                 if libc::fork() == 0 {
                     libc::setsid();
+                    // Let go of stdio: whoever reads our output (a CNI
+                    // runtime, a `| jq`) waits for EOF, which would
+                    // otherwise come only when this child ends (~1 s).
+                    libc::close(0);
+                    libc::close(1);
+                    libc::close(2);
                     if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
                         announce(&plan);
                     }
