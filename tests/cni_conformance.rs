@@ -119,6 +119,15 @@ fn invalid_config_is_code_7() {
     let out = run(OURS, &v, c.to_string().as_bytes());
     assert_eq!(out.err_code(), 7, "macvlan without master: {}", out.stdout);
     assert!(out.json["msg"].as_str().unwrap().contains("master"));
+    // Name and container ID must fit in the record on the link.
+    let id = "a".repeat(64);
+    let mut v = without(&vars("ADD", "/run/netns/pwc-none"), "CNI_CONTAINERID");
+    v.push(("CNI_CONTAINERID", &id));
+    let mut c = conf("1.1.0");
+    c["name"] = json!("n".repeat(100));
+    let out = run(OURS, &v, c.to_string().as_bytes());
+    assert_eq!(out.err_code(), 7, "{}", out.stdout);
+    assert!(out.json["msg"].as_str().unwrap().contains("too long"));
 }
 
 #[test]

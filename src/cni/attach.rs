@@ -127,6 +127,10 @@ fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
     })
 }
 
+/// Room for the tag in a record (the rest of the 255-byte alias holds the
+/// driver kind, bridge and interface names and the short id).
+const MAX_TAG: usize = 150;
+
 fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
     format!("cni:{net}/{cid}/{ifname}")
 }
@@ -188,11 +192,23 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         .wanted_mac(env.arg("MAC"))
         .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
         .transpose()?;
+    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    // The tag lives in the link's record, inside the kernel's 255-byte
+    // alias, next to the driver's own fields.
+    if tag.len() > MAX_TAG {
+        return Err(CniError::config(format!(
+            "network name '{}' with CNI_CONTAINERID ({} bytes) is too long to record on the link; \
+             keep name + container ID under {} bytes",
+            conf.name,
+            env.container_id.len(),
+            MAX_TAG - 8
+        )));
+    }
     let netns = open_netns(&env.netns)?;
     let rt = runtime()?;
     let guest = Guest {
         netns,
-        name: guest_tag(&conf.name, &env.container_id, &env.ifname),
+        name: tag,
         id: Some(env.container_id.clone()),
         pid: None,
     };
