@@ -1,22 +1,22 @@
-//! The kernel side of the CNI verbs. ADD and DEL go through the same
-//! drivers as `pipework attach`/`detach` (crate::attach, crate::driver);
-//! this file only translates the CNI config into an attach request and
-//! adds what CNI asks for beyond it (IPAM routes, `isGateway`).
+//! The kernel side of ADD (and STATUS); DEL is in `detach.rs`, CHECK in
+//! `check.rs`, GC in `gc.rs`. ADD and DEL go through the same drivers as
+//! `pipework attach`/`detach` (crate::attach, crate::driver); this file
+//! only translates the CNI config into an attach request and adds what CNI
+//! asks for beyond it (IPAM routes, `isGateway`).
 //!
 //! The guest name recorded on our links (crate::record::Record `g`) is
 //! `cni:NETWORK/CONTAINERID/IFNAME`, so DEL without a namespace and GC find
 //! the attachment's host side by asking the kernel, with no state files.
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
-use super::types::{AddResult, Attachment, Interface, NetConf};
+use super::types::{AddResult, Interface, NetConf};
 use crate::driver::AnyDriver;
 use crate::guest::Guest;
 use crate::netlink::Net;
 use crate::netns::NetNs;
 use crate::record::Record;
 use crate::request::{Addressing, AttachRequest, HostMode, format_mac};
-use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
+use netlink_packet_route::route::RouteProtocol;
 use rtnetlink::RouteMessageBuilder;
 use std::net::IpAddr;
 use std::path::Path;
@@ -60,7 +60,7 @@ impl Mode {
 
     /// Host-side links live in our namespace and are listed in the result
     /// (bridge/switch, then our port on it), as the reference bridge does.
-    fn has_host_port(self) -> bool {
+    pub(super) fn has_host_port(self) -> bool {
         matches!(self, Mode::Bridge | Mode::Ovs)
     }
 
@@ -95,7 +95,7 @@ impl Mode {
 }
 
 /// The host interface and driver selection for a mode.
-fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
+pub(super) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
     let master = || {
         conf.master.clone().ok_or_else(|| {
             CniError::config(format!(
@@ -131,17 +131,17 @@ fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
 /// driver kind, bridge and interface names and the short id).
 const MAX_TAG: usize = 150;
 
-fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
+pub(super) fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
     format!("cni:{net}/{cid}/{ifname}")
 }
 
 /// (network, containerID, ifname) from a record's guest name.
-fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
+pub(super) fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
     let mut it = g.strip_prefix("cni:")?.splitn(3, '/');
     Some((it.next()?, it.next()?, it.next()?))
 }
 
-fn runtime() -> CniResult<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
     // A handful of netlink round trips: one thread starts much faster than
     // the multi-threaded runtime.
     tokio::runtime::Builder::new_current_thread()
@@ -156,7 +156,7 @@ fn runtime() -> CniResult<tokio::runtime::Runtime> {
         })
 }
 
-fn open_netns(path: &str) -> CniResult<NetNs> {
+pub(super) fn open_netns(path: &str) -> CniResult<NetNs> {
     NetNs::open(Path::new(path)).map_err(|e| {
         CniError::new(
             code::UNKNOWN_CONTAINER,
@@ -166,7 +166,7 @@ fn open_netns(path: &str) -> CniResult<NetNs> {
     })
 }
 
-fn mismatch(msg: String) -> CniError {
+pub(super) fn mismatch(msg: String) -> CniError {
     CniError::new(code::CHECK_MISMATCH, msg, "")
 }
 
@@ -311,9 +311,12 @@ impl Plumber {
 
     /// Remove what `link` built.
     pub fn undo(&self) {
-        let r = self
-            .rt
-            .block_on(detach(&self.host, Some(&self.cont), &self.guest.name, None));
+        let r = self.rt.block_on(super::detach::detach(
+            &self.host,
+            Some(&self.cont),
+            &self.guest.name,
+            None,
+        ));
         if let Err(e) = r {
             eprintln!("pipework (cni): rollback after failed ADD: {e}");
         }
@@ -429,188 +432,6 @@ async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
     Ok(())
 }
 
-/// Undo the attachment tagged `tag`: through the driver while the
-/// container side is reachable, else by deleting the tagged host link.
-/// `bridge`: the Linux bridge this attachment used, if known from the
-/// config, so its firewall accept rule is released even when the kernel
-/// already removed every trace of the attachment (namespace destroyed
-/// before DEL, as `ctr run --rm --cni` does).
-async fn detach(host: &Net, cont: Option<&Net>, tag: &str, bridge: Option<&str>) -> CniResult<()> {
-    if let Some(cont) = cont {
-        let mut found = false;
-        for l in cont.links().await? {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-                continue;
-            };
-            if rec.g == tag {
-                AnyDriver::for_record(&rec)?
-                    .detach(host, cont, &rec)
-                    .await?;
-                found = true;
-            }
-        }
-        if found {
-            // The driver removed the host side too (a veth dies as a pair).
-            return Ok(());
-        }
-    }
-    // No container side to go through: find the host side by its record.
-    let mut found = false;
-    for l in host.links().await? {
-        let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-            continue;
-        };
-        if rec.g == tag {
-            host.delete_link(&l).await?;
-            crate::firewall::release_bridge_if_unused(host, &rec.h).await?;
-            found = true;
-        }
-    }
-    if let (false, Some(b)) = (found, bridge) {
-        crate::firewall::release_bridge_if_unused(host, b).await?;
-    }
-    Ok(())
-}
-
-/// DEL: idempotent; a missing namespace or interface is success.
-pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
-    let bridge = match (mode, host_and_mode(conf, mode)) {
-        (Mode::Bridge, Ok((b, _))) => Some(b),
-        _ => None,
-    };
-    runtime()?.block_on(async {
-        let host = Net::new(None, false)?;
-        // A namespace that is already gone took the container end with it.
-        let ns = (!env.netns.is_empty())
-            .then(|| NetNs::open(Path::new(&env.netns)).ok())
-            .flatten();
-        let cont = match &ns {
-            Some(ns) => Some(Net::new(Some(ns), false)?),
-            None => None,
-        };
-        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await
-    })
-}
-
-/// CHECK: what prevResult says we built must still be there.
-pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResult<()> {
-    let ns = open_netns(&env.netns)?;
-    let idx = prev
-        .interface_index(&env.ifname, &env.netns)
-        .ok_or_else(|| {
-            mismatch(format!(
-                "prevResult lists no interface {} in {}",
-                env.ifname, env.netns
-            ))
-        })?;
-    let want = &prev.interfaces[idx];
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
-    runtime()?.block_on(async {
-        let cont = Net::new(Some(&ns), false)?;
-        let l = cont.link_by_name(&env.ifname).await?.ok_or_else(|| {
-            mismatch(format!(
-                "interface {} is missing from {}",
-                env.ifname, env.netns
-            ))
-        })?;
-        let rec = l.alias.as_deref().and_then(Record::decode);
-        let rec = match rec {
-            Some(r) if r.g == tag => r,
-            _ => {
-                return Err(mismatch(format!(
-                    "interface {} in {} was not made by this attachment",
-                    env.ifname, env.netns
-                )));
-            }
-        };
-        if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
-            return Err(mismatch(format!(
-                "{} has MAC {}, prevResult says {}",
-                env.ifname,
-                format_mac(&l.mac),
-                want.mac
-            )));
-        }
-        let have: Vec<_> = cont
-            .addrs(l.index)
-            .await?
-            .into_iter()
-            .map(|a| a.net)
-            .collect();
-        for one in prev.ips.iter().filter(|i| i.interface == Some(idx)) {
-            if !have.contains(&one.address) {
-                return Err(mismatch(format!(
-                    "{} lacks address {}",
-                    env.ifname, one.address
-                )));
-            }
-        }
-        let routes = route_dsts(&cont).await?;
-        for r in &prev.routes {
-            if !routes.contains(&(r.dst.network(), r.dst.prefix())) {
-                return Err(mismatch(format!(
-                    "route to {} is missing in {}",
-                    r.dst, env.netns
-                )));
-            }
-        }
-        if mode.has_host_port() {
-            let host = Net::new(None, false)?;
-            let br = host
-                .link_by_name(&rec.h)
-                .await?
-                .ok_or_else(|| mismatch(format!("{} is missing", rec.h)))?;
-            if let Some(hi) = &rec.hi {
-                let port = host
-                    .link_by_name(hi)
-                    .await?
-                    .ok_or_else(|| mismatch(format!("host interface {hi} is missing")))?;
-                if mode == Mode::Bridge && port.controller != Some(br.index) {
-                    return Err(mismatch(format!("{hi} is no longer a port of {}", rec.h)));
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-/// (destination, prefix length) of every route in the namespace's tables.
-async fn route_dsts(net: &Net) -> CniResult<Vec<(IpAddr, u8)>> {
-    let mut out = Vec::new();
-    for v6 in [false, true] {
-        let mut b = RouteMessageBuilder::<IpAddr>::new().build();
-        if v6 {
-            b.header.address_family = netlink_packet_route::AddressFamily::Inet6;
-        } else {
-            b.header.address_family = netlink_packet_route::AddressFamily::Inet;
-        }
-        let any: IpAddr = if v6 {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        };
-        let got: Vec<(IpAddr, u8)> = net
-            .handle
-            .route()
-            .get(b)
-            .execute()
-            .map_ok(|m| {
-                let dst = m.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(x)) => Some(IpAddr::V4(*x)),
-                    RouteAttribute::Destination(RouteAddress::Inet6(x)) => Some(IpAddr::V6(*x)),
-                    _ => None,
-                });
-                (dst.unwrap_or(any), m.header.destination_prefix_length)
-            })
-            .try_collect()
-            .await
-            .map_err(|e| CniError::from(crate::Error::netlink("listing routes", e)))?;
-        out.extend(got);
-    }
-    Ok(out)
-}
-
 /// STATUS: can we service ADD? The bridge is created on demand; modes with
 /// a parent need it present on the host.
 pub fn status(conf: &NetConf, mode: Mode) -> CniResult<()> {
@@ -636,37 +457,4 @@ pub fn status(conf: &NetConf, mode: Mode) -> CniResult<()> {
             "",
         ))
     }
-}
-
-/// GC: remove our host-side links for this network whose attachment is
-/// not in `cni.dev/valid-attachments`. Keeps going after errors.
-pub fn gc(conf: &NetConf, _mode: Mode, valid: &[Attachment]) -> CniResult<()> {
-    runtime()?.block_on(async {
-        let host = Net::new(None, false)?;
-        let mut first_err: Option<CniError> = None;
-        for l in host.links().await? {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-                continue;
-            };
-            let Some((net, cid, ifname)) = parse_guest_tag(&rec.g) else {
-                continue;
-            };
-            if net != conf.name
-                || valid
-                    .iter()
-                    .any(|a| a.container_id == cid && a.ifname == ifname)
-            {
-                continue;
-            }
-            eprintln!("pipework (cni): GC: removing {} ({cid}/{ifname})", l.name);
-            let r = match host.delete_link(&l).await {
-                Ok(()) => crate::firewall::release_bridge_if_unused(&host, &rec.h).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
-                first_err.get_or_insert(e.into());
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    })
 }

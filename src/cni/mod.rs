@@ -22,8 +22,11 @@
 //! plugin codes 100 kernel refusal, 101 IPAM failure, 102 interface exists,
 //! 103 CHECK mismatch, 199 internal.
 pub mod attach;
+pub mod check;
+pub mod detach;
 pub mod env;
 pub mod error;
+pub mod gc;
 pub mod ipam;
 pub mod types;
 pub mod verbs;

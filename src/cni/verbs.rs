@@ -5,6 +5,7 @@ use super::env::{Command, Env};
 use super::error::{CniError, CniResult, code};
 use super::ipam::Ipam;
 use super::types::{self, AddResult, NetConf, Version};
+use super::{check as checker, detach, gc as collector};
 
 /// Run one verb; `Ok(Some(json))` is printed on stdout.
 pub fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<Option<String>> {
@@ -182,7 +183,7 @@ fn del(
         }
         Err(e) => Err(e),
     };
-    let detached = attach::del(env, conf, mode);
+    let detached = detach::del(env, conf, mode);
     detached.and(released)
 }
 
@@ -191,7 +192,7 @@ fn check(env: &Env, conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> Cni
         CniError::config("CHECK needs prevResult: the result of the ADD being checked")
     })?;
     ipam.forward(Command::Check, stdin)?;
-    attach::check(env, conf, mode, &prev)
+    checker::check(env, conf, mode, &prev)
 }
 
 fn status(conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniResult<()> {
@@ -201,7 +202,7 @@ fn status(conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniResult<()>
 
 fn gc(conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniResult<()> {
     let valid = conf.valid_attachments.clone().unwrap_or_default();
-    let ours = attach::gc(conf, mode, &valid);
+    let ours = collector::gc(conf, mode, &valid);
     // Keep going after our own errors: stale leases are worth removing too.
     let theirs = ipam.forward(Command::Gc, stdin);
     ours.and(theirs)
