@@ -762,3 +762,37 @@ fn stdout_reaches_eof_when_the_plugin_exits() {
     };
     call.ours("DEL", &with_prev(&c, &res)).ok();
 }
+
+#[test]
+fn dual_stack_static_addresses_and_routes() {
+    require_env!();
+    let mut s = Scratch::default();
+    let ns = s.netns("pwc-cf-v6");
+    let br = s.link("pwccf12");
+    let c = json!({
+        "cniVersion": "0.4.0", "name": "pwcv6", "type": "pipework", "bridge": br,
+        "ipam": {"type": "static",
+                 "addresses": [{"address": "10.231.14.5/24", "gateway": "10.231.14.1"},
+                               {"address": "fd00:231:14::5/64", "gateway": "fd00:231:14::1"}],
+                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}
+    });
+    let call = Call {
+        id: "pwc-v6",
+        netns: &ns,
+        ifname: "eth0",
+    };
+    let res = call.ours("ADD", &c).ok().clone();
+    assert_eq!(res["ips"][0]["version"], "4");
+    assert_eq!(res["ips"][1]["version"], "6");
+    assert_eq!(res["ips"][1]["address"], "fd00:231:14::5/64");
+    let a = in_ns("pwc-cf-v6", &["ip", "-o", "-6", "addr", "show", "eth0"]);
+    assert!(a.contains("fd00:231:14::5/64"), "{a}");
+    let r6 = in_ns("pwc-cf-v6", &["ip", "-6", "route"]);
+    assert!(r6.contains("default via fd00:231:14::1 dev eth0"), "{r6}");
+    let r4 = in_ns("pwc-cf-v6", &["ip", "-4", "route"]);
+    assert!(r4.contains("default via 10.231.14.1 dev eth0"), "{r4}");
+    let cc = with_prev(&c, &res);
+    call.ours("CHECK", &cc).ok();
+    call.ours("DEL", &cc).ok();
+    assert!(!links_in("pwc-cf-v6").contains("eth0"));
+}
