@@ -86,6 +86,10 @@ impl Ipam {
                     "start it with: /usr/lib/cni/dhcp daemon",
                 ));
             }
+            eprintln!(
+                "pipework (cni): {}: IPAM plugin '{name}' predates spec 1.1, not forwarded",
+                command.as_str()
+            );
             return Ok(());
         }
         exec(binary, command, stdin).map(|_| ())
