@@ -796,3 +796,59 @@ fn dual_stack_static_addresses_and_routes() {
     call.ours("DEL", &cc).ok();
     assert!(!links_in("pwc-cf-v6").contains("eth0"));
 }
+
+/// `mode` reaches every driver in the build. Until a driver is built in,
+/// its mode is refused with code 2 and nothing is changed; once it is,
+/// the full ADD/CHECK/DEL cycle must work through CNI.
+#[test]
+fn macvlan_and_phys_modes_reach_their_drivers() {
+    require_env!();
+    let mut s = Scratch::default();
+    let ns = s.netns("pwc-cf-modes");
+    let m0 = s.link("pwccfm0");
+    assert!(cni_util::sh_ok(&[
+        "ip", "link", "add", &m0, "type", "veth", "peer", "name", "pwccfm1"
+    ]));
+    assert!(cni_util::sh_ok(&["ip", "link", "set", &m0, "up"]));
+    for (mode, master, extra) in [
+        ("macvlan", "pwccfm0", json!({"macvlanMode": "bridge"})),
+        ("phys", "pwccfm1", json!({})),
+    ] {
+        let mut c = json!({
+            "cniVersion": "1.1.0", "name": "pwcmodes", "type": "pipework",
+            "mode": mode, "master": master,
+            "ipam": {"type": "static", "addresses": [{"address": "10.231.15.5/24"}]}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let st = run(OURS, &vars("STATUS", ""), c.to_string().as_bytes());
+        let call = Call {
+            id: "pwc-modes",
+            netns: &ns,
+            ifname: "eth0",
+        };
+        if st.code != 0 {
+            // Driver not in this build: refused up front, host untouched.
+            assert_eq!(st.err_code(), 50, "{mode}: {}", st.stdout);
+            let out = call.ours("ADD", &c);
+            assert_eq!(out.err_code(), 2, "{mode}: {}", out.stdout);
+            assert!(out.json["msg"].as_str().unwrap().contains(mode));
+            assert!(!links_in("pwc-cf-modes").contains("eth0"));
+            continue;
+        }
+        let res = call.ours("ADD", &c).ok().clone();
+        let a = in_ns("pwc-cf-modes", &["ip", "-o", "-4", "addr", "show", "eth0"]);
+        assert!(a.contains("10.231.15.5/24"), "{mode}: {a}");
+        let cc = with_prev(&c, &res);
+        call.ours("CHECK", &cc).ok();
+        call.ours("DEL", &cc).ok();
+        call.ours("DEL", &cc).ok();
+        assert!(
+            !links_in("pwc-cf-modes").contains("eth0"),
+            "{mode}: DEL removed eth0"
+        );
+    }
+    // phys gives the interface back to the host under its own name.
+    assert!(cni_util::sh_ok(&["ip", "link", "show", "pwccfm1"]));
+}
