@@ -15,6 +15,7 @@ pub mod lock;
 pub mod ls;
 pub mod netlink;
 pub mod netns;
+pub mod ovsdb;
 pub mod record;
 pub mod request;
 

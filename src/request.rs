@@ -57,6 +57,8 @@ pub struct AttachRequest {
     pub mode: HostMode,
     pub json: bool,
     pub dry_run: bool,
+    /// OVS-only options (`--trunk`, `--ofport`, `--ovs-internal`, `--ovsdb`).
+    pub ovs: crate::driver::ovs::OvsOptions,
 }
 
 pub fn check_ifname(name: &str) -> Result<()> {

@@ -112,6 +112,12 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         mode,
         json: a.json,
         dry_run: a.dry_run,
+        ovs: crate::driver::ovs::OvsOptions::parse(
+            a.ovsdb.as_deref(),
+            a.trunk.as_deref(),
+            a.ofport.as_deref(),
+            a.ovs_internal,
+        )?,
     })
 }
 

@@ -6,6 +6,7 @@
 //! host, journaling every create. Addressing, the record and bringing the
 //! container link up are shared and done by `attach.rs` afterwards.
 pub mod bridge;
+pub mod ovs;
 
 use crate::error::{Error, Result};
 use crate::guest::Guest;
@@ -52,22 +53,26 @@ pub trait Driver {
 /// Static dispatch over the drivers (async trait methods are not object-safe).
 pub enum AnyDriver {
     Bridge(bridge::Bridge),
+    Ovs(Box<ovs::Ovs>),
 }
 
 impl AnyDriver {
     pub async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
         match self {
             AnyDriver::Bridge(d) => d.validate(cx).await,
+            AnyDriver::Ovs(d) => d.validate(cx).await,
         }
     }
     pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
         match self {
             AnyDriver::Bridge(d) => d.attach(cx, j).await,
+            AnyDriver::Ovs(d) => d.attach(cx, j).await,
         }
     }
     pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         match self {
             AnyDriver::Bridge(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
         }
     }
 
@@ -75,6 +80,7 @@ impl AnyDriver {
     pub fn for_record(rec: &Record) -> Result<Self> {
         match rec.k.as_str() {
             "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge)),
+            "ovs" => Ok(AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach()))),
             other => Err(Error::other(format!(
                 "attachment kind {other} is not known to this version"
             ))),
@@ -96,7 +102,11 @@ pub async fn select(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
     if req.host.starts_with("mac:") {
         return Err(Error::NotSupported("mac: host selection".into()));
     }
-    match host.link_by_name(&req.host).await? {
+    let link = host.link_by_name(&req.host).await?;
+    if let Some(d) = ovs::claim(req, link.as_ref()).await? {
+        return Ok(AnyDriver::Ovs(Box::new(d)));
+    }
+    match link {
         Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge)),
         Some(l) if l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
