@@ -84,6 +84,10 @@ pub struct NetConf {
     pub ip_masq: bool,
     pub macvlan_mode: Option<String>,
     pub ipvlan_mode: Option<String>,
+    /// OVSDB socket for mode "ovs" (ovs-cni's key name), e.g.
+    /// `unix:/var/run/openvswitch/db.sock`.
+    #[serde(rename = "socket_file")]
+    pub socket_file: Option<String>,
     pub ipam: Option<IpamConf>,
     pub dns: Option<Dns>,
     #[serde(default)]
