@@ -65,6 +65,14 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
         (Mode::Bridge, Ok((b, _))) => Some(b),
         _ => None,
     };
+    if mode == Mode::Ovs
+        && let Some(db) = &conf.socket_file
+    {
+        // The OVS driver finds rows of vanished guests through this
+        // variable. SAFETY: still single-threaded here: neither the async
+        // runtime nor any namespace helper thread exists yet.
+        unsafe { std::env::set_var(crate::ovsdb::SOCKET_ENV, db) };
+    }
     runtime()?.block_on(async {
         let host = Net::new(None, false)?;
         // A namespace that is already gone took the container end with it.
@@ -75,6 +83,12 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
             Some(ns) => Some(Net::new(Some(ns), false)?),
             None => None,
         };
-        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await
+        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await?;
+        if mode == Mode::Ovs {
+            // A guest that vanished first leaves its Port/Interface rows
+            // behind (its veth died with it); remove any recorded for us.
+            crate::driver::ovs::detach_gone(&tag, Some(&env.ifname), false).await?;
+        }
+        Ok(())
     })
 }
