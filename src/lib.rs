@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
 pub mod address;
+pub mod ambassador;
 pub mod attach;
 pub mod cli;
 pub mod cni;

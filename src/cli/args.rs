@@ -37,6 +37,8 @@ pub enum Cmd {
     Tc(PassArgs),
     /// Reach macvlan guests from the host through a host-side macvlan.
     HostShim(PassArgs),
+    /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
+    Ambassador(crate::ambassador::AmbassadorArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.

@@ -51,7 +51,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    match cli.cmd {
+    // The proxy keeps SIGPIPE ignored: a peer closing mid-splice must be an
+    // EPIPE on that connection, not the end of every connection.
+    let cmd = match cli.cmd {
+        Cmd::Ambassador(a) => return crate::ambassador::run(a).map(|()| 0),
+        other => other,
+    };
+    // Like other Unix tools, die quietly when our output pipe closes
+    // (`pipework ls | head`) instead of panicking in println!.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    match cmd {
         Cmd::Attach(a) => {
             let req = classic::to_request(&a)?;
             privileged()?;
@@ -85,6 +97,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Rule(_) => Err(Error::NotSupported("rule".into())),
         Cmd::Tc(_) => Err(Error::NotSupported("tc".into())),
         Cmd::HostShim(_) => Err(Error::NotSupported("host-shim".into())),
+        Cmd::Ambassador(_) => Ok(0), // handled above
         Cmd::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())
