@@ -5,6 +5,7 @@ pub mod address;
 pub mod ambassador;
 pub mod attach;
 pub mod cli;
+pub mod cni;
 pub mod demo;
 pub mod detach;
 pub mod dhcp;
