@@ -20,8 +20,23 @@ pub struct Report {
     pub addresses: Vec<String>,
     pub gateways: Vec<String>,
     pub host: HostSide,
+    /// DNS servers from a DHCP lease (written to resolv.conf only with --dns-write).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpReport>,
     /// True when an identical attachment already existed (no-op re-run).
     pub unchanged: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DhcpReport {
+    pub server: String,
+    pub lease_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeper_pid: Option<u32>,
 }
 
 pub async fn run(req: &AttachRequest) -> Result<Report> {
@@ -62,12 +77,23 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
 
     let mut j = Journal::new();
     match build(&drv, &mut cx, &mut j).await {
-        Ok((hs, link, addrs)) => {
+        Ok((hs, link, applied)) => {
             j.commit();
             if !req.dry_run {
-                address::announce_all(&guest.netns, &link, &addrs);
+                address::announce_all(&guest.netns, &link, &applied.addrs);
             }
-            Ok(report(req, guest, &link.mac, &addrs, hs, false))
+            let mut r = report(req, guest, &link.mac, &applied.addrs, hs, false);
+            if let Some(lease) = &applied.lease {
+                r.gateways = lease.router.iter().map(|g| g.to_string()).collect();
+                r.dns = lease.dns.iter().map(|d| d.to_string()).collect();
+                r.dhcp = Some(DhcpReport {
+                    server: lease.server_id.to_string(),
+                    lease_seconds: lease.lease_time,
+                    mtu: lease.mtu,
+                    keeper_pid: applied.keeper,
+                });
+            }
+            Ok(r)
         }
         Err(e) => {
             j.rollback().await;
@@ -80,7 +106,7 @@ async fn build(
     drv: &driver::AnyDriver,
     cx: &mut Ctx<'_>,
     j: &mut Journal,
-) -> Result<(HostSide, crate::netlink::Link, Vec<IpNetwork>)> {
+) -> Result<(HostSide, crate::netlink::Link, address::Applied)> {
     let hs = drv.attach(cx, j).await?;
     cx.record.k = hs.kind.to_string();
     let link = match cx.cont.link_by_name(&cx.req.ifname).await? {
@@ -97,8 +123,8 @@ async fn build(
         }
     };
     cx.cont.set_alias(&link, &cx.record.encode()).await?;
-    let addrs = address::apply(&cx.cont, &link, &cx.req.addressing, j).await?;
-    Ok((hs, link, addrs))
+    let applied = address::apply(cx.guest, cx.req, &cx.cont, &link, j).await?;
+    Ok((hs, link, applied))
 }
 
 fn report(
@@ -123,6 +149,8 @@ fn report(
         addresses: addrs.iter().map(|a| a.to_string()).collect(),
         gateways,
         host,
+        dns: vec![],
+        dhcp: None,
         unchanged,
     }
 }

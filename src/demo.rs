@@ -9,7 +9,7 @@ use crate::guest::Guest;
 use crate::netlink::Net;
 use crate::netns::NetNs;
 use crate::record::Record;
-use crate::request::{Addressing, AttachRequest, HostMode};
+use crate::request::{Addressing, AttachRequest};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -32,21 +32,12 @@ pub fn anonymous_netns(label: &str) -> Result<NetNs> {
 fn request(bridge: &str, ip: &str) -> Result<AttachRequest> {
     Ok(AttachRequest {
         host: bridge.into(),
-        guest: String::new(),
-        ifname: "eth1".into(),
-        host_ifname: None,
         addressing: Addressing::Static {
             addrs: vec![crate::request::parse_cidr(ip)?],
             gateways: vec![],
         },
-        mac: None,
-        vlan: None,
-        mtu: None,
         create: true,
-        mode: HostMode::Auto,
-        json: false,
-        dry_run: false,
-        ovs: Default::default(),
+        ..Default::default()
     })
 }
 

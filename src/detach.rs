@@ -37,6 +37,11 @@ pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Resul
         if ifname.is_some_and(|i| i != link.name) {
             continue;
         }
+        // Release a kept DHCP lease while the interface still exists, so
+        // the DHCPRELEASE can reach the server.
+        if !dry_run && let Err(e) = crate::dhcp::keeper::release(&guest.netns, &link.name).await {
+            eprintln!("pipework: warning: DHCP release on {}: {e}", link.name);
+        }
         AnyDriver::for_record(&rec)?
             .detach(&host, &cont, &rec)
             .await?;

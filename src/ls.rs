@@ -22,6 +22,9 @@ pub struct Entry {
     pub mac: String,
     pub addresses: Vec<String>,
     pub up: bool,
+    /// Lease state and expiry when our DHCP keeper holds the address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::dhcp::keeper::KeeperStatus>,
 }
 
 /// Candidate namespace files: named ones first, then every process's.
@@ -79,6 +82,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 mac: crate::request::format_mac(&l.mac),
                 addresses: addrs.iter().map(|a| a.net.to_string()).collect(),
                 up: l.up,
+                dhcp: crate::dhcp::keeper::status(&ns, &l.name).ok().flatten(),
             });
         }
     }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 /// Linux's IFNAMSIZ minus the terminating NUL.
 pub const IFNAMSIZ_MAX: usize = 15;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Addressing {
     /// Static addresses, and at most one gateway per family.
     Static {
@@ -16,6 +16,7 @@ pub enum Addressing {
         gateways: Vec<IpAddr>,
     },
     /// `0/0`: bring the link up with no address.
+    #[default]
     None,
     /// `dhcp`, `dhcp:once`, `dhcp:OPTS`, or a classic external client name.
     Dhcp(DhcpForm),
@@ -25,18 +26,17 @@ pub enum Addressing {
 pub enum DhcpForm {
     /// Our own client; `keep` = run a lease keeper (the default).
     Native { keep: bool },
-    /// `udhcpc`, `udhcpc-f`, `dhclient`, `dhclient-f`, `dhcpcd`, `dhcp:OPTS`.
-    External {
-        client: String,
-        opts: Option<String>,
-    },
+    /// `udhcpc`, `udhcpc-f`, `dhclient`, `dhclient-f`, `dhcpcd`, `dhcp:OPTS`:
+    /// the token as given, interpreted by `dhcp::external::parse`.
+    External { method: String },
 }
 
 /// How the host side is built. `Auto` is the classic rule: a Linux bridge
 /// (or a missing name starting with `br`) → bridge + veth; an OVS bridge →
 /// OVS port; `dummy` → dummy; any other existing interface → macvlan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum HostMode {
+    #[default]
     Auto,
     DirectPhys,
     Macvlan(String),
@@ -59,6 +59,33 @@ pub struct AttachRequest {
     pub dry_run: bool,
     /// OVS-only options (`--trunk`, `--ofport`, `--ovs-internal`, `--ovsdb`).
     pub ovs: crate::driver::ovs::OvsOptions,
+    /// DHCP: give up after this long (`--dhcp-timeout`, default 10 s).
+    pub dhcp_timeout: std::time::Duration,
+    /// DHCP: write the lease's DNS servers to the guest's resolv.conf.
+    pub dns_write: bool,
+}
+
+impl Default for AttachRequest {
+    /// The classic defaults; callers fill in host, guest and addressing.
+    fn default() -> Self {
+        AttachRequest {
+            host: String::new(),
+            guest: String::new(),
+            ifname: "eth1".into(),
+            host_ifname: None,
+            addressing: Addressing::None,
+            mac: None,
+            vlan: None,
+            mtu: None,
+            create: false,
+            mode: HostMode::Auto,
+            json: false,
+            dry_run: false,
+            ovs: Default::default(),
+            dhcp_timeout: std::time::Duration::from_secs(10),
+            dns_write: false,
+        }
+    }
 }
 
 pub fn check_ifname(name: &str) -> Result<()> {
@@ -139,30 +166,10 @@ pub fn parse_ip_token(tok: &str) -> Result<Addressing> {
         "0/0" | "0.0.0.0/0" | "::/0" => return Ok(Addressing::None),
         "dhcp" => return Ok(Addressing::Dhcp(DhcpForm::Native { keep: true })),
         "dhcp:once" => return Ok(Addressing::Dhcp(DhcpForm::Native { keep: false })),
-        "udhcpc" | "udhcpc-f" | "dhclient" | "dhclient-f" | "dhcpcd" => {
-            return Ok(Addressing::Dhcp(DhcpForm::External {
-                client: tok.into(),
-                opts: None,
-            }));
-        }
         _ => {}
     }
-    if let Some((client, opts)) = tok.split_once(':')
-        && [
-            "dhcp",
-            "udhcpc",
-            "udhcpc-f",
-            "dhclient",
-            "dhclient-f",
-            "dhcpcd",
-        ]
-        .contains(&client)
-    {
-        let client = if client == "dhcp" { "udhcpc" } else { client };
-        return Ok(Addressing::Dhcp(DhcpForm::External {
-            client: client.into(),
-            opts: Some(opts.into()),
-        }));
+    if crate::dhcp::external::parse(tok).is_some() {
+        return Ok(Addressing::Dhcp(DhcpForm::External { method: tok.into() }));
     }
     let (cidr, gw) = match tok.split_once('@') {
         Some((c, g)) => (c, Some(g)),

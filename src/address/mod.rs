@@ -1,35 +1,54 @@
-//! Giving the container link its addresses: static now; DHCP plugs in here.
+//! Giving the container link its addresses: static, none, or DHCP (our own
+//! client, or a classic external one).
 pub mod announce;
+mod dhcp;
 
 use crate::error::Result;
+use crate::guest::Guest;
 use crate::netlink::{Journal, Link, Net};
-use crate::request::Addressing;
+use crate::request::{Addressing, AttachRequest};
 use ipnetwork::IpNetwork;
 
-/// Bring the container link up and configure `addressing` on it.
-/// Returns the addresses now on the link (for output and announcements).
+/// What addressing put on the link.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub addrs: Vec<IpNetwork>,
+    /// Our DHCP client's lease, if it got one.
+    pub lease: Option<crate::dhcp::Lease>,
+    /// Pid of the lease keeper, when the lease is kept.
+    pub keeper: Option<u32>,
+}
+
+/// Bring the container link up and configure the request's addressing.
 pub async fn apply(
+    guest: &Guest,
+    req: &AttachRequest,
     cont: &Net,
     link: &Link,
-    addressing: &Addressing,
     j: &mut Journal,
-) -> Result<Vec<IpNetwork>> {
+) -> Result<Applied> {
     cont.set_up(link).await?;
-    let Addressing::Static { addrs, gateways } = addressing else {
-        return Ok(vec![]);
-    };
-    for a in addrs {
-        cont.add_addr(link, *a).await?;
-    }
-    for gw in gateways {
-        // Outside every configured subnet the kernel refuses the route
-        // ("Nexthop has invalid gateway") unless the gateway is on-link.
-        if !addrs.iter().any(|a| a.contains(*gw)) {
-            cont.add_host_route(link, *gw).await?;
+    match &req.addressing {
+        Addressing::None => Ok(Applied::default()),
+        Addressing::Dhcp(form) => dhcp::apply(guest, req, cont, link, form, j).await,
+        Addressing::Static { addrs, gateways } => {
+            for a in addrs {
+                cont.add_addr(link, *a).await?;
+            }
+            for gw in gateways {
+                // Outside every configured subnet the kernel refuses the
+                // route ("Nexthop has invalid gateway") unless it is on-link.
+                if !addrs.iter().any(|a| a.contains(*gw)) {
+                    cont.add_host_route(link, *gw).await?;
+                }
+                cont.replace_default(j, link, *gw).await?;
+            }
+            Ok(Applied {
+                addrs: addrs.clone(),
+                ..Default::default()
+            })
         }
-        cont.replace_default(j, link, *gw).await?;
     }
-    Ok(addrs.clone())
 }
 
 /// Tell the segment about the new addresses (gratuitous ARP / unsolicited

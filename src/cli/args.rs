@@ -85,6 +85,12 @@ pub struct AttachArgs {
     /// Use ipvlan in this mode (l2, l3, l3s) instead of macvlan.
     #[arg(long = "ipvlan")]
     pub ipvlan: Option<String>,
+    /// DHCP: give up after this many seconds without a lease.
+    #[arg(long = "dhcp-timeout", default_value_t = 10.0)]
+    pub dhcp_timeout: f64,
+    /// DHCP: write the lease's DNS servers to the guest's /etc/resolv.conf.
+    #[arg(long = "dns-write")]
+    pub dns_write: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -69,6 +69,12 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         Some(m) => parse_mac_token(m)?,
         None => (None, None),
     };
+    if !(a.dhcp_timeout > 0.0 && a.dhcp_timeout <= 3600.0) {
+        return Err(Error::bad(
+            a.dhcp_timeout,
+            "--dhcp-timeout takes seconds, 0 < S <= 3600",
+        ));
+    }
     if let Some(m) = a.mtu
         && !(68..=65535).contains(&m)
     {
@@ -118,6 +124,8 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
             a.ofport.as_deref(),
             a.ovs_internal,
         )?,
+        dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
+        dns_write: a.dns_write,
     })
 }
 

@@ -250,6 +250,7 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
             db: conf.socket_file.clone().filter(|_| mode == Mode::Ovs),
             ..Default::default()
         },
+        ..Default::default()
     };
     Ok(Plumber {
         rt,

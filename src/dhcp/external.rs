@@ -52,14 +52,6 @@ pub fn parse(method: &str) -> Option<Form> {
     })
 }
 
-/// From the request model's `DhcpForm::External { client, opts }`.
-pub fn from_parts(client: &str, opts: Option<&str>) -> Option<Form> {
-    match opts {
-        Some(o) => parse(&format!("{client}:{o}")),
-        None => parse(client),
-    }
-}
-
 /// Find an executable in PATH plus the sbin directories (root's PATH may
 /// lack them under sudo or cron).
 pub fn which(name: &str) -> Option<PathBuf> {

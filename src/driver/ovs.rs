@@ -687,6 +687,7 @@ pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
                 mac: String::new(),
                 addresses: vec![],
                 up: false,
+                dhcp: None,
             }
         })
         .collect()
