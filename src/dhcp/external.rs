@@ -257,7 +257,7 @@ mod tests {
             Some(Client::BusyboxUdhcpc)
         );
         assert_eq!(parse("10.0.0.1/24"), None);
-        let f = from_parts("udhcpc", Some("-s /x")).expect("form");
+        let f = parse("udhcpc:-s /x").expect("form");
         assert_eq!((f.client, f.opts.len()), (Client::Udhcpc, 2));
     }
 }
