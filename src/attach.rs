@@ -122,7 +122,7 @@ async fn build(
             )));
         }
     };
-    cx.cont.set_alias(&link, &cx.record.encode()).await?;
+    cx.cont.set_alias_up(&link, &cx.record.encode()).await?;
     let applied = address::apply(cx.guest, cx.req, &cx.cont, &link, j).await?;
     Ok((hs, link, applied))
 }

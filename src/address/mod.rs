@@ -19,7 +19,7 @@ pub struct Applied {
     pub keeper: Option<u32>,
 }
 
-/// Bring the container link up and configure the request's addressing.
+/// Configure the request's addressing on the container link (already up).
 pub async fn apply(
     guest: &Guest,
     req: &AttachRequest,
@@ -27,7 +27,6 @@ pub async fn apply(
     link: &Link,
     j: &mut Journal,
 ) -> Result<Applied> {
-    cont.set_up(link).await?;
     match &req.addressing {
         Addressing::None => Ok(Applied::default()),
         Addressing::Dhcp(form) => dhcp::apply(guest, req, cont, link, form, j).await,

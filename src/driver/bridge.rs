@@ -84,8 +84,7 @@ impl Driver for Bridge {
         cx.record.k = "bridge".into();
         cx.record.hi = Some(host_name.clone());
         let alias = cx.record.encode();
-        let veth = cx
-            .host
+        cx.host
             .create_veth(
                 j,
                 &host_name,
@@ -94,12 +93,10 @@ impl Driver for Bridge {
                 req.mac.as_ref().map(|m| &m[..]),
                 mtu,
                 &alias,
+                // 3. Host end plugged into the bridge and up, in the same request.
+                Some(&bridge),
             )
             .await?;
-
-        // 3. Plug the host end into the bridge and bring it up.
-        cx.host.set_controller(&veth, &bridge).await?;
-        cx.host.set_up(&veth).await?;
 
         // 4. Docker hosts drop bridged frames in FORWARD; let this bridge's
         //    own traffic through (pipework#211).

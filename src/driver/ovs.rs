@@ -495,6 +495,7 @@ impl Driver for Ovs {
                     cx.req.mac.as_ref().map(|m| &m[..]),
                     mtu,
                     &alias,
+                    None,
                 )
                 .await?;
             // Waits until vswitchd has the port, so the guest link is only

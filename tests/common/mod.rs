@@ -35,6 +35,11 @@ pub fn pipework(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("DOCKER_HOST", docker_host())
+        .env(
+            "PIPEWORK_OVSDB",
+            std::env::var("PIPEWORK_OVSDB")
+                .unwrap_or_else(|_| "unix:/tmp/pw-env/ovs/db.sock".into()),
+        )
         .stdin(Stdio::null())
         .output()
         .expect("run pipework")
