@@ -7,3 +7,5 @@ pub mod netlink;
 pub mod netns;
 
 pub use error::{Error, Result};
+pub mod passthrough;
+pub mod wait;

@@ -15,8 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-// From <linux/nsfs.h>: _IO(0xb7, 0x2).
-const NS_GET_NSTYPE: libc::c_ulong = 0xb702;
+// From <linux/nsfs.h>: _IO(0xb7, 0x3).
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 #[derive(Debug)]
 pub struct NetNs {
