@@ -38,7 +38,7 @@ die() { echo "vmtest: $*" >&2; exit 125; }
 CACHE=${PIPEWORK_VM_CACHE:-/var/cache/pipework-vm}
 TIMEOUT=${PIPEWORK_VM_TIMEOUT:-1200}
 MEM=${PIPEWORK_VM_MEM:-1024}
-BASE_MODULES="8021q ipvlan dummy macvlan veth bridge vxlan openvswitch tun virtio_pci 9pnet_virtio 9p"
+BASE_MODULES="8021q ipvlan dummy macvlan veth bridge vxlan openvswitch tun sch_tbf sch_htb sch_ingress sch_netem virtio_pci 9pnet_virtio 9p"
 MODULES="$BASE_MODULES ${PIPEWORK_VM_MODULES:-}"
 
 need() {
@@ -131,7 +131,9 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host
     ip link set lo up
     hostname pipework-vm
     echo "@@PWVM-BEGIN-$tag@@"
-    chroot /mnt /bin/bash "$job" </dev/null
+    # Through a pipe, not the console tty: no colour codes or CRLF in logs.
+    set -o pipefail
+    chroot /mnt /bin/bash "$job" </dev/null 2>&1 | cat
     rc=$?
 else
     echo "vmtest-init: cannot mount the host root over 9p"
