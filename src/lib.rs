@@ -1,10 +1,21 @@
 //! pipework: plumb containers into host networks.
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
+pub mod address;
+pub mod attach;
 pub mod cli;
+pub mod demo;
+pub mod detach;
+pub mod driver;
 pub mod error;
+pub mod firewall;
+pub mod guest;
+pub mod lock;
+pub mod ls;
 pub mod netlink;
 pub mod netns;
+pub mod record;
+pub mod request;
 
 pub use error::{Error, Result};
 pub mod passthrough;

@@ -1,4 +1,117 @@
-//! Command-line entry point.
+//! Command line: clap definitions (flags defined once) plus the classic
+//! positional grammar, both parsed into one typed request.
+mod args;
+mod classic;
+mod output;
+
+pub use args::{AttachArgs, Cli, Cmd};
+
+use crate::error::{Error, Result};
+use clap::{CommandFactory, Parser};
+
+/// Entry point of the binary. Returns the process exit status.
 pub fn main() -> i32 {
-    0
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(classic::rewrite(argv)) {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; real errors are
+            // reported as clap formats them (it names the bad token).
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pipework: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // One thread is plenty: we wait on the kernel, not on CPU, and a
+    // current-thread runtime starts in microseconds.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Attach(a) => {
+            let req = classic::to_request(&a)?;
+            privileged()?;
+            let rep = runtime()?.block_on(crate::attach::run(&req))?;
+            output::attach(&rep, req.json, req.dry_run);
+            Ok(0)
+        }
+        Cmd::Detach(d) => {
+            privileged()?;
+            let out = runtime()?.block_on(crate::detach::run(
+                &d.guest,
+                d.ifname.as_deref(),
+                d.dry_run,
+            ))?;
+            output::detach(&out, d.json);
+            Ok(0)
+        }
+        Cmd::Ls(l) => {
+            privileged()?;
+            let out = runtime()?.block_on(crate::ls::run())?;
+            output::ls(&out, l.json);
+            Ok(0)
+        }
+        Cmd::Demo => {
+            privileged()?;
+            runtime()?.block_on(crate::demo::run())?;
+            Ok(0)
+        }
+        Cmd::Wait(_) => Err(Error::NotSupported("--wait".into())),
+        Cmd::Route(_) => Err(Error::NotSupported("route".into())),
+        Cmd::Rule(_) => Err(Error::NotSupported("rule".into())),
+        Cmd::Tc(_) => Err(Error::NotSupported("tc".into())),
+        Cmd::HostShim(_) => Err(Error::NotSupported("host-shim".into())),
+        Cmd::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            man.render(&mut std::io::stdout())
+                .map_err(|e| Error::io("writing man page", e))?;
+            Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pipework",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Refuse up front, in one line, when we cannot administer networking:
+/// otherwise the first failure would come from deep inside an attach.
+fn privileged() -> Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    for (bit, name) in [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ] {
+        if eff & (1 << bit) == 0 {
+            return Err(Error::other(format!(
+                "needs {name} (run as root, e.g. with sudo)"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 pub mod journal;
 pub mod ops;
 
+pub use ops::{Link, Net};
+
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
 use netlink_sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};

@@ -1,1 +1,519 @@
-//! Typed netlink operations (filled in by the foundation work).
+//! Typed netlink operations.
+//!
+//! `Net` is one namespace's rtnetlink handle. Every mutating method takes the
+//! attach's `Journal` and records how to undo what it created, and in dry-run
+//! mode prints the equivalent iproute2 command instead of touching the kernel.
+//! Read-only queries always hit the kernel, so a dry run plans against the
+//! real host state.
+use crate::error::{Error, Result};
+use crate::netlink::Journal;
+use crate::netns::NetNs;
+use futures::TryStreamExt;
+use ipnetwork::IpNetwork;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+pub const ENODEV: i32 = libc::ENODEV;
+pub const EEXIST: i32 = libc::EEXIST;
+
+/// What we need to know about a link, decoded once from its netlink message.
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `IFLA_INFO_KIND`: "bridge", "veth", "macvlan", "openvswitch", … or
+    /// None for physical NICs.
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub mac: Vec<u8>,
+    pub alias: Option<String>,
+    pub controller: Option<u32>,
+    /// `IFLA_LINK`: the parent (macvlan, vlan) or the veth peer's index.
+    pub link: Option<u32>,
+    pub up: bool,
+    /// ARPHRD type (1 = Ethernet, 32 = InfiniBand).
+    pub link_type: u16,
+}
+
+impl Link {
+    fn from_message(msg: &LinkMessage) -> Self {
+        let mut l = Link {
+            index: msg.header.index,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            link_type: u16::from(msg.header.link_layer_type),
+            ..Default::default()
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => l.name = n.clone(),
+                LinkAttribute::Mtu(m) => l.mtu = *m,
+                LinkAttribute::Address(a) => l.mac = a.clone(),
+                LinkAttribute::IfAlias(a) => l.alias = Some(a.clone()),
+                LinkAttribute::Controller(c) => l.controller = Some(*c),
+                LinkAttribute::Link(p) => l.link = Some(*p),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            l.kind = Some(k.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
+}
+
+/// An address as the kernel reports it.
+#[derive(Debug, Clone)]
+pub struct Addr {
+    pub index: u32,
+    pub net: IpNetwork,
+}
+
+/// A route we captured so it can be put back (only the fields we restore).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub msg: RouteMessage,
+}
+
+impl Route {
+    pub fn gateway(&self) -> Option<IpAddr> {
+        self.msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(g) => route_addr(g),
+            _ => None,
+        })
+    }
+    pub fn oif(&self) -> Option<u32> {
+        self.msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })
+    }
+}
+
+fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
+    use netlink_packet_route::route::RouteAddress as RA;
+    match a {
+        RA::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RA::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn mac_str(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One namespace's netlink handle plus how to print dry-run commands for it.
+#[derive(Clone)]
+pub struct Net {
+    pub handle: Handle,
+    /// `ip` prefix for dry-run output: "ip" or "ip -n <ns>".
+    ip: String,
+    pub dry_run: bool,
+}
+
+impl Net {
+    pub fn new(ns: Option<&NetNs>, dry_run: bool) -> Result<Self> {
+        let handle = super::connect(ns)?;
+        let ip = match ns {
+            None => "ip".to_string(),
+            Some(ns) => format!("nsenter --net={} ip", ns.path.display()),
+        };
+        Ok(Net {
+            handle,
+            ip,
+            dry_run,
+        })
+    }
+
+    fn show(&self, args: std::fmt::Arguments) {
+        println!("{} {}", self.ip, args);
+    }
+
+    // ---- queries -----------------------------------------------------------
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let err = Error::netlink(format!("looking up {name}"), e);
+                if err.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let err = Error::netlink(format!("looking up link #{index}"), e);
+                if err.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("listing links", e))?;
+        Ok(msgs.iter().map(Link::from_message).collect())
+    }
+
+    pub async fn addrs(&self, index: u32) -> Result<Vec<Addr>> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("listing addresses", e))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = addr
+                && let Ok(net) = IpNetwork::new(ip, m.header.prefix_len)
+            {
+                out.push(Addr { index, net });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Default routes of one family in the main table.
+    pub async fn default_routes(&self, v6: bool) -> Result<Vec<Route>> {
+        let req = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+        };
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(req)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink("listing routes", e))?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| m.header.destination_prefix_length == 0 && m.header.table == 254)
+            .map(|msg| Route { msg })
+            .collect())
+    }
+
+    // ---- links -------------------------------------------------------------
+
+    /// Create a bridge. Returns Ok(false) if another process created it
+    /// first (EEXIST): parallel attaches to one new bridge must all succeed.
+    pub async fn create_bridge(
+        &self,
+        j: &mut Journal,
+        name: &str,
+        mtu: Option<u32>,
+    ) -> Result<bool> {
+        if self.dry_run {
+            match mtu {
+                Some(m) => self.show(format_args!("link add {name} mtu {m} type bridge")),
+                None => self.show(format_args!("link add {name} type bridge")),
+            }
+            self.show(format_args!("link set {name} up"));
+            return Ok(true);
+        }
+        let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        match self.handle.link().add(b.build()).execute().await {
+            Ok(()) => {}
+            Err(e) => {
+                let err = Error::netlink(format!("creating bridge {name}"), e);
+                if err.errno() == Some(EEXIST) {
+                    return Ok(false);
+                }
+                return Err(err);
+            }
+        }
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| Error::other(format!("bridge {name} vanished after creation")))?;
+        self.journal_del(j, format!("bridge {name}"), link.index);
+        Ok(true)
+    }
+
+    /// Create a veth pair whose peer is born directly inside `peer_ns`, so
+    /// the container end never appears on the host. Both ends get `mtu`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_veth(
+        &self,
+        j: &mut Journal,
+        host_name: &str,
+        peer_name: &str,
+        peer_ns: &NetNs,
+        peer_mac: Option<&[u8]>,
+        mtu: u32,
+        alias: &str,
+    ) -> Result<Link> {
+        if self.dry_run {
+            let mac = peer_mac
+                .map(|m| format!(" address {}", mac_str(m)))
+                .unwrap_or_default();
+            self.show(format_args!(
+                "link add {host_name} mtu {mtu} type veth peer name {peer_name} mtu {mtu}{mac} netns {}",
+                peer_ns.path.display()
+            ));
+            self.show(format_args!("link set {host_name} alias '{alias}'"));
+            return Ok(Link {
+                name: host_name.into(),
+                mtu,
+                ..Default::default()
+            });
+        }
+        let mut peer = LinkUnspec::new_with_name(peer_name)
+            .mtu(mtu)
+            .setns_by_fd(peer_ns.fd().as_raw_fd());
+        if let Some(mac) = peer_mac {
+            peer = peer.address(mac.to_vec());
+        }
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(host_name.to_string())
+            .mtu(mtu)
+            .alias(alias)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("creating veth {host_name}"), e))?;
+        let link = self
+            .link_by_name(host_name)
+            .await?
+            .ok_or_else(|| Error::other(format!("veth {host_name} vanished after creation")))?;
+        // Deleting one end of a veth deletes the pair.
+        self.journal_del(j, format!("veth {host_name}"), link.index);
+        Ok(link)
+    }
+
+    fn journal_del(&self, j: &mut Journal, what: String, index: u32) {
+        let h = self.handle.clone();
+        j.record(what.clone(), async move {
+            match h.link().del(index).execute().await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let err = Error::netlink(format!("deleting {what}"), e);
+                    // Already gone is what we wanted.
+                    if err.errno() == Some(ENODEV) {
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
+                }
+            }
+        });
+    }
+
+    pub async fn delete_link(&self, link: &Link) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!("link del {}", link.name));
+            return Ok(());
+        }
+        match self.handle.link().del(link.index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = Error::netlink(format!("deleting {}", link.name), e);
+                if err.errno() == Some(ENODEV) {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn set_controller(&self, link: &Link, bridge: &Link) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!(
+                "link set {} master {}",
+                link.name, bridge.name
+            ));
+            return Ok(());
+        }
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(link.index)
+                    .controller(bridge.index)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("adding {} to {}", link.name, bridge.name), e))
+    }
+
+    pub async fn set_up(&self, link: &Link) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!("link set {} up", link.name));
+            return Ok(());
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(link.index).up().build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("bringing {} up", link.name), e))
+    }
+
+    pub async fn set_alias(&self, link: &Link, alias: &str) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!("link set {} alias '{alias}'", link.name));
+            return Ok(());
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("labelling {}", link.name), e))
+    }
+
+    // ---- addresses and routes ---------------------------------------------
+
+    /// Add an address. IPv6 addresses skip DAD (as container runtimes do) so
+    /// they are usable at once and the unsolicited NA can be sent from them.
+    pub async fn add_addr(&self, link: &Link, net: IpNetwork) -> Result<()> {
+        if self.dry_run {
+            let nodad = if net.is_ipv6() { " nodad" } else { "" };
+            self.show(format_args!("addr add {net} dev {}{nodad}", link.name));
+            return Ok(());
+        }
+        let mut req = self
+            .handle
+            .address()
+            .add(link.index, net.ip(), net.prefix());
+        if net.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(|e| Error::netlink(format!("adding {net} to {}", link.name), e))
+        // No journal entry: the address dies with the link we created.
+    }
+
+    /// Route to a single host through the link, scope link: used when the
+    /// gateway lies outside the container's subnet (classic pipework did this).
+    pub async fn add_host_route(&self, link: &Link, dst: IpAddr) -> Result<()> {
+        let len = if dst.is_ipv4() { 32 } else { 128 };
+        if self.dry_run {
+            self.show(format_args!(
+                "route add {dst}/{len} dev {} scope link",
+                link.name
+            ));
+            return Ok(());
+        }
+        let msg = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, len)
+            .map_err(|e| Error::other(format!("route to {dst}: {e}")))?
+            .output_interface(link.index)
+            .scope(RouteScope::Link)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("adding route to {dst} via {}", link.name), e))
+    }
+
+    /// Make `gw` the default route through `link`, replacing any existing
+    /// default of that family. The replaced routes are journaled so a later
+    /// failure puts them back.
+    pub async fn replace_default(&self, j: &mut Journal, link: &Link, gw: IpAddr) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!(
+                "route replace default via {gw} dev {}",
+                link.name
+            ));
+            return Ok(());
+        }
+        let old = self.default_routes(gw.is_ipv6()).await?;
+        for r in &old {
+            self.handle
+                .route()
+                .del(r.msg.clone())
+                .execute()
+                .await
+                .map_err(|e| Error::netlink("removing the old default route", e))?;
+            let h = self.handle.clone();
+            let msg = r.msg.clone();
+            j.record("old default route", async move {
+                h.route()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| Error::netlink("restoring the old default route", e))
+            });
+        }
+        let msg = RouteMessageBuilder::<IpAddr>::new()
+            .gateway(gw)
+            .map_err(|e| Error::other(format!("gateway {gw}: {e}")))?
+            .output_interface(link.index)
+            .build();
+        let mut msg = msg;
+        if gw.is_ipv6() {
+            msg.header.address_family = netlink_packet_route::AddressFamily::Inet6;
+        }
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("adding default route via {gw}"), e))
+    }
+}

@@ -1,0 +1,121 @@
+//! Flags, defined once. The classic positional form is rewritten into
+//! `attach` (see classic.rs), so both share these definitions.
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pipework",
+    version,
+    about = "Plumb containers into host networks: bridges, veth, addresses, routes",
+    long_about = "Plumb containers into host networks.\n\nClassic form (drop-in for the pipework shell script):\n  pipework <hostif> [-i cif] [-l lif] [-a 4|6] <guest> <ip>[/len][@gw] [mac][@vlan]\n\n<guest> is a Docker/Podman container name or id, a pid, pid:N, netns:NAME,\nor a namespace path (/proc/PID/ns/net, /var/run/netns/NAME).",
+    after_help = "Examples:\n  pipework br1 web1 192.168.4.25/20@192.168.4.1\n  pipework br1 -i eth2 -l hostapp1 $CID 10.0.0.5/24\n  pipework br1 $CID 10.0.0.2/24 U:myhost.example.com\n  pipework detach web1 -i eth1\n  pipework ls --json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Attach a guest to a host interface (the classic form without the word `attach`).
+    Attach(AttachArgs),
+    /// Remove what attach built (idempotent).
+    Detach(DetachArgs),
+    /// List attachments on this host.
+    Ls(LsArgs),
+    /// Build and tear down a throwaway two-namespace bridge network.
+    Demo,
+    /// Inside a container: wait until an interface exists and is up.
+    Wait(WaitArgs),
+    /// Run `ip route …` inside the guest's namespace.
+    Route(PassArgs),
+    /// Run `ip rule …` inside the guest's namespace.
+    Rule(PassArgs),
+    /// Run `tc …` inside the guest's namespace.
+    Tc(PassArgs),
+    /// Reach macvlan guests from the host through a host-side macvlan.
+    HostShim(PassArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
+    /// Print shell completions to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AttachArgs {
+    /// Host interface: a Linux bridge (created if the name starts with br), an OVS bridge, a NIC, or `dummy`.
+    pub host: String,
+    /// Guest: container name or id, pid, pid:N, netns:NAME, or a namespace path.
+    pub guest: String,
+    /// ip/len[@gateway], 0/0 for none, or dhcp[:once|:OPTS], udhcpc, dhclient, dhcpcd.
+    pub ip: Option<String>,
+    /// MAC address (or U:string for a stable derived one), optionally @VLAN.
+    pub mac: Option<String>,
+    /// Interface name inside the guest.
+    #[arg(short = 'i', long = "ifname", default_value = "eth1")]
+    pub ifname: String,
+    /// Host-side interface name (default: v<if>pl<pid> or a stable hash).
+    #[arg(short = 'l', long = "host-ifname")]
+    pub host_ifname: Option<String>,
+    /// Address family of the address argument (4 or 6).
+    #[arg(short = 'a', long = "family")]
+    pub family: Option<String>,
+    /// Extra address (ip/len[@gw]); repeatable.
+    #[arg(long = "ip")]
+    pub ips: Vec<String>,
+    /// MTU of the new links (default: the bridge's or parent's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Create the bridge even if its name does not start with br.
+    #[arg(long)]
+    pub create: bool,
+    /// Move the host interface itself into the guest.
+    #[arg(long = "direct-phys")]
+    pub direct_phys: bool,
+    /// macvlan mode: bridge, private, vepa or passthru.
+    #[arg(long = "macvlan-mode")]
+    pub macvlan_mode: Option<String>,
+    /// Use ipvlan in this mode (l2, l3, l3s) instead of macvlan.
+    #[arg(long = "ipvlan")]
+    pub ipvlan: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print equivalent iproute2 commands; change nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    pub guest: String,
+    #[arg(short = 'i', long = "ifname")]
+    pub ifname: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[arg(short = 'i', long = "ifname", default_value = "eth1")]
+    pub ifname: String,
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct PassArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}

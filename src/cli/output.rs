@@ -1,0 +1,67 @@
+//! Human and JSON output. Results go to stdout; notes to stderr.
+use crate::attach::Report;
+use crate::detach::Detached;
+use crate::ls::Entry;
+
+fn json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("pipework: cannot encode JSON: {e}"),
+    }
+}
+
+pub fn attach(r: &Report, as_json: bool, dry_run: bool) {
+    for n in &r.host.notes {
+        eprintln!("pipework: {n}");
+    }
+    if as_json {
+        json(r);
+    } else if !dry_run && std::env::var_os("PIPEWORK_VERBOSE").is_some() {
+        println!(
+            "{} {} {} {}",
+            r.guest,
+            r.interface,
+            r.mac,
+            r.addresses.join(",")
+        );
+    }
+}
+
+pub fn detach(d: &[Detached], as_json: bool) {
+    if as_json {
+        json(&d);
+        return;
+    }
+    if d.is_empty() {
+        eprintln!("pipework: nothing attached; nothing to do");
+    }
+    for x in d {
+        eprintln!(
+            "pipework: detached {} {} ({} {})",
+            x.guest, x.interface, x.kind, x.host
+        );
+    }
+}
+
+pub fn ls(entries: &[Entry], as_json: bool) {
+    if as_json {
+        json(&entries);
+        return;
+    }
+    println!(
+        "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} ADDRESSES",
+        "GUEST", "IFACE", "KIND", "HOST", "HOST-IFACE", "MAC"
+    );
+    for e in entries {
+        println!(
+            "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} {}",
+            e.guest,
+            e.interface,
+            e.kind,
+            e.host,
+            e.host_interface.as_deref().unwrap_or("-"),
+            e.mac,
+            e.addresses.join(",")
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Linux bridge + veth: the classic `pipework br1 $CID 10.0.0.2/24`.
+use super::{Ctx, Driver, HostSide};
+use crate::error::{Error, Result};
+use crate::firewall;
+use crate::netlink::{Journal, Net};
+use crate::record::Record;
+use crate::request::check_ifname;
+
+pub struct Bridge;
+
+/// Host end of the veth: the original script's `v<if>pl<pid>` when it fits
+/// in 15 characters (scripts grep for it), else a stable hash of the guest
+/// namespace and interface.
+pub fn host_ifname(cx: &Ctx<'_>) -> String {
+    if let Some(n) = &cx.req.host_ifname {
+        return n.clone();
+    }
+    if let Some(pid) = cx.guest.pid {
+        let classic = format!("v{}pl{}", cx.req.ifname, pid);
+        if classic.len() <= 15 {
+            return classic;
+        }
+    }
+    let ino = cx.guest.netns.inode().unwrap_or(0);
+    // FNV-1a: tiny, stable across versions, good enough to avoid collisions
+    // between the handful of interfaces on one host.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in ino.to_le_bytes().iter().chain(cx.req.ifname.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("vpw{:010x}", h & 0xff_ffff_ffff)
+}
+
+impl Driver for Bridge {
+    async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
+        if let Some(v) = cx.req.vlan {
+            return Err(Error::bad(
+                format!("@{v}"),
+                "VLAN tags need Open vSwitch or a physical parent; a Linux bridge port takes no tag here",
+            ));
+        }
+        check_ifname(&cx.req.host)?;
+        let name = host_ifname(cx);
+        check_ifname(&name)?;
+        if cx.host.link_by_name(&name).await?.is_some() {
+            return Err(Error::bad(
+                &name,
+                "host interface already exists; pick another with -l NAME",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
+        let req = cx.req;
+        let mut notes = Vec::new();
+
+        // 1. The bridge: use it, or create it (classic rule: name starts with
+        //    "br", or --create). A concurrent pipework may win the race to
+        //    create it; that is fine, we join it.
+        let bridge = match cx.host.link_by_name(&req.host).await? {
+            Some(b) => b,
+            None => {
+                if cx.host.create_bridge(j, &req.host, req.mtu).await? {
+                    notes.push(format!("created bridge {}", req.host));
+                }
+                match cx.host.link_by_name(&req.host).await? {
+                    Some(b) => b,
+                    None if cx.host.dry_run => crate::netlink::Link {
+                        name: req.host.clone(),
+                        mtu: 1500,
+                        ..Default::default()
+                    },
+                    None => return Err(Error::other(format!("bridge {} vanished", req.host))),
+                }
+            }
+        };
+
+        // 2. The veth pair, container end born inside the guest namespace
+        //    with its final name, MAC and the bridge's MTU.
+        let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
+        let host_name = host_ifname(cx);
+        cx.record.hi = Some(host_name.clone());
+        let alias = cx.record.encode();
+        let veth = cx
+            .host
+            .create_veth(
+                j,
+                &host_name,
+                &req.ifname,
+                &cx.guest.netns,
+                req.mac.as_ref().map(|m| &m[..]),
+                mtu,
+                &alias,
+            )
+            .await?;
+
+        // 3. Plug the host end into the bridge and bring it up.
+        cx.host.set_controller(&veth, &bridge).await?;
+        cx.host.set_up(&veth).await?;
+
+        // 4. Docker hosts drop bridged frames in FORWARD; let this bridge's
+        //    own traffic through (pipework#211).
+        if let Some(note) = firewall::allow_bridge(&bridge.name, cx.host.dry_run, j)? {
+            notes.push(note);
+        }
+
+        Ok(HostSide {
+            kind: "bridge",
+            host: bridge.name.clone(),
+            host_ifname: Some(host_name),
+            mtu,
+            notes,
+        })
+    }
+
+    async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+        // Deleting either end removes the pair; prefer the container end
+        // (always reachable through the guest's namespace).
+        if let Some(l) = cont.link_by_name(&rec.ifname).await? {
+            cont.delete_link(&l).await?;
+        } else if let Some(hi) = &rec.hi
+            && let Some(l) = host.link_by_name(hi).await?
+        {
+            host.delete_link(&l).await?;
+        }
+        firewall::release_bridge_if_unused(host, &rec.h).await
+    }
+}

@@ -1,0 +1,117 @@
+//! Host-side drivers. Each file builds one kind of host side and reads top
+//! to bottom as the kernel steps it performs.
+//!
+//! A driver's `attach` creates the container-side link (named
+//! `req.ifname`, inside the guest namespace) and whatever it needs on the
+//! host, journaling every create. Addressing, the record and bringing the
+//! container link up are shared and done by `attach.rs` afterwards.
+pub mod bridge;
+
+use crate::error::{Error, Result};
+use crate::guest::Guest;
+use crate::netlink::{Journal, Net};
+use crate::record::Record;
+use crate::request::{AttachRequest, HostMode};
+
+/// Everything a driver may use while attaching.
+pub struct Ctx<'a> {
+    pub req: &'a AttachRequest,
+    pub guest: &'a Guest,
+    /// Host namespace.
+    pub host: Net,
+    /// Guest namespace.
+    pub cont: Net,
+    /// The record that will be written on the container link; drivers fill
+    /// in `hi` and `x`.
+    pub record: Record,
+}
+
+/// What the driver built on the host, for output.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HostSide {
+    pub kind: &'static str,
+    /// The bridge / parent / switch the guest is plugged into.
+    pub host: String,
+    /// The host-side link we created, if any.
+    pub host_ifname: Option<String>,
+    pub mtu: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Driver {
+    /// Check the request against the host as it is; changes nothing.
+    async fn validate(&self, cx: &Ctx<'_>) -> Result<()>;
+    /// Build the host side and the guest's link; journal every create.
+    async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide>;
+    /// Undo an attachment described by `rec`. Must be idempotent.
+    async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()>;
+}
+
+/// Static dispatch over the drivers (async trait methods are not object-safe).
+pub enum AnyDriver {
+    Bridge(bridge::Bridge),
+}
+
+impl AnyDriver {
+    pub async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
+        match self {
+            AnyDriver::Bridge(d) => d.validate(cx).await,
+        }
+    }
+    pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
+        match self {
+            AnyDriver::Bridge(d) => d.attach(cx, j).await,
+        }
+    }
+    pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+        match self {
+            AnyDriver::Bridge(d) => d.detach(host, cont, rec).await,
+        }
+    }
+
+    /// The driver that built a recorded attachment.
+    pub fn for_record(rec: &Record) -> Result<Self> {
+        match rec.k.as_str() {
+            "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge)),
+            other => Err(Error::other(format!(
+                "attachment kind {other} is not known to this version"
+            ))),
+        }
+    }
+}
+
+/// Pick the driver the classic way: look at what the host interface is.
+pub async fn select(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
+    match &req.mode {
+        HostMode::DirectPhys => return Err(Error::NotSupported("--direct-phys".into())),
+        HostMode::Macvlan(_) => return Err(Error::NotSupported("--macvlan-mode".into())),
+        HostMode::Ipvlan(_) => return Err(Error::NotSupported("--ipvlan".into())),
+        HostMode::Auto => {}
+    }
+    if req.host == "dummy" {
+        return Err(Error::NotSupported("dummy".into()));
+    }
+    if req.host.starts_with("mac:") {
+        return Err(Error::NotSupported("mac: host selection".into()));
+    }
+    match host.link_by_name(&req.host).await? {
+        Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge)),
+        Some(l) if l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs") => {
+            Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
+        }
+        Some(_) => Err(Error::NotSupported(format!(
+            "{}: macvlan on a physical interface",
+            req.host
+        ))),
+        None if req.host.starts_with("ovs") => {
+            Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
+        }
+        None if req.host.starts_with("br") || req.create => Ok(AnyDriver::Bridge(bridge::Bridge)),
+        None => Err(Error::bad(
+            &req.host,
+            "no such interface; pipework creates a bridge only when its name starts with 'br' (or pass --create)",
+        )),
+    }
+}

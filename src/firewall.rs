@@ -1,0 +1,137 @@
+//! Docker hosts: dockerd sets the FORWARD policy to DROP and turns on
+//! bridge-nf-call-iptables, so frames between two ports of a bridge it does
+//! not know about are dropped (pipework#211). We add the narrowest rule that
+//! fixes it — accept in and out of that one bridge — tagged with a comment
+//! so it can be listed and removed when the bridge's last attachment goes.
+//!
+//! This is the one place we run a program: iptables' rule format has no
+//! stable kernel API of its own, and a host where the problem exists always
+//! has iptables (dockerd needs it). Never through a shell.
+use crate::error::{Error, Result};
+use crate::netlink::{Journal, Net};
+use crate::record::Record;
+use std::process::{Command, Stdio};
+
+fn comment(bridge: &str) -> String {
+    format!("pipework:{bridge}")
+}
+
+fn iptables(args: &[&str]) -> Option<std::process::Output> {
+    Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+}
+
+/// Is bridged traffic going through a FORWARD chain that drops it?
+fn forward_drops_bridged() -> bool {
+    let nf =
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").unwrap_or_default();
+    if nf.trim() != "1" {
+        return false;
+    }
+    match iptables(&["-S", "FORWARD"]) {
+        Some(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim() == "-P FORWARD DROP"),
+        _ => false,
+    }
+}
+
+fn chain() -> &'static str {
+    match iptables(&["-S", "DOCKER-USER"]) {
+        Some(o) if o.status.success() => "DOCKER-USER",
+        _ => "FORWARD",
+    }
+}
+
+fn rule(bridge: &str) -> Vec<String> {
+    [
+        "-i",
+        bridge,
+        "-o",
+        bridge,
+        "-m",
+        "comment",
+        "--comment",
+        &comment(bridge),
+        "-j",
+        "ACCEPT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(op: &str, chain: &str, bridge: &str) -> bool {
+    let mut args = vec![op.to_string(), chain.to_string()];
+    args.extend(rule(bridge));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    iptables(&refs).is_some_and(|o| o.status.success())
+}
+
+/// Ensure the accept rule exists when needed. Returns a note for stderr.
+pub fn allow_bridge(bridge: &str, dry_run: bool, j: &mut Journal) -> Result<Option<String>> {
+    if !forward_drops_bridged() {
+        return Ok(None);
+    }
+    let chain = chain();
+    if dry_run {
+        println!("iptables -w -I {chain} {}", rule(bridge).join(" "));
+        return Ok(None);
+    }
+    // Serialise check-then-insert across parallel pipeworks.
+    let _lock = crate::lock::Lock::take("firewall")?;
+    if run("-C", chain, bridge) {
+        return Ok(None);
+    }
+    if !run("-I", chain, bridge) {
+        return Err(Error::other(format!(
+            "bridge {bridge}: FORWARD drops bridged traffic (dockerd) and `iptables -I {chain}` failed; is iptables installed?"
+        )));
+    }
+    let b = bridge.to_string();
+    j.record(format!("iptables rule for {bridge}"), async move {
+        run("-D", chain, &b);
+        Ok(())
+    });
+    Ok(Some(format!(
+        "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
+        comment(bridge)
+    )))
+}
+
+/// After a detach: drop our rule when no pipework port is left on the bridge.
+pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
+    if host.dry_run {
+        return Ok(());
+    }
+    let _lock = crate::lock::Lock::take("firewall")?;
+    let links = host.links().await?;
+    let br_index = links
+        .iter()
+        .find(|l| l.name == bridge && l.is_bridge())
+        .map(|l| l.index);
+    let still_used = br_index.is_some_and(|bi| {
+        links.iter().any(|l| {
+            l.controller == Some(bi) && l.alias.as_deref().and_then(Record::decode).is_some()
+        })
+    });
+    if still_used {
+        return Ok(());
+    }
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        while run("-C", chain, bridge) {
+            if !run("-D", chain, bridge) {
+                break;
+            }
+            eprintln!(
+                "pipework: removed iptables rule {} from {chain}",
+                comment(bridge)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! Host-wide advisory locks (flock on /run/pipework/NAME.lock), for the few
+//! read-check-write sequences that the kernel does not make atomic for us.
+use crate::error::{Error, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{File, OpenOptions};
+
+pub struct Lock(#[allow(dead_code)] Flock<File>);
+
+impl Lock {
+    pub fn take(name: &str) -> Result<Lock> {
+        let dir = "/run/pipework";
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
+        let path = format!("{dir}/{name}.lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {path}"), e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| Error::io(format!("locking {path}"), e.into()))
+    }
+}
