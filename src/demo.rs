@@ -46,6 +46,7 @@ fn request(bridge: &str, ip: &str) -> Result<AttachRequest> {
         mode: HostMode::Auto,
         json: false,
         dry_run: false,
+        extras: Default::default(),
     })
 }
 

@@ -57,6 +57,18 @@ pub struct AttachRequest {
     pub mode: HostMode,
     pub json: bool,
     pub dry_run: bool,
+    /// Classic-grammar details some drivers need in raw form.
+    pub extras: Extras,
+}
+
+/// Details of the classic grammar whose meaning depends on the host
+/// interface, which only the driver knows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// The text after `@` in the mac token when it is not a VLAN id 1-4094.
+    /// On an InfiniBand parent it is the partition key (hex, as in the
+    /// original's `pkey 0x$PKEY`); any other driver rejects it as a VLAN id.
+    pub tag: Option<String>,
 }
 
 pub fn check_ifname(name: &str) -> Result<()> {

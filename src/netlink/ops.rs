@@ -142,7 +142,7 @@ impl Net {
         })
     }
 
-    fn show(&self, args: std::fmt::Arguments) {
+    pub(crate) fn show(&self, args: std::fmt::Arguments) {
         println!("{} {}", self.ip, args);
     }
 
