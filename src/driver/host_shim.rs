@@ -267,7 +267,6 @@ async fn build(
                     .name(name.clone())
                     .link(parent.index)
                     .mtu(parent.mtu.max(68))
-                    .alias(format!("{SHIM_ALIAS}{}", parent.name))
                     .set_info_data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
                         MacVlanMode::Bridge,
                     )]))
@@ -284,6 +283,9 @@ async fn build(
                     .await?
                     .ok_or_else(|| Error::other(format!("{name} vanished")))?;
                 super::child::journal_delete(host, j, format!("shim {name}"), l.index);
+                // The kernel ignores IFLA_IFALIAS when creating a link.
+                host.set_alias(&l, &format!("{SHIM_ALIAS}{}", parent.name))
+                    .await?;
                 (l, true)
             }
         }

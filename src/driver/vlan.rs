@@ -131,7 +131,6 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
     }
     let msg = LinkVlan::new(&name, parent.index, vid)
         .mtu(parent.mtu.max(68))
-        .alias(CREATED_ALIAS)
         .up()
         .build();
     if let Err(e) = host.handle.link().add(msg).execute().await {
@@ -157,6 +156,8 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
         .await?
         .ok_or_else(|| Error::other(format!("VLAN {name} vanished after creation")))?;
     journal_delete(host, j, format!("VLAN {name}"), vlan.index);
+    // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
+    host.set_alias(&vlan, CREATED_ALIAS).await?;
     Ok((vlan, true))
 }
 
