@@ -65,7 +65,14 @@ impl Error {
         let (errno, message) = match &err {
             rtnetlink::Error::NetlinkError(e) => {
                 let errno = e.raw_code().abs();
-                (errno, std::io::Error::from_raw_os_error(errno).to_string())
+                let msg = std::io::Error::from_raw_os_error(errno).to_string();
+                // io::Error appends " (os error N)"; we print the errno ourselves.
+                let msg = msg
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                (errno, msg)
             }
             other => (0, other.to_string()),
         };

@@ -63,6 +63,11 @@ pub async fn run() -> Result<Vec<Entry>> {
             let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
                 continue;
             };
+            // The host end of a veth carries the same record: list each
+            // attachment once, from its container side.
+            if rec.hi.as_deref() == Some(l.name.as_str()) && rec.ifname != l.name {
+                continue;
+            }
             let addrs = net.addrs(l.index).await.unwrap_or_default();
             out.push(Entry {
                 guest: rec.g,

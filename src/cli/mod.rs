@@ -17,8 +17,19 @@ pub fn main() -> i32 {
         Err(e) => {
             // Help and version go to stdout with status 0; real errors are
             // reported as clap formats them (it names the bad token).
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            if !e.use_stderr() {
+                let _ = e.print();
+                return 0;
+            }
+            // One line, like every other error of ours: clap's first line
+            // names the bad token; the rest is a hint we fold in.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "pipework: {} (see pipework --help)",
+                first.trim_start_matches("error: ")
+            );
+            return 2;
         }
     };
     match run(cli) {

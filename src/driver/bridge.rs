@@ -81,6 +81,7 @@ impl Driver for Bridge {
         //    with its final name, MAC and the bridge's MTU.
         let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
         let host_name = host_ifname(cx);
+        cx.record.k = "bridge".into();
         cx.record.hi = Some(host_name.clone());
         let alias = cx.record.encode();
         let veth = cx

@@ -66,10 +66,11 @@ pub fn resolve(spec: &str) -> Result<Guest> {
             .map_err(|_| Error::bad(spec, "pid: takes a number, e.g. pid:1234"))?;
         return from_pid(spec, pid);
     }
-    if spec.bytes().all(|b| b.is_ascii_digit()) && Path::new(&format!("/proc/{spec}")).exists() {
-        if let Ok(pid) = spec.parse() {
-            return from_pid(spec, pid);
-        }
+    if spec.bytes().all(|b| b.is_ascii_digit())
+        && Path::new(&format!("/proc/{spec}")).exists()
+        && let Ok(pid) = spec.parse()
+    {
+        return from_pid(spec, pid);
     }
     docker::resolve(spec)
 }

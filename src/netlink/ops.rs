@@ -112,6 +112,14 @@ fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
     }
 }
 
+/// Locally administered unicast MAC derived from a name (stable across
+/// re-creation of the same bridge).
+pub fn stable_mac(name: &str) -> [u8; 6] {
+    let mut m = crate::request::mac_from_seed(&format!("pipework-bridge:{name}"));
+    m[0] = 0x02;
+    m
+}
+
 fn mac_str(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -262,7 +270,12 @@ impl Net {
             self.show(format_args!("link set {name} up"));
             return Ok(true);
         }
-        let mut b = LinkBridge::new(name).up();
+        // A fixed MAC: otherwise the kernel gives the bridge the lowest
+        // port MAC and changes it as containers come and go (and resets it
+        // to zero when the last one leaves), which breaks neighbours' caches.
+        let mut b = LinkBridge::new(name)
+            .up()
+            .address(stable_mac(name).to_vec());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
@@ -321,7 +334,6 @@ impl Net {
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host_name.to_string())
             .mtu(mtu)
-            .alias(alias)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         self.handle
@@ -336,6 +348,8 @@ impl Net {
             .ok_or_else(|| Error::other(format!("veth {host_name} vanished after creation")))?;
         // Deleting one end of a veth deletes the pair.
         self.journal_del(j, format!("veth {host_name}"), link.index);
+        // The kernel ignores IFLA_IFALIAS on create: label it afterwards.
+        self.set_alias(&link, alias).await?;
         Ok(link)
     }
 
@@ -440,9 +454,14 @@ impl Net {
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        req.execute()
-            .await
-            .map_err(|e| Error::netlink(format!("adding {net} to {}", link.name), e))
+        req.execute().await.map_err(|e| {
+            let err = Error::netlink(format!("adding {net} to {}", link.name), e);
+            if net.is_ipv6() && err.errno() == Some(libc::EACCES) {
+                Error::bad(net, "IPv6 is disabled in the guest (net.ipv6.conf.all.disable_ipv6=1; with Docker: --sysctl net.ipv6.conf.all.disable_ipv6=0)")
+            } else {
+                err
+            }
+        })
         // No journal entry: the address dies with the link we created.
     }
 
@@ -457,12 +476,18 @@ impl Net {
             ));
             return Ok(());
         }
-        let msg = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(dst, len)
-            .map_err(|e| Error::other(format!("route to {dst}: {e}")))?
-            .output_interface(link.index)
-            .scope(RouteScope::Link)
-            .build();
+        let msg = match dst {
+            IpAddr::V4(v4) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(v4, len)
+                .output_interface(link.index)
+                .scope(RouteScope::Link)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(v6, len)
+                .output_interface(link.index)
+                .scope(RouteScope::Link)
+                .build(),
+        };
         self.handle
             .route()
             .add(msg)
@@ -500,15 +525,16 @@ impl Net {
                     .map_err(|e| Error::netlink("restoring the old default route", e))
             });
         }
-        let msg = RouteMessageBuilder::<IpAddr>::new()
-            .gateway(gw)
-            .map_err(|e| Error::other(format!("gateway {gw}: {e}")))?
-            .output_interface(link.index)
-            .build();
-        let mut msg = msg;
-        if gw.is_ipv6() {
-            msg.header.address_family = netlink_packet_route::AddressFamily::Inet6;
-        }
+        let msg = match gw {
+            IpAddr::V4(v4) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(v4)
+                .output_interface(link.index)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(v6)
+                .output_interface(link.index)
+                .build(),
+        };
         self.handle
             .route()
             .add(msg)
