@@ -207,8 +207,8 @@ trap cleanup EXIT
     echo
 } >"$RUN/job.sh"
 
-APPEND="console=ttyS0 panic=-1 loglevel=3 quiet pwjob=$RUN/job.sh pwtag=$TAG"
-[ "${PIPEWORK_VM_VERBOSE:-0}" = 1 ] && APPEND=${APPEND/ quiet/}
+APPEND="console=ttyS0 panic=-1 quiet loglevel=1 pwjob=$RUN/job.sh pwtag=$TAG"
+[ "${PIPEWORK_VM_VERBOSE:-0}" = 1 ] && APPEND=${APPEND/ quiet loglevel=1/ loglevel=7}
 
 set +e
 timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
