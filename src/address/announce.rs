@@ -1,16 +1,22 @@
-//! Native gratuitous ARP and unsolicited neighbour advertisement (no arping).
-//! Sockets are opened inside the guest namespace on a short-lived thread.
+//! Native gratuitous ARP and unsolicited neighbour advertisements (no arping).
+//!
+//! They are sent from a detached grandchild process, for two reasons found
+//! by measurement: closing an AF_PACKET socket waits for an RCU grace period
+//! (~10 ms, `packet_release` → `synchronize_net`), which would double the
+//! cost of an attach; and a bridge port only forwards once the kernel's
+//! link watcher has seen the veth carrier come up, so one announcement at
+//! once can be lost — the grandchild repeats it a few times over a second.
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use ipnetwork::IpNetwork;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
 
-fn last_os_error(what: &str) -> Error {
-    Error::io(what, std::io::Error::last_os_error())
-}
+/// Delays between repeats, in milliseconds.
+const REPEATS_MS: [u32; 3] = [0, 150, 800];
 
-/// Build the Ethernet + ARP request frame a gratuitous ARP is: sender and
-/// target protocol address both ours, broadcast destination.
+/// Ethernet + ARP request with sender and target protocol address both
+/// ours, to broadcast: the classic gratuitous ARP.
 pub fn garp_frame(mac: &[u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     let mut f = [0u8; 42];
     f[0..6].copy_from_slice(&[0xff; 6]);
@@ -23,137 +29,147 @@ pub fn garp_frame(mac: &[u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
     f[22..28].copy_from_slice(mac);
     f[28..32].copy_from_slice(&ip.octets());
-    // target hardware address stays zero
     f[38..42].copy_from_slice(&ip.octets());
     f
 }
 
-fn mac6(mac: &[u8]) -> Result<[u8; 6]> {
-    mac.try_into()
-        .map_err(|_| Error::other("link has no Ethernet address"))
-}
-
-pub fn gratuitous_arp(ns: &NetNs, ifindex: u32, mac: &[u8], ip: Ipv4Addr) -> Result<()> {
-    let frame = garp_frame(&mac6(mac)?, ip);
-    ns.run(move || -> Result<()> {
-        // SAFETY: plain socket(2); the fd is owned immediately.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(last_os_error("AF_PACKET socket"));
-        }
-        // SAFETY: fd is a fresh socket we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = 0x0806u16.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        // SAFETY: valid buffer and address of the right length.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(last_os_error("sending gratuitous ARP"));
-        }
-        Ok(())
-    })?
-}
-
-/// ICMPv6 type 136 body: flags (Override), target, target link-layer option.
+/// ICMPv6 type 136 body with the Override flag and a target link-layer
+/// address option; the kernel fills in the checksum.
 pub fn na_message(mac: &[u8; 6], target: Ipv6Addr) -> [u8; 32] {
     let mut m = [0u8; 32];
     m[0] = 136;
-    m[4] = 0x20; // O flag: override stale cache entries
+    m[4] = 0x20;
     m[8..24].copy_from_slice(&target.octets());
-    m[24] = 2; // target link-layer address option
-    m[25] = 1; // length in units of 8 bytes
+    m[24] = 2;
+    m[25] = 1;
     m[26..32].copy_from_slice(mac);
     m
 }
 
-pub fn unsolicited_na(ns: &NetNs, ifindex: u32, mac: &[u8], ip: Ipv6Addr) -> Result<()> {
-    let msg = na_message(&mac6(mac)?, ip);
-    ns.run(move || -> Result<()> {
-        // SAFETY: plain socket(2); the fd is owned immediately.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_ICMPV6,
-            )
-        };
-        if fd < 0 {
-            return Err(last_os_error("ICMPv6 socket"));
+/// Everything the grandchild needs, prepared before fork so that it only
+/// makes system calls (no allocation after fork).
+struct Plan {
+    ifindex: u32,
+    garps: Vec<[u8; 42]>,
+    nas: Vec<(Ipv6Addr, [u8; 32])>,
+}
+
+/// Announce `addrs` on `ifindex` inside `ns`, in the background.
+pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Result<()> {
+    let mac: [u8; 6] = mac
+        .try_into()
+        .map_err(|_| Error::other("link has no Ethernet address"))?;
+    let plan = Plan {
+        ifindex,
+        garps: addrs
+            .iter()
+            .filter_map(|a| match a.ip() {
+                IpAddr::V4(v4) => Some(garp_frame(&mac, v4)),
+                _ => None,
+            })
+            .collect(),
+        nas: addrs
+            .iter()
+            .filter_map(|a| match a.ip() {
+                IpAddr::V6(v6) => Some((v6, na_message(&mac, v6))),
+                _ => None,
+            })
+            .collect(),
+    };
+    if plan.garps.is_empty() && plan.nas.is_empty() {
+        return Ok(());
+    }
+    let nsfd = ns.fd().as_raw_fd();
+    // SAFETY: called from a single-threaded point (the namespace helper
+    // threads have been joined); the children only make raw system calls
+    // and leave with _exit.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(Error::io("fork", std::io::Error::last_os_error())),
+            0 => {
+                if libc::fork() == 0 {
+                    libc::setsid();
+                    if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
+                        announce(&plan);
+                    }
+                }
+                libc::_exit(0);
+            }
+            child => {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+            }
         }
-        // SAFETY: fd is a fresh socket we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let hops: libc::c_int = 255; // RFC 4861: NDP messages carry hop limit 255
-        let idx: libc::c_int = ifindex as i32;
-        // SAFETY: setsockopt with correctly sized int options.
-        unsafe {
+    }
+    Ok(())
+}
+
+/// Runs in the grandchild: raw system calls only.
+unsafe fn announce(plan: &Plan) {
+    // SAFETY (whole body): plain socket calls on stack data.
+    unsafe {
+        let pkt = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        let icmp = libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        );
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = 0x0806u16.to_be();
+        sll.sll_ifindex = plan.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        let hops: libc::c_int = 255; // RFC 4861: NDP needs hop limit 255
+        let idx: libc::c_int = plan.ifindex as i32;
+        if icmp >= 0 {
             libc::setsockopt(
-                fd.as_raw_fd(),
+                icmp,
                 libc::IPPROTO_IPV6,
                 libc::IPV6_MULTICAST_HOPS,
                 (&hops as *const i32).cast(),
                 4,
             );
             libc::setsockopt(
-                fd.as_raw_fd(),
+                icmp,
                 libc::IPPROTO_IPV6,
                 libc::IPV6_MULTICAST_IF,
                 (&idx as *const i32).cast(),
                 4,
             );
         }
-        // SAFETY: zeroed sockaddr_in6 is valid.
-        let mut src: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        src.sin6_family = libc::AF_INET6 as u16;
-        src.sin6_addr.s6_addr = ip.octets();
-        // SAFETY: valid address and length.
-        if unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&src as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as u32,
-            )
-        } < 0
-        {
-            return Err(last_os_error("binding ICMPv6 socket"));
-        }
-        // SAFETY: zeroed sockaddr_in6 is valid.
-        let mut dst: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut dst: libc::sockaddr_in6 = std::mem::zeroed();
         dst.sin6_family = libc::AF_INET6 as u16;
-        dst.sin6_addr.s6_addr = "ff02::1"
-            .parse::<Ipv6Addr>()
-            .map(|a| a.octets())
-            .unwrap_or_default();
-        dst.sin6_scope_id = ifindex;
-        // SAFETY: valid buffer and address; the kernel fills the checksum.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&dst as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(last_os_error("sending neighbour advertisement"));
+        dst.sin6_addr.s6_addr = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        dst.sin6_scope_id = plan.ifindex;
+        for delay in REPEATS_MS {
+            libc::usleep(delay * 1000);
+            if pkt >= 0 {
+                for f in &plan.garps {
+                    libc::sendto(
+                        pkt,
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        (&sll as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                }
+            }
+            if icmp >= 0 {
+                for (_, m) in &plan.nas {
+                    libc::sendto(
+                        icmp,
+                        m.as_ptr().cast(),
+                        m.len(),
+                        0,
+                        (&dst as *const libc::sockaddr_in6).cast(),
+                        std::mem::size_of::<libc::sockaddr_in6>() as u32,
+                    );
+                }
+            }
         }
-        Ok(())
-    })?
+    }
 }
 
 #[cfg(test)]
@@ -173,9 +189,10 @@ mod tests {
     #[test]
     fn na_layout() {
         let mac = [2, 0, 0, 0, 0, 1];
-        let m = na_message(&mac, "2001:db8::5".parse().unwrap_or(Ipv6Addr::LOCALHOST));
+        let m = na_message(&mac, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5));
         assert_eq!(m[0], 136);
         assert_eq!(m[4], 0x20);
+        assert_eq!(m[23], 5);
         assert_eq!(&m[26..32], &mac);
     }
 }

@@ -5,7 +5,6 @@ use crate::error::Result;
 use crate::netlink::{Journal, Link, Net};
 use crate::request::Addressing;
 use ipnetwork::IpNetwork;
-use std::net::IpAddr;
 
 /// Bring the container link up and configure `addressing` on it.
 /// Returns the addresses now on the link (for output and announcements).
@@ -37,13 +36,7 @@ pub async fn apply(
 /// NA) so neighbours drop stale entries, e.g. after a container restart
 /// with the same IP and a new MAC. Best effort: failures are warnings.
 pub fn announce_all(guest: &crate::netns::NetNs, link: &Link, addrs: &[IpNetwork]) {
-    for a in addrs {
-        let r = match a.ip() {
-            IpAddr::V4(v4) => announce::gratuitous_arp(guest, link.index, &link.mac, v4),
-            IpAddr::V6(v6) => announce::unsolicited_na(guest, link.index, &link.mac, v6),
-        };
-        if let Err(e) = r {
-            eprintln!("pipework: warning: could not announce {a}: {e}");
-        }
+    if let Err(e) = announce::spawn(guest, link.index, &link.mac, addrs) {
+        eprintln!("pipework: warning: could not announce addresses: {e}");
     }
 }
