@@ -2,6 +2,7 @@
 # Run one command inside Debian's stock kernel under QEMU, for the tests that
 # need kernel features this host lacks (8021q, ipvlan, dummy, openvswitch).
 #
+#   scripts/vmtest.sh                      # the VM tier: scripts/vm-tier.sh
 #   scripts/vmtest.sh CMD [ARGS...]
 #   scripts/vmtest.sh target/debug/deps/vm_kernel-0123abcd --test-threads=1
 #
@@ -32,7 +33,8 @@ set -euo pipefail
 
 die() { echo "vmtest: $*" >&2; exit 125; }
 
-[ $# -ge 1 ] || die "usage: $0 CMD [ARGS...]"
+# Without a command: run the whole VM tier (what scripts/test.sh calls).
+[ $# -ge 1 ] || exec "$(dirname "$0")/vm-tier.sh"
 [ "$(id -u)" = 0 ] || die "must run as root (9p export of / and network namespaces in the guest)"
 
 CACHE=${PIPEWORK_VM_CACHE:-/var/cache/pipework-vm}

@@ -11,9 +11,9 @@ use pipework::netns::NetNs;
 use pipework::passthrough::{self, Tool};
 use pipework::wait::wait_for_link;
 use std::ffi::OsString;
-use std::time::Duration;
 #[allow(unused_imports)]
 use std::process::Command;
+use std::time::Duration;
 
 fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
@@ -184,8 +184,20 @@ fn macvlan_modes_between_two_guests_on_one_parent() {
     let (c0, c1) = (&w.guests[0], &w.guests[1]);
     // (mode, guests reach each other with the LAN bridge hairpinning)
     for (mode, peer_ok) in [("bridge", true), ("private", false), ("vepa", true)] {
-        w.pw_ok(&["pwp-up0", "--macvlan-mode", mode, &w.guest(0), "10.231.1.11/24"]);
-        w.pw_ok(&["pwp-up0", "--macvlan-mode", mode, &w.guest(1), "10.231.1.12/24"]);
+        w.pw_ok(&[
+            "pwp-up0",
+            "--macvlan-mode",
+            mode,
+            &w.guest(0),
+            "10.231.1.11/24",
+        ]);
+        w.pw_ok(&[
+            "pwp-up0",
+            "--macvlan-mode",
+            mode,
+            &w.guest(1),
+            "10.231.1.12/24",
+        ]);
         let d = guest_link(c0, "eth1");
         assert!(d.contains(&format!("macvlan mode {mode}")), "{d}");
         assert!(ping(c0, "10.231.1.1"), "{mode}: guest cannot reach the LAN");
@@ -194,15 +206,37 @@ fn macvlan_modes_between_two_guests_on_one_parent() {
         if mode == "vepa" {
             // VEPA sends even local traffic to the wire: without the
             // switch's hairpin the guests cannot see each other.
-            w.lan.sh(&["link", "set", "lan0", "type", "bridge_slave", "hairpin", "off"]);
+            w.lan.sh(&[
+                "link",
+                "set",
+                "lan0",
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "off",
+            ]);
             w.lan.sh(&["neigh", "flush", "all"]);
             c0.sh(&["neigh", "flush", "all"]);
-            assert!(!ping(c0, "10.231.1.12"), "vepa: reached the peer without hairpin");
-            w.lan.sh(&["link", "set", "lan0", "type", "bridge_slave", "hairpin", "on"]);
+            assert!(
+                !ping(c0, "10.231.1.12"),
+                "vepa: reached the peer without hairpin"
+            );
+            w.lan.sh(&[
+                "link",
+                "set",
+                "lan0",
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ]);
         }
         // ls shows both, detach removes both.
         let ls = w.pw_ok(&["ls", "--json"]);
-        assert!(ls.contains(&w.guests[0].name) && ls.contains("\"macvlan\""), "{ls}");
+        assert!(
+            ls.contains(&w.guests[0].name) && ls.contains("\"macvlan\""),
+            "{ls}"
+        );
         w.pw_ok(&["detach", &w.guest(0)]);
         w.pw_ok(&["detach", &w.guest(1), "-i", "eth1"]);
         assert!(!c0.try_sh(&["link", "show", "eth1"]));
@@ -216,12 +250,24 @@ fn macvlan_passthru_takes_the_parent_alone() {
         return;
     }
     let w = World::new("pt", 2, "10.231.5.1/24");
-    w.pw_ok(&["pwp-up0", "--macvlan-mode", "passthru", &w.guest(0), "10.231.5.11/24"]);
+    w.pw_ok(&[
+        "pwp-up0",
+        "--macvlan-mode",
+        "passthru",
+        &w.guest(0),
+        "10.231.5.11/24",
+    ]);
     assert!(guest_link(&w.guests[0], "eth1").contains("macvlan mode passthru"));
     assert!(ping(&w.guests[0], "10.231.5.1"));
     // A second child on a passthru parent: the kernel says no; nothing is left behind.
     let before = link_summary(&w.guests[1]);
-    let e = w.pw_err(&["pwp-up0", "--macvlan-mode", "passthru", &w.guest(1), "10.231.5.12/24"]);
+    let e = w.pw_err(&[
+        "pwp-up0",
+        "--macvlan-mode",
+        "passthru",
+        &w.guest(1),
+        "10.231.5.12/24",
+    ]);
     assert!(e.starts_with("pipework: ") && e.lines().count() == 1, "{e}");
     assert_eq!(link_summary(&w.guests[1]), before);
     w.pw_ok(&["detach", &w.guest(0)]);
@@ -233,15 +279,36 @@ fn macvlan_is_the_default_with_parent_mtu_and_mac_selection() {
         return;
     }
     let w = World::new("mac", 2, "10.231.3.1/24");
-    w.host.sh(&["link", "set", "pwp-up0", "mtu", "1400", "address", "02:31:00:00:00:07"]);
+    w.host.sh(&[
+        "link",
+        "set",
+        "pwp-up0",
+        "mtu",
+        "1400",
+        "address",
+        "02:31:00:00:00:07",
+    ]);
     // Classic form, no mode: macvlan bridge, MTU from the parent.
     w.pw_ok(&["pwp-up0", &w.guest(0), "10.231.3.11/24"]);
     let d = guest_link(&w.guests[0], "eth1");
-    assert!(d.contains("macvlan mode bridge") && d.contains("mtu 1400"), "{d}");
+    assert!(
+        d.contains("macvlan mode bridge") && d.contains("mtu 1400"),
+        "{d}"
+    );
     // mac: picks the same parent by its MAC.
-    w.pw_ok(&["mac:02:31:00:00:00:07", "-i", "eth2", &w.guest(1), "10.231.3.12/24", "02:31:00:00:00:12"]);
+    w.pw_ok(&[
+        "mac:02:31:00:00:00:07",
+        "-i",
+        "eth2",
+        &w.guest(1),
+        "10.231.3.12/24",
+        "02:31:00:00:00:12",
+    ]);
     let d = guest_link(&w.guests[1], "eth2");
-    assert!(d.contains("macvlan") && d.contains("02:31:00:00:00:12"), "{d}");
+    assert!(
+        d.contains("macvlan") && d.contains("02:31:00:00:00:12"),
+        "{d}"
+    );
     assert!(ping(&w.guests[1], "10.231.3.1"));
     assert!(ping(&w.guests[1], "10.231.3.11"));
     w.pw_ok(&["detach", &w.guest(0)]);
@@ -257,15 +324,44 @@ fn direct_phys_round_trip_restores_name_mtu_and_addresses() {
     }
     let w = World::new("dp", 1, "10.231.2.1/24");
     let h = &w.host;
-    h.sh(&["link", "set", "pwp-up0", "mtu", "1450", "alias", "pwp test uplink"]);
+    h.sh(&[
+        "link",
+        "set",
+        "pwp-up0",
+        "mtu",
+        "1450",
+        "alias",
+        "pwp test uplink",
+    ]);
     h.sh(&["addr", "add", "10.231.2.5/24", "dev", "pwp-up0"]);
-    h.sh(&["addr", "add", "2001:db8:231::5/64", "dev", "pwp-up0", "nodad"]);
+    h.sh(&[
+        "addr",
+        "add",
+        "2001:db8:231::5/64",
+        "dev",
+        "pwp-up0",
+        "nodad",
+    ]);
     let mac = h.out(&["-br", "link", "show", "pwp-up0"]);
-    let mac = mac.split_whitespace().nth(2).unwrap_or_default().to_string();
+    let mac = mac
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
 
     // Selected by MAC, renamed in the guest (the README's example).
-    w.pw_ok(&["--direct-phys", &format!("mac:{mac}"), "-i", "container0", &w.guest(0), "10.231.2.50/24"]);
-    assert!(!h.try_sh(&["link", "show", "pwp-up0"]), "NIC still on the host");
+    w.pw_ok(&[
+        "--direct-phys",
+        &format!("mac:{mac}"),
+        "-i",
+        "container0",
+        &w.guest(0),
+        "10.231.2.50/24",
+    ]);
+    assert!(
+        !h.try_sh(&["link", "show", "pwp-up0"]),
+        "NIC still on the host"
+    );
     let g = &w.guests[0];
     let d = g.out(&["-d", "addr", "show", "container0"]);
     assert!(d.contains("10.231.2.50/24") && d.contains("veth"), "{d}");
@@ -281,7 +377,10 @@ fn direct_phys_round_trip_restores_name_mtu_and_addresses() {
     assert!(back.contains("inet 10.231.2.5/24"), "{back}");
     assert!(back.contains("inet6 2001:db8:231::5/64"), "{back}");
     assert!(!back.contains("10.231.2.50"), "{back}");
-    assert!(h.out(&["-d", "link", "show", "pwp-up0"]).contains("alias pwp test uplink"));
+    assert!(
+        h.out(&["-d", "link", "show", "pwp-up0"])
+            .contains("alias pwp test uplink")
+    );
     // Detach again: nothing attached, still success.
     w.pw_ok(&["detach", &w.guest(0)]);
 }
@@ -299,7 +398,14 @@ fn direct_phys_failure_rolls_the_nic_back() {
     // IPv6 off in the guest: adding the v6 address fails after the move.
     w.guests[0].exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
     w.guests[0].exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    let e = w.pw_err(&["--direct-phys", "pwp-up0", &w.guest(0), "10.231.6.50/24", "--ip", "2001:db8:236::50/64"]);
+    let e = w.pw_err(&[
+        "--direct-phys",
+        "pwp-up0",
+        &w.guest(0),
+        "10.231.6.50/24",
+        "--ip",
+        "2001:db8:236::50/64",
+    ]);
     assert!(e.contains("2001:db8:236::50"), "{e}");
     assert_eq!(h.out(&["-br", "addr", "show", "pwp-up0"]), before);
     assert!(h.out(&["link", "show", "pwp-up0"]).contains("mtu 1300"));
@@ -317,22 +423,51 @@ fn cli_route_rule_tc_and_wait() {
     let g = w.guest(0);
     // --wait inside the guest, started before the interface exists.
     let waiter = std::process::Command::new("ip")
-        .args(["netns", "exec", &w.guests[0].name, PIPEWORK, "--wait", "-i", "eth1", "--timeout", "60"])
+        .args([
+            "netns",
+            "exec",
+            &w.guests[0].name,
+            PIPEWORK,
+            "--wait",
+            "-i",
+            "eth1",
+            "--timeout",
+            "60",
+        ])
         .spawn()
         .expect("spawn --wait");
     let mut waiter = waiter;
     std::thread::sleep(Duration::from_millis(300));
-    assert!(waiter.try_wait().expect("poll").is_none(), "--wait exited before any attach");
+    assert!(
+        waiter.try_wait().expect("poll").is_none(),
+        "--wait exited before any attach"
+    );
     w.pw_ok(&["pwp-up0", &g, "10.231.7.11/24"]);
     let st = waiter.wait().expect("wait");
     assert!(st.success(), "--wait failed: {st}");
 
     w.pw_ok(&["route", &g, "add", "10.231.70.0/24", "via", "10.231.7.1"]);
-    assert!(w.guests[0].out(&["route"]).contains("10.231.70.0/24 via 10.231.7.1 dev eth1"));
+    assert!(
+        w.guests[0]
+            .out(&["route"])
+            .contains("10.231.70.0/24 via 10.231.7.1 dev eth1")
+    );
     w.pw_ok(&["rule", &g, "add", "from", "10.231.7.11", "lookup", "77"]);
-    assert!(w.guests[0].out(&["rule"]).contains("from 10.231.7.11 lookup 77"));
-    w.pw_ok(&["tc", &g, "qdisc", "add", "dev", "eth1", "root", "handle", "1:", "htb"]);
-    assert!(cmd_out("tc", &["-n", &w.guests[0].name, "qdisc", "show", "dev", "eth1"]).contains("qdisc htb 1:"));
+    assert!(
+        w.guests[0]
+            .out(&["rule"])
+            .contains("from 10.231.7.11 lookup 77")
+    );
+    w.pw_ok(&[
+        "tc", &g, "qdisc", "add", "dev", "eth1", "root", "handle", "1:", "htb",
+    ]);
+    assert!(
+        cmd_out(
+            "tc",
+            &["-n", &w.guests[0].name, "qdisc", "show", "dev", "eth1"]
+        )
+        .contains("qdisc htb 1:")
+    );
     // The tool's failure is passed on, with its own message.
     let o = w.pw(&["route", &g, "add", "10.231.71.0/24", "via", "192.0.2.99"]);
     assert!(!o.status.success());
@@ -350,11 +485,22 @@ fn host_shim_lets_the_host_reach_macvlan_guests() {
     let h = &w.host;
     // A real switch does not send a frame back out of the port it came in
     // on: without hairpin, host and macvlan guests cannot meet on the wire.
-    w.lan.sh(&["link", "set", "lan0", "type", "bridge_slave", "hairpin", "off"]);
+    w.lan.sh(&[
+        "link",
+        "set",
+        "lan0",
+        "type",
+        "bridge_slave",
+        "hairpin",
+        "off",
+    ]);
     h.sh(&["addr", "add", "10.231.4.5/24", "dev", "pwp-up0"]);
     w.pw_ok(&["pwp-up0", &w.guest(0), "10.231.4.11/24"]);
     assert!(ping(h, "10.231.4.1"), "host cannot reach the LAN");
-    assert!(!ping(h, "10.231.4.11"), "macvlan guest reachable from the host without a shim?");
+    assert!(
+        !ping(h, "10.231.4.11"),
+        "macvlan guest reachable from the host without a shim?"
+    );
 
     let out = w.pw_ok(&["host-shim", "pwp-up0", "10.231.4.6/24"]);
     assert!(out.contains("10.231.4.11/32 dev shim-pwp-up0"), "{out}");
@@ -382,36 +528,131 @@ fn bad_input_table() {
     }
     let w = World::new("bad", 1, "10.231.9.1/24");
     w.host.sh(&["link", "add", "pwp-br0", "type", "bridge"]);
-    w.host.sh(&["link", "add", "pwp-longparent0", "type", "veth", "peer", "name", "pwp-lp1"]);
+    w.host.sh(&[
+        "link",
+        "add",
+        "pwp-longparent0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pwp-lp1",
+    ]);
     let g = w.guest(0);
     let g = g.as_str();
     // (args, the token the one-line error must start with, and a word of the fix)
     let table: &[(&[&str], &str, &str)] = &[
         (&["pwp-up0", g, "10.0.0.2/24", "@4095"], "4095", "1-4094"),
         (&["pwp-up0", g, "10.0.0.2/24", "@0"], "0", "1-4094"),
-        (&["pwp-up0", g, "10.0.0.2/24", "02:00:00:00:00:01@5000"], "5000", "1-4094"),
-        (&["--macvlan-mode", "bridge", "pwp-nope0", g, "10.0.0.2/24"], "pwp-nope0", "no such host interface"),
-        (&["--direct-phys", "pwp-nope0", g, "10.0.0.2/24"], "pwp-nope0", "no such host interface"),
-        (&["--ipvlan", "l2", "pwp-nope0", g, "10.0.0.2/24"], "pwp-nope0", "no such host interface"),
-        (&["--ipvlan", "l2", "pwp-br0", g, "10.0.0.2/24"], "pwp-br0", "needs a NIC"),
-        (&["--ipvlan", "l4", "pwp-up0", g, "10.0.0.2/24"], "l4", "l2, l3 or l3s"),
-        (&["--ipvlan", "l2", "pwp-up0", g, "10.0.0.2/24", "02:00:00:00:00:01"], "02:00:00:00:00:01", "share the parent's MAC"),
-        (&["--macvlan-mode", "source", "pwp-up0", g, "10.0.0.2/24"], "source", "bridge, private, vepa or passthru"),
-        (&["--macvlan-mode", "bridge", "pwp-br0", g, "10.0.0.2/24"], "pwp-br0", "needs a NIC"),
-        (&["--direct-phys", "pwp-br0", g, "10.0.0.2/24"], "pwp-br0", "is a bridge"),
+        (
+            &["pwp-up0", g, "10.0.0.2/24", "02:00:00:00:00:01@5000"],
+            "5000",
+            "1-4094",
+        ),
+        (
+            &["--macvlan-mode", "bridge", "pwp-nope0", g, "10.0.0.2/24"],
+            "pwp-nope0",
+            "no such host interface",
+        ),
+        (
+            &["--direct-phys", "pwp-nope0", g, "10.0.0.2/24"],
+            "pwp-nope0",
+            "no such host interface",
+        ),
+        (
+            &["--ipvlan", "l2", "pwp-nope0", g, "10.0.0.2/24"],
+            "pwp-nope0",
+            "no such host interface",
+        ),
+        (
+            &["--ipvlan", "l2", "pwp-br0", g, "10.0.0.2/24"],
+            "pwp-br0",
+            "needs a NIC",
+        ),
+        (
+            &["--ipvlan", "l4", "pwp-up0", g, "10.0.0.2/24"],
+            "l4",
+            "l2, l3 or l3s",
+        ),
+        (
+            &[
+                "--ipvlan",
+                "l2",
+                "pwp-up0",
+                g,
+                "10.0.0.2/24",
+                "02:00:00:00:00:01",
+            ],
+            "02:00:00:00:00:01",
+            "share the parent's MAC",
+        ),
+        (
+            &["--macvlan-mode", "source", "pwp-up0", g, "10.0.0.2/24"],
+            "source",
+            "bridge, private, vepa or passthru",
+        ),
+        (
+            &["--macvlan-mode", "bridge", "pwp-br0", g, "10.0.0.2/24"],
+            "pwp-br0",
+            "needs a NIC",
+        ),
+        (
+            &["--direct-phys", "pwp-br0", g, "10.0.0.2/24"],
+            "pwp-br0",
+            "is a bridge",
+        ),
         (&["--direct-phys", "lo", g, "10.0.0.2/24"], "lo", "loopback"),
-        (&["mac:02:99:00:00:00:99", g, "10.0.0.2/24"], "mac:02:99:00:00:00:99", "no host interface has this MAC"),
-        (&["mac:zz", g, "10.0.0.2/24"], "mac:zz", "mac:XX:XX:XX:XX:XX:XX"),
-        (&["pwp-up0", "--mtu", "9000", g, "10.0.0.2/24"], "9000", "parent"),
+        (
+            &["mac:02:99:00:00:00:99", g, "10.0.0.2/24"],
+            "mac:02:99:00:00:00:99",
+            "no host interface has this MAC",
+        ),
+        (
+            &["mac:zz", g, "10.0.0.2/24"],
+            "mac:zz",
+            "mac:XX:XX:XX:XX:XX:XX",
+        ),
+        (
+            &["pwp-up0", "--mtu", "9000", g, "10.0.0.2/24"],
+            "9000",
+            "parent",
+        ),
         (&["dummy", g, "10.0.0.2/24", "@5"], "@5", "drop the @VLAN"),
-        (&["pwp-longparent0", g, "10.0.0.2/24", "@100"], "@100", "15 characters"),
-        (&["--direct-phys", "pwp-up0", "--macvlan-mode", "bridge", g, "10.0.0.2/24"], "--direct-phys/--macvlan-mode/--ipvlan", "only one"),
+        (
+            &["pwp-longparent0", g, "10.0.0.2/24", "@100"],
+            "@100",
+            "15 characters",
+        ),
+        (
+            &[
+                "--direct-phys",
+                "pwp-up0",
+                "--macvlan-mode",
+                "bridge",
+                g,
+                "10.0.0.2/24",
+            ],
+            "--direct-phys/--macvlan-mode/--ipvlan",
+            "only one",
+        ),
         (&["host-shim", "pwp-up0"], "pwp-up0", "usage"),
-        (&["host-shim", "pwp-br0", "10.0.0.9/24"], "pwp-br0", "is a bridge"),
-        (&["host-shim", "pwp-nope0", "10.0.0.9/24"], "pwp-nope0", "no such host interface"),
+        (
+            &["host-shim", "pwp-br0", "10.0.0.9/24"],
+            "pwp-br0",
+            "is a bridge",
+        ),
+        (
+            &["host-shim", "pwp-nope0", "10.0.0.9/24"],
+            "pwp-nope0",
+            "no such host interface",
+        ),
         (&["host-shim", "pwp-up0", "10.0.0.9"], "10.0.0.9", "prefix"),
         (&["route"], "<guest>", "pipework route"),
-        (&["--wait", "-i", "eth/1"], "eth/1", "invalid interface name"),
+        (
+            &["--wait", "-i", "eth/1"],
+            "eth/1",
+            "invalid interface name",
+        ),
     ];
     let host_before = link_summary(&w.host);
     let guest_before = link_summary(&w.guests[0]);
@@ -425,8 +666,20 @@ fn bad_input_table() {
             "{args:?}: error does not start with the token {token:?}: {e}"
         );
         assert!(line.contains(fix), "{args:?}: no {fix:?} in: {e}");
-        assert_eq!(link_summary(&w.host), host_before, "{args:?} changed the host");
-        assert_eq!(link_summary(&w.guests[0]), guest_before, "{args:?} changed the guest");
-        assert_eq!(w.host.out(&["route"]), routes_before, "{args:?} changed routes");
+        assert_eq!(
+            link_summary(&w.host),
+            host_before,
+            "{args:?} changed the host"
+        );
+        assert_eq!(
+            link_summary(&w.guests[0]),
+            guest_before,
+            "{args:?} changed the guest"
+        );
+        assert_eq!(
+            w.host.out(&["route"]),
+            routes_before,
+            "{args:?} changed routes"
+        );
     }
 }

@@ -16,8 +16,11 @@ use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use crate::record::Record;
 use crate::request::{Addressing, IFNAMSIZ_MAX, parse_cidr, parse_mac};
+use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, MacVlanMode};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
+};
 use netlink_packet_route::route::RouteScope;
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use serde::Serialize;
@@ -56,9 +59,22 @@ pub async fn host_interface(host: &Net, spec: &str) -> Result<Option<Link>> {
     }
 }
 
-/// The shim on `parent`, if there is one.
+/// The shim on `parent`, if there is one. Every macvlan attach asks, so
+/// the dump is filtered in the kernel to macvlan links only (a host may
+/// have thousands of veth ends).
 pub async fn find_shim(host: &Net, parent: &Link) -> Result<Option<Link>> {
-    Ok(host.links().await?.into_iter().find(|l| {
+    let mut req = host.handle.link().get();
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::MacVlan,
+        )]));
+    let msgs: Vec<LinkMessage> = req
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| Error::netlink("listing macvlan links", e))?;
+    Ok(msgs.iter().map(Link::from_message).find(|l| {
         l.kind.as_deref() == Some("macvlan")
             && l.link == Some(parent.index)
             && l.alias

@@ -152,7 +152,9 @@ impl Driver for Macvlan {
         let link =
             child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name)
                 .await?;
-        if !cx.host.dry_run {
+        // Only a VLAN's cleanup needs to see this guest before attach.rs
+        // writes the record; spare the round trip otherwise.
+        if !cx.host.dry_run && vlan_name.is_some() {
             early_record(cx, &link, "macvlan").await?;
         }
         let mut notes = Vec::new();

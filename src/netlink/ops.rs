@@ -42,7 +42,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn from_message(msg: &LinkMessage) -> Self {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Self {
         let mut l = Link {
             index: msg.header.index,
             up: msg.header.flags.contains(LinkFlags::Up),

@@ -117,11 +117,21 @@ impl World {
     pub fn new(tag: &str, guests: usize, lan_ip: &str) -> World {
         let host = TestNs::new(&format!("h{tag}"));
         let lan = TestNs::new(&format!("l{tag}"));
-        host.sh(&["link", "add", "pwp-up0", "type", "veth", "peer", "name", "lan0", "netns", &lan.name]);
+        host.sh(&[
+            "link", "add", "pwp-up0", "type", "veth", "peer", "name", "lan0", "netns", &lan.name,
+        ]);
         host.sh(&["link", "set", "pwp-up0", "up"]);
         lan.sh(&["link", "add", "lanbr", "type", "bridge"]);
         lan.sh(&["link", "set", "lan0", "master", "lanbr"]);
-        lan.sh(&["link", "set", "lan0", "type", "bridge_slave", "hairpin", "on"]);
+        lan.sh(&[
+            "link",
+            "set",
+            "lan0",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
         lan.sh(&["link", "set", "lan0", "up"]);
         lan.sh(&["link", "set", "lanbr", "up"]);
         lan.sh(&["addr", "add", lan_ip, "dev", "lanbr"]);
@@ -194,7 +204,12 @@ pub fn ping(ns: &TestNs, ip: &str) -> bool {
 }
 
 pub fn busybox_or_skip() -> bool {
-    if Command::new("busybox").arg("true").output().map(|o| o.status.success()).unwrap_or(false) {
+    if Command::new("busybox")
+        .arg("true")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    {
         return true;
     }
     skip("busybox not installed (apt-get install busybox-static), needed for ping");
