@@ -683,3 +683,49 @@ fn bad_input_table() {
         );
     }
 }
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new("dry", 1, "10.231.8.1/24");
+    let host_before = link_summary(&w.host);
+    let guest_before = link_summary(&w.guests[0]);
+    let g = w.guest(0);
+    let out = w.pw_ok(&[
+        "pwp-up0",
+        "--macvlan-mode",
+        "vepa",
+        &g,
+        "10.231.8.11/24",
+        "@8",
+        "--dry-run",
+    ]);
+    assert!(out.contains("type vlan id 8"), "{out}");
+    assert!(
+        out.contains("link add link pwp-up0.8 name eth1") && out.contains("type macvlan mode vepa"),
+        "{out}"
+    );
+    let out = w.pw_ok(&[
+        "--direct-phys",
+        "pwp-up0",
+        &g,
+        "10.231.8.11/24",
+        "--dry-run",
+    ]);
+    assert!(out.contains("ip link set pwp-up0 netns"), "{out}");
+    let out = w.pw_ok(&[
+        "--ipvlan",
+        "l3s",
+        "pwp-up0",
+        &g,
+        "10.231.8.11/24",
+        "--dry-run",
+    ]);
+    assert!(out.contains("type ipvlan mode l3s"), "{out}");
+    let out = w.pw_ok(&["host-shim", "pwp-up0", "10.231.8.2/24", "--dry-run"]);
+    assert!(out.contains("type macvlan mode bridge"), "{out}");
+    assert_eq!(link_summary(&w.host), host_before);
+    assert_eq!(link_summary(&w.guests[0]), guest_before);
+}

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use crate::netns::NetNs;
 use crate::request::{AttachRequest, format_mac, parse_mac};
-use netlink_packet_route::link::{InfoData, InfoKind, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoIpoib, InfoKind, InfoMacVlan, LinkMessage,
+};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -69,6 +71,30 @@ impl ChildSpec {
             s.push_str(&format!(" address {}", format_mac(&mac)));
         }
         s.push_str(&format!(" netns {} type {}", ns.path.display(), self.kind));
+        match &self.info {
+            Some(InfoData::MacVlan(v)) => {
+                for i in v {
+                    if let InfoMacVlan::Mode(m) = i {
+                        s.push_str(&format!(" mode {}", super::macvlan::mode_name(*m)));
+                    }
+                }
+            }
+            Some(InfoData::IpVlan(v)) => {
+                for i in v {
+                    if let InfoIpVlan::Mode(m) = i {
+                        s.push_str(&format!(" mode {}", super::ipvlan::mode_name(*m)));
+                    }
+                }
+            }
+            Some(InfoData::Ipoib(v)) => {
+                for i in v {
+                    if let InfoIpoib::Pkey(p) = i {
+                        s.push_str(&format!(" pkey 0x{p:04x}"));
+                    }
+                }
+            }
+            _ => {}
+        }
         s
     }
 }
@@ -230,7 +256,7 @@ pub fn child_mtu(req: &AttachRequest, parent: &Link) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::link::{InfoMacVlan, LinkAttribute, LinkInfo, MacVlanMode};
+    use netlink_packet_route::link::{LinkAttribute, LinkInfo, MacVlanMode};
 
     #[test]
     fn message_carries_parent_name_mtu_mac_and_namespace() {
