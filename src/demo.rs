@@ -47,6 +47,7 @@ fn request(bridge: &str, ip: &str) -> Result<AttachRequest> {
         json: false,
         dry_run: false,
         extras: Default::default(),
+        ovs: Default::default(),
     })
 }
 

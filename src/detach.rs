@@ -18,11 +18,12 @@ pub struct Detached {
 pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Result<Vec<Detached>> {
     let guest = match guest::resolve(guest_spec) {
         Ok(g) => g,
-        // A guest that is gone took its veth ends with it: nothing to do.
+        // A guest that is gone took its veth ends with it; only OVS keeps
+        // rows for them (pipework#143), which the OVS driver removes.
         Err(Error::BadInput { reason, .. })
             if reason.contains("no such") || reason.contains("not running") =>
         {
-            return Ok(vec![]);
+            return crate::driver::ovs::detach_gone(guest_spec, ifname, dry_run).await;
         }
         Err(e) => return Err(e),
     };

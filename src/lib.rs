@@ -2,10 +2,13 @@
 //!
 //! Data flows one way: cli → request → guest → driver → netlink.
 pub mod address;
+pub mod ambassador;
 pub mod attach;
 pub mod cli;
+pub mod cni;
 pub mod demo;
 pub mod detach;
+pub mod dhcp;
 pub mod driver;
 pub mod error;
 pub mod firewall;
@@ -14,6 +17,7 @@ pub mod lock;
 pub mod ls;
 pub mod netlink;
 pub mod netns;
+pub mod ovsdb;
 pub mod record;
 pub mod request;
 

@@ -82,6 +82,8 @@ pub async fn run() -> Result<Vec<Entry>> {
             });
         }
     }
+    // OVS rows whose guest is gone live on in OVSDB only (pipework#143).
+    out.extend(crate::driver::ovs::stale_ls_entries().await);
     out.sort_by(|a, b| (&a.guest, &a.interface).cmp(&(&b.guest, &b.interface)));
     Ok(out)
 }

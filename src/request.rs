@@ -59,6 +59,8 @@ pub struct AttachRequest {
     pub dry_run: bool,
     /// Classic-grammar details some drivers need in raw form.
     pub extras: Extras,
+    /// OVS-only options (`--trunk`, `--ofport`, `--ovs-internal`, `--ovsdb`).
+    pub ovs: crate::driver::ovs::OvsOptions,
 }
 
 /// Details of the classic grammar whose meaning depends on the host

@@ -107,6 +107,27 @@ fn bad_input_table() {
             "cannot be combined",
         ),
         (vec![br, &ns, "10.0.0.2/24", "--frobnicate"], "--frobnicate"),
+        // Open vSwitch: OVS-only options on a name that is no OVS bridge, VLAN
+        // and OpenFlow numbers out of range, and a missing OVSDB socket.
+        (
+            vec![br, &ns, "10.0.0.2/24", "--trunk", "10"],
+            "not an OVS bridge",
+        ),
+        (
+            vec![br, &ns, "10.0.0.2/24", "--trunk", "10,4095"],
+            "10,4095",
+        ),
+        (vec![br, &ns, "10.0.0.2/24", "--ofport", "0"], "0"),
+        (
+            vec![
+                "ovspwt0",
+                &ns,
+                "10.0.0.2/24",
+                "--ovsdb",
+                "unix:/nonexistent/pwt.sock",
+            ],
+            "/nonexistent/pwt.sock",
+        ),
     ];
     assert!(cases.len() >= 30);
 

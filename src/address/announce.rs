@@ -87,6 +87,14 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
         match libc::fork() {
             -1 => return Err(Error::io("fork", std::io::Error::last_os_error())),
             0 => {
+                // Let go of stdio before the grandchild is made, so it
+                // never holds it: whoever reads our output (a CNI runtime,
+                // a `| jq`) waits for EOF, which would otherwise come only
+                // when the grandchild ends (~1 s). Closed here, it is gone
+                // by the time our waitpid below returns.
+                libc::close(0);
+                libc::close(1);
+                libc::close(2);
                 if libc::fork() == 0 {
                     libc::setsid();
                     if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {

@@ -15,6 +15,8 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+// Parsed once per process; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Attach a guest to a host interface (the classic form without the word `attach`).
@@ -35,6 +37,8 @@ pub enum Cmd {
     Tc(PassArgs),
     /// Reach macvlan guests from the host through a host-side macvlan.
     HostShim(PassArgs),
+    /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
+    Ambassador(crate::ambassador::AmbassadorArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.
@@ -87,6 +91,18 @@ pub struct AttachArgs {
     /// Print equivalent iproute2 commands; change nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+    /// OVSDB socket (unix:/path or /path; default $PIPEWORK_OVSDB, then /var/run/openvswitch/db.sock).
+    #[arg(long)]
+    pub ovsdb: Option<String>,
+    /// OVS: VLANs the port trunks, e.g. 10,20-30.
+    #[arg(long)]
+    pub trunk: Option<String>,
+    /// OVS: request this OpenFlow port number.
+    #[arg(long)]
+    pub ofport: Option<String>,
+    /// OVS: move an OVS internal interface into the guest instead of a veth.
+    #[arg(long = "ovs-internal")]
+    pub ovs_internal: bool,
 }
 
 #[derive(Args, Debug)]

@@ -119,6 +119,12 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         json: a.json,
         dry_run: a.dry_run,
         extras: Extras { tag },
+        ovs: crate::driver::ovs::OvsOptions::parse(
+            a.ovsdb.as_deref(),
+            a.trunk.as_deref(),
+            a.ofport.as_deref(),
+            a.ovs_internal,
+        )?,
     })
 }
 

@@ -11,6 +11,10 @@ use clap::{CommandFactory, Parser};
 
 /// Entry point of the binary. Returns the process exit status.
 pub fn main() -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = crate::dhcp::cmd::hidden(&args) {
+        return code;
+    }
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(classic::rewrite(argv)) {
         Ok(c) => c,
@@ -51,7 +55,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    match cli.cmd {
+    // The proxy keeps SIGPIPE ignored: a peer closing mid-splice must be an
+    // EPIPE on that connection, not the end of every connection.
+    let cmd = match cli.cmd {
+        Cmd::Ambassador(a) => return crate::ambassador::run(a).map(|()| 0),
+        other => other,
+    };
+    // Like other Unix tools, die quietly when our output pipe closes
+    // (`pipework ls | head`) instead of panicking in println!.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    match cmd {
         Cmd::Attach(a) => {
             let req = classic::to_request(&a)?;
             privileged()?;
@@ -100,6 +116,7 @@ fn run(cli: Cli) -> Result<i32> {
             output::host_shim(&rep, json);
             Ok(0)
         }
+        Cmd::Ambassador(_) => Ok(0), // handled above
         Cmd::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())

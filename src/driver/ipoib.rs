@@ -165,6 +165,7 @@ mod tests {
             extras: Extras {
                 tag: tag.map(String::from),
             },
+            ovs: Default::default(),
         }
     }
 

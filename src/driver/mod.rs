@@ -12,6 +12,7 @@ pub mod host_shim;
 pub mod ipoib;
 pub mod ipvlan;
 pub mod macvlan;
+pub mod ovs;
 pub mod phys;
 pub mod vlan;
 
@@ -65,6 +66,7 @@ pub enum AnyDriver {
     Phys(phys::Phys),
     Dummy(dummy::Dummy),
     Ipoib(ipoib::Ipoib),
+    Ovs(Box<ovs::Ovs>),
 }
 
 impl AnyDriver {
@@ -76,6 +78,7 @@ impl AnyDriver {
             AnyDriver::Phys(d) => d.validate(cx).await,
             AnyDriver::Dummy(d) => d.validate(cx).await,
             AnyDriver::Ipoib(d) => d.validate(cx).await,
+            AnyDriver::Ovs(d) => d.validate(cx).await,
         }
     }
     pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
@@ -86,6 +89,7 @@ impl AnyDriver {
             AnyDriver::Phys(d) => d.attach(cx, j).await,
             AnyDriver::Dummy(d) => d.attach(cx, j).await,
             AnyDriver::Ipoib(d) => d.attach(cx, j).await,
+            AnyDriver::Ovs(d) => d.attach(cx, j).await,
         }
     }
     pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
@@ -96,6 +100,7 @@ impl AnyDriver {
             AnyDriver::Phys(d) => d.detach(host, cont, rec).await,
             AnyDriver::Dummy(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ipoib(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
         }
     }
 
@@ -113,6 +118,7 @@ impl AnyDriver {
             "phys" => Ok(AnyDriver::Phys(phys::Phys)),
             "dummy" => Ok(AnyDriver::Dummy(dummy::Dummy)),
             "ipoib" => Ok(AnyDriver::Ipoib(ipoib::Ipoib)),
+            "ovs" => Ok(AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach()))),
             other => Err(Error::other(format!(
                 "attachment kind {other} is not known to this version"
             ))),
@@ -157,6 +163,9 @@ async fn select_kind(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
     } else {
         host.link_by_name(&req.host).await?
     };
+    if let Some(d) = ovs::claim(req, found.as_ref()).await? {
+        return Ok(AnyDriver::Ovs(Box::new(d)));
+    }
     match found {
         Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge)),
         Some(l) if l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs") => {

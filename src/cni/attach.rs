@@ -1,0 +1,465 @@
+//! The kernel side of ADD (and STATUS); DEL is in `detach.rs`, CHECK in
+//! `check.rs`, GC in `gc.rs`. ADD and DEL go through the same drivers as
+//! `pipework attach`/`detach` (crate::attach, crate::driver); this file
+//! only translates the CNI config into an attach request and adds what CNI
+//! asks for beyond it (IPAM routes, `isGateway`).
+//!
+//! The guest name recorded on our links (crate::record::Record `g`) is
+//! `cni:NETWORK/CONTAINERID/IFNAME`, so DEL without a namespace and GC find
+//! the attachment's host side by asking the kernel, with no state files.
+use super::env::Env;
+use super::error::{CniError, CniResult, code};
+use super::types::{AddResult, Interface, NetConf};
+use crate::driver::AnyDriver;
+use crate::guest::Guest;
+use crate::netlink::Net;
+use crate::netns::NetNs;
+use crate::record::Record;
+use crate::request::{Addressing, AttachRequest, HostMode, format_mac};
+use netlink_packet_route::route::RouteProtocol;
+use rtnetlink::RouteMessageBuilder;
+use std::net::IpAddr;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bridge,
+    Macvlan,
+    Ipvlan,
+    Phys,
+    Ovs,
+}
+
+impl Mode {
+    pub fn from_conf(conf: &NetConf) -> CniResult<Self> {
+        Ok(match conf.mode.as_deref().unwrap_or("bridge") {
+            "bridge" => Mode::Bridge,
+            "macvlan" => Mode::Macvlan,
+            "ipvlan" => Mode::Ipvlan,
+            "phys" => Mode::Phys,
+            "ovs" => Mode::Ovs,
+            other => {
+                return Err(CniError::new(
+                    code::UNSUPPORTED_FIELD,
+                    format!("mode: '{other}' is not a pipework mode"),
+                    "use one of bridge, macvlan, ipvlan, phys, ovs",
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bridge => "bridge",
+            Mode::Macvlan => "macvlan",
+            Mode::Ipvlan => "ipvlan",
+            Mode::Phys => "phys",
+            Mode::Ovs => "ovs",
+        }
+    }
+
+    /// Host-side links live in our namespace and are listed in the result
+    /// (bridge/switch, then our port on it), as the reference bridge does.
+    pub(super) fn has_host_port(self) -> bool {
+        matches!(self, Mode::Bridge | Mode::Ovs)
+    }
+
+    /// The driver kind (crate::record::Record `k`) this mode must end up with.
+    fn kind(self) -> &'static str {
+        self.name()
+    }
+
+    /// Is this mode's driver compiled in? Asked of the driver registry
+    /// itself, so a mode becomes available the moment its driver lands.
+    fn require_driver(self) -> CniResult<()> {
+        let probe = Record {
+            k: self.kind().to_string(),
+            h: String::new(),
+            hi: None,
+            g: String::new(),
+            id: None,
+            ifname: String::new(),
+            x: Default::default(),
+        };
+        AnyDriver::for_record(&probe).map(|_| ()).map_err(|_| {
+            CniError::new(
+                code::UNSUPPORTED_FIELD,
+                format!(
+                    "mode: '{}' is not available in this build of pipework",
+                    self.name()
+                ),
+                "use mode 'bridge'",
+            )
+        })
+    }
+}
+
+/// The host interface and driver selection for a mode.
+pub(super) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
+    let master = || {
+        conf.master.clone().ok_or_else(|| {
+            CniError::config(format!(
+                "mode '{}' needs \"master\": the host interface to attach to",
+                mode.name()
+            ))
+        })
+    };
+    Ok(match mode {
+        Mode::Bridge => (
+            conf.bridge.clone().unwrap_or_else(|| "cni0".into()),
+            HostMode::Auto,
+        ),
+        Mode::Ovs => (
+            conf.bridge.clone().ok_or_else(|| {
+                CniError::config("mode 'ovs' needs \"bridge\": the Open vSwitch bridge")
+            })?,
+            HostMode::Auto,
+        ),
+        Mode::Macvlan => (
+            master()?,
+            HostMode::Macvlan(conf.macvlan_mode.clone().unwrap_or_else(|| "bridge".into())),
+        ),
+        Mode::Ipvlan => (
+            master()?,
+            HostMode::Ipvlan(conf.ipvlan_mode.clone().unwrap_or_else(|| "l2".into())),
+        ),
+        Mode::Phys => (master()?, HostMode::DirectPhys),
+    })
+}
+
+/// Room for the tag in a record (the rest of the 255-byte alias holds the
+/// driver kind, bridge and interface names and the short id).
+const MAX_TAG: usize = 150;
+
+pub(super) fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
+    format!("cni:{net}/{cid}/{ifname}")
+}
+
+/// (network, containerID, ifname) from a record's guest name.
+pub(super) fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
+    let mut it = g.strip_prefix("cni:")?.splitn(3, '/');
+    Some((it.next()?, it.next()?, it.next()?))
+}
+
+pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
+    // A handful of netlink round trips: one thread starts much faster than
+    // the multi-threaded runtime.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CniError::new(
+                code::INTERNAL,
+                "cannot start the async runtime",
+                e.to_string(),
+            )
+        })
+}
+
+pub(super) fn open_netns(path: &str) -> CniResult<NetNs> {
+    NetNs::open(Path::new(path)).map_err(|e| {
+        CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!("CNI_NETNS={path} is not an open network namespace"),
+            e.to_string(),
+        )
+    })
+}
+
+pub(super) fn mismatch(msg: String) -> CniError {
+    CniError::new(code::CHECK_MISMATCH, msg, "")
+}
+
+/// Checked before IPAM runs, so a doomed ADD leaves no lease behind.
+pub struct Plumber {
+    rt: tokio::runtime::Runtime,
+    guest: Guest,
+    req: AttachRequest,
+    mode: Mode,
+    /// Netlink handles opened for the checks, reused for the extras.
+    host: Net,
+    cont: Net,
+    /// What `link` built.
+    built: Option<crate::driver::HostSide>,
+}
+
+/// Everything that can fail without changing anything: mode and keys, MAC,
+/// the namespace, and that `CNI_IFNAME` is free inside it.
+pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
+    let (host, host_mode) = host_and_mode(conf, mode)?;
+    mode.require_driver()?;
+    let mac = conf
+        .wanted_mac(env.arg("MAC"))
+        .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
+        .transpose()?;
+    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    // The tag lives in the link's record, inside the kernel's 255-byte
+    // alias, next to the driver's own fields.
+    if tag.len() > MAX_TAG {
+        return Err(CniError::config(format!(
+            "network name '{}' with CNI_CONTAINERID ({} bytes) is too long to record on the link; \
+             keep name + container ID under {} bytes",
+            conf.name,
+            env.container_id.len(),
+            MAX_TAG - 8
+        )));
+    }
+    let netns = open_netns(&env.netns)?;
+    let rt = runtime()?;
+    let guest = Guest {
+        netns,
+        name: tag,
+        id: Some(env.container_id.clone()),
+        pid: None,
+    };
+    let (host_net, cont_net) = rt.block_on(async {
+        let cont = Net::new(Some(&guest.netns), false)?;
+        let h = Net::new(None, false)?;
+        if cont.link_by_name(&env.ifname).await?.is_some() {
+            return Err(CniError::new(
+                code::INTERFACE_EXISTS,
+                format!("interface {} already exists in {}", env.ifname, env.netns),
+                "pick another CNI_IFNAME, or DEL the previous attachment first",
+            ));
+        }
+        if mode == Mode::Bridge
+            && let Some(l) = h.link_by_name(&host).await?
+            && !l.is_bridge()
+        {
+            return Err(CniError::config(format!(
+                "bridge: '{host}' exists and is a {} link, not a Linux bridge",
+                l.kind.as_deref().unwrap_or("physical")
+            )));
+        }
+        CniResult::Ok((h, cont))
+    })?;
+    let req = AttachRequest {
+        host,
+        guest: env.netns.clone(),
+        ifname: env.ifname.clone(),
+        host_ifname: None,
+        addressing: Addressing::None,
+        mac,
+        vlan: conf.vlan,
+        mtu: conf.mtu,
+        create: true,
+        mode: host_mode,
+        json: false,
+        dry_run: false,
+        extras: Default::default(),
+        ovs: crate::driver::ovs::OvsOptions {
+            db: conf.socket_file.clone().filter(|_| mode == Mode::Ovs),
+            ..Default::default()
+        },
+    };
+    Ok(Plumber {
+        rt,
+        guest,
+        req,
+        mode,
+        host: host_net,
+        cont: cont_net,
+        built: None,
+    })
+}
+
+impl Plumber {
+    /// Build the link with the CLI's drivers. With `ip`, its addresses go
+    /// into the attach request; without (delegated IPAM, which may need the
+    /// link first, e.g. dhcp) the link comes up bare and `finish` adds them.
+    pub fn link(&mut self, ip: Option<&AddResult>) -> CniResult<()> {
+        if let Some(ip) = ip.filter(|ip| !ip.ips.is_empty()) {
+            // Gateways become routes only where IPAM lists a route: CNI
+            // semantics, unlike the CLI's `ip@gw` which sets a default.
+            self.req.addressing = Addressing::Static {
+                addrs: ip.ips.iter().map(|i| i.address).collect(),
+                gateways: vec![],
+            };
+        }
+        let (req, guest, mode) = (&self.req, &self.guest, self.mode);
+        let report = self.rt.block_on(crate::attach::attach_to(req, guest))?;
+        // The CLI picks a driver from what the host interface is; CNI asked
+        // for one explicitly (e.g. "ovs" must not become a new Linux
+        // bridge), so a different pick is undone and refused.
+        if report.host.kind != mode.kind() {
+            self.undo();
+            return Err(CniError::config(format!(
+                "mode '{}': '{}' is handled by the {} driver here; check \"mode\" and the interface name",
+                mode.name(),
+                req.host,
+                report.host.kind
+            )));
+        }
+        self.built = Some(report.host);
+        Ok(())
+    }
+
+    /// After `link`: addresses (if `link` did not apply them), IPAM routes,
+    /// `isGateway`, and the interface list, container's last. Undoes the
+    /// link on failure.
+    pub fn finish(&self, env: &Env, conf: &NetConf, ip: &AddResult) -> CniResult<Vec<Interface>> {
+        let Some(hs) = &self.built else {
+            return Err(CniError::new(code::INTERNAL, "finish before link", ""));
+        };
+        let applied = matches!(self.req.addressing, Addressing::Static { .. });
+        let r = self.rt.block_on(async {
+            if !applied {
+                add_addresses(&self.cont, &self.guest, &env.ifname, ip).await?;
+            }
+            extras(&self.host, &self.cont, conf, self.mode, hs, ip, env).await
+        });
+        if r.is_err() {
+            self.undo();
+        }
+        r
+    }
+
+    /// Remove what `link` built.
+    pub fn undo(&self) {
+        let r = self.rt.block_on(super::detach::detach(
+            &self.host,
+            Some(&self.cont),
+            &self.guest.name,
+            None,
+        ));
+        if let Err(e) = r {
+            eprintln!("pipework (cni): rollback after failed ADD: {e}");
+        }
+    }
+}
+
+/// Addresses from a delegated IPAM result, with the same netlink op and
+/// neighbour announcement the CLI's addressing uses.
+async fn add_addresses(cont: &Net, guest: &Guest, ifname: &str, ip: &AddResult) -> CniResult<()> {
+    let link = cont
+        .link_by_name(ifname)
+        .await?
+        .ok_or_else(|| CniError::new(code::KERNEL, format!("{ifname} vanished"), ""))?;
+    let addrs: Vec<_> = ip.ips.iter().map(|i| i.address).collect();
+    for a in &addrs {
+        cont.add_addr(&link, *a).await?;
+    }
+    crate::address::announce_all(&guest.netns, &link, &addrs);
+    Ok(())
+}
+
+async fn extras(
+    host: &Net,
+    cont: &Net,
+    conf: &NetConf,
+    mode: Mode,
+    hs: &crate::driver::HostSide,
+    ip: &AddResult,
+    env: &Env,
+) -> CniResult<Vec<Interface>> {
+    let gl = cont
+        .link_by_name(&env.ifname)
+        .await?
+        .ok_or_else(|| CniError::new(code::KERNEL, format!("{} vanished", env.ifname), ""))?;
+    add_routes(cont, gl.index, ip).await?;
+    let mut out = Vec::new();
+    if mode.has_host_port() {
+        let br = host.link_by_name(&hs.host).await?;
+        if conf.is_gateway
+            && let Some(br) = &br
+        {
+            for one in &ip.ips {
+                let Some(gw) = one.gateway else { continue };
+                let net = ipnetwork::IpNetwork::new(gw, one.address.prefix())
+                    .map_err(|e| CniError::config(format!("gateway {gw}: {e}")))?;
+                // Shared by every container on the bridge: already there is fine.
+                match host.add_addr(br, net).await {
+                    Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        let port = match &hs.host_ifname {
+            Some(n) => host.link_by_name(n).await?,
+            None => None,
+        };
+        for l in br.iter().chain(port.iter()) {
+            out.push(Interface {
+                name: l.name.clone(),
+                mac: format_mac(&l.mac),
+                mtu: Some(l.mtu),
+                ..Default::default()
+            });
+        }
+    }
+    out.push(Interface {
+        name: gl.name.clone(),
+        mac: format_mac(&gl.mac),
+        mtu: Some(gl.mtu),
+        sandbox: env.netns.clone(),
+        ..Default::default()
+    });
+    Ok(out)
+}
+
+/// IPAM routes. A route without `gw` goes via the gateway of the first
+/// address of its family, as the reference plugins do; with neither it is
+/// on-link.
+async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
+    for r in &ip.routes {
+        let gw = r.gw.or_else(|| {
+            ip.ips
+                .iter()
+                .filter(|i| i.address.is_ipv4() == r.dst.is_ipv4())
+                .find_map(|i| i.gateway)
+        });
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(r.dst.network(), r.dst.prefix())
+            .map_err(|e| CniError::config(format!("route {}: {e}", r.dst)))?
+            .output_interface(index)
+            // What the reference plugins use, so `ip route` reads the same.
+            .protocol(RouteProtocol::Boot);
+        if let Some(gw) = gw {
+            b = b
+                .gateway(gw)
+                .map_err(|e| CniError::config(format!("route {} via {gw}: {e}", r.dst)))?;
+        }
+        if let Some(p) = r.priority {
+            b = b.priority(p);
+        }
+        if let Some(t) = r.table {
+            b = b.table_id(t);
+        }
+        cont.handle
+            .route()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(|e| {
+                CniError::from(crate::Error::netlink(format!("adding route {}", r.dst), e))
+            })?;
+    }
+    Ok(())
+}
+
+/// STATUS: can we service ADD? The bridge is created on demand; modes with
+/// a parent need it present on the host.
+pub fn status(conf: &NetConf, mode: Mode) -> CniResult<()> {
+    let (host, _) = host_and_mode(conf, mode)?;
+    mode.require_driver()
+        .map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg, e.details))?;
+    if mode == Mode::Bridge {
+        return Ok(());
+    }
+    let present = runtime()?.block_on(async {
+        let h = Net::new(None, false)?;
+        CniResult::Ok(h.link_by_name(&host).await?.is_some())
+    })?;
+    if present {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::NOT_AVAILABLE,
+            format!(
+                "host interface '{host}' for mode '{}' does not exist",
+                mode.name()
+            ),
+            "",
+        ))
+    }
+}

@@ -1,0 +1,130 @@
+//! CHECK: compare prevResult with the kernel.
+use super::attach::{Mode, guest_tag, mismatch, open_netns, runtime};
+use super::env::Env;
+use super::error::{CniError, CniResult};
+use super::types::{AddResult, NetConf};
+use crate::netlink::Net;
+use crate::record::Record;
+use crate::request::format_mac;
+use futures::TryStreamExt;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::RouteMessageBuilder;
+use std::net::IpAddr;
+
+/// CHECK: what prevResult says we built must still be there.
+pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResult<()> {
+    let ns = open_netns(&env.netns)?;
+    let idx = prev
+        .interface_index(&env.ifname, &env.netns)
+        .ok_or_else(|| {
+            mismatch(format!(
+                "prevResult lists no interface {} in {}",
+                env.ifname, env.netns
+            ))
+        })?;
+    let want = &prev.interfaces[idx];
+    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    runtime()?.block_on(async {
+        let cont = Net::new(Some(&ns), false)?;
+        let l = cont.link_by_name(&env.ifname).await?.ok_or_else(|| {
+            mismatch(format!(
+                "interface {} is missing from {}",
+                env.ifname, env.netns
+            ))
+        })?;
+        let rec = l.alias.as_deref().and_then(Record::decode);
+        let rec = match rec {
+            Some(r) if r.g == tag => r,
+            _ => {
+                return Err(mismatch(format!(
+                    "interface {} in {} was not made by this attachment",
+                    env.ifname, env.netns
+                )));
+            }
+        };
+        if !want.mac.is_empty() && !want.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
+            return Err(mismatch(format!(
+                "{} has MAC {}, prevResult says {}",
+                env.ifname,
+                format_mac(&l.mac),
+                want.mac
+            )));
+        }
+        let have: Vec<_> = cont
+            .addrs(l.index)
+            .await?
+            .into_iter()
+            .map(|a| a.net)
+            .collect();
+        for one in prev.ips.iter().filter(|i| i.interface == Some(idx)) {
+            if !have.contains(&one.address) {
+                return Err(mismatch(format!(
+                    "{} lacks address {}",
+                    env.ifname, one.address
+                )));
+            }
+        }
+        let routes = route_dsts(&cont).await?;
+        for r in &prev.routes {
+            if !routes.contains(&(r.dst.network(), r.dst.prefix())) {
+                return Err(mismatch(format!(
+                    "route to {} is missing in {}",
+                    r.dst, env.netns
+                )));
+            }
+        }
+        if mode.has_host_port() {
+            let host = Net::new(None, false)?;
+            let br = host
+                .link_by_name(&rec.h)
+                .await?
+                .ok_or_else(|| mismatch(format!("{} is missing", rec.h)))?;
+            if let Some(hi) = &rec.hi {
+                let port = host
+                    .link_by_name(hi)
+                    .await?
+                    .ok_or_else(|| mismatch(format!("host interface {hi} is missing")))?;
+                if mode == Mode::Bridge && port.controller != Some(br.index) {
+                    return Err(mismatch(format!("{hi} is no longer a port of {}", rec.h)));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// (destination, prefix length) of every route in the namespace's tables.
+async fn route_dsts(net: &Net) -> CniResult<Vec<(IpAddr, u8)>> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let mut b = RouteMessageBuilder::<IpAddr>::new().build();
+        if v6 {
+            b.header.address_family = netlink_packet_route::AddressFamily::Inet6;
+        } else {
+            b.header.address_family = netlink_packet_route::AddressFamily::Inet;
+        }
+        let any: IpAddr = if v6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        let got: Vec<(IpAddr, u8)> = net
+            .handle
+            .route()
+            .get(b)
+            .execute()
+            .map_ok(|m| {
+                let dst = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(x)) => Some(IpAddr::V4(*x)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(x)) => Some(IpAddr::V6(*x)),
+                    _ => None,
+                });
+                (dst.unwrap_or(any), m.header.destination_prefix_length)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| CniError::from(crate::Error::netlink("listing routes", e)))?;
+        out.extend(got);
+    }
+    Ok(out)
+}

@@ -1,0 +1,39 @@
+//! GC: remove attachments the runtime no longer lists.
+use super::attach::{Mode, parse_guest_tag, runtime};
+use super::error::{CniError, CniResult};
+use super::types::{Attachment, NetConf};
+use crate::netlink::Net;
+use crate::record::Record;
+
+/// GC: remove our host-side links for this network whose attachment is
+/// not in `cni.dev/valid-attachments`. Keeps going after errors.
+pub fn gc(conf: &NetConf, _mode: Mode, valid: &[Attachment]) -> CniResult<()> {
+    runtime()?.block_on(async {
+        let host = Net::new(None, false)?;
+        let mut first_err: Option<CniError> = None;
+        for l in host.links().await? {
+            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
+                continue;
+            };
+            let Some((net, cid, ifname)) = parse_guest_tag(&rec.g) else {
+                continue;
+            };
+            if net != conf.name
+                || valid
+                    .iter()
+                    .any(|a| a.container_id == cid && a.ifname == ifname)
+            {
+                continue;
+            }
+            eprintln!("pipework (cni): GC: removing {} ({cid}/{ifname})", l.name);
+            let r = match host.delete_link(&l).await {
+                Ok(()) => crate::firewall::release_bridge_if_unused(&host, &rec.h).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    })
+}
