@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The VM tier: build the integration tests that need kernel features this
 # host lacks, and run each under Debian's stock kernel with scripts/vmtest.sh.
-#   scripts/vm-tier.sh [TEST...]     (default: vm_kernel)
+#   scripts/vm-tier.sh [TEST...]     (default: vm_kernel and every tests/*_vm.rs)
 # Extra arguments for the test harness go in VM_TEST_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(vm_kernel)
+if [ ${#tests[@]} -eq 0 ]; then
+    tests=(vm_kernel)
+    for f in tests/*_vm.rs; do
+        [ -e "$f" ] && tests+=("$(basename "$f" .rs)")
+    done
+fi
 status=0
 for t in "${tests[@]}"; do
     # cargo prints "Executable tests/NAME.rs (target/debug/deps/NAME-HASH)".
