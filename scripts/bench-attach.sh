@@ -118,3 +118,9 @@ if base:
 if "pipework-with-1000-ports" in med and "pipework-with-10-ports" in med:
     print(f"ratio 1000 ports / 10 ports: {med['pipework-with-1000-ports'] / med['pipework-with-10-ports']:.2f}x")
 PY
+
+# --- macvlan beside the CNI reference macvlan plugin (same run) -------------
+if [ -x scripts/bench-macvlan.sh ]; then
+  echo
+  scripts/bench-macvlan.sh "$RUNS"
+fi

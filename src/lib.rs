@@ -22,3 +22,5 @@ pub mod record;
 pub mod request;
 
 pub use error::{Error, Result};
+pub mod passthrough;
+pub mod wait;

@@ -57,6 +57,8 @@ pub struct AttachRequest {
     pub mode: HostMode,
     pub json: bool,
     pub dry_run: bool,
+    /// Classic-grammar details some drivers need in raw form.
+    pub extras: Extras,
     /// OVS-only options (`--trunk`, `--ofport`, `--ovs-internal`, `--ovsdb`).
     pub ovs: crate::driver::ovs::OvsOptions,
     /// DHCP: give up after this long (`--dhcp-timeout`, default 10 s).
@@ -84,8 +86,19 @@ impl Default for AttachRequest {
             ovs: Default::default(),
             dhcp_timeout: std::time::Duration::from_secs(10),
             dns_write: false,
+            extras: Default::default(),
         }
     }
+}
+
+/// Details of the classic grammar whose meaning depends on the host
+/// interface, which only the driver knows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// The text after `@` in the mac token when it is not a VLAN id 1-4094.
+    /// On an InfiniBand parent it is the partition key (hex, as in the
+    /// original's `pkey 0x$PKEY`); any other driver rejects it as a VLAN id.
+    pub tag: Option<String>,
 }
 
 pub fn check_ifname(name: &str) -> Result<()> {

@@ -58,9 +58,9 @@ pub struct AttachArgs {
     pub ip: Option<String>,
     /// MAC address (or U:string for a stable derived one), optionally @VLAN.
     pub mac: Option<String>,
-    /// Interface name inside the guest.
-    #[arg(short = 'i', long = "ifname", default_value = "eth1")]
-    pub ifname: String,
+    /// Interface name inside the guest [default: eth1; ib0 on InfiniBand].
+    #[arg(short = 'i', long = "ifname")]
+    pub ifname: Option<String>,
     /// Host-side interface name (default: v<if>pl<pid> or a stable hash).
     #[arg(short = 'l', long = "host-ifname")]
     pub host_ifname: Option<String>,

@@ -4,7 +4,7 @@
 use super::args::AttachArgs;
 use crate::error::{Error, Result};
 use crate::request::{
-    Addressing, AttachRequest, HostMode, check_ifname, parse_ip_token, parse_mac_token,
+    Addressing, AttachRequest, Extras, HostMode, check_ifname, parse_ip_token, parse_mac_token,
 };
 
 const SUBCOMMANDS: &[&str] = &[
@@ -41,7 +41,13 @@ pub fn rewrite(mut argv: Vec<String>) -> Vec<String> {
 }
 
 pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
-    check_ifname(&a.ifname)?;
+    // The classic default is eth1; on an InfiniBand parent it is ib0
+    // ("the IPoIB kernel module is fussy").
+    let ifname = a
+        .ifname
+        .clone()
+        .unwrap_or_else(|| crate::driver::ipoib::default_ifname(&a.host).into());
+    check_ifname(&ifname)?;
     if let Some(l) = &a.host_ifname {
         check_ifname(l)?;
     }
@@ -65,9 +71,9 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
     }
     let addressing = merge_addressing(&tokens, family)?;
 
-    let (mac, vlan) = match &a.mac {
-        Some(m) => parse_mac_token(m)?,
-        None => (None, None),
+    let (mac, vlan, tag) = match &a.mac {
+        Some(m) => split_mac_token(m)?,
+        None => (None, None, None),
     };
     if !(a.dhcp_timeout > 0.0 && a.dhcp_timeout <= 3600.0) {
         return Err(Error::bad(
@@ -108,7 +114,7 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
     Ok(AttachRequest {
         host: a.host.clone(),
         guest: a.guest.clone(),
-        ifname: a.ifname.clone(),
+        ifname,
         host_ifname: a.host_ifname.clone(),
         addressing,
         mac,
@@ -118,6 +124,7 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         mode,
         json: a.json,
         dry_run: a.dry_run,
+        extras: Extras { tag },
         ovs: crate::driver::ovs::OvsOptions::parse(
             a.ovsdb.as_deref(),
             a.trunk.as_deref(),
@@ -127,6 +134,30 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
     })
+}
+
+/// `[mac][@tag]`: a tag that is a VLAN id goes to `vlan`; a hex word that
+/// is not (an IPoIB pkey such as 8001 or 7fff) is kept raw for the driver,
+/// which knows whether the parent is InfiniBand.
+type MacToken = (Option<[u8; 6]>, Option<u16>, Option<String>);
+fn split_mac_token(tok: &str) -> Result<MacToken> {
+    if let Some((m, t)) = tok.rsplit_once('@')
+        && crate::request::parse_vlan(t).is_err()
+        && !t.is_empty()
+        && t.len() <= 6
+        && t.trim_start_matches("0x")
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    {
+        let (mac, _) = if m.is_empty() {
+            (None, None)
+        } else {
+            parse_mac_token(m)?
+        };
+        return Ok((mac, None, Some(t.to_string())));
+    }
+    let (mac, vlan) = parse_mac_token(tok)?;
+    Ok((mac, vlan, None))
 }
 
 /// Several address tokens (positional plus repeated --ip) become one

@@ -96,11 +96,26 @@ fn run(cli: Cli) -> Result<i32> {
             runtime()?.block_on(crate::demo::run())?;
             Ok(0)
         }
-        Cmd::Wait(_) => Err(Error::NotSupported("--wait".into())),
-        Cmd::Route(_) => Err(Error::NotSupported("route".into())),
-        Cmd::Rule(_) => Err(Error::NotSupported("rule".into())),
-        Cmd::Tc(_) => Err(Error::NotSupported("tc".into())),
-        Cmd::HostShim(_) => Err(Error::NotSupported("host-shim".into())),
+        Cmd::Wait(w) => {
+            let timeout = match w.timeout {
+                None => None,
+                Some(t) => Some(crate::wait::parse_timeout(&t.to_string())?),
+            };
+            crate::request::check_ifname(&w.ifname)?;
+            runtime()?.block_on(crate::wait::wait_for_link(None, &w.ifname, timeout))?;
+            Ok(0)
+        }
+        Cmd::Route(p) => passthrough(crate::passthrough::Tool::Route, &p.args),
+        Cmd::Rule(p) => passthrough(crate::passthrough::Tool::Rule, &p.args),
+        Cmd::Tc(p) => passthrough(crate::passthrough::Tool::Tc, &p.args),
+        Cmd::HostShim(p) => {
+            privileged()?;
+            let json = p.args.iter().any(|a| a == "--json");
+            let args: Vec<String> = p.args.into_iter().filter(|a| a != "--json").collect();
+            let rep = runtime()?.block_on(crate::driver::host_shim::run(&args))?;
+            output::host_shim(&rep, json);
+            Ok(0)
+        }
         Cmd::Ambassador(_) => Ok(0), // handled above
         Cmd::Man => {
             let man = clap_mangen::Man::new(Cli::command());
@@ -118,6 +133,20 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `pipework route|rule|tc <guest> ARGS...`: the tool's own exit status.
+fn passthrough(tool: crate::passthrough::Tool, args: &[String]) -> Result<i32> {
+    let Some((guest, rest)) = args.split_first() else {
+        return Err(Error::bad(
+            "<guest>",
+            "missing: pipework route|rule|tc <guest> ARGS... (e.g. pipework route web1 add 10.0.0.0/8 via 10.1.1.1)",
+        ));
+    };
+    privileged()?;
+    let g = crate::guest::resolve(guest)?;
+    let rest: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
+    crate::passthrough::run(tool, &g.netns, &rest)
 }
 
 /// Refuse up front, in one line, when we cannot administer networking:

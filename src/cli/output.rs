@@ -65,3 +65,21 @@ pub fn ls(entries: &[Entry], as_json: bool) {
         );
     }
 }
+
+pub fn host_shim(r: &crate::driver::host_shim::ShimReport, as_json: bool) {
+    if as_json {
+        json(r);
+        return;
+    }
+    let verb = if r.created { "created" } else { "updated" };
+    eprintln!(
+        "pipework: {verb} host shim {} on {} with {}; {} guest route(s)",
+        r.shim,
+        r.parent,
+        r.address,
+        r.routes.len()
+    );
+    for route in &r.routes {
+        println!("{route}");
+    }
+}

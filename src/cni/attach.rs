@@ -246,6 +246,7 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         mode: host_mode,
         json: false,
         dry_run: false,
+        extras: Default::default(),
         ovs: crate::driver::ovs::OvsOptions {
             db: conf.socket_file.clone().filter(|_| mode == Mode::Ovs),
             ..Default::default()

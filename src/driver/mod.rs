@@ -6,7 +6,15 @@
 //! host, journaling every create. Addressing, the record and bringing the
 //! container link up are shared and done by `attach.rs` afterwards.
 pub mod bridge;
+pub mod child;
+pub mod dummy;
+pub mod host_shim;
+pub mod ipoib;
+pub mod ipvlan;
+pub mod macvlan;
 pub mod ovs;
+pub mod phys;
+pub mod vlan;
 
 use crate::error::{Error, Result};
 use crate::guest::Guest;
@@ -53,6 +61,11 @@ pub trait Driver {
 /// Static dispatch over the drivers (async trait methods are not object-safe).
 pub enum AnyDriver {
     Bridge(bridge::Bridge),
+    Macvlan(macvlan::Macvlan),
+    Ipvlan(ipvlan::Ipvlan),
+    Phys(phys::Phys),
+    Dummy(dummy::Dummy),
+    Ipoib(ipoib::Ipoib),
     Ovs(Box<ovs::Ovs>),
 }
 
@@ -60,18 +73,33 @@ impl AnyDriver {
     pub async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
         match self {
             AnyDriver::Bridge(d) => d.validate(cx).await,
+            AnyDriver::Macvlan(d) => d.validate(cx).await,
+            AnyDriver::Ipvlan(d) => d.validate(cx).await,
+            AnyDriver::Phys(d) => d.validate(cx).await,
+            AnyDriver::Dummy(d) => d.validate(cx).await,
+            AnyDriver::Ipoib(d) => d.validate(cx).await,
             AnyDriver::Ovs(d) => d.validate(cx).await,
         }
     }
     pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
         match self {
             AnyDriver::Bridge(d) => d.attach(cx, j).await,
+            AnyDriver::Macvlan(d) => d.attach(cx, j).await,
+            AnyDriver::Ipvlan(d) => d.attach(cx, j).await,
+            AnyDriver::Phys(d) => d.attach(cx, j).await,
+            AnyDriver::Dummy(d) => d.attach(cx, j).await,
+            AnyDriver::Ipoib(d) => d.attach(cx, j).await,
             AnyDriver::Ovs(d) => d.attach(cx, j).await,
         }
     }
     pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         match self {
             AnyDriver::Bridge(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Macvlan(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Ipvlan(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Phys(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Dummy(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Ipoib(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
         }
     }
@@ -80,6 +108,16 @@ impl AnyDriver {
     pub fn for_record(rec: &Record) -> Result<Self> {
         match rec.k.as_str() {
             "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge)),
+            // Detach does not depend on the mode.
+            "macvlan" => Ok(AnyDriver::Macvlan(macvlan::Macvlan {
+                mode: netlink_packet_route::link::MacVlanMode::Bridge,
+            })),
+            "ipvlan" => Ok(AnyDriver::Ipvlan(ipvlan::Ipvlan {
+                mode: netlink_packet_route::link::IpVlanMode::L2,
+            })),
+            "phys" => Ok(AnyDriver::Phys(phys::Phys)),
+            "dummy" => Ok(AnyDriver::Dummy(dummy::Dummy)),
+            "ipoib" => Ok(AnyDriver::Ipoib(ipoib::Ipoib)),
             "ovs" => Ok(AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach()))),
             other => Err(Error::other(format!(
                 "attachment kind {other} is not known to this version"
@@ -90,31 +128,54 @@ impl AnyDriver {
 
 /// Pick the driver the classic way: look at what the host interface is.
 pub async fn select(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
+    let d = select_kind(req, host).await?;
+    // A raw `@tag` that is not a VLAN id only means something to IPoIB
+    // (a pkey); everywhere else it is a bad VLAN id.
+    if !matches!(d, AnyDriver::Ipoib(_))
+        && req.vlan.is_none()
+        && let Some(t) = &req.extras.tag
+    {
+        crate::request::parse_vlan(t)?;
+    }
+    Ok(d)
+}
+
+async fn select_kind(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
     match &req.mode {
-        HostMode::DirectPhys => return Err(Error::NotSupported("--direct-phys".into())),
-        HostMode::Macvlan(_) => return Err(Error::NotSupported("--macvlan-mode".into())),
-        HostMode::Ipvlan(_) => return Err(Error::NotSupported("--ipvlan".into())),
+        HostMode::DirectPhys => return Ok(AnyDriver::Phys(phys::Phys)),
+        HostMode::Macvlan(m) => {
+            return Ok(AnyDriver::Macvlan(macvlan::Macvlan {
+                mode: macvlan::parse_mode(m)?,
+            }));
+        }
+        HostMode::Ipvlan(m) => {
+            return Ok(AnyDriver::Ipvlan(ipvlan::Ipvlan {
+                mode: ipvlan::parse_mode(m)?,
+            }));
+        }
         HostMode::Auto => {}
     }
     if req.host == "dummy" {
-        return Err(Error::NotSupported("dummy".into()));
+        return Ok(AnyDriver::Dummy(dummy::Dummy));
     }
-    if req.host.starts_with("mac:") {
-        return Err(Error::NotSupported("mac: host selection".into()));
-    }
-    let link = host.link_by_name(&req.host).await?;
-    if let Some(d) = ovs::claim(req, link.as_ref()).await? {
+    let found = if req.host.starts_with("mac:") {
+        Some(child::resolve_parent(host, req).await?)
+    } else {
+        host.link_by_name(&req.host).await?
+    };
+    if let Some(d) = ovs::claim(req, found.as_ref()).await? {
         return Ok(AnyDriver::Ovs(Box::new(d)));
     }
-    match link {
+    match found {
         Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge)),
         Some(l) if l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
         }
-        Some(_) => Err(Error::NotSupported(format!(
-            "{}: macvlan on a physical interface",
-            req.host
-        ))),
+        Some(l) if l.link_type == child::ARPHRD_INFINIBAND => Ok(AnyDriver::Ipoib(ipoib::Ipoib)),
+        // Any other existing interface: a macvlan child, as the original.
+        Some(_) => Ok(AnyDriver::Macvlan(macvlan::Macvlan {
+            mode: netlink_packet_route::link::MacVlanMode::Bridge,
+        })),
         None if req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
         }

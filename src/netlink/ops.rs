@@ -42,7 +42,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn from_message(msg: &LinkMessage) -> Self {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Self {
         let mut l = Link {
             index: msg.header.index,
             up: msg.header.flags.contains(LinkFlags::Up),
@@ -150,7 +150,7 @@ impl Net {
         })
     }
 
-    fn show(&self, args: std::fmt::Arguments) {
+    pub(crate) fn show(&self, args: std::fmt::Arguments) {
         println!("{} {}", self.ip, args);
     }
 

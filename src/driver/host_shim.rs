@@ -1,0 +1,361 @@
+//! Host ↔ macvlan reachability (pipework#4).
+//!
+//! A host cannot talk to its own macvlan children through the parent: the
+//! kernel keeps their traffic apart. The original README's recipe moved the
+//! host's address from `eth0` to a host-side macvlan `eth0m`, which drops
+//! the host's connectivity for a moment and is easy to get wrong.
+//!
+//! `pipework host-shim <parent> <ip/len>` builds that host-side macvlan
+//! (mode bridge, labelled) with its own address, and routes each macvlan
+//! guest's address through it with a host route. The host keeps its
+//! address on the parent; the more specific routes win over the parent's
+//! connected route. Guests attached later get their route at attach time,
+//! and lose it on detach.
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::netlink::{Journal, Link, Net};
+use crate::record::Record;
+use crate::request::{Addressing, IFNAMSIZ_MAX, parse_cidr, parse_mac};
+use futures::TryStreamExt;
+use ipnetwork::IpNetwork;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::route::RouteScope;
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Alias prefix marking a shim; the parent's name follows.
+pub const SHIM_ALIAS: &str = "pipework-shim ";
+
+#[derive(Debug, Serialize)]
+pub struct ShimReport {
+    pub shim: String,
+    pub parent: String,
+    pub address: String,
+    pub routes: Vec<String>,
+    pub created: bool,
+}
+
+/// `shim-<parent>` when it fits, else a name from the parent's index.
+pub fn shim_name(parent: &Link) -> String {
+    let n = format!("shim-{}", parent.name);
+    if n.len() <= IFNAMSIZ_MAX {
+        n
+    } else {
+        format!("pwshim{}", parent.index)
+    }
+}
+
+/// A host interface by name or `mac:ADDR`.
+pub async fn host_interface(host: &Net, spec: &str) -> Result<Option<Link>> {
+    match spec.strip_prefix("mac:") {
+        Some(m) => {
+            let mac = parse_mac(m)?;
+            super::child::by_mac(host, &mac).await
+        }
+        None => host.link_by_name(spec).await,
+    }
+}
+
+/// The shim on `parent`, if there is one. Every macvlan attach asks, so
+/// the dump is filtered in the kernel to macvlan links only (a host may
+/// have thousands of veth ends).
+pub async fn find_shim(host: &Net, parent: &Link) -> Result<Option<Link>> {
+    let mut req = host.handle.link().get();
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::MacVlan,
+        )]));
+    let msgs: Vec<LinkMessage> = req
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| Error::netlink("listing macvlan links", e))?;
+    Ok(msgs.iter().map(Link::from_message).find(|l| {
+        l.kind.as_deref() == Some("macvlan")
+            && l.link == Some(parent.index)
+            && l.alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(SHIM_ALIAS))
+    }))
+}
+
+fn host_len(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() { 32 } else { 128 }
+}
+
+async fn add_route(host: &Net, shim: &Link, ip: IpAddr) -> Result<()> {
+    let len = host_len(ip);
+    if host.dry_run {
+        host.show(format_args!(
+            "route replace {ip}/{len} dev {} scope link",
+            shim.name
+        ));
+        return Ok(());
+    }
+    let msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(ip, len)
+        .map_err(|e| Error::other(format!("route to {ip}: {e}")))?
+        .output_interface(shim.index)
+        .scope(RouteScope::Link)
+        .build();
+    host.handle
+        .route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| Error::netlink(format!("routing {ip} via {}", shim.name), e))
+}
+
+async fn del_route(host: &rtnetlink::Handle, shim_index: u32, ip: IpAddr) -> Result<()> {
+    let msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(ip, host_len(ip))
+        .map_err(|e| Error::other(format!("route to {ip}: {e}")))?
+        .output_interface(shim_index)
+        .scope(RouteScope::Link)
+        .build();
+    match host.route().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let err = Error::netlink(format!("removing the route to {ip}"), e);
+            // Already gone (ESRCH) is the goal.
+            if matches!(err.errno(), Some(libc::ESRCH) | Some(libc::ENOENT)) {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// At macvlan attach: if `parent` has a shim, route the guest's static
+/// addresses through it. Returns a note for the output.
+pub async fn route_new_guest(
+    cx: &Ctx<'_>,
+    j: &mut Journal,
+    parent: &Link,
+) -> Result<Option<String>> {
+    let Some(shim) = find_shim(&cx.host, parent).await? else {
+        return Ok(None);
+    };
+    let Addressing::Static { addrs, .. } = &cx.req.addressing else {
+        return Ok(Some(format!(
+            "host shim {} present, but addresses from DHCP are not routed through it; re-run `pipework host-shim` after the lease",
+            shim.name
+        )));
+    };
+    for a in addrs {
+        add_route(&cx.host, &shim, a.ip()).await?;
+        if !cx.host.dry_run {
+            let h = cx.host.handle.clone();
+            let (idx, ip) = (shim.index, a.ip());
+            j.record(format!("route to {ip} via {}", shim.name), async move {
+                del_route(&h, idx, ip).await
+            });
+        }
+    }
+    Ok(Some(format!("host reaches it through {}", shim.name)))
+}
+
+/// At detach: drop the shim routes to this guest's addresses.
+pub async fn unroute_guest(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+    let parent_spec = rec.hi.as_deref().unwrap_or(&rec.h);
+    let Some(parent) = host_interface(host, parent_spec).await.ok().flatten() else {
+        return Ok(());
+    };
+    let Some(shim) = find_shim(host, &parent).await? else {
+        return Ok(());
+    };
+    let Some(link) = cont.link_by_name(&rec.ifname).await? else {
+        return Ok(());
+    };
+    for a in cont.addrs(link.index).await? {
+        if host.dry_run {
+            host.show(format_args!(
+                "route del {}/{} dev {}",
+                a.net.ip(),
+                host_len(a.net.ip()),
+                shim.name
+            ));
+        } else {
+            del_route(&host.handle, shim.index, a.net.ip()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Is this `ls` entry a macvlan guest hanging off `parent`?
+fn on_parent(e: &crate::ls::Entry, parent: &Link) -> bool {
+    e.kind == "macvlan"
+        && match &e.host_interface {
+            Some(hi) => hi == &parent.name,
+            None => e.host == parent.name,
+        }
+}
+
+/// `pipework host-shim <parent> <ip/len> [-l NAME] [--dry-run]`.
+pub async fn run(args: &[String]) -> Result<ShimReport> {
+    let mut pos = Vec::new();
+    let mut name = None;
+    let mut dry_run = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-l" | "--host-ifname" => {
+                name = Some(it.next().cloned().ok_or_else(|| {
+                    Error::bad(a, "needs a name: host-shim PARENT IP/LEN -l NAME")
+                })?)
+            }
+            "--dry-run" => dry_run = true,
+            _ => pos.push(a.clone()),
+        }
+    }
+    let [parent_spec, ip] = pos.as_slice() else {
+        return Err(Error::bad(
+            pos.join(" "),
+            "usage: pipework host-shim PARENT IP/LEN [-l NAME] (e.g. host-shim eth0 10.1.1.250/24)",
+        ));
+    };
+    let net: IpNetwork = parse_cidr(ip)?;
+    if let Some(n) = &name {
+        crate::request::check_ifname(n)?;
+    }
+    let host = Net::new(None, dry_run)?;
+    let parent = host_interface(&host, parent_spec)
+        .await?
+        .ok_or_else(|| Error::bad(parent_spec, "no such host interface"))?;
+    if parent.is_bridge() {
+        return Err(Error::bad(
+            parent_spec,
+            "is a bridge: the host already reaches bridged guests; a shim is for macvlan parents",
+        ));
+    }
+    let mut j = Journal::new();
+    match build(&host, &parent, net, name, &mut j).await {
+        Ok(r) => {
+            j.commit();
+            Ok(r)
+        }
+        Err(e) => {
+            j.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn build(
+    host: &Net,
+    parent: &Link,
+    net: IpNetwork,
+    name: Option<String>,
+    j: &mut Journal,
+) -> Result<ShimReport> {
+    let (shim, created) = match find_shim(host, parent).await? {
+        Some(s) => (s, false),
+        None => {
+            let name = name.unwrap_or_else(|| shim_name(parent));
+            if host.link_by_name(&name).await?.is_some() {
+                return Err(Error::bad(
+                    &name,
+                    "exists and is not a pipework shim; choose another with -l NAME",
+                ));
+            }
+            super::vlan::ensure_up(host, j, parent).await?;
+            if host.dry_run {
+                host.show(format_args!(
+                    "link add link {} name {name} type macvlan mode bridge",
+                    parent.name
+                ));
+                host.show(format_args!("link set {name} up"));
+                (
+                    Link {
+                        name,
+                        ..Default::default()
+                    },
+                    true,
+                )
+            } else {
+                let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::MacVlan)
+                    .name(name.clone())
+                    .link(parent.index)
+                    .mtu(parent.mtu.max(68))
+                    .set_info_data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                        MacVlanMode::Bridge,
+                    )]))
+                    .up()
+                    .build();
+                host.handle
+                    .link()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| Error::netlink(format!("creating shim {name}"), e))?;
+                let l = host
+                    .link_by_name(&name)
+                    .await?
+                    .ok_or_else(|| Error::other(format!("{name} vanished")))?;
+                super::child::journal_delete(host, j, format!("shim {name}"), l.index);
+                // The kernel ignores IFLA_IFALIAS when creating a link.
+                host.set_alias(&l, &format!("{SHIM_ALIAS}{}", parent.name))
+                    .await?;
+                (l, true)
+            }
+        }
+    };
+    let have = if host.dry_run {
+        vec![]
+    } else {
+        host.addrs(shim.index).await?
+    };
+    if !have.iter().any(|a| a.net == net) {
+        host.add_addr(&shim, net).await?;
+    }
+    let mut routes = Vec::new();
+    for e in crate::ls::run().await? {
+        if !on_parent(&e, parent) {
+            continue;
+        }
+        for a in &e.addresses {
+            let Ok(n) = a.parse::<IpNetwork>() else {
+                continue;
+            };
+            if matches!(n.ip(), IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
+                continue; // link-local: reachable on the link already
+            }
+            add_route(host, &shim, n.ip()).await?;
+            routes.push(format!("{}/{} dev {}", n.ip(), host_len(n.ip()), shim.name));
+        }
+    }
+    Ok(ShimReport {
+        shim: shim.name.clone(),
+        parent: parent.name.clone(),
+        address: net.to_string(),
+        routes,
+        created,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let p = Link {
+            name: "eth0".into(),
+            index: 4,
+            ..Default::default()
+        };
+        assert_eq!(shim_name(&p), "shim-eth0");
+        let p = Link {
+            name: "enp0s31f6.100".into(),
+            index: 9,
+            ..Default::default()
+        };
+        assert_eq!(shim_name(&p), "pwshim9");
+    }
+}

@@ -1,0 +1,223 @@
+//! `[mac]@VID` on a physical parent: the 802.1Q sub-interface `parent.VID`.
+//!
+//! Like the original we create it when absent and reuse it when it is a
+//! VLAN with that id; unlike the original we say so clearly when a device of
+//! that name is something else, and we remove a sub-interface we created
+//! once its last guest is detached (it is labelled, so we never delete one
+//! an administrator made).
+use crate::driver::child::journal_delete;
+use crate::error::{Error, Result};
+use crate::netlink::{Journal, Link, Net};
+use crate::request::{IFNAMSIZ_MAX, parse_vlan};
+use futures::TryStreamExt;
+use netlink_packet_route::link::{InfoData, InfoVlan, LinkAttribute, LinkInfo};
+use rtnetlink::{LinkUnspec, LinkVlan};
+
+/// The alias we put on a VLAN sub-interface we created. Not a `Record`
+/// (those mark guest links), so `ls` does not list it.
+pub const CREATED_ALIAS: &str = "pipework-vlan (created by pipework; removed with its last guest)";
+
+/// `parent.VID`, checked against the kernel's 15-character limit.
+pub fn vlan_ifname(parent: &str, vid: u16) -> Result<String> {
+    let name = format!("{parent}.{vid}");
+    if name.len() > IFNAMSIZ_MAX {
+        return Err(Error::bad(
+            format!("@{vid}"),
+            format!(
+                "the VLAN interface name {name} would exceed {IFNAMSIZ_MAX} characters; \
+                 create it yourself under a shorter name (ip link add link {parent} name NAME type vlan id {vid}) \
+                 and give NAME as the host interface"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// The VLAN a request asks for: `req.vlan`, or the raw tag (which is then
+/// not a valid id: report it as one).
+pub fn requested_vid(vlan: Option<u16>, tag: Option<&str>) -> Result<Option<u16>> {
+    match (vlan, tag) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(t)) => parse_vlan(t).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The 802.1Q id of link `index`, or None if it is not a VLAN.
+pub async fn vlan_id_of(net: &Net, index: u32) -> Result<Option<u16>> {
+    let mut s = net.handle.link().get().match_index(index).execute();
+    let msg = s
+        .try_next()
+        .await
+        .map_err(|e| Error::netlink("reading VLAN details", e))?;
+    let Some(msg) = msg else { return Ok(None) };
+    for a in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                if let LinkInfo::Data(InfoData::Vlan(v)) = i {
+                    for x in v {
+                        if let InfoVlan::Id(id) = x {
+                            return Ok(Some(*id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Check (without changing anything) that `parent.VID` is absent or a
+/// reusable VLAN with that id on that parent.
+pub async fn check(host: &Net, parent: &Link, vid: u16) -> Result<()> {
+    let name = vlan_ifname(&parent.name, vid)?;
+    if let Some(existing) = host.link_by_name(&name).await? {
+        reusable(host, &existing, parent, vid).await?;
+    }
+    Ok(())
+}
+
+async fn reusable(host: &Net, existing: &Link, parent: &Link, vid: u16) -> Result<()> {
+    let what = existing.kind.as_deref().unwrap_or("physical");
+    if existing.kind.as_deref() != Some("vlan") {
+        return Err(Error::bad(
+            &existing.name,
+            format!(
+                "exists but is a {what} device, not VLAN {vid} on {}; rename or remove it",
+                parent.name
+            ),
+        ));
+    }
+    let id = vlan_id_of(host, existing.index).await?;
+    if id != Some(vid) || existing.link != Some(parent.index) {
+        return Err(Error::bad(
+            &existing.name,
+            format!(
+                "exists but is VLAN {} on another parent, not VLAN {vid} on {}; rename or remove it",
+                id.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+                parent.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Make sure `parent.VID` exists and is up; returns it and whether we
+/// created it (creation is journaled).
+pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Result<(Link, bool)> {
+    let name = vlan_ifname(&parent.name, vid)?;
+    if let Some(existing) = host.link_by_name(&name).await? {
+        reusable(host, &existing, parent, vid).await?;
+        if !existing.up {
+            host.set_up(&existing).await?;
+        }
+        return Ok((existing, false));
+    }
+    if host.dry_run {
+        host.show(format_args!(
+            "link add link {} name {name} mtu {} type vlan id {vid}",
+            parent.name, parent.mtu
+        ));
+        host.show(format_args!("link set {name} up"));
+        return Ok((
+            Link {
+                name,
+                mtu: parent.mtu,
+                kind: Some("vlan".into()),
+                ..Default::default()
+            },
+            true,
+        ));
+    }
+    let msg = LinkVlan::new(&name, parent.index, vid)
+        .mtu(parent.mtu.max(68))
+        .up()
+        .build();
+    if let Err(e) = host.handle.link().add(msg).execute().await {
+        let err = Error::netlink(format!("creating VLAN {name}"), e);
+        return Err(match err.errno() {
+            // Lost a race with another pipework: reuse theirs if it fits.
+            Some(libc::EEXIST) => {
+                let l = host
+                    .link_by_name(&name)
+                    .await?
+                    .ok_or_else(|| Error::other(format!("{name} vanished")))?;
+                reusable(host, &l, parent, vid).await?;
+                return Ok((l, false));
+            }
+            Some(libc::EOPNOTSUPP) => Error::other(format!(
+                "@{vid}: this kernel has no 802.1Q support (module 8021q not built or loaded)"
+            )),
+            _ => err,
+        });
+    }
+    let vlan = host
+        .link_by_name(&name)
+        .await?
+        .ok_or_else(|| Error::other(format!("VLAN {name} vanished after creation")))?;
+    journal_delete(host, j, format!("VLAN {name}"), vlan.index);
+    // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
+    host.set_alias(&vlan, CREATED_ALIAS).await?;
+    Ok((vlan, true))
+}
+
+/// Bring a parent up if it is down (the original always did), journaling
+/// the way back down.
+pub async fn ensure_up(host: &Net, j: &mut Journal, link: &Link) -> Result<()> {
+    if link.up {
+        return Ok(());
+    }
+    host.set_up(link).await?;
+    if !host.dry_run {
+        let h = host.handle.clone();
+        let index = link.index;
+        j.record(format!("{} up", link.name), async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).down().build())
+                .execute()
+                .await
+                .map_err(|e| Error::netlink("setting the parent back down", e))
+        });
+    }
+    Ok(())
+}
+
+/// After a detach: remove VLAN `name` if pipework created it and no
+/// attachment still uses it (any namespace: its children live in guests).
+pub async fn release_if_unused(host: &Net, name: &str) -> Result<()> {
+    let _lock = crate::lock::Lock::take(&format!("vlan-{name}"))?;
+    let Some(l) = host.link_by_name(name).await? else {
+        return Ok(());
+    };
+    if l.kind.as_deref() != Some("vlan") || l.alias.as_deref() != Some(CREATED_ALIAS) {
+        return Ok(());
+    }
+    let users = crate::ls::run().await?;
+    if users
+        .iter()
+        .any(|e| e.host_interface.as_deref() == Some(name))
+    {
+        return Ok(());
+    }
+    host.delete_link(&l).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids() {
+        assert_eq!(vlan_ifname("eth0", 10).ok().as_deref(), Some("eth0.10"));
+        let e = vlan_ifname("enp0s31f6abc", 4094).unwrap_err().to_string();
+        assert!(
+            e.starts_with("@4094: ") && e.contains("15 characters"),
+            "{e}"
+        );
+        assert_eq!(requested_vid(Some(5), None).ok(), Some(Some(5)));
+        assert_eq!(requested_vid(None, None).ok(), Some(None));
+        let e = requested_vid(None, Some("4095")).unwrap_err().to_string();
+        assert!(e.starts_with("4095: VLAN id must be 1-4094"), "{e}");
+        assert!(requested_vid(None, Some("0")).is_err());
+    }
+}
