@@ -145,7 +145,7 @@ impl Driver for Ipoib {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Addressing, Extras, HostMode};
+    use crate::request::Extras;
     use netlink_packet_route::link::{LinkAttribute, LinkInfo};
 
     fn req(tag: Option<&str>, mac: Option<[u8; 6]>, ifname: Option<&str>) -> AttachRequest {
@@ -153,19 +153,11 @@ mod tests {
             host: "ib0".into(),
             guest: "c".into(),
             ifname: ifname.unwrap_or("ib0").into(),
-            host_ifname: None,
-            addressing: Addressing::None,
             mac,
-            vlan: None,
-            mtu: None,
-            create: false,
-            mode: HostMode::Auto,
-            json: false,
-            dry_run: false,
             extras: Extras {
                 tag: tag.map(String::from),
             },
-            ovs: Default::default(),
+            ..Default::default()
         }
     }
 
