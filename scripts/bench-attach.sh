@@ -19,6 +19,10 @@ source /tmp/pw-env/env.sh 2>/dev/null || true
 
 cleanup() {
   set +e
+  # Detach the resident attachments first: that also removes the Docker
+  # FORWARD rule pipework added for each bridge.
+  "$P" detach "netns:${NS}k" >/dev/null 2>&1
+  "$P" detach "netns:$NS" >/dev/null 2>&1
   ip netns del "$NS" 2>/dev/null
   ip netns del "${NS}k" 2>/dev/null
   ip link del "$BR" 2>/dev/null

@@ -8,7 +8,7 @@
 //! stable kernel API of its own, and a host where the problem exists always
 //! has iptables (dockerd needs it). Never through a shell.
 use crate::error::{Error, Result};
-use crate::netlink::{Journal, Net};
+use crate::netlink::{Journal, Link, Net};
 use crate::record::Record;
 use std::process::{Command, Stdio};
 
@@ -72,16 +72,25 @@ fn run(op: &str, chain: &str, bridge: &str) -> bool {
     iptables(&refs).is_some_and(|o| o.status.success())
 }
 
-/// Ensure the accept rule exists when needed. Returns a note for stderr.
 /// Marker meaning "the rule for this bridge is in place": spares every
-/// later attach three iptables executions (~10 ms). It lives on tmpfs, like
-/// the rules themselves, so a reboot clears both together.
+/// later attach three iptables executions (~10 ms). It holds the bridge's
+/// ifindex, so a bridge deleted and re-created under the same name is
+/// checked again. It lives on tmpfs, like the rules, so a reboot clears both.
 fn marker(bridge: &str) -> std::path::PathBuf {
     std::path::Path::new("/run/pipework/firewall").join(bridge)
 }
 
-pub fn allow_bridge(bridge: &str, dry_run: bool, j: &mut Journal) -> Result<Option<String>> {
-    if !dry_run && marker(bridge).exists() {
+fn mark(bridge: &str, index: u32) {
+    let _ = std::fs::create_dir_all("/run/pipework/firewall");
+    let _ = std::fs::write(marker(bridge), index.to_string());
+}
+
+/// Ensure the accept rule exists when needed. Returns a note for stderr.
+pub fn allow_bridge(br: &Link, dry_run: bool, j: &mut Journal) -> Result<Option<String>> {
+    let bridge = br.name.as_str();
+    if !dry_run
+        && std::fs::read_to_string(marker(bridge)).is_ok_and(|m| m.trim() == br.index.to_string())
+    {
         return Ok(None);
     }
     if !forward_drops_bridged() {
@@ -94,9 +103,8 @@ pub fn allow_bridge(bridge: &str, dry_run: bool, j: &mut Journal) -> Result<Opti
     }
     // Serialise check-then-insert across parallel pipeworks.
     let _lock = crate::lock::Lock::take("firewall")?;
-    let _ = std::fs::create_dir_all("/run/pipework/firewall");
     if run("-C", chain, bridge) {
-        let _ = std::fs::write(marker(bridge), b"");
+        mark(bridge, br.index);
         return Ok(None);
     }
     if !run("-I", chain, bridge) {
@@ -104,7 +112,7 @@ pub fn allow_bridge(bridge: &str, dry_run: bool, j: &mut Journal) -> Result<Opti
             "bridge {bridge}: FORWARD drops bridged traffic (dockerd) and `iptables -I {chain}` failed; is iptables installed?"
         )));
     }
-    let _ = std::fs::write(marker(bridge), b"");
+    mark(bridge, br.index);
     let b = bridge.to_string();
     j.record(format!("iptables rule for {bridge}"), async move {
         run("-D", chain, &b);

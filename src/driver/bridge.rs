@@ -100,7 +100,7 @@ impl Driver for Bridge {
 
         // 4. Docker hosts drop bridged frames in FORWARD; let this bridge's
         //    own traffic through (pipework#211).
-        if let Some(note) = firewall::allow_bridge(&bridge.name, cx.host.dry_run, j)? {
+        if let Some(note) = firewall::allow_bridge(&bridge, cx.host.dry_run, j)? {
             notes.push(note);
         }
 
