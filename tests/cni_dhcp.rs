@@ -179,5 +179,52 @@ fn dhcp_ipam_is_delegated_and_leases_over_our_link() {
         gone.to_string().as_bytes(),
     );
     assert_eq!(out.err_code(), 50, "{}", out.stdout);
+
+    // Our own client as IPAM ("pipework-dhcp"): no daemon involved, the
+    // lease is kept by a keeper and released on DEL.
+    let ns2 = s.netns("pwc-dh-c2");
+    let c2 = json!({
+        "cniVersion": "1.1.0", "name": "pwcdhcp2", "type": "pipework", "mode": "bridge",
+        "bridge": br, "ipam": {"type": "pipework-dhcp"}
+    });
+    let call2 = Call {
+        id: "pwc-dhcp-2",
+        netns: &ns2,
+        ifname: "eth0",
+    };
+    let res2 = call2.ours("ADD", &c2).ok().clone();
+    let addr2 = res2["ips"][0]["address"].as_str().unwrap_or("").to_string();
+    assert!(
+        addr2.starts_with("10.231.50.") && addr2.ends_with("/24"),
+        "{res2}"
+    );
+    assert_eq!(res2["ips"][0]["gateway"], "10.231.50.1");
+    assert_eq!(res2["routes"][0]["dst"], "0.0.0.0/0", "{res2}");
+    let a2 = in_ns("pwc-dh-c2", &["ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(a2.contains(&addr2), "lease applied to eth0: {a2}");
+    assert!(in_ns("pwc-dh-c2", &["ip", "route"]).contains("default via 10.231.50.1 dev eth0"));
+    let ip2 = addr2.split('/').next().unwrap_or("").to_string();
+    assert!(
+        std::fs::read_to_string(&leases)
+            .unwrap_or_default()
+            .contains(&ip2)
+    );
+    call2.ours("DEL", &with_prev(&c2, &res2)).ok();
+    // DHCPRELEASE reached dnsmasq: the lease is gone from its file.
+    let t = Instant::now();
+    while std::fs::read_to_string(&leases)
+        .unwrap_or_default()
+        .contains(&ip2)
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !std::fs::read_to_string(&leases)
+            .unwrap_or_default()
+            .contains(&ip2),
+        "lease not released"
+    );
+    assert!(!in_ns("pwc-dh-c2", &["ip", "-o", "link"]).contains("eth0"));
     drop(procs);
 }

@@ -315,8 +315,31 @@ impl Plumber {
         r
     }
 
-    /// Remove what `link` built.
+    /// `pipework-dhcp` IPAM: a lease from our own client on the container
+    /// link (which `link` created), kept alive by a lease keeper.
+    pub fn dhcp_lease(&self, env: &Env) -> CniResult<AddResult> {
+        let ns = &self.guest.netns;
+        self.rt.block_on(async {
+            let opts = crate::dhcp::DhcpOptions {
+                hostname: None,
+                ..Default::default()
+            };
+            let lease = crate::dhcp::acquire(ns, &env.ifname, &opts)
+                .await
+                .map_err(|e| CniError::new(code::IPAM, e.to_string(), ""))?;
+            crate::dhcp::keeper::spawn(ns, &env.ifname, &lease, &opts)
+                .await
+                .map_err(|e| CniError::new(code::IPAM, e.to_string(), ""))?;
+            super::ipam::lease_result(&lease)
+        })
+    }
+
+    /// Remove what `link` built (and release a lease we took on it).
     pub fn undo(&self) {
+        let _ = self.rt.block_on(crate::dhcp::keeper::release(
+            &self.guest.netns,
+            &self.req.ifname,
+        ));
         let r = self.rt.block_on(super::detach::detach(
             &self.host,
             Some(&self.cont),

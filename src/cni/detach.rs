@@ -83,6 +83,11 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
             Some(ns) => Some(Net::new(Some(ns), false)?),
             None => None,
         };
+        // A lease our own DHCP client keeps is released while the link
+        // still exists (no-op when there is none).
+        if let Some(ns) = &ns {
+            let _ = crate::dhcp::keeper::release(ns, &env.ifname).await;
+        }
         detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await?;
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows

@@ -14,6 +14,9 @@ pub enum Ipam {
     /// No `ipam` section: only runtimeConfig `ips` (if any) are applied.
     None,
     Static,
+    /// `"type": "pipework-dhcp"`: our own DHCP client, run in-process on the
+    /// container interface, with a lease keeper (no IPAM daemon needed).
+    Dhcp,
     Delegate {
         name: String,
         binary: PathBuf,
@@ -30,6 +33,7 @@ impl Ipam {
         match ipam.ipam_type.as_str() {
             "" => Err(CniError::config("ipam: the 'type' key is missing")),
             "static" => Ok(Ipam::Static),
+            NATIVE_DHCP => Ok(Ipam::Dhcp),
             name => Ok(Ipam::Delegate {
                 name: name.to_string(),
                 binary: find_plugin(name, &env.path)?,
@@ -42,9 +46,10 @@ impl Ipam {
         }
     }
 
-    /// An IPAM plugin we exec (as opposed to answering in-process).
+    /// IPAM that needs the container link to exist first (delegated
+    /// plugins such as dhcp, and our own DHCP client).
     pub fn is_delegated(&self) -> bool {
-        matches!(self, Ipam::Delegate { .. })
+        matches!(self, Ipam::Delegate { .. } | Ipam::Dhcp)
     }
 
     /// ADD: the addresses, routes and DNS to apply.
@@ -52,6 +57,11 @@ impl Ipam {
         match self {
             Ipam::None => static_result(conf, env, false),
             Ipam::Static => static_result(conf, env, true),
+            Ipam::Dhcp => Err(CniError::new(
+                code::INTERNAL,
+                "pipework-dhcp leases are taken on the link (Plumber::dhcp_lease)",
+                "",
+            )),
             Ipam::Delegate { binary, .. } => {
                 let out = exec(binary, Command::Add, stdin)?;
                 let v = out.ok_or_else(|| {
@@ -97,6 +107,39 @@ impl Ipam {
 }
 
 const DHCP_SOCK: &str = "/run/cni/dhcp.sock";
+
+/// The IPAM type name of our own DHCP client.
+pub const NATIVE_DHCP: &str = "pipework-dhcp";
+
+/// A DHCP lease as a CNI IPAM result.
+pub fn lease_result(lease: &crate::dhcp::Lease) -> CniResult<AddResult> {
+    let address = ipnetwork::IpNetwork::new(lease.address.into(), lease.prefix)
+        .map_err(|e| CniError::new(code::IPAM, format!("DHCP lease: {e}"), ""))?;
+    let mut r = AddResult {
+        ips: vec![IpConfig {
+            address,
+            gateway: lease.router.map(IpAddr::V4),
+            interface: None,
+        }],
+        ..Default::default()
+    };
+    for sr in lease.effective_routes() {
+        if let Ok(dst) = ipnetwork::IpNetwork::new(sr.dest.into(), sr.prefix) {
+            r.routes.push(Route {
+                dst,
+                gw: Some(IpAddr::V4(sr.gateway)),
+                mtu: None,
+                advmss: None,
+                priority: None,
+                table: None,
+                scope: None,
+            });
+        }
+    }
+    r.dns.nameservers = lease.dns.iter().map(|d| d.to_string()).collect();
+    r.dns.domain = lease.domain.clone();
+    Ok(r)
+}
 
 /// Look a plugin up on `CNI_PATH`; a missing one makes the plugin unusable
 /// for this config (code 50, which STATUS reports as "not available").

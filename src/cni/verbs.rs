@@ -92,7 +92,11 @@ fn add(env: &Env, conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniRe
         // As the reference plugins do: the link first, since a delegated
         // IPAM may need it (dhcp leases on the container interface).
         plumber.link(None)?;
-        let mut ip = match ipam.add(conf, env, stdin) {
+        let got = match ipam {
+            Ipam::Dhcp => plumber.dhcp_lease(env),
+            _ => ipam.add(conf, env, stdin),
+        };
+        let mut ip = match got {
             Ok(ip) => ip,
             Err(e) => {
                 plumber.undo();

@@ -168,6 +168,13 @@ pub async fn spawn_with(
     let log = std::fs::File::create(file(&b, "log"))
         .map_err(|e| Error::io("dhcp: cannot create keeper log", e))?;
     let mut cmd = std::process::Command::new(exe);
+    // Started from CNI ADD, we inherit CNI_COMMAND: the keeper must not
+    // take itself for a plugin invocation.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CNI_") {
+            cmd.env_remove(k);
+        }
+    }
     cmd.arg("dhcp-keeper")
         .arg("--state")
         .arg(&state_path)
