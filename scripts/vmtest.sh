@@ -107,11 +107,12 @@ mount -t sysfs sys /sys
 while read -r mod args; do
     insmod "$mod" $args 2>/dev/null || echo "vmtest-init: insmod $mod failed"
 done </modules.order
-job=; tag=
+job=; tag=; wdir=
 for w in $(cat /proc/cmdline); do
     case $w in
     pwjob=*) job=${w#pwjob=} ;;
     pwtag=*) tag=${w#pwtag=} ;;
+    pwdir=*) wdir=${w#pwdir=} ;;
     esac
 done
 rc=125
@@ -130,6 +131,13 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host
     mount -t tmpfs tmp /mnt/tmp
     mount -t tmpfs vartmp /mnt/var/tmp 2>/dev/null
     mount -t bpf bpf /mnt/sys/fs/bpf 2>/dev/null
+    # The working directory is shared on its own: under /tmp (where a CI
+    # clone may live) the root share is hidden by the guest's tmpfs.
+    if [ -n "$wdir" ]; then
+        mkdir -p "/mnt$wdir" 2>/dev/null
+        mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose workdir "/mnt$wdir" ||
+            echo "vmtest-init: cannot mount the working directory $wdir"
+    fi
     ip link set lo up
     hostname pipework-vm
     # ovs-vswitchd (3.1) counts CPU cores through a cache that is only
@@ -214,6 +222,14 @@ trap cleanup EXIT
 } >"$RUN/job.sh"
 
 APPEND="console=ttyS0 panic=-1 quiet loglevel=1 pwjob=$RUN/job.sh pwtag=$TAG"
+WORKDIR_SHARE=()
+case $PWD in
+*[[:space:]]*) echo "vmtest: the working directory has a space in it; the VM will not see it" >&2 ;;
+*)
+    APPEND="$APPEND pwdir=$PWD"
+    WORKDIR_SHARE=(-virtfs "local,path=$PWD,mount_tag=workdir,security_model=none,readonly=on,multidevs=remap")
+    ;;
+esac
 [ "${PIPEWORK_VM_VERBOSE:-0}" = 1 ] && APPEND=${APPEND/ quiet loglevel=1/ loglevel=7}
 
 set +e
@@ -223,6 +239,7 @@ timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND" \
     -chardev stdio,id=con,signal=off -serial chardev:con \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    "${WORKDIR_SHARE[@]}" \
     -nic none \
     </dev/null 2>"$RUN/qemu.err" |
     tee "$RUN/console.log" |
