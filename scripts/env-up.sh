@@ -6,17 +6,26 @@ set -euo pipefail
 PW_ENV=${PW_ENV:-/tmp/pw-env}
 mkdir -p "$PW_ENV"
 
+# Installed exactly as on the development machines: the first group with
+# its recommends (docker.io's include cgroupfs-mount and apparmor), the
+# second without (podman's recommends pull in rootless tooling we do not use).
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
-      containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool
-      podman qemu-system-x86 cpio kmod)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "env-up: installing ${missing[*]}" >&2
+      containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod)
+lean=(podman qemu-system-x86 cpio)
+missing() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"
+  done
+}
+m1=$(missing "${pkgs[@]}")
+m2=$(missing "${lean[@]}")
+if [ -n "$m1$m2" ]; then
+  echo "env-up: installing" $m1 $m2 >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # shellcheck disable=SC2086
+  [ -z "$m1" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $m1 >/dev/null
+  # shellcheck disable=SC2086
+  [ -z "$m2" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $m2 >/dev/null
 fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -69,6 +69,11 @@ KPKG=${PIPEWORK_VM_KPKG:-}
 if [ -z "$KPKG" ]; then
     KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null |
         sed -n 's/^ *Depends: \(linux-image-[0-9.]*-[0-9]*-amd64\)$/\1/p' | head -n1)
+    # A fresh machine may have no package lists yet.
+    if [ -z "$KPKG" ] && apt-get update -qq >/dev/null 2>&1; then
+        KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null |
+            sed -n 's/^ *Depends: \(linux-image-[0-9.]*-[0-9]*-amd64\)$/\1/p' | head -n1)
+    fi
     # Offline fallback: whatever we extracted before.
     if [ -z "$KPKG" ]; then
         KPKG=$(ls -1 "$CACHE" 2>/dev/null | sed -n 's/^kernel-\(linux-image-.*\)$/\1/p' | sort -V | tail -n1)
