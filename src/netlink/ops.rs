@@ -398,69 +398,70 @@ impl Net {
         }
     }
 
-    pub async fn set_controller(&self, link: &Link, bridge: &Link) -> Result<()> {
+    /// One RTM_SETLINK: `dry` is the iproute2 equivalent, `what` names the
+    /// step in errors.
+    async fn set_link(
+        &self,
+        msg: LinkMessage,
+        dry: std::fmt::Arguments<'_>,
+        what: String,
+    ) -> Result<()> {
         if self.dry_run {
-            self.show(format_args!(
-                "link set {} master {}",
-                link.name, bridge.name
-            ));
+            self.show(dry);
             return Ok(());
         }
         self.handle
             .link()
-            .set(
-                LinkUnspec::new_with_index(link.index)
-                    .controller(bridge.index)
-                    .build(),
-            )
+            .set(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("adding {} to {}", link.name, bridge.name), e))
+            .map_err(|e| Error::netlink(what, e))
+    }
+
+    pub async fn set_controller(&self, link: &Link, bridge: &Link) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .controller(bridge.index)
+            .build();
+        let what = format!("adding {} to {}", link.name, bridge.name);
+        self.set_link(
+            msg,
+            format_args!("link set {} master {}", link.name, bridge.name),
+            what,
+        )
+        .await
     }
 
     pub async fn set_up(&self, link: &Link) -> Result<()> {
-        if self.dry_run {
-            self.show(format_args!("link set {} up", link.name));
-            return Ok(());
-        }
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(link.index).up().build())
-            .execute()
+        let msg = LinkUnspec::new_with_index(link.index).up().build();
+        let what = format!("bringing {} up", link.name);
+        self.set_link(msg, format_args!("link set {} up", link.name), what)
             .await
-            .map_err(|e| Error::netlink(format!("bringing {} up", link.name), e))
     }
 
     /// Label a link and bring it up in one request.
     pub async fn set_alias_up(&self, link: &Link, alias: &str) -> Result<()> {
-        if self.dry_run {
-            self.show(format_args!("link set {} alias '{alias}' up", link.name));
-            return Ok(());
-        }
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(link.index)
-                    .alias(alias)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("labelling {}", link.name), e))
+        let msg = LinkUnspec::new_with_index(link.index)
+            .alias(alias)
+            .up()
+            .build();
+        let what = format!("labelling {}", link.name);
+        self.set_link(
+            msg,
+            format_args!("link set {} alias '{alias}' up", link.name),
+            what,
+        )
+        .await
     }
 
     pub async fn set_alias(&self, link: &Link, alias: &str) -> Result<()> {
-        if self.dry_run {
-            self.show(format_args!("link set {} alias '{alias}'", link.name));
-            return Ok(());
-        }
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("labelling {}", link.name), e))
+        let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
+        let what = format!("labelling {}", link.name);
+        self.set_link(
+            msg,
+            format_args!("link set {} alias '{alias}'", link.name),
+            what,
+        )
+        .await
     }
 
     // ---- addresses and routes ---------------------------------------------
