@@ -127,6 +127,24 @@ fn mac_str(mac: &[u8]) -> String {
         .join(":")
 }
 
+/// The single link a filtered RTM_GETLINK names; ENODEV is "absent".
+async fn one_link(
+    req: rtnetlink::LinkGetRequest,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Link>> {
+    match req.execute().try_next().await {
+        Ok(m) => Ok(m.as_ref().map(Link::from_message)),
+        Err(e) => {
+            let err = Error::netlink(what(), e);
+            if err.errno() == Some(ENODEV) {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
 /// One namespace's netlink handle plus how to print dry-run commands for it.
 #[derive(Clone)]
 pub struct Net {
@@ -157,40 +175,13 @@ impl Net {
     // ---- queries -----------------------------------------------------------
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        let mut s = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match s.try_next().await {
-            Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                let err = Error::netlink(format!("looking up {name}"), e);
-                if err.errno() == Some(ENODEV) {
-                    Ok(None)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let req = self.handle.link().get().match_name(name.to_string());
+        one_link(req, || format!("looking up {name}")).await
     }
 
     pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
-        let mut s = self.handle.link().get().match_index(index).execute();
-        match s.try_next().await {
-            Ok(Some(m)) => Ok(Some(Link::from_message(&m))),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                let err = Error::netlink(format!("looking up link #{index}"), e);
-                if err.errno() == Some(ENODEV) {
-                    Ok(None)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let req = self.handle.link().get().match_index(index);
+        one_link(req, || format!("looking up link #{index}")).await
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
