@@ -59,6 +59,13 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
         x: Default::default(),
     };
 
+    if req.dns_write && guest.pid.is_none() {
+        return Err(Error::bad(
+            "--dns-write",
+            "needs a container or pid guest (resolv.conf lives in its root, /proc/PID/root)",
+        ));
+    }
+
     // Same name already in the container: a no-op if it is exactly what we
     // would build, otherwise a conflict — never a half-change.
     if let Some(existing) = cont.link_by_name(&req.ifname).await? {

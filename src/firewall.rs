@@ -86,7 +86,12 @@ fn mark(bridge: &str, index: u32) {
 }
 
 /// Ensure the accept rule exists when needed. Returns a note for stderr.
-pub fn allow_bridge(br: &Link, dry_run: bool, j: &mut Journal) -> Result<Option<String>> {
+pub fn allow_bridge(
+    host: &Net,
+    br: &Link,
+    dry_run: bool,
+    j: &mut Journal,
+) -> Result<Option<String>> {
     let bridge = br.name.as_str();
     if !dry_run
         && std::fs::read_to_string(marker(bridge)).is_ok_and(|m| m.trim() == br.index.to_string())
@@ -113,11 +118,12 @@ pub fn allow_bridge(br: &Link, dry_run: bool, j: &mut Journal) -> Result<Option<
         )));
     }
     mark(bridge, br.index);
-    let b = bridge.to_string();
+    // Undo through the same check as detach: a concurrent attach may rely
+    // on the rule by now. (The bridge driver adds the rule before the veth,
+    // so on rollback our own port is already gone when this runs.)
+    let (h, b) = (host.clone(), bridge.to_string());
     j.record(format!("iptables rule for {bridge}"), async move {
-        run("-D", chain, &b);
-        let _ = std::fs::remove_file(marker(&b));
-        Ok(())
+        release(&h, &b, false).await
     });
     Ok(Some(format!(
         "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
@@ -125,8 +131,14 @@ pub fn allow_bridge(br: &Link, dry_run: bool, j: &mut Journal) -> Result<Option<
     )))
 }
 
-/// After a detach: drop our rule when no pipework port is left on the bridge.
+/// After a detach: drop our rule when no pipework port is left on the
+/// bridge, and say so on stderr.
 pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
+    release(host, bridge, true).await
+}
+
+/// The same, silently: for rollbacks, whose one line is the error itself.
+async fn release(host: &Net, bridge: &str, announce: bool) -> Result<()> {
     if host.dry_run {
         return Ok(());
     }
@@ -150,10 +162,12 @@ pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
             if !run("-D", chain, bridge) {
                 break;
             }
-            eprintln!(
-                "pipework: removed iptables rule {} from {chain}",
-                comment(bridge)
-            );
+            if announce {
+                eprintln!(
+                    "pipework: removed iptables rule {} from {chain}",
+                    comment(bridge)
+                );
+            }
         }
     }
     Ok(())

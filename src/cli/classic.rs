@@ -198,6 +198,17 @@ fn merge_addressing(tokens: &[&str], family: Option<u8>) -> Result<Addressing> {
             }
         }
     }
+    // A gateway that is one of our own addresses is refused by the kernel
+    // only after the other routes exist: catch it here, before any change.
+    if let Some(gw) = gateways
+        .iter()
+        .find(|g| addrs.iter().any(|a| a.ip() == **g))
+    {
+        return Err(Error::bad(
+            gw,
+            "gateway is one of the container's own addresses",
+        ));
+    }
     Ok(Addressing::Static { addrs, gateways })
 }
 

@@ -77,7 +77,15 @@ impl Driver for Bridge {
             }
         };
 
-        // 2. The veth pair, container end born inside the guest namespace
+        // 2. Docker hosts drop bridged frames in FORWARD; let this bridge's
+        //    own traffic through (pipework#211). Before the veth, so that a
+        //    rollback removes our port first and then asks whether the rule
+        //    is still needed.
+        if let Some(note) = firewall::allow_bridge(&cx.host, &bridge, cx.host.dry_run, j)? {
+            notes.push(note);
+        }
+
+        // 3. The veth pair, container end born inside the guest namespace
         //    with its final name, MAC and the bridge's MTU.
         let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
         let host_name = host_ifname(cx);
@@ -93,16 +101,10 @@ impl Driver for Bridge {
                 req.mac.as_ref().map(|m| &m[..]),
                 mtu,
                 &alias,
-                // 3. Host end plugged into the bridge and up, in the same request.
+                // Host end plugged into the bridge and up, in the same request.
                 Some(&bridge),
             )
             .await?;
-
-        // 4. Docker hosts drop bridged frames in FORWARD; let this bridge's
-        //    own traffic through (pipework#211).
-        if let Some(note) = firewall::allow_bridge(&bridge, cx.host.dry_run, j)? {
-            notes.push(note);
-        }
 
         Ok(HostSide {
             kind: "bridge",

@@ -5,7 +5,6 @@
 //! that name is something else, and we remove a sub-interface we created
 //! once its last guest is detached (it is labelled, so we never delete one
 //! an administrator made).
-use crate::driver::child::journal_delete;
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use crate::request::{IFNAMSIZ_MAX, parse_vlan};
@@ -155,9 +154,18 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
         .link_by_name(&name)
         .await?
         .ok_or_else(|| Error::other(format!("VLAN {name} vanished after creation")))?;
-    journal_delete(host, j, format!("VLAN {name}"), vlan.index);
     // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
-    host.set_alias(&vlan, CREATED_ALIAS).await?;
+    if let Err(e) = host.set_alias(&vlan, CREATED_ALIAS).await {
+        let _ = host.delete_link(&vlan).await;
+        return Err(e);
+    }
+    // Undo through the same check as detach: another guest may have put a
+    // child on this VLAN while our attach was still running, and deleting
+    // the VLAN would make the kernel destroy that child too.
+    let (h, n) = (host.clone(), name.clone());
+    j.record(format!("VLAN {name}"), async move {
+        release_if_unused(&h, &n).await
+    });
     Ok((vlan, true))
 }
 

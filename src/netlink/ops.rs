@@ -284,7 +284,16 @@ impl Net {
             .link_by_name(name)
             .await?
             .ok_or_else(|| Error::other(format!("bridge {name} vanished after creation")))?;
-        self.journal_del(j, format!("bridge {name}"), link.index);
+        // Undo only if the bridge is still empty: a concurrent attach may
+        // have joined it meanwhile, and its container must keep its network.
+        let net = self.clone();
+        j.record(format!("bridge {name}"), async move {
+            let links = net.links().await?;
+            if links.iter().any(|l| l.controller == Some(link.index)) {
+                return Ok(());
+            }
+            net.delete_link(&link).await
+        });
         Ok(true)
     }
 
@@ -538,8 +547,11 @@ impl Net {
             let h = self.handle.clone();
             let msg = r.msg.clone();
             j.record("old default route", async move {
+                // Replace: our new default route still exists at this
+                // point of the rollback (it goes with the veth, later).
                 h.route()
                     .add(msg)
+                    .replace()
                     .execute()
                     .await
                     .map_err(|e| Error::netlink("restoring the old default route", e))
