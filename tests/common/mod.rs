@@ -236,6 +236,7 @@ impl BridgeGuard {
 impl Drop for BridgeGuard {
     fn drop(&mut self) {
         let _ = sh("ip", &["link", "del", &self.0]);
+        let _ = std::fs::remove_file(format!("/run/pipework/firewall/{}", self.0));
         let c = format!("pipework:{}", self.0);
         for chain in ["DOCKER-USER", "FORWARD"] {
             let _ = sh(
