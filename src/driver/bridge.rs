@@ -6,7 +6,12 @@ use crate::netlink::{Journal, Net};
 use crate::record::Record;
 use crate::request::check_ifname;
 
-pub struct Bridge;
+#[derive(Default)]
+pub struct Bridge {
+    /// The bridge as driver selection found it (spares a second lookup);
+    /// None when it is to be created.
+    pub existing: Option<crate::netlink::Link>,
+}
 
 /// Host end of the veth: the original script's `v<if>pl<pid>` when it fits
 /// in 15 characters (scripts grep for it), else a stable hash of the guest
@@ -59,7 +64,11 @@ impl Driver for Bridge {
         // 1. The bridge: use it, or create it (classic rule: name starts with
         //    "br", or --create). A concurrent pipework may win the race to
         //    create it; that is fine, we join it.
-        let bridge = match cx.host.link_by_name(&req.host).await? {
+        let found = match &self.existing {
+            Some(b) => Some(b.clone()),
+            None => cx.host.link_by_name(&req.host).await?,
+        };
+        let bridge = match found {
             Some(b) => b,
             None => {
                 if cx.host.create_bridge(j, &req.host, req.mtu).await? {

@@ -1,8 +1,7 @@
 //! ipvlan (`--ipvlan l2|l3|l3s`): like macvlan, but every child shares the
 //! parent's MAC address — for uplinks that allow one MAC per port (802.1X,
 //! some clouds). The original had none.
-use super::child::{self, ChildSpec};
-use super::macvlan::{attach_parent, detach_child, early_record, validate_parent};
+use super::macvlan::{attach_child, detach_child, validate_parent};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Net};
@@ -42,28 +41,12 @@ impl Driver for Ipvlan {
     }
 
     async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
-        let req = cx.req;
-        let (parent, vlan_name, _lock) = attach_parent(cx, j).await?;
-        let mtu = child::child_mtu(req, &parent)?;
-        cx.record
-            .x
-            .insert("mode".into(), mode_name(self.mode).into());
-        let spec = ChildSpec {
-            name: req.ifname.clone(),
-            kind: InfoKind::IpVlan,
-            info: Some(InfoData::IpVlan(vec![InfoIpVlan::Mode(self.mode)])),
-            parent: Some(parent.index),
-            mtu: Some(mtu),
-            mac: None,
-        };
-        let link =
-            child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name)
-                .await?;
-        // Only a VLAN's cleanup needs to see this guest before attach.rs
-        // writes the record; spare the round trip otherwise.
-        if !cx.host.dry_run && vlan_name.is_some() {
-            early_record(cx, &link, "ipvlan").await?;
-        }
+        let info = (
+            InfoKind::IpVlan,
+            InfoData::IpVlan(vec![InfoIpVlan::Mode(self.mode)]),
+        );
+        let (parent, vlan_name, mtu) =
+            attach_child(cx, j, "ipvlan", mode_name(self.mode), info, None).await?;
         let mut notes = vec![format!("ipvlan mode {}", mode_name(self.mode))];
         if let Some(v) = &vlan_name {
             notes.push(format!("on VLAN interface {v}"));

@@ -106,6 +106,39 @@ pub async fn attach_parent(
     }
 }
 
+/// The child macvlan and ipvlan both build: the parent (or its VLAN), the
+/// MTU, the child born in the guest, and the early record a concurrent VLAN
+/// cleanup must see (the VLAN lock is held until then). Returns the parent,
+/// the VLAN name when there is one, and the MTU.
+pub async fn attach_child(
+    cx: &mut Ctx<'_>,
+    j: &mut Journal,
+    kind: &'static str,
+    mode: &str,
+    info: (InfoKind, InfoData),
+    mac: Option<[u8; 6]>,
+) -> Result<(Link, Option<String>, u32)> {
+    let (parent, vlan_name, _lock) = attach_parent(cx, j).await?;
+    let mtu = child::child_mtu(cx.req, &parent)?;
+    cx.record.x.insert("mode".into(), mode.into());
+    let spec = ChildSpec {
+        name: cx.req.ifname.clone(),
+        kind: info.0,
+        info: Some(info.1),
+        parent: Some(parent.index),
+        mtu: Some(mtu),
+        mac,
+    };
+    let link =
+        child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name).await?;
+    // Only a VLAN's cleanup needs to see this guest before attach.rs
+    // writes the record; spare the round trip otherwise.
+    if !cx.host.dry_run && vlan_name.is_some() {
+        early_record(cx, &link, kind).await?;
+    }
+    Ok((parent, vlan_name, mtu))
+}
+
 /// Write the record on the new guest link at once (attach.rs writes it
 /// again with the final kind): a concurrent detach deciding whether our
 /// VLAN is still in use must already see this guest.
@@ -135,28 +168,12 @@ impl Driver for Macvlan {
     }
 
     async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
-        let req = cx.req;
-        let (parent, vlan_name, _lock) = attach_parent(cx, j).await?;
-        let mtu = child::child_mtu(req, &parent)?;
-        cx.record
-            .x
-            .insert("mode".into(), mode_name(self.mode).into());
-        let spec = ChildSpec {
-            name: req.ifname.clone(),
-            kind: InfoKind::MacVlan,
-            info: Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(self.mode)])),
-            parent: Some(parent.index),
-            mtu: Some(mtu),
-            mac: req.mac,
-        };
-        let link =
-            child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name)
-                .await?;
-        // Only a VLAN's cleanup needs to see this guest before attach.rs
-        // writes the record; spare the round trip otherwise.
-        if !cx.host.dry_run && vlan_name.is_some() {
-            early_record(cx, &link, "macvlan").await?;
-        }
+        let info = (
+            InfoKind::MacVlan,
+            InfoData::MacVlan(vec![InfoMacVlan::Mode(self.mode)]),
+        );
+        let (parent, vlan_name, mtu) =
+            attach_child(cx, j, "macvlan", mode_name(self.mode), info, cx.req.mac).await?;
         let mut notes = Vec::new();
         if let Some(v) = &vlan_name {
             notes.push(format!("on VLAN interface {v}"));

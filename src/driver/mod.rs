@@ -107,7 +107,7 @@ impl AnyDriver {
     /// The driver that built a recorded attachment.
     pub fn for_record(rec: &Record) -> Result<Self> {
         match rec.k.as_str() {
-            "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge)),
+            "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge::default())),
             // Detach does not depend on the mode.
             "macvlan" => Ok(AnyDriver::Macvlan(macvlan::Macvlan {
                 mode: netlink_packet_route::link::MacVlanMode::Bridge,
@@ -167,7 +167,7 @@ async fn select_kind(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
         return Ok(AnyDriver::Ovs(Box::new(d)));
     }
     match found {
-        Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge)),
+        Some(l) if l.is_bridge() => Ok(AnyDriver::Bridge(bridge::Bridge { existing: Some(l) })),
         Some(l) if l.kind.as_deref() == Some("openvswitch") || req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
         }
@@ -179,7 +179,9 @@ async fn select_kind(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
         None if req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))
         }
-        None if req.host.starts_with("br") || req.create => Ok(AnyDriver::Bridge(bridge::Bridge)),
+        None if req.host.starts_with("br") || req.create => {
+            Ok(AnyDriver::Bridge(bridge::Bridge::default()))
+        }
         None => Err(Error::bad(
             &req.host,
             "no such interface; pipework creates a bridge only when its name starts with 'br' (or pass --create)",
