@@ -11,6 +11,11 @@ pub enum Error {
     #[error("{token}: {reason}")]
     BadInput { token: String, reason: String },
 
+    /// The guest named does not exist (any more): no container, process or
+    /// namespace by that name. `detach` treats this as "already gone".
+    #[error("{token}: {reason}")]
+    GuestGone { token: String, reason: String },
+
     /// A classic form that a later version will implement.
     #[error("{0}: not supported yet")]
     NotSupported(String),
@@ -43,6 +48,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn bad(token: impl Display, reason: impl Display) -> Self {
         Error::BadInput {
+            token: token.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn gone(token: impl Display, reason: impl Display) -> Self {
+        Error::GuestGone {
             token: token.to_string(),
             reason: reason.to_string(),
         }
@@ -95,7 +107,7 @@ impl Error {
     /// Process exit status: 2 for bad input (like clap's usage errors), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::BadInput { .. } | Error::NotSupported(_) => 2,
+            Error::BadInput { .. } | Error::GuestGone { .. } | Error::NotSupported(_) => 2,
             _ => 1,
         }
     }

@@ -9,7 +9,6 @@
 //! has iptables (dockerd needs it). Never through a shell.
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
-use crate::record::Record;
 use std::process::{Command, Stdio};
 
 fn comment(bridge: &str) -> String {
@@ -123,7 +122,7 @@ pub fn allow_bridge(
     // so on rollback our own port is already gone when this runs.)
     let (h, b) = (host.clone(), bridge.to_string());
     j.record(format!("iptables rule for {bridge}"), async move {
-        release(&h, &b, false).await
+        release(&h, &b, false).await.map(|_| ())
     });
     Ok(Some(format!(
         "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
@@ -134,34 +133,81 @@ pub fn allow_bridge(
 /// After a detach: drop our rule when no pipework port is left on the
 /// bridge, and say so on stderr.
 pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
-    release(host, bridge, true).await
+    release(host, bridge, true).await.map(|_| ())
+}
+
+/// Bridges that have a rule of ours (by its comment), in either chain.
+pub fn rule_bridges() -> Vec<String> {
+    let mut out = Vec::new();
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        let Some(o) = iptables(&["-S", chain]).filter(|o| o.status.success()) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "--comment"
+                    && let Some(c) = words.next()
+                    && let Some(b) = c.trim_matches('"').strip_prefix("pipework:")
+                    && crate::request::check_ifname(b).is_ok()
+                    && !out.iter().any(|x| x == b)
+                {
+                    out.push(b.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the rule for `bridge` is still needed: a verified port of ours
+/// is on it, or another live pipework is building one (a temporary-named
+/// port: the bridge driver adds the rule only after creating it).
+pub fn still_needed(links: &[Link], bridge: &str) -> bool {
+    let Some(bi) = links
+        .iter()
+        .find(|l| l.name == bridge && l.is_bridge())
+        .map(|l| l.index)
+    else {
+        return false;
+    };
+    let me = std::process::id();
+    crate::inventory::ports_of(links, bi) > 0
+        || links.iter().any(|l| {
+            l.controller == Some(bi)
+                && crate::inventory::temp_owner(&l.name)
+                    .is_some_and(|p| p != me && crate::inventory::alive(p))
+        })
+}
+
+/// `gc`: remove the rule for `bridge` if nothing needs it. Returns whether
+/// there was one to remove (in a dry run: whether it would be removed).
+pub async fn collect(host: &Net, bridge: &str, dry_run: bool) -> Result<bool> {
+    if dry_run {
+        let links = host.links().await?;
+        return Ok(!still_needed(&links, bridge));
+    }
+    release(host, bridge, false).await
 }
 
 /// The same, silently: for rollbacks, whose one line is the error itself.
-async fn release(host: &Net, bridge: &str, announce: bool) -> Result<()> {
+async fn release(host: &Net, bridge: &str, announce: bool) -> Result<bool> {
     if host.dry_run {
-        return Ok(());
+        return Ok(false);
     }
     let _lock = crate::lock::Lock::take("firewall")?;
     let links = host.links().await?;
-    let br_index = links
-        .iter()
-        .find(|l| l.name == bridge && l.is_bridge())
-        .map(|l| l.index);
-    let still_used = br_index.is_some_and(|bi| {
-        links.iter().any(|l| {
-            l.controller == Some(bi) && l.alias.as_deref().and_then(Record::decode).is_some()
-        })
-    });
-    if still_used {
-        return Ok(());
+    if still_needed(&links, bridge) {
+        return Ok(false);
     }
     let _ = std::fs::remove_file(marker(bridge));
+    let mut removed = false;
     for chain in ["DOCKER-USER", "FORWARD"] {
         while run("-C", chain, bridge) {
             if !run("-D", chain, bridge) {
                 break;
             }
+            removed = true;
             if announce {
                 eprintln!(
                     "pipework: removed iptables rule {} from {chain}",
@@ -170,5 +216,5 @@ async fn release(host: &Net, bridge: &str, announce: bool) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }

@@ -66,6 +66,23 @@ pub fn ls(entries: &[Entry], as_json: bool) {
     }
 }
 
+pub fn gc(items: &[crate::gc::Collected], as_json: bool) {
+    if as_json {
+        json(&items);
+        return;
+    }
+    if items.is_empty() {
+        eprintln!("pipework: gc: nothing to collect");
+    }
+    for i in items {
+        // Names may come from guests: {:?} escapes control characters.
+        println!(
+            "{} {} {:?} in {:?}: {}",
+            i.action, i.kind, i.name, i.place, i.reason
+        );
+    }
+}
+
 pub fn host_shim(r: &crate::driver::host_shim::ShimReport, as_json: bool) {
     if as_json {
         json(r);

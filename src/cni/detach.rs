@@ -5,9 +5,9 @@ use super::env::Env;
 use super::error::CniResult;
 use super::types::NetConf;
 use crate::driver::AnyDriver;
+use crate::inventory;
 use crate::netlink::Net;
 use crate::netns::NetNs;
-use crate::record::Record;
 use std::path::Path;
 
 /// Undo the attachment tagged `tag`: through the driver while the
@@ -18,19 +18,18 @@ use std::path::Path;
 /// before DEL, as `ctr run --rm --cni` does).
 pub(super) async fn detach(
     host: &Net,
-    cont: Option<&Net>,
+    cont: Option<(&Net, u64)>,
     tag: &str,
     bridge: Option<&str>,
 ) -> CniResult<()> {
-    if let Some(cont) = cont {
+    if let Some((cont, ino)) = cont {
         let mut found = false;
-        for l in cont.links().await? {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-                continue;
-            };
-            if rec.g == tag {
-                AnyDriver::for_record(&rec)?
-                    .detach(host, cont, &rec)
+        let scan = inventory::scan(cont, ino, tag).await?;
+        inventory::warn_ignored(&scan.ignored);
+        for f in scan.attachments() {
+            if f.rec.g == tag {
+                AnyDriver::for_record(&f.rec)
+                    .detach(host, cont, &f.rec)
                     .await?;
                 found = true;
             }
@@ -42,12 +41,12 @@ pub(super) async fn detach(
     }
     // No container side to go through: find the host side by its record.
     let mut found = false;
-    for l in host.links().await? {
-        let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-            continue;
-        };
-        if rec.g == tag {
-            host.delete_link(&l).await?;
+    let scan = inventory::scan(host, inventory::host_ns(), "host").await?;
+    for f in &scan.ours {
+        let (l, rec) = (&f.link, &f.rec);
+        // Host ends only: a phys device on its way back is not a veth.
+        if rec.g == tag && l.kind.as_deref() == Some("veth") {
+            host.delete_link(l).await?;
             crate::firewall::release_bridge_if_unused(host, &rec.h).await?;
             found = true;
         }
@@ -80,7 +79,7 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
             .then(|| NetNs::open(Path::new(&env.netns)).ok())
             .flatten();
         let cont = match &ns {
-            Some(ns) => Some(Net::new(Some(ns), false)?),
+            Some(ns) => Some((Net::new(Some(ns), false)?, ns.inode()?)),
             None => None,
         };
         // A lease our own DHCP client keeps is released while the link
@@ -88,7 +87,13 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
         if let Some(ns) = &ns {
             let _ = crate::dhcp::keeper::release(ns, &env.ifname).await;
         }
-        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await?;
+        detach(
+            &host,
+            cont.as_ref().map(|(n, i)| (n, *i)),
+            &tag,
+            bridge.as_deref(),
+        )
+        .await?;
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows
             // behind (its veth died with it); remove any recorded for us.

@@ -2,8 +2,9 @@
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::firewall;
+use crate::inventory::{self, host_ns, temp_name};
 use crate::netlink::{Journal, Net};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record};
 use crate::request::check_ifname;
 
 #[derive(Default)]
@@ -86,34 +87,52 @@ impl Driver for Bridge {
             }
         };
 
-        // 2. Docker hosts drop bridged frames in FORWARD; let this bridge's
-        //    own traffic through (pipework#211). Before the veth, so that a
-        //    rollback removes our port first and then asks whether the rule
-        //    is still needed.
+        // 2. The veth pair, container end born inside the guest namespace
+        //    with its MAC and the bridge's MTU. Both ends start under
+        //    temporary names, so a SIGKILL from here on leaves links that
+        //    say whose they are (see inventory.rs).
+        let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
+        let host_name = host_ifname(cx);
+        let guest_tmp = temp_name();
+        let host_link = cx
+            .host
+            .create_veth(
+                j,
+                &temp_name(),
+                &guest_tmp,
+                &cx.guest.netns,
+                req.mac.as_ref().map(|m| &m[..]),
+                mtu,
+                Some(&bridge),
+            )
+            .await?;
+
+        // 3. Docker hosts drop bridged frames in FORWARD; let this bridge's
+        //    own traffic through (pipework#211). After the veth: its
+        //    temporary name on the bridge tells a concurrent detach or gc
+        //    that a live pipework still needs the rule; on rollback the
+        //    rule goes first unless another attachment uses it.
         if let Some(note) = firewall::allow_bridge(&cx.host, &bridge, cx.host.dry_run, j)? {
             notes.push(note);
         }
 
-        // 3. The veth pair, container end born inside the guest namespace
-        //    with its final name, MAC and the bridge's MTU.
-        let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
-        let host_name = host_ifname(cx);
-        cx.record.k = "bridge".into();
+        // 4. The host end takes its final name, its record and comes up in
+        //    one request: from now on it forwards on the bridge.
+        cx.record.k = Kind::Bridge;
         cx.record.hi = Some(host_name.clone());
-        let alias = cx.record.encode();
+        let mut host_rec = cx.record.clone();
+        host_rec.p = None;
+        let id = Ident {
+            ns: host_ns(),
+            index: host_link.index,
+        };
+        let alias = host_rec.alias_for(id, cx.host.dry_run)?;
         cx.host
-            .create_veth(
-                j,
-                &host_name,
-                &req.ifname,
-                &cx.guest.netns,
-                req.mac.as_ref().map(|m| &m[..]),
-                mtu,
-                &alias,
-                // Host end plugged into the bridge and up, in the same request.
-                Some(&bridge),
-            )
+            .rename_alias_up(&host_link, &host_name, &alias)
             .await?;
+        if !cx.host.dry_run {
+            cx.made = cx.cont.link_by_name(&guest_tmp).await?;
+        }
 
         Ok(HostSide {
             kind: "bridge",
@@ -126,12 +145,11 @@ impl Driver for Bridge {
 
     async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         // Deleting either end removes the pair; prefer the container end
-        // (always reachable through the guest's namespace).
+        // (always reachable through the guest's namespace). The host end
+        // only when it verifies as this attachment's own.
         if let Some(l) = cont.link_by_name(&rec.ifname).await? {
             cont.delete_link(&l).await?;
-        } else if let Some(hi) = &rec.hi
-            && let Some(l) = host.link_by_name(hi).await?
-        {
+        } else if let Some(l) = inventory::host_end(host, rec).await? {
             host.delete_link(&l).await?;
         }
         firewall::release_bridge_if_unused(host, &rec.h).await

@@ -8,9 +8,10 @@
 //! Port/Interface behind (pipework#143).
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
+use crate::inventory::{self, host_ns, temp_name};
 use crate::netlink::{Journal, Link, Net};
 use crate::ovsdb::{self, Connection, datapath, ops};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record};
 use crate::request::{AttachRequest, check_ifname};
 use rtnetlink::LinkUnspec;
 use std::collections::BTreeMap;
@@ -451,6 +452,7 @@ impl Driver for Ovs {
         if cx.host.dry_run {
             return self.dry_run(cx, &name);
         }
+        cx.record.k = Kind::Ovs;
         let mut notes = Vec::new();
         let dp = self.ensure_bridge(cx, j, &mut notes).await?;
         let bridge_mtu = cx
@@ -480,29 +482,39 @@ impl Driver for Ovs {
             x.insert("mode".into(), "internal".into());
             cx.record.x = x;
             self.move_internal(cx, &dev, Some(mtu)).await?;
+            cx.made = cx.cont.link_by_name(&cx.req.ifname).await?;
             notes.push(format!("OVS internal port {name} moved into the guest"));
         } else {
             cx.record.hi = Some(name.clone());
             cx.record.x = x;
-            let alias = cx.record.encode();
+            // Both ends born under temporary names (see inventory.rs); the
+            // host end takes its OVS name and record before the port row
+            // exists, since vswitchd finds the device by that name.
+            let guest_tmp = temp_name();
             let veth = cx
                 .host
                 .create_veth(
                     j,
-                    &name,
-                    &cx.req.ifname,
+                    &temp_name(),
+                    &guest_tmp,
                     &cx.guest.netns,
                     cx.req.mac.as_ref().map(|m| &m[..]),
                     mtu,
-                    &alias,
                     None,
                 )
                 .await?;
+            let mut host_rec = cx.record.clone();
+            host_rec.p = None;
+            let alias = host_rec.seal(Ident {
+                ns: host_ns(),
+                index: veth.index,
+            })?;
+            cx.host.rename_alias_up(&veth, &name, &alias).await?;
             // Waits until vswitchd has the port, so the guest link is only
             // used (addressed, brought up) once the switch forwards for it.
             let spec = self.port_spec(cx, &name, "veth");
             self.add_port(j, &spec).await?;
-            cx.host.set_up(&veth).await?;
+            cx.made = cx.cont.link_by_name(&guest_tmp).await?;
         }
         if dp == datapath::NETDEV && notes.is_empty() {
             notes.push(format!(
@@ -648,6 +660,37 @@ pub async fn detach_gone(
 /// are listed as kind `ovs-stale` so `pipework detach GUEST` can be run.
 /// Best effort: without a reachable OVSDB there is nothing to add.
 pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
+    stale_ports()
+        .await
+        .into_iter()
+        .map(|p| {
+            let ids = &p.external_ids;
+            let veth = ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
+            crate::ls::Entry {
+                guest: ids
+                    .get("pipework.container_name")
+                    .cloned()
+                    .unwrap_or_default(),
+                container_id: ids
+                    .get("container_id")
+                    .map(|id| id.chars().take(12).collect()),
+                interface: ids.get("container_iface").cloned().unwrap_or_default(),
+                kind: "ovs-stale".into(),
+                host: p.bridge.clone().unwrap_or_default(),
+                host_interface: veth.then(|| p.name.clone()),
+                mac: String::new(),
+                addresses: vec![],
+                up: false,
+                unfinished: None,
+                dhcp: None,
+            }
+        })
+        .collect()
+}
+
+/// Our ports (pipework external_ids) whose device is gone: the guest died
+/// without a detach, or a killed attach left the row behind.
+async fn stale_ports() -> Vec<ops::PortRecord> {
     let Ok(socket) = ovsdb::socket_path(None) else {
         return vec![];
     };
@@ -670,28 +713,29 @@ pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
                 || p.ofport == Some(-1)
                 || (veth && !Path::new("/sys/class/net").join(&p.name).exists())
         })
-        .map(|p| {
-            let ids = &p.external_ids;
-            let veth = ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
-            crate::ls::Entry {
-                guest: ids
-                    .get("pipework.container_name")
-                    .cloned()
-                    .unwrap_or_default(),
-                container_id: ids
-                    .get("container_id")
-                    .map(|id| id.chars().take(12).collect()),
-                interface: ids.get("container_iface").cloned().unwrap_or_default(),
-                kind: "ovs-stale".into(),
-                host: p.bridge.clone().unwrap_or_default(),
-                host_interface: veth.then(|| p.name.clone()),
-                mac: String::new(),
-                addresses: vec![],
-                up: false,
-                dhcp: None,
-            }
-        })
         .collect()
+}
+
+/// `gc`: remove the rows of stale ports. Returns (port, bridge) of each.
+pub async fn collect_stale(dry_run: bool) -> Result<Vec<(String, String)>> {
+    let stale = stale_ports().await;
+    if stale.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::new();
+    let socket = ovsdb::socket_path(None)?;
+    let mut conn = if dry_run {
+        None
+    } else {
+        Some(Connection::connect(&socket).await?)
+    };
+    for p in stale {
+        if let Some(c) = conn.as_mut() {
+            ops::delete_port(c, &p.name).await?;
+        }
+        out.push((p.name, p.bridge.unwrap_or_default()));
+    }
+    Ok(out)
 }
 
 /// Whether a guest spec (as given to detach) names the guest these
@@ -718,9 +762,7 @@ fn guest_matches(spec: &str, ids: &BTreeMap<String, String>) -> bool {
 async fn delete_leftover(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     if let Some(l) = cont.link_by_name(&rec.ifname).await? {
         cont.delete_link(&l).await?;
-    } else if let Some(hi) = &rec.hi
-        && let Some(l) = host.link_by_name(hi).await?
-    {
+    } else if let Some(l) = inventory::host_end(host, rec).await? {
         host.delete_link(&l).await?;
     }
     Ok(())
