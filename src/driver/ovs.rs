@@ -433,6 +433,20 @@ impl Driver for Ovs {
         }
         let mut conn = self.conn().await?;
         if let Some(p) = ops::find_port(&mut conn, &name).await? {
+            // Our own row for this very guest and interface, left by a run
+            // killed before it committed (the guest has no such interface,
+            // or attach.rs would not have got here): replace it.
+            let ids = &p.external_ids;
+            let ours = ids.contains_key(ops::MODE_KEY)
+                && ids.get("container_iface") == Some(&cx.req.ifname)
+                && ids.get("pipework.netns") == Some(&cx.record.n.to_string());
+            if ours {
+                if !cx.host.dry_run {
+                    eprintln!("pipework: replacing OVS port {name} left by an unfinished attach");
+                    ops::delete_port(&mut conn, &name).await?;
+                }
+                return Ok(());
+            }
             let whose = match p.bridge {
                 Some(b) => format!("on bridge {b}"),
                 None => "in OVSDB".to_owned(),

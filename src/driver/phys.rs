@@ -160,9 +160,7 @@ pub async fn return_to_host(
 /// what `gc` runs on a device whose return a SIGKILL interrupted, and what
 /// a rollback runs before the device ever left. Idempotent.
 pub async fn restore_on_host(host: &Net, back: &Link, orig: &Original) -> Result<()> {
-    let mut set = LinkUnspec::new_with_index(back.index)
-        .mtu(orig.m)
-        .alias(orig.al.clone().unwrap_or_default());
+    let mut set = LinkUnspec::new_with_index(back.index).mtu(orig.m);
     if let Some(mac) = orig.mac.as_deref().and_then(|m| parse_mac(m).ok()) {
         set = set.address(mac.to_vec());
     }
@@ -183,7 +181,10 @@ pub async fn restore_on_host(host: &Net, back: &Link, orig: &Original) -> Result
             }
         }
     }
-    Ok(())
+    // Last: the record goes only once everything it describes is back,
+    // so a SIGKILL anywhere above leaves it for gc to finish from.
+    host.set_alias(back, orig.al.as_deref().unwrap_or_default())
+        .await
 }
 
 /// The alias the device had before us: from our own record when a killed
