@@ -22,7 +22,24 @@ pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Resul
         // A guest that is gone took its veth ends with it; only OVS keeps
         // rows for them (pipework#143), which the OVS driver removes.
         Err(Error::GuestGone { .. }) => {
-            return crate::driver::ovs::detach_gone(guest_spec, ifname, dry_run).await;
+            let rows = crate::driver::ovs::detach_gone(guest_spec, ifname, dry_run).await?;
+            return Ok(rows
+                .into_iter()
+                .map(|p| Detached {
+                    guest: p
+                        .external_ids
+                        .get("pipework.container_name")
+                        .cloned()
+                        .unwrap_or_else(|| guest_spec.to_owned()),
+                    interface: p
+                        .external_ids
+                        .get("container_iface")
+                        .cloned()
+                        .unwrap_or_default(),
+                    kind: "ovs".into(),
+                    host: p.bridge.unwrap_or_default(),
+                })
+                .collect());
         }
         Err(e) => return Err(e),
     };

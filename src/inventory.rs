@@ -242,6 +242,24 @@ pub async fn attachments_everywhere() -> Vec<Found> {
     out
 }
 
+/// The same, with each guest link's addresses (for the host shim's routes).
+pub async fn attachments_with_addrs() -> Vec<(Record, Vec<ipnetwork::IpNetwork>)> {
+    let mut out = Vec::new();
+    for ns in namespaces() {
+        let Ok(net) = Net::new(Some(&ns.ns), false) else {
+            continue;
+        };
+        let Ok(scan) = scan(&net, ns.ino, &ns.label).await else {
+            continue;
+        };
+        for f in scan.attachments() {
+            let addrs = net.addrs(f.link.index).await.unwrap_or_default();
+            out.push((f.rec.clone(), addrs.into_iter().map(|a| a.net).collect()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

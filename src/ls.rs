@@ -60,7 +60,37 @@ pub async fn run() -> Result<Vec<Entry>> {
     }
     inventory::warn_ignored(&ignored);
     // OVS rows whose guest is gone live on in OVSDB only (pipework#143).
-    out.extend(crate::driver::ovs::stale_ls_entries().await);
+    out.extend(
+        crate::driver::ovs::stale_ports()
+            .await
+            .into_iter()
+            .map(stale_entry),
+    );
     out.sort_by(|a, b| (&a.guest, &a.interface).cmp(&(&b.guest, &b.interface)));
     Ok(out)
+}
+
+/// An OVS row whose guest is gone, as `ls` shows it (kind `ovs-stale`, so
+/// the operator knows `pipework detach GUEST` or `gc` removes it).
+fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
+    let ids = &p.external_ids;
+    let veth = ids.get(crate::ovsdb::ops::MODE_KEY).map(String::as_str) == Some("veth");
+    Entry {
+        guest: ids
+            .get("pipework.container_name")
+            .cloned()
+            .unwrap_or_default(),
+        container_id: ids
+            .get("container_id")
+            .map(|id| id.chars().take(12).collect()),
+        interface: ids.get("container_iface").cloned().unwrap_or_default(),
+        kind: "ovs-stale".into(),
+        host: p.bridge.clone().unwrap_or_default(),
+        host_interface: veth.then(|| p.name.clone()),
+        mac: String::new(),
+        addresses: vec![],
+        up: false,
+        unfinished: None,
+        dhcp: None,
+    }
 }

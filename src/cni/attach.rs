@@ -332,7 +332,7 @@ impl Plumber {
             &self.req.ifname,
         ));
         let ino = self.guest.netns.inode().unwrap_or(0);
-        let r = self.rt.block_on(super::detach::detach(
+        let r = self.rt.block_on(super::undo::detach(
             &self.host,
             Some((&self.cont, ino)),
             &self.guest.name,

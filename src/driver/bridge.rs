@@ -14,6 +14,14 @@ pub struct Bridge {
     pub existing: Option<crate::netlink::Link>,
 }
 
+/// Locally administered unicast MAC derived from a bridge's name, so a
+/// re-created bridge keeps the MAC its neighbours have cached.
+pub fn stable_mac(name: &str) -> [u8; 6] {
+    let mut m = crate::request::mac_from_seed(&format!("pipework-bridge:{name}"));
+    m[0] = 0x02;
+    m
+}
+
 /// Host end of the veth: the original script's `v<if>pl<pid>` when it fits
 /// in 15 characters (scripts grep for it), else a stable hash of the guest
 /// namespace and interface.
@@ -72,7 +80,11 @@ impl Driver for Bridge {
         let bridge = match found {
             Some(b) => b,
             None => {
-                if cx.host.create_bridge(j, &req.host, req.mtu).await? {
+                if cx
+                    .host
+                    .create_bridge(j, &req.host, req.mtu, stable_mac(&req.host))
+                    .await?
+                {
                     notes.push(format!("created bridge {}", req.host));
                 }
                 match cx.host.link_by_name(&req.host).await? {

@@ -27,65 +27,7 @@ macro_rules! show {
     }};
 }
 
-/// OVS-only options from the command line.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OvsOptions {
-    /// `--ovsdb`: socket as given (`unix:/path` or a path).
-    pub db: Option<String>,
-    /// `--trunk 10,20-30`.
-    pub trunks: Vec<u16>,
-    /// `--ofport N`.
-    pub ofport: Option<u16>,
-    /// `--ovs-internal`: an OVS internal interface instead of a veth.
-    pub internal: bool,
-}
-
-impl OvsOptions {
-    /// Parse the raw flag values; every error names the bad token.
-    pub fn parse(
-        db: Option<&str>,
-        trunk: Option<&str>,
-        ofport: Option<&str>,
-        internal: bool,
-    ) -> Result<Self> {
-        let trunks = trunk
-            .map(ops::parse_trunks)
-            .transpose()?
-            .unwrap_or_default();
-        let ofport = ofport
-            .map(|s| {
-                let n: i64 = s
-                    .parse()
-                    .map_err(|_| Error::bad(s, "--ofport takes a number 1-65279"))?;
-                ops::check_ofport(n, s)
-            })
-            .transpose()?;
-        if let Some(db) = db {
-            ovsdb::socket_path(Some(db))?;
-        }
-        Ok(OvsOptions {
-            db: db.map(str::to_owned),
-            trunks,
-            ofport,
-            internal,
-        })
-    }
-
-    /// Whether any option only OVS can honour was given.
-    pub fn any(&self) -> bool {
-        !self.trunks.is_empty() || self.ofport.is_some() || self.internal
-    }
-
-    fn flags(&self) -> &'static str {
-        if self.internal {
-            "--ovs-internal"
-        } else if self.ofport.is_some() {
-            "--ofport"
-        } else {
-            "--trunk"
-        }
-    }
-}
+pub use crate::request::OvsOptions;
 
 pub struct Ovs {
     socket: PathBuf,
@@ -621,7 +563,7 @@ pub async fn detach_gone(
     spec: &str,
     ifname: Option<&str>,
     dry_run: bool,
-) -> Result<Vec<crate::detach::Detached>> {
+) -> Result<Vec<ops::PortRecord>> {
     let socket = ovsdb::socket_path(None)?;
     if !socket.exists() {
         return Ok(vec![]);
@@ -655,56 +597,15 @@ pub async fn detach_gone(
         } else {
             ops::delete_port(&mut conn, &p.name).await?;
         }
-        out.push(crate::detach::Detached {
-            guest: ids
-                .get("pipework.container_name")
-                .cloned()
-                .unwrap_or_else(|| spec.to_owned()),
-            interface: ids.get("container_iface").cloned().unwrap_or_default(),
-            kind: "ovs".into(),
-            host: p.bridge.clone().unwrap_or_default(),
-        });
+        out.push(p);
     }
     Ok(out)
 }
 
-/// For `ls`: ports we attached whose device is gone (the host end of the
-/// veth no longer exists, or vswitchd reports an error or no OpenFlow
-/// port), i.e. the guest died without a detach. They
-/// are listed as kind `ovs-stale` so `pipework detach GUEST` can be run.
-/// Best effort: without a reachable OVSDB there is nothing to add.
-pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
-    stale_ports()
-        .await
-        .into_iter()
-        .map(|p| {
-            let ids = &p.external_ids;
-            let veth = ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
-            crate::ls::Entry {
-                guest: ids
-                    .get("pipework.container_name")
-                    .cloned()
-                    .unwrap_or_default(),
-                container_id: ids
-                    .get("container_id")
-                    .map(|id| id.chars().take(12).collect()),
-                interface: ids.get("container_iface").cloned().unwrap_or_default(),
-                kind: "ovs-stale".into(),
-                host: p.bridge.clone().unwrap_or_default(),
-                host_interface: veth.then(|| p.name.clone()),
-                mac: String::new(),
-                addresses: vec![],
-                up: false,
-                unfinished: None,
-                dhcp: None,
-            }
-        })
-        .collect()
-}
-
 /// Our ports (pipework external_ids) whose device is gone: the guest died
-/// without a detach, or a killed attach left the row behind.
-async fn stale_ports() -> Vec<ops::PortRecord> {
+/// without a detach, or a killed attach left the row behind. `ls` lists
+/// them as `ovs-stale`, `gc` removes them.
+pub async fn stale_ports() -> Vec<ops::PortRecord> {
     let Ok(socket) = ovsdb::socket_path(None) else {
         return vec![];
     };

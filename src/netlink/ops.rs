@@ -121,14 +121,6 @@ fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Locally administered unicast MAC derived from a name (stable across
-/// re-creation of the same bridge).
-pub fn stable_mac(name: &str) -> [u8; 6] {
-    let mut m = crate::request::mac_from_seed(&format!("pipework-bridge:{name}"));
-    m[0] = 0x02;
-    m
-}
-
 fn mac_str(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -261,6 +253,7 @@ impl Net {
         j: &mut Journal,
         name: &str,
         mtu: Option<u32>,
+        mac: [u8; 6],
     ) -> Result<bool> {
         if self.dry_run {
             match mtu {
@@ -273,9 +266,7 @@ impl Net {
         // A fixed MAC: otherwise the kernel gives the bridge the lowest
         // port MAC and changes it as containers come and go (and resets it
         // to zero when the last one leaves), which breaks neighbours' caches.
-        let mut b = LinkBridge::new(name)
-            .up()
-            .address(stable_mac(name).to_vec());
+        let mut b = LinkBridge::new(name).up().address(mac.to_vec());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
