@@ -75,13 +75,20 @@ fn run(op: &str, chain: &str, bridge: &str) -> bool {
 /// later attach three iptables executions (~10 ms). It holds the bridge's
 /// ifindex, so a bridge deleted and re-created under the same name is
 /// checked again. It lives on tmpfs, like the rules, so a reboot clears both.
-fn marker(bridge: &str) -> std::path::PathBuf {
-    std::path::Path::new("/run/pipework/firewall").join(bridge)
+///
+/// On detach the bridge name comes from the record on the guest's link,
+/// which the guest can rewrite: `Path::join` with `/etc/shadow` or
+/// `../../../etc/shadow` would make the marker a host file we then
+/// delete. Only a valid interface name (one component, no `/`) gets one.
+fn marker(bridge: &str) -> Option<std::path::PathBuf> {
+    crate::request::check_ifname(bridge).ok()?;
+    Some(std::path::Path::new("/run/pipework/firewall").join(bridge))
 }
 
 fn mark(bridge: &str, index: u32) {
+    let Some(m) = marker(bridge) else { return };
     let _ = std::fs::create_dir_all("/run/pipework/firewall");
-    let _ = std::fs::write(marker(bridge), index.to_string());
+    let _ = std::fs::write(m, index.to_string());
 }
 
 /// Ensure the accept rule exists when needed. Returns a note for stderr.
@@ -93,7 +100,9 @@ pub fn allow_bridge(
 ) -> Result<Option<String>> {
     let bridge = br.name.as_str();
     if !dry_run
-        && std::fs::read_to_string(marker(bridge)).is_ok_and(|m| m.trim() == br.index.to_string())
+        && marker(bridge)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|m| m.trim() == br.index.to_string())
     {
         return Ok(None);
     }
@@ -192,7 +201,9 @@ pub async fn collect(host: &Net, bridge: &str, dry_run: bool) -> Result<bool> {
 
 /// The same, silently: for rollbacks, whose one line is the error itself.
 async fn release(host: &Net, bridge: &str, announce: bool) -> Result<bool> {
-    if host.dry_run {
+    // No bridge can have such a name, so no rule of ours mentions it; and
+    // a forged one must not reach the marker path or iptables.
+    if host.dry_run || crate::request::check_ifname(bridge).is_err() {
         return Ok(false);
     }
     let _lock = crate::lock::Lock::take("firewall")?;
@@ -200,7 +211,9 @@ async fn release(host: &Net, bridge: &str, announce: bool) -> Result<bool> {
     if still_needed(&links, bridge) {
         return Ok(false);
     }
-    let _ = std::fs::remove_file(marker(bridge));
+    if let Some(m) = marker(bridge) {
+        let _ = std::fs::remove_file(m);
+    }
     let mut removed = false;
     for chain in ["DOCKER-USER", "FORWARD"] {
         while run("-C", chain, bridge) {
@@ -217,4 +230,55 @@ async fn release(host: &Net, bridge: &str, announce: bool) -> Result<bool> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_only_for_interface_names() {
+        assert_eq!(
+            marker("br1"),
+            Some(std::path::PathBuf::from("/run/pipework/firewall/br1"))
+        );
+        for bad in [
+            "/etc/shadow",
+            "../../../etc/shadow",
+            "..",
+            "",
+            "a/b",
+            "br\x1b",
+        ] {
+            assert_eq!(marker(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_forged_bridge_name_deletes_no_host_file() {
+        // What a detach does with the `h` of a record the guest rewrote.
+        let victim = std::env::temp_dir().join(format!("pwg-fw-victim-{}", std::process::id()));
+        std::fs::write(&victim, "keep\n").expect("victim");
+        let up = "../".repeat(8);
+        let rel = format!(
+            "{up}{}",
+            victim.display().to_string().trim_start_matches('/')
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let forged = [victim.display().to_string(), rel];
+        rt.block_on(async {
+            let host = Net::new(None, false).expect("netlink");
+            for f in &forged {
+                release_bridge_if_unused(&host, f).await.expect("release");
+            }
+        });
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("still there"),
+            "keep\n"
+        );
+        let _ = std::fs::remove_file(&victim);
+    }
 }

@@ -23,6 +23,7 @@ pub mod netns;
 pub mod ovsdb;
 pub mod record;
 pub mod request;
+pub mod untrusted;
 
 pub use error::{Error, Result};
 pub mod passthrough;
