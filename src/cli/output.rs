@@ -87,10 +87,14 @@ pub fn gc(items: &[crate::gc::Collected], as_json: bool) {
         eprintln!("pipework: gc: nothing to collect");
     }
     for i in items {
-        // Names may come from guests: {:?} escapes control characters.
+        // Names may come from guests: escaped for the terminal.
         println!(
-            "{} {} {:?} in {:?}: {}",
-            i.action, i.kind, i.name, i.place, i.reason
+            "{} {} {} in {}: {}",
+            i.action,
+            i.kind,
+            crate::untrusted::display(&i.name),
+            crate::untrusted::display(&i.place),
+            crate::untrusted::display(&i.reason)
         );
     }
 }
