@@ -75,6 +75,21 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
     if !req.dry_run {
         clear_abandoned(&cont, &links).await?;
     }
+    // Say what we will not believe in this guest (a rollback never acts on
+    // it either: the journal holds only what this run created).
+    let forged: Vec<inventory::Ignored> = links
+        .iter()
+        .filter(|l| Record::claims(l.alias.as_deref()))
+        .filter_map(|l| match inventory::read(l, record.n) {
+            Seen::Forged(why) => Some(inventory::Ignored {
+                ns: guest.name.clone(),
+                link: l.name.clone(),
+                why,
+            }),
+            _ => None,
+        })
+        .collect();
+    inventory::warn_ignored(&forged);
     if let Some(existing) = links.into_iter().find(|l| l.name == req.ifname) {
         match inventory::read(&existing, record.n) {
             // A killed run's unfinished attachment: replace it.
@@ -252,7 +267,9 @@ async fn same_or_conflict(
             )));
         }
     };
-    if rec.h != req.host {
+    // `mac:` picks a parent by its MAC: the record names it as given, but
+    // a NIC moved in (phys) no longer answers to it on the host.
+    if rec.h != req.host && !(rec.k == Kind::Phys && req.host.starts_with("mac:")) {
         return Err(conflict(&format!("attached to {}", rec.h)));
     }
     if let Some(mac) = req.mac

@@ -20,7 +20,7 @@ pub enum Error {
 
     /// The guest named does not exist (any more): no container, process or
     /// namespace by that name. `detach` treats this as "already gone".
-    #[error("{token}: {reason}")]
+    #[error("{}: {}", display(token), display(reason))]
     GuestGone { token: String, reason: String },
 
     /// A classic form that a later version will implement.

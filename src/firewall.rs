@@ -92,9 +92,12 @@ fn mark(bridge: &str, index: u32) {
 }
 
 /// Ensure the accept rule exists when needed. Returns a note for stderr.
+/// `port` is the attach's own (already created) port: a rollback asks
+/// whether anything *else* still needs the rule.
 pub fn allow_bridge(
     host: &Net,
     br: &Link,
+    port: u32,
     dry_run: bool,
     j: &mut Journal,
 ) -> Result<Option<String>> {
@@ -115,7 +118,8 @@ pub fn allow_bridge(
         return Ok(None);
     }
     // Serialise check-then-insert across parallel pipeworks.
-    let _lock = crate::lock::Lock::take("firewall")?;
+    // Per bridge: attaches to different bridges never wait for each other.
+    let _lock = crate::lock::Lock::take(&format!("firewall-{bridge}"))?;
     if run("-C", chain, bridge) {
         mark(bridge, br.index);
         return Ok(None);
@@ -131,7 +135,7 @@ pub fn allow_bridge(
     // so on rollback our own port is already gone when this runs.)
     let (h, b) = (host.clone(), bridge.to_string());
     j.record(format!("iptables rule for {bridge}"), async move {
-        release(&h, &b, false).await.map(|_| ())
+        release(&h, &b, false, Some(port)).await.map(|_| ())
     });
     Ok(Some(format!(
         "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
@@ -142,7 +146,7 @@ pub fn allow_bridge(
 /// After a detach: drop our rule when no pipework port is left on the
 /// bridge, and say so on stderr.
 pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
-    release(host, bridge, true).await.map(|_| ())
+    release(host, bridge, true, None).await.map(|_| ())
 }
 
 /// Bridges that have a rule of ours (by its comment), in either chain.
@@ -172,7 +176,7 @@ pub fn rule_bridges() -> Vec<String> {
 /// Whether the rule for `bridge` is still needed: a verified port of ours
 /// is on it, or another live pipework is building one (a temporary-named
 /// port: the bridge driver adds the rule only after creating it).
-pub fn still_needed(links: &[Link], bridge: &str) -> bool {
+pub fn still_needed(links: &[Link], bridge: &str, except: Option<u32>) -> bool {
     let Some(bi) = links
         .iter()
         .find(|l| l.name == bridge && l.is_bridge())
@@ -181,8 +185,13 @@ pub fn still_needed(links: &[Link], bridge: &str) -> bool {
         return false;
     };
     let me = std::process::id();
-    crate::inventory::ports_of(links, bi) > 0
-        || links.iter().any(|l| {
+    let others: Vec<Link> = links
+        .iter()
+        .filter(|l| Some(l.index) != except)
+        .cloned()
+        .collect();
+    crate::inventory::ports_of(&others, bi) > 0
+        || others.iter().any(|l| {
             l.controller == Some(bi)
                 && crate::inventory::temp_owner(&l.name)
                     .is_some_and(|p| p != me && crate::inventory::alive(p))
@@ -194,21 +203,22 @@ pub fn still_needed(links: &[Link], bridge: &str) -> bool {
 pub async fn collect(host: &Net, bridge: &str, dry_run: bool) -> Result<bool> {
     if dry_run {
         let links = host.links().await?;
-        return Ok(!still_needed(&links, bridge));
+        return Ok(!still_needed(&links, bridge, None));
     }
-    release(host, bridge, false).await
+    release(host, bridge, false, None).await
 }
 
 /// The same, silently: for rollbacks, whose one line is the error itself.
-async fn release(host: &Net, bridge: &str, announce: bool) -> Result<bool> {
+async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) -> Result<bool> {
     // No bridge can have such a name, so no rule of ours mentions it; and
     // a forged one must not reach the marker path or iptables.
     if host.dry_run || crate::request::check_ifname(bridge).is_err() {
         return Ok(false);
     }
-    let _lock = crate::lock::Lock::take("firewall")?;
+    // Per bridge: attaches to different bridges never wait for each other.
+    let _lock = crate::lock::Lock::take(&format!("firewall-{bridge}"))?;
     let links = host.links().await?;
-    if still_needed(&links, bridge) {
+    if still_needed(&links, bridge, except) {
         return Ok(false);
     }
     if let Some(m) = marker(bridge) {

@@ -136,11 +136,16 @@ pub async fn scan(net: &Net, ns: u64, label: &str) -> Result<Scan> {
 }
 
 /// Tell the operator what we refused to act on. Names come from the guest:
-/// `{:?}` escapes control characters, so no escape sequence reaches the
-/// terminal.
+/// they are escaped, so no escape sequence reaches the terminal.
 pub fn warn_ignored(ignored: &[Ignored]) {
+    use crate::untrusted::display;
     for i in ignored {
-        eprintln!("pipework: ignored {:?} in {:?}: {}", i.link, i.ns, i.why);
+        eprintln!(
+            "pipework: ignored {} in {}: {}",
+            display(&i.link),
+            display(&i.ns),
+            i.why
+        );
     }
 }
 

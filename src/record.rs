@@ -78,7 +78,7 @@ pub struct Record {
     /// Driver-specific extras (original NIC name/MTU for phys, OVS port, …).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub x: serde_json::Map<String, serde_json::Value>,
-    /// The tag (hex); empty while unsigned.
+    /// The tag (base64url); empty while unsigned.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub t: String,
 }
@@ -102,18 +102,38 @@ pub enum Seen {
     Forged(&'static str),
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding: 16 characters for the 12-byte tag, because
+/// every byte of the 255-byte alias counts (a phys record carries the
+/// NIC's addresses and old alias).
+fn b64(b: &[u8]) -> String {
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = c.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)) << (8 * (3 - c.len()));
+        for i in 0..=c.len() {
+            out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
+fn unb64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for c in s.as_bytes().chunks(4) {
+        if c.len() < 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, ch) in c.iter().enumerate() {
+            let v = B64.iter().position(|x| x == ch)? as u32;
+            n |= v << (18 - 6 * i);
+        }
+        for i in 0..c.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    Some(out)
 }
 
 impl Record {
@@ -141,7 +161,7 @@ impl Record {
     pub fn seal(&self, id: Ident) -> crate::error::Result<String> {
         let k = key::get_or_create()?;
         let mut r = self.clone();
-        r.t = hex(&self.compute(&k, id));
+        r.t = b64(&self.compute(&k, id));
         Ok(r.encode())
     }
 
@@ -165,7 +185,7 @@ impl Record {
     /// Length of the sealed alias, without needing the key.
     pub fn sealed_len(&self) -> usize {
         let mut r = self.clone();
-        r.t = "0".repeat(2 * key::TAG_BYTES);
+        r.t = "A".repeat(key::TAG_BYTES.div_ceil(3) * 4);
         r.encode().len()
     }
 
@@ -180,7 +200,7 @@ impl Record {
         let Some(k) = key::get() else {
             return Seen::Forged("no host key exists, so no record here was written by this host");
         };
-        let Some(t) = unhex(&r.t).filter(|t| !t.is_empty()) else {
+        let Some(t) = unb64(&r.t).filter(|t| !t.is_empty()) else {
             return Seen::Forged("unsigned record");
         };
         if !key::same(&t, &r.compute(&k, id)) {
@@ -222,6 +242,17 @@ mod tests {
         let out = f();
         let _ = std::fs::remove_dir_all(&d);
         out
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for n in 0..20u8 {
+            let v: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+            assert_eq!(unb64(&b64(&v)), Some(v));
+        }
+        assert_eq!(b64(&[0xff; 12]).len(), 16);
+        assert_eq!(unb64("a"), None);
+        assert_eq!(unb64("a*bc"), None);
     }
 
     #[test]

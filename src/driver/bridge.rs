@@ -105,12 +105,17 @@ impl Driver for Bridge {
         //    say whose they are (see inventory.rs).
         let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
         let host_name = host_ifname(cx);
-        let guest_tmp = temp_name();
+        // A dry run shows the plain equivalent, final names from the start.
+        let (host_tmp, guest_tmp) = if cx.host.dry_run {
+            (host_name.clone(), req.ifname.clone())
+        } else {
+            (temp_name(), temp_name())
+        };
         let host_link = cx
             .host
             .create_veth(
                 j,
-                &temp_name(),
+                &host_tmp,
                 &guest_tmp,
                 &cx.guest.netns,
                 req.mac.as_ref().map(|m| &m[..]),
@@ -124,7 +129,9 @@ impl Driver for Bridge {
         //    temporary name on the bridge tells a concurrent detach or gc
         //    that a live pipework still needs the rule; on rollback the
         //    rule goes first unless another attachment uses it.
-        if let Some(note) = firewall::allow_bridge(&cx.host, &bridge, cx.host.dry_run, j)? {
+        if let Some(note) =
+            firewall::allow_bridge(&cx.host, &bridge, host_link.index, cx.host.dry_run, j)?
+        {
             notes.push(note);
         }
 

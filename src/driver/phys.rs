@@ -268,6 +268,11 @@ impl Driver for Phys {
             al: previous_alias(&dev),
             vc: vlan_created,
         };
+        // The device's own name rather than a `mac:` spec: shorter (the
+        // alias holds 255 bytes), and what `ls` should show as host side.
+        if req.host.starts_with("mac:") {
+            cx.record.h = dev.name.clone();
+        }
         let mut notes = vec![format!(
             "moved {} into the guest as {}",
             dev.name, req.ifname

@@ -463,9 +463,14 @@ impl Net {
             .up()
             .build();
         let what = format!("naming {} {name}", link.name);
+        let rename = if link.name == name {
+            String::new()
+        } else {
+            format!(" name {name}")
+        };
         self.set_link(
             msg,
-            format_args!("link set {} name {name} alias '{alias}' up", link.name),
+            format_args!("link set {}{rename} alias '{alias}' up", link.name),
             what,
         )
         .await
