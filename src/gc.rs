@@ -70,6 +70,8 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         ignored.extend(scan.ignored.iter().cloned());
         if ns.ino == host_ns() {
             host_leftovers(&host, &scan, &mut out).await?;
+            let returned = returned_nics(&host, &scan, &live, &mut out).await?;
+            ignored.retain(|i| !returned.contains(&i.link));
             continue;
         }
         // Attachments whose builder died before the commit: roll back.
@@ -201,6 +203,54 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
         }
     }
     Ok(())
+}
+
+/// Physical devices the kernel gave back when their guest's namespace died
+/// (it returns a real NIC to the host under its guest-side name, and
+/// destroys virtual ones). Their record was sealed for the dead namespace:
+/// in the host namespace, where no guest can write, it still verifies with
+/// that identity, and it says how to put the NIC back. Returns their names.
+async fn returned_nics(
+    host: &Net,
+    scan: &inventory::Scan,
+    live: &HashSet<u64>,
+    out: &mut Out,
+) -> Result<Vec<String>> {
+    use crate::record::{Ident, Record, Seen};
+    let mut names = Vec::new();
+    for l in &scan.links {
+        let Some(ns) = Record::claimed_ns(l.alias.as_deref()).filter(|n| !live.contains(n)) else {
+            continue;
+        };
+        let id = Ident { ns, index: l.index };
+        let Seen::Ours(rec) = Record::read(l.alias.as_deref(), id) else {
+            continue;
+        };
+        let Some(orig) = phys::Original::from_record(&rec).filter(|_| rec.k == Kind::Phys) else {
+            continue;
+        };
+        names.push(l.name.clone());
+        out.push(
+            "phys",
+            &l.name,
+            "host",
+            "restored",
+            format!(
+                "its guest's namespace is gone; returned as {} with its MTU, MAC and addresses",
+                orig.n
+            ),
+        );
+        if out.dry_run {
+            continue;
+        }
+        let mut back = l.clone();
+        if l.name != orig.n {
+            host.rename(l, &orig.n).await?;
+            back.name = orig.n.clone();
+        }
+        phys::restore_on_host(host, &back, &orig).await?;
+    }
+    Ok(names)
 }
 
 /// VLAN sub-interfaces we created that no attachment uses any more.

@@ -211,6 +211,13 @@ impl Record {
         Seen::Ours(r)
     }
 
+    /// The namespace inode an alias's record claims to have been written
+    /// for, unverified: only to ask `read` again with that identity.
+    pub fn claimed_ns(alias: Option<&str>) -> Option<u64> {
+        let body = alias?.strip_prefix(PREFIX)?;
+        serde_json::from_str::<Record>(body).ok().map(|r| r.n)
+    }
+
     /// Whether an alias claims to be a record at all (ours or forged).
     pub fn claims(alias: Option<&str>) -> bool {
         alias.is_some_and(|a| a.starts_with(PREFIX))

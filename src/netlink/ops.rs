@@ -510,6 +510,21 @@ impl Net {
         Ok(None)
     }
 
+    /// Rename a (down) link.
+    pub async fn rename(&self, link: &Link, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .down()
+            .name(name.to_string())
+            .build();
+        let what = format!("renaming {} to {name}", link.name);
+        self.set_link(
+            msg,
+            format_args!("link set {} name {name}", link.name),
+            what,
+        )
+        .await
+    }
+
     pub async fn set_alias(&self, link: &Link, alias: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(link.index).alias(alias).build();
         let what = format!("labelling {}", link.name);
