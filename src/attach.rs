@@ -1,11 +1,12 @@
 //! One attach, start to finish: resolve the guest, pick the driver, build,
 //! address, record — all journaled, so any failure leaves the host as it was.
 use crate::address;
-use crate::driver::{self, Ctx, HostSide};
+use crate::driver::{self, AnyDriver, Ctx, HostSide};
 use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
+use crate::inventory;
 use crate::netlink::{Journal, Net};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record, Seen};
 use crate::request::{AttachRequest, format_mac};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -50,13 +51,15 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
     let cont = Net::new(Some(&guest.netns), req.dry_run)?;
 
     let record = Record {
-        k: String::new(),
         h: req.host.clone(),
-        hi: None,
         g: guest.name.clone(),
         id: guest.id.as_ref().map(|_| guest.short_id()),
         ifname: req.ifname.clone(),
-        x: Default::default(),
+        n: guest.netns.inode()?,
+        // Until the commit at the very end, the record names the pipework
+        // building it: a SIGKILL leaves it recognisably unfinished.
+        p: Some(std::process::id()),
+        ..Default::default()
     };
 
     if req.dns_write && guest.pid.is_none() {
@@ -66,10 +69,51 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
         ));
     }
 
-    // Same name already in the container: a no-op if it is exactly what we
-    // would build, otherwise a conflict — never a half-change.
-    if let Some(existing) = cont.link_by_name(&req.ifname).await? {
-        return same_or_conflict(req, guest, &cont, existing).await;
+    // One look at the guest's links: the interface we are asked for, and
+    // what a killed run may have left there.
+    let links = cont.links().await?;
+    if !req.dry_run {
+        clear_abandoned(&cont, &links).await?;
+    }
+    // Say what we will not believe in this guest (a rollback never acts on
+    // it either: the journal holds only what this run created).
+    let forged: Vec<inventory::Ignored> = links
+        .iter()
+        .filter(|l| Record::claims(l.alias.as_deref()))
+        .filter_map(|l| match inventory::read(l, record.n) {
+            Seen::Forged(why) => Some(inventory::Ignored {
+                ns: guest.name.clone(),
+                link: l.name.clone(),
+                why,
+            }),
+            _ => None,
+        })
+        .collect();
+    inventory::warn_ignored(&forged);
+    if let Some(existing) = links.into_iter().find(|l| l.name == req.ifname) {
+        match inventory::read(&existing, record.n) {
+            // A killed run's unfinished attachment: replace it.
+            Seen::Ours(rec) if rec.p.is_some_and(|p| !inventory::alive(p)) => {
+                eprintln!(
+                    "pipework: replacing the unfinished attachment of {} left by pipework pid {}",
+                    req.ifname,
+                    rec.p.unwrap_or_default()
+                );
+                AnyDriver::for_record(&rec)
+                    .detach(&host, &cont, &rec)
+                    .await?;
+            }
+            Seen::Ours(rec) if rec.p.is_some() => {
+                return Err(Error::bad(
+                    &req.ifname,
+                    format!(
+                        "is being attached right now by pipework pid {}; wait for it",
+                        rec.p.unwrap_or_default()
+                    ),
+                ));
+            }
+            seen => return same_or_conflict(req, guest, &cont, existing, seen).await,
+        }
     }
 
     let drv = driver::select(req, &host).await?;
@@ -79,6 +123,7 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
         host,
         cont,
         record,
+        made: None,
     };
     drv.validate(&cx).await?;
 
@@ -109,14 +154,36 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
     }
 }
 
+/// Delete the guest links under temporary names whose pipework died
+/// before naming them (their peer or parent is on the host, so they are
+/// ours; a veth takes its host end with it).
+async fn clear_abandoned(cont: &Net, links: &[crate::netlink::Link]) -> Result<()> {
+    let mut host = None;
+    for l in links {
+        if inventory::temp_owner(&l.name).is_none() {
+            continue;
+        }
+        if host.is_none() {
+            host = Some(crate::netns::NetNs::current()?);
+        }
+        let Some(h) = &host else { continue };
+        if inventory::abandoned_guest_temp(cont, l, h).await?.is_some() {
+            cont.delete_link(l).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn build(
     drv: &driver::AnyDriver,
     cx: &mut Ctx<'_>,
     j: &mut Journal,
 ) -> Result<(HostSide, crate::netlink::Link, address::Applied)> {
     let hs = drv.attach(cx, j).await?;
-    cx.record.k = hs.kind.to_string();
-    let link = match cx.cont.link_by_name(&cx.req.ifname).await? {
+    if let Some(k) = Kind::from_name(hs.kind) {
+        cx.record.k = k;
+    }
+    let mut link = match cx.made.take() {
         Some(l) => l,
         None if cx.req.dry_run => crate::netlink::Link {
             name: cx.req.ifname.clone(),
@@ -129,8 +196,21 @@ async fn build(
             )));
         }
     };
-    cx.cont.set_alias_up(&link, &cx.record.encode()).await?;
+    // Named, labelled (still unfinished) and up in one request.
+    let id = Ident {
+        ns: cx.record.n,
+        index: link.index,
+    };
+    let alias = cx.record.alias_for(id, cx.req.dry_run)?;
+    cx.cont
+        .rename_alias_up(&link, &cx.req.ifname, &alias)
+        .await?;
+    link.name = cx.req.ifname.clone();
     let applied = address::apply(cx.guest, cx.req, &cx.cont, &link, j).await?;
+    // The commit point: the record without the builder's pid.
+    cx.record.p = None;
+    let alias = cx.record.alias_for(id, cx.req.dry_run)?;
+    cx.cont.set_alias(&link, &alias).await?;
     Ok((hs, link, applied))
 }
 
@@ -167,6 +247,7 @@ async fn same_or_conflict(
     guest: &Guest,
     cont: &Net,
     link: crate::netlink::Link,
+    seen: Seen,
 ) -> Result<Report> {
     let conflict = |why: &str| {
         Error::bad(
@@ -177,10 +258,18 @@ async fn same_or_conflict(
             ),
         )
     };
-    let Some(rec) = link.alias.as_deref().and_then(Record::decode) else {
-        return Err(conflict("not made by pipework"));
+    let rec = match seen {
+        Seen::Ours(rec) => rec,
+        Seen::Foreign => return Err(conflict("not made by pipework")),
+        Seen::Forged(why) => {
+            return Err(conflict(&format!(
+                "its alias claims to be a pipework record, but {why}"
+            )));
+        }
     };
-    if rec.h != req.host {
+    // `mac:` picks a parent by its MAC: the record names it as given, but
+    // a NIC moved in (phys) no longer answers to it on the host.
+    if rec.h != req.host && !(rec.k == Kind::Phys && req.host.starts_with("mac:")) {
         return Err(conflict(&format!("attached to {}", rec.h)));
     }
     if let Some(mac) = req.mac
@@ -200,10 +289,7 @@ async fn same_or_conflict(
         return Err(conflict("with other addresses"));
     }
     let hs = HostSide {
-        kind: match rec.k.as_str() {
-            "bridge" => "bridge",
-            _ => "other",
-        },
+        kind: rec.k.as_str(),
         host: rec.h.clone(),
         host_ifname: rec.hi.clone(),
         mtu: link.mtu,

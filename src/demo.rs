@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::guest::Guest;
 use crate::netlink::Net;
 use crate::netns::NetNs;
-use crate::record::Record;
 use crate::request::{Addressing, AttachRequest};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -86,12 +85,11 @@ pub async fn run() -> Result<()> {
     let host = Net::new(None, false)?;
     for g in [&a, &b] {
         let cont = Net::new(Some(&g.netns), false)?;
-        for l in cont.links().await? {
-            if let Some(rec) = l.alias.as_deref().and_then(Record::decode) {
-                AnyDriver::for_record(&rec)?
-                    .detach(&host, &cont, &rec)
-                    .await?;
-            }
+        let scan = crate::inventory::scan(&cont, g.netns.inode()?, &g.name).await?;
+        for f in scan.attachments() {
+            AnyDriver::for_record(&f.rec)
+                .detach(&host, &cont, &f.rec)
+                .await?;
         }
     }
     if let Some(br) = host.link_by_name(&bridge).await? {

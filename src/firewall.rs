@@ -9,7 +9,6 @@
 //! has iptables (dockerd needs it). Never through a shell.
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
-use crate::record::Record;
 use std::process::{Command, Stdio};
 
 fn comment(bridge: &str) -> String {
@@ -76,25 +75,37 @@ fn run(op: &str, chain: &str, bridge: &str) -> bool {
 /// later attach three iptables executions (~10 ms). It holds the bridge's
 /// ifindex, so a bridge deleted and re-created under the same name is
 /// checked again. It lives on tmpfs, like the rules, so a reboot clears both.
-fn marker(bridge: &str) -> std::path::PathBuf {
-    std::path::Path::new("/run/pipework/firewall").join(bridge)
+///
+/// On detach the bridge name comes from the record on the guest's link,
+/// which the guest can rewrite: `Path::join` with `/etc/shadow` or
+/// `../../../etc/shadow` would make the marker a host file we then
+/// delete. Only a valid interface name (one component, no `/`) gets one.
+fn marker(bridge: &str) -> Option<std::path::PathBuf> {
+    crate::request::check_ifname(bridge).ok()?;
+    Some(std::path::Path::new("/run/pipework/firewall").join(bridge))
 }
 
 fn mark(bridge: &str, index: u32) {
+    let Some(m) = marker(bridge) else { return };
     let _ = std::fs::create_dir_all("/run/pipework/firewall");
-    let _ = std::fs::write(marker(bridge), index.to_string());
+    let _ = std::fs::write(m, index.to_string());
 }
 
 /// Ensure the accept rule exists when needed. Returns a note for stderr.
+/// `port` is the attach's own (already created) port: a rollback asks
+/// whether anything *else* still needs the rule.
 pub fn allow_bridge(
     host: &Net,
     br: &Link,
+    port: u32,
     dry_run: bool,
     j: &mut Journal,
 ) -> Result<Option<String>> {
     let bridge = br.name.as_str();
     if !dry_run
-        && std::fs::read_to_string(marker(bridge)).is_ok_and(|m| m.trim() == br.index.to_string())
+        && marker(bridge)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|m| m.trim() == br.index.to_string())
     {
         return Ok(None);
     }
@@ -107,7 +118,8 @@ pub fn allow_bridge(
         return Ok(None);
     }
     // Serialise check-then-insert across parallel pipeworks.
-    let _lock = crate::lock::Lock::take("firewall")?;
+    // Per bridge: attaches to different bridges never wait for each other.
+    let _lock = crate::lock::Lock::take(&format!("firewall-{bridge}"))?;
     if run("-C", chain, bridge) {
         mark(bridge, br.index);
         return Ok(None);
@@ -123,7 +135,7 @@ pub fn allow_bridge(
     // so on rollback our own port is already gone when this runs.)
     let (h, b) = (host.clone(), bridge.to_string());
     j.record(format!("iptables rule for {bridge}"), async move {
-        release(&h, &b, false).await
+        release(&h, &b, false, Some(port)).await.map(|_| ())
     });
     Ok(Some(format!(
         "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
@@ -134,34 +146,91 @@ pub fn allow_bridge(
 /// After a detach: drop our rule when no pipework port is left on the
 /// bridge, and say so on stderr.
 pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
-    release(host, bridge, true).await
+    release(host, bridge, true, None).await.map(|_| ())
+}
+
+/// Bridges that have a rule of ours (by its comment), in either chain.
+pub fn rule_bridges() -> Vec<String> {
+    let mut out = Vec::new();
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        let Some(o) = iptables(&["-S", chain]).filter(|o| o.status.success()) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "--comment"
+                    && let Some(c) = words.next()
+                    && let Some(b) = c.trim_matches('"').strip_prefix("pipework:")
+                    && crate::request::check_ifname(b).is_ok()
+                    && !out.iter().any(|x| x == b)
+                {
+                    out.push(b.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the rule for `bridge` is still needed: a verified port of ours
+/// is on it, or another live pipework is building one (a temporary-named
+/// port: the bridge driver adds the rule only after creating it).
+pub fn still_needed(links: &[Link], bridge: &str, except: Option<u32>) -> bool {
+    let Some(bi) = links
+        .iter()
+        .find(|l| l.name == bridge && l.is_bridge())
+        .map(|l| l.index)
+    else {
+        return false;
+    };
+    let me = std::process::id();
+    let others: Vec<Link> = links
+        .iter()
+        .filter(|l| Some(l.index) != except)
+        .cloned()
+        .collect();
+    crate::inventory::ports_of(&others, bi) > 0
+        || others.iter().any(|l| {
+            l.controller == Some(bi)
+                && crate::inventory::temp_owner(&l.name)
+                    .is_some_and(|p| p != me && crate::inventory::alive(p))
+        })
+}
+
+/// `gc`: remove the rule for `bridge` if nothing needs it. Returns whether
+/// there was one to remove (in a dry run: whether it would be removed).
+pub async fn collect(host: &Net, bridge: &str, dry_run: bool) -> Result<bool> {
+    if dry_run {
+        let links = host.links().await?;
+        return Ok(!still_needed(&links, bridge, None));
+    }
+    release(host, bridge, false, None).await
 }
 
 /// The same, silently: for rollbacks, whose one line is the error itself.
-async fn release(host: &Net, bridge: &str, announce: bool) -> Result<()> {
-    if host.dry_run {
-        return Ok(());
+async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) -> Result<bool> {
+    // No bridge can have such a name, so no rule of ours mentions it; and
+    // a forged one must not reach the marker path or iptables.
+    if host.dry_run || crate::request::check_ifname(bridge).is_err() {
+        return Ok(false);
     }
-    let _lock = crate::lock::Lock::take("firewall")?;
+    // Per bridge: attaches to different bridges never wait for each other.
+    let _lock = crate::lock::Lock::take(&format!("firewall-{bridge}"))?;
     let links = host.links().await?;
-    let br_index = links
-        .iter()
-        .find(|l| l.name == bridge && l.is_bridge())
-        .map(|l| l.index);
-    let still_used = br_index.is_some_and(|bi| {
-        links.iter().any(|l| {
-            l.controller == Some(bi) && l.alias.as_deref().and_then(Record::decode).is_some()
-        })
-    });
-    if still_used {
-        return Ok(());
+    if still_needed(&links, bridge, except) {
+        return Ok(false);
     }
-    let _ = std::fs::remove_file(marker(bridge));
+    if let Some(m) = marker(bridge) {
+        let _ = std::fs::remove_file(m);
+    }
+    let mut removed = false;
     for chain in ["DOCKER-USER", "FORWARD"] {
         while run("-C", chain, bridge) {
             if !run("-D", chain, bridge) {
                 break;
             }
+            removed = true;
             if announce {
                 eprintln!(
                     "pipework: removed iptables rule {} from {chain}",
@@ -170,5 +239,56 @@ async fn release(host: &Net, bridge: &str, announce: bool) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_only_for_interface_names() {
+        assert_eq!(
+            marker("br1"),
+            Some(std::path::PathBuf::from("/run/pipework/firewall/br1"))
+        );
+        for bad in [
+            "/etc/shadow",
+            "../../../etc/shadow",
+            "..",
+            "",
+            "a/b",
+            "br\x1b",
+        ] {
+            assert_eq!(marker(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_forged_bridge_name_deletes_no_host_file() {
+        // What a detach does with the `h` of a record the guest rewrote.
+        let victim = std::env::temp_dir().join(format!("pwg-fw-victim-{}", std::process::id()));
+        std::fs::write(&victim, "keep\n").expect("victim");
+        let up = "../".repeat(8);
+        let rel = format!(
+            "{up}{}",
+            victim.display().to_string().trim_start_matches('/')
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let forged = [victim.display().to_string(), rel];
+        rt.block_on(async {
+            let host = Net::new(None, false).expect("netlink");
+            for f in &forged {
+                release_bridge_if_unused(&host, f).await.expect("release");
+            }
+        });
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("still there"),
+            "keep\n"
+        );
+        let _ = std::fs::remove_file(&victim);
+    }
 }

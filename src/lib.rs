@@ -12,7 +12,10 @@ pub mod dhcp;
 pub mod driver;
 pub mod error;
 pub mod firewall;
+pub mod gc;
 pub mod guest;
+pub mod inventory;
+pub mod key;
 pub mod lock;
 pub mod ls;
 pub mod netlink;
@@ -20,6 +23,7 @@ pub mod netns;
 pub mod ovsdb;
 pub mod record;
 pub mod request;
+pub mod untrusted;
 
 pub use error::{Error, Result};
 pub mod passthrough;

@@ -8,6 +8,10 @@ pub struct Lock(#[allow(dead_code)] Flock<File>);
 
 impl Lock {
     pub fn take(name: &str) -> Result<Lock> {
+        // Names embed interface names, some of which come from records a
+        // guest could have forged (`vlan-<hi>` on detach): keep each to one
+        // component of the lock directory.
+        let name = crate::untrusted::check_component(name, "lock")?;
         let dir = "/run/pipework";
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
         let path = format!("{dir}/{name}.lock");
@@ -20,5 +24,24 @@ impl Lock {
         Flock::lock(f, FlockArg::LockExclusive)
             .map(Lock)
             .map_err(|(_, e)| Error::io(format!("locking {path}"), e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_leave_the_lock_directory_are_refused() {
+        for bad in [
+            "vlan-../../etc/shadow",
+            "../x",
+            "a/b",
+            "..",
+            "",
+            "vlan-\x1b",
+        ] {
+            assert!(Lock::take(bad).is_err(), "{bad:?}");
+        }
     }
 }

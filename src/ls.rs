@@ -1,13 +1,10 @@
 //! `pipework ls`: every attachment on this host, read from the records on
-//! the container-side links in every network namespace we can find.
+//! the container-side links in every network namespace we can find
+//! (through the inventory, which believes only records that verify).
 use crate::error::Result;
-use crate::guest::netns_dir;
+use crate::inventory;
 use crate::netlink::Net;
-use crate::netns::NetNs;
-use crate::record::Record;
 use serde::Serialize;
-use std::collections::HashSet;
-use std::path::PathBuf;
 
 #[derive(Debug, Serialize)]
 pub struct Entry {
@@ -22,72 +19,78 @@ pub struct Entry {
     pub mac: String,
     pub addresses: Vec<String>,
     pub up: bool,
+    /// Pid of the pipework that was building this attachment, while it is
+    /// unfinished (a dead pid: `gc` or a re-run finishes the job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<u32>,
     /// Lease state and expiry when our DHCP keeper holds the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<crate::dhcp::keeper::KeeperStatus>,
 }
 
-/// Candidate namespace files: named ones first, then every process's.
-fn namespace_paths() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(netns_dir()) {
-        v.extend(rd.flatten().map(|e| e.path()));
-    }
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-            {
-                v.push(e.path().join("ns/net"));
-            }
-        }
-    }
-    v
-}
-
 pub async fn run() -> Result<Vec<Entry>> {
-    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for path in namespace_paths() {
-        let Ok(ns) = NetNs::open(&path) else { continue };
-        let Ok(ino) = ns.inode() else { continue };
-        if !seen.insert(ino) {
-            continue;
-        }
-        let Ok(net) = Net::new(Some(&ns), false) else {
+    let mut ignored = Vec::new();
+    for ns in inventory::namespaces() {
+        let Ok(net) = Net::new(Some(&ns.ns), false) else {
             continue;
         };
-        let Ok(links) = net.links().await else {
+        let Ok(scan) = inventory::scan(&net, ns.ino, &ns.label).await else {
             continue;
         };
-        for l in links {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-                continue;
-            };
-            // The host end of a veth carries the same record: list each
-            // attachment once, from its container side.
-            if rec.hi.as_deref() == Some(l.name.as_str()) && rec.ifname != l.name {
-                continue;
-            }
+        ignored.extend(scan.ignored.iter().cloned());
+        // Each attachment once, from its container side.
+        for f in scan.attachments() {
+            let (l, rec) = (&f.link, &f.rec);
             let addrs = net.addrs(l.index).await.unwrap_or_default();
             out.push(Entry {
-                guest: rec.g,
-                container_id: rec.id,
+                guest: rec.g.clone(),
+                container_id: rec.id.clone(),
                 interface: l.name.clone(),
-                kind: rec.k,
-                host: rec.h,
-                host_interface: rec.hi,
+                kind: rec.k.to_string(),
+                host: rec.h.clone(),
+                host_interface: rec.hi.clone(),
                 mac: crate::request::format_mac(&l.mac),
                 addresses: addrs.iter().map(|a| a.net.to_string()).collect(),
                 up: l.up,
-                dhcp: crate::dhcp::keeper::status(&ns, &l.name).ok().flatten(),
+                unfinished: f.rec.p,
+                dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
             });
         }
     }
+    inventory::warn_ignored(&ignored);
     // OVS rows whose guest is gone live on in OVSDB only (pipework#143).
-    out.extend(crate::driver::ovs::stale_ls_entries().await);
+    out.extend(
+        crate::driver::ovs::stale_ports()
+            .await
+            .into_iter()
+            .map(stale_entry),
+    );
     out.sort_by(|a, b| (&a.guest, &a.interface).cmp(&(&b.guest, &b.interface)));
     Ok(out)
+}
+
+/// An OVS row whose guest is gone, as `ls` shows it (kind `ovs-stale`, so
+/// the operator knows `pipework detach GUEST` or `gc` removes it).
+fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
+    let ids = &p.external_ids;
+    let veth = ids.get(crate::ovsdb::ops::MODE_KEY).map(String::as_str) == Some("veth");
+    Entry {
+        guest: ids
+            .get("pipework.container_name")
+            .cloned()
+            .unwrap_or_default(),
+        container_id: ids
+            .get("container_id")
+            .map(|id| id.chars().take(12).collect()),
+        interface: ids.get("container_iface").cloned().unwrap_or_default(),
+        kind: "ovs-stale".into(),
+        host: p.bridge.clone().unwrap_or_default(),
+        host_interface: veth.then(|| p.name.clone()),
+        mac: String::new(),
+        addresses: vec![],
+        up: false,
+        unfinished: None,
+        dhcp: None,
+    }
 }

@@ -1,17 +1,61 @@
 //! What we built, written on the kernel objects themselves (the link alias,
 //! IFLA_IFALIAS, up to 255 bytes), so the kernel stays the source of truth
 //! for `ls` and `detach`: no side database to drift out of date.
+//!
+//! A guest can write any alias on its own links, so a record is only ever
+//! believed when its tag verifies: an HMAC (host key, see `key.rs`) over the
+//! record and the identity of the link it sits on (namespace inode and
+//! ifindex). A forged record fails the tag; a genuine one copied onto
+//! another link or into another namespace fails the identity.
+use crate::key;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "pipework ";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The kinds of attachment; detach dispatches on this, never on strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Bridge,
+    Macvlan,
+    Ipvlan,
+    Phys,
+    Dummy,
+    Ipoib,
+    Ovs,
+}
+
+impl Kind {
+    pub fn from_name(s: &str) -> Option<Kind> {
+        serde_json::from_value(serde_json::Value::from(s)).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bridge => "bridge",
+            Kind::Macvlan => "macvlan",
+            Kind::Ipvlan => "ipvlan",
+            Kind::Phys => "phys",
+            Kind::Dummy => "dummy",
+            Kind::Ipoib => "ipoib",
+            Kind::Ovs => "ovs",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
-    /// Driver kind: "bridge", "macvlan", "ovs", "phys", …
-    pub k: String,
+    pub k: Kind,
     /// Host interface as the user named it (bridge, parent NIC, …).
     pub h: String,
-    /// Host-side link we created (veth end), if any.
+    /// Host-side link we created (veth end, VLAN), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hi: Option<String>,
     /// Guest as resolved: container name, netns name or pid.
@@ -22,21 +66,161 @@ pub struct Record {
     /// Container-side interface name.
     #[serde(rename = "if")]
     pub ifname: String,
+    /// Inode of the guest's network namespace: ties a host-side record to
+    /// its guest, and tells `gc` which namespace an attachment lives in.
+    #[serde(default)]
+    pub n: u64,
+    /// Pid of the pipework still building this attachment. Present only
+    /// until the attach commits; with a dead pid it marks unfinished work
+    /// that the next run or `gc` removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<u32>,
     /// Driver-specific extras (original NIC name/MTU for phys, OVS port, …).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub x: serde_json::Map<String, serde_json::Value>,
+    /// The tag (base64url); empty while unsigned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub t: String,
+}
+
+/// Which link a record sits on: what the tag binds it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident {
+    /// Inode of the namespace the link is in.
+    pub ns: u64,
+    pub index: u32,
+}
+
+/// What an alias turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// Not a record (empty, an admin's alias, another tool's).
+    Foreign,
+    /// Ours, verified.
+    Ours(Record),
+    /// Looks like ours but does not verify: report it, never act on it.
+    Forged(&'static str),
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding: 16 characters for the 12-byte tag, because
+/// every byte of the 255-byte alias counts (a phys record carries the
+/// NIC's addresses and old alias).
+fn b64(b: &[u8]) -> String {
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = c.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)) << (8 * (3 - c.len()));
+        for i in 0..=c.len() {
+            out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for c in s.as_bytes().chunks(4) {
+        if c.len() < 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, ch) in c.iter().enumerate() {
+            let v = B64.iter().position(|x| x == ch)? as u32;
+            n |= v << (18 - 6 * i);
+        }
+        for i in 0..c.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
 }
 
 impl Record {
+    /// The JSON the tag covers: the record without its tag.
+    fn body(&self) -> String {
+        let mut r = self.clone();
+        r.t.clear();
+        // Serialising strings, integers and maps cannot fail.
+        serde_json::to_string(&r).unwrap_or_default()
+    }
+
+    fn compute(&self, k: &[u8; 32], id: Ident) -> [u8; key::TAG_BYTES] {
+        key::tag(
+            k,
+            &[
+                b"pipework-record-v1",
+                self.body().as_bytes(),
+                &id.ns.to_le_bytes(),
+                &id.index.to_le_bytes(),
+            ],
+        )
+    }
+
+    /// The alias text for this record on the link `id`, tagged.
+    pub fn seal(&self, id: Ident) -> crate::error::Result<String> {
+        let k = key::get_or_create()?;
+        let mut r = self.clone();
+        r.t = b64(&self.compute(&k, id));
+        Ok(r.encode())
+    }
+
+    /// `seal`, except that a dry run (which writes nothing) shows the
+    /// record unsigned rather than create the host key.
+    pub fn alias_for(&self, id: Ident, dry_run: bool) -> crate::error::Result<String> {
+        if dry_run {
+            Ok(self.encode())
+        } else {
+            self.seal(id)
+        }
+    }
+
+    /// The alias text as is (dry runs print it; length checks use it).
     pub fn encode(&self) -> String {
         let mut s = String::from(PREFIX);
-        // Serialising a struct of strings and maps cannot fail.
         s.push_str(&serde_json::to_string(self).unwrap_or_default());
         s
     }
 
-    pub fn decode(alias: &str) -> Option<Record> {
-        serde_json::from_str(alias.strip_prefix(PREFIX)?).ok()
+    /// Length of the sealed alias, without needing the key.
+    pub fn sealed_len(&self) -> usize {
+        let mut r = self.clone();
+        r.t = "A".repeat(key::TAG_BYTES.div_ceil(3) * 4);
+        r.encode().len()
+    }
+
+    /// Read an alias found on link `id`.
+    pub fn read(alias: Option<&str>, id: Ident) -> Seen {
+        let Some(body) = alias.and_then(|a| a.strip_prefix(PREFIX)) else {
+            return Seen::Foreign;
+        };
+        let Ok(r) = serde_json::from_str::<Record>(body) else {
+            return Seen::Forged("not a well-formed record");
+        };
+        let Some(k) = key::get() else {
+            return Seen::Forged("no host key exists, so no record here was written by this host");
+        };
+        let Some(t) = unb64(&r.t).filter(|t| !t.is_empty()) else {
+            return Seen::Forged("unsigned record");
+        };
+        if !key::same(&t, &r.compute(&k, id)) {
+            return Seen::Forged("signature does not match (forged, or copied from another link)");
+        }
+        let mut r = r;
+        r.t.clear();
+        Seen::Ours(r)
+    }
+
+    /// The namespace inode an alias's record claims to have been written
+    /// for, unverified: only to ask `read` again with that identity.
+    pub fn claimed_ns(alias: Option<&str>) -> Option<u64> {
+        let body = alias?.strip_prefix(PREFIX)?;
+        serde_json::from_str::<Record>(body).ok().map(|r| r.n)
+    }
+
+    /// Whether an alias claims to be a record at all (ours or forged).
+    pub fn claims(alias: Option<&str>) -> bool {
+        alias.is_some_and(|a| a.starts_with(PREFIX))
     }
 }
 
@@ -44,20 +228,67 @@ impl Record {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_fits_an_alias() {
-        let r = Record {
-            k: "bridge".into(),
+    fn rec() -> Record {
+        Record {
+            k: Kind::Bridge,
             h: "br1".into(),
             hi: Some("veth1pl12345".into()),
             g: "web1".into(),
             id: Some("0123456789ab".into()),
             ifname: "eth1".into(),
-            x: Default::default(),
-        };
-        let a = r.encode();
-        assert!(a.len() < 256);
-        assert_eq!(Record::decode(&a), Some(r));
-        assert_eq!(Record::decode("some admin alias"), None);
+            n: 4026532000,
+            ..Default::default()
+        }
+    }
+
+    fn with_test_key<T>(f: impl FnOnce() -> T) -> T {
+        let d = std::env::temp_dir().join(format!("pwt-key-{}", std::process::id()));
+        // SAFETY: unit tests of this module are the only users of the
+        // variable in this process.
+        unsafe { std::env::set_var("PIPEWORK_STATE_DIR", &d) };
+        let out = f();
+        let _ = std::fs::remove_dir_all(&d);
+        out
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for n in 0..20u8 {
+            let v: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+            assert_eq!(unb64(&b64(&v)), Some(v));
+        }
+        assert_eq!(b64(&[0xff; 12]).len(), 16);
+        assert_eq!(unb64("a"), None);
+        assert_eq!(unb64("a*bc"), None);
+    }
+
+    #[test]
+    fn sealed_records_verify_only_on_their_own_link() {
+        with_test_key(|| {
+            let id = Ident { ns: 1, index: 7 };
+            let a = rec().seal(id).expect("seal");
+            assert!(a.len() < 256);
+            assert_eq!(a.len(), rec().sealed_len());
+            assert_eq!(Record::read(Some(&a), id), Seen::Ours(rec()));
+            // Copied to another link or another namespace.
+            assert!(matches!(
+                Record::read(Some(&a), Ident { ns: 1, index: 8 }),
+                Seen::Forged(_)
+            ));
+            assert!(matches!(
+                Record::read(Some(&a), Ident { ns: 2, index: 7 }),
+                Seen::Forged(_)
+            ));
+            // Edited after signing: another victim named.
+            let edited = a.replace("veth1pl12345", "victim0");
+            assert!(matches!(Record::read(Some(&edited), id), Seen::Forged(_)));
+            // Unsigned, as a guest would write it.
+            assert!(matches!(
+                Record::read(Some(&rec().encode()), id),
+                Seen::Forged(_)
+            ));
+            assert_eq!(Record::read(Some("some admin alias"), id), Seen::Foreign);
+            assert_eq!(Record::read(None, id), Seen::Foreign);
+        })
     }
 }

@@ -60,7 +60,7 @@ pub struct AttachRequest {
     /// Classic-grammar details some drivers need in raw form.
     pub extras: Extras,
     /// OVS-only options (`--trunk`, `--ofport`, `--ovs-internal`, `--ovsdb`).
-    pub ovs: crate::driver::ovs::OvsOptions,
+    pub ovs: OvsOptions,
     /// DHCP: give up after this long (`--dhcp-timeout`, default 10 s).
     pub dhcp_timeout: std::time::Duration,
     /// DHCP: write the lease's DNS servers to the guest's resolv.conf.
@@ -297,6 +297,66 @@ pub fn format_mac(mac: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// OVS-only options from the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OvsOptions {
+    /// `--ovsdb`: socket as given (`unix:/path` or a path).
+    pub db: Option<String>,
+    /// `--trunk 10,20-30`.
+    pub trunks: Vec<u16>,
+    /// `--ofport N`.
+    pub ofport: Option<u16>,
+    /// `--ovs-internal`: an OVS internal interface instead of a veth.
+    pub internal: bool,
+}
+
+impl OvsOptions {
+    /// Parse the raw flag values; every error names the bad token.
+    pub fn parse(
+        db: Option<&str>,
+        trunk: Option<&str>,
+        ofport: Option<&str>,
+        internal: bool,
+    ) -> Result<Self> {
+        let trunks = trunk
+            .map(crate::ovsdb::ops::parse_trunks)
+            .transpose()?
+            .unwrap_or_default();
+        let ofport = ofport
+            .map(|s| {
+                let n: i64 = s
+                    .parse()
+                    .map_err(|_| Error::bad(s, "--ofport takes a number 1-65279"))?;
+                crate::ovsdb::ops::check_ofport(n, s)
+            })
+            .transpose()?;
+        if let Some(db) = db {
+            crate::ovsdb::socket_path(Some(db))?;
+        }
+        Ok(OvsOptions {
+            db: db.map(str::to_owned),
+            trunks,
+            ofport,
+            internal,
+        })
+    }
+
+    /// Whether any option only OVS can honour was given.
+    pub fn any(&self) -> bool {
+        !self.trunks.is_empty() || self.ofport.is_some() || self.internal
+    }
+
+    pub fn flags(&self) -> &'static str {
+        if self.internal {
+            "--ovs-internal"
+        } else if self.ofport.is_some() {
+            "--ofport"
+        } else {
+            "--trunk"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -187,3 +187,112 @@ fn dhcp_without_server_times_out_and_rolls_back() {
     assert_same(&cont_before, &c.net_state(), "container");
     assert_same(&host_before, &host_state(), "host");
 }
+
+/// A container whose init chroots into `/r`, where `/etc/resolv.conf` is
+/// an absolute symlink to `target` (a path that exists on the HOST).
+/// Docker bind-mounts the container's own /etc/resolv.conf, so a guest
+/// cannot replace that one; its init's root, which `--dns-write` writes
+/// through, it can choose (CAP_SYS_CHROOT is a default capability).
+fn container_with_resolv_symlink(tag: &str, target: &str, decoy: bool) -> Container {
+    let name = uniq(tag);
+    let dir = std::path::Path::new(target)
+        .parent()
+        .expect("parent")
+        .display()
+        .to_string();
+    let mut script = format!(
+        "set -e; b=busybox; $b mkdir -p /r/etc /r/bin /r{dir}; $b cp /bin/busybox /r/bin/; \
+         $b ln -sf {target} /r/etc/resolv.conf; "
+    );
+    if decoy {
+        script.push_str(&format!("echo guest decoy > /r{target}; "));
+    }
+    script.push_str("exec $b chroot /r /bin/busybox sleep 3600");
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "bb:latest",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(o.status.success(), "docker run: {}", stderr(&o));
+    let c = Container { name };
+    // Wait for the chroot: until then /proc/PID/root is the image's root.
+    for _ in 0..100 {
+        let pid = c.pid();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.windows(5).any(|w| w == b"sleep") {
+            return c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("container {} never reached its chroot", c.name);
+}
+
+#[test]
+fn dns_write_never_follows_a_guest_symlink_onto_the_host() {
+    if !require_env() || !have_dnsmasq() {
+        return;
+    }
+    // The host file a hostile guest points its resolv.conf at.
+    let dir = std::env::temp_dir().join(uniq("pwgdns"));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "host bytes, not a resolv.conf\n").expect("victim");
+    // An mtime in the past, so a rewrite within the same second shows too.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&victim)
+        .and_then(|f| f.set_modified(old))
+        .expect("mtime");
+    let before = std::fs::read(&victim).expect("read");
+    let target = victim.display().to_string();
+    let host_unchanged = || {
+        assert_eq!(
+            std::fs::read(&victim).expect("victim"),
+            before,
+            "host file rewritten"
+        );
+        let m = std::fs::metadata(&victim).and_then(|m| m.modified());
+        assert_eq!(m.expect("mtime"), old, "host file touched");
+    };
+
+    let g = BridgeGuard::new("brpwg");
+    let _srv = Server::start(&g.0);
+
+    // 1. The symlink's target exists inside the guest's root: the write is
+    //    re-rooted there (what the guest itself would read), not the host.
+    let c = container_with_resolv_symlink("pwg-dw", &target, true);
+    let o = pipework_ok(&[&g.0, &c.name, "dhcp:once", "--dns-write"]);
+    host_unchanged();
+    let inside = c.exec_ok(&["cat", &format!("/r{target}")]);
+    assert!(
+        inside.starts_with("# written by pipework") && inside.contains("nameserver 10.236.0.53"),
+        "not written inside the guest root: {inside:?} ({})",
+        stderr(&o)
+    );
+    pipework_ok(&["detach", &c.name]);
+    drop(c);
+
+    // 2. Dangling inside the guest's root: refused, and the attach rolled
+    //    back; still nothing on the host.
+    let c = container_with_resolv_symlink("pwg-dw", &target, false);
+    let cont_before = c.net_state();
+    let o = pipework(&[&g.0, &c.name, "dhcp:once", "--dns-write"]);
+    assert!(
+        !o.status.success(),
+        "attach through a dangling symlink succeeded"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("dangling symlink"), "{err}");
+    host_unchanged();
+    assert_same(&cont_before, &c.net_state(), "container");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}

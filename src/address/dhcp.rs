@@ -50,11 +50,10 @@ pub async fn apply(
                         "needs a container or pid guest (its root holds resolv.conf)",
                     )
                 })?;
-                dhcp::write_resolv_conf(
-                    std::path::Path::new(&format!("/proc/{pid}/root")),
-                    &lease,
-                    j,
-                )?;
+                // Pinned to the process that is still in the guest's
+                // namespace: the pid may have been reused since we resolved it.
+                let root = crate::guest::fs::GuestRoot::of_process(pid, Some(ns.inode()?))?;
+                dhcp::write_resolv_conf(std::sync::Arc::new(root), &lease, j)?;
             }
             let keeper = if *keep {
                 let pid = keeper::spawn(ns, &link.name, &lease, &opts).await?;

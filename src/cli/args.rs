@@ -25,6 +25,8 @@ pub enum Cmd {
     Detach(DetachArgs),
     /// List attachments on this host.
     Ls(LsArgs),
+    /// Remove what killed runs and vanished guests left behind (only ours).
+    Gc(GcArgs),
     /// Build and tear down a throwaway two-namespace bridge network.
     Demo,
     /// Inside a container: wait until an interface exists and is up.
@@ -124,6 +126,15 @@ pub struct DetachArgs {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Say what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ const SUBCOMMANDS: &[&str] = &[
     "attach",
     "detach",
     "ls",
+    "gc",
     "demo",
     "wait",
     "route",

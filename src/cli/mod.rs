@@ -91,6 +91,12 @@ fn run(cli: Cli) -> Result<i32> {
             output::ls(&out, l.json);
             Ok(0)
         }
+        Cmd::Gc(g) => {
+            privileged()?;
+            let out = runtime()?.block_on(crate::gc::run(g.dry_run))?;
+            output::gc(&out, g.json);
+            Ok(0)
+        }
         Cmd::Demo => {
             privileged()?;
             runtime()?.block_on(crate::demo::run())?;

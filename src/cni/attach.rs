@@ -10,11 +10,10 @@
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
 use super::types::{AddResult, Interface, NetConf};
-use crate::driver::AnyDriver;
 use crate::guest::Guest;
 use crate::netlink::Net;
 use crate::netns::NetNs;
-use crate::record::Record;
+use crate::record::Kind;
 use crate::request::{Addressing, AttachRequest, HostMode, format_mac};
 use netlink_packet_route::route::RouteProtocol;
 use rtnetlink::RouteMessageBuilder;
@@ -69,28 +68,20 @@ impl Mode {
         self.name()
     }
 
-    /// Is this mode's driver compiled in? Asked of the driver registry
-    /// itself, so a mode becomes available the moment its driver lands.
+    /// Is this mode's driver compiled in? Every mode names a record kind,
+    /// and every kind has a driver: the type system checks it.
     fn require_driver(self) -> CniResult<()> {
-        let probe = Record {
-            k: self.kind().to_string(),
-            h: String::new(),
-            hi: None,
-            g: String::new(),
-            id: None,
-            ifname: String::new(),
-            x: Default::default(),
-        };
-        AnyDriver::for_record(&probe).map(|_| ()).map_err(|_| {
-            CniError::new(
+        match Kind::from_name(self.kind()) {
+            Some(_) => Ok(()),
+            None => Err(CniError::new(
                 code::UNSUPPORTED_FIELD,
                 format!(
                     "mode: '{}' is not available in this build of pipework",
                     self.name()
                 ),
                 "use mode 'bridge'",
-            )
-        })
+            )),
+        }
     }
 }
 
@@ -340,9 +331,10 @@ impl Plumber {
             &self.guest.netns,
             &self.req.ifname,
         ));
-        let r = self.rt.block_on(super::detach::detach(
+        let ino = self.guest.netns.inode().unwrap_or(0);
+        let r = self.rt.block_on(super::undo::detach(
             &self.host,
-            Some(&self.cont),
+            Some((&self.cont, ino)),
             &self.guest.name,
             None,
         ));

@@ -4,7 +4,6 @@ use super::env::Env;
 use super::error::{CniError, CniResult};
 use super::types::{AddResult, NetConf};
 use crate::netlink::Net;
-use crate::record::Record;
 use crate::request::format_mac;
 use futures::TryStreamExt;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
@@ -32,9 +31,8 @@ pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResu
                 env.ifname, env.netns
             ))
         })?;
-        let rec = l.alias.as_deref().and_then(Record::decode);
-        let rec = match rec {
-            Some(r) if r.g == tag => r,
+        let rec = match crate::inventory::read(&l, ns.inode()?) {
+            crate::record::Seen::Ours(r) if r.g == tag => r,
             _ => {
                 return Err(mismatch(format!(
                     "interface {} in {} was not made by this attachment",

@@ -4,59 +4,10 @@ use super::attach::{Mode, guest_tag, host_and_mode, runtime};
 use super::env::Env;
 use super::error::CniResult;
 use super::types::NetConf;
-use crate::driver::AnyDriver;
+use super::undo::detach;
 use crate::netlink::Net;
 use crate::netns::NetNs;
-use crate::record::Record;
 use std::path::Path;
-
-/// Undo the attachment tagged `tag`: through the driver while the
-/// container side is reachable, else by deleting the tagged host link.
-/// `bridge`: the Linux bridge this attachment used, if known from the
-/// config, so its firewall accept rule is released even when the kernel
-/// already removed every trace of the attachment (namespace destroyed
-/// before DEL, as `ctr run --rm --cni` does).
-pub(super) async fn detach(
-    host: &Net,
-    cont: Option<&Net>,
-    tag: &str,
-    bridge: Option<&str>,
-) -> CniResult<()> {
-    if let Some(cont) = cont {
-        let mut found = false;
-        for l in cont.links().await? {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-                continue;
-            };
-            if rec.g == tag {
-                AnyDriver::for_record(&rec)?
-                    .detach(host, cont, &rec)
-                    .await?;
-                found = true;
-            }
-        }
-        if found {
-            // The driver removed the host side too (a veth dies as a pair).
-            return Ok(());
-        }
-    }
-    // No container side to go through: find the host side by its record.
-    let mut found = false;
-    for l in host.links().await? {
-        let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
-            continue;
-        };
-        if rec.g == tag {
-            host.delete_link(&l).await?;
-            crate::firewall::release_bridge_if_unused(host, &rec.h).await?;
-            found = true;
-        }
-    }
-    if let (false, Some(b)) = (found, bridge) {
-        crate::firewall::release_bridge_if_unused(host, b).await?;
-    }
-    Ok(())
-}
 
 /// DEL: idempotent; a missing namespace or interface is success.
 pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
@@ -80,7 +31,7 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
             .then(|| NetNs::open(Path::new(&env.netns)).ok())
             .flatten();
         let cont = match &ns {
-            Some(ns) => Some(Net::new(Some(ns), false)?),
+            Some(ns) => Some((Net::new(Some(ns), false)?, ns.inode()?)),
             None => None,
         };
         // A lease our own DHCP client keeps is released while the link
@@ -88,7 +39,13 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
         if let Some(ns) = &ns {
             let _ = crate::dhcp::keeper::release(ns, &env.ifname).await;
         }
-        detach(&host, cont.as_ref(), &tag, bridge.as_deref()).await?;
+        detach(
+            &host,
+            cont.as_ref().map(|(n, i)| (n, *i)),
+            &tag,
+            bridge.as_deref(),
+        )
+        .await?;
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows
             // behind (its veth died with it); remove any recorded for us.

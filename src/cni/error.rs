@@ -97,7 +97,7 @@ impl From<crate::Error> for CniError {
     fn from(e: crate::Error) -> Self {
         use crate::Error as E;
         let code = match &e {
-            E::BadInput { .. } => code::INVALID_CONFIG,
+            E::BadInput { .. } | E::GuestGone { .. } => code::INVALID_CONFIG,
             E::NotSupported(_) => code::UNSUPPORTED_FIELD,
             E::NotFound(_) => code::UNKNOWN_CONTAINER,
             E::Netlink { errno, .. } if *errno == libc::EBUSY || *errno == libc::EAGAIN => {

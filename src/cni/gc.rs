@@ -2,8 +2,8 @@
 use super::attach::{Mode, parse_guest_tag, runtime};
 use super::error::{CniError, CniResult};
 use super::types::{Attachment, NetConf};
+use crate::inventory;
 use crate::netlink::Net;
-use crate::record::Record;
 
 /// GC: remove our host-side links for this network whose attachment is
 /// not in `cni.dev/valid-attachments`. Keeps going after errors.
@@ -11,10 +11,12 @@ pub fn gc(conf: &NetConf, _mode: Mode, valid: &[Attachment]) -> CniResult<()> {
     runtime()?.block_on(async {
         let host = Net::new(None, false)?;
         let mut first_err: Option<CniError> = None;
-        for l in host.links().await? {
-            let Some(rec) = l.alias.as_deref().and_then(Record::decode) else {
+        let scan = inventory::scan(&host, inventory::host_ns(), "host").await?;
+        for f in &scan.ours {
+            let (l, rec) = (&f.link, &f.rec);
+            if l.kind.as_deref() != Some("veth") {
                 continue;
-            };
+            }
             let Some((net, cid, ifname)) = parse_guest_tag(&rec.g) else {
                 continue;
             };
@@ -26,7 +28,7 @@ pub fn gc(conf: &NetConf, _mode: Mode, valid: &[Attachment]) -> CniResult<()> {
                 continue;
             }
             eprintln!("pipework (cni): GC: removing {} ({cid}/{ifname})", l.name);
-            let r = match host.delete_link(&l).await {
+            let r = match host.delete_link(l).await {
                 Ok(()) => crate::firewall::release_bridge_if_unused(&host, &rec.h).await,
                 Err(e) => Err(e),
             };

@@ -29,6 +29,7 @@ pub mod error;
 pub mod gc;
 pub mod ipam;
 pub mod types;
+mod undo;
 pub mod verbs;
 
 use error::{CniError, code};

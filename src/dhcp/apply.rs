@@ -190,35 +190,41 @@ fn netlink_errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 /// Write the lease's DNS servers to the container's resolv.conf (only with
-/// `--dns-write`). `root` is the container's root as seen from the host,
-/// e.g. `/proc/PID/root`. The previous content is restored on rollback.
+/// `--dns-write`). `root` is the container's root, opened by the caller
+/// (`GuestRoot::of_process`); the file is reached only through it, so a
+/// symlink the container planted cannot point us at a host file. The
+/// previous content is restored on rollback.
 pub fn write_resolv_conf(
-    root: &std::path::Path,
+    root: std::sync::Arc<crate::guest::fs::GuestRoot>,
     lease: &Lease,
     journal: &mut Journal,
 ) -> Result<()> {
     if lease.dns.is_empty() {
         return Ok(());
     }
-    let path = root.join("etc/resolv.conf");
-    let old = std::fs::read(&path).ok();
     let mut text = String::from("# written by pipework from a DHCP lease\n");
-    if let Some(d) = &lease.domain {
-        text.push_str(&format!("search {d}\n"));
+    match lease.domain.as_deref() {
+        Some(d) if plain_domain(d) => text.push_str(&format!("search {d}\n")),
+        // The server chose this string: a newline in it would add lines
+        // of its own choosing (options, more nameservers) to the file.
+        Some(d) => eprintln!(
+            "pipework: dhcp: ignoring domain name {:?} from the server: not a plain domain",
+            crate::untrusted::display(d)
+        ),
+        None => {}
     }
     for s in &lease.dns {
         text.push_str(&format!("nameserver {s}\n"));
     }
-    std::fs::write(&path, text)
-        .map_err(|e| Error::io(format!("dhcp: cannot write {}", path.display()), e))?;
-    journal.record(format!("{}", path.display()), async move {
-        match old {
-            Some(b) => std::fs::write(&path, b),
-            None => std::fs::remove_file(&path),
-        }
-        .map_err(|e| Error::io("restore resolv.conf", e))
-    });
-    Ok(())
+    crate::guest::fs::write_restorable(root, "etc/resolv.conf", text.as_bytes(), journal)
+}
+
+/// A domain name fit for a `search` line: letters, digits, `-`, `_`, `.`.
+fn plain_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -245,7 +251,8 @@ mod tests {
             server_id: Ipv4Addr::new(10, 0, 0, 1),
         };
         let mut j = Journal::new();
-        write_resolv_conf(&root, &lease, &mut j).expect("write");
+        let guest = crate::guest::fs::GuestRoot::open_dir(&root).expect("root");
+        write_resolv_conf(std::sync::Arc::new(guest), &lease, &mut j).expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("nameserver 10.0.0.53\n"), "{text}");
         assert!(text.contains("search example.test\n"), "{text}");

@@ -82,14 +82,23 @@ fn udhcpc(method: &str) -> Result<(PathBuf, Vec<String>)> {
     ))
 }
 
+// The clients run in the guest's network namespace only: these files are
+// on the host, in host-only directories, and we read a pid from one and
+// signal it. The guest name in them is a container or netns name (or a
+// namespace path): `file_component` keeps it to one file-name component
+// (no `/`, so no `..` walk out of the directory) while leaving ordinary
+// names exactly as the original spelled them.
 pub fn udhcpc_pidfile(guest: &str) -> PathBuf {
-    PathBuf::from(format!("/var/run/udhcpc.{guest}.pid"))
+    let g = crate::untrusted::file_component(guest);
+    PathBuf::from(format!("/var/run/udhcpc.{g}.pid"))
 }
 pub fn dhclient_pidfile(guest: &str) -> PathBuf {
-    PathBuf::from(format!("/var/run/dhclient.{guest}.pid"))
+    let g = crate::untrusted::file_component(guest);
+    PathBuf::from(format!("/var/run/dhclient.{g}.pid"))
 }
 pub fn dhclient_leasefile(guest: &str) -> PathBuf {
-    PathBuf::from(format!("/etc/dhclient/dhclient.{guest}.leases"))
+    let g = crate::untrusted::file_component(guest);
+    PathBuf::from(format!("/etc/dhclient/dhclient.{g}.leases"))
 }
 
 /// The command line the original would have run, as (program, args).
@@ -259,5 +268,41 @@ mod tests {
         assert_eq!(parse("10.0.0.1/24"), None);
         let f = parse("udhcpc:-s /x").expect("form");
         assert_eq!((f.client, f.opts.len()), (Client::Udhcpc, 2));
+    }
+
+    #[test]
+    fn client_files_stay_in_their_directory() {
+        // Ordinary names: the original's paths, unchanged.
+        assert_eq!(
+            udhcpc_pidfile("web1"),
+            Path::new("/var/run/udhcpc.web1.pid")
+        );
+        assert_eq!(
+            dhclient_leasefile("web_1.x-y"),
+            Path::new("/etc/dhclient/dhclient.web_1.x-y.leases")
+        );
+        for g in [
+            "../../etc/shadow",
+            "/proc/1/ns/net",
+            "..",
+            "a/../../b",
+            "x\ny",
+            "\x1b[2J",
+        ] {
+            for (p, dir) in [
+                (udhcpc_pidfile(g), "/var/run"),
+                (dhclient_pidfile(g), "/var/run"),
+                (dhclient_leasefile(g), "/etc/dhclient"),
+            ] {
+                assert_eq!(p.parent(), Some(Path::new(dir)), "{g:?} -> {}", p.display());
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                let name = name.unwrap_or_default();
+                assert!(
+                    !name.contains('/') && !name.chars().any(char::is_control),
+                    "{name:?}"
+                );
+                assert!(p.components().all(|c| c != std::path::Component::ParentDir));
+            }
+        }
     }
 }

@@ -65,8 +65,12 @@ pub fn dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/pipework/dhcp"))
 }
 
-fn base(ns_inode: u64, ifname: &str) -> PathBuf {
-    dir().join(format!("{ns_inode}-{ifname}"))
+/// `<dir>/<nsinode>-<ifname>`. The interface name is read back from the
+/// guest's namespace by `ls`/`detach`; the kernel forbids `/` in link
+/// names, but we do not rely on it to keep the path inside `dir()`.
+fn base(ns_inode: u64, ifname: &str) -> Result<PathBuf> {
+    crate::request::check_ifname(ifname)?;
+    Ok(dir().join(format!("{ns_inode}-{ifname}")))
 }
 
 /// `base` plus an extension; not `with_extension`, which would eat the
@@ -137,7 +141,7 @@ pub async fn spawn_with(
     let (_, mac) = client::link_info(ns, ifname).await?;
     let id = Identity::new(mac, opts);
     let inode = ns.inode()?;
-    let b = base(inode, ifname);
+    let b = base(inode, ifname)?;
     std::fs::create_dir_all(dir())
         .map_err(|e| Error::io(format!("dhcp: cannot create {}", dir().display()), e))?;
     // One keeper per attachment: a stale one for the same interface is
@@ -208,7 +212,10 @@ pub async fn release(ns: &NetNs, ifname: &str) -> Result<bool> {
 }
 
 pub async fn release_key(ns_inode: u64, ifname: &str) -> Result<bool> {
-    let b = base(ns_inode, ifname);
+    // No keeper can have been started for a name `base` refuses.
+    let Ok(b) = base(ns_inode, ifname) else {
+        return Ok(false);
+    };
     let Ok(st) = load(&file(&b, "json")) else {
         return Ok(false);
     };
@@ -242,7 +249,10 @@ fn remove_files(b: &Path) {
 
 /// Lease state for `ls`; `None` if no keeper state exists for it.
 pub fn status(ns: &NetNs, ifname: &str) -> Result<Option<KeeperStatus>> {
-    let p = file(&base(ns.inode()?, ifname), "json");
+    let Ok(b) = base(ns.inode()?, ifname) else {
+        return Ok(None);
+    };
+    let p = file(&b, "json");
     if !p.exists() {
         return Ok(None);
     }
@@ -551,5 +561,38 @@ fn set_state(st: &mut KeeperState, s: &str, state_path: &Path) {
     st.state = s.to_string();
     if let Err(e) = save(state_path, st) {
         eprintln!("pipework dhcp-keeper: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_stay_in_the_keeper_directory() {
+        let b = base(4026531840, "eth0.10").expect("valid");
+        assert_eq!(b, dir().join("4026531840-eth0.10"));
+        assert_eq!(file(&b, "json"), dir().join("4026531840-eth0.10.json"));
+        for bad in [
+            "../../etc/x",
+            "a/b",
+            "..",
+            "",
+            "e\x1b[2J",
+            "0123456789abcdef",
+        ] {
+            assert!(base(1, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forged_names_find_no_keeper() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        assert!(
+            !rt.block_on(release_key(1, "../../../etc/passwd"))
+                .expect("release")
+        );
     }
 }

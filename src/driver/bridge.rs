@@ -2,8 +2,9 @@
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::firewall;
+use crate::inventory::{self, host_ns, temp_name};
 use crate::netlink::{Journal, Net};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record};
 use crate::request::check_ifname;
 
 #[derive(Default)]
@@ -11,6 +12,14 @@ pub struct Bridge {
     /// The bridge as driver selection found it (spares a second lookup);
     /// None when it is to be created.
     pub existing: Option<crate::netlink::Link>,
+}
+
+/// Locally administered unicast MAC derived from a bridge's name, so a
+/// re-created bridge keeps the MAC its neighbours have cached.
+pub fn stable_mac(name: &str) -> [u8; 6] {
+    let mut m = crate::request::mac_from_seed(&format!("pipework-bridge:{name}"));
+    m[0] = 0x02;
+    m
 }
 
 /// Host end of the veth: the original script's `v<if>pl<pid>` when it fits
@@ -71,7 +80,11 @@ impl Driver for Bridge {
         let bridge = match found {
             Some(b) => b,
             None => {
-                if cx.host.create_bridge(j, &req.host, req.mtu).await? {
+                if cx
+                    .host
+                    .create_bridge(j, &req.host, req.mtu, stable_mac(&req.host))
+                    .await?
+                {
                     notes.push(format!("created bridge {}", req.host));
                 }
                 match cx.host.link_by_name(&req.host).await? {
@@ -86,34 +99,59 @@ impl Driver for Bridge {
             }
         };
 
-        // 2. Docker hosts drop bridged frames in FORWARD; let this bridge's
-        //    own traffic through (pipework#211). Before the veth, so that a
-        //    rollback removes our port first and then asks whether the rule
-        //    is still needed.
-        if let Some(note) = firewall::allow_bridge(&cx.host, &bridge, cx.host.dry_run, j)? {
-            notes.push(note);
-        }
-
-        // 3. The veth pair, container end born inside the guest namespace
-        //    with its final name, MAC and the bridge's MTU.
+        // 2. The veth pair, container end born inside the guest namespace
+        //    with its MAC and the bridge's MTU. Both ends start under
+        //    temporary names, so a SIGKILL from here on leaves links that
+        //    say whose they are (see inventory.rs).
         let mtu = req.mtu.unwrap_or(bridge.mtu.max(68));
         let host_name = host_ifname(cx);
-        cx.record.k = "bridge".into();
-        cx.record.hi = Some(host_name.clone());
-        let alias = cx.record.encode();
-        cx.host
+        // A dry run shows the plain equivalent, final names from the start.
+        let (host_tmp, guest_tmp) = if cx.host.dry_run {
+            (host_name.clone(), req.ifname.clone())
+        } else {
+            (temp_name(), temp_name())
+        };
+        let host_link = cx
+            .host
             .create_veth(
                 j,
-                &host_name,
-                &req.ifname,
+                &host_tmp,
+                &guest_tmp,
                 &cx.guest.netns,
                 req.mac.as_ref().map(|m| &m[..]),
                 mtu,
-                &alias,
-                // Host end plugged into the bridge and up, in the same request.
                 Some(&bridge),
             )
             .await?;
+
+        // 3. Docker hosts drop bridged frames in FORWARD; let this bridge's
+        //    own traffic through (pipework#211). After the veth: its
+        //    temporary name on the bridge tells a concurrent detach or gc
+        //    that a live pipework still needs the rule; on rollback the
+        //    rule goes first unless another attachment uses it.
+        if let Some(note) =
+            firewall::allow_bridge(&cx.host, &bridge, host_link.index, cx.host.dry_run, j)?
+        {
+            notes.push(note);
+        }
+
+        // 4. The host end takes its final name, its record and comes up in
+        //    one request: from now on it forwards on the bridge.
+        cx.record.k = Kind::Bridge;
+        cx.record.hi = Some(host_name.clone());
+        let mut host_rec = cx.record.clone();
+        host_rec.p = None;
+        let id = Ident {
+            ns: host_ns(),
+            index: host_link.index,
+        };
+        let alias = host_rec.alias_for(id, cx.host.dry_run)?;
+        cx.host
+            .rename_alias_up(&host_link, &host_name, &alias)
+            .await?;
+        if !cx.host.dry_run {
+            cx.made = cx.cont.link_by_name(&guest_tmp).await?;
+        }
 
         Ok(HostSide {
             kind: "bridge",
@@ -126,12 +164,11 @@ impl Driver for Bridge {
 
     async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         // Deleting either end removes the pair; prefer the container end
-        // (always reachable through the guest's namespace).
+        // (always reachable through the guest's namespace). The host end
+        // only when it verifies as this attachment's own.
         if let Some(l) = cont.link_by_name(&rec.ifname).await? {
             cont.delete_link(&l).await?;
-        } else if let Some(hi) = &rec.hi
-            && let Some(l) = host.link_by_name(hi).await?
-        {
+        } else if let Some(l) = inventory::host_end(host, rec).await? {
             host.delete_link(&l).await?;
         }
         firewall::release_bridge_if_unused(host, &rec.h).await

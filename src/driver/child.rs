@@ -117,6 +117,12 @@ pub async fn create_in_guest(
             ..Default::default()
         });
     }
+    // Born under a temporary name: the kernel ignores an alias on create,
+    // and a link named `-i` with no record would block the re-run after a
+    // SIGKILL. attach.rs renames and labels it in one request.
+    let mut spec = spec.clone();
+    spec.name = crate::inventory::temp_name();
+    let spec = &spec;
     let msg = spec.message(Some(guest.fd().as_raw_fd()));
     if let Err(e) = host.handle.link().add(msg).execute().await {
         return Err(explain(

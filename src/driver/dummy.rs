@@ -41,11 +41,13 @@ impl Driver for Dummy {
         };
         let link =
             child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, "dummy").await?;
+        let mtu = link.mtu;
+        cx.made = (!cx.host.dry_run).then_some(link);
         Ok(HostSide {
             kind: "dummy",
             host: "dummy".into(),
             host_ifname: None,
-            mtu: link.mtu,
+            mtu,
             notes: vec![],
         })
     }

@@ -188,12 +188,12 @@ pub async fn unroute_guest(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     Ok(())
 }
 
-/// Is this `ls` entry a macvlan guest hanging off `parent`?
-fn on_parent(e: &crate::ls::Entry, parent: &Link) -> bool {
-    e.kind == "macvlan"
-        && match &e.host_interface {
+/// Is this attachment a macvlan guest hanging off `parent`?
+fn on_parent(rec: &crate::record::Record, parent: &Link) -> bool {
+    rec.k == crate::record::Kind::Macvlan
+        && match &rec.hi {
             Some(hi) => hi == &parent.name,
-            None => e.host == parent.name,
+            None => rec.h == parent.name,
         }
 }
 
@@ -315,14 +315,11 @@ async fn build(
         host.add_addr(&shim, net).await?;
     }
     let mut routes = Vec::new();
-    for e in crate::ls::run().await? {
-        if !on_parent(&e, parent) {
+    for (rec, addrs) in crate::inventory::attachments_with_addrs().await {
+        if !on_parent(&rec, parent) {
             continue;
         }
-        for a in &e.addresses {
-            let Ok(n) = a.parse::<IpNetwork>() else {
-                continue;
-            };
+        for n in addrs {
             if matches!(n.ip(), IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
                 continue; // link-local: reachable on the link already
             }

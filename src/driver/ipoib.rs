@@ -128,11 +128,13 @@ impl Driver for Ipoib {
         let link =
             child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name)
                 .await?;
+        let mtu = link.mtu;
+        cx.made = (!cx.host.dry_run).then_some(link);
         Ok(HostSide {
             kind: "ipoib",
             host: parent.name.clone(),
             host_ifname: None,
-            mtu: link.mtu,
+            mtu,
             notes: vec![],
         })
     }

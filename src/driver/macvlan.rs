@@ -8,7 +8,7 @@ use super::{Ctx, Driver, HostSide, vlan};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::netlink::{Journal, Link, Net};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record};
 use crate::request::check_ifname;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, MacVlanMode};
 
@@ -133,19 +133,25 @@ pub async fn attach_child(
         child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name).await?;
     // Only a VLAN's cleanup needs to see this guest before attach.rs
     // writes the record; spare the round trip otherwise.
-    if !cx.host.dry_run && vlan_name.is_some() {
-        early_record(cx, &link, kind).await?;
+    if let Some(k) = Kind::from_name(kind) {
+        cx.record.k = k;
     }
+    if !cx.host.dry_run && vlan_name.is_some() {
+        early_record(cx, &link).await?;
+    }
+    cx.made = (!cx.host.dry_run).then_some(link);
     Ok((parent, vlan_name, mtu))
 }
 
-/// Write the record on the new guest link at once (attach.rs writes it
-/// again with the final kind): a concurrent detach deciding whether our
-/// VLAN is still in use must already see this guest.
-pub async fn early_record(cx: &Ctx<'_>, link: &Link, kind: &str) -> Result<()> {
-    let mut rec = cx.record.clone();
-    rec.k = kind.to_string();
-    cx.cont.set_alias(link, &rec.encode()).await
+/// Write the (pending) record on the new guest link at once (attach.rs
+/// writes it again): a concurrent detach deciding whether our VLAN is
+/// still in use must already see this guest.
+pub async fn early_record(cx: &Ctx<'_>, link: &Link) -> Result<()> {
+    let id = Ident {
+        ns: cx.record.n,
+        index: link.index,
+    };
+    cx.cont.set_alias(link, &cx.record.seal(id)?).await
 }
 
 /// Detach for every child kind: delete the guest link, then the VLAN we

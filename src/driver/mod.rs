@@ -19,7 +19,7 @@ pub mod vlan;
 use crate::error::{Error, Result};
 use crate::guest::Guest;
 use crate::netlink::{Journal, Net};
-use crate::record::Record;
+use crate::record::{Kind, Record};
 use crate::request::{AttachRequest, HostMode};
 
 /// Everything a driver may use while attaching.
@@ -31,8 +31,11 @@ pub struct Ctx<'a> {
     /// Guest namespace.
     pub cont: Net,
     /// The record that will be written on the container link; drivers fill
-    /// in `hi` and `x`.
+    /// in `k`, `hi` and `x`.
     pub record: Record,
+    /// The guest link the driver made, still under its temporary name
+    /// (attach.rs names and labels it). None in a dry run.
+    pub made: Option<crate::netlink::Link>,
 }
 
 /// What the driver built on the host, for output.
@@ -105,23 +108,20 @@ impl AnyDriver {
     }
 
     /// The driver that built a recorded attachment.
-    pub fn for_record(rec: &Record) -> Result<Self> {
-        match rec.k.as_str() {
-            "bridge" => Ok(AnyDriver::Bridge(bridge::Bridge::default())),
+    pub fn for_record(rec: &Record) -> Self {
+        match rec.k {
+            Kind::Bridge => AnyDriver::Bridge(bridge::Bridge::default()),
             // Detach does not depend on the mode.
-            "macvlan" => Ok(AnyDriver::Macvlan(macvlan::Macvlan {
+            Kind::Macvlan => AnyDriver::Macvlan(macvlan::Macvlan {
                 mode: netlink_packet_route::link::MacVlanMode::Bridge,
-            })),
-            "ipvlan" => Ok(AnyDriver::Ipvlan(ipvlan::Ipvlan {
+            }),
+            Kind::Ipvlan => AnyDriver::Ipvlan(ipvlan::Ipvlan {
                 mode: netlink_packet_route::link::IpVlanMode::L2,
-            })),
-            "phys" => Ok(AnyDriver::Phys(phys::Phys)),
-            "dummy" => Ok(AnyDriver::Dummy(dummy::Dummy)),
-            "ipoib" => Ok(AnyDriver::Ipoib(ipoib::Ipoib)),
-            "ovs" => Ok(AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach()))),
-            other => Err(Error::other(format!(
-                "attachment kind {other} is not known to this version"
-            ))),
+            }),
+            Kind::Phys => AnyDriver::Phys(phys::Phys),
+            Kind::Dummy => AnyDriver::Dummy(dummy::Dummy),
+            Kind::Ipoib => AnyDriver::Ipoib(ipoib::Ipoib),
+            Kind::Ovs => AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach())),
         }
     }
 }

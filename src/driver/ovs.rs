@@ -8,9 +8,10 @@
 //! Port/Interface behind (pipework#143).
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
+use crate::inventory::{self, host_ns, temp_name};
 use crate::netlink::{Journal, Link, Net};
 use crate::ovsdb::{self, Connection, datapath, ops};
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record};
 use crate::request::{AttachRequest, check_ifname};
 use rtnetlink::LinkUnspec;
 use std::collections::BTreeMap;
@@ -26,65 +27,7 @@ macro_rules! show {
     }};
 }
 
-/// OVS-only options from the command line.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OvsOptions {
-    /// `--ovsdb`: socket as given (`unix:/path` or a path).
-    pub db: Option<String>,
-    /// `--trunk 10,20-30`.
-    pub trunks: Vec<u16>,
-    /// `--ofport N`.
-    pub ofport: Option<u16>,
-    /// `--ovs-internal`: an OVS internal interface instead of a veth.
-    pub internal: bool,
-}
-
-impl OvsOptions {
-    /// Parse the raw flag values; every error names the bad token.
-    pub fn parse(
-        db: Option<&str>,
-        trunk: Option<&str>,
-        ofport: Option<&str>,
-        internal: bool,
-    ) -> Result<Self> {
-        let trunks = trunk
-            .map(ops::parse_trunks)
-            .transpose()?
-            .unwrap_or_default();
-        let ofport = ofport
-            .map(|s| {
-                let n: i64 = s
-                    .parse()
-                    .map_err(|_| Error::bad(s, "--ofport takes a number 1-65279"))?;
-                ops::check_ofport(n, s)
-            })
-            .transpose()?;
-        if let Some(db) = db {
-            ovsdb::socket_path(Some(db))?;
-        }
-        Ok(OvsOptions {
-            db: db.map(str::to_owned),
-            trunks,
-            ofport,
-            internal,
-        })
-    }
-
-    /// Whether any option only OVS can honour was given.
-    pub fn any(&self) -> bool {
-        !self.trunks.is_empty() || self.ofport.is_some() || self.internal
-    }
-
-    fn flags(&self) -> &'static str {
-        if self.internal {
-            "--ovs-internal"
-        } else if self.ofport.is_some() {
-            "--ofport"
-        } else {
-            "--trunk"
-        }
-    }
-}
+pub use crate::request::OvsOptions;
 
 pub struct Ovs {
     socket: PathBuf,
@@ -432,6 +375,20 @@ impl Driver for Ovs {
         }
         let mut conn = self.conn().await?;
         if let Some(p) = ops::find_port(&mut conn, &name).await? {
+            // Our own row for this very guest and interface, left by a run
+            // killed before it committed (the guest has no such interface,
+            // or attach.rs would not have got here): replace it.
+            let ids = &p.external_ids;
+            let ours = ids.contains_key(ops::MODE_KEY)
+                && ids.get("container_iface") == Some(&cx.req.ifname)
+                && ids.get("pipework.netns") == Some(&cx.record.n.to_string());
+            if ours {
+                if !cx.host.dry_run {
+                    eprintln!("pipework: replacing OVS port {name} left by an unfinished attach");
+                    ops::delete_port(&mut conn, &name).await?;
+                }
+                return Ok(());
+            }
             let whose = match p.bridge {
                 Some(b) => format!("on bridge {b}"),
                 None => "in OVSDB".to_owned(),
@@ -451,6 +408,7 @@ impl Driver for Ovs {
         if cx.host.dry_run {
             return self.dry_run(cx, &name);
         }
+        cx.record.k = Kind::Ovs;
         let mut notes = Vec::new();
         let dp = self.ensure_bridge(cx, j, &mut notes).await?;
         let bridge_mtu = cx
@@ -480,29 +438,39 @@ impl Driver for Ovs {
             x.insert("mode".into(), "internal".into());
             cx.record.x = x;
             self.move_internal(cx, &dev, Some(mtu)).await?;
+            cx.made = cx.cont.link_by_name(&cx.req.ifname).await?;
             notes.push(format!("OVS internal port {name} moved into the guest"));
         } else {
             cx.record.hi = Some(name.clone());
             cx.record.x = x;
-            let alias = cx.record.encode();
+            // Both ends born under temporary names (see inventory.rs); the
+            // host end takes its OVS name and record before the port row
+            // exists, since vswitchd finds the device by that name.
+            let guest_tmp = temp_name();
             let veth = cx
                 .host
                 .create_veth(
                     j,
-                    &name,
-                    &cx.req.ifname,
+                    &temp_name(),
+                    &guest_tmp,
                     &cx.guest.netns,
                     cx.req.mac.as_ref().map(|m| &m[..]),
                     mtu,
-                    &alias,
                     None,
                 )
                 .await?;
+            let mut host_rec = cx.record.clone();
+            host_rec.p = None;
+            let alias = host_rec.seal(Ident {
+                ns: host_ns(),
+                index: veth.index,
+            })?;
+            cx.host.rename_alias_up(&veth, &name, &alias).await?;
             // Waits until vswitchd has the port, so the guest link is only
             // used (addressed, brought up) once the switch forwards for it.
             let spec = self.port_spec(cx, &name, "veth");
             self.add_port(j, &spec).await?;
-            cx.host.set_up(&veth).await?;
+            cx.made = cx.cont.link_by_name(&guest_tmp).await?;
         }
         if dp == datapath::NETDEV && notes.is_empty() {
             notes.push(format!(
@@ -595,7 +563,7 @@ pub async fn detach_gone(
     spec: &str,
     ifname: Option<&str>,
     dry_run: bool,
-) -> Result<Vec<crate::detach::Detached>> {
+) -> Result<Vec<ops::PortRecord>> {
     let socket = ovsdb::socket_path(None)?;
     if !socket.exists() {
         return Ok(vec![]);
@@ -629,25 +597,15 @@ pub async fn detach_gone(
         } else {
             ops::delete_port(&mut conn, &p.name).await?;
         }
-        out.push(crate::detach::Detached {
-            guest: ids
-                .get("pipework.container_name")
-                .cloned()
-                .unwrap_or_else(|| spec.to_owned()),
-            interface: ids.get("container_iface").cloned().unwrap_or_default(),
-            kind: "ovs".into(),
-            host: p.bridge.clone().unwrap_or_default(),
-        });
+        out.push(p);
     }
     Ok(out)
 }
 
-/// For `ls`: ports we attached whose device is gone (the host end of the
-/// veth no longer exists, or vswitchd reports an error or no OpenFlow
-/// port), i.e. the guest died without a detach. They
-/// are listed as kind `ovs-stale` so `pipework detach GUEST` can be run.
-/// Best effort: without a reachable OVSDB there is nothing to add.
-pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
+/// Our ports (pipework external_ids) whose device is gone: the guest died
+/// without a detach, or a killed attach left the row behind. `ls` lists
+/// them as `ovs-stale`, `gc` removes them.
+pub async fn stale_ports() -> Vec<ops::PortRecord> {
     let Ok(socket) = ovsdb::socket_path(None) else {
         return vec![];
     };
@@ -670,28 +628,29 @@ pub async fn stale_ls_entries() -> Vec<crate::ls::Entry> {
                 || p.ofport == Some(-1)
                 || (veth && !Path::new("/sys/class/net").join(&p.name).exists())
         })
-        .map(|p| {
-            let ids = &p.external_ids;
-            let veth = ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
-            crate::ls::Entry {
-                guest: ids
-                    .get("pipework.container_name")
-                    .cloned()
-                    .unwrap_or_default(),
-                container_id: ids
-                    .get("container_id")
-                    .map(|id| id.chars().take(12).collect()),
-                interface: ids.get("container_iface").cloned().unwrap_or_default(),
-                kind: "ovs-stale".into(),
-                host: p.bridge.clone().unwrap_or_default(),
-                host_interface: veth.then(|| p.name.clone()),
-                mac: String::new(),
-                addresses: vec![],
-                up: false,
-                dhcp: None,
-            }
-        })
         .collect()
+}
+
+/// `gc`: remove the rows of stale ports. Returns (port, bridge) of each.
+pub async fn collect_stale(dry_run: bool) -> Result<Vec<(String, String)>> {
+    let stale = stale_ports().await;
+    if stale.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::new();
+    let socket = ovsdb::socket_path(None)?;
+    let mut conn = if dry_run {
+        None
+    } else {
+        Some(Connection::connect(&socket).await?)
+    };
+    for p in stale {
+        if let Some(c) = conn.as_mut() {
+            ops::delete_port(c, &p.name).await?;
+        }
+        out.push((p.name, p.bridge.unwrap_or_default()));
+    }
+    Ok(out)
 }
 
 /// Whether a guest spec (as given to detach) names the guest these
@@ -718,9 +677,7 @@ fn guest_matches(spec: &str, ids: &BTreeMap<String, String>) -> bool {
 async fn delete_leftover(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
     if let Some(l) = cont.link_by_name(&rec.ifname).await? {
         cont.delete_link(&l).await?;
-    } else if let Some(hi) = &rec.hi
-        && let Some(l) = host.link_by_name(hi).await?
-    {
+    } else if let Some(l) = inventory::host_end(host, rec).await? {
         host.delete_link(&l).await?;
     }
     Ok(())

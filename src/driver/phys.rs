@@ -10,9 +10,10 @@
 use super::child;
 use super::{Ctx, Driver, HostSide, vlan};
 use crate::error::{Error, Result};
+use crate::inventory::{self, host_ns};
 use crate::netlink::{Journal, Link, Net};
 use crate::netns::NetNs;
-use crate::record::Record;
+use crate::record::{Ident, Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac, parse_mac};
 use ipnetwork::IpNetwork;
 use rtnetlink::LinkUnspec;
@@ -58,7 +59,7 @@ pub fn fit(record: &mut Record, orig: &mut Original) -> Vec<String> {
         record
             .x
             .insert("o".into(), serde_json::to_value(&*orig).unwrap_or_default());
-        if record.encode().len() <= 255 {
+        if record.sealed_len() <= 255 {
             return dropped;
         }
         if orig.al.take().is_some() {
@@ -95,10 +96,15 @@ async fn check_not_uplink(host: &Net, dev: &Link, token: &str) -> Result<()> {
 
 /// Move `guest_index` (in `cont`) back to the host as `orig`, restoring MTU,
 /// MAC, alias, addresses and state. A VLAN we created is deleted instead.
+///
+/// The move carries `rec` (with our pid) sealed for the host, so a SIGKILL
+/// before the restore finishes leaves a device that `gc` recognises and
+/// finishes restoring.
 pub async fn return_to_host(
     host: &Net,
     cont: &Net,
     guest_index: u32,
+    rec: &Record,
     orig: &Original,
 ) -> Result<()> {
     let here = NetNs::current()?;
@@ -116,10 +122,18 @@ pub async fn return_to_host(
         ));
         return Ok(());
     }
+    let mut moving = rec.clone();
+    moving.p = Some(std::process::id());
+    // The kernel keeps the ifindex across a move when it is free there.
+    let alias = moving.seal(Ident {
+        ns: host_ns(),
+        index: guest_index,
+    })?;
     let msg = LinkUnspec::new_with_index(guest_index)
         .down()
         .setns_by_fd(here.fd().as_raw_fd())
         .name(orig.n.clone())
+        .alias(alias)
         .build();
     if let Err(e) = cont.handle.link().set(msg).execute().await {
         let err = Error::netlink(
@@ -139,9 +153,14 @@ pub async fn return_to_host(
         .link_by_name(&orig.n)
         .await?
         .ok_or_else(|| Error::other(format!("{} did not reappear on the host", orig.n)))?;
-    let mut set = LinkUnspec::new_with_index(back.index)
-        .mtu(orig.m)
-        .alias(orig.al.clone().unwrap_or_default());
+    restore_on_host(host, &back, orig).await
+}
+
+/// The host half of a return: MTU, MAC, alias, state, addresses. Also
+/// what `gc` runs on a device whose return a SIGKILL interrupted, and what
+/// a rollback runs before the device ever left. Idempotent.
+pub async fn restore_on_host(host: &Net, back: &Link, orig: &Original) -> Result<()> {
+    let mut set = LinkUnspec::new_with_index(back.index).mtu(orig.m);
     if let Some(mac) = orig.mac.as_deref().and_then(|m| parse_mac(m).ok()) {
         set = set.address(mac.to_vec());
     }
@@ -152,17 +171,33 @@ pub async fn return_to_host(
         .await
         .map_err(|e| Error::netlink(format!("restoring {}'s MTU and MAC", orig.n), e))?;
     if orig.up {
-        host.set_up(&back).await?;
+        host.set_up(back).await?;
     }
     for a in &orig.a {
         if let Ok(net) = a.parse::<IpNetwork>() {
-            match host.add_addr(&back, net).await {
+            match host.add_addr(back, net).await {
                 Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e),
                 _ => {}
             }
         }
     }
-    Ok(())
+    // Last: the record goes only once everything it describes is back,
+    // so a SIGKILL anywhere above leaves it for gc to finish from.
+    host.set_alias(back, orig.al.as_deref().unwrap_or_default())
+        .await
+}
+
+/// The alias the device had before us: from our own record when a killed
+/// run left one on it (it holds the original), else the alias itself.
+fn previous_alias(dev: &Link) -> Option<String> {
+    match inventory::read(dev, host_ns()) {
+        Seen::Ours(r) => Original::from_record(&r).and_then(|o| o.al),
+        Seen::Forged(_) => None,
+        Seen::Foreign => dev
+            .alias
+            .clone()
+            .filter(|a| !a.is_empty() && a != vlan::CREATED_ALIAS),
+    }
 }
 
 impl Driver for Phys {
@@ -230,11 +265,14 @@ impl Driver for Phys {
                 .filter(|a| !is_link_local(&a.net))
                 .map(|a| a.net.to_string())
                 .collect(),
-            al: dev.alias.clone().filter(|a| {
-                !a.is_empty() && Record::decode(a).is_none() && a != vlan::CREATED_ALIAS
-            }),
+            al: previous_alias(&dev),
             vc: vlan_created,
         };
+        // The device's own name rather than a `mac:` spec: shorter (the
+        // alias holds 255 bytes), and what `ls` should show as host side.
+        if req.host.starts_with("mac:") {
+            cx.record.h = dev.name.clone();
+        }
         let mut notes = vec![format!(
             "moved {} into the guest as {}",
             dev.name, req.ifname
@@ -245,6 +283,7 @@ impl Driver for Phys {
             ));
         }
 
+        cx.record.k = Kind::Phys;
         // One request: leave the host and take the new name in the guest,
         // so the name can never clash with a host interface mid-way.
         if cx.host.dry_run {
@@ -255,10 +294,32 @@ impl Driver for Phys {
                 req.ifname
             ));
         } else {
+            // First the record, on the host: from here a SIGKILL leaves a
+            // device that says how it looked (gc puts the alias back).
+            let on_host = cx.record.seal(Ident {
+                ns: host_ns(),
+                index: dev.index,
+            })?;
+            cx.host.set_alias(&dev, &on_host).await?;
+            let (h, d, o) = (cx.host.clone(), dev.clone(), orig.clone());
+            j.record(format!("{}'s alias", dev.name), async move {
+                match h.link_by_index(d.index).await? {
+                    Some(l) if l.name == o.n => restore_on_host(&h, &l, &o).await,
+                    _ => Ok(()),
+                }
+            });
+            // The move carries the record sealed for the guest: the kernel
+            // keeps the ifindex when it is free there (attach.rs seals it
+            // again with the final index either way).
+            let in_guest = cx.record.seal(Ident {
+                ns: cx.record.n,
+                index: dev.index,
+            })?;
             let msg = LinkUnspec::new_with_index(dev.index)
                 .down()
                 .setns_by_fd(cx.guest.netns.fd().as_raw_fd())
                 .name(req.ifname.clone())
+                .alias(in_guest)
                 .build();
             cx.host
                 .handle
@@ -282,10 +343,17 @@ impl Driver for Phys {
                 cx.cont.link_by_name(&req.ifname).await?.ok_or_else(|| {
                     Error::other(format!("{} did not arrive in the guest", dev.name))
                 })?;
-            let (h, c, o, idx) = (cx.host.clone(), cx.cont.clone(), orig.clone(), moved.index);
+            let (h, c, r, o, idx) = (
+                cx.host.clone(),
+                cx.cont.clone(),
+                cx.record.clone(),
+                orig.clone(),
+                moved.index,
+            );
             j.record(format!("{} back to the host", dev.name), async move {
-                return_to_host(&h, &c, idx, &o).await
+                return_to_host(&h, &c, idx, &r, &o).await
             });
+            cx.made = Some(moved.clone());
             let mut set = LinkUnspec::new_with_index(moved.index);
             let mut change = false;
             if let Some(m) = req.mtu {
@@ -330,7 +398,7 @@ impl Driver for Phys {
             ))
         })?;
         match cont.link_by_name(&rec.ifname).await? {
-            Some(l) => return_to_host(host, cont, l.index, &orig).await,
+            Some(l) => return_to_host(host, cont, l.index, rec, &orig).await,
             // Already back (a previous detach): nothing to do.
             None => Ok(()),
         }
@@ -368,13 +436,15 @@ mod tests {
 
     fn rec() -> Record {
         Record {
-            k: "phys".into(),
+            k: Kind::Phys,
             h: "eth1".into(),
             hi: None,
             g: "web1".into(),
             id: Some("0123456789ab".into()),
             ifname: "eth1".into(),
-            x: Default::default(),
+            n: 4026531840,
+            p: Some(4194304),
+            ..Default::default()
         }
     }
 
@@ -391,7 +461,9 @@ mod tests {
             vc: false,
         };
         assert!(fit(&mut r, &mut o).is_empty());
-        let back = Record::decode(&r.encode()).and_then(|r| Original::from_record(&r));
+        let back = serde_json::from_str::<Record>(&r.encode()["pipework ".len()..])
+            .ok()
+            .and_then(|r| Original::from_record(&r));
         assert_eq!(back, Some(o));
     }
 
@@ -409,7 +481,7 @@ mod tests {
             ..Default::default()
         };
         let dropped = fit(&mut r, &mut o);
-        assert!(r.encode().len() <= 255);
+        assert!(r.sealed_len() <= 255);
         assert_eq!(dropped[0], "its previous alias");
         assert!(dropped.len() > 1);
         assert!(!o.a.is_empty());

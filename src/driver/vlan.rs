@@ -200,11 +200,8 @@ pub async fn release_if_unused(host: &Net, name: &str) -> Result<()> {
     if l.kind.as_deref() != Some("vlan") || l.alias.as_deref() != Some(CREATED_ALIAS) {
         return Ok(());
     }
-    let users = crate::ls::run().await?;
-    if users
-        .iter()
-        .any(|e| e.host_interface.as_deref() == Some(name))
-    {
+    let users = crate::inventory::attachments_everywhere().await;
+    if users.iter().any(|f| f.rec.hi.as_deref() == Some(name)) {
         return Ok(());
     }
     host.delete_link(&l).await

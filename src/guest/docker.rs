@@ -68,7 +68,7 @@ fn valid_ref(s: &str) -> bool {
 
 pub fn resolve(spec: &str) -> Result<Guest> {
     let unknown = || {
-        Error::bad(
+        Error::gone(
             spec,
             "no such container, pid or namespace (give a container name or id, pid:N, netns:NAME or /proc/PID/ns/net)",
         )
@@ -110,7 +110,7 @@ pub fn resolve(spec: &str) -> Result<Guest> {
         .map_err(|e| Error::other(format!("container engine reply for {spec}: {e}")))?;
     let name = info.name.trim_start_matches('/').to_string();
     if !info.state.running || info.state.pid == 0 {
-        return Err(Error::bad(
+        return Err(Error::gone(
             spec,
             format!(
                 "container {name} is not running (status {}): start it first",

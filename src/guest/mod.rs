@@ -5,6 +5,7 @@
 //! `pid:N` or a bare number that is a live pid, then a Docker (or Podman)
 //! container name or id prefix through the Engine API.
 pub mod docker;
+pub mod fs;
 
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
@@ -48,6 +49,9 @@ pub fn resolve(spec: &str) -> Result<Guest> {
         ));
     }
     if spec.starts_with('/') {
+        if !Path::new(spec).exists() {
+            return Err(Error::gone(spec, "no such namespace file"));
+        }
         let netns = NetNs::open(Path::new(spec))?;
         let pid = pid_from_proc_path(spec);
         return Ok(Guest {
@@ -81,7 +85,7 @@ fn named_netns(spec: &str, name: &str) -> Result<Guest> {
     }
     let path = netns_dir().join(name);
     if !path.exists() {
-        return Err(Error::bad(
+        return Err(Error::gone(
             spec,
             format!(
                 "no such network namespace {} (create it with `ip netns add {name}`)",
@@ -101,7 +105,7 @@ fn named_netns(spec: &str, name: &str) -> Result<Guest> {
 fn from_pid(spec: &str, pid: u32) -> Result<Guest> {
     let path = format!("/proc/{pid}/ns/net");
     let netns = NetNs::open(Path::new(&path))
-        .map_err(|_| Error::bad(spec, format!("no running process {pid}")))?;
+        .map_err(|_| Error::gone(spec, format!("no running process {pid}")))?;
     Ok(Guest {
         netns,
         name: pid.to_string(),

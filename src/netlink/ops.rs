@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::netlink::Journal;
 use crate::netns::NetNs;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnetwork::IpNetwork;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
@@ -39,6 +39,11 @@ pub struct Link {
     pub up: bool,
     /// ARPHRD type (1 = Ethernet, 32 = InfiniBand).
     pub link_type: u16,
+    /// `IFLA_LINK_NETNSID`: the namespace (as this one numbers it) where
+    /// the parent or veth peer lives, when that is another namespace.
+    pub netnsid: Option<i32>,
+    /// `IFLA_PERM_ADDRESS`: the hardware's own MAC; virtual devices have none.
+    pub perm: Option<Vec<u8>>,
 }
 
 impl Link {
@@ -57,6 +62,10 @@ impl Link {
                 LinkAttribute::IfAlias(a) => l.alias = Some(a.clone()),
                 LinkAttribute::Controller(c) => l.controller = Some(*c),
                 LinkAttribute::Link(p) => l.link = Some(*p),
+                LinkAttribute::LinkNetNsId(n) => l.netnsid = Some(*n),
+                LinkAttribute::PermAddress(a) if a.iter().any(|b| *b != 0) => {
+                    l.perm = Some(a.clone())
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {
@@ -110,14 +119,6 @@ fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
         RA::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
-}
-
-/// Locally administered unicast MAC derived from a name (stable across
-/// re-creation of the same bridge).
-pub fn stable_mac(name: &str) -> [u8; 6] {
-    let mut m = crate::request::mac_from_seed(&format!("pipework-bridge:{name}"));
-    m[0] = 0x02;
-    m
 }
 
 fn mac_str(mac: &[u8]) -> String {
@@ -252,6 +253,7 @@ impl Net {
         j: &mut Journal,
         name: &str,
         mtu: Option<u32>,
+        mac: [u8; 6],
     ) -> Result<bool> {
         if self.dry_run {
             match mtu {
@@ -264,9 +266,7 @@ impl Net {
         // A fixed MAC: otherwise the kernel gives the bridge the lowest
         // port MAC and changes it as containers come and go (and resets it
         // to zero when the last one leaves), which breaks neighbours' caches.
-        let mut b = LinkBridge::new(name)
-            .up()
-            .address(stable_mac(name).to_vec());
+        let mut b = LinkBridge::new(name).up().address(mac.to_vec());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
@@ -298,7 +298,11 @@ impl Net {
     }
 
     /// Create a veth pair whose peer is born directly inside `peer_ns`, so
-    /// the container end never appears on the host. Both ends get `mtu`.
+    /// the container end never appears on the host. Both ends get `mtu`
+    /// and are born down; the host end is returned. Callers pass temporary
+    /// names (`inventory::temp_name`): the kernel ignores IFLA_IFALIAS on
+    /// create, so until the link is renamed and labelled only its name says
+    /// whose it is.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_veth(
         &self,
@@ -308,7 +312,6 @@ impl Net {
         peer_ns: &NetNs,
         peer_mac: Option<&[u8]>,
         mtu: u32,
-        alias: &str,
         master: Option<&Link>,
     ) -> Result<Link> {
         if self.dry_run {
@@ -316,13 +319,12 @@ impl Net {
                 .map(|m| format!(" address {}", mac_str(m)))
                 .unwrap_or_default();
             let master_s = master
-                .map(|b| format!(" master {} up", b.name))
+                .map(|b| format!(" master {}", b.name))
                 .unwrap_or_default();
             self.show(format_args!(
                 "link add {host_name} mtu {mtu}{master_s} type veth peer name {peer_name} mtu {mtu}{mac} netns {}",
                 peer_ns.path.display()
             ));
-            self.show(format_args!("link set {host_name} alias '{alias}'"));
             return Ok(Link {
                 name: host_name.into(),
                 mtu,
@@ -339,8 +341,8 @@ impl Net {
             .name(host_name.to_string())
             .mtu(mtu);
         if let Some(b) = master {
-            // Enslaved and up in the same request: two round trips fewer.
-            msg = msg.controller(b.index).up();
+            // Enslaved in the same request: one round trip fewer.
+            msg = msg.controller(b.index);
         }
         let msg = msg
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
@@ -357,8 +359,6 @@ impl Net {
             .ok_or_else(|| Error::other(format!("veth {host_name} vanished after creation")))?;
         // Deleting one end of a veth deletes the pair.
         self.journal_del(j, format!("veth {host_name}"), link.index);
-        // The kernel ignores IFLA_IFALIAS on create: label it afterwards.
-        self.set_alias(&link, alias).await?;
         Ok(link)
     }
 
@@ -448,6 +448,78 @@ impl Net {
         self.set_link(
             msg,
             format_args!("link set {} alias '{alias}' up", link.name),
+            what,
+        )
+        .await
+    }
+
+    /// Name, label and bring up a link in one request: the commit step for
+    /// a link born under a temporary name (the kernel renames before it
+    /// applies the alias and the flags, and a down link may be renamed).
+    pub async fn rename_alias_up(&self, link: &Link, name: &str, alias: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .name(name.to_string())
+            .alias(alias)
+            .up()
+            .build();
+        let what = format!("naming {} {name}", link.name);
+        let rename = if link.name == name {
+            String::new()
+        } else {
+            format!(" name {name}")
+        };
+        self.set_link(
+            msg,
+            format_args!("link set {}{rename} alias '{alias}' up", link.name),
+            what,
+        )
+        .await
+    }
+
+    /// The id this namespace gives `other` (RTM_GETNSID), to tell whether a
+    /// link's parent or peer (`Link::netnsid`) lives there. None when it
+    /// has given it no id, which means no link here points into it.
+    pub async fn nsid_of(&self, other: &NetNs) -> Result<Option<i32>> {
+        use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+        use netlink_packet_route::RouteNetlinkMessage;
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        let mut m = NsidMessage::default();
+        m.attributes
+            .push(NsidAttribute::Fd(other.fd().as_raw_fd() as u32));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(m));
+        req.header.flags = NLM_F_REQUEST;
+        let mut resp = self
+            .handle
+            .clone()
+            .request(req)
+            .map_err(|e| Error::netlink("asking for a namespace id", e))?;
+        while let Some(msg) = resp.next().await {
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                    return Ok(m.attributes.iter().find_map(|a| match a {
+                        NsidAttribute::Id(i) if *i >= 0 => Some(*i),
+                        _ => None,
+                    }));
+                }
+                NetlinkPayload::Error(e) => {
+                    return Err(Error::other(format!("asking for a namespace id: {e}")));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rename a (down) link.
+    pub async fn rename(&self, link: &Link, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .down()
+            .name(name.to_string())
+            .build();
+        let what = format!("renaming {} to {name}", link.name);
+        self.set_link(
+            msg,
+            format_args!("link set {} name {name}", link.name),
             what,
         )
         .await

@@ -277,7 +277,7 @@ pub fn host_state() -> String {
     s.push_str(&String::from_utf8_lossy(
         &sh("iptables", &["-S", "-t", "nat"]).stdout,
     ));
-    let foreign = ["pwa", "pwo", "pwd", "pwc", "pwp", "docker0"];
+    let foreign = ["pwa", "pwo", "pwd", "pwc", "pwp", "pwg", "docker0"];
     s.lines()
         .filter(|l| !foreign.iter().any(|f| l.contains(f)) || l.contains("pwt"))
         .map(normalise)

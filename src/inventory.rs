@@ -1,0 +1,282 @@
+//! The one place that finds our objects and decides which to believe.
+//!
+//! `ls`, `detach`, `gc`, rollback and the drivers ask this module; they never
+//! read an alias themselves. What it trusts:
+//! - a record whose tag verifies for the link it sits on (`record.rs`);
+//! - a host link under a temporary name (`pw.<pid>.<n>`): only root on the
+//!   host can name host links, and the name carries the pid of the pipework
+//!   building it, so an unfinished link is recognisable after a SIGKILL;
+//! - a guest link under a temporary name only when its parent or peer lives
+//!   in the host namespace (`IFLA_LINK_NETNSID`), which a guest cannot fake.
+//!
+//! Everything else a guest can write is reported as ignored.
+use crate::error::Result;
+use crate::guest::netns_dir;
+use crate::netlink::{Link, Net};
+use crate::netns::NetNs;
+use crate::record::{Ident, Record, Seen};
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Names that only pipework gives, and only while building.
+pub const TEMP_PREFIX: &str = "pw.";
+
+/// A fresh temporary link name owned by this process: `pw.<pid>.<n>` in
+/// hex, at most 15 bytes for any pid the kernel hands out (≤ 2^22).
+pub fn temp_name() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed) & 0xfff;
+    format!("{TEMP_PREFIX}{:x}.{n:x}", std::process::id())
+}
+
+/// The pid that owns a temporary name, if `name` is one.
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?;
+    let (pid, n) = rest.split_once('.')?;
+    u32::from_str_radix(n, 16).ok()?;
+    u32::from_str_radix(pid, 16).ok().filter(|p| *p > 0)
+}
+
+/// Whether the pipework with this pid may still be working. A pid reused
+/// by another process only makes us wait for a later run: never unsafe.
+pub fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Inode of the host's (our own) network namespace.
+pub fn host_ns() -> u64 {
+    static INO: OnceLock<u64> = OnceLock::new();
+    *INO.get_or_init(|| {
+        std::fs::metadata("/proc/self/ns/net")
+            .map(|m| m.ino())
+            .unwrap_or(0)
+    })
+}
+
+/// A verified record and the link it sits on.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub link: Link,
+    pub rec: Record,
+}
+
+impl Found {
+    /// The dead pipework that left this attachment unfinished, if any.
+    pub fn abandoned_by(&self) -> Option<u32> {
+        self.rec.p.filter(|p| !alive(*p))
+    }
+    /// The live pipework still building it, if any.
+    pub fn building(&self) -> Option<u32> {
+        self.rec.p.filter(|p| alive(*p))
+    }
+}
+
+/// A record-looking alias that did not verify.
+#[derive(Debug, Clone)]
+pub struct Ignored {
+    pub ns: String,
+    pub link: String,
+    pub why: &'static str,
+}
+
+/// Everything about one namespace's links that the callers need.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub ns: u64,
+    pub links: Vec<Link>,
+    pub ours: Vec<Found>,
+    pub ignored: Vec<Ignored>,
+}
+
+impl Scan {
+    /// Container-side records: those written for a guest in this very
+    /// namespace (a veth's host end carries its guest's record too).
+    pub fn attachments(&self) -> impl Iterator<Item = &Found> {
+        self.ours.iter().filter(|f| f.rec.n == self.ns)
+    }
+}
+
+/// Verify the alias on one link of namespace `ns`.
+pub fn read(link: &Link, ns: u64) -> Seen {
+    Record::read(
+        link.alias.as_deref(),
+        Ident {
+            ns,
+            index: link.index,
+        },
+    )
+}
+
+/// One dump of `net`'s links, sorted into ours and ignored.
+pub async fn scan(net: &Net, ns: u64, label: &str) -> Result<Scan> {
+    let links = net.links().await?;
+    let mut s = Scan {
+        ns,
+        ..Default::default()
+    };
+    for l in &links {
+        match read(l, ns) {
+            Seen::Foreign => {}
+            Seen::Ours(rec) => s.ours.push(Found {
+                link: l.clone(),
+                rec,
+            }),
+            Seen::Forged(why) => s.ignored.push(Ignored {
+                ns: label.to_string(),
+                link: l.name.clone(),
+                why,
+            }),
+        }
+    }
+    s.links = links;
+    Ok(s)
+}
+
+/// Tell the operator what we refused to act on. Names come from the guest:
+/// they are escaped, so no escape sequence reaches the terminal.
+pub fn warn_ignored(ignored: &[Ignored]) {
+    use crate::untrusted::display;
+    for i in ignored {
+        eprintln!(
+            "pipework: ignored {} in {}: {}",
+            display(&i.link),
+            display(&i.ns),
+            i.why
+        );
+    }
+}
+
+/// The host end of a veth whose guest side carries `rec`, if it really is
+/// that: our verified record, for the same guest namespace and interface.
+pub async fn host_end(host: &Net, rec: &Record) -> Result<Option<Link>> {
+    let Some(hi) = &rec.hi else { return Ok(None) };
+    let Some(l) = host.link_by_name(hi).await? else {
+        return Ok(None);
+    };
+    Ok(match read(&l, host_ns()) {
+        Seen::Ours(r) if r.n == rec.n && r.ifname == rec.ifname => Some(l),
+        _ => None,
+    })
+}
+
+/// Our verified records on the ports of `bridge`, in the host namespace.
+pub fn ports_of(links: &[Link], bridge: u32) -> usize {
+    links
+        .iter()
+        .filter(|l| l.controller == Some(bridge))
+        .filter(|l| matches!(read(l, host_ns()), Seen::Ours(_)))
+        .count()
+}
+
+/// A guest link under a temporary name that pipework pid `owner` (dead)
+/// created from the host: its parent or peer is in the host namespace.
+pub async fn abandoned_guest_temp(cont: &Net, link: &Link, host: &NetNs) -> Result<Option<u32>> {
+    let Some(owner) = temp_owner(&link.name).filter(|p| !alive(*p)) else {
+        return Ok(None);
+    };
+    let Some(id) = link.netnsid else {
+        return Ok(None);
+    };
+    Ok((cont.nsid_of(host).await? == Some(id)).then_some(owner))
+}
+
+/// A network namespace found on this host.
+pub struct Namespace {
+    pub ns: NetNs,
+    pub ino: u64,
+    /// How to name it to the operator (a path).
+    pub label: String,
+}
+
+/// Candidate namespace files: named ones first, then every process's.
+fn namespace_paths() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(netns_dir()) {
+        v.extend(rd.flatten().map(|e| e.path()));
+    }
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                v.push(e.path().join("ns/net"));
+            }
+        }
+    }
+    v
+}
+
+/// Every network namespace we can open, each once, the host's first.
+pub fn namespaces() -> Vec<Namespace> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let host = PathBuf::from("/proc/self/ns/net");
+    for path in std::iter::once(host).chain(namespace_paths()) {
+        let Ok(ns) = NetNs::open(&path) else { continue };
+        let Ok(ino) = ns.inode() else { continue };
+        if !seen.insert(ino) {
+            continue;
+        }
+        let label = if out.is_empty() {
+            "host".to_string()
+        } else {
+            path.display().to_string()
+        };
+        out.push(Namespace { label, ns, ino });
+    }
+    out
+}
+
+/// Every verified attachment on this host, from its container side (the
+/// question "does anything still use X?" asked by VLAN and shim cleanup).
+pub async fn attachments_everywhere() -> Vec<Found> {
+    let mut out = Vec::new();
+    for ns in namespaces() {
+        let Ok(net) = Net::new(Some(&ns.ns), false) else {
+            continue;
+        };
+        if let Ok(scan) = scan(&net, ns.ino, &ns.label).await {
+            out.extend(scan.attachments().cloned());
+        }
+    }
+    out
+}
+
+/// The same, with each guest link's addresses (for the host shim's routes).
+pub async fn attachments_with_addrs() -> Vec<(Record, Vec<ipnetwork::IpNetwork>)> {
+    let mut out = Vec::new();
+    for ns in namespaces() {
+        let Ok(net) = Net::new(Some(&ns.ns), false) else {
+            continue;
+        };
+        let Ok(scan) = scan(&net, ns.ino, &ns.label).await else {
+            continue;
+        };
+        for f in scan.attachments() {
+            let addrs = net.addrs(f.link.index).await.unwrap_or_default();
+            out.push((f.rec.clone(), addrs.into_iter().map(|a| a.net).collect()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_fit_and_name_their_owner() {
+        let n = temp_name();
+        assert!(n.len() <= 15, "{n}");
+        assert_eq!(temp_owner(&n), Some(std::process::id()));
+        assert_eq!(temp_owner("pw.3fffff.fff"), Some(0x3fffff));
+        for not in ["eth0", "pw.", "pw.xyz.1", "pw.12", "pwt12.1", "pw.0.1"] {
+            assert_eq!(temp_owner(not), None, "{not}");
+        }
+    }
+}
