@@ -87,6 +87,9 @@ struct Rig {
     /// Host and guest snapshots before the attach and when it finished.
     pre: (String, String),
     fin: (String, String),
+    /// Host link names before the attach and when it finished.
+    pre_links: Vec<String>,
+    fin_links: Vec<String>,
 }
 
 impl Rig {
@@ -116,6 +119,8 @@ impl Rig {
             tag,
             pre: Default::default(),
             fin: Default::default(),
+            pre_links: vec![],
+            fin_links: vec![],
         };
         r.build();
         r
@@ -195,10 +200,12 @@ impl Rig {
             assert!(o.status.success(), "detach: {}", stderr(&o));
         }
         self.pre = self.state();
+        self.pre_links = self.host_links();
         // The reference: a clean attach, and back.
         let o = self.pw(&self.attach_args());
         assert!(o.status.success(), "clean attach: {}", stderr(&o));
         self.fin = self.state();
+        self.fin_links = self.host_links();
         let o = self.pw(&self.detach_args());
         assert!(o.status.success(), "clean detach: {}", stderr(&o));
         self.settle();
@@ -306,6 +313,22 @@ impl Rig {
         )
     }
 
+    /// Names of the host links of this test: all of our host namespace,
+    /// or on the real host those whose line names our tag (our bridge,
+    /// guest or record).
+    fn host_links(&self) -> Vec<String> {
+        text(&run_in(
+            self.host_ns.as_deref(),
+            "ip",
+            &["-o", "link", "show"],
+        ))
+        .lines()
+        .filter(|l| self.host_ns.is_some() || l.contains(&self.tag))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+    }
+
     fn trace_path(&self) -> String {
         format!("/tmp/{}.strace", self.tag)
     }
@@ -365,6 +388,8 @@ fn netns_add(name: &str) {
 struct Report {
     problems: Vec<String>,
     runs: u32,
+    /// Kills that left a half-built `pw.*` link (shows the windows are hit).
+    left_temp: u32,
 }
 
 impl Report {
@@ -377,8 +402,9 @@ impl Report {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "{name}: {} killed runs in {secs:.1} s",
-            self.runs
+            "{name}: {} killed runs in {secs:.1} s, {} left a pw.* link for gc",
+            self.runs,
+            self.left_temp
         );
         if self.problems.is_empty() {
             return;
@@ -437,6 +463,21 @@ fn attach_phase(rig: &mut Rig, rep: &mut Report) {
             rep.runs += 1;
             if let Some(e) = esc_in(&o) {
                 rep.add(format!("{at}: {e}"));
+            }
+            // Half-built host links carry a temporary `pw.` name.
+            let links = rig.host_links();
+            if links.iter().any(|l| l.starts_with("pw.")) {
+                rep.left_temp += 1;
+            }
+            for l in links {
+                if !l.starts_with("pw.")
+                    && !rig.pre_links.contains(&l)
+                    && !rig.fin_links.contains(&l)
+                {
+                    rep.add(format!(
+                        "{at}: host link {l} is neither finished nor named pw.*"
+                    ));
+                }
             }
             let mut bad = false;
             let again = rig.pw(&args);
