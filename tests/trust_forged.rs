@@ -215,7 +215,7 @@ impl Row {
     }
 
     fn host(&self) -> String {
-        snapshot(None, &self.tag, false)
+        snapshot(None, &self.tag, false, true)
     }
 
     fn guest(&self) -> String {
@@ -684,11 +684,15 @@ fn forged_h_naming_another_bridge_and_a_path() {
             let ns = r.j.netns(&format!("{}n", r.tag));
             pipework_ok(&[&obr, "-l", &format!("{}o", r.tag), &ns, "10.93.5.2/24"]);
             let comment = format!("pipework:{obr}");
-            let rules = if ok("iptables", &["-w", "-S"]).contains(&comment) {
-                vec![comment]
-            } else {
-                vec![]
-            };
+            // With dockerd's FORWARD DROP the genuine attach added the rule
+            // this row is about; without it there is no rule to protect.
+            let drop_policy = ok("iptables", &["-w", "-S", "FORWARD"]).contains("-P FORWARD DROP");
+            let has_rule = ok("iptables", &["-w", "-S"]).contains(&comment);
+            assert!(
+                has_rule || !drop_policy,
+                "setup: FORWARD drops but no {comment} rule after the genuine attach"
+            );
+            let rules = if has_rule { vec![comment] } else { vec![] };
             // A host file the firewall marker path could be steered to.
             let file = format!("/tmp/{}victim", r.tag);
             std::fs::write(&file, "pwf victim\n").expect("write victim file");
