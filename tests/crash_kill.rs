@@ -402,7 +402,7 @@ impl Report {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "{name}: {} killed runs in {secs:.1} s, {} left a pw.* link for gc",
+            "{name}: {} killed runs in {secs:.1} s; a pw.* link was there after {} of them",
             self.runs,
             self.left_temp
         );
@@ -637,6 +637,7 @@ fn random_kills(kind: Kind, n: u8, name: &str) {
     let attach = rig.attach_args();
     let detach = rig.detach_args();
     let mut completed = 0;
+    let mut left_temp = 0;
     for _ in 0..200 {
         // Mostly attaches (each finds the previous one's debris), some
         // detaches, so both are cut at every stage.
@@ -658,9 +659,13 @@ fn random_kills(kind: Kind, n: u8, name: &str) {
         if st.signal().is_none() {
             completed += 1;
         }
+        if rig.host_links().iter().any(|l| l.starts_with("pw.")) {
+            left_temp += 1;
+        }
     }
     let mut rep = Report {
         runs: 200,
+        left_temp,
         ..Default::default()
     };
     let gc = rig.gc();
