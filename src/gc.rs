@@ -134,7 +134,16 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             "its device is gone (guest exited without a detach, or a killed attach)".into(),
         );
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     for (st, _) in keeper::list() {
+        // A keeper being started: its state is written (pid 0) before the
+        // process exists. Give it a minute before calling it dead.
+        if st.pid == 0 && now_ms.saturating_sub(st.acquired_ms) < 60_000 {
+            continue;
+        }
         let why = if !keeper::keeper_alive(st.pid) {
             "the keeper process is gone"
         } else if !live.contains(&st.ns_inode) {

@@ -3,48 +3,22 @@
 //! added and restores what we changed.
 use super::lease::{Lease, StaticRoute};
 use crate::error::{Error, Result};
-use crate::netlink::Journal;
+use crate::netlink::{Journal, Link, Net, Route4};
 use crate::netns::NetNs;
-use futures::TryStreamExt;
-use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::route::{RouteProtocol, RouteScope};
-use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec, RouteMessageBuilder};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
-const EEXIST: i32 = libc::EEXIST;
-
-async fn index_and_mtu(h: &Handle, ifname: &str) -> Result<(u32, u32)> {
-    let msg = h
-        .link()
-        .get()
-        .match_name(ifname.to_string())
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| Error::netlink(format!("dhcp: cannot look up {ifname}"), e))?
-        .ok_or_else(|| Error::NotFound(format!("{ifname}: no such interface")))?;
-    let mtu = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Mtu(m) => Some(*m),
-            _ => None,
-        })
-        .unwrap_or(1500);
-    Ok((msg.header.index, mtu))
+async fn lookup(net: &Net, ifname: &str) -> Result<Link> {
+    net.link_by_name(ifname)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("{ifname}: no such interface")))
 }
 
-fn route_msg(index: u32, r: &StaticRoute) -> netlink_packet_route::route::RouteMessage {
-    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(r.dest, r.prefix)
-        .output_interface(index)
-        .protocol(RouteProtocol::Dhcp);
-    if r.gateway.is_unspecified() {
-        b = b.scope(RouteScope::Link);
-    } else {
-        b = b.gateway(r.gateway);
+fn route4(r: &StaticRoute) -> Route4 {
+    Route4 {
+        dest: r.dest,
+        prefix: r.prefix,
+        via: Some(r.gateway).filter(|g| !g.is_unspecified()),
     }
-    b.build()
 }
 
 fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
@@ -58,48 +32,19 @@ fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
 
 /// Configure `ifname` in `ns` from `lease`, recording undo steps.
 pub async fn apply(ns: &NetNs, ifname: &str, lease: &Lease, journal: &mut Journal) -> Result<()> {
-    let h = crate::netlink::connect(Some(ns))?;
-    let (index, old_mtu) = index_and_mtu(&h, ifname).await?;
+    let net = Net::new(Some(ns), false)?;
+    let link = lookup(&net, ifname).await?;
 
-    if let Some(mtu) = lease.mtu.map(u32::from).filter(|m| *m != old_mtu) {
-        h.link()
-            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("dhcp: cannot set MTU {mtu} on {ifname}"), e))?;
-        let hu = h.clone();
-        journal.record(format!("MTU {mtu} on {ifname}"), async move {
-            hu.link()
-                .set(LinkUnspec::new_with_index(index).mtu(old_mtu).build())
-                .execute()
-                .await
-                .map_err(|e| Error::netlink("restore MTU", e))
-        });
+    if let Some(mtu) = lease.mtu {
+        // The old MTU comes back on rollback.
+        net.set_mtu(journal, &link, u32::from(mtu)).await?;
     }
 
     let addr = lease.address;
     let prefix = lease.prefix;
-    match h
-        .address()
-        .add(index, IpAddr::V4(addr), prefix)
-        .execute()
-        .await
-    {
-        Ok(()) => {
-            let hu = h.clone();
-            journal.record(format!("address {addr}/{prefix} on {ifname}"), async move {
-                del_address(&hu, index, addr, prefix).await
-            });
-        }
-        // Already there (a re-apply, or the operator put it there): not ours to undo.
-        Err(e) if netlink_errno(&e) == Some(EEXIST) => {}
-        Err(e) => {
-            return Err(Error::netlink(
-                format!("dhcp: cannot add {addr}/{prefix} to {ifname}"),
-                e,
-            ));
-        }
-    }
+    // Already there (a re-apply, or the operator put it there): not ours
+    // to undo, so `add_addr4` journals nothing.
+    net.add_addr4(journal, &link, addr, prefix).await?;
 
     for r in lease.effective_routes() {
         // A gateway outside our subnet needs an on-link host route first
@@ -114,42 +59,14 @@ pub async fn apply(ns: &NetNs, ifname: &str, lease: &Lease, journal: &mut Journa
         }
         todo.push(r);
         for r in todo {
-            let msg = route_msg(index, &r);
-            match h.route().add(msg.clone()).execute().await {
-                Ok(()) => {
-                    let hu = h.clone();
-                    journal.record(
-                        format!(
-                            "route {}/{} via {} on {ifname}",
-                            r.dest, r.prefix, r.gateway
-                        ),
-                        async move {
-                            hu.route()
-                                .del(msg)
-                                .execute()
-                                .await
-                                .map_err(|e| Error::netlink("delete route", e))
-                        },
-                    );
-                }
-                // Another interface already owns this route (typically the
-                // container's own default route): keep it, like the
-                // original's udhcpc script did, and say so.
-                Err(e) if netlink_errno(&e) == Some(EEXIST) => {
-                    eprintln!(
-                        "pipework: dhcp: route {}/{} already exists in the container; keeping the existing one",
-                        r.dest, r.prefix
-                    );
-                }
-                Err(e) => {
-                    return Err(Error::netlink(
-                        format!(
-                            "dhcp: cannot add route {}/{} via {}",
-                            r.dest, r.prefix, r.gateway
-                        ),
-                        e,
-                    ));
-                }
+            // Another interface already owns this route (typically the
+            // container's own default route): keep it, like the
+            // original's udhcpc script did, and say so.
+            if !net.add_dhcp_route(journal, &link, route4(&r)).await? {
+                eprintln!(
+                    "pipework: dhcp: route {}/{} already exists in the container; keeping the existing one",
+                    r.dest, r.prefix
+                );
             }
         }
     }
@@ -159,34 +76,12 @@ pub async fn apply(ns: &NetNs, ifname: &str, lease: &Lease, journal: &mut Journa
 /// Remove a lease's address (the kernel drops routes that depended on
 /// it). Missing objects are not an error: the point is that they are gone.
 pub async fn deconfigure(ns: &NetNs, ifname: &str, lease: &Lease) -> Result<()> {
-    let h = crate::netlink::connect(Some(ns))?;
-    let (index, _) = index_and_mtu(&h, ifname).await?;
+    let net = Net::new(Some(ns), false)?;
+    let link = lookup(&net, ifname).await?;
     for r in lease.effective_routes() {
-        let _ = h.route().del(route_msg(index, &r)).execute().await;
+        let _ = net.del_dhcp_route(&link, route4(&r)).await;
     }
-    del_address(&h, index, lease.address, lease.prefix).await
-}
-
-async fn del_address(h: &Handle, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-    let msg = AddressMessageBuilder::<Ipv4Addr>::new()
-        .index(index)
-        .address(addr, prefix)
-        .build();
-    match h.address().del(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if matches!(netlink_errno(&e), Some(libc::EADDRNOTAVAIL | libc::ENODEV)) => Ok(()),
-        Err(e) => Err(Error::netlink(
-            format!("dhcp: cannot remove {addr}/{prefix}"),
-            e,
-        )),
-    }
-}
-
-fn netlink_errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(n) => Some(n.raw_code().abs()),
-        _ => None,
-    }
+    net.del_addr4(&link, lease.address, lease.prefix).await
 }
 
 /// Write the lease's DNS servers to the container's resolv.conf (only with

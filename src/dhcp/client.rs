@@ -447,48 +447,22 @@ pub async fn release(sock: &UdpSocket, id: &Identity, lease: &Lease) -> Result<(
 /// Look up an interface's index and MAC inside `ns`, bringing it up if it
 /// is down (nothing can be sent on a down link).
 pub async fn link_info(ns: &NetNs, ifname: &str) -> Result<(u32, [u8; 6])> {
-    use futures::TryStreamExt;
-    use netlink_packet_route::link::{LinkAttribute, LinkFlags};
-    let handle = crate::netlink::connect(Some(ns))?;
-    let msg = handle
-        .link()
-        .get()
-        .match_name(ifname.to_string())
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| match &e {
-            rtnetlink::Error::NetlinkError(n) if n.raw_code().abs() == libc::ENODEV => {
-                Error::NotFound(format!(
-                    "{ifname}: no such interface in {}",
-                    ns.path.display()
-                ))
-            }
-            _ => Error::netlink(format!("dhcp: cannot look up {ifname}"), e),
-        })?
-        .ok_or_else(|| Error::NotFound(format!("{ifname}: no such interface")))?;
-    let index = msg.header.index;
-    let mac = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Address(a) if a.len() == 6 => {
-                let mut m = [0u8; 6];
-                m.copy_from_slice(a);
-                Some(m)
-            }
-            _ => None,
-        })
-        .ok_or_else(|| Error::bad(ifname, "has no Ethernet address; DHCP needs one"))?;
-    if !msg.header.flags.contains(LinkFlags::Up) {
-        handle
-            .link()
-            .set(rtnetlink::LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("dhcp: cannot bring {ifname} up"), e))?;
+    let net = crate::netlink::Net::new(Some(ns), false)?;
+    let link = net.link_by_name(ifname).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{ifname}: no such interface in {}",
+            ns.path.display()
+        ))
+    })?;
+    let mac: [u8; 6] = link
+        .mac
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::bad(ifname, "has no Ethernet address; DHCP needs one"))?;
+    if !link.up {
+        net.set_up(&link).await?;
     }
-    Ok((index, mac))
+    Ok((link.index, mac))
 }
 
 #[cfg(test)]

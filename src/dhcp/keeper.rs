@@ -310,21 +310,11 @@ async fn check_alive(st: &KeeperState) -> std::result::Result<NetNs, String> {
             ));
         }
     }
-    let h = crate::netlink::connect(Some(&ns)).map_err(|e| e.to_string())?;
-    use futures::TryStreamExt;
-    match h
-        .link()
-        .get()
-        .match_name(st.ifname.clone())
-        .execute()
-        .try_next()
-        .await
-    {
+    let net = crate::netlink::Net::new(Some(&ns), false).map_err(|e| e.to_string())?;
+    match net.link_by_name(&st.ifname).await {
         Ok(Some(_)) => Ok(ns),
+        // ENODEV reads as None.
         Ok(None) => Err(format!("{} is gone", st.ifname)),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ENODEV => {
-            Err(format!("{} is gone", st.ifname))
-        }
         // Transient netlink trouble is not a reason to drop a lease.
         Err(_) => Ok(ns),
     }

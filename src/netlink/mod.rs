@@ -1,7 +1,9 @@
 //! Typed netlink operations over rtnetlink, plus the undo journal.
 pub mod journal;
+pub mod lease;
 pub mod ops;
 
+pub use lease::Route4;
 pub use ops::{Link, Net};
 
 use crate::error::{Error, Result};
