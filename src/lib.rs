@@ -12,6 +12,9 @@ pub mod dhcp;
 pub mod driver;
 pub mod error;
 pub mod firewall;
+/// Fuzz harnesses shared by `fuzz/` and `tests/fuzz_seeds.rs`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod guest;
 pub mod inventory;

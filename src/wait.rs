@@ -100,7 +100,9 @@ pub fn parse_timeout(s: &str) -> Result<Duration> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
+        // try_: from_secs_f64 panics past u64::MAX seconds (found by the
+        // cli_argv harness: `pipework wait --timeout 1e300`).
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
         .ok_or_else(|| Error::bad(s, "--timeout takes a number of seconds, e.g. --timeout 30"))
 }
 
@@ -112,6 +114,7 @@ mod tests {
     fn timeout_parsing() {
         assert_eq!(parse_timeout("2.5").ok(), Some(Duration::from_millis(2500)));
         assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("1e300").is_err());
         assert!(
             parse_timeout("soon")
                 .unwrap_err()

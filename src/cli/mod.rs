@@ -4,7 +4,8 @@ mod args;
 mod classic;
 mod output;
 
-pub use args::{AttachArgs, Cli, Cmd};
+pub use args::{AttachArgs, Cli, Cmd, WaitArgs};
+pub use classic::to_request;
 
 use crate::error::{Error, Result};
 use clap::{CommandFactory, Parser};
@@ -16,7 +17,7 @@ pub fn main() -> i32 {
         return code;
     }
     let argv: Vec<String> = std::env::args().collect();
-    let cli = match Cli::try_parse_from(classic::rewrite(argv)) {
+    let cli = match parse_args(argv) {
         Ok(c) => c,
         Err(e) => {
             // Help and version go to stdout with status 0; real errors are
@@ -43,6 +44,13 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// argv (classic or subcommand form, program name first) to the parsed
+/// command line. Pure: it neither prints nor exits, so the fuzz harness
+/// (crate::fuzzing) goes through exactly the parse `main` does.
+pub fn parse_args(argv: Vec<String>) -> std::result::Result<Cli, clap::Error> {
+    Cli::try_parse_from(classic::rewrite(argv))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -86,7 +86,7 @@ impl Mode {
 }
 
 /// The host interface and driver selection for a mode.
-pub(super) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
+pub(crate) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, HostMode)> {
     let master = || {
         conf.master.clone().ok_or_else(|| {
             CniError::config(format!(

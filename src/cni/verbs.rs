@@ -12,6 +12,22 @@ pub fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<Option<String>> {
     if env.command == Command::Version {
         return Ok(Some(version(stdin)?));
     }
+    let (conf, mode) = checked_conf(env, stdin)?;
+    let ipam = Ipam::from_conf(&conf, env);
+    match env.command {
+        Command::Add => add(env, &conf, mode, ipam?, stdin).map(Some),
+        Command::Del => del(env, &conf, mode, ipam, stdin).map(|_| None),
+        Command::Check => check(env, &conf, mode, ipam?, stdin).map(|_| None),
+        Command::Status => status(&conf, mode, ipam?, stdin).map(|_| None),
+        Command::Gc => gc(&conf, mode, ipam?, stdin).map(|_| None),
+        Command::Version => version(stdin).map(Some),
+    }
+}
+
+/// The part of every verb that only reads stdin: decode the config, check
+/// its version against the verb, validate it and pick the mode. No kernel,
+/// no exec, so the fuzz harness (crate::fuzzing) calls it directly.
+pub fn checked_conf(env: &Env, stdin: &[u8]) -> CniResult<(NetConf, Mode)> {
     let conf = types::parse_conf(stdin)?;
     let ver = Version::negotiate(&conf.cni_version)?;
     let need = match env.command {
@@ -35,15 +51,7 @@ pub fn dispatch(env: &Env, stdin: &[u8]) -> CniResult<Option<String>> {
     }
     conf.validate()?;
     let mode = Mode::from_conf(&conf)?;
-    let ipam = Ipam::from_conf(&conf, env);
-    match env.command {
-        Command::Add => add(env, &conf, mode, ipam?, stdin).map(Some),
-        Command::Del => del(env, &conf, mode, ipam, stdin).map(|_| None),
-        Command::Check => check(env, &conf, mode, ipam?, stdin).map(|_| None),
-        Command::Status => status(&conf, mode, ipam?, stdin).map(|_| None),
-        Command::Gc => gc(&conf, mode, ipam?, stdin).map(|_| None),
-        Command::Version => version(stdin).map(Some),
-    }
+    Ok((conf, mode))
 }
 
 fn version(stdin: &[u8]) -> CniResult<String> {

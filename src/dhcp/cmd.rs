@@ -62,7 +62,9 @@ fn acquire_cmd(args: &[OsString]) -> Result<()> {
             .ok()
             .filter(|s: &f64| s.is_finite() && *s > 0.0)
             .ok_or_else(|| Error::bad(&t, "--dhcp-timeout takes a number of seconds, e.g. 10"))?;
-        opts.timeout = Duration::from_secs_f64(secs);
+        // try_: a huge value is an error here, not a panic.
+        opts.timeout = Duration::try_from_secs_f64(secs)
+            .map_err(|_| Error::bad(&t, "--dhcp-timeout is too large"))?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -49,6 +49,15 @@ impl Framer {
             }
             Some(Ok(v)) => {
                 let used = stream.byte_offset();
+                // A bare number or literal is complete only once something
+                // follows it: "12" at the end of the buffer may be "123" cut
+                // by a read. Wait for more, so framing never depends on read
+                // boundaries (found by the ovsdb_reply fuzz target). OVSDB
+                // messages are objects; only a broken peer sends these.
+                let delimited = matches!(v, Value::Object(_) | Value::Array(_) | Value::String(_));
+                if used == self.buf.len() && !delimited {
+                    return Ok(None);
+                }
                 self.buf.drain(..used);
                 Ok(Some(v))
             }
@@ -424,6 +433,15 @@ mod tests {
             assert_eq!(got[2]["result"]["a"], "}{");
             assert!(f.is_empty());
         }
+    }
+
+    #[test]
+    fn framer_waits_for_the_end_of_a_bare_number() {
+        let mut f = Framer::default();
+        f.push(b"12");
+        assert!(f.next_value().unwrap().is_none());
+        f.push(b"3 ");
+        assert_eq!(f.next_value().unwrap(), Some(json!(123)));
     }
 
     #[test]
