@@ -173,8 +173,8 @@ pub fn rule_bridges() -> Vec<String> {
     out
 }
 
-/// Whether the rule for `bridge` is still needed: a verified port of ours
-/// is on it, or another live pipework is building one (a temporary-named
+/// Whether the rule for `bridge` is still needed: a port of ours is on it,
+/// or another live pipework is building one (a temporary-named
 /// port: the bridge driver adds the rule only after creating it).
 pub fn still_needed(links: &[Link], bridge: &str, except: Option<u32>) -> bool {
     let Some(bi) = links
@@ -190,7 +190,13 @@ pub fn still_needed(links: &[Link], bridge: &str, except: Option<u32>) -> bool {
         .filter(|l| Some(l.index) != except)
         .cloned()
         .collect();
-    crate::inventory::ports_of(&others, bi) > 0
+    // Keeping a rule is the safe direction, so any port labelled like ours
+    // counts, verified or not: a host link's alias is written by host root
+    // only (a guest cannot reach it), and a port made by a version before
+    // signed records must not lose its rule to a `gc` after an upgrade.
+    others
+        .iter()
+        .any(|l| l.controller == Some(bi) && crate::record::Record::claims(l.alias.as_deref()))
         || others.iter().any(|l| {
             l.controller == Some(bi)
                 && crate::inventory::temp_owner(&l.name)

@@ -162,15 +162,6 @@ pub async fn host_end(host: &Net, rec: &Record) -> Result<Option<Link>> {
     })
 }
 
-/// Our verified records on the ports of `bridge`, in the host namespace.
-pub fn ports_of(links: &[Link], bridge: u32) -> usize {
-    links
-        .iter()
-        .filter(|l| l.controller == Some(bridge))
-        .filter(|l| matches!(read(l, host_ns()), Seen::Ours(_)))
-        .count()
-}
-
 /// A guest link under a temporary name that pipework pid `owner` (dead)
 /// created from the host: its parent or peer is in the host namespace.
 pub async fn abandoned_guest_temp(cont: &Net, link: &Link, host: &NetNs) -> Result<Option<u32>> {
