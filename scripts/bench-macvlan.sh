@@ -5,6 +5,7 @@
 # namespace, with a static /16 and a default gateway; the undo step runs in
 # --prepare, outside the timing. Target: pipework <= 0.3x the CNI plugin.
 # Usage: scripts/bench-macvlan.sh [runs]   (needs root, hyperfine, containernetworking-plugins)
+#        BIN=path/to/pipework scripts/bench-macvlan.sh   (time another binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-200}
@@ -13,8 +14,11 @@ for t in hyperfine python3 "$CNI/macvlan" "$CNI/static"; do
   command -v "$t" >/dev/null 2>&1 || [ -x "$t" ] || {
     echo "bench-macvlan: $t missing (apt-get install hyperfine containernetworking-plugins)" >&2; exit 1; }
 done
-cargo build --release -q
-P=$PWD/target/release/pipework
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=$PWD/target/release/pipework
+fi
+P=$BIN
 T=$(mktemp -d)
 NS=pwpbg$$          # the guest
 LAN=pwpbl$$         # the far end of the parent's cable

@@ -22,6 +22,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -q -- -D warnings
 # Integration tests compare whole-host snapshots: one test at a time.
 cargo test --all-targets -- --test-threads=1
+# The .deb: static build, apt-get install, the installed binary's demo, remove.
+scripts/test-deb.sh
 if [ -x scripts/vmtest.sh ]; then
   scripts/vmtest.sh
 fi
