@@ -1,11 +1,11 @@
 //! Native gratuitous ARP and unsolicited neighbour advertisements (no arping).
 //!
-//! They are sent from a detached grandchild process, for two reasons found
+//! They are sent from a detached child process (not waited for), for two reasons found
 //! by measurement: closing an AF_PACKET socket waits for an RCU grace period
 //! (~10 ms, `packet_release` → `synchronize_net`), which would double the
 //! cost of an attach; and a bridge port only forwards once the kernel's
 //! link watcher has seen the veth carrier come up, so one announcement at
-//! once can be lost — the grandchild repeats it a few times over a second.
+//! once can be lost — the child repeats it a few times over a second.
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
 use ipnetwork::IpNetwork;
@@ -46,7 +46,7 @@ pub fn na_message(mac: &[u8; 6], target: Ipv6Addr) -> [u8; 32] {
     m
 }
 
-/// Everything the grandchild needs, prepared before fork so that it only
+/// Everything the child needs, prepared before fork so that it only
 /// makes system calls (no allocation after fork).
 struct Plan {
     ifindex: u32,
@@ -80,39 +80,36 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
         return Ok(());
     }
     let nsfd = ns.fd().as_raw_fd();
+    // One fork, and no wait for it: waiting for an intermediate child to
+    // fork and exit cost 0.5 to 1.4 ms of every attach (docs/perf.md). The
+    // child is reaped by init once we exit, which the CLI and the CNI
+    // plugin do right after printing their result.
     // SAFETY: called from a single-threaded point (the namespace helper
-    // threads have been joined); the children only make raw system calls
-    // and leave with _exit.
+    // threads have been joined); the child only makes raw system calls and
+    // leaves with _exit.
     unsafe {
         match libc::fork() {
             -1 => return Err(Error::io("fork", std::io::Error::last_os_error())),
             0 => {
-                // Let go of stdio before the grandchild is made, so it
-                // never holds it: whoever reads our output (a CNI runtime,
-                // a `| jq`) waits for EOF, which would otherwise come only
-                // when the grandchild ends (~1 s). Closed here, it is gone
-                // by the time our waitpid below returns.
+                // Let go of stdio first: whoever reads our output (a CNI
+                // runtime, a `| jq`) waits for EOF, which would otherwise
+                // come only when the announcer ends (~1 s).
                 libc::close(0);
                 libc::close(1);
                 libc::close(2);
-                if libc::fork() == 0 {
-                    libc::setsid();
-                    if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
-                        announce(&plan);
-                    }
+                libc::setsid();
+                if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
+                    announce(&plan);
                 }
                 libc::_exit(0);
             }
-            child => {
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-            }
+            _ => {}
         }
     }
     Ok(())
 }
 
-/// Runs in the grandchild: raw system calls only.
+/// Runs in the forked child: raw system calls only.
 unsafe fn announce(plan: &Plan) {
     // SAFETY (whole body): plain socket calls on stack data.
     unsafe {
