@@ -10,7 +10,7 @@ TARGET=x86_64-unknown-linux-gnu
 # must stay dynamic; only the pipework binary is linked statically.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked -q --target "$TARGET"
-BIN=$PWD/target/$TARGET/release/pipework
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/$TARGET/release/pipework
 
 desc=$(file -b "$BIN")
 case "$desc" in

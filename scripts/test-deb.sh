@@ -35,6 +35,8 @@ file -b /usr/sbin/pipework | grep -Eq "statically linked|static-pie linked" ||
   fail "/usr/sbin/pipework is not static"
 [ "$(readlink -f /usr/lib/cni/pipework)" = /usr/sbin/pipework ] ||
   fail "/usr/lib/cni/pipework does not lead to /usr/sbin/pipework"
+CNI_COMMAND=VERSION /usr/lib/cni/pipework < /dev/null | grep -q supportedVersions ||
+  fail "/usr/lib/cni/pipework does not answer CNI VERSION"
 for f in /usr/share/bash-completion/completions/pipework \
          /usr/share/zsh/vendor-completions/_pipework \
          /usr/share/fish/vendor_completions.d/pipework.fish \
