@@ -15,8 +15,24 @@ fn comment(bridge: &str) -> String {
     format!("pipework:{bridge}")
 }
 
+/// iptables, looked up once in its usual homes: a bare name makes
+/// `Command` try every PATH directory first, an execve each.
+fn iptables_path() -> &'static str {
+    static P: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        [
+            "/usr/sbin/iptables",
+            "/sbin/iptables",
+            "/usr/local/sbin/iptables",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("iptables")
+    })
+}
+
 fn iptables(args: &[&str]) -> Option<std::process::Output> {
-    Command::new("iptables")
+    Command::new(iptables_path())
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())
@@ -24,26 +40,50 @@ fn iptables(args: &[&str]) -> Option<std::process::Output> {
         .ok()
 }
 
-/// Is bridged traffic going through a FORWARD chain that drops it?
-fn forward_drops_bridged() -> bool {
-    let nf =
-        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").unwrap_or_default();
-    if nf.trim() != "1" {
-        return false;
+/// The filter table as `iptables -S` prints it. One run answers all three
+/// questions (does FORWARD drop, is there a DOCKER-USER chain, is our rule
+/// there), where asking each costs a process start of 2.5 to 3.5 ms.
+struct Filter(String);
+
+impl Filter {
+    fn fetch() -> Option<Filter> {
+        iptables(&["-S"])
+            .filter(|o| o.status.success())
+            .map(|o| Filter(String::from_utf8_lossy(&o.stdout).into_owned()))
     }
-    match iptables(&["-S", "FORWARD"]) {
-        Some(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+
+    fn forward_drops(&self) -> bool {
+        self.0.lines().any(|l| l.trim() == "-P FORWARD DROP")
+    }
+
+    fn chain(&self) -> &'static str {
+        if self.0.lines().any(|l| l.trim() == "-N DOCKER-USER") {
+            "DOCKER-USER"
+        } else {
+            "FORWARD"
+        }
+    }
+
+    /// How many copies of our rule for `bridge` are in `chain`.
+    fn count(&self, chain: &str, bridge: &str) -> usize {
+        let head = format!("-A {chain} -i {bridge} -o {bridge} ");
+        let c = comment(bridge);
+        self.0
             .lines()
-            .any(|l| l.trim() == "-P FORWARD DROP"),
-        _ => false,
+            .filter(|l| {
+                l.starts_with(&head)
+                    && (l.contains(&format!("--comment \"{c}\" "))
+                        || l.contains(&format!("--comment {c} ")))
+                    && l.trim_end().ends_with("-j ACCEPT")
+            })
+            .count()
     }
 }
 
-fn chain() -> &'static str {
-    match iptables(&["-S", "DOCKER-USER"]) {
-        Some(o) if o.status.success() => "DOCKER-USER",
-        _ => "FORWARD",
-    }
+/// Is bridged traffic going through netfilter at all? (No process needed.)
+fn bridged_traffic_is_filtered() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|nf| nf.trim() == "1")
 }
 
 fn rule(bridge: &str) -> Vec<String> {
@@ -109,18 +149,28 @@ pub fn allow_bridge(
     {
         return Ok(None);
     }
-    if !forward_drops_bridged() {
-        return Ok(None);
-    }
-    let chain = chain();
-    if dry_run {
-        println!("iptables -w -I {chain} {}", rule(bridge).join(" "));
+    if !bridged_traffic_is_filtered() {
         return Ok(None);
     }
     // Serialise check-then-insert across parallel pipeworks.
     // Per bridge: attaches to different bridges never wait for each other.
-    let _lock = crate::lock::Lock::take(&format!("firewall-{bridge}"))?;
-    if run("-C", chain, bridge) {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(crate::lock::Lock::take(&format!("firewall-{bridge}"))?)
+    };
+    let Some(filter) = Filter::fetch() else {
+        return Ok(None);
+    };
+    if !filter.forward_drops() {
+        return Ok(None);
+    }
+    let chain = filter.chain();
+    if dry_run {
+        println!("iptables -w -I {chain} {}", rule(bridge).join(" "));
+        return Ok(None);
+    }
+    if filter.count(chain, bridge) > 0 {
         mark(bridge, br.index);
         return Ok(None);
     }
@@ -231,8 +281,11 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
         let _ = std::fs::remove_file(m);
     }
     let mut removed = false;
+    let Some(filter) = Filter::fetch() else {
+        return Ok(false);
+    };
     for chain in ["DOCKER-USER", "FORWARD"] {
-        while run("-C", chain, bridge) {
+        for _ in 0..filter.count(chain, bridge) {
             if !run("-D", chain, bridge) {
                 break;
             }
@@ -250,6 +303,27 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_listing_answers_policy_chain_and_rule() {
+        let f = Filter(
+            "-P INPUT ACCEPT\n-P FORWARD DROP\n-N DOCKER-USER\n\
+             -A DOCKER-USER -i br1 -o br1 -m comment --comment \"pipework:br1\" -j ACCEPT\n\
+             -A DOCKER-USER -i br10 -o br10 -m comment --comment pipework:br10 -j ACCEPT\n\
+             -A DOCKER-USER -j RETURN\n"
+                .into(),
+        );
+        assert!(f.forward_drops());
+        assert_eq!(f.chain(), "DOCKER-USER");
+        assert_eq!(f.count("DOCKER-USER", "br1"), 1);
+        assert_eq!(f.count("DOCKER-USER", "br10"), 1);
+        assert_eq!(f.count("FORWARD", "br1"), 0);
+        assert_eq!(f.count("DOCKER-USER", "br"), 0);
+        let plain = Filter("-P FORWARD ACCEPT\n".into());
+        assert!(!plain.forward_drops());
+        assert_eq!(plain.chain(), "FORWARD");
+    }
+
     use super::*;
 
     #[test]
