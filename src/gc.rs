@@ -57,20 +57,14 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         items: Vec::new(),
     };
     let mut ignored: Vec<Ignored> = Vec::new();
-    let namespaces = inventory::namespaces();
-    let live: HashSet<u64> = namespaces.iter().map(|n| n.ino).collect();
+    let all = inventory::scan_all().await;
+    let live: HashSet<u64> = all.iter().map(|(n, _, _)| n.ino).collect();
 
-    for ns in &namespaces {
-        let Ok(net) = Net::new(Some(&ns.ns), false) else {
-            continue;
-        };
-        let Ok(scan) = inventory::scan(&net, ns.ino, &ns.label).await else {
-            continue;
-        };
+    for (ns, net, scan) in &all {
         ignored.extend(scan.ignored.iter().cloned());
         if ns.ino == host_ns() {
-            host_leftovers(&host, &scan, &mut out).await?;
-            let returned = returned_nics(&host, &scan, &live, &mut out).await?;
+            host_leftovers(&host, scan, &mut out).await?;
+            let returned = returned_nics(&host, scan, &live, &mut out).await?;
             ignored.retain(|i| !returned.contains(&i.link));
             continue;
         }
@@ -89,7 +83,7 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             if !dry_run {
                 let _ = keeper::release(&ns.ns, &f.link.name).await;
                 AnyDriver::for_record(&f.rec)
-                    .detach(&host, &net, &f.rec)
+                    .detach(&host, net, &f.rec)
                     .await?;
             }
         }
@@ -98,7 +92,7 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             if temp_owner(&l.name).is_none() {
                 continue;
             }
-            if let Some(pid) = inventory::abandoned_guest_temp(&net, l, &host_file).await? {
+            if let Some(pid) = inventory::abandoned_guest_temp(net, l, &host_file).await? {
                 out.push(
                     "link",
                     &l.name,

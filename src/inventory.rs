@@ -223,31 +223,42 @@ pub fn namespaces() -> Vec<Namespace> {
     out
 }
 
+/// Every namespace with its handle and its scan, the host's first. The
+/// sockets come from one thread (`Net::for_all`) and the dumps run
+/// concurrently: `ls` over 1,000 namespaces is bound by the kernel's dumps,
+/// not by thread starts and round trips one after another.
+pub async fn scan_all() -> Vec<(Namespace, Net, Scan)> {
+    let nss = namespaces();
+    let refs: Vec<&NetNs> = nss.iter().map(|n| &n.ns).collect();
+    let nets = Net::for_all(&refs);
+    let scans = futures::future::join_all(nss.iter().zip(&nets).map(|(ns, net)| async move {
+        match net {
+            Ok(net) => scan(net, ns.ino, &ns.label).await.ok(),
+            Err(_) => None,
+        }
+    }))
+    .await;
+    nss.into_iter()
+        .zip(nets)
+        .zip(scans)
+        .filter_map(|((ns, net), scan)| Some((ns, net.ok()?, scan?)))
+        .collect()
+}
+
 /// Every verified attachment on this host, from its container side (the
 /// question "does anything still use X?" asked by VLAN and shim cleanup).
 pub async fn attachments_everywhere() -> Vec<Found> {
-    let mut out = Vec::new();
-    for ns in namespaces() {
-        let Ok(net) = Net::new(Some(&ns.ns), false) else {
-            continue;
-        };
-        if let Ok(scan) = scan(&net, ns.ino, &ns.label).await {
-            out.extend(scan.attachments().cloned());
-        }
-    }
-    out
+    scan_all()
+        .await
+        .into_iter()
+        .flat_map(|(_, _, scan)| scan.attachments().cloned().collect::<Vec<_>>())
+        .collect()
 }
 
 /// The same, with each guest link's addresses (for the host shim's routes).
 pub async fn attachments_with_addrs() -> Vec<(Record, Vec<ipnetwork::IpNetwork>)> {
     let mut out = Vec::new();
-    for ns in namespaces() {
-        let Ok(net) = Net::new(Some(&ns.ns), false) else {
-            continue;
-        };
-        let Ok(scan) = scan(&net, ns.ino, &ns.label).await else {
-            continue;
-        };
+    for (_, net, scan) in scan_all().await {
         for f in scan.attachments() {
             let addrs = net.addrs(f.link.index).await.unwrap_or_default();
             out.push((f.rec.clone(), addrs.into_iter().map(|a| a.net).collect()));

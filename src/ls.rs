@@ -3,7 +3,6 @@
 //! (through the inventory, which believes only records that verify).
 use crate::error::Result;
 use crate::inventory;
-use crate::netlink::Net;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -29,17 +28,15 @@ pub struct Entry {
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    let mut ignored = Vec::new();
-    for ns in inventory::namespaces() {
-        let Ok(net) = Net::new(Some(&ns.ns), false) else {
-            continue;
-        };
-        let Ok(scan) = inventory::scan(&net, ns.ino, &ns.label).await else {
-            continue;
-        };
-        ignored.extend(scan.ignored.iter().cloned());
-        // Each attachment once, from its container side.
+    let all = inventory::scan_all().await;
+    let ignored: Vec<inventory::Ignored> = all
+        .iter()
+        .flat_map(|(_, _, s)| s.ignored.iter().cloned())
+        .collect();
+    // Each attachment once, from its container side; addresses asked of
+    // every namespace at the same time.
+    let per_ns = futures::future::join_all(all.iter().map(|(ns, net, scan)| async move {
+        let mut out = Vec::new();
         for f in scan.attachments() {
             let (l, rec) = (&f.link, &f.rec);
             let addrs = net.addrs(l.index).await.unwrap_or_default();
@@ -57,7 +54,10 @@ pub async fn run() -> Result<Vec<Entry>> {
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
             });
         }
-    }
+        out
+    }))
+    .await;
+    let mut out: Vec<Entry> = per_ns.into_iter().flatten().collect();
     inventory::warn_ignored(&ignored);
     // OVS rows whose guest is gone live on in OVSDB only (pipework#143).
     out.extend(

@@ -27,6 +27,41 @@ pub fn connect(ns: Option<&NetNs>) -> Result<rtnetlink::Handle> {
             .run(|| Socket::new(NETLINK_ROUTE).map(|s| s.into_raw_fd()))?
             .map_err(|e| Error::io("cannot open netlink socket in namespace", e))?,
     };
+    from_raw(raw)
+}
+
+/// One connection per namespace, all sockets opened by a single
+/// short-lived thread that enters each namespace in turn: `ls` and `gc`
+/// over 1,000 namespaces would otherwise pay 1,000 thread starts.
+pub fn connect_all(nss: &[&NetNs]) -> Vec<Result<rtnetlink::Handle>> {
+    let raws: Vec<std::io::Result<std::os::fd::RawFd>> = std::thread::scope(|s| {
+        s.spawn(|| {
+            nss.iter()
+                .map(|ns| {
+                    nix::sched::setns(ns.fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                    Socket::new(NETLINK_ROUTE).map(|s| s.into_raw_fd())
+                })
+                .collect()
+        })
+        .join()
+        .unwrap_or_default()
+    });
+    if raws.len() != nss.len() {
+        return nss
+            .iter()
+            .map(|_| Err(Error::other("namespace worker thread panicked")))
+            .collect();
+    }
+    raws.into_iter()
+        .map(|r| {
+            r.map_err(|e| Error::io("cannot open netlink socket in namespace", e))
+                .and_then(from_raw)
+        })
+        .collect()
+}
+
+fn from_raw(raw: std::os::fd::RawFd) -> Result<rtnetlink::Handle> {
     // SAFETY: `raw` is a netlink socket we just created and own.
     let sock = unsafe { Socket::from_raw_fd(raw) };
     sock.set_non_blocking(true)

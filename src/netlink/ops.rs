@@ -157,16 +157,28 @@ pub struct Net {
 
 impl Net {
     pub fn new(ns: Option<&NetNs>, dry_run: bool) -> Result<Self> {
-        let handle = super::connect(ns)?;
+        Ok(Self::from_handle(super::connect(ns)?, ns, dry_run))
+    }
+
+    /// Handles for many namespaces at once (see `netlink::connect_all`).
+    pub fn for_all(nss: &[&NetNs]) -> Vec<Result<Self>> {
+        super::connect_all(nss)
+            .into_iter()
+            .zip(nss)
+            .map(|(h, ns)| h.map(|h| Self::from_handle(h, Some(ns), false)))
+            .collect()
+    }
+
+    fn from_handle(handle: Handle, ns: Option<&NetNs>, dry_run: bool) -> Self {
         let ip = match ns {
             None => "ip".to_string(),
             Some(ns) => format!("nsenter --net={} ip", ns.path.display()),
         };
-        Ok(Net {
+        Net {
             handle,
             ip,
             dry_run,
-        })
+        }
     }
 
     pub(crate) fn show(&self, args: std::fmt::Arguments) {
