@@ -17,7 +17,7 @@ use crate::netns::NetNs;
 use crate::record::{Ident, Record, Seen};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -40,10 +40,26 @@ pub fn temp_owner(name: &str) -> Option<u32> {
     u32::from_str_radix(pid, 16).ok().filter(|p| *p > 0)
 }
 
-/// Whether the pipework with this pid may still be working. A pid reused
-/// by another process only makes us wait for a later run: never unsafe.
+/// Whether the pipework with this pid may still be working: the pid runs
+/// and is a pipework (same command name as ours, or `pipework*`). A pid
+/// reused by an unrelated long-lived process would otherwise keep an
+/// unfinished attachment "busy" forever; a pid reused by another pipework
+/// only makes us wait for a later run, which is never unsafe.
 pub fn alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return true;
+    }
+    let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+        return false;
+    };
+    let comm = comm.trim_end();
+    static OURS: OnceLock<String> = OnceLock::new();
+    let ours = OURS.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/comm")
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default()
+    });
+    comm == ours || comm.starts_with("pipework")
 }
 
 /// Inode of the host's (our own) network namespace.
@@ -270,6 +286,14 @@ pub async fn attachments_with_addrs() -> Vec<(Record, Vec<ipnetwork::IpNetwork>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_running_pipework_counts_as_alive() {
+        assert!(alive(std::process::id()));
+        // pid 1 is init, not a pipework.
+        assert!(!alive(1));
+        assert!(!alive(0x3fffff));
+    }
 
     #[test]
     fn temp_names_fit_and_name_their_owner() {
