@@ -64,6 +64,25 @@ impl Filter {
         }
     }
 
+    /// Bridges named by our rule comments, in either chain.
+    fn bridges(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for line in self.0.lines() {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "--comment"
+                    && let Some(c) = words.next()
+                    && let Some(b) = c.trim_matches('"').strip_prefix("pipework:")
+                    && crate::request::check_ifname(b).is_ok()
+                    && !out.iter().any(|x| x == b)
+                {
+                    out.push(b.to_string());
+                }
+            }
+        }
+        out
+    }
+
     /// How many copies of our rule for `bridge` are in `chain`.
     fn count(&self, chain: &str, bridge: &str) -> usize {
         let head = format!("-A {chain} -i {bridge} -o {bridge} ");
@@ -201,26 +220,7 @@ pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
 
 /// Bridges that have a rule of ours (by its comment), in either chain.
 pub fn rule_bridges() -> Vec<String> {
-    let mut out = Vec::new();
-    for chain in ["DOCKER-USER", "FORWARD"] {
-        let Some(o) = iptables(&["-S", chain]).filter(|o| o.status.success()) else {
-            continue;
-        };
-        for line in String::from_utf8_lossy(&o.stdout).lines() {
-            let mut words = line.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == "--comment"
-                    && let Some(c) = words.next()
-                    && let Some(b) = c.trim_matches('"').strip_prefix("pipework:")
-                    && crate::request::check_ifname(b).is_ok()
-                    && !out.iter().any(|x| x == b)
-                {
-                    out.push(b.to_string());
-                }
-            }
-        }
-    }
-    out
+    Filter::fetch().map(|f| f.bridges()).unwrap_or_default()
 }
 
 /// Whether the rule for `bridge` is still needed: a port of ours is on it,
@@ -235,21 +235,16 @@ pub fn still_needed(links: &[Link], bridge: &str, except: Option<u32>) -> bool {
         return false;
     };
     let me = std::process::id();
-    let others: Vec<Link> = links
-        .iter()
-        .filter(|l| Some(l.index) != except)
-        .cloned()
-        .collect();
     // Keeping a rule is the safe direction, so any port labelled like ours
     // counts, verified or not: a host link's alias is written by host root
     // only (a guest cannot reach it), and a port made by a version before
     // signed records must not lose its rule to a `gc` after an upgrade.
-    others
+    links
         .iter()
-        .any(|l| l.controller == Some(bi) && crate::record::Record::claims(l.alias.as_deref()))
-        || others.iter().any(|l| {
-            l.controller == Some(bi)
-                && crate::inventory::temp_owner(&l.name)
+        .filter(|l| l.controller == Some(bi) && Some(l.index) != except)
+        .any(|l| {
+            crate::record::Record::claims(l.alias.as_deref())
+                || crate::inventory::temp_owner(&l.name)
                     .is_some_and(|p| p != me && crate::inventory::alive(p))
         })
 }
@@ -303,6 +298,17 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_listing_names_the_bridges_with_our_rules() {
+        let f = Filter(
+            "-A DOCKER-USER -i br1 -o br1 -m comment --comment \"pipework:br1\" -j ACCEPT\n\
+             -A FORWARD -i br2 -o br2 -m comment --comment pipework:br2 -j ACCEPT\n\
+             -A FORWARD -m comment --comment \"pipework:../x\" -j ACCEPT\n"
+                .into(),
+        );
+        assert_eq!(f.bridges(), vec!["br1".to_string(), "br2".to_string()]);
+    }
 
     #[test]
     fn one_listing_answers_policy_chain_and_rule() {

@@ -107,7 +107,7 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         }
     }
 
-    vlans(&host, &mut out).await?;
+    vlans(&host, &all, &mut out).await?;
     for b in crate::firewall::rule_bridges() {
         if crate::firewall::collect(&host, &b, dry_run).await? {
             out.push(
@@ -257,20 +257,23 @@ async fn returned_nics(
 }
 
 /// VLAN sub-interfaces we created that no attachment uses any more.
-async fn vlans(host: &Net, out: &mut Out) -> Result<()> {
-    let ours: Vec<String> = host
-        .links()
-        .await?
-        .into_iter()
+async fn vlans(
+    host: &Net,
+    all: &[(inventory::Namespace, Net, inventory::Scan)],
+    out: &mut Out,
+) -> Result<()> {
+    // The host's links and every attachment come from the scan gc already
+    // made; no second pass over the namespaces.
+    let ours: Vec<String> = all
+        .iter()
+        .filter(|(ns, _, _)| ns.ino == host_ns())
+        .flat_map(|(_, _, s)| s.links.iter())
         .filter(|l| {
             l.kind.as_deref() == Some("vlan") && l.alias.as_deref() == Some(vlan::CREATED_ALIAS)
         })
-        .map(|l| l.name)
+        .map(|l| l.name.clone())
         .collect();
-    if ours.is_empty() {
-        return Ok(());
-    }
-    let users = inventory::attachments_everywhere().await;
+    let users: Vec<&inventory::Found> = all.iter().flat_map(|(_, _, s)| s.attachments()).collect();
     for name in ours {
         if users.iter().any(|f| f.rec.hi.as_deref() == Some(&name)) {
             continue;

@@ -19,15 +19,16 @@ pub use journal::Journal;
 /// netlink socket keeps talking to the namespace it was created in, so the
 /// connection can then be driven from any tokio task.
 pub fn connect(ns: Option<&NetNs>) -> Result<rtnetlink::Handle> {
-    let raw = match ns {
-        None => Socket::new(NETLINK_ROUTE)
-            .map_err(|e| Error::io("cannot open netlink socket", e))?
-            .into_raw_fd(),
-        Some(ns) => ns
-            .run(|| Socket::new(NETLINK_ROUTE).map(|s| s.into_raw_fd()))?
-            .map_err(|e| Error::io("cannot open netlink socket in namespace", e))?,
-    };
-    from_raw(raw)
+    match ns {
+        None => from_raw(
+            Socket::new(NETLINK_ROUTE)
+                .map_err(|e| Error::io("cannot open netlink socket", e))?
+                .into_raw_fd(),
+        ),
+        Some(ns) => connect_all(&[ns])
+            .pop()
+            .unwrap_or_else(|| Err(Error::other("no netlink socket for the namespace"))),
+    }
 }
 
 /// One connection per namespace, all sockets opened by a single
