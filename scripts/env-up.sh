@@ -10,7 +10,8 @@ mkdir -p "$PW_ENV"
 # its recommends (docker.io's include cgroupfs-mount and apparmor), the
 # second without (podman's recommends pull in rootless tooling we do not use).
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
-      containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod)
+      containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
+      strace file)
 lean=(podman qemu-system-x86 cpio)
 missing() {
   for p in "$@"; do
