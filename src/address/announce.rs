@@ -80,16 +80,31 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
         return Ok(());
     }
     let nsfd = ns.fd().as_raw_fd();
-    // One fork, and no wait for it: waiting for an intermediate child to
-    // fork and exit cost 0.5 to 1.4 ms of every attach (docs/perf.md). The
-    // child is reaped by init once we exit, which the CLI and the CNI
-    // plugin do right after printing their result.
+    // The child tells us it has let go of stdio by closing its end of this
+    // pipe. Without the handshake our exit could come before the child ran
+    // at all, and whoever reads our output would see the pipe still held
+    // for a moment (a CI run caught exactly that). Blocking on the pipe
+    // costs one context switch, not a wait for the announcer.
+    let mut sync = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    if unsafe { libc::pipe2(sync.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::io("pipe2", std::io::Error::last_os_error()));
+    }
+    // One fork, and no wait for it to finish: waiting for an intermediate
+    // child to fork and exit cost 0.5 to 1.4 ms of every attach
+    // (docs/perf.md). The child is reaped by init once we exit, which the
+    // CLI and the CNI plugin do right after printing their result.
     // SAFETY: called from a single-threaded point (the namespace helper
     // threads have been joined); the child only makes raw system calls and
     // leaves with _exit.
     unsafe {
         match libc::fork() {
-            -1 => return Err(Error::io("fork", std::io::Error::last_os_error())),
+            -1 => {
+                let e = std::io::Error::last_os_error();
+                libc::close(sync[0]);
+                libc::close(sync[1]);
+                return Err(Error::io("fork", e));
+            }
             0 => {
                 // Let go of stdio first: whoever reads our output (a CNI
                 // runtime, a `| jq`) waits for EOF, which would otherwise
@@ -97,13 +112,25 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
                 libc::close(0);
                 libc::close(1);
                 libc::close(2);
+                libc::close(sync[0]);
+                libc::close(sync[1]);
                 libc::setsid();
                 if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
                     announce(&plan);
                 }
                 libc::_exit(0);
             }
-            _ => {}
+            _ => {
+                libc::close(sync[1]);
+                let mut b = 0u8;
+                // Returns 0 (EOF) once the child closed its copy; retry
+                // only on EINTR.
+                while libc::read(sync[0], (&mut b as *mut u8).cast(), 1) < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                }
+                libc::close(sync[0]);
+            }
         }
     }
     Ok(())
