@@ -12,7 +12,7 @@ mkdir -p "$PW_ENV"
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
       containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
       strace file)
-lean=(podman qemu-system-x86 cpio)
+lean=(podman qemu-system-x86 cpio chromium)
 missing() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"

@@ -59,6 +59,7 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
         // Until the commit at the very end, the record names the pipework
         // building it: a SIGKILL leaves it recognisably unfinished.
         p: Some(std::process::id()),
+        x: req.record_extras.clone(),
         ..Default::default()
     };
 

@@ -179,6 +179,22 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
             host.delete_link(l).await?;
         }
     }
+    // A point-to-point end on the host (`host:NAME`) whose builder died.
+    for f in scan.attachments().filter(|f| f.rec.k == Kind::P2p) {
+        let Some(pid) = f.abandoned_by() else {
+            continue;
+        };
+        out.push(
+            "attachment",
+            &f.link.name,
+            "host",
+            "rolled back",
+            format!("unfinished: pipework pid {pid} died while linking it"),
+        );
+        if !out.dry_run {
+            crate::link::remove_end(host, &f.rec).await?;
+        }
+    }
     for f in &scan.ours {
         if f.rec.k != Kind::Phys {
             continue;

@@ -19,6 +19,8 @@ pub mod gc;
 pub mod guest;
 pub mod inventory;
 pub mod key;
+pub mod lab;
+pub mod link;
 pub mod lock;
 pub mod ls;
 pub mod netlink;

@@ -24,6 +24,9 @@ pub enum Kind {
     Dummy,
     Ipoib,
     Ovs,
+    /// A point-to-point veth whose two ends are both in guests (or one on
+    /// the host): `pipework link`.
+    P2p,
 }
 
 impl Kind {
@@ -40,6 +43,7 @@ impl Kind {
             Kind::Dummy => "dummy",
             Kind::Ipoib => "ipoib",
             Kind::Ovs => "ovs",
+            Kind::P2p => "p2p",
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct AttachRequest {
     pub dhcp_timeout: std::time::Duration,
     /// DHCP: write the lease's DNS servers to the guest's resolv.conf.
     pub dns_write: bool,
+    /// Extra fields signed into the record (a lab's name and link id).
+    pub record_extras: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for AttachRequest {
@@ -87,6 +89,7 @@ impl Default for AttachRequest {
             dhcp_timeout: std::time::Duration::from_secs(10),
             dns_write: false,
             extras: Default::default(),
+            record_extras: Default::default(),
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum Cmd {
     HostShim(PassArgs),
     /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
     Ambassador(crate::ambassador::AmbassadorArgs),
+    /// Connect two guests with a point-to-point veth pair (no bridge).
+    Link(crate::link::cli::LinkArgs),
+    /// Declarative labs: up, down, status, graph.
+    Lab(crate::lab::cli::LabArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.

@@ -21,6 +21,8 @@ const SUBCOMMANDS: &[&str] = &[
     "man",
     "completions",
     "ambassador",
+    "link",
+    "lab",
     "help",
 ];
 
@@ -134,6 +136,7 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         )?,
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
+        record_extras: Default::default(),
     })
 }
 

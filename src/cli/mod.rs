@@ -53,7 +53,7 @@ pub fn parse_args(argv: Vec<String>) -> std::result::Result<Cli, clap::Error> {
     Cli::try_parse_from(classic::rewrite(argv))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     // One thread is plenty: we wait on the kernel, not on CPU, and a
     // current-thread runtime starts in microseconds.
     tokio::runtime::Builder::new_current_thread()
@@ -129,6 +129,14 @@ fn run(cli: Cli) -> Result<i32> {
             let rep = runtime()?.block_on(crate::driver::host_shim::run(&args))?;
             output::host_shim(&rep, json);
             Ok(0)
+        }
+        Cmd::Link(l) => {
+            privileged()?;
+            crate::link::cli::run(&l)
+        }
+        Cmd::Lab(l) => {
+            privileged()?;
+            crate::lab::cli::run(&l)
         }
         Cmd::Ambassador(_) => Ok(0), // handled above
         Cmd::Man => {

@@ -70,6 +70,7 @@ pub enum AnyDriver {
     Dummy(dummy::Dummy),
     Ipoib(ipoib::Ipoib),
     Ovs(Box<ovs::Ovs>),
+    P2p(crate::link::P2p),
 }
 
 impl AnyDriver {
@@ -82,6 +83,7 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.validate(cx).await,
             AnyDriver::Ipoib(d) => d.validate(cx).await,
             AnyDriver::Ovs(d) => d.validate(cx).await,
+            AnyDriver::P2p(d) => d.validate(cx).await,
         }
     }
     pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
@@ -93,6 +95,7 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.attach(cx, j).await,
             AnyDriver::Ipoib(d) => d.attach(cx, j).await,
             AnyDriver::Ovs(d) => d.attach(cx, j).await,
+            AnyDriver::P2p(d) => d.attach(cx, j).await,
         }
     }
     pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
@@ -104,6 +107,7 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ipoib(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
+            AnyDriver::P2p(d) => d.detach(host, cont, rec).await,
         }
     }
 
@@ -122,6 +126,7 @@ impl AnyDriver {
             Kind::Dummy => AnyDriver::Dummy(dummy::Dummy),
             Kind::Ipoib => AnyDriver::Ipoib(ipoib::Ipoib),
             Kind::Ovs => AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach())),
+            Kind::P2p => AnyDriver::P2p(crate::link::P2p),
         }
     }
 }

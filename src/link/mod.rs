@@ -1,0 +1,115 @@
+//! `pipework link A:eth1 B:eth2`: a veth pair whose two ends are born
+//! straight into two guests (or one on the host, `host:NAME`), no bridge
+//! in between. Each end carries its own signed record (kind `p2p`) naming
+//! its peer, so `ls`, `detach` and `gc` find it from either side; deleting
+//! one end deletes the pair.
+mod build;
+pub mod cli;
+mod end;
+
+pub use build::build;
+pub use end::{End, parse_end, resolve};
+
+use crate::driver::{Ctx, Driver, HostSide};
+use crate::error::{Error, Result};
+use crate::inventory;
+use crate::netlink::{Journal, Net};
+use crate::record::{Kind, Record, Seen};
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+
+/// One end as asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndSpec {
+    /// The guest as the classic argument names it, or `host`.
+    pub guest: String,
+    pub ifname: String,
+    pub addrs: Vec<IpNetwork>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A whole `pipework link` request.
+#[derive(Debug, Clone, Default)]
+pub struct LinkRequest {
+    pub a: EndSpec,
+    pub b: EndSpec,
+    pub mtu: Option<u32>,
+    /// Extra record fields (a lab's name and link id), signed with the rest.
+    pub extras: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndReport {
+    pub guest: String,
+    pub interface: String,
+    pub mac: String,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub a: EndReport,
+    pub b: EndReport,
+    pub mtu: u32,
+    /// True when the same link already existed (no-op re-run).
+    pub unchanged: bool,
+}
+
+/// Resolve both ends and build the pair; any failure rolls back.
+pub async fn run(req: &LinkRequest) -> Result<Report> {
+    let a = resolve(&req.a.guest)?;
+    let b = resolve(&req.b.guest)?;
+    let mut j = Journal::new();
+    match build(req, &a, &b, &mut j).await {
+        Ok(r) => {
+            j.commit();
+            Ok(r)
+        }
+        Err(e) => {
+            j.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Parse `--ip-a` / `--ip-b`.
+pub fn parse_addr(flag: &str, s: &str) -> Result<IpNetwork> {
+    crate::request::parse_cidr(s).map_err(|e| Error::bad(flag, e))
+}
+
+/// Undo for `p2p` records: delete this end (the kernel takes its peer).
+pub struct P2p;
+
+impl Driver for P2p {
+    async fn validate(&self, _cx: &Ctx<'_>) -> Result<()> {
+        Err(Error::other(
+            "a point-to-point link is made by `pipework link`",
+        ))
+    }
+    async fn attach(&self, _cx: &mut Ctx<'_>, _j: &mut Journal) -> Result<HostSide> {
+        Err(Error::other(
+            "a point-to-point link is made by `pipework link`",
+        ))
+    }
+    async fn detach(&self, _host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+        remove_end(cont, rec).await
+    }
+}
+
+/// Delete the end named by `rec` in `net`, only if it still carries a
+/// verified p2p record for that namespace (never a link a guest renamed
+/// into its place).
+pub async fn remove_end(net: &Net, rec: &Record) -> Result<()> {
+    let Some(l) = net.link_by_name(&rec.ifname).await? else {
+        return Ok(());
+    };
+    match inventory::read(&l, rec.n) {
+        Seen::Ours(r) if r.k == Kind::P2p => net.delete_link(&l).await,
+        _ => Ok(()),
+    }
+}
+
+/// The peer namespace inode a p2p record names.
+pub fn peer_ns(rec: &Record) -> Option<u64> {
+    rec.x.get("pn").and_then(|v| v.as_u64())
+}
