@@ -1,5 +1,7 @@
-//! `pipework lab` flags and dispatch.
-use crate::error::Result;
+//! `pipework lab` flags, dispatch and output.
+use super::{apply, graph, load, state, status};
+use crate::error::{Error, Result};
+use crate::untrusted::display as shown;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -10,10 +12,139 @@ pub struct LabArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
-    /// Build the lab, or converge it to the file.
-    Up { file: String },
+    /// Build the lab, or converge it to the file (only the difference is applied).
+    Up {
+        /// Lab file: TOML, or a containerlab .yml/.yaml.
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what the lab built (found from its records; the file may be gone).
+    Down {
+        /// Lab file, or the lab's name.
+        lab: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every node and link, and whether the kernel still matches the file.
+    Status {
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the lab: DOT (default) or SVG on stdout.
+    Graph {
+        file: String,
+        /// dot or svg.
+        #[arg(long, default_value = "dot")]
+        format: String,
+    },
 }
 
-pub fn run(_a: &LabArgs) -> Result<i32> {
-    Ok(0)
+fn json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn run(a: &LabArgs) -> Result<i32> {
+    let rt = crate::cli::runtime()?;
+    match &a.cmd {
+        LabCmd::Up { file, json: j } => {
+            let lab = load(file)?;
+            let r = rt.block_on(apply::up(&lab))?;
+            if *j {
+                json(&r);
+            } else {
+                for n in &r.started {
+                    println!("started {}", shown(n));
+                }
+                for l in &r.added {
+                    println!("added   {}", shown(l));
+                }
+                for l in &r.removed {
+                    println!("removed {}", shown(l));
+                }
+                println!(
+                    "lab {}: {} added, {} removed, {} unchanged",
+                    shown(&r.lab),
+                    r.added.len(),
+                    r.removed.len(),
+                    r.unchanged
+                );
+            }
+            Ok(0)
+        }
+        LabCmd::Down { lab, json: j } => {
+            let name = if std::path::Path::new(lab).exists() {
+                load(lab)?.name
+            } else if state::exists(lab)
+                || lab
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                lab.clone()
+            } else {
+                return Err(Error::bad(lab, "no such lab file, and not a lab name"));
+            };
+            let r = rt.block_on(apply::down(&name))?;
+            if *j {
+                json(&r);
+            } else {
+                for l in &r.removed {
+                    println!("removed {}", shown(l));
+                }
+                for c in &r.containers {
+                    println!("removed container {}", shown(c));
+                }
+                for b in &r.bridges {
+                    println!("removed bridge {}", shown(b));
+                }
+            }
+            Ok(0)
+        }
+        LabCmd::Status { file, json: j } => {
+            let lab = load(file)?;
+            let s = rt.block_on(status::run(&lab));
+            if *j {
+                json(&s);
+            } else {
+                for n in &s.nodes {
+                    println!(
+                        "node {:<16} {:<9} {}{}",
+                        shown(&n.name),
+                        n.kind,
+                        if n.running { "running" } else { "NOT RUNNING" },
+                        n.problem
+                            .as_deref()
+                            .map(|p| format!(": {}", shown(p)))
+                            .unwrap_or_default()
+                    );
+                }
+                for l in &s.links {
+                    println!("link {} {:<8} {}", l.id, l.state, shown(&l.link));
+                }
+                for x in &s.stale {
+                    println!("stale {}", shown(x));
+                }
+                println!(
+                    "lab {}: {}",
+                    shown(&s.lab),
+                    if s.matches {
+                        "matches the file"
+                    } else {
+                        "DIFFERS from the file (run lab up)"
+                    }
+                );
+            }
+            Ok(if s.matches { 0 } else { 1 })
+        }
+        LabCmd::Graph { file, format } => {
+            let lab = load(file)?;
+            match format.as_str() {
+                "dot" => print!("{}", graph::dot(&lab)),
+                "svg" => print!("{}", graph::svg(&lab)),
+                f => return Err(Error::bad(f, "--format takes dot or svg")),
+            }
+            Ok(0)
+        }
+    }
 }

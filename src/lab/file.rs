@@ -1,0 +1,358 @@
+//! The lab file: TOML as written by people, checked in full before the
+//! host is touched (one-line errors naming the bad token).
+//!
+//! ```toml
+//! name = "demo"
+//! [nodes.r1]
+//! image = "bb:latest"          # started by the lab, no network
+//! cmd = ["/bin/sleep", "1d"]
+//! [nodes.web]
+//! container = "web1"           # exists already; never stopped by the lab
+//! [nodes.ns1]
+//! netns = "blue"               # an `ip netns` namespace
+//! [[links]]                    # point-to-point (the default)
+//! endpoints = ["r1:eth1", "web:eth1"]
+//! ips = ["10.0.0.1/30", "10.0.0.2/30"]
+//! [[links]]
+//! kind = "bridge"              # also: ovs, macvlan (with parent = "eth0")
+//! bridge = "br-lab"
+//! endpoints = ["r1:eth2", "ns1:eth1"]
+//! ```
+use super::model::{End, Lab, LinkKind, Node, NodeKind, Unit};
+use crate::error::{Error, Result};
+use crate::request::{check_ifname, parse_cidr, parse_mac_token};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    name: String,
+    #[serde(default)]
+    nodes: BTreeMap<String, NodeToml>,
+    #[serde(default)]
+    links: Vec<LinkToml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NodeToml {
+    pub container: Option<String>,
+    pub image: Option<String>,
+    #[serde(default)]
+    pub cmd: Option<Cmd>,
+    pub netns: Option<String>,
+}
+
+/// `cmd` as a list or as one string split on spaces (containerlab's form).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum Cmd {
+    List(Vec<String>),
+    Line(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkToml {
+    pub kind: Option<String>,
+    pub endpoints: Vec<String>,
+    pub bridge: Option<String>,
+    pub parent: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub macs: Vec<String>,
+    pub mtu: Option<u32>,
+    pub vlan: Option<u16>,
+    pub delay: Option<String>,
+    pub loss: Option<String>,
+    pub rate: Option<String>,
+}
+
+pub fn parse_toml(text: &str) -> Result<Lab> {
+    let f: FileToml = toml::from_str(text).map_err(|e| {
+        let first = e.to_string();
+        let first = first.lines().last().unwrap_or_default().to_string();
+        Error::bad("lab file", format!("not a valid lab: {first}"))
+    })?;
+    build(f.name, f.nodes, f.links)
+}
+
+/// Shared by the TOML and containerlab readers: validate everything.
+pub(super) fn build(
+    name: String,
+    nodes: BTreeMap<String, NodeToml>,
+    links: Vec<LinkToml>,
+) -> Result<Lab> {
+    check_lab_name(&name)?;
+    let mut out = Lab {
+        name,
+        ..Default::default()
+    };
+    for (n, t) in nodes {
+        check_node_name(&n)?;
+        let kind = match (t.container, t.image, t.netns) {
+            (Some(c), None, None) => NodeKind::Container(c),
+            (None, Some(i), None) => NodeKind::Image {
+                image: i,
+                cmd: match t.cmd {
+                    None => vec![],
+                    Some(Cmd::List(v)) => v,
+                    Some(Cmd::Line(s)) => s.split_whitespace().map(String::from).collect(),
+                },
+            },
+            (None, None, Some(ns)) => NodeKind::Netns(ns),
+            _ => {
+                return Err(Error::bad(
+                    format!("nodes.{n}"),
+                    "give exactly one of container = NAME, image = IMAGE or netns = NAME",
+                ));
+            }
+        };
+        out.nodes.insert(n.clone(), Node { name: n, kind });
+    }
+    let mut taken: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (i, l) in links.into_iter().enumerate() {
+        let unit = link(&out, i, l)?;
+        for e in &unit.ends {
+            if let Some(prev) = taken.insert((e.node.clone(), e.ifname.clone()), i) {
+                return Err(Error::bad(
+                    format!("{}:{}", e.node, e.ifname),
+                    format!(
+                        "used by links #{} and #{}; each interface once",
+                        prev + 1,
+                        i + 1
+                    ),
+                ));
+            }
+        }
+        out.units.extend(split(unit));
+    }
+    Ok(out)
+}
+
+fn check_lab_name(n: &str) -> Result<()> {
+    if n.is_empty()
+        || n.len() > 24
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::bad(
+            n,
+            "lab name: 1-24 characters of letters, digits, - and _",
+        ));
+    }
+    Ok(())
+}
+
+fn check_node_name(n: &str) -> Result<()> {
+    if n.is_empty()
+        || n.len() > 32
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(Error::bad(
+            n,
+            "node name: 1-32 characters of letters, digits, -, _ and .",
+        ));
+    }
+    Ok(())
+}
+
+/// One `[[links]]` entry, checked, as one unit with all its ends.
+fn link(lab: &Lab, i: usize, l: LinkToml) -> Result<Unit> {
+    let at = |what: &str| format!("links[{}].{what}", i + 1);
+    let kind = match l.kind.as_deref() {
+        None | Some("p2p") | Some("veth") => LinkKind::P2p,
+        Some("bridge") => LinkKind::Bridge(
+            l.bridge
+                .clone()
+                .ok_or_else(|| Error::bad(at("bridge"), "a bridge link names its bridge"))?,
+        ),
+        Some("ovs") => LinkKind::Ovs(
+            l.bridge
+                .clone()
+                .ok_or_else(|| Error::bad(at("bridge"), "an ovs link names its OVS bridge"))?,
+        ),
+        Some("macvlan") => LinkKind::Macvlan {
+            parent: l.parent.clone().ok_or_else(|| {
+                Error::bad(at("parent"), "a macvlan link names its host NIC (parent)")
+            })?,
+            mode: l.mode.clone().unwrap_or_else(|| "bridge".into()),
+        },
+        Some(k) => {
+            return Err(Error::bad(
+                k,
+                "link kind: p2p (default), bridge, ovs or macvlan",
+            ));
+        }
+    };
+    match &kind {
+        LinkKind::Bridge(h) | LinkKind::Ovs(h) | LinkKind::Macvlan { parent: h, .. } => {
+            check_ifname(h)?
+        }
+        LinkKind::P2p => {}
+    }
+    if let LinkKind::Macvlan { mode, .. } = &kind {
+        crate::driver::macvlan::parse_mode(mode)?;
+    }
+    if matches!(kind, LinkKind::P2p) && l.endpoints.len() != 2 {
+        return Err(Error::bad(
+            at("endpoints"),
+            "a point-to-point link has exactly two endpoints",
+        ));
+    }
+    if l.endpoints.is_empty() {
+        return Err(Error::bad(at("endpoints"), "no endpoints"));
+    }
+    if l.vlan.is_some() && !matches!(kind, LinkKind::Ovs(_)) {
+        return Err(Error::bad(
+            at("vlan"),
+            "VLAN tags need an ovs link (a Linux bridge port takes no tag here)",
+        ));
+    }
+    if let Some(v) = l.vlan {
+        crate::request::parse_vlan(&v.to_string())?;
+    }
+    for (what, v) in [("ips", l.ips.len()), ("macs", l.macs.len())] {
+        if v > l.endpoints.len() {
+            return Err(Error::bad(at(what), "more entries than endpoints"));
+        }
+    }
+    if let Some(m) = l.mtu
+        && !(68..=65535).contains(&m)
+    {
+        return Err(Error::bad(at("mtu"), "MTU must be 68-65535"));
+    }
+    let impair =
+        super::netem::Impair::parse(l.delay.as_deref(), l.loss.as_deref(), l.rate.as_deref())
+            .map_err(|e| Error::bad(at("delay/loss/rate"), e))?;
+    let mut ends = Vec::new();
+    for (k, ep) in l.endpoints.iter().enumerate() {
+        let (node, ifname) = ep
+            .rsplit_once(':')
+            .ok_or_else(|| Error::bad(ep, "an endpoint is NODE:IFNAME, e.g. r1:eth1"))?;
+        if node != "host" && !lab.nodes.contains_key(node) {
+            return Err(Error::bad(
+                ep,
+                format!("no node {node} in [nodes] (or use host:IFNAME for the host)"),
+            ));
+        }
+        if node == "host" && !matches!(kind, LinkKind::P2p) {
+            return Err(Error::bad(ep, "only a point-to-point link has a host end"));
+        }
+        check_ifname(ifname)?;
+        let addrs = match l.ips.get(k).map(String::as_str) {
+            None | Some("") => vec![],
+            Some(s) => s
+                .split(',')
+                .map(|a| parse_cidr(a.trim()))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let mac = match l.macs.get(k).map(String::as_str) {
+            None | Some("") => None,
+            Some(s) => match parse_mac_token(s)? {
+                (m, None) => m,
+                (_, Some(_)) => return Err(Error::bad(s, "put a VLAN in vlan = N, not on a MAC")),
+            },
+        };
+        ends.push(End {
+            node: node.to_string(),
+            ifname: ifname.to_string(),
+            addrs,
+            mac,
+        });
+    }
+    Ok(Unit {
+        kind,
+        ends,
+        mtu: l.mtu,
+        vlan: l.vlan,
+        impair,
+        index: i,
+    })
+}
+
+/// A point-to-point link is one unit; a shared segment (bridge, OVS,
+/// macvlan) is one unit per endpoint, so adding a member to a bridge
+/// touches only that member.
+fn split(u: Unit) -> Vec<Unit> {
+    if matches!(u.kind, LinkKind::P2p) {
+        return vec![u];
+    }
+    u.ends
+        .iter()
+        .map(|e| Unit {
+            ends: vec![e.clone()],
+            kind: u.kind.clone(),
+            impair: u.impair.clone(),
+            ..u.clone()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t1"
+[nodes.a]
+image = "bb:latest"
+cmd = "/bin/sleep 3600"
+[nodes.b]
+container = "web1"
+[nodes.c]
+netns = "blue"
+[[links]]
+endpoints = ["a:eth1", "b:eth1"]
+ips = ["10.0.0.1/30", "10.0.0.2/30"]
+macs = ["U:a1"]
+mtu = 1400
+[[links]]
+kind = "bridge"
+bridge = "brlab"
+endpoints = ["a:eth2", "b:eth2", "c:eth1"]
+ips = ["10.1.0.1/24", "", "10.1.0.3/24"]
+"#;
+
+    #[test]
+    fn a_good_file_parses_into_units() {
+        let lab = parse_toml(GOOD).expect("parses");
+        assert_eq!(lab.name, "t1");
+        assert_eq!(lab.nodes.len(), 3);
+        // One p2p unit, three bridge members.
+        assert_eq!(lab.units.len(), 4);
+        assert_eq!(lab.units[0].ends.len(), 2);
+        assert!(lab.units[0].ends[0].mac.is_some());
+        assert!(lab.units[2].ends[0].addrs.is_empty());
+        // Ids are stable and distinct.
+        let ids: std::collections::HashSet<String> = lab.units.iter().map(Unit::id).collect();
+        assert_eq!(ids.len(), 4);
+        assert_eq!(
+            parse_toml(GOOD).expect("again").units[3].id(),
+            lab.units[3].id()
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_token() {
+        for (edit, token) in [
+            (("\"t1\"", "\"t 1\""), "t 1"),
+            (("10.0.0.2/30", "10.0.0.300/30"), "10.0.0.300/30"),
+            (("\"b:eth1\"]", "\"zz:eth1\"]"), "zz:eth1"),
+            (("kind = \"bridge\"", "kind = \"hub\""), "hub"),
+            (("\"a:eth2\"", "\"a:eth1\""), "a:eth1"),
+            (("mtu = 1400", "mtu = 12"), "mtu"),
+        ] {
+            let text = GOOD.replacen(edit.0, edit.1, 1);
+            let e = parse_toml(&text).expect_err(token).to_string();
+            assert!(e.contains(token), "{token}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What a lab is once read: nodes and units. A unit is what one signed
+//! record set stands for: a point-to-point link (two ends), or one member
+//! of a shared segment (bridge, OVS, macvlan). Its id is a hash of
+//! everything the kernel state depends on, so an edited unit is a removed
+//! one plus an added one, and `up` compares ids, never files.
+use super::netem::Impair;
+use ipnetwork::IpNetwork;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct Lab {
+    pub name: String,
+    pub nodes: BTreeMap<String, Node>,
+    pub units: Vec<Unit>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// An existing container (name or id); never started or stopped by us.
+    Container(String),
+    /// A container the lab starts from this image (no network) and removes.
+    Image { image: String, cmd: Vec<String> },
+    /// An existing named network namespace.
+    Netns(String),
+}
+
+impl Node {
+    /// The classic guest argument for this node.
+    pub fn guest_spec(&self, lab: &str) -> String {
+        match &self.kind {
+            NodeKind::Container(c) => c.clone(),
+            NodeKind::Image { .. } => container_name(lab, &self.name),
+            NodeKind::Netns(n) => format!("netns:{n}"),
+        }
+    }
+}
+
+/// The name of the container the lab starts for an image node.
+pub fn container_name(lab: &str, node: &str) -> String {
+    format!("{lab}-{node}")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkKind {
+    P2p,
+    Bridge(String),
+    Ovs(String),
+    Macvlan { parent: String, mode: String },
+}
+
+impl LinkKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::P2p => "p2p",
+            LinkKind::Bridge(_) => "bridge",
+            LinkKind::Ovs(_) => "ovs",
+            LinkKind::Macvlan { .. } => "macvlan",
+        }
+    }
+    /// The host object a shared segment hangs on.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            LinkKind::P2p => None,
+            LinkKind::Bridge(h) | LinkKind::Ovs(h) => Some(h),
+            LinkKind::Macvlan { parent, .. } => Some(parent),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct End {
+    /// Node name, or `host` (point-to-point only).
+    pub node: String,
+    pub ifname: String,
+    pub addrs: Vec<IpNetwork>,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub kind: LinkKind,
+    pub ends: Vec<End>,
+    pub mtu: Option<u32>,
+    pub vlan: Option<u16>,
+    pub impair: Impair,
+    /// Position of its `[[links]]` entry (for messages).
+    pub index: usize,
+}
+
+impl Unit {
+    /// 8 hex digits of SHA-256 over the unit's kernel-relevant fields.
+    pub fn id(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.kind, self.mtu, self.vlan, self.impair
+        ));
+        for e in &self.ends {
+            h.update(format!(
+                "|{}:{}:{:?}:{:?}",
+                e.node, e.ifname, e.addrs, e.mac
+            ));
+        }
+        h.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// `a:eth1 -- b:eth1` or `a:eth2 -> br0`, for people.
+    pub fn describe(&self) -> String {
+        let ends: Vec<String> = self
+            .ends
+            .iter()
+            .map(|e| format!("{}:{}", e.node, e.ifname))
+            .collect();
+        match self.kind.host() {
+            None => ends.join(" -- "),
+            Some(h) => format!("{} -> {} {h}", ends.join(", "), self.kind.name()),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! What the kernel holds for a lab (read from the signed records alone),
+//! and the difference to the file: units to add, records to remove.
+use super::model::{Lab, Unit};
+use crate::inventory::{self, Found, Namespace, Scan};
+use crate::netlink::Net;
+use crate::record::Record;
+use std::collections::{BTreeMap, HashSet};
+
+/// The record fields that tie an attachment to a lab and to a unit.
+pub const LAB: &str = "lab";
+pub const UNIT: &str = "li";
+
+pub fn lab_of(rec: &Record) -> Option<&str> {
+    rec.x.get(LAB).and_then(|v| v.as_str())
+}
+
+pub fn unit_of(rec: &Record) -> Option<&str> {
+    rec.x.get(UNIT).and_then(|v| v.as_str())
+}
+
+/// The extras a lab signs into every record it makes.
+pub fn extras(lab: &str, unit: &Unit) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(LAB.into(), lab.into());
+    m.insert(UNIT.into(), unit.id().into());
+    m
+}
+
+/// The host end of a lab's veth (bridge, OVS): named for the lab and the
+/// unit, so an edited unit's new host end never meets its old one (which
+/// `up` removes only after every addition) and two labs never collide.
+pub fn host_ifname(lab: &str, unit: &Unit) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{lab}/{}", unit.id()));
+    let hex: String = d[..5].iter().map(|b| format!("{b:02x}")).collect();
+    format!("pl{hex}")
+}
+
+/// Every namespace's scan, kept so removals can use its handle.
+pub struct Current {
+    pub all: Vec<(Namespace, Net, Scan)>,
+}
+
+/// One of a lab's records where it was found.
+pub struct Held<'a> {
+    pub ns: &'a Namespace,
+    pub net: &'a Net,
+    pub found: &'a Found,
+}
+
+impl Current {
+    pub async fn read() -> Current {
+        Current {
+            all: inventory::scan_all().await,
+        }
+    }
+
+    /// The lab's verified records, from their own side of each link.
+    pub fn held<'a>(&'a self, lab: &'a str) -> impl Iterator<Item = Held<'a>> + 'a {
+        self.all.iter().flat_map(move |(ns, net, scan)| {
+            scan.attachments()
+                .filter(move |f| lab_of(&f.rec) == Some(lab))
+                .map(move |found| Held { ns, net, found })
+        })
+    }
+
+    /// Labs that have records on this host, by name.
+    pub fn labs(&self) -> HashSet<String> {
+        self.all
+            .iter()
+            .flat_map(|(_, _, s)| s.attachments())
+            .filter_map(|f| lab_of(&f.rec).map(String::from))
+            .collect()
+    }
+}
+
+/// The record of `unit`'s end `k` if the kernel holds it in the node's
+/// current namespace (`inos`: node → namespace inode; `host` included).
+pub fn end_held<'a>(
+    held: &'a [Held<'a>],
+    unit: &Unit,
+    k: usize,
+    inos: &BTreeMap<String, u64>,
+) -> Option<&'a Held<'a>> {
+    let id = unit.id();
+    let e = &unit.ends[k];
+    let ino = *inos.get(&e.node)?;
+    held.iter().find(|h| {
+        unit_of(&h.found.rec) == Some(id.as_str())
+            && h.found.rec.n == ino
+            && h.found.rec.ifname == e.ifname
+            && h.found.rec.p.is_none()
+    })
+}
+
+pub struct Plan {
+    /// Indices into `lab.units` to build.
+    pub add: Vec<usize>,
+    /// Indices into `held` to remove (stale, edited, or half there).
+    pub remove: Vec<usize>,
+    pub unchanged: usize,
+}
+
+pub fn diff(lab: &Lab, held: &[Held<'_>], inos: &BTreeMap<String, u64>) -> Plan {
+    let mut add = Vec::new();
+    let mut keep: HashSet<String> = HashSet::new();
+    for (i, u) in lab.units.iter().enumerate() {
+        if (0..u.ends.len()).all(|k| end_held(held, u, k, inos).is_some()) {
+            keep.insert(u.id());
+        } else {
+            add.push(i);
+        }
+    }
+    let remove = held
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !unit_of(&h.found.rec).is_some_and(|id| keep.contains(id)))
+        .map(|(i, _)| i)
+        .collect();
+    Plan {
+        add,
+        remove,
+        unchanged: keep.len(),
+    }
+}
