@@ -179,10 +179,13 @@ async fn converge(
         rep.added.push(u.describe());
     }
     // Every addition stands: now the removals.
+    let mut seen = std::collections::HashSet::new();
     for &i in &p.remove {
         let h = &held[i];
         remove(&host, h, aside.get(&i).map(String::as_str)).await?;
-        rep.removed.push(describe_held(h));
+        if seen.insert(plan::unit_of(&h.found.rec).map(String::from)) {
+            rep.removed.push(describe_held(h));
+        }
     }
     // Image nodes gone from the file: their containers go too.
     let gone: Vec<String> = st
@@ -350,7 +353,10 @@ async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> Result<()> {
 
 fn describe_held(h: &Held<'_>) -> String {
     let r = &h.found.rec;
-    format!("{}:{} ({} {})", r.g, r.ifname, r.k, r.h)
+    match r.k {
+        crate::record::Kind::P2p => format!("{}:{} -- {}", r.g, r.ifname, r.h),
+        k => format!("{}:{} -> {k} {}", r.g, r.ifname, r.h),
+    }
 }
 
 /// Delete a bridge we created once no port is left on it. Returns whether
@@ -378,9 +384,12 @@ pub async fn down(name: &str) -> Result<DownReport> {
         ..Default::default()
     };
     let cur = Current::read().await;
+    let mut seen = std::collections::HashSet::new();
     for h in cur.held(name) {
         remove(&host, &h, None).await?;
-        rep.removed.push(describe_held(&h));
+        if seen.insert(plan::unit_of(&h.found.rec).map(String::from)) {
+            rep.removed.push(describe_held(&h));
+        }
     }
     let mut st = state::load(name)?;
     for (node, id) in std::mem::take(&mut st.containers) {

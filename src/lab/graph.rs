@@ -135,16 +135,26 @@ fn esc(s: &str) -> String {
 
 pub fn svg(lab: &Lab) -> String {
     let (v, e) = build(lab);
-    let n = v.len().max(1) as f64;
-    let r = (60.0 * n).clamp(140.0, 600.0);
-    let (w, h) = (2.0 * r + 320.0, 2.0 * r + 200.0);
-    let (cx, cy) = (w / 2.0, h / 2.0);
-    let pos: Vec<(f64, f64)> = (0..v.len())
-        .map(|i| {
-            let t = -PI / 2.0 + 2.0 * PI * i as f64 / n;
-            (cx + r * t.cos(), cy + r * t.sin())
-        })
-        .collect();
+    // Nodes on an outer circle, shared segments on an inner one (each a
+    // hub its members reach without crossing the picture).
+    let outer: Vec<usize> = (0..v.len()).filter(|i| !v[*i].segment).collect();
+    let inner: Vec<usize> = (0..v.len()).filter(|i| v[*i].segment).collect();
+    let r = (55.0 * outer.len() as f64).clamp(200.0, 480.0);
+    let (w, h) = (2.0 * r + 320.0, 2.0 * r + 160.0);
+    let (cx, cy) = (w / 2.0, h / 2.0 + 10.0);
+    let mut pos = vec![(cx, cy); v.len()];
+    for (ring, radius, phase) in [(&outer, r, 0.0), (&inner, r * 0.42, 0.5)] {
+        let n = ring.len().max(1) as f64;
+        let radius = if ring.len() == 1 && phase > 0.0 {
+            0.0
+        } else {
+            radius
+        };
+        for (k, &i) in ring.iter().enumerate() {
+            let t = -PI / 2.0 + 2.0 * PI * (k as f64 + phase) / n;
+            pos[i] = (cx + radius * t.cos(), cy + radius * t.sin());
+        }
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,

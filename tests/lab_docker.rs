@@ -1,0 +1,432 @@
+//! `pipework lab` against a real dockerd: a six-container lab with
+//! point-to-point links, a Linux bridge and a macvlan; converging, editing,
+//! a failed `up` rolled back, `down` from the records after the file is
+//! gone; the containerlab subset; and the SVG drawn in a real Chromium.
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+/// Host state minus the objects of the other helpers working on this
+/// machine at the same time (their own prefixes), sorted: what is there
+/// counts, not the order the kernel lists it in.
+fn snap() -> String {
+    let mut v: Vec<String> = host_state()
+        .lines()
+        .filter(|l| !["pwv", "pws", "pww"].iter().any(|p| l.contains(p)))
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.join("\n")
+}
+
+/// A lab's files; `lab down` by name when dropped, so a failing test
+/// leaves nothing behind.
+struct LabGuard {
+    name: String,
+    dir: PathBuf,
+}
+
+impl LabGuard {
+    fn new() -> LabGuard {
+        let name = uniq("pwl");
+        let dir = std::env::temp_dir().join(format!("{name}-files"));
+        std::fs::create_dir_all(&dir).expect("lab dir");
+        LabGuard { name, dir }
+    }
+    fn write(&self, file: &str, text: &str) -> String {
+        let p = self.dir.join(file);
+        std::fs::write(&p, text).expect("write lab file");
+        p.display().to_string()
+    }
+    fn container(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+    fn exec(&self, node: &str, args: &[&str]) -> String {
+        let c = self.container(node);
+        let mut a = vec!["exec", &c];
+        a.extend_from_slice(args);
+        let o = docker(&a);
+        assert!(o.status.success(), "{node} {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+    fn ping(&self, node: &str, ip: &str) {
+        self.exec(node, &["ping", "-c", "1", "-W", "2", ip]);
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = pipework(&["lab", "down", &self.name]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A host NIC for macvlan children: one end of a veth pair, both up.
+struct Nic(String);
+
+impl Nic {
+    fn new() -> Nic {
+        let n = uniq("pwlp");
+        ok(
+            "ip",
+            &[
+                "link",
+                "add",
+                &n,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{n}p"),
+            ],
+        );
+        // No IPv6 on it: its link-local routes would appear whenever DAD
+        // ends, in the middle of the host snapshots.
+        for i in [n.clone(), format!("{n}p")] {
+            std::fs::write(format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"), "1")
+                .expect("disable IPv6 on the test NIC");
+            ok("ip", &["link", "set", &i, "up"]);
+        }
+        Nic(n)
+    }
+}
+
+impl Drop for Nic {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["link", "del", &self.0]);
+    }
+}
+
+fn nodes(keep: &str) -> String {
+    let mut s = String::new();
+    for n in ["r1", "r2", "r3", "h1", "h2"] {
+        s.push_str(&format!(
+            "[nodes.{n}]\nimage = \"bb:latest\"\ncmd = [\"/bin/sleep\", \"3600\"]\n"
+        ));
+    }
+    s.push_str(&format!("[nodes.x]\ncontainer = \"{keep}\"\n"));
+    s
+}
+
+const P2P_KEPT: &str = r#"
+[[links]]
+endpoints = ["r1:eth1", "r2:eth1"]
+ips = ["10.71.0.1/30", "10.71.0.2/30"]
+macs = ["U:pwl-r1"]
+[[links]]
+endpoints = ["r3:eth2", "x:eth1"]
+ips = ["10.71.0.9/30", "10.71.0.10/30"]
+"#;
+
+const P2P_REMOVED: &str = r#"
+[[links]]
+endpoints = ["r2:eth2", "r3:eth1"]
+ips = ["10.71.0.5/30", "10.71.0.6/30"]
+mtu = 1400
+"#;
+
+const P2P_ADDED: &str = r#"
+[[links]]
+endpoints = ["h1:eth3", "h2:eth3"]
+ips = ["10.74.0.1/30", "10.74.0.2/30"]
+"#;
+
+fn segments(bridge: &str, nic: &str) -> String {
+    format!(
+        r#"
+[[links]]
+kind = "bridge"
+bridge = "{bridge}"
+endpoints = ["r1:eth2", "h1:eth1", "h2:eth1"]
+ips = ["10.72.0.1/24", "10.72.0.2/24", "10.72.0.3/24"]
+[[links]]
+kind = "macvlan"
+parent = "{nic}"
+endpoints = ["h1:eth2", "h2:eth2", "x:eth2"]
+ips = ["10.73.0.1/24", "10.73.0.2/24", "10.73.0.3/24"]
+"#
+    )
+}
+
+/// Every interface and address of every container of the lab.
+fn lab_state(g: &LabGuard, keep: &Container) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = ["r1", "r2", "r3", "h1", "h2"]
+        .iter()
+        .map(|n| {
+            let pid = stdout(&docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Pid}}",
+                &g.container(n),
+            ]));
+            (
+                n.to_string(),
+                ns_state(&format!("/proc/{}/ns/net", pid.trim())),
+            )
+        })
+        .collect();
+    v.push(("x".into(), keep.net_state()));
+    v
+}
+
+fn lines_only_in<'a>(a: &'a str, b: &str) -> Vec<&'a str> {
+    let bs: std::collections::HashSet<&str> = b.lines().collect();
+    a.lines().filter(|l| !bs.contains(l)).collect()
+}
+
+#[test]
+fn a_lab_converges_edits_rolls_back_and_goes_away() {
+    if !require_env() {
+        return;
+    }
+    let keep = Container::run("pwl-keep");
+    let nic = Nic::new();
+    let before = snap();
+    let g = LabGuard::new();
+    let bridge = uniq("pwlbr");
+    let head = format!("name = \"{}\"\n{}", g.name, nodes(&keep.name));
+    let v1 = format!("{head}{P2P_KEPT}{P2P_REMOVED}{}", segments(&bridge, &nic.0));
+    let f1 = g.write("lab.toml", &v1);
+
+    let out = stdout(&pipework_ok(&["lab", "up", &f1]));
+    assert_eq!(out.matches("started").count(), 5, "{out}");
+    assert!(out.contains("9 added, 0 removed, 0 unchanged"), "{out}");
+    // Across every kind of link.
+    g.ping("r1", "10.71.0.2");
+    g.ping("r2", "10.71.0.6");
+    g.ping("r3", "10.71.0.10");
+    g.ping("r1", "10.72.0.3");
+    g.ping("h1", "10.73.0.3");
+    let mac = g.exec("r1", &["ip", "-o", "link", "show", "eth1"]);
+    let r2e2 = g.exec("r2", &["ip", "-o", "link", "show", "eth2"]);
+    assert!(mac.contains("02:"), "{mac}");
+    assert!(r2e2.contains("mtu 1400"), "{r2e2}");
+    let st = stdout(&pipework_ok(&["lab", "status", "--json", &f1]));
+    let v: serde_json::Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(v["matches"], true, "{st}");
+    assert_eq!(v["links"].as_array().map(Vec::len), Some(9), "{st}");
+
+    // Again: nothing to do, nothing touched.
+    let s1 = lab_state(&g, &keep);
+    let out = stdout(&pipework_ok(&["lab", "up", &f1]));
+    assert!(out.contains("0 added, 0 removed, 9 unchanged"), "{out}");
+    assert_eq!(lab_state(&g, &keep), s1, "a second up changed something");
+
+    // Edit: one link added, another removed; only those change.
+    let v2 = format!("{head}{P2P_KEPT}{P2P_ADDED}{}", segments(&bridge, &nic.0));
+    let f2 = g.write("lab.toml", &v2);
+    let out = stdout(&pipework_ok(&["lab", "up", &f2]));
+    assert!(out.contains("1 added, 1 removed, 8 unchanged"), "{out}");
+    let s2 = lab_state(&g, &keep);
+    for ((node, a), (_, b)) in s1.iter().zip(&s2) {
+        let gone = lines_only_in(a, b);
+        let new = lines_only_in(b, a);
+        let touched = |ls: &[&str], names: &[&str]| {
+            ls.iter()
+                .all(|l| names.iter().any(|n| l.contains(&format!(" {n}"))))
+        };
+        let want: &[&str] = match node.as_str() {
+            "r2" => &["eth2"],
+            "r3" => &["eth1"],
+            "h1" | "h2" => &["eth3"],
+            _ => &[],
+        };
+        assert!(
+            touched(&gone, want) && touched(&new, want),
+            "{node}: only {want:?} may change\n gone: {gone:#?}\n new: {new:#?}"
+        );
+    }
+    g.ping("h1", "10.74.0.2");
+
+    // A bad address in the last link: the whole up is rolled back.
+    let host_mid = snap();
+    let bad = format!(
+        "{v2}\n[[links]]\nendpoints = [\"r1:eth3\", \"h1:eth4\"]\nips = [\"10.75.0.1/30\", \"fd00::2/64\"]\n"
+    );
+    let f3 = g.write("bad.toml", &bad);
+    let o = pipework(&["lab", "up", &f3]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("fd00::2/64") && e.contains("links[6]"), "{e}");
+    assert_same(&host_mid, &snap(), "host after a failed up");
+    assert_eq!(lab_state(&g, &keep), s2, "containers after a failed up");
+
+    // The file is gone: down still finds everything from the records.
+    std::fs::remove_file(&f2).expect("rm");
+    let out = stdout(&pipework_ok(&["lab", "down", &g.name]));
+    assert_eq!(out.matches("removed container").count(), 5, "{out}");
+    assert!(out.contains(&format!("removed bridge {bridge}")), "{out}");
+    let ps = stdout(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(!ps.contains(&g.name), "{ps}");
+    // The container the lab did not start is left running, without our links.
+    let x = keep.exec_ok(&["ip", "-o", "link"]);
+    assert!(!x.contains("eth1") && !x.contains("eth2"), "{x}");
+    assert_same(&before, &snap(), "host after lab down");
+}
+
+/// Interface names, MTUs and states in each container: what the kernel
+/// holds, without what differs between any two runs (indexes, MACs,
+/// namespace ids, the records' tags).
+fn shape(g: &LabGuard, nodes: &[&str]) -> Vec<String> {
+    let mut v = Vec::new();
+    for n in nodes {
+        for l in g.exec(n, &["ip", "-o", "link"]).lines() {
+            let mut w = l.split_whitespace().skip(1);
+            let name = w
+                .next()
+                .unwrap_or_default()
+                .split('@')
+                .next()
+                .unwrap_or_default();
+            let flags = w.next().unwrap_or_default();
+            let mtu = l.split(" mtu ").nth(1).and_then(|r| r.split(' ').next());
+            v.push(format!("{n} {name} {flags} {mtu:?}"));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn a_containerlab_file_builds_what_its_toml_twin_builds() {
+    if !require_env() {
+        return;
+    }
+    let g = LabGuard::new();
+    let yml = g.write(
+        "lab.clab.yml",
+        &format!(
+            r#"name: {}
+topology:
+  nodes:
+    a:
+      kind: linux
+      image: bb:latest
+      cmd: /bin/sleep 3600
+    b:
+      kind: linux
+      image: bb:latest
+      cmd: /bin/sleep 3600
+    c:
+      kind: linux
+      image: bb:latest
+      cmd: /bin/sleep 3600
+  links:
+    - endpoints: ["a:eth1", "b:eth1"]
+    - endpoints: ["b:eth2", "c:eth1"]
+    - endpoints: ["c:eth2", "a:eth2"]
+"#,
+            g.name
+        ),
+    );
+    let mut toml = format!("name = \"{}\"\n", g.name);
+    for n in ["a", "b", "c"] {
+        toml.push_str(&format!(
+            "[nodes.{n}]\nimage = \"bb:latest\"\ncmd = \"/bin/sleep 3600\"\n"
+        ));
+    }
+    for (x, y) in [
+        ("a:eth1", "b:eth1"),
+        ("b:eth2", "c:eth1"),
+        ("c:eth2", "a:eth2"),
+    ] {
+        toml.push_str(&format!("[[links]]\nendpoints = [\"{x}\", \"{y}\"]\n"));
+    }
+    let tf = g.write("lab.toml", &toml);
+
+    pipework_ok(&["lab", "up", &yml]);
+    let from_yaml = shape(&g, &["a", "b", "c"]);
+    pipework_ok(&["lab", "down", &yml]);
+    pipework_ok(&["lab", "up", &tf]);
+    let from_toml = shape(&g, &["a", "b", "c"]);
+    // Same units, same ids: the TOML twin finds the lab as built.
+    let out = stdout(&pipework_ok(&["lab", "up", &yml]));
+    assert!(out.contains("0 added, 0 removed, 3 unchanged"), "{out}");
+    pipework_ok(&["lab", "down", &tf]);
+    assert_eq!(from_yaml, from_toml);
+    assert_eq!(from_yaml.iter().filter(|l| l.contains("eth")).count(), 6);
+}
+
+#[test]
+fn the_svg_shows_every_node_in_a_real_browser() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        sh("sh", &["-c", &format!("command -v {c}")])
+            .status
+            .success()
+    });
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium missing: run scripts/env-up.sh"
+        );
+        eprintln!("SKIP: no chromium");
+        return;
+    };
+    let g = LabGuard::new();
+    let names = ["core", "edge-1", "edge-2", "web", "db", "cache"];
+    let mut toml = format!("name = \"{}\"\n", g.name);
+    for n in names {
+        toml.push_str(&format!("[nodes.{n}]\nnetns = \"{n}\"\n"));
+    }
+    toml.push_str(
+        r#"
+[[links]]
+endpoints = ["core:eth1", "edge-1:eth1"]
+ips = ["10.0.0.1/30", "10.0.0.2/30"]
+[[links]]
+endpoints = ["core:eth2", "edge-2:eth1"]
+[[links]]
+kind = "bridge"
+bridge = "br-lab"
+endpoints = ["edge-1:eth2", "web:eth1", "db:eth1", "cache:eth1"]
+ips = ["192.168.9.1/24", "192.168.9.2/24"]
+"#,
+    );
+    let f = g.write("lab.toml", &toml);
+    let dot = stdout(&pipework_ok(&["lab", "graph", &f]));
+    for n in names {
+        assert!(dot.contains(&format!("\"{n}\" [label=\"{n}\"]")), "{dot}");
+    }
+    let svg = stdout(&pipework_ok(&["lab", "graph", "--format", "svg", &f]));
+    let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let html = format!(
+        r#"<!doctype html><html><body>{svg}<script>
+const out = [{}].map(n => {{
+  const g = document.getElementById('node-' + n);
+  if (!g) return n + ':missing';
+  const b = g.getBBox();
+  return n + ':' + (b.width > 0 && b.height > 0 && g.textContent.trim() === n ? 'ok' : 'bad');
+}});
+const seg = document.getElementById('segment-bridge-br-lab');
+out.push('br:' + (seg && seg.getBBox().width > 0 ? 'ok' : 'bad'));
+document.body.setAttribute('data-result', out.join(','));
+</script></body></html>"#,
+        list.join(",")
+    );
+    let page = g.write("graph.html", &html);
+    let o = sh(
+        "timeout",
+        &[
+            "120",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            &format!("--user-data-dir={}", g.dir.join("chromium").display()),
+            "--dump-dom",
+            &format!("file://{page}"),
+        ],
+    );
+    let dom = stdout(&o);
+    let result = dom
+        .split("data-result=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no result in the DOM: {}", stderr(&o)));
+    let want: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}:ok"))
+        .chain(std::iter::once("br:ok".to_string()))
+        .collect();
+    assert_eq!(result, want.join(","));
+}
