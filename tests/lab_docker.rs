@@ -251,6 +251,33 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     assert_same(&host_mid, &snap(), "host after a failed up");
     assert_eq!(lab_state(&g, &keep), s2, "containers after a failed up");
 
+    // A node restarts: its links died with its namespace. What `watch`
+    // calls finds the lab from the container and builds back only those.
+    let r2 = g.container("r2");
+    assert!(docker(&["restart", "-t", "0", &r2]).status.success());
+    let labs = pipework::lab::hook::labs_of(&r2, "");
+    assert_eq!(labs.len(), 1, "{labs:?}");
+    assert_eq!(
+        (labs[0].0.as_str(), labs[0].2.as_str()),
+        (g.name.as_str(), "r2")
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // SAFETY: set once, before any thread of this test reads it.
+    unsafe { std::env::set_var("DOCKER_HOST", docker_host()) };
+    let reps = rt
+        .block_on(pipework::lab::hook::replumb(&r2, ""))
+        .expect("replumb");
+    assert_eq!(reps.len(), 1);
+    assert_eq!(
+        reps[0].added,
+        vec!["r1:eth1 -- r2:eth1".to_string()],
+        "{reps:?}"
+    );
+    g.ping("r1", "10.71.0.2");
+
     // The file is gone: down still finds everything from the records.
     std::fs::remove_file(&f2).expect("rm");
     let out = stdout(&pipework_ok(&["lab", "down", &g.name]));

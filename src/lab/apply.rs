@@ -81,7 +81,9 @@ fn nodes(
     Ok(out)
 }
 
-pub async fn up(lab: &Lab) -> Result<UpReport> {
+/// Converge `lab`; `source` is the file it came from (remembered for
+/// `watch`).
+pub async fn up(lab: &Lab, source: Option<&Path>) -> Result<UpReport> {
     if let Some(u) = lab.units.iter().find(|u| !u.impair.is_none())
         && !netem::available()
     {
@@ -89,6 +91,9 @@ pub async fn up(lab: &Lab) -> Result<UpReport> {
     }
     let _lock = crate::lock::Lock::take(&format!("lab-{}", lab.name))?;
     let mut st = state::load(&lab.name)?;
+    let source = source
+        .map(|p| std::path::absolute(p).map_err(|e| Error::io(p.display(), e)))
+        .transpose()?;
     let mut rep = UpReport {
         lab: lab.name.clone(),
         ..Default::default()
@@ -97,6 +102,10 @@ pub async fn up(lab: &Lab) -> Result<UpReport> {
     match converge(lab, &mut st, &mut j, &mut rep).await {
         Ok(()) => {
             j.commit();
+            if source.is_some() && st.file != source {
+                st.file = source;
+                state::save(&lab.name, &st)?;
+            }
             Ok(rep)
         }
         Err(e) => {
@@ -405,6 +414,7 @@ pub async fn down(name: &str) -> Result<DownReport> {
         }
     }
     st.bridges = keep;
+    st.file = None;
     state::save(name, &st)?;
     Ok(rep)
 }

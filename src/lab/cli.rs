@@ -50,7 +50,7 @@ pub fn run(a: &LabArgs) -> Result<i32> {
     match &a.cmd {
         LabCmd::Up { file, json: j } => {
             let lab = load(file)?;
-            let r = rt.block_on(apply::up(&lab))?;
+            let r = rt.block_on(apply::up(&lab, Some(std::path::Path::new(file))))?;
             if *j {
                 json(&r);
             } else {

@@ -8,6 +8,7 @@ pub mod cli;
 mod engine;
 pub mod file;
 pub mod graph;
+pub mod hook;
 pub mod model;
 pub mod netem;
 pub mod plan;

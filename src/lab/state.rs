@@ -14,6 +14,10 @@ pub struct State {
     /// Linux bridges the lab created (deleted once no port is left).
     #[serde(default)]
     pub bridges: Vec<String>,
+    /// The file the last `up` read (absolute), so a watcher can converge
+    /// the lab again when one of its containers restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 fn path(lab: &str) -> PathBuf {
@@ -44,6 +48,25 @@ pub fn save(lab: &str, s: &State) -> Result<()> {
     let body = serde_json::to_vec_pretty(s).unwrap_or_default();
     std::fs::write(&tmp, body).map_err(|e| Error::io(tmp.display(), e))?;
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(p.display(), e))
+}
+
+/// Every lab with state on this host.
+pub fn list() -> Vec<String> {
+    let dir = crate::key::dir().join("labs");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut v: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(String::from)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Whether a lab of this name has state (for `down NAME` without a file).
