@@ -135,25 +135,34 @@ fn esc(s: &str) -> String {
 
 pub fn svg(lab: &Lab) -> String {
     let (v, e) = build(lab);
-    // Nodes on an outer circle, shared segments on an inner one (each a
-    // hub its members reach without crossing the picture).
+    // Nodes on a circle; each shared segment at the centroid of its
+    // members pulled towards the middle (a hub its members reach without
+    // crossing the picture).
     let outer: Vec<usize> = (0..v.len()).filter(|i| !v[*i].segment).collect();
     let inner: Vec<usize> = (0..v.len()).filter(|i| v[*i].segment).collect();
     let r = (55.0 * outer.len() as f64).clamp(200.0, 480.0);
     let (w, h) = (2.0 * r + 320.0, 2.0 * r + 160.0);
     let (cx, cy) = (w / 2.0, h / 2.0 + 10.0);
     let mut pos = vec![(cx, cy); v.len()];
-    for (ring, radius, phase) in [(&outer, r, 0.0), (&inner, r * 0.42, 0.5)] {
-        let n = ring.len().max(1) as f64;
-        let radius = if ring.len() == 1 && phase > 0.0 {
-            0.0
-        } else {
-            radius
-        };
-        for (k, &i) in ring.iter().enumerate() {
-            let t = -PI / 2.0 + 2.0 * PI * (k as f64 + phase) / n;
-            pos[i] = (cx + radius * t.cos(), cy + radius * t.sin());
-        }
+    let n = outer.len().max(1) as f64;
+    for (k, &i) in outer.iter().enumerate() {
+        let t = -PI / 2.0 + 2.0 * PI * k as f64 / n;
+        pos[i] = (cx + r * t.cos(), cy + r * t.sin());
+    }
+    for (k, &i) in inner.iter().enumerate() {
+        let members: Vec<(f64, f64)> = e.iter().filter(|x| x.b == i).map(|x| pos[x.a]).collect();
+        let m = members.len().max(1) as f64;
+        let (sx, sy) = members
+            .iter()
+            .fold((0.0, 0.0), |(ax, ay), (x, y)| (ax + x, ay + y));
+        // Two segments with the same members must not sit on each other.
+        let nudge = 24.0 * k as f64;
+        // A lone member's segment goes further in, clear of its labels.
+        let pull = if members.len() > 1 { 0.55 } else { 0.35 };
+        pos[i] = (
+            cx + (sx / m - cx) * pull + nudge,
+            cy + (sy / m - cy) * pull + nudge,
+        );
     }
     let mut s = String::new();
     let _ = writeln!(
