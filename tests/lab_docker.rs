@@ -457,3 +457,53 @@ document.body.setAttribute('data-result', out.join(','));
         .collect();
     assert_eq!(result, want.join(","));
 }
+
+#[test]
+fn bad_lab_files_change_nothing() {
+    if !require_env() {
+        return;
+    }
+    let before = snap();
+    let g = LabGuard::new();
+    let cases = [
+        ("missing.toml", None, "cannot read"),
+        (
+            "unknown-node.toml",
+            Some(format!(
+                "name = \"{}\"\n[nodes.a]\nimage = \"bb:latest\"\n[[links]]\nendpoints = [\"a:eth1\", \"zz:eth1\"]\n",
+                g.name
+            )),
+            "zz:eth1",
+        ),
+        (
+            "bad-ip.toml",
+            Some(format!(
+                "name = \"{}\"\n[nodes.a]\nimage = \"bb:latest\"\n[nodes.b]\nimage = \"bb:latest\"\n[[links]]\nendpoints = [\"a:eth1\", \"b:eth1\"]\nips = [\"10.0.0.1\"]\n",
+                g.name
+            )),
+            "10.0.0.1",
+        ),
+        (
+            "no-image.toml",
+            Some(format!(
+                "name = \"{}\"\n[nodes.a]\nimage = \"pwl-no-such-image:1\"\n",
+                g.name
+            )),
+            "pwl-no-such-image",
+        ),
+    ];
+    for (file, text, token) in cases {
+        let path = match text {
+            Some(t) => g.write(file, &t),
+            None => g.dir.join(file).display().to_string(),
+        };
+        let o = pipework(&["lab", "up", &path]);
+        assert!(!o.status.success(), "{file}");
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "{file}: {e}");
+        assert!(e.contains(token), "{file}: {e}");
+    }
+    let ps = stdout(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(!ps.contains(&g.name), "{ps}");
+    assert_same(&before, &snap(), "host after refused lab files");
+}

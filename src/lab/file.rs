@@ -149,6 +149,12 @@ fn check_lab_name(n: &str) -> Result<()> {
 }
 
 fn check_node_name(n: &str) -> Result<()> {
+    if n == "host" {
+        return Err(Error::bad(
+            n,
+            "node name reserved: host:IFNAME names the host's end of a link",
+        ));
+    }
     if n.is_empty()
         || n.len() > 32
         || !n
