@@ -107,6 +107,19 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         }
     }
 
+    for (i, l, pid) in inventory::abandoned_p2p_temps(&all).await {
+        let (ns, net, _) = &all[i];
+        out.push(
+            "link",
+            &l.name,
+            &ns.label,
+            "removed",
+            format!("unfinished point-to-point link: pipework pid {pid} died before naming it"),
+        );
+        if !dry_run {
+            net.delete_link(&l).await?;
+        }
+    }
     vlans(&host, &all, &mut out).await?;
     for b in crate::firewall::rule_bridges() {
         if crate::firewall::collect(&host, &b, dry_run).await? {

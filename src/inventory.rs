@@ -190,6 +190,44 @@ pub async fn abandoned_guest_temp(cont: &Net, link: &Link, host: &NetNs) -> Resu
     Ok((cont.nsid_of(host).await? == Some(id)).then_some(owner))
 }
 
+/// Veth pairs a dead pipework created straight between two guests
+/// (`pipework link`) and never named: each end under a temporary name of
+/// that same pid, each the other's peer (`IFLA_LINK` both ways, and the
+/// peer's namespace is the one this namespace numbers `IFLA_LINK_NETNSID`).
+/// A guest could only fake such a pair between namespaces it administers
+/// itself, so removing one never touches anything but its own links.
+/// Returns one end of each pair (deleting it deletes both): the index into
+/// `all`, the link and the dead pid.
+pub async fn abandoned_p2p_temps(all: &[(Namespace, Net, Scan)]) -> Vec<(usize, Link, u32)> {
+    let mut cands: Vec<(usize, &Link, u32)> = Vec::new();
+    for (i, (ns, _, scan)) in all.iter().enumerate() {
+        if ns.ino == host_ns() {
+            continue;
+        }
+        for l in &scan.links {
+            if l.kind.as_deref() != Some("veth") || l.netnsid.is_none() {
+                continue;
+            }
+            if let Some(p) = temp_owner(&l.name).filter(|p| !alive(*p)) {
+                cands.push((i, l, p));
+            }
+        }
+    }
+    let mut out: Vec<(usize, Link, u32)> = Vec::new();
+    for (k, &(i, a, p)) in cands.iter().enumerate() {
+        for &(j, b, q) in &cands[k + 1..] {
+            if i == j || p != q || a.link != Some(b.index) || b.link != Some(a.index) {
+                continue;
+            }
+            let (na, ns_b) = (&all[i].1, &all[j].0.ns);
+            if na.nsid_of(ns_b).await.ok().flatten() == a.netnsid {
+                out.push((i, a.clone(), p));
+            }
+        }
+    }
+    out
+}
+
 /// A network namespace found on this host.
 pub struct Namespace {
     pub ns: NetNs,

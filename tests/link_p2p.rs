@@ -114,3 +114,112 @@ fn bad_ends_change_nothing() {
     }
     assert_same(&before, &host_state(), "host after refused links");
 }
+
+#[test]
+fn gc_removes_a_pair_a_dead_pipework_left_unnamed_between_two_guests() {
+    if !require_env() {
+        return;
+    }
+    let a = Netns::new("pwlga");
+    let b = Netns::new("pwlgb");
+    // What a pipework killed right after creating the pair leaves: both
+    // ends under temporary names of its (now dead) pid.
+    let dead = "3ffff1";
+    ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            &format!("pw.{dead}.1"),
+            "netns",
+            &a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("pw.{dead}.2"),
+            "netns",
+            &b.name,
+        ],
+    );
+    // Not a pair of one pid: left alone.
+    ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            "pw.3ffff2.1",
+            "netns",
+            &a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pw.3ffff3.1",
+            "netns",
+            &b.name,
+        ],
+    );
+    let o = stdout(&pipework_ok(&["gc", "--json"]));
+    assert!(o.contains(&format!("pw.{dead}.")), "{o}");
+    let la = stdout(&a.exec(&["ip", "-o", "link"]));
+    let lb = stdout(&b.exec(&["ip", "-o", "link"]));
+    assert!(!la.contains(&format!("pw.{dead}")), "{la}");
+    assert!(!lb.contains(&format!("pw.{dead}")), "{lb}");
+    assert!(
+        la.contains("pw.3ffff2.1") && lb.contains("pw.3ffff3.1"),
+        "{la}{lb}"
+    );
+}
+
+/// Links of a namespace other than `lo`.
+fn non_lo(ns: &Netns) -> Vec<String> {
+    stdout(&ns.exec(&["ip", "-o", "link"]))
+        .lines()
+        .filter(|l| !l.contains(" lo:"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_link_killed_at_any_netlink_request_is_finished_off_by_gc() {
+    if !require_env() {
+        return;
+    }
+    let a = Netns::new("pwlka");
+    let b = Netns::new("pwlkb");
+    let (ea, eb) = (format!("{}:eth1", a.spec()), format!("{}:eth1", b.spec()));
+    // strace kills pipework at the entry of its K-th sendto (every netlink
+    // request), for K = 1, 2, … until a run gets through.
+    for k in 1.. {
+        let o = sh(
+            "strace",
+            &[
+                "-f",
+                "-o",
+                "/dev/null",
+                "-e",
+                &format!("inject=sendto:signal=SIGKILL:when={k}"),
+                BIN,
+                "link",
+                &ea,
+                &eb,
+                "--ip-a",
+                "10.78.0.1/30",
+                "--ip-b",
+                "10.78.0.2/30",
+            ],
+        );
+        if o.status.success() {
+            assert!(k > 5, "never killed: strace injection not working?");
+            break;
+        }
+        assert!(k < 100, "pipework link still killed after {k} requests");
+        pipework_ok(&["gc"]);
+        assert!(non_lo(&a).is_empty(), "kill #{k}: {:?}", non_lo(&a));
+        assert!(non_lo(&b).is_empty(), "kill #{k}: {:?}", non_lo(&b));
+    }
+    assert!(stdout(&a.exec(&["ip", "-o", "addr"])).contains("10.78.0.1/30"));
+    pipework_ok(&["detach", &a.spec()]);
+    assert!(non_lo(&b).is_empty());
+}

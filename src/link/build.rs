@@ -1,13 +1,15 @@
 //! The kernel steps of a point-to-point link, in the order that keeps every
 //! instant recognisable after a SIGKILL (see inventory.rs):
-//! 1. the pair is born with end A on the host and end B inside B, both
-//!    under temporary names: a dead owner's host temp link is removed by
-//!    `gc` (taking B's end with it);
-//! 2. B's end takes its final name and a pending record (`p` = our pid);
-//! 3. A's end moves into A, takes its name and a pending record;
-//! 4. addresses; then both records are rewritten without `p` (the commit).
+//! 1. the pair is born in one request with end A inside A and end B inside
+//!    B, both under temporary names of this pid: `gc` removes such a pair
+//!    once the pid is dead (`inventory::abandoned_p2p_temps`);
+//! 2. B's end takes its final name and a pending record (`p` = our pid),
+//!    then A's end;
+//! 3. addresses; then both records are rewritten without `p` (the commit).
 //!
-//! From step 2 on, B's pending record is what `gc` finds and rolls back.
+//! From step 2 on, the pending records are what `gc` finds and rolls back.
+//! Both ends are born where they live: moving a link between namespaces
+//! costs the kernel a grace period (about 10 ms), more than the rest.
 use super::{End, EndReport, EndSpec, LinkRequest, Report, peer_ns};
 use crate::driver::child::journal_delete;
 use crate::error::{Error, Result};
@@ -75,7 +77,7 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         ));
     }
 
-    // 1. Born: A's end on the host, B's end in B, both temporary.
+    // 1. Born: A's end in A, B's end in B, both temporary.
     let (tmp_a, tmp_b) = (temp_name(), temp_name());
     let mut peer = LinkUnspec::new_with_name(&tmp_b).mtu(mtu);
     if !b.host {
@@ -89,6 +91,9 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         .mtu(mtu);
     if let Some(m) = req.a.mac {
         msg = msg.address(m.to_vec());
+    }
+    if !a.host {
+        msg = msg.setns_by_fd(a.netns.fd().as_raw_fd());
     }
     let msg = msg
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
@@ -106,32 +111,16 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         .ok_or_else(|| Error::other(format!("veth end {tmp_b} vanished after creation")))?;
     journal_delete(&nb, j, format!("veth {}", req.b.ifname), lb.index);
 
-    // 2. B's end: final name, pending record, up.
+    // 2. B's end: final name, pending record, up; then A's.
     let lb = label(&nb, b, lb, &req.b.ifname, &rec_b).await?;
 
-    // 3. A's end into A (unless A is the host), then the same.
-    let la = host
-        .link_by_name(&tmp_a)
-        .await?
-        .ok_or_else(|| Error::other(format!("veth end {tmp_a} vanished after creation")))?;
-    if !a.host {
-        let msg = LinkUnspec::new_with_index(la.index)
-            .setns_by_fd(a.netns.fd().as_raw_fd())
-            .build();
-        host.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("moving {tmp_a} into {}", a.label), e))?;
-    }
     let la = na
         .link_by_name(&tmp_a)
         .await?
         .ok_or_else(|| Error::other(format!("veth end {tmp_a} vanished in {}", a.label)))?;
     let la = label(&na, a, la, &req.a.ifname, &rec_a).await?;
 
-    // 4. Addresses, then the commit on both ends.
+    // 3. Addresses, then the commit on both ends.
     for (net, l, s) in [(&na, &la, &req.a), (&nb, &lb, &req.b)] {
         for addr in &s.addrs {
             net.add_addr(l, *addr).await?;
