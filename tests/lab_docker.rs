@@ -507,3 +507,83 @@ fn bad_lab_files_change_nothing() {
     assert!(!ps.contains(&g.name), "{ps}");
     assert_same(&before, &snap(), "host after refused lab files");
 }
+
+/// `ovs-vsctl` on the test OVSDB (independent check and set-up only).
+fn vsctl(args: &[&str]) -> String {
+    let db =
+        std::env::var("PIPEWORK_OVSDB").unwrap_or_else(|_| "unix:/tmp/pw-env/ovs/db.sock".into());
+    let mut a = vec![format!("--db={db}")];
+    a.extend(args.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    stdout(&sh("ovs-vsctl", &a)).trim().to_string()
+}
+
+struct OvsBridge(String);
+
+impl Drop for OvsBridge {
+    fn drop(&mut self) {
+        vsctl(&["--if-exists", "del-br", &self.0]);
+    }
+}
+
+#[test]
+fn an_ovs_segment_with_a_vlan() {
+    if !require_env() {
+        return;
+    }
+    let db =
+        std::env::var("PIPEWORK_OVSDB").unwrap_or_else(|_| "unix:/tmp/pw-env/ovs/db.sock".into());
+    if !std::path::Path::new(db.trim_start_matches("unix:")).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no OVSDB at {db}: scripts/env-up.sh"
+        );
+        eprintln!("SKIP: no OVSDB at {db}");
+        return;
+    }
+    let br = OvsBridge(uniq("pwlovs"));
+    vsctl(&[
+        "add-br",
+        &br.0,
+        "--",
+        "set",
+        "bridge",
+        &br.0,
+        "datapath_type=netdev",
+    ]);
+    let (a, b) = (Netns::new("pwloa"), Netns::new("pwlob"));
+    let g = LabGuard::new();
+    let f = g.write(
+        "ovs.toml",
+        &format!(
+            r#"name = "{}"
+[nodes.a]
+netns = "{}"
+[nodes.b]
+netns = "{}"
+[[links]]
+kind = "ovs"
+bridge = "{}"
+vlan = 12
+endpoints = ["a:eth1", "b:eth1"]
+ips = ["10.81.0.1/24", "10.81.0.2/24"]
+"#,
+            g.name, a.name, b.name, br.0
+        ),
+    );
+    pipework_ok(&["lab", "up", &f]);
+    let ports = vsctl(&["list-ports", &br.0]);
+    assert_eq!(ports.lines().count(), 2, "{ports}");
+    for p in ports.lines() {
+        assert_eq!(vsctl(&["get", "port", p, "tag"]), "12");
+    }
+    assert!(
+        a.exec(&["busybox", "ping", "-c", "1", "-W", "2", "10.81.0.2"])
+            .status
+            .success()
+    );
+    let out = stdout(&pipework_ok(&["lab", "up", &f]));
+    assert!(out.contains("0 added, 0 removed, 2 unchanged"), "{out}");
+    pipework_ok(&["lab", "down", &g.name]);
+    assert_eq!(vsctl(&["list-ports", &br.0]), "");
+}

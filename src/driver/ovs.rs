@@ -419,7 +419,8 @@ impl Driver for Ovs {
             .filter(|m| *m >= 68);
         let mtu = cx.req.mtu.or(bridge_mtu).unwrap_or(1500);
 
-        let mut x = serde_json::Map::new();
+        // Keep what the caller signed in already (a lab's name and link id).
+        let mut x = std::mem::take(&mut cx.record.x);
         x.insert("port".into(), name.clone().into());
         if !self.is_default_socket() {
             x.insert("db".into(), self.socket.display().to_string().into());
