@@ -87,6 +87,17 @@ impl Nic {
                 .expect("disable IPv6 on the test NIC");
             ok("ip", &["link", "set", &i, "up"]);
         }
+        // Carrier comes a moment later (linkwatch): wait for it, so the
+        // host snapshots see the NIC as it will stay.
+        for _ in 0..30 {
+            let l = ok("ip", &["-o", "link", "show", &format!("{n}p")]);
+            if !l.contains("NO-CARRIER")
+                && !ok("ip", &["-o", "link", "show", &n]).contains("NO-CARRIER")
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         Nic(n)
     }
 }
@@ -148,8 +159,21 @@ ips = ["10.73.0.1/24", "10.73.0.2/24", "10.73.0.3/24"]
     )
 }
 
-/// Every interface and address of every container of the lab.
+/// Every interface and address of every container of the lab, once the
+/// kernel has propagated carrier to new veth ends (linkwatch runs
+/// asynchronously, up to a second later).
 fn lab_state(g: &LabGuard, keep: &Container) -> Vec<(String, String)> {
+    for _ in 0..30 {
+        let s = lab_state_now(g, keep);
+        if !s.iter().any(|(_, st)| st.contains("NO-CARRIER")) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    lab_state_now(g, keep)
+}
+
+fn lab_state_now(g: &LabGuard, keep: &Container) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = ["r1", "r2", "r3", "h1", "h2"]
         .iter()
         .map(|n| {
@@ -251,6 +275,34 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     assert_same(&host_mid, &snap(), "host after a failed up");
     assert_eq!(lab_state(&g, &keep), s2, "containers after a failed up");
 
+    // Drift: an address removed by hand. status says so; up rebuilds
+    // that one link.
+    let pid = stdout(&docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Pid}}",
+        &g.container("r1"),
+    ]));
+    ok(
+        "nsenter",
+        &[
+            &format!("--net=/proc/{}/ns/net", pid.trim()),
+            "ip",
+            "addr",
+            "del",
+            "10.72.0.1/24",
+            "dev",
+            "eth2",
+        ],
+    );
+    let o = pipework(&["lab", "status", &f2]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("drifted"), "{}", stdout(&o));
+    let out = stdout(&pipework_ok(&["lab", "up", &f2]));
+    assert!(out.contains("1 added, 1 removed, 8 unchanged"), "{out}");
+    pipework_ok(&["lab", "status", &f2]);
+    g.ping("r1", "10.72.0.3");
+
     // A node restarts: its links died with its namespace. What `watch`
     // calls finds the lab from the container and builds back only those.
     let r2 = g.container("r2");
@@ -295,6 +347,18 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
 /// holds, without what differs between any two runs (indexes, MACs,
 /// namespace ids, the records' tags).
 fn shape(g: &LabGuard, nodes: &[&str]) -> Vec<String> {
+    // Once carrier has reached every new veth end (see lab_state).
+    for _ in 0..30 {
+        let v = shape_now(g, nodes);
+        if !v.iter().any(|l| l.contains("NO-CARRIER")) {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    shape_now(g, nodes)
+}
+
+fn shape_now(g: &LabGuard, nodes: &[&str]) -> Vec<String> {
     let mut v = Vec::new();
     for n in nodes {
         for l in g.exec(n, &["ip", "-o", "link"]).lines() {

@@ -150,7 +150,7 @@ async fn converge(
 
     let cur = Current::read().await;
     let held: Vec<Held> = cur.held(&lab.name).collect();
-    let p = plan::diff(lab, &held, &inos);
+    let p = plan::diff(lab, &held, &inos).await;
     rep.unchanged = p.unchanged;
 
     // An edited unit keeps its interface names: its old links are in the

@@ -26,12 +26,24 @@ pub fn extras(lab: &str, unit: &Unit) -> serde_json::Map<String, serde_json::Val
     m
 }
 
-/// The host end of a lab's veth (bridge, OVS): named for the lab and the
-/// unit, so an edited unit's new host end never meets its old one (which
-/// `up` removes only after every addition) and two labs never collide.
+/// The host end of a lab's veth (bridge, OVS): a fresh name per build, so
+/// a rebuilt unit's new host end never meets its old one (which `up`
+/// removes only after every addition), and two labs never collide. The
+/// records, not this name, say what the link is.
 pub fn host_ifname(lab: &str, unit: &Unit) -> String {
     use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{lab}/{}", unit.id()));
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = Sha256::digest(format!(
+        "{lab}/{}/{}/{}/{nanos}",
+        unit.id(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let hex: String = d[..5].iter().map(|b| format!("{b:02x}")).collect();
     format!("pl{hex}")
 }
@@ -101,15 +113,31 @@ pub struct Plan {
     pub unchanged: usize,
 }
 
-pub fn diff(lab: &Lab, held: &[Held<'_>], inos: &BTreeMap<String, u64>) -> Plan {
+/// Whether a held end drifted from the file: down, or an address gone.
+pub async fn drifted(h: &Held<'_>, e: &super::model::End) -> bool {
+    if !h.found.link.up {
+        return true;
+    }
+    let addrs = h.net.addrs(h.found.link.index).await.unwrap_or_default();
+    !e.addrs.iter().all(|a| addrs.iter().any(|x| x.net == *a))
+}
+
+/// Units the kernel holds as the file says are kept; the others (missing,
+/// half there, drifted) are rebuilt, and records of no kept unit removed.
+pub async fn diff(lab: &Lab, held: &[Held<'_>], inos: &BTreeMap<String, u64>) -> Plan {
     let mut add = Vec::new();
     let mut keep: HashSet<String> = HashSet::new();
-    for (i, u) in lab.units.iter().enumerate() {
-        if (0..u.ends.len()).all(|k| end_held(held, u, k, inos).is_some()) {
-            keep.insert(u.id());
-        } else {
-            add.push(i);
+    'units: for (i, u) in lab.units.iter().enumerate() {
+        for (k, e) in u.ends.iter().enumerate() {
+            match end_held(held, u, k, inos) {
+                Some(h) if !drifted(h, e).await => {}
+                _ => {
+                    add.push(i);
+                    continue 'units;
+                }
+            }
         }
+        keep.insert(u.id());
     }
     let remove = held
         .iter()

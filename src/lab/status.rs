@@ -78,10 +78,7 @@ pub async fn run(lab: &Lab) -> Status {
                 continue;
             };
             present += 1;
-            let addrs = h.net.addrs(h.found.link.index).await.unwrap_or_default();
-            if !h.found.link.up || !e.addrs.iter().all(|a| addrs.iter().any(|x| x.net == *a)) {
-                drifted = true;
-            }
+            drifted |= plan::drifted(h, e).await;
         }
         let state = match (present, drifted) {
             (0, _) => "missing",
