@@ -291,6 +291,7 @@ async fn add(
             if let LinkKind::Macvlan { mode, .. } = kind {
                 req.mode = HostMode::Macvlan(mode.clone());
             }
+            fits(&req, g, kind)?;
             crate::attach::attach_to(&req, g).await?;
             let ns = dup(&g.netns)?;
             let (labn, id) = (lab.name.clone(), u.id());
@@ -313,6 +314,47 @@ async fn add(
                 .ok_or_else(|| Error::other(format!("{} vanished", e.ifname)))?;
             netem::apply(&net, &l, &u.impair).await?;
         }
+    }
+    Ok(())
+}
+
+/// Refuse, before building, a record that would not fit in the link's
+/// alias (255 bytes): long container, lab or interface names add up.
+fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
+    let mut x = req.record_extras.clone();
+    match kind {
+        LinkKind::Ovs(_) => {
+            x.insert(
+                "port".into(),
+                req.host_ifname.clone().unwrap_or_default().into(),
+            );
+        }
+        LinkKind::Macvlan { mode, .. } => {
+            x.insert("mode".into(), mode.clone().into());
+        }
+        _ => {}
+    }
+    use crate::record::Kind;
+    let r = crate::record::Record {
+        k: match kind {
+            LinkKind::Macvlan { .. } => Kind::Macvlan,
+            LinkKind::Ovs(_) => Kind::Ovs,
+            _ => Kind::Bridge,
+        },
+        h: req.host.clone(),
+        hi: req.host_ifname.clone(),
+        g: g.name.clone(),
+        id: g.id.as_ref().map(|_| g.short_id()),
+        ifname: req.ifname.clone(),
+        n: u64::MAX,
+        x,
+        ..Default::default()
+    };
+    if r.sealed_len() > 255 {
+        return Err(Error::bad(
+            &g.name,
+            "names too long for the link's record (255 bytes): use a shorter container, lab or interface name",
+        ));
     }
     Ok(())
 }
