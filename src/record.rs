@@ -24,6 +24,8 @@ pub enum Kind {
     Dummy,
     Ipoib,
     Ovs,
+    /// An SR-IOV virtual function moved into the guest.
+    Sriov,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Dummy => "dummy",
             Kind::Ipoib => "ipoib",
             Kind::Ovs => "ovs",
+            Kind::Sriov => "sriov",
         }
     }
 }

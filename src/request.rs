@@ -65,6 +65,8 @@ pub struct AttachRequest {
     pub dhcp_timeout: std::time::Duration,
     /// DHCP: write the lease's DNS servers to the guest's resolv.conf.
     pub dns_write: bool,
+    /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
+    pub sriov: crate::sriov::Options,
 }
 
 impl Default for AttachRequest {
@@ -87,6 +89,7 @@ impl Default for AttachRequest {
             dhcp_timeout: std::time::Duration::from_secs(10),
             dns_write: false,
             extras: Default::default(),
+            sriov: Default::default(),
         }
     }
 }

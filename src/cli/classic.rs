@@ -52,7 +52,7 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
     if let Some(l) = &a.host_ifname {
         check_ifname(l)?;
     }
-    if a.host != "dummy" && !a.host.starts_with("mac:") {
+    if a.host != "dummy" && !a.host.starts_with("mac:") && !crate::sriov::is_vf_token(&a.host) {
         check_ifname(&a.host)?;
     }
     let family = match a.family.as_deref() {
@@ -134,6 +134,15 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         )?,
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
+        sriov: crate::sriov::Options::parse(&crate::sriov::RawOptions {
+            spoofchk: a.spoofchk.as_deref(),
+            trust: a.trust.as_deref(),
+            link_state: a.link_state.as_deref(),
+            min_tx_rate: a.min_tx_rate,
+            max_tx_rate: a.max_tx_rate,
+            vlan_qos: a.vlan_qos,
+            vlan_proto: a.vlan_proto.as_deref(),
+        })?,
     })
 }
 
