@@ -210,20 +210,21 @@ impl Driver for Vf {
         )
         .await?;
         // The netdev's own MTU and MAC, while it is still ours to set.
-        let mut set = LinkUnspec::new_with_index(dev.index).down();
         if let Some(m) = req.mtu {
-            set = set.mtu(m);
+            let set = LinkUnspec::new_with_index(dev.index).down().mtu(m);
+            cx.host
+                .handle
+                .link()
+                .set(set.build())
+                .execute()
+                .await
+                .map_err(|e| {
+                    Error::netlink(format!("setting the MTU of {} to {m}", dev.name), e)
+                })?;
         }
         if let Some(mac) = req.mac {
-            set = set.address(mac.to_vec());
+            set_netdev_mac(&cx.host, &dev, &mac).await?;
         }
-        cx.host
-            .handle
-            .link()
-            .set(set.build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("setting the MTU/MAC of {}", dev.name), e))?;
 
         // The record travels with the move, sealed for the guest; the
         // kernel keeps the ifindex when it is free there (attach.rs seals
@@ -273,6 +274,40 @@ impl Driver for Vf {
             // Already back (a previous detach), or since given to another.
             _ => Ok(()),
         }
+    }
+}
+
+/// Give the VF netdev `mac`. Some VF drivers (igbvf) may not set their own
+/// MAC once the PF has set an administrative one, and take the PF's only
+/// when they reset: on a refusal, an up/down cycle resets the VF, and the
+/// MAC is checked again.
+async fn set_netdev_mac(host: &Net, dev: &Link, mac: &[u8; 6]) -> Result<()> {
+    let current = |l: Option<Link>| l.map(|l| l.mac).unwrap_or_default();
+    if current(host.link_by_index(dev.index).await?) == mac {
+        return Ok(());
+    }
+    let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
+    let Err(e) = host.handle.link().set(set.build()).execute().await else {
+        return Ok(());
+    };
+    let refused = Error::netlink(
+        format!("setting the MAC of {} to {}", dev.name, format_mac(mac)),
+        e,
+    );
+    for up in [true, false] {
+        let msg = LinkUnspec::new_with_index(dev.index);
+        let msg = if up { msg.up() } else { msg.down() };
+        host.handle
+            .link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("resetting {}", dev.name), e))?;
+    }
+    if current(host.link_by_index(dev.index).await?) == mac {
+        Ok(())
+    } else {
+        Err(refused)
     }
 }
 
@@ -369,7 +404,8 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
 
     // Properties first: an administrative MAC must be cleared before the
     // netdev may take its own MAC back.
-    let props_result = props::restore(host, &pf.name, pf.index, held.vf, &held.props).await;
+    let props_result =
+        props::restore(host, &pf.name, pf.index, held.vf, &held.props, &held.mac).await;
 
     // The netdev: name (it must be down to be renamed), MTU, MAC, alias.
     let mut set = LinkUnspec::new_with_index(back.index)
@@ -385,16 +421,8 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
         .execute()
         .await
         .map_err(|e| Error::netlink(format!("restoring the name and MTU of {}", held.name), e))?;
-    if let Ok(mac) = parse_mac(&held.mac)
-        && back.mac != mac
-    {
-        let set = LinkUnspec::new_with_index(back.index).address(mac.to_vec());
-        host.handle
-            .link()
-            .set(set.build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("restoring the MAC of {}", held.name), e))?;
+    if let Ok(mac) = parse_mac(&held.mac) {
+        set_netdev_mac(host, &back, &mac).await?;
     }
     if held.up {
         host.handle

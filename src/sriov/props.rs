@@ -258,10 +258,26 @@ pub async fn apply(
     Ok(())
 }
 
+/// Whether the MAC the PF reports is back to how we found it. With no
+/// administrative MAC set, a PF may report the MAC the VF driver registered
+/// itself (`own`, the netdev's MAC): that is the untouched state too, and
+/// "restoring" all zeros over it would clear the VF's unicast filter.
+pub fn mac_as_found(now: &str, orig: &str, own: &str) -> bool {
+    now == orig || (parse_mac(orig).is_err() && now == own)
+}
+
 /// Put back every property that differs from `orig` (and only those: a
 /// property the NIC cannot set was never changed, so it is never retried).
-/// Idempotent. Every property is attempted; the first error is returned.
-pub async fn restore(host: &Net, pf: &str, pf_index: u32, vf: u32, orig: &Props) -> Result<()> {
+/// `own` is the VF netdev's original MAC. Idempotent. Every property is
+/// attempted; the first error is returned.
+pub async fn restore(
+    host: &Net,
+    pf: &str,
+    pf_index: u32,
+    vf: u32,
+    orig: &Props,
+    own: &str,
+) -> Result<()> {
     let now = read(host, pf_index, vf).await?;
     let mut first: Option<Error> = None;
     let mut note = |r: Result<()>| {
@@ -292,7 +308,7 @@ pub async fn restore(host: &Net, pf: &str, pf_index: u32, vf: u32, orig: &Props)
         let info = vlan_info(vf, orig.vlan, orig.qos, orig.ad && orig.vlan != 0);
         note(set(host, pf, pf_index, vf, info, "its original VLAN").await);
     }
-    if now.mac != orig.mac {
+    if !mac_as_found(&now.mac, &orig.mac, own) {
         // All zeros clears an administrative MAC (igb, ixgbe, i40e, mlx5).
         let mac = parse_mac(&orig.mac).unwrap_or([0; 6]);
         let info = VfInfo::Mac(VfInfoMac::new(vf, &mac));
@@ -341,6 +357,16 @@ mod tests {
         );
         let back: Props = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn a_vf_showing_its_own_mac_is_as_found() {
+        let (zero, own) = ("00:00:00:00:00:00", "02:b2:b9:2b:02:57");
+        assert!(mac_as_found(own, zero, own));
+        assert!(mac_as_found(zero, zero, own));
+        assert!(!mac_as_found("02:5a:00:00:00:01", zero, own));
+        // An administrative MAC the admin had set must come back exactly.
+        assert!(!mac_as_found(own, "02:11:22:33:44:55", own));
     }
 
     #[test]
