@@ -573,3 +573,106 @@ fn sriov_gc_returns_the_vf_of_a_deleted_namespace() {
     // Nothing left to collect.
     assert!(!pw_ok(&["gc"]).contains("sriov-vf"));
 }
+
+/// Run pipework as a CNI plugin, the way a runtime does.
+fn cni(cmd: &str, conf: &serde_json::Value, netns: &str, cid: &str) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(PIPEWORK)
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("PIPEWORK_STATE_DIR", STATE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pipework as CNI");
+    let _ = c
+        .stdin
+        .take()
+        .map(|mut i| i.write_all(conf.to_string().as_bytes()));
+    c.wait_with_output().expect("CNI output")
+}
+
+#[test]
+fn sriov_cni_add_del_with_a_sriov_cni_config() {
+    let Some(pf) = pf() else { return };
+    let before = snapshot(pf);
+    let g = Ns::new("cni");
+    let netns = format!("/var/run/netns/{}", g.0);
+    // sriov-cni's own keys; only "type" changed.
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pws-sriovnet",
+        "type": "pipework",
+        "deviceID": before.vfs[3].pci,
+        "vlan": 100,
+        "vlanQoS": 2,
+        "spoofchk": "off",
+        "trust": "on",
+        "max_tx_rate": 100,
+        "mac": "02:5a:00:00:00:33",
+        "ipam": {"type": "static", "addresses": [{"address": "10.81.0.5/24"}]}
+    });
+    let o = cni("ADD", &conf, &netns, "pws-cid1");
+    assert!(
+        o.status.success(),
+        "ADD: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).expect("result JSON");
+    assert_eq!(res["interfaces"][0]["name"], "net1", "{res}");
+    assert_eq!(res["interfaces"][0]["mac"], "02:5a:00:00:00:33", "{res}");
+    assert_eq!(res["ips"][0]["address"], "10.81.0.5/24", "{res}");
+    let (mac, rest) = pf_lines(pf)[&3].clone();
+    assert_eq!(mac, "02:5a:00:00:00:33");
+    for want in [
+        "vlan 100, qos 2",
+        "spoof checking off",
+        "trust on",
+        "max_tx_rate 100Mbps",
+    ] {
+        assert!(rest.contains(want), "{want} not in: {rest}");
+    }
+    assert!(g.ip(&["addr", "show", "net1"]).contains("10.81.0.5/24"));
+    let o = cni("DEL", &conf, &netns, "pws-cid1");
+    assert!(
+        o.status.success(),
+        "DEL: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_restored(&before, pf, "after CNI DEL");
+    // DEL again: idempotent.
+    assert!(cni("DEL", &conf, &netns, "pws-cid1").status.success());
+
+    // The older form (master + vf), and a namespace destroyed before DEL
+    // (as `ctr run --rm` does): DEL finds the VF back on the host.
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pws-sriovnet",
+        "type": "pipework",
+        "mode": "sriov",
+        "master": pf,
+        "vf": 6,
+        "trust": "on",
+        "ipam": {"type": "static", "addresses": [{"address": "10.81.0.6/24"}]}
+    });
+    let o = cni("ADD", &conf, &netns, "pws-cid2");
+    assert!(
+        o.status.success(),
+        "ADD: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(pf_lines(pf)[&6].1.contains("trust on"));
+    must("ip", &["netns", "del", &g.0]);
+    assert!(wait_for(|| vfs(pf)[6].netdev.is_some()), "VF 6 not back");
+    let o = cni("DEL", &conf, "", "pws-cid2");
+    assert!(
+        o.status.success(),
+        "DEL: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_restored(&before, pf, "after DEL without a namespace");
+}

@@ -435,3 +435,24 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
     props_result?;
     held.remove()
 }
+
+/// CNI DEL after the guest's namespace was destroyed: the kernel already
+/// handed the VFs held for `guest` back to the host; put them back as they
+/// were. VFs still being attached, or still in some namespace, are left.
+pub async fn release_returned(host: &Net, guest: &str) -> Result<()> {
+    let pcis = crate::sriov::state::held();
+    if pcis.is_empty() {
+        return Ok(());
+    }
+    let here = links_by_pci(host).await?;
+    for pci in pcis {
+        let Ok(Some(h)) = Held::load(&pci) else {
+            continue;
+        };
+        if h.guest == guest && here.contains_key(&pci) && !h.p.is_some_and(crate::inventory::alive)
+        {
+            restore(host, None, &h).await?;
+        }
+    }
+    Ok(())
+}
