@@ -96,6 +96,28 @@ async fn survey(
     Ok((held, busy, links))
 }
 
+/// Under the PF's lock: a VF claimed by a pipework that died before it
+/// moved the VF (its netdev is still on the host) is put back and freed,
+/// as `gc` would, so a re-run does not find the PF full of dead claims.
+async fn reclaim_abandoned(host: &Net, pf: &Pf) -> Result<()> {
+    let on_host = links_by_pci(host).await?;
+    for v in &pf.vfs {
+        if let Ok(Some(h)) = Held::load(&v.pci)
+            && h.p.is_some_and(|p| !crate::inventory::alive(p))
+            && on_host.contains_key(&v.pci)
+        {
+            eprintln!(
+                "pipework: putting back VF {} of {}, left unfinished by pipework pid {}",
+                h.vf,
+                h.pf,
+                h.p.unwrap_or_default()
+            );
+            restore(host, None, &h).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The alias the netdev had before us (never one of our records).
 fn previous_alias(dev: &Link) -> Option<String> {
     match crate::inventory::read(dev, crate::inventory::host_ns()) {
@@ -137,6 +159,9 @@ impl Driver for Vf {
         } else {
             Some(Lock::take(&format!("sriov-{}", pf.pci))?)
         };
+        if lock.is_some() {
+            reclaim_abandoned(&cx.host, &pf).await?;
+        }
         let (held_map, busy, links) = survey(&cx.host, &mut pf).await?;
         let vf = crate::sriov::pick(&pf, index, &held_map, &busy, &req.host)?.clone();
         let dev = links
