@@ -676,3 +676,25 @@ fn sriov_cni_add_del_with_a_sriov_cni_config() {
     );
     assert_restored(&before, pf, "after DEL without a namespace");
 }
+
+#[test]
+fn sriov_a_pf_with_sriov_disabled_is_refused_in_one_line() {
+    let Some(pf) = pf() else { return };
+    let dev = format!("/sys/class/net/{pf}/device");
+    let total = std::fs::read_to_string(format!("{dev}/sriov_totalvfs")).expect("totalvfs");
+    std::fs::write(format!("{dev}/sriov_numvfs"), "0").expect("disable VFs");
+    let g = Ns::new("off");
+    let e = pw_err(&[&format!("vf:{pf}"), &g.spec(), "0/0"]);
+    // Back as the other tests expect it before asserting anything.
+    std::fs::write(format!("{dev}/sriov_numvfs"), total.trim()).expect("enable VFs");
+    let want: usize = total.trim().parse().expect("a number");
+    assert!(wait_for(|| vfs(pf)
+        .iter()
+        .filter(|v| v.netdev.is_some())
+        .count()
+        == want));
+    assert!(
+        e.contains("SR-IOV is disabled") && e.contains("sriov_numvfs"),
+        "{e}"
+    );
+}

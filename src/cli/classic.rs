@@ -283,6 +283,21 @@ mod tests {
     }
 
     #[test]
+    fn vf_forms_parse() -> Result<()> {
+        let r = parse("vf:eth1 c 10.0.0.2/24 02:00:00:00:00:07@10 --vlan-qos 3 --trust on")?;
+        assert_eq!((r.host.as_str(), r.vlan), ("vf:eth1", Some(10)));
+        assert_eq!((r.sriov.trust, r.sriov.qos), (Some(true), Some(3)));
+        assert_eq!(parse("vf:eth1:3 c 0/0")?.host, "vf:eth1:3");
+        assert_eq!(parse("0000:01:10.6 c dhcp")?.host, "0000:01:10.6");
+        let e = parse("vf:eth1 c 0/0 --spoofchk maybe")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("maybe: --spoofchk takes on or off"), "{e}");
+        Ok(())
+    }
+
+    #[test]
     fn wait_flag_becomes_subcommand() {
         let argv = rewrite(vec![
             "pipework".into(),

@@ -100,12 +100,18 @@ async fn survey(
 /// moved the VF (its netdev is still on the host) is put back and freed,
 /// as `gc` would, so a re-run does not find the PF full of dead claims.
 async fn reclaim_abandoned(host: &Net, pf: &Pf) -> Result<()> {
+    let dead: Vec<Held> = pf
+        .vfs
+        .iter()
+        .filter_map(|v| Held::load(&v.pci).ok().flatten())
+        .filter(|h| h.p.is_some_and(|p| !crate::inventory::alive(p)))
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
     let on_host = links_by_pci(host).await?;
-    for v in &pf.vfs {
-        if let Ok(Some(h)) = Held::load(&v.pci)
-            && h.p.is_some_and(|p| !crate::inventory::alive(p))
-            && on_host.contains_key(&v.pci)
-        {
+    for h in dead {
+        if on_host.contains_key(&h.pci) {
             eprintln!(
                 "pipework: putting back VF {} of {}, left unfinished by pipework pid {}",
                 h.vf,
