@@ -698,3 +698,97 @@ fn sriov_a_pf_with_sriov_disabled_is_refused_in_one_line() {
         "{e}"
     );
 }
+
+/// pipework under strace, killed at its `k`-th netlink send; true if it
+/// was killed (false: it finished before reaching the k-th).
+fn killed_at(k: u32, args: &[&str]) -> bool {
+    let o = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "trace=sendto", "-e"])
+        .arg(format!("inject=sendto:signal=SIGKILL:when={k}"))
+        .arg("--")
+        .arg(PIPEWORK)
+        .args(args)
+        .env("PIPEWORK_STATE_DIR", STATE)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strace");
+    use std::os::unix::process::ExitStatusExt;
+    o.status.signal() == Some(libc::SIGKILL)
+        || String::from_utf8_lossy(&o.stderr).contains("killed by SIGKILL")
+}
+
+#[test]
+fn sriov_sigkill_at_every_netlink_send_leaves_what_gc_or_a_rerun_finishes() {
+    let Some(pf) = pf() else { return };
+    if !run("strace", &["-V"]).status.success() {
+        skip("no strace");
+        return;
+    }
+    let before = snapshot(pf);
+    let g = Ns::new("kill");
+    let spec = format!("vf:{pf}:1");
+    let args = [
+        spec.as_str(),
+        &g.spec(),
+        "--mtu",
+        "3000",
+        "10.82.0.1/24",
+        "02:5a:00:00:00:12@12",
+        "--trust",
+        "on",
+        "--spoofchk",
+        "off",
+    ];
+    let mut k = 1;
+    loop {
+        let killed = killed_at(k, &args);
+        if !killed {
+            pw_ok(&["detach", &g.spec()]);
+            assert_restored(&before, pf, &format!("after the unkilled run k={k}"));
+            break;
+        }
+        if k % 2 == 1 {
+            // gc finishes or undoes what the killed run left; a detach
+            // removes a committed attachment.
+            let o = pw(&["gc"]);
+            assert!(
+                o.status.success(),
+                "gc after a kill at send {k}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        } else {
+            // The next attach recognises the killed run's leftovers.
+            let o = pw(&args);
+            assert!(
+                o.status.success(),
+                "re-run after a kill at send {k}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        pw_ok(&["detach", &g.spec()]);
+        assert_restored(&before, pf, &format!("killed at netlink send {k}"));
+        k += 1;
+        assert!(k < 80, "still killed at send {k}: is strace counting?");
+    }
+    assert!(k > 5, "only {k} sends: the kill points were not reached");
+
+    // The same for detach: whatever a killed detach left, gc finishes.
+    let mut k = 1;
+    loop {
+        pw_ok(&args);
+        let killed = killed_at(k, &["detach", &g.spec()]);
+        let o = pw(&["gc"]);
+        assert!(
+            o.status.success(),
+            "gc after a detach killed at send {k}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        pw_ok(&["detach", &g.spec()]);
+        assert_restored(&before, pf, &format!("detach killed at netlink send {k}"));
+        if !killed {
+            break;
+        }
+        k += 1;
+        assert!(k < 80, "detach still killed at send {k}");
+    }
+}

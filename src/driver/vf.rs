@@ -78,6 +78,11 @@ async fn survey(
     for v in &mut pf.vfs {
         v.netdev = links.get(&v.pci).map(|l| l.name.clone());
         match Held::load(&v.pci) {
+            // Claimed by a pipework that died before moving it: attach
+            // reclaims it under the lock (`reclaim_abandoned`).
+            Ok(Some(h))
+                if h.p.is_some_and(|p| !crate::inventory::alive(p))
+                    && links.contains_key(&v.pci) => {}
             Ok(Some(h)) => {
                 held.insert(v.pci.clone(), h.guest);
             }

@@ -49,6 +49,12 @@ pub async fn collect(
                 "restored",
                 format!("its guest {}'s namespace is gone", h.guest),
             ),
+            // Committed and its guest alive: attached, unless a detach
+            // was cut short after the VF was already back on the host.
+            (None, Some(_)) if on_host.contains_key(&pci) => (
+                "restored",
+                format!("a detach from {} was interrupted", h.guest),
+            ),
             (None, Some(_)) => continue,
         };
         let name = on_host
