@@ -44,8 +44,8 @@ trap 'ip netns del $NS 2>/dev/null || true' EXIT
 now() { date +%s%N; }
 MAC=02:5a:00:00:0b:01
 
-pw_attach() { "$P" "vf:$PF:0" "netns:$NS" -i eth1 10.9.9.1/24 "$MAC@10" --spoofchk off --trust on >/dev/null; }
-pw_detach() { "$P" detach "netns:$NS" -i eth1 >/dev/null; }
+pw_attach() { "$P" "vf:$PF:0" "netns:$NS" -i eth1 10.9.9.1/24 "$MAC@10" --spoofchk off --trust on >/dev/null 2>&1; }
+pw_detach() { "$P" detach "netns:$NS" -i eth1 >/dev/null 2>&1; }
 ip_attach() {
     ip link set "$PF" vf 0 mac $MAC vlan 10 spoofchk off trust on
     ip link set "$VF" netns $NS name eth1

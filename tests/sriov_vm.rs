@@ -301,6 +301,11 @@ fn sriov_two_guests_on_two_vfs_ping_and_carry_tcp() {
     let (v0, v1) = (format!("vf:{pf}:0"), format!("vf:{pf}:1"));
     pw_ok(&[&v0, &a.spec(), "10.76.0.1/24", "02:5a:00:00:01:01"]);
     pw_ok(&[&v1, &b.spec(), "10.76.0.2/24", "02:5a:00:00:01:02"]);
+    assert!(
+        a.wait_carrier("eth1") && b.wait_carrier("eth1"),
+        "no carrier"
+    );
+    assert!(a.ping("10.76.0.2"), "no ping between VFs with admin MACs");
     pw_ok(&["detach", &a.spec()]);
     pw_ok(&["detach", &b.spec()]);
     assert_restored(&before, pf, "after the first use");

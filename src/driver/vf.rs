@@ -153,11 +153,9 @@ impl Driver for Vf {
         if let Some(l) = &req.host_ifname {
             return Err(Error::bad(l, "a VF has no host-side link to name; drop -l"));
         }
-        let (mut pf, index) = crate::sriov::resolve(self.target()?, &req.host)?;
-        // Early, without the lock: a clear error before anything changes.
-        // attach() picks again under the lock.
-        let (held, busy, _) = survey(&cx.host, &mut pf).await?;
-        crate::sriov::pick(&pf, index, &held, &busy, &req.host)?;
+        // The PF and index; which VF is free is decided in attach(), under
+        // the PF's lock and still before anything changes.
+        crate::sriov::resolve(self.target()?, &req.host)?;
         Ok(())
     }
 
@@ -236,6 +234,15 @@ impl Driver for Vf {
             restore(&h, Some(&c), &hd).await
         });
 
+        // The netdev's own MAC first: before the PF holds an administrative
+        // MAC, a VF driver may still set its own (igbvf asks the PF), and
+        // then needs no reset. Refused here, set_netdev_mac resets it below.
+        if let Some(mac) = req.mac
+            && dev.mac != mac
+        {
+            let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
+            let _ = cx.host.handle.link().set(set.build()).execute().await;
+        }
         props::apply(
             &cx.host,
             &pf_link.name,
@@ -259,7 +266,8 @@ impl Driver for Vf {
                 })?;
         }
         if let Some(mac) = req.mac {
-            set_netdev_mac(&cx.host, &dev, &mac).await?;
+            let now = cx.host.link_by_index(dev.index).await?.map(|l| l.mac);
+            set_netdev_mac(&cx.host, &dev, now.as_deref(), &mac).await?;
         }
 
         // The record travels with the move, sealed for the guest; the
@@ -317,9 +325,10 @@ impl Driver for Vf {
 /// MAC once the PF has set an administrative one, and take the PF's only
 /// when they reset: on a refusal, an up/down cycle resets the VF, and the
 /// MAC is checked again.
-async fn set_netdev_mac(host: &Net, dev: &Link, mac: &[u8; 6]) -> Result<()> {
+/// `now` is its MAC as last read.
+async fn set_netdev_mac(host: &Net, dev: &Link, now: Option<&[u8]>, mac: &[u8; 6]) -> Result<()> {
     let current = |l: Option<Link>| l.map(|l| l.mac).unwrap_or_default();
-    if current(host.link_by_index(dev.index).await?) == mac {
+    if now == Some(mac.as_slice()) {
         return Ok(());
     }
     let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
@@ -416,7 +425,10 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
                 err
             });
         }
-        here = links_by_pci(host).await?;
+        // Named by us a moment ago: one lookup rather than another dump.
+        if let Some(l) = host.link_by_name(&held.name).await? {
+            here.insert(held.pci.clone(), l);
+        }
     }
     let Some(back) = here.get(&held.pci).cloned() else {
         // Not on the host, not in the guest. If the PF no longer has the
@@ -458,7 +470,7 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
         .await
         .map_err(|e| Error::netlink(format!("restoring the name and MTU of {}", held.name), e))?;
     if let Ok(mac) = parse_mac(&held.mac) {
-        set_netdev_mac(host, &back, &mac).await?;
+        set_netdev_mac(host, &back, Some(&back.mac), &mac).await?;
     }
     if held.up {
         host.handle
