@@ -403,6 +403,28 @@ fn sriov_properties_show_on_the_pf_and_go_with_detach() {
     let e = pw_err(&[&spec, &h.spec(), "0/0"]);
     assert!(e.contains("in use by pipework (guest pws-p)"), "{e}");
 
+    // A dry run changes nothing.
+    let dry = pw_ok(&["detach", &g.spec(), "-i", "data0", "--dry-run"]);
+    assert!(dry.contains("netns 1"), "{dry}");
+    assert!(
+        g.ip(&["link", "show"]).contains("data0"),
+        "dry run moved the VF"
+    );
+    let lines = pf_lines(pf);
+    let any = format!("vf:{pf}");
+    let plan = pw_ok(&[&any, &h.spec(), "--dry-run", "0/0", "@5", "--trust", "on"]);
+    assert!(
+        plan.contains("vlan 5") && plan.contains("trust on"),
+        "{plan}"
+    );
+    assert_eq!(pf_lines(pf), lines, "a dry run changed a VF");
+    assert_eq!(
+        std::fs::read_dir(format!("{STATE}/sriov"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        1
+    );
+
     pw_ok(&["detach", &g.spec(), "-i", "data0"]);
     let (mac, rest) = pf_lines(pf)[&2].clone();
     assert_ne!(mac, "02:5a:00:00:00:02", "the admin MAC stayed");

@@ -310,6 +310,13 @@ impl Driver for Vf {
                 rec.ifname, rec.ifname
             ))
         })?;
+        if host.dry_run {
+            cont.show(format_args!(
+                "link set {} netns 1   # VF {} of {} back to the host, renamed and restored from its state file",
+                rec.ifname, info.vf, info.pf
+            ));
+            return Ok(());
+        }
         match Held::load(&info.pci)? {
             // Held for this very attachment: put it back.
             Some(h) if h.ns == rec.n && h.ifname == rec.ifname => {
