@@ -12,7 +12,7 @@ mkdir -p "$PW_ENV"
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
       containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
       strace file)
-lean=(podman qemu-system-x86 cpio chromium)
+lean=(podman cpio chromium)
 missing() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"
@@ -27,6 +27,23 @@ if [ -n "$m1$m2" ]; then
   [ -z "$m1" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $m1 >/dev/null
   # shellcheck disable=SC2086
   [ -z "$m2" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $m2 >/dev/null
+fi
+
+# QEMU 10 from bookworm-backports: Debian 12's QEMU 7.2 has no emulated igb
+# (82576), the SR-IOV NIC the VM tier's sriov tests run on. The suite uses
+# the same mirror and keyring as the existing Debian sources.
+BP=/etc/apt/sources.list.d/pipework-bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  mirror=$(sed -n 's/^URIs: *\(.*\/debian\)\/\?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "${mirror:-http://deb.debian.org/debian}" >"$BP"
+  apt-get update -qq
+fi
+qemu_major=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null | sed -n 's/^[0-9]*:\{0,1\}\([0-9]*\)\..*/\1/p')
+if [ "${qemu_major:-0}" -lt 10 ]; then
+  echo "env-up: installing qemu-system-x86 from bookworm-backports" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends -t bookworm-backports \
+    qemu-system-x86 >/dev/null
 fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

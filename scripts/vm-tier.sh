@@ -19,6 +19,9 @@ for t in "${tests[@]}"; do
     [ -n "$exe" ] || { echo "vm-tier: cannot build test $t" >&2; exit 1; }
     echo "vm-tier: $t under Debian's kernel ($exe)" >&2
     # One test at a time: two TCG vCPUs are slow, and the tests ping.
-    scripts/vmtest.sh "$exe" --test-threads=1 ${VM_TEST_ARGS:-} || status=$?
+    # The SR-IOV tests get an emulated igb NIC with VFs.
+    sriov=0
+    case $t in *sriov*) sriov=1 ;; esac
+    PIPEWORK_VM_SRIOV=$sriov scripts/vmtest.sh "$exe" --test-threads=1 ${VM_TEST_ARGS:-} || status=$?
 done
 exit $status

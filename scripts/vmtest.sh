@@ -25,6 +25,9 @@
 #   PIPEWORK_VM_TIMEOUT  seconds before giving up (default 1200)
 #   PIPEWORK_VM_MEM      guest memory in MiB      (default 1024)
 #   PIPEWORK_VM_VERBOSE  1: show the whole console, kernel messages included
+#   PIPEWORK_VM_SRIOV    1: add an emulated Intel 82576 (QEMU's igb, 7 VFs;
+#                        QEMU >= 8) behind a PCIe root port, its wire a UDP
+#                        socket on loopback (without a backend it has no carrier)
 # Variables named PIPEWORK_*, RUST_*, CARGO_* and TEST_* are passed to CMD.
 #
 # Exit status: CMD's own; 125 if the VM could not be prepared or CMD's status
@@ -40,7 +43,7 @@ die() { echo "vmtest: $*" >&2; exit 125; }
 CACHE=${PIPEWORK_VM_CACHE:-/var/cache/pipework-vm}
 TIMEOUT=${PIPEWORK_VM_TIMEOUT:-1200}
 MEM=${PIPEWORK_VM_MEM:-1024}
-BASE_MODULES="8021q ipvlan dummy macvlan veth bridge vxlan openvswitch tun sch_tbf sch_htb sch_ingress sch_netem virtio_pci 9pnet_virtio 9p"
+BASE_MODULES="8021q ipvlan dummy macvlan veth bridge vxlan openvswitch tun sch_tbf sch_htb sch_ingress sch_netem virtio_pci 9pnet_virtio 9p igb igbvf"
 MODULES="$BASE_MODULES ${PIPEWORK_VM_MODULES:-}"
 
 need() {
@@ -237,6 +240,25 @@ case $PWD in
 esac
 [ "${PIPEWORK_VM_VERBOSE:-0}" = 1 ] && APPEND=${APPEND/ quiet loglevel=1/ loglevel=7}
 
+# The SR-IOV NIC. Its "wire" sends to a loopback port nobody listens on; the
+# local port is picked free so parallel VMs do not collide.
+SRIOV=()
+if [ "${PIPEWORK_VM_SRIOV:-0}" = 1 ]; then
+    qemu-system-x86_64 -device help 2>/dev/null | grep -q '"igb"' ||
+        die "this QEMU has no igb device (needs QEMU >= 8): scripts/env-up.sh installs QEMU 10 from bookworm-backports"
+    used=$(ss -Huln 2>/dev/null | awk '{print $4}' | sed -n 's/.*:\([0-9]*\)$/\1/p' | tr '\n' ' ')
+    port=
+    for _ in $(seq 1 50); do
+        p=$((40000 + RANDOM % 20000))
+        case " $used " in *" $p "* | *" $((p + 1)) "*) continue ;; esac
+        port=$p
+        break
+    done
+    [ -n "$port" ] || die "no free UDP port on loopback for the igb backend"
+    SRIOV=(-device pcie-root-port,id=rp1,slot=1 -device igb,bus=rp1,netdev=n0
+        -netdev "socket,id=n0,udp=127.0.0.1:$((port + 1)),localaddr=127.0.0.1:$port")
+fi
+
 set +e
 timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -machine q35 -cpu max -smp 2,sockets=1,cores=2,threads=1 -m "$MEM" \
@@ -245,7 +267,7 @@ timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
     -chardev stdio,id=con,signal=off -serial chardev:con \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     "${WORKDIR_SHARE[@]}" \
-    -nic none \
+    -nic none "${SRIOV[@]}" \
     </dev/null 2>"$RUN/qemu.err" |
     tee "$RUN/console.log" |
     awk -v tag="$TAG" -v rcfile="$RUN/rc" -v verbose="${PIPEWORK_VM_VERBOSE:-0}" '

@@ -120,6 +120,10 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             net.delete_link(&l).await?;
         }
     }
+    for r in crate::sriov::gc::collect(&host, &all, dry_run).await? {
+        ignored.retain(|i| i.link != r.name);
+        out.push("sriov-vf", &r.name, "host", r.action, r.reason);
+    }
     vlans(&host, &all, &mut out).await?;
     for b in crate::firewall::rule_bridges() {
         if crate::firewall::collect(&host, &b, dry_run).await? {

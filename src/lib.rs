@@ -28,6 +28,7 @@ pub mod netns;
 pub mod ovsdb;
 pub mod record;
 pub mod request;
+pub mod sriov;
 pub mod untrusted;
 
 pub use error::{Error, Result};

@@ -25,6 +25,9 @@ pub struct Entry {
     /// Lease state and expiry when our DHCP keeper holds the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<crate::dhcp::keeper::KeeperStatus>,
+    /// SR-IOV: the PF, VF index and PCI address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sriov: Option<crate::sriov::LsInfo>,
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
@@ -40,18 +43,27 @@ pub async fn run() -> Result<Vec<Entry>> {
         for f in scan.attachments() {
             let (l, rec) = (&f.link, &f.rec);
             let addrs = net.addrs(l.index).await.unwrap_or_default();
+            let sriov = (rec.k == crate::record::Kind::Sriov)
+                .then(|| crate::sriov::LsInfo::from_record(rec))
+                .flatten();
             out.push(Entry {
                 guest: rec.g.clone(),
                 container_id: rec.id.clone(),
                 interface: l.name.clone(),
                 kind: rec.k.to_string(),
-                host: rec.h.clone(),
-                host_interface: rec.hi.clone(),
+                host: sriov
+                    .as_ref()
+                    .map_or_else(|| rec.h.clone(), |s| s.pf.clone()),
+                host_interface: match &sriov {
+                    Some(s) => Some(format!("vf{} {}", s.vf, s.pci)),
+                    None => rec.hi.clone(),
+                },
                 mac: crate::request::format_mac(&l.mac),
                 addresses: addrs.iter().map(|a| a.net.to_string()).collect(),
                 up: l.up,
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
+                sriov,
             });
         }
         out
@@ -92,5 +104,6 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         up: false,
         unfinished: None,
         dhcp: None,
+        sriov: None,
     }
 }

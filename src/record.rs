@@ -27,6 +27,8 @@ pub enum Kind {
     /// A point-to-point veth whose two ends are both in guests (or one on
     /// the host): `pipework link`.
     P2p,
+    /// An SR-IOV virtual function moved into the guest.
+    Sriov,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Ipoib => "ipoib",
             Kind::Ovs => "ovs",
             Kind::P2p => "p2p",
+            Kind::Sriov => "sriov",
         }
     }
 }

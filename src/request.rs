@@ -67,6 +67,8 @@ pub struct AttachRequest {
     pub dns_write: bool,
     /// Extra fields signed into the record (a lab's name and link id).
     pub record_extras: serde_json::Map<String, serde_json::Value>,
+    /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
+    pub sriov: crate::sriov::Options,
 }
 
 impl Default for AttachRequest {
@@ -90,6 +92,7 @@ impl Default for AttachRequest {
             dns_write: false,
             extras: Default::default(),
             record_extras: Default::default(),
+            sriov: Default::default(),
         }
     }
 }

@@ -115,6 +115,27 @@ pub struct AttachArgs {
     /// OVS: move an OVS internal interface into the guest instead of a veth.
     #[arg(long = "ovs-internal")]
     pub ovs_internal: bool,
+    /// SR-IOV VF: MAC spoof checking, on or off.
+    #[arg(long)]
+    pub spoofchk: Option<String>,
+    /// SR-IOV VF: trusted (may change its MAC, go promiscuous), on or off.
+    #[arg(long)]
+    pub trust: Option<String>,
+    /// SR-IOV VF: link state auto, enable or disable.
+    #[arg(long = "link-state")]
+    pub link_state: Option<String>,
+    /// SR-IOV VF: minimum transmit rate in Mbit/s (0: none).
+    #[arg(long = "min-tx-rate")]
+    pub min_tx_rate: Option<u32>,
+    /// SR-IOV VF: maximum transmit rate in Mbit/s (0: no limit).
+    #[arg(long = "max-tx-rate")]
+    pub max_tx_rate: Option<u32>,
+    /// SR-IOV VF: VLAN priority 0-7 for the @VID tag.
+    #[arg(long = "vlan-qos")]
+    pub vlan_qos: Option<u8>,
+    /// SR-IOV VF: VLAN protocol of the @VID tag, 802.1Q or 802.1ad.
+    #[arg(long = "vlan-proto")]
+    pub vlan_proto: Option<String>,
 }
 
 #[derive(Args, Debug)]

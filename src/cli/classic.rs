@@ -54,7 +54,7 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
     if let Some(l) = &a.host_ifname {
         check_ifname(l)?;
     }
-    if a.host != "dummy" && !a.host.starts_with("mac:") {
+    if a.host != "dummy" && !a.host.starts_with("mac:") && !crate::sriov::is_vf_token(&a.host) {
         check_ifname(&a.host)?;
     }
     let family = match a.family.as_deref() {
@@ -137,6 +137,15 @@ pub fn to_request(a: &AttachArgs) -> Result<AttachRequest> {
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
         record_extras: Default::default(),
+        sriov: crate::sriov::Options::parse(&crate::sriov::RawOptions {
+            spoofchk: a.spoofchk.as_deref(),
+            trust: a.trust.as_deref(),
+            link_state: a.link_state.as_deref(),
+            min_tx_rate: a.min_tx_rate,
+            max_tx_rate: a.max_tx_rate,
+            vlan_qos: a.vlan_qos,
+            vlan_proto: a.vlan_proto.as_deref(),
+        })?,
     })
 }
 
@@ -274,6 +283,21 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("missing address"), "{e}");
         assert!(parse("br1 c dhcp --ip 10.0.0.2/24").is_err());
+    }
+
+    #[test]
+    fn vf_forms_parse() -> Result<()> {
+        let r = parse("vf:eth1 c 10.0.0.2/24 02:00:00:00:00:07@10 --vlan-qos 3 --trust on")?;
+        assert_eq!((r.host.as_str(), r.vlan), ("vf:eth1", Some(10)));
+        assert_eq!((r.sriov.trust, r.sriov.qos), (Some(true), Some(3)));
+        assert_eq!(parse("vf:eth1:3 c 0/0")?.host, "vf:eth1:3");
+        assert_eq!(parse("0000:01:10.6 c dhcp")?.host, "0000:01:10.6");
+        let e = parse("vf:eth1 c 0/0 --spoofchk maybe")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("maybe: --spoofchk takes on or off"), "{e}");
+        Ok(())
     }
 
     #[test]

@@ -27,21 +27,29 @@ pub enum Mode {
     Ipvlan,
     Phys,
     Ovs,
+    Sriov,
 }
 
 impl Mode {
     pub fn from_conf(conf: &NetConf) -> CniResult<Self> {
-        Ok(match conf.mode.as_deref().unwrap_or("bridge") {
+        // A sriov-cni config names no mode; its deviceID says what it is.
+        let default = if conf.sriov.device_id.is_some() {
+            "sriov"
+        } else {
+            "bridge"
+        };
+        Ok(match conf.mode.as_deref().unwrap_or(default) {
             "bridge" => Mode::Bridge,
             "macvlan" => Mode::Macvlan,
             "ipvlan" => Mode::Ipvlan,
             "phys" => Mode::Phys,
             "ovs" => Mode::Ovs,
+            "sriov" => Mode::Sriov,
             other => {
                 return Err(CniError::new(
                     code::UNSUPPORTED_FIELD,
                     format!("mode: '{other}' is not a pipework mode"),
-                    "use one of bridge, macvlan, ipvlan, phys, ovs",
+                    "use one of bridge, macvlan, ipvlan, phys, ovs, sriov",
                 ));
             }
         })
@@ -54,6 +62,7 @@ impl Mode {
             Mode::Ipvlan => "ipvlan",
             Mode::Phys => "phys",
             Mode::Ovs => "ovs",
+            Mode::Sriov => "sriov",
         }
     }
 
@@ -115,7 +124,42 @@ pub(crate) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, Ho
             HostMode::Ipvlan(conf.ipvlan_mode.clone().unwrap_or_else(|| "l2".into())),
         ),
         Mode::Phys => (master()?, HostMode::DirectPhys),
+        Mode::Sriov => (sriov_host(conf)?, HostMode::Auto),
     })
+}
+
+/// The VF a sriov config names, in the CLI's words: its PCI address, or
+/// `vf:MASTER[:VF]`.
+fn sriov_host(conf: &NetConf) -> CniResult<String> {
+    let s = &conf.sriov;
+    match (&s.device_id, &conf.master) {
+        (Some(id), _) if crate::sriov::sysfs::is_pci_address(id) => Ok(id.clone()),
+        (Some(id), _) => Err(CniError::config(format!(
+            "deviceID: '{id}' is not a PCI address (dddd:bb:dd.f)"
+        ))),
+        (None, Some(m)) => Ok(match s.vf {
+            Some(i) => format!("vf:{m}:{i}"),
+            None => format!("vf:{m}"),
+        }),
+        (None, None) => Err(CniError::config(
+            "mode 'sriov' needs \"deviceID\" (the VF's PCI address) or \"master\" (its PF) with an optional \"vf\"",
+        )),
+    }
+}
+
+/// sriov-cni's VF properties as the CLI's options.
+fn sriov_options(conf: &NetConf) -> CniResult<crate::sriov::Options> {
+    let s = &conf.sriov;
+    crate::sriov::Options::parse(&crate::sriov::RawOptions {
+        spoofchk: s.spoofchk.as_deref(),
+        trust: s.trust.as_deref(),
+        link_state: s.link_state.as_deref(),
+        min_tx_rate: s.min_tx_rate,
+        max_tx_rate: s.max_tx_rate,
+        vlan_qos: s.vlan_qos,
+        vlan_proto: s.vlan_proto.as_deref(),
+    })
+    .map_err(|e| CniError::config(e.to_string()))
 }
 
 /// Room for the tag in a record (the rest of the 255-byte alias holds the
@@ -224,6 +268,15 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         }
         CniResult::Ok((h, cont))
     })?;
+    // sriov-cni's "vlan": 0 means untagged.
+    let vlan = match mode {
+        Mode::Sriov => conf.vlan.filter(|v| *v != 0),
+        _ => conf.vlan,
+    };
+    let sriov = match mode {
+        Mode::Sriov => sriov_options(conf)?,
+        _ => Default::default(),
+    };
     let req = AttachRequest {
         host,
         guest: env.netns.clone(),
@@ -231,7 +284,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         host_ifname: None,
         addressing: Addressing::None,
         mac,
-        vlan: conf.vlan,
+        vlan,
+        sriov,
         mtu: conf.mtu,
         create: true,
         mode: host_mode,

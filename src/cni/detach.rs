@@ -46,6 +46,11 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
             bridge.as_deref(),
         )
         .await?;
+        if mode == Mode::Sriov {
+            // A namespace destroyed before DEL handed the VF back to the
+            // host; its state file says how it looked.
+            crate::driver::vf::release_returned(&host, &tag).await?;
+        }
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows
             // behind (its veth died with it); remove any recorded for us.

@@ -98,6 +98,28 @@ pub struct NetConf {
     pub args: Option<ConfArgs>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// Mode "sriov", with sriov-cni's key names (see `SriovConf`).
+    #[serde(flatten)]
+    pub sriov: SriovConf,
+}
+
+/// sriov-cni's configuration keys, so its configs work with only `type`
+/// changed: `deviceID` names the VF by PCI address; or `master` (the PF)
+/// with an optional `vf` index.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct SriovConf {
+    #[serde(rename = "deviceID")]
+    pub device_id: Option<String>,
+    pub vf: Option<u32>,
+    #[serde(rename = "vlanQoS")]
+    pub vlan_qos: Option<u8>,
+    #[serde(rename = "vlanProto")]
+    pub vlan_proto: Option<String>,
+    pub spoofchk: Option<String>,
+    pub trust: Option<String>,
+    pub link_state: Option<String>,
+    pub min_tx_rate: Option<u32>,
+    pub max_tx_rate: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

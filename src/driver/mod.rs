@@ -14,6 +14,7 @@ pub mod ipvlan;
 pub mod macvlan;
 pub mod ovs;
 pub mod phys;
+pub mod vf;
 pub mod vlan;
 
 use crate::error::{Error, Result};
@@ -71,6 +72,7 @@ pub enum AnyDriver {
     Ipoib(ipoib::Ipoib),
     Ovs(Box<ovs::Ovs>),
     P2p(crate::link::P2p),
+    Vf(vf::Vf),
 }
 
 impl AnyDriver {
@@ -84,6 +86,7 @@ impl AnyDriver {
             AnyDriver::Ipoib(d) => d.validate(cx).await,
             AnyDriver::Ovs(d) => d.validate(cx).await,
             AnyDriver::P2p(d) => d.validate(cx).await,
+            AnyDriver::Vf(d) => d.validate(cx).await,
         }
     }
     pub async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
@@ -96,6 +99,7 @@ impl AnyDriver {
             AnyDriver::Ipoib(d) => d.attach(cx, j).await,
             AnyDriver::Ovs(d) => d.attach(cx, j).await,
             AnyDriver::P2p(d) => d.attach(cx, j).await,
+            AnyDriver::Vf(d) => d.attach(cx, j).await,
         }
     }
     pub async fn detach(&self, host: &Net, cont: &Net, rec: &Record) -> Result<()> {
@@ -108,6 +112,7 @@ impl AnyDriver {
             AnyDriver::Ipoib(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
             AnyDriver::P2p(d) => d.detach(host, cont, rec).await,
+            AnyDriver::Vf(d) => d.detach(host, cont, rec).await,
         }
     }
 
@@ -127,12 +132,36 @@ impl AnyDriver {
             Kind::Ipoib => AnyDriver::Ipoib(ipoib::Ipoib),
             Kind::Ovs => AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach())),
             Kind::P2p => AnyDriver::P2p(crate::link::P2p),
+            Kind::Sriov => AnyDriver::Vf(vf::Vf { target: None }),
         }
     }
 }
 
 /// Pick the driver the classic way: look at what the host interface is.
 pub async fn select(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
+    // `vf:PF[:N]` or a PCI address: an SR-IOV VF. The VF-only flags
+    // mean nothing to any other kind.
+    if crate::sriov::is_vf_token(&req.host) {
+        if req.mode != HostMode::Auto {
+            return Err(Error::bad(
+                &req.host,
+                "a VF is always moved into the guest; drop --direct-phys/--macvlan-mode/--ipvlan",
+            ));
+        }
+        let target = crate::sriov::parse_target(&req.host)?;
+        return Ok(AnyDriver::Vf(vf::Vf {
+            target: Some(target),
+        }));
+    }
+    if let Some(flag) = req.sriov.first_flag() {
+        return Err(Error::bad(
+            flag,
+            format!(
+                "only applies to SR-IOV VFs (vf:PF, vf:PF:N or a PCI address), not {}",
+                req.host
+            ),
+        ));
+    }
     let d = select_kind(req, host).await?;
     // A raw `@tag` that is not a VLAN id only means something to IPoIB
     // (a pkey); everywhere else it is a bad VLAN id.
