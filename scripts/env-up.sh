@@ -12,6 +12,9 @@ mkdir -p "$PW_ENV"
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
       containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
       strace file)
+# The overlay (#11): etcd for its store and its tests; protoc builds the
+# etcd gRPC client's generated code.
+pkgs+=(etcd-server etcd-client protobuf-compiler)
 lean=(podman qemu-system-x86 cpio)
 missing() {
   for p in "$@"; do
