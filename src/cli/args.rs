@@ -41,6 +41,8 @@ pub enum Cmd {
     HostShim(PassArgs),
     /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
     Ambassador(crate::ambassador::AmbassadorArgs),
+    /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
+    Overlay(crate::overlay::OverlayArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.
