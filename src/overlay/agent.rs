@@ -46,6 +46,7 @@ struct Agent {
     /// granted: the main loop re-publishes this host's endpoints.
     renewed: Arc<AtomicBool>,
     warned_mtu: std::collections::HashSet<String>,
+    opts: EtcdOpts,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -81,6 +82,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         lease: Arc::new(AtomicI64::new(lease)),
         renewed: Arc::new(AtomicBool::new(false)),
         warned_mtu: Default::default(),
+        opts: a.etcd.clone(),
     };
     ag.register().await?;
     state::save(&AgentState {
@@ -94,7 +96,6 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         ag.host, ag.u.ifname, ag.u.ip, ag.u.mtu, ag.ttl
     ));
     tokio::spawn(keepalive(
-        ag.st.clone(),
         ag.lease.clone(),
         ag.renewed.clone(),
         ag.ttl,
@@ -140,7 +141,6 @@ async fn grant(st: &Store, ttl: i64) -> Result<i64> {
 /// Keep the lease alive every TTL/3. If it lapsed (etcd was away longer
 /// than the TTL), grant a new one and tell the main loop.
 async fn keepalive(
-    st: Store,
     lease: Arc<AtomicI64>,
     renewed: Arc<AtomicBool>,
     ttl: i64,
@@ -149,9 +149,17 @@ async fn keepalive(
 ) {
     let period = Duration::from_millis((ttl as u64 * 1000 / 3).max(300));
     let mut keeper = None;
+    let mut store: Option<Store> = None;
+    let mut wait = period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(wait).await;
+        // After a failure, try again soon: the lease is running out.
+        wait = Duration::from_millis(200);
         let id = lease.load(Ordering::SeqCst);
+        if store.is_none() {
+            store = Store::connect(&etcd).await.ok();
+        }
+        let Some(st) = store.clone() else { continue };
         if keeper.is_none() {
             let mut c = st.client.clone();
             keeper = st
@@ -171,7 +179,7 @@ async fn keepalive(
         }
         .await;
         match ok {
-            Ok(t) if t > 0 => {}
+            Ok(t) if t > 0 => wait = period,
             Ok(_) => {
                 log(format_args!("lease {id:x} expired; registering again"));
                 keeper = None;
@@ -189,6 +197,7 @@ async fn keepalive(
             Err(e) => {
                 log(format_args!("keepalive: {e}"));
                 keeper = None;
+                store = None;
             }
         }
     }
@@ -229,6 +238,10 @@ impl Agent {
                     log(format_args!("{e}; keeping the data plane as is, resyncing"));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Reconnect to whichever members answer now.
+                    if let Ok(st) = Store::connect(&self.opts).await {
+                        self.st = st;
+                    }
                 }
             }
         }

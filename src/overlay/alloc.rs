@@ -130,10 +130,15 @@ pub async fn claim(
             )])
             .or_else(vec![TxnOp::get(key.clone(), None)]);
         let mut c = st.client.clone();
-        let r = st
-            .call("claiming an address", c.txn(txn))
-            .await
-            .map_err(lease_hint)?;
+        let r = match st.call("claiming an address", c.txn(txn)).await {
+            Ok(r) => r,
+            // An election: the claim did not happen; try again.
+            Err(e) if store::transient(&e) && attempt < 20 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(lease_hint(e)),
+        };
         if r.succeeded() {
             return Ok(ep);
         }

@@ -159,6 +159,39 @@ impl Store {
         }
         let endpoints = eps.join(",");
         let shown = endpoints.clone();
+        // The client balances requests over every endpoint, and one that
+        // refuses connections fails the requests sent its way: keep only
+        // the members that accept a connection now (a dead member of a
+        // healthy cluster must not fail an attach).
+        // A TCP connect to a live member takes a round trip; a dead host
+        // takes the whole bound, which must stay well under a lease TTL.
+        let probe = timeout.min(Duration::from_secs(1));
+        let probes = eps.iter().map(|e| async move {
+            let hostport = e
+                .split("://")
+                .last()
+                .unwrap_or(e)
+                .split('/')
+                .next()
+                .unwrap_or(e)
+                .to_string();
+            let up = matches!(
+                tokio::time::timeout(probe, tokio::net::TcpStream::connect(hostport)).await,
+                Ok(Ok(_))
+            );
+            (e.clone(), up)
+        });
+        let live: Vec<String> = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .filter_map(|(e, up)| up.then_some(e))
+            .collect();
+        if live.is_empty() {
+            return Err(Error::other(format!(
+                "etcd unreachable at {endpoints} (no member accepts connections); check --etcd/PIPEWORK_ETCD; nothing changed"
+            )));
+        }
+        let eps = live;
         let unreachable = move |why: String| {
             Error::other(format!(
                 "etcd unreachable at {shown} ({why}); check --etcd/PIPEWORK_ETCD; nothing changed"
@@ -176,10 +209,19 @@ impl Store {
         };
         // Any read through the cluster: a quorum-less cluster or a dead
         // endpoint list fails here.
-        s.get(&format!("{ROOT}ping"))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(s)
+        // A member just killed or an election in progress answers
+        // "leader changed" or "unavailable" for a moment: retry those
+        // within the bound, fail on anything else.
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match s.get(&format!("{ROOT}ping")).await {
+                Ok(_) => return Ok(s),
+                Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(unreachable(e.to_string())),
+            }
+        }
     }
 
     /// Run one etcd call under the bound.
@@ -233,6 +275,12 @@ impl Store {
             .await
             .map(|_| ())
     }
+}
+
+/// An error that a retry a moment later may not see (leader election).
+pub fn transient(e: &Error) -> bool {
+    let t = e.to_string();
+    t.contains("leader changed") || t.contains("no leader") || t.contains("currently unavailable")
 }
 
 /// Decode a stored JSON record; a value we cannot read names its key.
