@@ -7,6 +7,7 @@
 #  3. agent RSS and CPU at idle.
 # Hosts are network namespaces on an underlay bridge in its own namespace,
 # with a 3-member etcd cluster (one member per host), as in tests/overlay.rs.
+# shellcheck disable=SC2086  # names and addresses made here, no spaces
 # Usage: scripts/bench-overlay.sh [RUNS]   (root; etcd, iperf3, busybox installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."

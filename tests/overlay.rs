@@ -40,6 +40,8 @@ struct Lab {
     agents: Vec<Option<Child>>,
     nss: Vec<String>,
     urls: String,
+    /// Pid files of processes a script started for this lab.
+    pidfiles: Vec<String>,
 }
 
 impl Lab {
@@ -51,6 +53,17 @@ impl Lab {
     }
 
     fn new(tag: &str, sub: u8) -> Lab {
+        let mut lab = Lab::bare(tag, sub);
+        lab.start_etcd();
+        for i in 0..3 {
+            lab.agents.push(None);
+            lab.start_agent(i);
+        }
+        lab
+    }
+
+    /// Underlay and host namespaces only.
+    fn bare(tag: &str, sub: u8) -> Lab {
         let p = format!("pwv{tag}{:x}", std::process::id() % 0xfff);
         let mut lab = Lab {
             p: p.clone(),
@@ -59,12 +72,12 @@ impl Lab {
             agents: vec![],
             nss: vec![],
             urls: String::new(),
+            pidfiles: vec![],
         };
         let ul = format!("{p}ul");
         lab.netns(&ul);
         ok("ip", &["-n", &ul, "link", "add", "ulbr", "type", "bridge"]);
         ok("ip", &["-n", &ul, "link", "set", "ulbr", "up"]);
-        let mut cluster = vec![];
         for i in 0..3 {
             let h = lab.host(i);
             lab.netns(&h);
@@ -94,9 +107,21 @@ impl Lab {
             );
             ok("ip", &["-n", &h, "link", "set", "eth0", "up"]);
             ok("ip", &["-n", &h, "link", "set", "lo", "up"]);
-            cluster.push(format!("m{i}=http://{}:2380", lab.addr(i)));
         }
-        let cluster = cluster.join(",");
+        lab.urls = (0..3)
+            .map(|i| format!("http://{}:2379", lab.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        lab
+    }
+
+    fn start_etcd(&mut self) {
+        let lab = self;
+        let p = lab.p.clone();
+        let cluster = (0..3)
+            .map(|i| format!("m{i}=http://{}:2380", lab.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
         for i in 0..3 {
             let a = lab.addr(i);
             let dir = format!("/tmp/{p}-etcd{i}");
@@ -127,10 +152,6 @@ impl Lab {
                 .expect("etcd");
             lab.etcd.push(Some(c));
         }
-        lab.urls = (0..3)
-            .map(|i| format!("http://{}:2379", lab.addr(i)))
-            .collect::<Vec<_>>()
-            .join(",");
         // Healthy once a write commits through the quorum.
         let t0 = Instant::now();
         while !run(
@@ -156,11 +177,6 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        for i in 0..3 {
-            lab.agents.push(None);
-            lab.start_agent(i);
-        }
-        lab
     }
 
     fn netns(&mut self, name: &str) {
@@ -283,6 +299,16 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for f in &self.pidfiles {
+            if let Ok(pid) = std::fs::read_to_string(f)
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         for i in 0..self.agents.len() {
             self.kill_agent(i);
         }
@@ -695,6 +721,10 @@ fn overlay_survives_agent_restart_host_death_and_etcd_outage() {
     // leaves every peer once its lease lapses.
     lab.kill_agent(2);
     let h2 = lab.host(2);
+    if let Ok(m) = std::fs::metadata(format!("/run/netns/{h2}")) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::fs::remove_dir_all(format!("/run/pipework/overlay/{}", m.ino()));
+    }
     let _ = run("ip", &["netns", "del", &h2]);
     lab.nss.retain(|n| *n != h2);
     let t0 = Instant::now();
@@ -733,5 +763,90 @@ fn overlay_survives_agent_restart_host_death_and_etcd_outage() {
         (40, 40),
         "no loss with etcd down: {}\n{logs}",
         lab.entries(0, "red")
+    );
+}
+
+/// vagrant/provision.sh, exactly as the VMs run it (minus apt and systemd):
+/// three hosts bring up etcd and their agents, then each runs the demo; the
+/// last one reaches the other two hosts' containers.
+#[test]
+fn overlay_vagrant_provisioning_script() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::bare("d", 104);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/vagrant/provision.sh");
+    let cluster = (0..3)
+        .map(|i| format!("h{}={}", i + 1, lab.addr(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let states: Vec<String> = (0..3).map(|i| format!("/tmp/{}-lab{i}", lab.p)).collect();
+    for i in 1..=3 {
+        lab.nss.push(format!("{}demo{i}", lab.p));
+    }
+    for st in &states {
+        lab.pidfiles.push(format!("{st}/agent.pid"));
+        lab.pidfiles.push(format!("{st}/etcd.pid"));
+    }
+    let prov = |i: usize, verb: &str| {
+        let name = format!("h{}", i + 1);
+        let addr = lab.addr(i);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.host(i),
+                script,
+                verb,
+                "--name",
+                &name,
+                "--addr",
+                &addr,
+                "--cluster",
+                &cluster,
+                "--bin",
+                BIN,
+                "--state",
+                &states[i],
+                "--prefix",
+                &lab.p,
+                "--ttl",
+                "3",
+                "--no-install",
+                "--no-systemd",
+            ],
+        )
+    };
+    let ups: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3).map(|i| s.spawn(move || prov(i, "up"))).collect();
+        hs.into_iter().map(|h| h.join().expect("up")).collect()
+    });
+    let mut outs = vec![];
+    for (i, o) in ups.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "up h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for i in 0..3 {
+        let o = prov(i, "demo");
+        outs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        assert!(
+            o.status.success(),
+            "demo h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Stop what the script started (by the pids it recorded), then clean.
+    let states2 = states.clone();
+    drop(lab);
+    for st in &states2 {
+        let _ = std::fs::remove_dir_all(st);
+    }
+    assert!(
+        outs[2].contains("reached 10.60.0.1 10.60.0.2"),
+        "the last host reaches both others: {outs:?}"
     );
 }

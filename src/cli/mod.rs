@@ -5,7 +5,7 @@ mod classic;
 mod output;
 
 pub use args::{AttachArgs, Cli, Cmd, WaitArgs};
-pub use classic::to_request;
+pub use classic::{is_subcommand, to_request};
 
 use crate::error::{Error, Result};
 use clap::{CommandFactory, Parser};

@@ -84,13 +84,15 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         warned_mtu: Default::default(),
         opts: a.etcd.clone(),
     };
-    ag.register().await?;
+    // The state first: once the host shows up in etcd, an attach on this
+    // host may run, and it reads the lease from here.
     state::save(&AgentState {
         host: ag.host.clone(),
         lease,
         pid: std::process::id(),
         etcd: a.etcd.clone(),
     })?;
+    ag.register().await?;
     log(format_args!(
         "host {} underlay {} {} mtu {}, lease {lease:x} ttl {}s",
         ag.host, ag.u.ifname, ag.u.ip, ag.u.mtu, ag.ttl

@@ -12,6 +12,12 @@ pub fn check_name(net: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && net.as_bytes()[0].is_ascii_alphanumeric();
+    if ok && crate::cli::is_subcommand(net) {
+        return Err(Error::bad(
+            net,
+            "is a pipework subcommand, so `pipework NET $CID ...` could not name it; pick another network name",
+        ));
+    }
     if ok {
         Ok(())
     } else {
@@ -65,6 +71,7 @@ mod tests {
         assert!(check_name("a-very-long-name").is_err());
         assert!(check_name("Blue").is_err());
         assert!(check_name("").is_err());
+        assert!(check_name("demo").is_err());
         assert_eq!(bridge("blue"), "ov-blue");
         assert_eq!(net_of_bridge("ov-blue"), Some("blue"));
         assert_eq!(net_of_bridge("br0"), None);
