@@ -15,7 +15,7 @@ pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
 # The overlay (#11): etcd for its store and its tests; protoc builds the
 # etcd gRPC client's generated code.
 pkgs+=(etcd-server etcd-client protobuf-compiler)
-lean=(podman qemu-system-x86 cpio)
+lean=(podman qemu-system-x86 cpio vagrant)  # vagrant: `vagrant validate` of the overlay lab
 missing() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"
