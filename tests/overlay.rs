@@ -850,3 +850,103 @@ fn overlay_vagrant_provisioning_script() {
         "the last host reaches both others: {outs:?}"
     );
 }
+
+/// A real Docker container on the root host, which joins the underlay as a
+/// fourth host with its own agent, reaches a container behind host h0.
+#[test]
+fn overlay_docker_container_on_the_root_host() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("e", 105);
+    let net = lab.p.clone(); // "pwve…": the bridge is ov-pwve…, the VXLAN vx-pwve…
+    let (rport, uport) = (format!("{}r", lab.p), format!("{}ur", lab.p));
+    ok(
+        "ip",
+        &[
+            "link", "add", &rport, "type", "veth", "peer", "name", &uport,
+        ],
+    );
+    ok(
+        "ip",
+        &["link", "set", &uport, "netns", &format!("{}ul", lab.p)],
+    );
+    ok(
+        "ip",
+        &[
+            "-n",
+            &format!("{}ul", lab.p),
+            "link",
+            "set",
+            &uport,
+            "master",
+            "ulbr",
+            "up",
+        ],
+    );
+    ok("ip", &["addr", "add", "10.231.105.10/24", "dev", &rport]);
+    ok("ip", &["link", "set", &rport, "up"]);
+    let state = format!("/run/pipework/overlay/{}", {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/net")
+            .map(|m| m.ino())
+            .unwrap_or(0)
+    });
+    let log = std::fs::File::create(format!("/tmp/{}-agentroot.log", lab.p)).expect("log");
+    let mut agent = Command::new(BIN)
+        .args([
+            "overlay",
+            "agent",
+            "--underlay",
+            &rport,
+            "--name",
+            "root",
+            "--ttl",
+            "3",
+        ])
+        .env("PIPEWORK_ETCD", &lab.urls)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("root agent");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lab.wait("root agent registration", || {
+            lab.etcdctl(&["get", "/pipework/overlay/host/root"])
+                .contains("root")
+        });
+        lab.pw_ok(0, &["overlay", "create", &net, "--subnet", "10.47.0.0/16"]);
+        let c1 = lab.container("c1");
+        lab.pw_ok(0, &[&net, &format!("netns:{c1}"), "10.47.0.1/16"]);
+        let web = common::Container::run("pwv");
+        let o = Command::new(BIN)
+            .args([&net, &web.name, "auto"])
+            .env("PIPEWORK_ETCD", &lab.urls)
+            .env("DOCKER_HOST", common::docker_host())
+            .output()
+            .expect("attach");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = web.exec_ok(&["ping", "-c", "3", "-W", "2", "10.47.0.1"]);
+        assert!(out.contains("3 packets received"), "{out}");
+        let o = Command::new(BIN)
+            .args(["detach", &web.name])
+            .env("DOCKER_HOST", common::docker_host())
+            .output()
+            .expect("detach");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
+        lab.pw_ok(0, &["overlay", "delete", &net]);
+        // The root host's devices go with the network.
+        lab.wait("root devices removed", || {
+            !std::path::Path::new(&format!("/sys/class/net/ov-{net}")).exists()
+        });
+    }));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&state);
+    for l in [format!("vx-{net}"), format!("ov-{net}"), rport] {
+        let _ = run("ip", &["link", "del", &l]);
+    }
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
