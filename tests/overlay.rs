@@ -617,6 +617,50 @@ fn overlay_datapath_mtu_and_bad_input() {
         )
     );
 
+    // CNI, "mode": "overlay": the CNI network's name is the overlay's.
+    let c5 = lab.container("c5");
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "blue", "type": "pipework", "mode": "overlay"});
+    let cni = |verb: &str| {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &lab.host(2), BIN])
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", "pwvcni1")
+            .env("CNI_NETNS", format!("/run/netns/{c5}"))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cni");
+        if let Some(mut i) = c.stdin.take() {
+            i.write_all(conf.to_string().as_bytes()).expect("stdin");
+        }
+        c.wait_with_output().expect("cni")
+    };
+    let o = cni("ADD");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).expect("result");
+    let addr = res["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(addr.starts_with("10.40.") && addr.ends_with("/16"), "{res}");
+    assert!(links(&c5).contains("mtu 1450"));
+    assert_eq!(
+        ping(&c5, "10.40.3.7", 2).1,
+        2,
+        "CNI endpoint reaches h0's container"
+    );
+    let o = cni("DEL");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let ip5 = addr.split('/').next().unwrap_or_default().to_string();
+    assert_eq!(
+        lab.etcdctl(&["get", &format!("/pipework/overlay/ep/blue/{ip5}")]),
+        ""
+    );
+    assert!(!links(&c5).contains("eth0"));
+
     // Detach leaves nothing on any host, and the network can go.
     lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
     lab.pw_ok(1, &["detach", &format!("netns:{c2}")]);
