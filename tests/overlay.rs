@@ -488,6 +488,10 @@ fn overlay_datapath_mtu_and_bad_input() {
         "10.40.0.1",
         "auto takes the first free address"
     );
+    // A re-run claims nothing new and changes nothing.
+    lab.pw_ok(1, &["blue", &format!("netns:{c2}"), "auto"]);
+    let eps = lab.etcdctl(&["get", "--prefix", "--keys-only", "/pipework/overlay/ep/"]);
+    assert_eq!(eps.lines().filter(|l| !l.is_empty()).count(), 2, "{eps}");
     // Container MTU = underlay 1500 - 50.
     assert!(links(&c1).contains("mtu 1450"), "{}", links(&c1));
 

@@ -65,13 +65,29 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
     crate::cli::to_request(&args)?;
     let guest = crate::guest::resolve(&a.guest)?;
     wait_for_bridge(&net_name).await?;
+    // Already attached (a re-run): no new claim; the classic path reports
+    // "unchanged" or names the conflict.
+    let ifname = args.ifname.clone().unwrap_or_else(|| "eth1".into());
+    let cont = crate::netlink::Net::new(Some(&guest.netns), false)?;
+    if let Some(l) = cont.link_by_name(&ifname).await?
+        && let Some(have) = names::ip_of_mac(&l.mac)
+    {
+        let ip = match want {
+            Want::Given(ip) => ip,
+            Want::Auto => have,
+        };
+        args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
+        args.mac = Some(crate::request::format_mac(&l.mac));
+        let req = crate::cli::to_request(&args)?;
+        return crate::attach::attach_to(&req, &guest).await.map(Some);
+    }
 
     let ep = Endpoint {
         ip: probe,
         mac: String::new(),
         host: agent.host.clone(),
         container: guest.name.clone(),
-        ifname: args.ifname.clone().unwrap_or_else(|| "eth1".into()),
+        ifname,
         hi: None,
         since: store::now(),
     };
