@@ -86,7 +86,7 @@ for r in $(seq 1 "$RUNS"); do
   ip netns exec ${P}pb busybox ping -c 1 -W 2 $ip >/dev/null
   t2=$(date +%s%N)
   echo "$(( (t1 - t0) / 1000 )) $(( (t2 - t0) / 1000 ))" >>$W/conv
-  ip netns exec ${P}h1 "$BIN" detach netns:$c >/dev/null
+  ip netns exec ${P}h1 "$BIN" detach netns:$c >/dev/null 2>&1
 done
 python3 - $W/conv <<'PY'
 import sys
