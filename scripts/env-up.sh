@@ -13,6 +13,10 @@ pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
       containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
       strace file)
 lean=(podman cpio chromium)
+# The overlay (#11): etcd for its store and its tests; protoc builds the
+# etcd gRPC client's generated code.
+pkgs+=(etcd-server etcd-client protobuf-compiler)
+lean+=(vagrant)  # vagrant: `vagrant validate` of the overlay lab
 missing() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"

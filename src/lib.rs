@@ -25,6 +25,7 @@ pub mod lock;
 pub mod ls;
 pub mod netlink;
 pub mod netns;
+pub mod overlay;
 pub mod ovsdb;
 pub mod record;
 pub mod request;

@@ -45,6 +45,8 @@ pub enum Cmd {
     Link(crate::link::cli::LinkArgs),
     /// Declarative labs: up, down, status, graph.
     Lab(crate::lab::cli::LabArgs),
+    /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
+    Overlay(crate::overlay::OverlayArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.

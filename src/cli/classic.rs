@@ -23,8 +23,14 @@ const SUBCOMMANDS: &[&str] = &[
     "ambassador",
     "link",
     "lab",
+    "overlay",
     "help",
 ];
+
+/// Is `word` a subcommand (so it cannot be a classic host interface)?
+pub fn is_subcommand(word: &str) -> bool {
+    SUBCOMMANDS.contains(&word)
+}
 
 /// Insert `attach` when the first word is not a subcommand, and map the
 /// classic `--wait` flag to the `wait` subcommand.

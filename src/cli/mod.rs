@@ -5,7 +5,7 @@ mod classic;
 mod output;
 
 pub use args::{AttachArgs, Cli, Cmd, WaitArgs};
-pub use classic::to_request;
+pub use classic::{is_subcommand, to_request};
 
 use crate::error::{Error, Result};
 use clap::{CommandFactory, Parser};
@@ -76,6 +76,19 @@ fn run(cli: Cli) -> Result<i32> {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     match cmd {
+        Cmd::Attach(a) if crate::overlay::attach::claims(&a) => {
+            privileged()?;
+            let rt = runtime()?;
+            match rt.block_on(crate::overlay::attach::try_attach(&a))? {
+                Some(rep) => output::attach(&rep, a.json, false),
+                None => {
+                    let req = classic::to_request(&a)?;
+                    let rep = rt.block_on(crate::attach::run(&req))?;
+                    output::attach(&rep, req.json, req.dry_run);
+                }
+            }
+            Ok(0)
+        }
         Cmd::Attach(a) => {
             let req = classic::to_request(&a)?;
             privileged()?;
@@ -137,6 +150,10 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Lab(l) => {
             privileged()?;
             crate::lab::cli::run(&l)
+        }
+        Cmd::Overlay(o) => {
+            privileged()?;
+            runtime()?.block_on(crate::overlay::run(o))
         }
         Cmd::Ambassador(_) => Ok(0), // handled above
         Cmd::Man => {

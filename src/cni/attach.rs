@@ -28,6 +28,9 @@ pub enum Mode {
     Phys,
     Ovs,
     Sriov,
+    /// A pipework overlay network named like the CNI network (see
+    /// crate::overlay); its agent's bridge, an address claimed in etcd.
+    Overlay,
 }
 
 impl Mode {
@@ -45,11 +48,12 @@ impl Mode {
             "phys" => Mode::Phys,
             "ovs" => Mode::Ovs,
             "sriov" => Mode::Sriov,
+            "overlay" => Mode::Overlay,
             other => {
                 return Err(CniError::new(
                     code::UNSUPPORTED_FIELD,
                     format!("mode: '{other}' is not a pipework mode"),
-                    "use one of bridge, macvlan, ipvlan, phys, ovs, sriov",
+                    "use one of bridge, macvlan, ipvlan, phys, ovs, sriov, overlay",
                 ));
             }
         })
@@ -63,18 +67,23 @@ impl Mode {
             Mode::Phys => "phys",
             Mode::Ovs => "ovs",
             Mode::Sriov => "sriov",
+            Mode::Overlay => "overlay",
         }
     }
 
     /// Host-side links live in our namespace and are listed in the result
     /// (bridge/switch, then our port on it), as the reference bridge does.
     pub(super) fn has_host_port(self) -> bool {
-        matches!(self, Mode::Bridge | Mode::Ovs)
+        matches!(self, Mode::Bridge | Mode::Ovs | Mode::Overlay)
     }
 
     /// The driver kind (crate::record::Record `k`) this mode must end up with.
     fn kind(self) -> &'static str {
-        self.name()
+        match self {
+            // An overlay endpoint is a veth on the agent's Linux bridge.
+            Mode::Overlay => "bridge",
+            _ => self.name(),
+        }
     }
 
     /// Is this mode's driver compiled in? Every mode names a record kind,
@@ -125,6 +134,7 @@ pub(crate) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, Ho
         ),
         Mode::Phys => (master()?, HostMode::DirectPhys),
         Mode::Sriov => (sriov_host(conf)?, HostMode::Auto),
+        Mode::Overlay => (crate::overlay::names::bridge(&conf.name), HostMode::Auto),
     })
 }
 
@@ -257,6 +267,12 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
                 "pick another CNI_IFNAME, or DEL the previous attachment first",
             ));
         }
+        if mode == Mode::Overlay && h.link_by_name(&host).await?.is_none() {
+            return Err(CniError::config(format!(
+                "mode 'overlay': no bridge {host} here; run `pipework overlay agent` and `pipework overlay create {}`",
+                conf.name
+            )));
+        }
         if mode == Mode::Bridge
             && let Some(l) = h.link_by_name(&host).await?
             && !l.is_bridge()
@@ -287,7 +303,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         vlan,
         sriov,
         mtu: conf.mtu,
-        create: true,
+        // The overlay's bridge is the agent's: never create a plain one.
+        create: mode != Mode::Overlay,
         mode: host_mode,
         json: false,
         dry_run: false,
@@ -310,6 +327,21 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
 }
 
 impl Plumber {
+    /// The overlay's additions before `link`: the MAC and MTU it derives.
+    pub(super) fn overlay_link(&mut self, mac: [u8; 6], mtu: u32) {
+        self.req.mac = Some(mac);
+        self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
+    }
+
+    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The host end built by `link`.
+    pub(super) fn host_ifname(&self) -> Option<String> {
+        self.built.as_ref().and_then(|b| b.host_ifname.clone())
+    }
+
     /// Build the link with the CLI's drivers. With `ip`, its addresses go
     /// into the attach request; without (delegated IPAM, which may need the
     /// link first, e.g. dhcp) the link comes up bare and `finish` adds them.

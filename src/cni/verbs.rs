@@ -96,7 +96,10 @@ fn add(env: &Env, conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniRe
         }
         e
     };
-    let (ip, attached) = if ipam.is_delegated() {
+    let (ip, attached) = if mode == Mode::Overlay {
+        // Addresses come from the overlay (etcd), not from an IPAM plugin.
+        super::overlay::add(env, conf, &mut plumber)?
+    } else if ipam.is_delegated() {
         // As the reference plugins do: the link first, since a delegated
         // IPAM may need it (dhcp leases on the container interface).
         plumber.link(None)?;
@@ -195,6 +198,9 @@ fn del(
         }
         Err(e) => Err(e),
     };
+    if mode == Mode::Overlay {
+        super::overlay::del(env, conf)?;
+    }
     let detached = detach::del(env, conf, mode);
     detached.and(released)
 }

@@ -1,0 +1,106 @@
+//! `"mode": "overlay"`: the CNI network's name is a pipework overlay
+//! network. Like `pipework NET $CID auto`: the address is claimed in etcd
+//! under this host's agent lease, the agent's bridge takes the veth, and a
+//! failed ADD gives the address back. DEL removes the endpoint from etcd
+//! (every peer drops it) before the link goes.
+use super::attach::Plumber;
+use super::env::Env;
+use super::error::{CniError, CniResult, code};
+use super::types::{AddResult, Interface, IpConfig, NetConf};
+use crate::overlay::alloc::{self, Want};
+use crate::overlay::store::{self, Endpoint, Store};
+use crate::overlay::{names, network, state};
+
+pub fn add(
+    env: &Env,
+    conf: &NetConf,
+    plumber: &mut Plumber,
+) -> CniResult<(AddResult, Vec<Interface>)> {
+    let agent = state::require(&conf.name)?;
+    let tag = super::attach::guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let (st, net, ep) = plumber.runtime().block_on(async {
+        let st = Store::connect(&agent.etcd).await?;
+        let net = network::get(&st, &conf.name).await?.ok_or_else(|| {
+            crate::Error::bad(
+                &conf.name,
+                "no such overlay network (pipework overlay create NAME --subnet CIDR)",
+            )
+        })?;
+        let ep = Endpoint {
+            ip: net.subnet.network(),
+            mac: String::new(),
+            host: agent.host.clone(),
+            container: tag,
+            ifname: env.ifname.clone(),
+            hi: None,
+            since: store::now(),
+        };
+        let ep = alloc::claim(&st, &net, Want::Auto, ep, agent.lease).await?;
+        Ok::<_, crate::Error>((st, net, ep))
+    })?;
+    let release = |e: CniError| {
+        let key = store::ep_key(&net.name, ep.ip.into());
+        if let Err(d) = plumber_rt_delete(&st, &key) {
+            eprintln!("pipework (cni): releasing {}: {d}", ep.ip);
+        }
+        e
+    };
+    let address = ipnetwork::IpNetwork::new(ep.ip.into(), net.subnet.prefix())
+        .map_err(|e| CniError::new(code::INTERNAL, e.to_string(), ""))?;
+    let ip = AddResult {
+        ips: vec![IpConfig {
+            address,
+            gateway: None,
+            interface: None,
+        }],
+        ..Default::default()
+    };
+    plumber.overlay_link(names::mac_for(ep.ip), net.mtu);
+    plumber.link(Some(&ip)).map_err(release)?;
+    let attached = plumber.finish(env, conf, &ip).map_err(release)?;
+    let mut ep = ep;
+    ep.hi = plumber.host_ifname();
+    if let Err(e) = plumber
+        .runtime()
+        .block_on(alloc::update(&st, &net.name, &ep, agent.lease))
+    {
+        eprintln!(
+            "pipework (cni): recording {}'s host link in etcd: {e}",
+            ep.ip
+        );
+    }
+    Ok((ip, attached))
+}
+
+/// A fresh runtime for the release path (the plumber's is borrowed).
+fn plumber_rt_delete(st: &Store, key: &str) -> crate::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::io("starting the async runtime", e))?;
+    rt.block_on(st.delete(key))
+}
+
+/// DEL: the endpoint leaves etcd first. A namespace or link already gone
+/// leaves it to the agent, which releases endpoints whose link vanished.
+pub fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
+    if names::check_name(&conf.name).is_err() || env.netns.is_empty() {
+        return Ok(());
+    }
+    let Ok(ns) = crate::netns::NetNs::open(std::path::Path::new(&env.netns)) else {
+        return Ok(());
+    };
+    let rt = super::attach::runtime()?;
+    rt.block_on(async {
+        let cont = crate::netlink::Net::new(Some(&ns), false)?;
+        let Some(link) = cont.link_by_name(&env.ifname).await? else {
+            return Ok(());
+        };
+        let rec = crate::record::Record {
+            h: names::bridge(&conf.name),
+            ..Default::default()
+        };
+        crate::overlay::attach::before_detach(&rec, &link.mac, false).await
+    })?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Addresses, cluster-wide. An endpoint's key is its address, created in
+//! one etcd transaction only if absent: two hosts can never both hold one
+//! address, whatever the concurrency. The key lives under the host's lease,
+//! so a dead host's addresses come back by themselves.
+use super::store::{self, Endpoint, NetSpec, Store};
+use crate::error::{Error, Result};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use std::net::Ipv4Addr;
+
+/// What the user asked for: a given address, or the next free one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Want {
+    Auto,
+    Given(Ipv4Addr),
+}
+
+/// Parse the address token of `pipework NET $CID TOKEN` against the network.
+pub fn parse(tok: &str, net: &NetSpec) -> Result<Want> {
+    if tok == "auto" {
+        return Ok(Want::Auto);
+    }
+    let (ip_s, len) = match tok.split_once('/') {
+        Some((i, l)) => (i, Some(l)),
+        None => (tok, None),
+    };
+    let ip: Ipv4Addr = ip_s.parse().map_err(|_| {
+        Error::bad(
+            tok,
+            format!(
+                "give an IPv4 address in {} (e.g. {}/{}) or auto",
+                net.subnet,
+                first_host(net),
+                net.subnet.prefix()
+            ),
+        )
+    })?;
+    if let Some(l) = len
+        && l != net.subnet.prefix().to_string()
+    {
+        return Err(Error::bad(
+            tok,
+            format!(
+                "network {} is {}; write {ip}/{}",
+                net.name,
+                net.subnet,
+                net.subnet.prefix()
+            ),
+        ));
+    }
+    if !net.subnet.contains(ip) {
+        return Err(Error::bad(
+            tok,
+            format!(
+                "outside network {} ({}); pick an address inside it or auto",
+                net.name, net.subnet
+            ),
+        ));
+    }
+    if ip == net.subnet.network() || ip == net.subnet.broadcast() {
+        return Err(Error::bad(
+            tok,
+            "is the subnet's network or broadcast address",
+        ));
+    }
+    Ok(Want::Given(ip))
+}
+
+fn first_host(net: &NetSpec) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.subnet.network()) + 1)
+}
+
+/// Usable host addresses of the subnet, in order.
+fn hosts(net: &NetSpec) -> impl Iterator<Item = Ipv4Addr> {
+    let lo = u32::from(net.subnet.network()) + 1;
+    let hi = u32::from(net.subnet.broadcast());
+    (lo..hi).map(Ipv4Addr::from)
+}
+
+/// Claim an address for `ep` (its `ip` is filled in) under `lease`.
+pub async fn claim(
+    st: &Store,
+    net: &NetSpec,
+    want: Want,
+    mut ep: Endpoint,
+    lease: i64,
+) -> Result<Endpoint> {
+    let mut seed = u64::from(std::process::id()) ^ store::now().rotate_left(17);
+    for attempt in 0..200u32 {
+        let ip = match want {
+            Want::Given(ip) => ip,
+            Want::Auto => {
+                let (kvs, _) = st.list(&store::ep_prefix(&net.name)).await?;
+                let used: std::collections::HashSet<String> = kvs
+                    .iter()
+                    .filter_map(|(k, _)| k.rsplit('/').next().map(String::from))
+                    .collect();
+                // Concurrent claimers would all race for the first free
+                // address: after a lost race, pick among the first few free
+                // ones at random, so n racers settle in about log n rounds.
+                let spread = (attempt as usize + 1).min(64);
+                let free: Vec<Ipv4Addr> = hosts(net)
+                    .filter(|ip| !used.contains(&ip.to_string()))
+                    .take(spread)
+                    .collect();
+                if free.is_empty() {
+                    return Err(Error::bad(
+                        &net.name,
+                        format!("no free address left in {}", net.subnet),
+                    ));
+                }
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                free[(seed % free.len() as u64) as usize]
+            }
+        };
+        ep.ip = ip;
+        ep.mac = crate::request::format_mac(&super::names::mac_for(ip));
+        let key = store::ep_key(&net.name, ip.into());
+        let txn = Txn::new()
+            .when(vec![
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                // The network must still exist (a concurrent delete wins).
+                Compare::create_revision(store::net_key(&net.name), CompareOp::Greater, 0),
+            ])
+            .and_then(vec![TxnOp::put(
+                key.clone(),
+                store::encode(&ep),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else(vec![TxnOp::get(key.clone(), None)]);
+        let mut c = st.client.clone();
+        let r = match st.call("claiming an address", c.txn(txn)).await {
+            Ok(r) => r,
+            // An election: the claim did not happen; try again.
+            Err(e) if store::transient(&e) && attempt < 20 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(lease_hint(e)),
+        };
+        if r.succeeded() {
+            return Ok(ep);
+        }
+        if let Want::Given(ip) = want {
+            let holder = st.get(&key).await?;
+            return Err(match holder {
+                Some(v) => {
+                    let other: Endpoint = store::decode(&key, &v)?;
+                    Error::bad(
+                        ip,
+                        format!(
+                            "in use by {} on host {}; pick another or auto",
+                            other.container, other.host
+                        ),
+                    )
+                }
+                None => Error::bad(&net.name, "the network was deleted meanwhile"),
+            });
+        }
+    }
+    Err(Error::other(format!(
+        "{}: could not claim an address after 200 tries (too much contention)",
+        net.name
+    )))
+}
+
+/// Update an endpoint we hold (same key, same lease).
+pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<()> {
+    let mut c = st.client.clone();
+    st.call(
+        "updating the endpoint",
+        c.put(
+            store::ep_key(net, ep.ip.into()),
+            store::encode(ep),
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+    )
+    .await
+    .map(|_| ())
+    .map_err(lease_hint)
+}
+
+/// "requested lease not found" means the agent's lease lapsed: say what to do.
+pub fn lease_hint(e: Error) -> Error {
+    let s = e.to_string();
+    if s.contains("lease not found") {
+        Error::other(format!(
+            "{s}: this host's overlay agent lease expired; is `pipework overlay agent` running?"
+        ))
+    } else {
+        e
+    }
+}

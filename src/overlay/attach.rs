@@ -1,0 +1,175 @@
+//! `pipework NET $CID IP/LEN|auto`: the classic form with an overlay
+//! network's name as host side. The address is claimed in etcd first (under
+//! this host's lease), then the ordinary bridge driver plugs the container
+//! into the agent's bridge for NET; a failed attach gives the address back.
+use super::alloc::{self, Want};
+use super::names;
+use super::state::{self, AgentState};
+use super::store::{self, Endpoint, Store};
+use crate::cli::AttachArgs;
+use crate::error::{Error, Result};
+
+/// Cheap, synchronous: is `a.host` an overlay network here? Only when an
+/// agent runs on this host and no interface of that name exists (a real
+/// interface always keeps its classic meaning).
+pub fn claims(a: &AttachArgs) -> bool {
+    names::check_name(&a.host).is_ok()
+        && !std::path::Path::new("/sys/class/net")
+            .join(&a.host)
+            .exists()
+        && state::path().exists()
+}
+
+/// The overlay attach, or None when NET is not an overlay network (the
+/// caller then goes the classic way, e.g. a new `br5`).
+pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>> {
+    let net_name = a.host.clone();
+    let agent = state::require(&net_name)?;
+    let classic_ok = a.host.starts_with("br") || a.create;
+    let st = match Store::connect(&agent.etcd).await {
+        Ok(s) => s,
+        Err(_) if classic_ok => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(net) = super::network::get(&st, &net_name).await? else {
+        if classic_ok {
+            return Ok(None);
+        }
+        return Err(Error::bad(
+            &net_name,
+            "no such interface or overlay network (see `pipework overlay status`)",
+        ));
+    };
+    // Input first, etcd and the kernel after.
+    let tok = a.ip.clone().ok_or_else(|| {
+        Error::bad(
+            &a.guest,
+            "missing address after the guest: give ip/len or auto",
+        )
+    })?;
+    let want = alloc::parse(&tok, &net)?;
+    if !a.ips.is_empty() || a.mac.is_some() || a.dry_run {
+        return Err(Error::bad(
+            &net_name,
+            "an overlay endpoint takes one address (or auto) and derives its MAC; drop --ip, the MAC and --dry-run",
+        ));
+    }
+    let mut args = a.clone();
+    args.host = names::bridge(&net_name);
+    args.mtu = Some(a.mtu.unwrap_or(net.mtu));
+    let probe = match want {
+        Want::Given(ip) => ip,
+        Want::Auto => std::net::Ipv4Addr::from(u32::from(net.subnet.network()) + 1),
+    };
+    args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
+    crate::cli::to_request(&args)?;
+    let guest = crate::guest::resolve(&a.guest)?;
+    wait_for_bridge(&net_name).await?;
+    // Already attached (a re-run): no new claim; the classic path reports
+    // "unchanged" or names the conflict.
+    let ifname = args.ifname.clone().unwrap_or_else(|| "eth1".into());
+    let cont = crate::netlink::Net::new(Some(&guest.netns), false)?;
+    if let Some(l) = cont.link_by_name(&ifname).await?
+        && let Some(have) = names::ip_of_mac(&l.mac)
+    {
+        let ip = match want {
+            Want::Given(ip) => ip,
+            Want::Auto => have,
+        };
+        args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
+        args.mac = Some(crate::request::format_mac(&l.mac));
+        let req = crate::cli::to_request(&args)?;
+        return crate::attach::attach_to(&req, &guest).await.map(Some);
+    }
+
+    let ep = Endpoint {
+        ip: probe,
+        mac: String::new(),
+        host: agent.host.clone(),
+        container: guest.name.clone(),
+        ifname,
+        hi: None,
+        since: store::now(),
+    };
+    let mut ep = alloc::claim(&st, &net, want, ep, agent.lease).await?;
+    args.ip = Some(format!("{}/{}", ep.ip, net.subnet.prefix()));
+    args.mac = Some(ep.mac.clone());
+    let result = async {
+        let req = crate::cli::to_request(&args)?;
+        crate::attach::attach_to(&req, &guest).await
+    }
+    .await;
+    match result {
+        Ok(rep) => {
+            ep.hi = rep.host.host_ifname.clone();
+            if let Err(e) = alloc::update(&st, &net_name, &ep, agent.lease).await {
+                eprintln!(
+                    "pipework: warning: recording {}'s host link in etcd: {e}",
+                    ep.ip
+                );
+            }
+            Ok(Some(rep))
+        }
+        Err(e) => {
+            // Give the address back; if even that fails, the agent's sweep
+            // removes an endpoint without a link (or the lease does).
+            if let Err(d) = st.delete(&store::ep_key(&net_name, ep.ip.into())).await {
+                eprintln!("pipework: warning: releasing {}: {d}", ep.ip);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The agent creates the bridge moments after the network appears in etcd.
+async fn wait_for_bridge(net: &str) -> Result<()> {
+    let path = std::path::Path::new("/sys/class/net").join(names::bridge(net));
+    for _ in 0..30 {
+        if path.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(Error::bad(
+        net,
+        format!(
+            "the overlay agent has not created {} yet; is it running and connected to etcd?",
+            names::bridge(net)
+        ),
+    ))
+}
+
+/// Before a detach removes an overlay endpoint's link: remove the endpoint
+/// from etcd, so every peer drops its entries. If etcd cannot be reached
+/// the detach fails, having changed nothing.
+pub async fn before_detach(rec: &crate::record::Record, mac: &[u8], dry_run: bool) -> Result<()> {
+    let Some(net) = names::net_of_bridge(&rec.h) else {
+        return Ok(());
+    };
+    let Some(ip) = names::ip_of_mac(mac) else {
+        return Ok(());
+    };
+    let Some(agent) = state::load() else {
+        eprintln!(
+            "pipework: warning: no overlay agent on this host; {ip} stays in etcd until this host's lease expires"
+        );
+        return Ok(());
+    };
+    if dry_run {
+        return Ok(());
+    }
+    release(&agent, net, ip).await
+}
+
+async fn release(agent: &AgentState, net: &str, ip: std::net::Ipv4Addr) -> Result<()> {
+    let st = Store::connect(&agent.etcd).await?;
+    let key = store::ep_key(net, ip.into());
+    if let Some(v) = st.get(&key).await? {
+        let ep: Endpoint = store::decode(&key, &v)?;
+        // Never remove another host's endpoint that happens to reuse the IP.
+        if ep.host == agent.host {
+            st.delete(&key).await?;
+        }
+    }
+    Ok(())
+}

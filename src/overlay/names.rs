@@ -1,0 +1,81 @@
+//! Network names and the kernel objects they map to. The mapping is
+//! deterministic so an attach finds the agent's bridge without asking it.
+use crate::error::{Error, Result};
+
+/// Longest network name: "ov-" + name must fit in IFNAMSIZ (15).
+pub const MAX_NAME: usize = 12;
+
+pub fn check_name(net: &str) -> Result<()> {
+    let ok = !net.is_empty()
+        && net.len() <= MAX_NAME
+        && net
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && net.as_bytes()[0].is_ascii_alphanumeric();
+    if ok && crate::cli::is_subcommand(net) {
+        return Err(Error::bad(
+            net,
+            "is a pipework subcommand, so `pipework NET $CID ...` could not name it; pick another network name",
+        ));
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad(
+            net,
+            format!(
+                "network names are 1-{MAX_NAME} characters of a-z 0-9 - _, starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// The Linux bridge containers of `net` plug into.
+pub fn bridge(net: &str) -> String {
+    format!("ov-{net}")
+}
+
+/// The VXLAN device of `net` (a port of the bridge).
+pub fn vxlan(net: &str) -> String {
+    format!("vx-{net}")
+}
+
+/// The network a bridge name belongs to, if it is one of ours.
+pub fn net_of_bridge(bridge: &str) -> Option<&str> {
+    bridge.strip_prefix("ov-").filter(|n| check_name(n).is_ok())
+}
+
+/// Every endpoint's MAC is derived from its address (as Docker's overlay
+/// does): a locally administered prefix plus the IPv4 address. A peer can
+/// then program the FDB and the neighbour entry from the address alone,
+/// and a detach finds the endpoint from the link it removes.
+pub fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x77, o[0], o[1], o[2], o[3]]
+}
+
+pub fn ip_of_mac(mac: &[u8]) -> Option<std::net::Ipv4Addr> {
+    match mac {
+        [0x02, 0x77, a, b, c, d] => Some(std::net::Ipv4Addr::new(*a, *b, *c, *d)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs() {
+        assert!(check_name("blue").is_ok());
+        assert!(check_name("a-very-long-name").is_err());
+        assert!(check_name("Blue").is_err());
+        assert!(check_name("").is_err());
+        assert!(check_name("demo").is_err());
+        assert_eq!(bridge("blue"), "ov-blue");
+        assert_eq!(net_of_bridge("ov-blue"), Some("blue"));
+        assert_eq!(net_of_bridge("br0"), None);
+        let ip = std::net::Ipv4Addr::new(10, 40, 3, 7);
+        assert_eq!(ip_of_mac(&mac_for(ip)), Some(ip));
+    }
+}

@@ -1,0 +1,144 @@
+//! `overlay status [--json]`: networks, hosts, endpoints, this host's drift
+//! between etcd and the kernel, and hosts whose underlay cannot carry a
+//! network's MTU.
+use super::agent::View;
+use super::store::{self, EtcdOpts, Store};
+use super::{fdb, names, network};
+use crate::error::Result;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub networks: Vec<store::NetSpec>,
+    pub hosts: Vec<store::HostInfo>,
+    pub endpoints: Vec<EndpointRow>,
+    /// This host's kernel against etcd, per network (empty when in sync).
+    pub drift: Vec<NetDrift>,
+    /// Hosts whose underlay MTU cannot carry a network's MTU.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointRow {
+    pub network: String,
+    #[serde(flatten)]
+    pub ep: store::Endpoint,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NetDrift {
+    pub network: String,
+    pub host: String,
+    #[serde(flatten)]
+    pub drift: fdb::Drift,
+}
+
+pub async fn run(opts: &EtcdOpts) -> Result<Status> {
+    let opts = match (&opts.etcd, super::state::load()) {
+        (None, Some(a)) => a.etcd,
+        _ => opts.clone(),
+    };
+    let st = Store::connect(&opts).await?;
+    let (kvs, _) = st.list(store::ROOT).await?;
+    let view = View::parse(&kvs.into_iter().collect());
+    let mut problems = Vec::new();
+    for h in view.hosts.values() {
+        let carry = h.underlay_mtu.saturating_sub(network::overhead(h.underlay));
+        for n in view.nets.values().filter(|n| n.mtu > carry) {
+            problems.push(format!(
+                "host {}: underlay {} MTU {} carries {carry} over VXLAN, network {} needs {}",
+                h.name, h.underlay_if, h.underlay_mtu, n.name, n.mtu
+            ));
+        }
+    }
+    let mut drift = Vec::new();
+    if let Some(agent) = super::state::load() {
+        let h = crate::netlink::connect(None)?;
+        for n in view.nets.values() {
+            let want = view.desired(&n.name, &agent.host);
+            let d = match fdb::link_index(&h, &names::vxlan(&n.name)).await? {
+                Some((vx, _)) => fdb::drift(&want, &fdb::have(&h, vx).await?),
+                None => fdb::Drift {
+                    missing: vec![format!(
+                        "device {} (is the agent running?)",
+                        names::vxlan(&n.name)
+                    )],
+                    stale: vec![],
+                },
+            };
+            if !d.missing.is_empty() || !d.stale.is_empty() {
+                drift.push(NetDrift {
+                    network: n.name.clone(),
+                    host: agent.host.clone(),
+                    drift: d,
+                });
+            }
+        }
+    }
+    Ok(Status {
+        networks: view.nets.into_values().collect(),
+        hosts: view.hosts.into_values().collect(),
+        endpoints: view
+            .eps
+            .into_iter()
+            .map(|((network, _), ep)| EndpointRow { network, ep })
+            .collect(),
+        drift,
+        problems,
+    })
+}
+
+pub fn print(s: &Status, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        return;
+    }
+    println!("NETWORK       SUBNET              VNI       MTU   PORT");
+    for n in &s.networks {
+        let mtu = if n.mtu_auto {
+            format!("{}a", n.mtu)
+        } else {
+            n.mtu.to_string()
+        };
+        println!(
+            "{:<13} {:<19} {:<9} {:<5} {}",
+            n.name,
+            n.subnet.to_string(),
+            n.vni,
+            mtu,
+            n.port
+        );
+    }
+    println!("\nHOST          UNDERLAY                 IFACE     MTU");
+    for h in &s.hosts {
+        println!(
+            "{:<13} {:<24} {:<9} {}",
+            h.name,
+            h.underlay.to_string(),
+            h.underlay_if,
+            h.underlay_mtu
+        );
+    }
+    println!("\nNETWORK       ADDRESS          MAC                HOST          CONTAINER");
+    for e in &s.endpoints {
+        println!(
+            "{:<13} {:<16} {:<18} {:<13} {}",
+            e.network,
+            e.ep.ip.to_string(),
+            e.ep.mac,
+            e.ep.host,
+            crate::untrusted::display(&e.ep.container)
+        );
+    }
+    for d in &s.drift {
+        for m in &d.drift.missing {
+            println!("drift: {} on {}: missing {m}", d.network, d.host);
+        }
+        for m in &d.drift.stale {
+            println!("drift: {} on {}: stale {m}", d.network, d.host);
+        }
+    }
+    for p in &s.problems {
+        println!("problem: {p}");
+    }
+}

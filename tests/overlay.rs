@@ -1,0 +1,1000 @@
+//! The overlay against real etcd and real kernel VXLAN: three simulated
+//! hosts (network namespaces on an underlay bridge that lives in its own
+//! namespace, so the host's firewall never sees the frames), a 3-member etcd
+//! cluster with one member per host, an agent per host, and containers as
+//! namespaces behind each host.
+mod common;
+
+use common::{BIN, require_env};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TTL: u64 = 3;
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+#[track_caller]
+fn ok(cmd: &str, args: &[&str]) -> String {
+    let o = run(cmd, args);
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One lab: `p` is the unique prefix of every object it makes.
+struct Lab {
+    p: String,
+    sub: u8,
+    etcd: Vec<Option<Child>>,
+    agents: Vec<Option<Child>>,
+    nss: Vec<String>,
+    urls: String,
+    /// Pid files of processes a script started for this lab.
+    pidfiles: Vec<String>,
+}
+
+impl Lab {
+    fn host(&self, i: usize) -> String {
+        format!("{}h{i}", self.p)
+    }
+    fn addr(&self, i: usize) -> String {
+        format!("10.231.{}.{}", self.sub, i + 1)
+    }
+
+    fn new(tag: &str, sub: u8) -> Lab {
+        let mut lab = Lab::bare(tag, sub);
+        lab.start_etcd();
+        for i in 0..3 {
+            lab.agents.push(None);
+            lab.start_agent(i);
+        }
+        lab
+    }
+
+    /// Underlay and host namespaces only.
+    fn bare(tag: &str, sub: u8) -> Lab {
+        let p = format!("pwv{tag}{:x}", std::process::id() % 0xfff);
+        let mut lab = Lab {
+            p: p.clone(),
+            sub,
+            etcd: vec![],
+            agents: vec![],
+            nss: vec![],
+            urls: String::new(),
+            pidfiles: vec![],
+        };
+        let ul = format!("{p}ul");
+        lab.netns(&ul);
+        ok("ip", &["-n", &ul, "link", "add", "ulbr", "type", "bridge"]);
+        ok("ip", &["-n", &ul, "link", "set", "ulbr", "up"]);
+        for i in 0..3 {
+            let h = lab.host(i);
+            lab.netns(&h);
+            let port = format!("{p}u{i}");
+            ok(
+                "ip",
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h,
+                ],
+            );
+            ok("ip", &["link", "set", &port, "netns", &ul]);
+            ok(
+                "ip",
+                &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
+            );
+            ok(
+                "ip",
+                &[
+                    "-n",
+                    &h,
+                    "addr",
+                    "add",
+                    &format!("{}/24", lab.addr(i)),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            ok("ip", &["-n", &h, "link", "set", "eth0", "up"]);
+            ok("ip", &["-n", &h, "link", "set", "lo", "up"]);
+        }
+        lab.urls = (0..3)
+            .map(|i| format!("http://{}:2379", lab.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        lab
+    }
+
+    fn start_etcd(&mut self) {
+        let lab = self;
+        let p = lab.p.clone();
+        let cluster = (0..3)
+            .map(|i| format!("m{i}=http://{}:2380", lab.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        for i in 0..3 {
+            let a = lab.addr(i);
+            let dir = format!("/tmp/{p}-etcd{i}");
+            let _ = std::fs::remove_dir_all(&dir);
+            let c = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.host(i),
+                    "etcd",
+                    "--name",
+                    &format!("m{i}"),
+                ])
+                .args(["--data-dir", &dir])
+                .args(["--listen-peer-urls", &format!("http://{a}:2380")])
+                .args(["--listen-client-urls", &format!("http://{a}:2379")])
+                .args(["--advertise-client-urls", &format!("http://{a}:2379")])
+                .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
+                .args([
+                    "--initial-cluster",
+                    &cluster,
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd");
+            lab.etcd.push(Some(c));
+        }
+        // Healthy once a write commits through the quorum.
+        let t0 = Instant::now();
+        while !run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.host(0),
+                "etcdctl",
+                "--endpoints",
+                &lab.urls,
+                "put",
+                "/pwv",
+                "x",
+            ],
+        )
+        .status
+        .success()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "etcd cluster did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn netns(&mut self, name: &str) {
+        ok("ip", &["netns", "add", name]);
+        self.nss.push(name.to_string());
+    }
+
+    fn start_agent(&mut self, i: usize) {
+        let log = std::fs::File::create(format!("/tmp/{}-agent{i}.log", self.p)).expect("log");
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.host(i), BIN, "overlay", "agent"])
+            .args([
+                "--underlay",
+                "eth0",
+                "--name",
+                &format!("h{i}"),
+                "--ttl",
+                &TTL.to_string(),
+            ])
+            .env("PIPEWORK_ETCD", &self.urls)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent");
+        self.agents[i] = Some(c);
+        // Ready once it has registered.
+        let key = format!("/pipework/overlay/host/h{i}");
+        self.wait("agent registration", || {
+            self.etcdctl(&["get", &key]).contains(&key)
+        });
+    }
+
+    fn kill_agent(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].take() {
+            // `ip netns exec` execs the agent: the pid is the agent's.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kill_etcd(&mut self, i: usize) {
+        if let Some(mut c) = self.etcd[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> String {
+        let o = run(
+            "ip",
+            &[
+                &[
+                    "netns",
+                    "exec",
+                    &self.host(0),
+                    "etcdctl",
+                    "--endpoints",
+                    &self.urls,
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// pipework on host `i`.
+    fn pw(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.host(i), BIN])
+            .args(args)
+            .env("PIPEWORK_ETCD", &self.urls)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pipework")
+    }
+
+    #[track_caller]
+    fn pw_ok(&self, i: usize, args: &[&str]) -> String {
+        let o = self.pw(i, args);
+        assert!(
+            o.status.success(),
+            "pipework {args:?} on h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A container namespace; attached later by name.
+    fn container(&mut self, name: &str) -> String {
+        let n = format!("{}{name}", self.p);
+        self.netns(&n);
+        n
+    }
+
+    #[track_caller]
+    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// FDB and neighbour entries on host `i`'s VXLAN device for `net`.
+    fn entries(&self, i: usize, net: &str) -> String {
+        let vx = format!("vx-{net}");
+        let f = run("bridge", &["-n", &self.host(i), "fdb", "show", "dev", &vx]);
+        let n = run("ip", &["-n", &self.host(i), "neigh", "show", "dev", &vx]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&f.stdout),
+            String::from_utf8_lossy(&n.stdout)
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for f in &self.pidfiles {
+            if let Ok(pid) = std::fs::read_to_string(f)
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for i in 0..self.agents.len() {
+            self.kill_agent(i);
+        }
+        for i in 0..self.etcd.len() {
+            self.kill_etcd(i);
+            let _ = std::fs::remove_dir_all(format!("/tmp/{}-etcd{i}", self.p));
+        }
+        for ns in self.nss.iter().rev() {
+            // The agent's state for this namespace (keyed by its inode).
+            if let Ok(m) = std::fs::metadata(format!("/run/netns/{ns}")) {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::fs::remove_dir_all(format!("/run/pipework/overlay/{}", m.ino()));
+            }
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+    }
+}
+
+/// Run `f` inside network namespace `ns` (on a thread of its own).
+fn in_ns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("thread")
+    })
+}
+
+fn ping(ns: &str, ip: &str, count: u32) -> (u32, u32) {
+    let o = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "busybox",
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            ip,
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("");
+    let nums: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+    )
+}
+
+/// ICMP echo with DF set, `size` bytes of IP packet. Ok(true) = reply,
+/// Err(errno) = the kernel refused to send (EMSGSIZE for too big).
+fn df_ping(ns: &str, dst: std::net::Ipv4Addr, size: usize) -> Result<bool, i32> {
+    in_ns(ns, || unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        assert!(fd >= 0, "raw socket");
+        let v: libc::c_int = libc::IP_PMTUDISC_DO;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&v as *const libc::c_int).cast(),
+            4,
+        );
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            16,
+        );
+        let mut pkt = vec![0u8; size - 20];
+        pkt[0] = 8; // echo request
+        pkt[4] = 0x77; // id
+        pkt[7] = 1; // seq
+        let mut sum: u32 = 0;
+        for c in pkt.chunks(2) {
+            sum += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let ck = !(sum as u16);
+        pkt[2] = (ck >> 8) as u8;
+        pkt[3] = ck as u8;
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from(dst).to_be();
+        let r = libc::sendto(
+            fd,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            16,
+        );
+        if r < 0 {
+            let e = *libc::__errno_location();
+            libc::close(fd);
+            return Err(e);
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 0 {
+                libc::close(fd);
+                return Ok(false);
+            }
+            let ihl = usize::from(buf[0] & 0xf) * 4;
+            if n as usize > ihl + 8 && buf[ihl] == 0 && buf[ihl + 4] == 0x77 {
+                libc::close(fd);
+                return Ok(n as usize == size);
+            }
+        }
+    })
+}
+
+fn ip_of(lab: &Lab, ns: &str) -> std::net::Ipv4Addr {
+    let _ = lab;
+    let out = ok("ip", &["-n", ns, "-4", "-o", "addr", "show", "dev", "eth1"]);
+    let w: Vec<&str> = out.split_whitespace().collect();
+    let i = w.iter().position(|x| *x == "inet").expect("inet");
+    w[i + 1]
+        .split('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("addr")
+}
+
+fn links(ns: &str) -> String {
+    ok("ip", &["-n", ns, "-o", "link", "show"])
+}
+
+#[test]
+fn overlay_datapath_mtu_and_bad_input() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("a", 101);
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "blue",
+            "--subnet",
+            "10.40.0.0/16",
+            "--vni",
+            "42",
+        ],
+    );
+    let c1 = lab.container("c1");
+    let c2 = lab.container("c2");
+    lab.pw_ok(0, &["blue", &format!("netns:{c1}"), "10.40.3.7/16"]);
+    lab.pw_ok(1, &["blue", &format!("netns:{c2}"), "auto"]);
+    let ip2 = ip_of(&lab, &c2);
+    assert_eq!(
+        ip2.to_string(),
+        "10.40.0.1",
+        "auto takes the first free address"
+    );
+    // A re-run claims nothing new and changes nothing.
+    lab.pw_ok(1, &["blue", &format!("netns:{c2}"), "auto"]);
+    let eps = lab.etcdctl(&["get", "--prefix", "--keys-only", "/pipework/overlay/ep/"]);
+    assert_eq!(eps.lines().filter(|l| !l.is_empty()).count(), 2, "{eps}");
+    // Container MTU = underlay 1500 - 50.
+    assert!(links(&c1).contains("mtu 1450"), "{}", links(&c1));
+
+    // Ping, then 1 MiB over TCP, across hosts.
+    let (tx, rx) = ping(&c1, "10.40.0.1", 3);
+    assert_eq!((tx, rx), (3, 3));
+    let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let c2n = c2.clone();
+    let server = std::thread::spawn(move || {
+        in_ns(&c2n, || {
+            let l = std::net::TcpListener::bind("10.40.0.1:5001").expect("bind");
+            let (mut s, _) = l.accept().expect("accept");
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).expect("read");
+            got
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = payload.clone();
+    in_ns(&c1, move || {
+        let mut s = std::net::TcpStream::connect("10.40.0.1:5001").expect("connect");
+        s.write_all(&sent).expect("write");
+    });
+    let got = server.join().expect("server");
+    assert!(got == payload, "1 MiB arrived intact ({} bytes)", got.len());
+
+    // DF at exactly the MTU crosses the overlay; one byte more is refused
+    // at the sender (EMSGSIZE), never silently dropped on the way.
+    assert_eq!(df_ping(&c1, ip2, 1450), Ok(true));
+    assert_eq!(df_ping(&c1, ip2, 1451), Err(libc::EMSGSIZE));
+
+    // The peers hold exactly each other's entries.
+    assert!(
+        lab.entries(1, "blue")
+            .contains("02:77:0a:28:03:07 dst 10.231.101.1")
+    );
+    assert!(
+        lab.entries(0, "blue")
+            .contains("10.40.0.1 lladdr 02:77:0a:28:00:01 PERMANENT")
+    );
+    let st =
+        String::from_utf8_lossy(&lab.pw(0, &["overlay", "status", "--json"]).stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&st).expect("status json");
+    assert_eq!(v["endpoints"].as_array().map(Vec::len), Some(2), "{st}");
+    assert_eq!(v["drift"].as_array().map(Vec::len), Some(0), "{st}");
+
+    // Bad input: one line, non-zero, nothing changed.
+    let c3 = lab.container("c3");
+    let before = (
+        links(&c3),
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/"]),
+    );
+    for (host, args, token) in [
+        (
+            0,
+            vec!["overlay", "create", "red", "--subnet", "10.40.5.0/24"],
+            "overlaps network blue",
+        ),
+        (
+            0,
+            vec![
+                "overlay",
+                "create",
+                "red",
+                "--subnet",
+                "10.41.0.0/16",
+                "--vni",
+                "42",
+            ],
+            "VNI is used by network blue",
+        ),
+        (
+            0,
+            vec!["overlay", "create", "Red!", "--subnet", "10.42.0.0/16"],
+            "network names",
+        ),
+        (
+            0,
+            vec!["blue", &format!("netns:{c3}"), "10.50.0.1/16"],
+            "outside network blue",
+        ),
+        (
+            0,
+            vec!["blue", &format!("netns:{c3}"), "10.40.3.7/16"],
+            "in use by",
+        ),
+        (
+            0,
+            vec!["nonet", &format!("netns:{c3}"), "auto"],
+            "no such interface or overlay network",
+        ),
+        (0, vec!["overlay", "delete", "blue"], "still attached"),
+        (0, vec!["overlay", "delete", "nonet"], "no such network"),
+    ] {
+        let o = lab.pw(host, &args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        assert!(e.contains(token), "{args:?}: {e}");
+    }
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.host(0),
+            BIN,
+            "overlay",
+            "create",
+            "red",
+            "--subnet",
+            "10.41.0.0/16",
+        ])
+        .env("PIPEWORK_ETCD", "http://10.231.101.77:2379")
+        .args(["--etcd-timeout", "1"])
+        .output()
+        .expect("run");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.lines().count() == 1 && e.contains("etcd unreachable"),
+        "{e}"
+    );
+    assert_eq!(
+        before,
+        (
+            links(&c3),
+            lab.etcdctl(&["get", "--prefix", "/pipework/overlay/"])
+        )
+    );
+
+    // CNI, "mode": "overlay": the CNI network's name is the overlay's.
+    let c5 = lab.container("c5");
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "blue", "type": "pipework", "mode": "overlay"});
+    let cni = |verb: &str| {
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &lab.host(2), BIN])
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", "pwvcni1")
+            .env("CNI_NETNS", format!("/run/netns/{c5}"))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cni");
+        if let Some(mut i) = c.stdin.take() {
+            i.write_all(conf.to_string().as_bytes()).expect("stdin");
+        }
+        c.wait_with_output().expect("cni")
+    };
+    let o = cni("ADD");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let res: serde_json::Value = serde_json::from_slice(&o.stdout).expect("result");
+    let addr = res["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(addr.starts_with("10.40.") && addr.ends_with("/16"), "{res}");
+    assert!(links(&c5).contains("mtu 1450"));
+    assert_eq!(
+        ping(&c5, "10.40.3.7", 2).1,
+        2,
+        "CNI endpoint reaches h0's container"
+    );
+    let o = cni("DEL");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let ip5 = addr.split('/').next().unwrap_or_default().to_string();
+    assert_eq!(
+        lab.etcdctl(&["get", &format!("/pipework/overlay/ep/blue/{ip5}")]),
+        ""
+    );
+    assert!(!links(&c5).contains("eth0"));
+
+    // Detach leaves nothing on any host, and the network can go.
+    lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
+    lab.pw_ok(1, &["detach", &format!("netns:{c2}")]);
+    lab.wait("peers dropping detached endpoints", || {
+        (0..3).all(|i| {
+            !lab.entries(i, "blue")
+                .lines()
+                .any(|l| l.contains("02:77") && (l.contains(" dst ") || l.contains("lladdr")))
+        })
+    });
+    lab.pw_ok(0, &["overlay", "delete", "blue"]);
+    lab.wait("devices removed", || {
+        (0..3).all(|i| !links(&lab.host(i)).contains("ov-blue"))
+    });
+    assert!(!links(&c1).contains("eth1") && !links(&c2).contains("eth1"));
+    assert_eq!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/ep/"]),
+        ""
+    );
+}
+
+#[test]
+fn overlay_concurrent_auto_attaches_get_distinct_addresses() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("b", 102);
+    lab.pw_ok(
+        2,
+        &["overlay", "create", "green", "--subnet", "10.44.0.0/24"],
+    );
+    let cs: Vec<String> = (0..32).map(|i| lab.container(&format!("k{i}"))).collect();
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let lab = &lab;
+                s.spawn(move || lab.pw(i % 3, &["green", &format!("netns:{c}"), "auto"]))
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("attach thread"))
+            .collect()
+    });
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut ips: Vec<_> = cs.iter().map(|c| ip_of(&lab, c)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 32, "32 distinct addresses: {ips:?}");
+    // Every host programs the 2/3 of them that live elsewhere.
+    lab.wait("all remote endpoints programmed", || {
+        (0..3).all(|i| lab.entries(i, "green").matches(" dst ").count() >= 32 - 11)
+    });
+    // Cross-host reachability, spot-checked.
+    assert_eq!(ping(&cs[0], &ips[31].to_string(), 1).1, 1);
+    for (i, c) in cs.iter().enumerate() {
+        lab.pw_ok(i % 3, &["detach", &format!("netns:{c}")]);
+    }
+    assert_eq!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/ep/"]),
+        ""
+    );
+}
+
+#[test]
+fn overlay_survives_agent_restart_host_death_and_etcd_outage() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("c", 103);
+    lab.pw_ok(0, &["overlay", "create", "red", "--subnet", "10.45.0.0/16"]);
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    let c2 = lab.container("c2");
+    lab.pw_ok(0, &["red", &format!("netns:{c0}"), "10.45.0.10/16"]);
+    lab.pw_ok(1, &["red", &format!("netns:{c1}"), "10.45.0.11/16"]);
+    lab.pw_ok(2, &["red", &format!("netns:{c2}"), "10.45.0.12/16"]);
+    lab.wait("mesh programmed", || {
+        lab.entries(0, "red").matches(" dst ").count() == 2
+    });
+
+    // Agent restarted during a ping: no packet lost, entries untouched.
+    let c0p = c0.clone();
+    let pinger = std::thread::spawn(move || ping(&c0p, "10.45.0.11", 40));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.kill_agent(0);
+    lab.kill_agent(1);
+    lab.start_agent(0);
+    lab.start_agent(1);
+    let (tx, rx) = pinger.join().expect("ping");
+    assert_eq!((tx, rx), (40, 40), "no loss across an agent restart");
+
+    // One etcd member down (h2's): attaching still works.
+    lab.kill_etcd(2);
+    let c3 = lab.container("c3");
+    lab.pw_ok(1, &["red", &format!("netns:{c3}"), "auto"]);
+
+    // Host h2 dies (agent SIGKILLed, its namespace gone): its endpoint
+    // leaves every peer once its lease lapses.
+    lab.kill_agent(2);
+    let h2 = lab.host(2);
+    if let Ok(m) = std::fs::metadata(format!("/run/netns/{h2}")) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::fs::remove_dir_all(format!("/run/pipework/overlay/{}", m.ino()));
+    }
+    let _ = run("ip", &["netns", "del", &h2]);
+    lab.nss.retain(|n| *n != h2);
+    let t0 = Instant::now();
+    lab.wait("dead host's entries removed", || {
+        (0..2).all(|i| !lab.entries(i, "red").contains("10.45.0.12"))
+    });
+    assert!(
+        t0.elapsed() <= Duration::from_secs(2 * TTL + 2),
+        "within two lease TTLs"
+    );
+
+    // All of etcd stopped: a running ping loses nothing; an auto attach
+    // fails in one line and changes nothing.
+    let c0p = c0.clone();
+    let pinger = std::thread::spawn(move || ping(&c0p, "10.45.0.11", 40));
+    std::thread::sleep(Duration::from_millis(200));
+    lab.kill_etcd(0);
+    lab.kill_etcd(1);
+    let c4 = lab.container("c4");
+    let before = links(&c4);
+    let o = lab.pw(0, &["red", &format!("netns:{c4}"), "auto"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.lines().count() == 1 && e.contains("etcd"),
+        "{e}"
+    );
+    assert_eq!(before, links(&c4));
+    let (tx, rx) = pinger.join().expect("ping");
+    let logs: String = (0..2)
+        .map(|i| {
+            std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        (tx, rx),
+        (40, 40),
+        "no loss with etcd down: {}\n{logs}",
+        lab.entries(0, "red")
+    );
+}
+
+/// vagrant/provision.sh, exactly as the VMs run it (minus apt and systemd):
+/// three hosts bring up etcd and their agents, then each runs the demo; the
+/// last one reaches the other two hosts' containers.
+#[test]
+fn overlay_vagrant_provisioning_script() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::bare("d", 104);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/vagrant/provision.sh");
+    let cluster = (0..3)
+        .map(|i| format!("h{}={}", i + 1, lab.addr(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let states: Vec<String> = (0..3).map(|i| format!("/tmp/{}-lab{i}", lab.p)).collect();
+    for i in 1..=3 {
+        lab.nss.push(format!("{}demo{i}", lab.p));
+    }
+    for st in &states {
+        lab.pidfiles.push(format!("{st}/agent.pid"));
+        lab.pidfiles.push(format!("{st}/etcd.pid"));
+    }
+    let prov = |i: usize, verb: &str| {
+        let name = format!("h{}", i + 1);
+        let addr = lab.addr(i);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.host(i),
+                script,
+                verb,
+                "--name",
+                &name,
+                "--addr",
+                &addr,
+                "--cluster",
+                &cluster,
+                "--bin",
+                BIN,
+                "--state",
+                &states[i],
+                "--prefix",
+                &lab.p,
+                "--ttl",
+                "3",
+                "--no-install",
+                "--no-systemd",
+            ],
+        )
+    };
+    let ups: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3).map(|i| s.spawn(move || prov(i, "up"))).collect();
+        hs.into_iter().map(|h| h.join().expect("up")).collect()
+    });
+    let mut outs = vec![];
+    for (i, o) in ups.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "up h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for i in 0..3 {
+        let o = prov(i, "demo");
+        outs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        assert!(
+            o.status.success(),
+            "demo h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Stop what the script started (by the pids it recorded), then clean.
+    let states2 = states.clone();
+    drop(lab);
+    for st in &states2 {
+        let _ = std::fs::remove_dir_all(st);
+    }
+    assert!(
+        outs[2].contains("reached 10.60.0.1 10.60.0.2"),
+        "the last host reaches both others: {outs:?}"
+    );
+}
+
+/// A real Docker container on the root host, which joins the underlay as a
+/// fourth host with its own agent, reaches a container behind host h0.
+#[test]
+fn overlay_docker_container_on_the_root_host() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("e", 105);
+    let net = lab.p.clone(); // "pwve…": the bridge is ov-pwve…, the VXLAN vx-pwve…
+    let (rport, uport) = (format!("{}r", lab.p), format!("{}ur", lab.p));
+    ok(
+        "ip",
+        &[
+            "link", "add", &rport, "type", "veth", "peer", "name", &uport,
+        ],
+    );
+    ok(
+        "ip",
+        &["link", "set", &uport, "netns", &format!("{}ul", lab.p)],
+    );
+    ok(
+        "ip",
+        &[
+            "-n",
+            &format!("{}ul", lab.p),
+            "link",
+            "set",
+            &uport,
+            "master",
+            "ulbr",
+            "up",
+        ],
+    );
+    ok("ip", &["addr", "add", "10.231.105.10/24", "dev", &rport]);
+    ok("ip", &["link", "set", &rport, "up"]);
+    let state = format!("/run/pipework/overlay/{}", {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/net")
+            .map(|m| m.ino())
+            .unwrap_or(0)
+    });
+    let log = std::fs::File::create(format!("/tmp/{}-agentroot.log", lab.p)).expect("log");
+    let mut agent = Command::new(BIN)
+        .args([
+            "overlay",
+            "agent",
+            "--underlay",
+            &rport,
+            "--name",
+            "root",
+            "--ttl",
+            "3",
+        ])
+        .env("PIPEWORK_ETCD", &lab.urls)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("root agent");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lab.wait("root agent registration", || {
+            lab.etcdctl(&["get", "/pipework/overlay/host/root"])
+                .contains("root")
+        });
+        lab.pw_ok(0, &["overlay", "create", &net, "--subnet", "10.47.0.0/16"]);
+        let c1 = lab.container("c1");
+        lab.pw_ok(0, &[&net, &format!("netns:{c1}"), "10.47.0.1/16"]);
+        let web = common::Container::run("pwv");
+        let o = Command::new(BIN)
+            .args([&net, &web.name, "auto"])
+            .env("PIPEWORK_ETCD", &lab.urls)
+            .env("DOCKER_HOST", common::docker_host())
+            .output()
+            .expect("attach");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = web.exec_ok(&["ping", "-c", "3", "-W", "2", "10.47.0.1"]);
+        assert!(out.contains("3 packets received"), "{out}");
+        let o = Command::new(BIN)
+            .args(["detach", &web.name])
+            .env("DOCKER_HOST", common::docker_host())
+            .output()
+            .expect("detach");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
+        lab.pw_ok(0, &["overlay", "delete", &net]);
+        // The root host's devices go with the network.
+        lab.wait("root devices removed", || {
+            !std::path::Path::new(&format!("/sys/class/net/ov-{net}")).exists()
+        });
+    }));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&state);
+    for l in [format!("vx-{net}"), format!("ov-{net}"), rport] {
+        let _ = run("ip", &["link", "del", &l]);
+    }
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The overlay lab's provisioning, for the Vagrant VMs (vagrant/Vagrantfile)
+# and, unchanged, for tests/overlay.rs (hosts as network namespaces).
+#
+#   provision.sh up   --name h1 --addr 192.168.56.11 --cluster h1=A1,h2=A2,h3=A3 [options]
+#   provision.sh demo --name h1 --addr 192.168.56.11 --cluster ...             [options]
+#
+# up:   install etcd (and pipework), start this host's etcd member and its
+#       overlay agent (underlay = --addr, never the NAT NIC's 10.0.2.15).
+# demo: create network "lab" (10.60.0.0/24) if absent, attach a container
+#       namespace on this host at 10.60.0.<host number>, and ping every other
+#       host's demo container that exists. Prints "demo: NAME reached ..."
+#
+# Options:
+#   --bin PATH     pipework to use (default: /usr/local/bin/pipework, installed
+#                  from /vagrant/target/x86_64-unknown-linux-gnu/release/pipework,
+#                  as built by scripts/build-static.sh)
+#   --state DIR    where etcd data, logs and pid files go (default /var/lib/pipework-lab)
+#   --prefix P     prefix of the demo container namespace (default lab)
+#   --no-install   do not apt-get install (tests: env-up.sh installed everything)
+#   --no-systemd   start etcd and the agent as background processes with pid
+#                  files in --state (tests), instead of systemd units (VMs)
+set -euo pipefail
+cmd=${1:-}; shift || true
+NAME='' ADDR='' CLUSTER='' BIN=/usr/local/bin/pipework STATE=/var/lib/pipework-lab PREFIX=lab
+INSTALL=1 SYSTEMD=1 TTL=10
+while [ $# -gt 0 ]; do
+  case $1 in
+    --name) NAME=$2; shift 2 ;;
+    --addr) ADDR=$2; shift 2 ;;
+    --cluster) CLUSTER=$2; shift 2 ;;
+    --bin) BIN=$2; shift 2 ;;
+    --state) STATE=$2; shift 2 ;;
+    --prefix) PREFIX=$2; shift 2 ;;
+    --ttl) TTL=$2; shift 2 ;;
+    --no-install) INSTALL=0; shift ;;
+    --no-systemd) SYSTEMD=0; shift ;;
+    *) echo "provision.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$NAME" ] || [ -z "$ADDR" ] || [ -z "$CLUSTER" ]; then
+  echo "provision.sh: give --name, --addr and --cluster NAME=ADDR,..." >&2; exit 2
+fi
+mkdir -p "$STATE"
+PEERS=$(echo "$CLUSTER" | tr ',' '\n' | sed 's|^\([^=]*\)=\(.*\)$|\1=http://\2:2380|' | paste -sd,)
+CLIENTS=$(echo "$CLUSTER" | tr ',' '\n' | sed 's|^[^=]*=\(.*\)$|http://\1:2379|' | paste -sd,)
+export PIPEWORK_ETCD=$CLIENTS
+num() { echo "$CLUSTER" | tr ',' '\n' | grep -n "^$1=" | cut -d: -f1; }
+
+up() {
+  if [ "$INSTALL" = 1 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    dpkg-query -W etcd-server etcd-client busybox-static >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq etcd-server etcd-client busybox-static >/dev/null; }
+    if [ ! -x "$BIN" ]; then
+      install -m 0755 /vagrant/target/x86_64-unknown-linux-gnu/release/pipework "$BIN"
+    fi
+  fi
+  local etcd_args=(--name "$NAME" --data-dir "$STATE/etcd"
+    --listen-peer-urls "http://$ADDR:2380" --listen-client-urls "http://$ADDR:2379"
+    --advertise-client-urls "http://$ADDR:2379" --initial-advertise-peer-urls "http://$ADDR:2380"
+    --initial-cluster "$PEERS" --initial-cluster-state new)
+  local agent_args=(overlay agent --underlay "$ADDR" --name "$NAME" --ttl "$TTL")
+  if [ "$SYSTEMD" = 1 ]; then
+    # Debian's etcd.service starts a single local member on install: replace it.
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+    cat >/etc/systemd/system/pipework-etcd.service <<UNIT
+[Unit]
+Description=etcd member $NAME for the pipework overlay lab
+After=network-online.target
+[Service]
+ExecStart=/usr/bin/etcd ${etcd_args[*]}
+Restart=always
+[Install]
+WantedBy=multi-user.target
+UNIT
+    cat >/etc/systemd/system/pipework-overlay.service <<UNIT
+[Unit]
+Description=pipework overlay agent
+After=pipework-etcd.service
+[Service]
+Environment=PIPEWORK_ETCD=$CLIENTS
+ExecStart=$BIN ${agent_args[*]}
+Restart=always
+RestartSec=2
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    # No waiting: the first member has no quorum until the second is up.
+    systemctl enable --now --no-block pipework-etcd.service pipework-overlay.service
+    return
+  fi
+  if ! { [ -f "$STATE/etcd.pid" ] && kill -0 "$(cat "$STATE/etcd.pid")" 2>/dev/null; }; then
+    etcd "${etcd_args[@]}" >"$STATE/etcd.log" 2>&1 </dev/null &
+    echo $! >"$STATE/etcd.pid"
+  fi
+  # Without systemd to restart it, start the agent once etcd has a quorum.
+  for _ in $(seq 1 300); do
+    etcdctl --endpoints "$CLIENTS" --command-timeout=1s put /pipework-lab/up "$NAME" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  if ! { [ -f "$STATE/agent.pid" ] && kill -0 "$(cat "$STATE/agent.pid")" 2>/dev/null; }; then
+    "$BIN" "${agent_args[@]}" >"$STATE/agent.log" 2>&1 </dev/null &
+    echo $! >"$STATE/agent.pid"
+  fi
+}
+
+demo() {
+  local n c i peer
+  n=$(num "$NAME")
+  for _ in $(seq 1 150); do
+    # (No `| grep -q`: with pipefail, an early grep exit fails the pipe.)
+    [ -n "$(etcdctl --endpoints "$CLIENTS" --command-timeout=1s get "/pipework/overlay/host/$NAME" 2>/dev/null)" ] && break
+    sleep 0.2
+  done
+  [ -n "$(etcdctl --endpoints "$CLIENTS" get /pipework/overlay/net/lab 2>/dev/null)" ] ||
+    "$BIN" overlay create lab --subnet 10.60.0.0/24 >/dev/null 2>&1 || true
+  c=${PREFIX}demo$n
+  [ -e "/run/netns/$c" ] || ip netns add "$c"
+  ip -n "$c" link show eth1 >/dev/null 2>&1 || "$BIN" lab "netns:$c" "10.60.0.$n/24" >/dev/null
+  local reached=()
+  for i in $(seq 1 "$(echo "$CLUSTER" | tr ',' '\n' | wc -l)"); do
+    [ "$i" = "$n" ] && continue
+    peer=10.60.0.$i
+    [ -n "$(etcdctl --endpoints "$CLIENTS" get "/pipework/overlay/ep/lab/$peer" 2>/dev/null)" ] || continue
+    for _ in $(seq 1 20); do
+      if ip netns exec "$c" busybox ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
+        reached+=("$peer"); break
+      fi
+    done
+  done
+  echo "demo: $NAME (10.60.0.$n) reached ${reached[*]:-nobody yet}"
+}
+
+case $cmd in
+  up) up ;;
+  demo) demo ;;
+  *) echo "usage: provision.sh up|demo --name N --addr A --cluster N1=A1,N2=A2,N3=A3 [options]" >&2; exit 2 ;;
+esac
