@@ -41,6 +41,8 @@ pub enum Cmd {
     HostShim(PassArgs),
     /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
     Ambassador(crate::ambassador::AmbassadorArgs),
+    /// Follow Docker events: plumb containers from their pipework.IFNAME labels on every start.
+    Watch(crate::watch::WatchArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.

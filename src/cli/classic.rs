@@ -21,6 +21,7 @@ const SUBCOMMANDS: &[&str] = &[
     "man",
     "completions",
     "ambassador",
+    "watch",
     "help",
 ];
 

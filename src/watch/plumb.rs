@@ -1,0 +1,176 @@
+//! What `watch` does for one container: plumb it when it starts (the same
+//! attach as the command line, so a restart gets exactly what the label
+//! says) and release what outlives it when it dies.
+//!
+//! A dead container's namespace takes its veths with it; what stays is
+//! what lives outside it: the DHCP keeper, OVS Port/Interface rows, and
+//! the bridge's firewall rule once its last port is gone. Those are found
+//! through the inventory (the records on the host ends name the
+//! container) and removed with the code `detach` and `gc` use.
+use super::Ctx;
+use super::labels;
+use crate::attach;
+use crate::inventory::{self, host_ns};
+use crate::netlink::Net;
+use crate::record::{Kind, Seen};
+use crate::untrusted::display;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What we plumbed into a container, for its `die`: the namespace and the
+/// (kind, host side) of each interface.
+#[derive(Debug, Clone, Default)]
+pub struct Plumbed {
+    pub ns: u64,
+    pub hosts: BTreeSet<(&'static str, String)>,
+}
+
+/// Plumb every labelled interface of a running container. `event_ns` is
+/// the start event's own time (ns since the epoch), for the log line that
+/// says how long after the start the interfaces were ready.
+pub async fn start(
+    cx: &Ctx,
+    id: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    event_ns: Option<u128>,
+) {
+    let name = display(name);
+    let reqs = match labels::requests(labels, id, &cx.allow) {
+        Ok(r) => r,
+        Err(lines) => {
+            for l in lines {
+                super::log(format_args!("{name}: {l}"));
+            }
+            return;
+        }
+    };
+    if reqs.is_empty() {
+        return;
+    }
+    let guest = match crate::guest::docker::resolve_at(&cx.sock, id) {
+        Ok(g) => g,
+        // Stopped again before we got to it: its next start is another event.
+        Err(e) => {
+            super::log(format_args!("{name}: not plumbed: {e}"));
+            return;
+        }
+    };
+    let mut done = Plumbed {
+        ns: guest.netns.inode().unwrap_or(0),
+        ..Default::default()
+    };
+    let mut made = Vec::new();
+    for req in &reqs {
+        match attach::attach_to(req, &guest).await {
+            Ok(rep) => {
+                done.hosts.insert((rep.host.kind, rep.host.host.clone()));
+                if !rep.unchanged {
+                    made.push(format!(
+                        "{} on {} {}",
+                        rep.interface,
+                        rep.host.host,
+                        rep.addresses.join(",")
+                    ));
+                }
+            }
+            Err(e) => super::log(format_args!("{name}: {}: not plumbed: {e}", req.ifname)),
+        }
+    }
+    cx.plumbed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string(), done);
+    if !made.is_empty() {
+        let after = event_ns
+            .and_then(|t| {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()?
+                    .as_nanos();
+                Some(format!(
+                    " ({:.1} ms after the start event)",
+                    now.saturating_sub(t) as f64 / 1e6
+                ))
+            })
+            .unwrap_or_default();
+        super::log(format_args!("{name}: plumbed {}{after}", made.join("; ")));
+    }
+}
+
+/// How long the kernel may take to tear a dead namespace's veths down.
+const TEARDOWN: Duration = Duration::from_secs(5);
+
+/// Release what a dead container leaves outside its namespace.
+pub async fn die(cx: &Ctx, id: &str, name: &str) {
+    let name = display(name);
+    let known = cx
+        .plumbed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id)
+        .unwrap_or_default();
+    let host = match Net::new(None, false) {
+        Ok(h) => h,
+        Err(e) => {
+            super::log(format_args!("{name}: not released: {e}"));
+            return;
+        }
+    };
+    let short: String = id.chars().take(12).collect();
+    let mut hosts = known.hosts.clone();
+    let mut inodes: BTreeSet<u64> = [known.ns].into_iter().filter(|n| *n != 0).collect();
+    // The host ends carry their guest's record: they name the container
+    // and its namespace. The kernel destroys a dead namespace (and the
+    // veths in it) asynchronously: wait for the ends to go, so the firewall
+    // check below does not see them as ports still in use.
+    let until = Instant::now() + TEARDOWN;
+    loop {
+        let links = host.links().await.unwrap_or_default();
+        let mut left = 0;
+        for l in &links {
+            if let Seen::Ours(rec) = inventory::read(l, host_ns())
+                && rec.id.as_deref() == Some(short.as_str())
+                && (known.ns == 0 || rec.n == known.ns)
+            {
+                hosts.insert((rec.k.as_str(), rec.h.clone()));
+                inodes.insert(rec.n);
+                left += 1;
+            }
+        }
+        if left == 0 || Instant::now() >= until {
+            if left > 0 {
+                super::log(format_args!(
+                    "{name}: {left} host interface(s) still there after {}s; `pipework gc` will finish",
+                    TEARDOWN.as_secs()
+                ));
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut released = Vec::new();
+    for (st, _) in crate::dhcp::keeper::list() {
+        if inodes.contains(&st.ns_inode)
+            && crate::dhcp::keeper::release_key(st.ns_inode, &st.ifname)
+                .await
+                .is_ok()
+        {
+            released.push(format!("DHCP keeper of {}", st.ifname));
+        }
+    }
+    if hosts.iter().any(|(k, _)| *k == Kind::Ovs.as_str()) || known.ns == 0 {
+        match crate::driver::ovs::detach_gone(id, None, false).await {
+            Ok(rows) => released.extend(rows.into_iter().map(|p| format!("OVS port {}", p.name))),
+            Err(e) => super::log(format_args!("{name}: OVS rows not released: {e}")),
+        }
+    }
+    for (_, b) in hosts.iter().filter(|(k, _)| *k == Kind::Bridge.as_str()) {
+        if let Err(e) = crate::firewall::release_bridge_if_unused(&host, b).await {
+            super::log(format_args!("{name}: firewall rule for {b}: {e}"));
+        }
+    }
+    if !released.is_empty() {
+        super::log(format_args!("{name}: released {}", released.join(", ")));
+    }
+}
