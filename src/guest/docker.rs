@@ -97,7 +97,7 @@ pub fn resolve_at(sock: &Path, spec: &str) -> Result<Guest> {
     if !valid_ref(spec) {
         return Err(unknown());
     }
-    let (status, body) = get(&sock, &format!("/containers/{spec}/json"))?;
+    let (status, body) = get(sock, &format!("/containers/{spec}/json"))?;
     match status {
         200 => {}
         404 => {
@@ -140,7 +140,7 @@ pub fn resolve_at(sock: &Path, spec: &str) -> Result<Guest> {
         let ns = NetNs::open(Path::new(&format!("/proc/{}/ns/net", info.state.pid)))?;
         // The pid could have been recycled between inspect and open: make
         // sure the container is still alive with the same pid.
-        let (s2, b2) = get(&sock, &format!("/containers/{}/json", info.id))?;
+        let (s2, b2) = get(sock, &format!("/containers/{}/json", info.id))?;
         let again: Option<Inspect> = (s2 == 200)
             .then(|| serde_json::from_slice(&b2).ok())
             .flatten();

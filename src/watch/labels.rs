@@ -143,13 +143,14 @@ mod tests {
         ]);
         let r = requests(&l, "abc123", &br()).expect("valid");
         assert_eq!(r.len(), 2);
-        assert_eq!(
-            (r[0].ifname.as_str(), r[0].host.as_str()),
-            ("eth1", "br1")
-        );
+        assert_eq!((r[0].ifname.as_str(), r[0].host.as_str()), ("eth1", "br1"));
         assert_eq!(r[0].guest, "abc123");
         assert_eq!(r[1].mac, Some([2, 0, 0, 0, 0, 9]));
-        let r = requests(&labels(&[("pipework.eth1", "br1 10.0.0.2/24 @10")]), "c", &br());
+        let r = requests(
+            &labels(&[("pipework.eth1", "br1 10.0.0.2/24 @10")]),
+            "c",
+            &br(),
+        );
         assert_eq!(r.expect("vlan")[0].vlan, Some(10));
     }
 
@@ -169,7 +170,10 @@ mod tests {
             ]);
             let e = requests(&l, "c", &br()).expect_err(value);
             assert_eq!(e.len(), 1, "{e:?}");
-            assert!(e[0].contains("pipework.eth2") && e[0].contains(token), "{e:?}");
+            assert!(
+                e[0].contains("pipework.eth2") && e[0].contains(token),
+                "{e:?}"
+            );
         }
         let e = requests(&labels(&[("pipework.a/b", "br1 0/0")]), "c", &br());
         assert!(e.is_err());

@@ -56,7 +56,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         args.allow
     };
     if let Some(p) = allow.iter().find(|p| p.is_empty()) {
-        return Err(Error::bad(format!("'{p}'"), "--allow takes a non-empty pattern"));
+        return Err(Error::bad(
+            format!("'{p}'"),
+            "--allow takes a non-empty pattern",
+        ));
     }
     let cx = Arc::new(Ctx {
         sock,

@@ -64,6 +64,9 @@ pub async fn start(
     for req in &reqs {
         match attach::attach_to(req, &guest).await {
             Ok(rep) => {
+                if let Some(pid) = rep.dhcp.as_ref().and_then(|d| d.keeper_pid) {
+                    reap(pid);
+                }
                 done.hosts.insert((rep.host.kind, rep.host.host.clone()));
                 if !rep.unchanged {
                     made.push(format!(
@@ -96,6 +99,17 @@ pub async fn start(
             .unwrap_or_default();
         super::log(format_args!("{name}: plumbed {}{after}", made.join("; ")));
     }
+}
+
+/// A DHCP keeper is our child: the command line exits and leaves it to
+/// init, but `watch` stays, so it must collect the keeper's exit status
+/// itself or every dead container would leave a zombie behind.
+fn reap(pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name("pw-reap".into())
+        .spawn(move || {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+        });
 }
 
 /// How long the kernel may take to tear a dead namespace's veths down.
