@@ -48,10 +48,27 @@ fn pw_ok(host: &TestNs, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Everything a refused attach could have touched in `ns`.
+/// Everything a refused attach could have touched in `ns`: links (name,
+/// flags, MTU, controller), each bridge's vlan_filtering, addresses. Not
+/// the MACs and offload sizes a bridge takes from its ports: the kernel
+/// keeps those when a port leaves, whoever removes it.
 fn snapshot(ns: &TestNs) -> String {
-    let mut s = ns.out(&["-d", "link", "show"]);
-    s.push_str(&ns.out(&["addr", "show"]));
+    let mut s: String = ns
+        .out(&["-o", "link", "show"])
+        .lines()
+        .map(|l| format!("{}\n", l.split("link/").next().unwrap_or(l)))
+        .collect();
+    for w in ns
+        .out(&["-d", "link", "show", "type", "bridge"])
+        .split(" vlan_filtering ")
+        .skip(1)
+    {
+        s.push_str(&format!(
+            "vlan_filtering {}\n",
+            w.split(' ').next().unwrap_or("")
+        ));
+    }
+    s.push_str(&ns.out(&["-o", "addr", "show"]));
     s
 }
 
@@ -167,7 +184,18 @@ fn access_ports_isolate_trunks_carry_tags_existing_ports_keep_working() {
     let br = "brpwwv";
     // A bridge that already carries untagged traffic: the host's own
     // address and a port to a namespace that predates any VLAN.
-    host.sh(&["link", "add", br, "type", "bridge"]);
+    // A fixed MAC, as pipework gives its own bridges: otherwise the bridge
+    // takes its ports' lowest MAC, and the old port's neighbour entry for
+    // the host goes stale whenever a port leaves.
+    host.sh(&[
+        "link",
+        "add",
+        br,
+        "address",
+        "02:00:00:00:50:01",
+        "type",
+        "bridge",
+    ]);
     host.sh(&["addr", "add", "10.51.0.254/24", "dev", br]);
     host.sh(&["link", "set", br, "up"]);
     let old = TestNs::new("bvold");
@@ -233,4 +261,47 @@ fn access_ports_isolate_trunks_carry_tags_existing_ports_keep_working() {
         assert_eq!(filtering(&host, br), i < 3, "after detaching {i}");
     }
     assert!(ping(&old, "10.51.0.254"));
+}
+
+#[test]
+fn a_failed_attach_rolls_the_vlan_setup_back() {
+    if !root_or_skip() {
+        return;
+    }
+    if !kernel_filters_vlans() {
+        skip(
+            "this kernel cannot filter VLANs on bridges; this test runs in the VM tier: scripts/vm-tier.sh bridge_vlan_vm",
+        );
+        return;
+    }
+    let host = TestNs::new("bvfh");
+    let g = TestNs::new("bvfg");
+    // IPv6 off in the guest: adding the address fails after the bridge,
+    // its filtering and the port's VLANs were set up.
+    let off = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.name,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ])
+        .status()
+        .expect("sysctl");
+    assert!(off.success());
+    host.sh(&["link", "add", "brpwwf", "type", "bridge"]);
+    let before = (snapshot(&host), snapshot(&g));
+    let spec = format!("netns:{}", g.name);
+    for br in ["brpwwf", "brpwwg"] {
+        let o = pw(&host, &[br, &spec, "2001:db8::5/64", "@10"]);
+        assert!(!o.status.success(), "{br}: attach should fail");
+        assert_eq!(
+            (snapshot(&host), snapshot(&g)),
+            before,
+            "{br}: not rolled back"
+        );
+    }
+    assert!(!filtering(&host, "brpwwf"));
 }

@@ -104,7 +104,7 @@ pub struct AttachArgs {
     /// OVSDB socket (unix:/path or /path; default $PIPEWORK_OVSDB, then /var/run/openvswitch/db.sock).
     #[arg(long)]
     pub ovsdb: Option<String>,
-    /// OVS: VLANs the port trunks, e.g. 10,20-30.
+    /// VLANs the port trunks, e.g. 10,20-30 (OVS or Linux bridge port).
     #[arg(long)]
     pub trunk: Option<String>,
     /// OVS: request this OpenFlow port number.
