@@ -550,6 +550,18 @@ fn twenty_restarts_at_once_are_all_replumbed() {
         assert_ne!(p, q, "{n} was not restarted");
     }
     assert!(wait_for(30, || all(&new)), "{}", w.text());
+    // And they talk: the bridge's firewall rule (dockerd's FORWARD DROP)
+    // survived twenty releases and re-plumbs racing each other.
+    d.docker_ok(&[
+        "exec",
+        &names[0],
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.64.0.29",
+    ]);
 }
 
 #[test]

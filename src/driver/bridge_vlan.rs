@@ -173,15 +173,16 @@ async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
     let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge()) else {
         return Ok(());
     };
-    let me = std::process::id();
     let busy =
         links
             .iter()
             .filter(|l| l.controller == Some(br.index))
             .any(|l| match inventory::read(l, host_ns()) {
                 Seen::Ours(r) => is_vlan(&r),
-                // Another live pipework still building a port here.
-                _ => inventory::temp_owner(&l.name).is_some_and(|p| p != me && inventory::alive(p)),
+                // A live pipework still building a port here (our own too:
+                // `watch` builds several at once; a rollback has deleted its
+                // own port before it gets here).
+                _ => inventory::temp_owner(&l.name).is_some_and(inventory::alive),
             });
     if busy {
         return Ok(());

@@ -37,6 +37,22 @@ pub struct Ctx {
     pub allow: labels::Allow,
     /// Container id → what we plumbed into it (for its `die`).
     pub plumbed: Mutex<HashMap<String, plumb::Plumbed>>,
+    /// Per host side: attaches share it, a `die` releasing that bridge's
+    /// firewall rule takes it alone. Within one process the "is a live
+    /// pipework still building a port here?" check cannot tell our own
+    /// workers apart (they share our pid), so it must not race them.
+    pub hosts: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+impl Ctx {
+    pub fn host_lock(&self, host: &str) -> Arc<tokio::sync::RwLock<()>> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
 }
 
 /// One line on stderr (journald timestamps it under systemd).
@@ -65,6 +81,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         sock,
         allow: labels::Allow(allow),
         plumbed: Mutex::default(),
+        hosts: Mutex::default(),
     });
     log(format_args!(
         "following {} (host sides allowed: {})",

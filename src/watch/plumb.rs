@@ -62,6 +62,8 @@ pub async fn start(
     };
     let mut made = Vec::new();
     for req in &reqs {
+        let lock = cx.host_lock(&req.host);
+        let _shared = lock.read().await;
         match attach::attach_to(req, &guest).await {
             Ok(rep) => {
                 if let Some(pid) = rep.dhcp.as_ref().and_then(|d| d.keeper_pid) {
@@ -180,6 +182,8 @@ pub async fn die(cx: &Ctx, id: &str, name: &str) {
         }
     }
     for (_, b) in hosts.iter().filter(|(k, _)| *k == Kind::Bridge.as_str()) {
+        let lock = cx.host_lock(b);
+        let _alone = lock.write().await;
         if let Err(e) = crate::firewall::release_bridge_if_unused(&host, b).await {
             super::log(format_args!("{name}: firewall rule for {b}: {e}"));
         }
