@@ -77,6 +77,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             "--allow takes a non-empty pattern",
         ));
     }
+    crate::address::announce::set_long_lived();
     let cx = Arc::new(Ctx {
         sock,
         allow: labels::Allow(allow),

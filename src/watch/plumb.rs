@@ -15,6 +15,7 @@ use crate::netlink::Net;
 use crate::record::{Kind, Seen};
 use crate::untrusted::display;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What we plumbed into a container, for its `die`: the namespace and the
@@ -114,12 +115,35 @@ fn reap(pid: u32) {
         });
 }
 
-/// How long the kernel may take to tear a dead namespace's veths down.
-const TEARDOWN: Duration = Duration::from_secs(5);
+/// How long the kernel may take to tear a dead namespace's veths down
+/// (an announcer still sending in it keeps it alive for about a second).
+const TEARDOWN: Duration = Duration::from_secs(30);
 
-/// Release what a dead container leaves outside its namespace.
-pub async fn die(cx: &Ctx, id: &str, name: &str) {
-    let name = display(name);
+/// The host ends whose records name this container (and, when we know it,
+/// its dead namespace): (kind, host side) of each and their namespaces.
+type Ends = (BTreeSet<(&'static str, String)>, BTreeSet<u64>, usize);
+
+async fn host_ends(host: &Net, short: &str, ns: u64) -> Ends {
+    let mut out: Ends = Default::default();
+    for l in &host.links().await.unwrap_or_default() {
+        if let Seen::Ours(rec) = inventory::read(l, host_ns())
+            && rec.id.as_deref() == Some(short)
+            && (ns == 0 || rec.n == ns)
+        {
+            out.0.insert((rec.k.as_str(), rec.h.clone()));
+            out.1.insert(rec.n);
+            out.2 += 1;
+        }
+    }
+    out
+}
+
+/// Release what a dead container leaves outside its namespace. Returns
+/// without waiting for the kernel to tear the namespace down, so the
+/// container's next `start` is not held up: the firewall check, which must
+/// not see the dead ports as still in use, runs once they are gone.
+pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
+    let name = display(name).into_owned();
     let known = cx
         .plumbed
         .lock()
@@ -134,37 +158,9 @@ pub async fn die(cx: &Ctx, id: &str, name: &str) {
         }
     };
     let short: String = id.chars().take(12).collect();
-    let mut hosts = known.hosts.clone();
-    let mut inodes: BTreeSet<u64> = [known.ns].into_iter().filter(|n| *n != 0).collect();
-    // The host ends carry their guest's record: they name the container
-    // and its namespace. The kernel destroys a dead namespace (and the
-    // veths in it) asynchronously: wait for the ends to go, so the firewall
-    // check below does not see them as ports still in use.
-    let until = Instant::now() + TEARDOWN;
-    loop {
-        let links = host.links().await.unwrap_or_default();
-        let mut left = 0;
-        for l in &links {
-            if let Seen::Ours(rec) = inventory::read(l, host_ns())
-                && rec.id.as_deref() == Some(short.as_str())
-                && (known.ns == 0 || rec.n == known.ns)
-            {
-                hosts.insert((rec.k.as_str(), rec.h.clone()));
-                inodes.insert(rec.n);
-                left += 1;
-            }
-        }
-        if left == 0 || Instant::now() >= until {
-            if left > 0 {
-                super::log(format_args!(
-                    "{name}: {left} host interface(s) still there after {}s; `pipework gc` will finish",
-                    TEARDOWN.as_secs()
-                ));
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut hosts, mut inodes, left) = host_ends(&host, &short, known.ns).await;
+    hosts.extend(known.hosts.iter().cloned());
+    inodes.extend([known.ns].into_iter().filter(|n| *n != 0));
     let mut released = Vec::new();
     for (st, _) in crate::dhcp::keeper::list() {
         if inodes.contains(&st.ns_inode)
@@ -181,14 +177,62 @@ pub async fn die(cx: &Ctx, id: &str, name: &str) {
             Err(e) => super::log(format_args!("{name}: OVS rows not released: {e}")),
         }
     }
-    for (_, b) in hosts.iter().filter(|(k, _)| *k == Kind::Bridge.as_str()) {
-        let lock = cx.host_lock(b);
-        let _alone = lock.write().await;
-        if let Err(e) = crate::firewall::release_bridge_if_unused(&host, b).await {
-            super::log(format_args!("{name}: firewall rule for {b}: {e}"));
-        }
-    }
     if !released.is_empty() {
         super::log(format_args!("{name}: released {}", released.join(", ")));
+    }
+    let bridges: Vec<String> = hosts
+        .into_iter()
+        .filter(|(k, _)| *k == Kind::Bridge.as_str())
+        .map(|(_, b)| b)
+        .collect();
+    if bridges.is_empty() {
+        return;
+    }
+    if left == 0 {
+        release_rules(cx, &host, &name, &bridges).await;
+        return;
+    }
+    let (cx, ns, who) = (cx.clone(), known.ns, name.clone());
+    let spawned = std::thread::Builder::new()
+        .name("pw-release".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(host) = Net::new(None, false) else {
+                    return;
+                };
+                let until = Instant::now() + TEARDOWN;
+                while host_ends(&host, &short, ns).await.2 > 0 {
+                    if Instant::now() >= until {
+                        super::log(format_args!(
+                            "{who}: host interfaces still there after {}s; `pipework gc` will finish",
+                            TEARDOWN.as_secs()
+                        ));
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                release_rules(&cx, &host, &who, &bridges).await;
+            });
+        });
+    if let Err(e) = spawned {
+        super::log(format_args!("{name}: cannot start a release thread: {e}"));
+    }
+}
+
+/// Drop the firewall rule of each bridge no port of ours is left on,
+/// while no attach of ours to that bridge is under way.
+async fn release_rules(cx: &Ctx, host: &Net, name: &str, bridges: &[String]) {
+    for b in bridges {
+        let lock = cx.host_lock(b);
+        let _alone = lock.write().await;
+        if let Err(e) = crate::firewall::release_bridge_if_unused(host, b).await {
+            super::log(format_args!("{name}: firewall rule for {b}: {e}"));
+        }
     }
 }

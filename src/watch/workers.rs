@@ -63,7 +63,7 @@ impl Pool {
     }
 }
 
-fn work(id: &str, rx: Receiver<Job>, queues: &Queues, cx: &Ctx) {
+fn work(id: &str, rx: Receiver<Job>, queues: &Queues, cx: &Arc<Ctx>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
