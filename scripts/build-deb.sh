@@ -8,6 +8,7 @@
 #   /usr/share/man/man1/pipework.1.gz     from `pipework man`
 #   bash, zsh and fish completions        from `pipework completions SHELL`
 #   /usr/share/doc/pipework/              copyright, changelog.gz
+#   /usr/lib/systemd/system/pipework-watch.service  (installed, not enabled)
 #   /usr/share/lintian/overrides/pipework one override: a static PIE is no library
 #
 # /usr/sbin, not /usr/bin: attach, detach, ls and the CNI verbs need
@@ -33,6 +34,9 @@ export SOURCE_DATE_EPOCH
 install -D -m 0755 "$BIN" "$R/usr/sbin/pipework"
 mkdir -p "$R/usr/lib/cni"
 ln -s ../../sbin/pipework "$R/usr/lib/cni/pipework"
+
+install -D -m 0644 contrib/pipework-watch.service \
+  "$R/usr/lib/systemd/system/pipework-watch.service"
 
 mkdir -p "$R/usr/share/man/man1"
 "$BIN" man | gzip -9n > "$R/usr/share/man/man1/pipework.1.gz"

@@ -40,7 +40,8 @@ CNI_COMMAND=VERSION /usr/lib/cni/pipework < /dev/null | grep -q supportedVersion
 for f in /usr/share/bash-completion/completions/pipework \
          /usr/share/zsh/vendor-completions/_pipework \
          /usr/share/fish/vendor_completions.d/pipework.fish \
-         /usr/share/doc/pipework/copyright; do
+         /usr/share/doc/pipework/copyright \
+         /usr/lib/systemd/system/pipework-watch.service; do
   [ -s "$f" ] || fail "$f missing or empty"
 done
 # dpkg may be told to drop man pages (path-exclude in dpkg.cfg.d, as in

@@ -35,3 +35,4 @@ pub mod untrusted;
 pub use error::{Error, Result};
 pub mod passthrough;
 pub mod wait;
+pub mod watch;

@@ -110,7 +110,7 @@ fn bad_input_table() {
         // Open vSwitch: OVS-only options on a name that is no OVS bridge, VLAN
         // and OpenFlow numbers out of range, and a missing OVSDB socket.
         (
-            vec![br, &ns, "10.0.0.2/24", "--trunk", "10"],
+            vec![br, &ns, "10.0.0.2/24", "--ofport", "5"],
             "not an OVS bridge",
         ),
         (

@@ -863,7 +863,8 @@ async fn bad_input_is_refused_with_one_line_and_nothing_changes() {
         2,
         &["70000"],
     );
-    // An existing Linux bridge with OVS-only options: use the bridge driver.
+    // An existing Linux bridge with OVS-only options (a Linux bridge takes
+    // --trunk itself): refused, naming the Linux bridge.
     let lb = "pwolb7";
     let _ = sh("ip", &["link", "del", lb]);
     assert!(
@@ -872,7 +873,7 @@ async fn bad_input_is_refused_with_one_line_and_nothing_changes() {
             .success()
     );
     check(
-        &[lb, &g, "10.97.0.1/24", "--trunk", "10"],
+        &[lb, &g, "10.97.0.1/24", "--ofport", "5"],
         2,
         &[lb, "Linux bridge"],
     );

@@ -12,6 +12,15 @@ use ipnetwork::IpNetwork;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
+/// A long-lived caller (`pipework watch`) has no exit after which init
+/// would reap the announcer: it asks for a double fork instead, so the
+/// announcer is init's child and no zombie is left per attach.
+static LONG_LIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_long_lived() {
+    LONG_LIVED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Delays between repeats, in milliseconds.
 const REPEATS_MS: [u32; 3] = [0, 150, 800];
 
@@ -80,6 +89,7 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
         return Ok(());
     }
     let nsfd = ns.fd().as_raw_fd();
+    let double = LONG_LIVED.load(std::sync::atomic::Ordering::Relaxed);
     // The child tells us it has let go of stdio by closing its end of this
     // pipe. Without the handshake our exit could come before the child ran
     // at all, and whoever reads our output would see the pipe still held
@@ -114,13 +124,20 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
                 libc::close(2);
                 libc::close(sync[0]);
                 libc::close(sync[1]);
+                if double && libc::fork() != 0 {
+                    libc::_exit(0);
+                }
                 libc::setsid();
                 if libc::setns(nsfd, libc::CLONE_NEWNET) == 0 {
+                    // Let go of every other inherited descriptor: a
+                    // netlink socket or namespace fd of another guest
+                    // would keep that namespace alive for our second.
+                    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                     announce(&plan);
                 }
                 libc::_exit(0);
             }
-            _ => {
+            pid => {
                 libc::close(sync[1]);
                 let mut b = 0u8;
                 // Returns 0 (EOF) once the child closed its copy; retry
@@ -130,6 +147,10 @@ pub fn spawn(ns: &NetNs, ifindex: u32, mac: &[u8], addrs: &[IpNetwork]) -> Resul
                 {
                 }
                 libc::close(sync[0]);
+                if double {
+                    // The intermediate child exits right after its fork.
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
             }
         }
     }

@@ -47,6 +47,8 @@ pub enum Cmd {
     Lab(crate::lab::cli::LabArgs),
     /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
     Overlay(crate::overlay::OverlayArgs),
+    /// Follow Docker events: plumb containers from their pipework.IFNAME labels on every start.
+    Watch(crate::watch::WatchArgs),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.
@@ -108,7 +110,7 @@ pub struct AttachArgs {
     /// OVSDB socket (unix:/path or /path; default $PIPEWORK_OVSDB, then /var/run/openvswitch/db.sock).
     #[arg(long)]
     pub ovsdb: Option<String>,
-    /// OVS: VLANs the port trunks, e.g. 10,20-30.
+    /// VLANs the port trunks, e.g. 10,20-30 (OVS or Linux bridge port).
     #[arg(long)]
     pub trunk: Option<String>,
     /// OVS: request this OpenFlow port number.

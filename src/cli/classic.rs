@@ -24,6 +24,7 @@ const SUBCOMMANDS: &[&str] = &[
     "link",
     "lab",
     "overlay",
+    "watch",
     "help",
 ];
 

@@ -67,6 +67,12 @@ fn run(cli: Cli) -> Result<i32> {
     // EPIPE on that connection, not the end of every connection.
     let cmd = match cli.cmd {
         Cmd::Ambassador(a) => return crate::ambassador::run(a).map(|()| 0),
+        // Long-lived too: a write to a socket the engine closed must be an
+        // error to reconnect from, not the end of the process.
+        Cmd::Watch(w) => {
+            privileged()?;
+            return crate::watch::run(w).map(|()| 0);
+        }
         other => other,
     };
     // Like other Unix tools, die quietly when our output pipe closes
@@ -155,7 +161,7 @@ fn run(cli: Cli) -> Result<i32> {
             privileged()?;
             runtime()?.block_on(crate::overlay::run(o))
         }
-        Cmd::Ambassador(_) => Ok(0), // handled above
+        Cmd::Ambassador(_) | Cmd::Watch(_) => Ok(0), // handled above
         Cmd::Man => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())

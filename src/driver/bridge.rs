@@ -1,5 +1,5 @@
 //! Linux bridge + veth: the classic `pipework br1 $CID 10.0.0.2/24`.
-use super::{Ctx, Driver, HostSide};
+use super::{Ctx, Driver, HostSide, bridge_vlan};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::inventory::{self, host_ns, temp_name};
@@ -48,13 +48,14 @@ pub fn host_ifname(cx: &Ctx<'_>) -> String {
 
 impl Driver for Bridge {
     async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
-        if let Some(v) = cx.req.vlan {
-            return Err(Error::bad(
-                format!("@{v}"),
-                "VLAN tags need Open vSwitch or a physical parent; a Linux bridge port takes no tag here",
-            ));
-        }
         check_ifname(&cx.req.host)?;
+        // A VLAN on an existing bridge: refuse up front, before anything
+        // is built, when its kernel cannot filter VLANs.
+        if let Some(plan) = bridge_vlan::Plan::of(cx)
+            && let Some(b) = &self.existing
+        {
+            bridge_vlan::validate(&cx.host, b, &plan).await?;
+        }
         let name = host_ifname(cx);
         check_ifname(&name)?;
         if cx.host.link_by_name(&name).await?.is_some() {
@@ -99,6 +100,17 @@ impl Driver for Bridge {
             }
         };
 
+        // 1b. VLANs: the bridge filters them (turned on if it did not)
+        //     before the port exists (bridge_vlan.rs says why existing
+        //     ports keep working).
+        let vlan = match bridge_vlan::Plan::of(cx) {
+            Some(plan) => {
+                let state = bridge_vlan::prepare(cx, &bridge, &plan, j).await?;
+                Some((plan, state))
+            }
+            None => None,
+        };
+
         // 2. The veth pair, container end born inside the guest namespace
         //    with its MAC and the bridge's MTU. Both ends start under
         //    temporary names, so a SIGKILL from here on leaves links that
@@ -123,6 +135,11 @@ impl Driver for Bridge {
                 Some(&bridge),
             )
             .await?;
+
+        // 2b. The port's VLANs, while it is still down.
+        if let Some((plan, state)) = &vlan {
+            bridge_vlan::configure_port(&cx.host, &host_link, plan, *state).await?;
+        }
 
         // 3. Docker hosts drop bridged frames in FORWARD; let this bridge's
         //    own traffic through (pipework#211). After the veth: its
@@ -171,6 +188,7 @@ impl Driver for Bridge {
         } else if let Some(l) = inventory::host_end(host, rec).await? {
             host.delete_link(&l).await?;
         }
+        bridge_vlan::release(host, rec).await?;
         firewall::release_bridge_if_unused(host, &rec.h).await
     }
 }

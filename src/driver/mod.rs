@@ -6,6 +6,7 @@
 //! host, journaling every create. Addressing, the record and bringing the
 //! container link up are shared and done by `attach.rs` afterwards.
 pub mod bridge;
+pub mod bridge_vlan;
 pub mod child;
 pub mod dummy;
 pub mod host_shim;

@@ -46,9 +46,10 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
     if let Some(l) = link
         && l.is_bridge()
     {
-        // A Linux bridge keeps the Linux bridge driver; OVS-only options
-        // cannot be honoured there, so refuse rather than ignore them.
-        if req.ovs.any() {
+        // A Linux bridge keeps the Linux bridge driver (which takes
+        // --trunk too); OVS-only options cannot be honoured there, so
+        // refuse rather than ignore them.
+        if ovs_only(req) {
             return Err(Error::bad(
                 &req.host,
                 format!(
@@ -60,7 +61,7 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
         return Ok(None);
     }
     let wants_ovs = req.host.starts_with("ovs")
-        || req.ovs.any()
+        || ovs_only(req)
         || link.is_some_and(|l| l.kind.as_deref() == Some("openvswitch"));
     // Only talk to OVSDB when there is a socket or the user clearly meant
     // OVS: plain Linux-bridge/macvlan attaches must not depend on it.
@@ -82,7 +83,7 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
     // `--create` alone means a Linux bridge; with OVS-only options it
     // means an OVS one.
     let creatable =
-        link.is_none() && (req.host.starts_with("ovs") || (req.create && req.ovs.any()));
+        link.is_none() && (req.host.starts_with("ovs") || (req.create && ovs_only(req)));
     if is_ovs_bridge || creatable {
         return Ok(Some(Ovs {
             socket,
@@ -102,7 +103,9 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
             ),
         ));
     }
-    if req.ovs.any() {
+    // A Linux bridge the classic rule will create takes --trunk.
+    let new_linux_bridge = link.is_none() && (req.host.starts_with("br") || req.create);
+    if ovs_only(req) || (req.ovs.any() && !new_linux_bridge) {
         return Err(Error::bad(
             &req.host,
             format!(
@@ -113,6 +116,11 @@ pub async fn claim(req: &AttachRequest, link: Option<&Link>) -> Result<Option<Ov
         ));
     }
     Ok(None)
+}
+
+/// Options only OVS can honour (`--trunk` is honoured by Linux bridges too).
+fn ovs_only(req: &AttachRequest) -> bool {
+    req.ovs.ofport.is_some() || req.ovs.internal
 }
 
 /// Journal step: remove an OVS port over a fresh connection (undo futures

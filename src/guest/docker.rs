@@ -82,7 +82,22 @@ pub fn resolve(spec: &str) -> Result<Guest> {
             "not a pid or namespace, and no container engine socket found (set DOCKER_HOST=unix:///path/to/docker.sock)",
         ));
     };
-    let (status, body) = get(&sock, &format!("/containers/{spec}/json"))?;
+    resolve_at(&sock, spec)
+}
+
+/// Resolve a container through the engine at `sock` (`pipework watch
+/// --docker-host` names its engine explicitly).
+pub fn resolve_at(sock: &Path, spec: &str) -> Result<Guest> {
+    let unknown = || {
+        Error::gone(
+            spec,
+            "no such container, pid or namespace (give a container name or id, pid:N, netns:NAME or /proc/PID/ns/net)",
+        )
+    };
+    if !valid_ref(spec) {
+        return Err(unknown());
+    }
+    let (status, body) = get(sock, &format!("/containers/{spec}/json"))?;
     match status {
         200 => {}
         404 => {
@@ -125,7 +140,7 @@ pub fn resolve(spec: &str) -> Result<Guest> {
         let ns = NetNs::open(Path::new(&format!("/proc/{}/ns/net", info.state.pid)))?;
         // The pid could have been recycled between inspect and open: make
         // sure the container is still alive with the same pid.
-        let (s2, b2) = get(&sock, &format!("/containers/{}/json", info.id))?;
+        let (s2, b2) = get(sock, &format!("/containers/{}/json", info.id))?;
         let again: Option<Inspect> = (s2 == 200)
             .then(|| serde_json::from_slice(&b2).ok())
             .flatten();
@@ -149,7 +164,7 @@ pub fn resolve(spec: &str) -> Result<Guest> {
 
 /// Minimal HTTP/1.1 GET over a unix socket. `Connection: close` lets us read
 /// to EOF; chunked bodies (Podman) are decoded.
-fn get(sock: &Path, path: &str) -> Result<(u16, Vec<u8>)> {
+pub(crate) fn get(sock: &Path, path: &str) -> Result<(u16, Vec<u8>)> {
     let ctx = || format!("container engine at {}", sock.display());
     let mut s = UnixStream::connect(sock).map_err(|e| Error::io(ctx(), e))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));

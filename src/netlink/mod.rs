@@ -1,4 +1,5 @@
 //! Typed netlink operations over rtnetlink, plus the undo journal.
+pub mod bridge_vlan;
 pub mod journal;
 pub mod lease;
 pub mod ops;

@@ -1,0 +1,238 @@
+//! What `watch` does for one container: plumb it when it starts (the same
+//! attach as the command line, so a restart gets exactly what the label
+//! says) and release what outlives it when it dies.
+//!
+//! A dead container's namespace takes its veths with it; what stays is
+//! what lives outside it: the DHCP keeper, OVS Port/Interface rows, and
+//! the bridge's firewall rule once its last port is gone. Those are found
+//! through the inventory (the records on the host ends name the
+//! container) and removed with the code `detach` and `gc` use.
+use super::Ctx;
+use super::labels;
+use crate::attach;
+use crate::inventory::{self, host_ns};
+use crate::netlink::Net;
+use crate::record::{Kind, Seen};
+use crate::untrusted::display;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What we plumbed into a container, for its `die`: the namespace and the
+/// (kind, host side) of each interface.
+#[derive(Debug, Clone, Default)]
+pub struct Plumbed {
+    pub ns: u64,
+    pub hosts: BTreeSet<(&'static str, String)>,
+}
+
+/// Plumb every labelled interface of a running container. `event_ns` is
+/// the start event's own time (ns since the epoch), for the log line that
+/// says how long after the start the interfaces were ready.
+pub async fn start(
+    cx: &Ctx,
+    id: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    event_ns: Option<u128>,
+) {
+    let name = display(name);
+    let reqs = match labels::requests(labels, id, &cx.allow) {
+        Ok(r) => r,
+        Err(lines) => {
+            for l in lines {
+                super::log(format_args!("{name}: {l}"));
+            }
+            return;
+        }
+    };
+    if reqs.is_empty() {
+        return;
+    }
+    let guest = match crate::guest::docker::resolve_at(&cx.sock, id) {
+        Ok(g) => g,
+        // Stopped again before we got to it: its next start is another event.
+        Err(e) => {
+            super::log(format_args!("{name}: not plumbed: {e}"));
+            return;
+        }
+    };
+    let mut done = Plumbed {
+        ns: guest.netns.inode().unwrap_or(0),
+        ..Default::default()
+    };
+    let mut made = Vec::new();
+    for req in &reqs {
+        let lock = cx.host_lock(&req.host);
+        let _shared = lock.read().await;
+        match attach::attach_to(req, &guest).await {
+            Ok(rep) => {
+                if let Some(pid) = rep.dhcp.as_ref().and_then(|d| d.keeper_pid) {
+                    reap(pid);
+                }
+                done.hosts.insert((rep.host.kind, rep.host.host.clone()));
+                if !rep.unchanged {
+                    made.push(format!(
+                        "{} on {} {}",
+                        rep.interface,
+                        rep.host.host,
+                        rep.addresses.join(",")
+                    ));
+                }
+            }
+            Err(e) => super::log(format_args!("{name}: {}: not plumbed: {e}", req.ifname)),
+        }
+    }
+    cx.plumbed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string(), done);
+    if !made.is_empty() {
+        let after = event_ns
+            .and_then(|t| {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()?
+                    .as_nanos();
+                Some(format!(
+                    " ({:.1} ms after the start event)",
+                    now.saturating_sub(t) as f64 / 1e6
+                ))
+            })
+            .unwrap_or_default();
+        super::log(format_args!("{name}: plumbed {}{after}", made.join("; ")));
+    }
+}
+
+/// A DHCP keeper is our child: the command line exits and leaves it to
+/// init, but `watch` stays, so it must collect the keeper's exit status
+/// itself or every dead container would leave a zombie behind.
+fn reap(pid: u32) {
+    let _ = std::thread::Builder::new()
+        .name("pw-reap".into())
+        .spawn(move || {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+        });
+}
+
+/// How long the kernel may take to tear a dead namespace's veths down
+/// (an announcer still sending in it keeps it alive for about a second).
+const TEARDOWN: Duration = Duration::from_secs(30);
+
+/// The host ends whose records name this container (and, when we know it,
+/// its dead namespace): (kind, host side) of each and their namespaces.
+type Ends = (BTreeSet<(&'static str, String)>, BTreeSet<u64>, usize);
+
+async fn host_ends(host: &Net, short: &str, ns: u64) -> Ends {
+    let mut out: Ends = Default::default();
+    for l in &host.links().await.unwrap_or_default() {
+        if let Seen::Ours(rec) = inventory::read(l, host_ns())
+            && rec.id.as_deref() == Some(short)
+            && (ns == 0 || rec.n == ns)
+        {
+            out.0.insert((rec.k.as_str(), rec.h.clone()));
+            out.1.insert(rec.n);
+            out.2 += 1;
+        }
+    }
+    out
+}
+
+/// Release what a dead container leaves outside its namespace. Returns
+/// without waiting for the kernel to tear the namespace down, so the
+/// container's next `start` is not held up: the firewall check, which must
+/// not see the dead ports as still in use, runs once they are gone.
+pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
+    let name = display(name).into_owned();
+    let known = cx
+        .plumbed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id)
+        .unwrap_or_default();
+    let host = match Net::new(None, false) {
+        Ok(h) => h,
+        Err(e) => {
+            super::log(format_args!("{name}: not released: {e}"));
+            return;
+        }
+    };
+    let short: String = id.chars().take(12).collect();
+    let (mut hosts, mut inodes, left) = host_ends(&host, &short, known.ns).await;
+    hosts.extend(known.hosts.iter().cloned());
+    inodes.extend([known.ns].into_iter().filter(|n| *n != 0));
+    let mut released = Vec::new();
+    for (st, _) in crate::dhcp::keeper::list() {
+        if inodes.contains(&st.ns_inode)
+            && crate::dhcp::keeper::release_key(st.ns_inode, &st.ifname)
+                .await
+                .is_ok()
+        {
+            released.push(format!("DHCP keeper of {}", st.ifname));
+        }
+    }
+    if hosts.iter().any(|(k, _)| *k == Kind::Ovs.as_str()) || known.ns == 0 {
+        match crate::driver::ovs::detach_gone(id, None, false).await {
+            Ok(rows) => released.extend(rows.into_iter().map(|p| format!("OVS port {}", p.name))),
+            Err(e) => super::log(format_args!("{name}: OVS rows not released: {e}")),
+        }
+    }
+    if !released.is_empty() {
+        super::log(format_args!("{name}: released {}", released.join(", ")));
+    }
+    let bridges: Vec<String> = hosts
+        .into_iter()
+        .filter(|(k, _)| *k == Kind::Bridge.as_str())
+        .map(|(_, b)| b)
+        .collect();
+    if bridges.is_empty() {
+        return;
+    }
+    if left == 0 {
+        release_rules(cx, &host, &name, &bridges).await;
+        return;
+    }
+    let (cx, ns, who) = (cx.clone(), known.ns, name.clone());
+    let spawned = std::thread::Builder::new()
+        .name("pw-release".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(host) = Net::new(None, false) else {
+                    return;
+                };
+                let until = Instant::now() + TEARDOWN;
+                while host_ends(&host, &short, ns).await.2 > 0 {
+                    if Instant::now() >= until {
+                        super::log(format_args!(
+                            "{who}: host interfaces still there after {}s; `pipework gc` will finish",
+                            TEARDOWN.as_secs()
+                        ));
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                release_rules(&cx, &host, &who, &bridges).await;
+            });
+        });
+    if let Err(e) = spawned {
+        super::log(format_args!("{name}: cannot start a release thread: {e}"));
+    }
+}
+
+/// Drop the firewall rule of each bridge no port of ours is left on,
+/// while no attach of ours to that bridge is under way.
+async fn release_rules(cx: &Ctx, host: &Net, name: &str, bridges: &[String]) {
+    for b in bridges {
+        let lock = cx.host_lock(b);
+        let _alone = lock.write().await;
+        if let Err(e) = crate::firewall::release_bridge_if_unused(host, b).await {
+            super::log(format_args!("{name}: firewall rule for {b}: {e}"));
+        }
+    }
+}
