@@ -435,11 +435,17 @@ pub async fn down(name: &str) -> Result<DownReport> {
         ..Default::default()
     };
     let cur = Current::read().await;
+    let held: Vec<Held> = cur.held(name).collect();
+    // Point-to-point links in one delete per namespace; the rest one by
+    // one through their drivers.
+    let gone = super::reap::p2p(&held).await?;
     let mut seen = std::collections::HashSet::new();
-    for h in cur.held(name) {
-        remove(&host, &h, None).await?;
+    for (i, h) in held.iter().enumerate() {
+        if !gone.contains(&i) {
+            remove(&host, h, None).await?;
+        }
         if seen.insert(plan::unit_of(&h.found.rec).map(String::from)) {
-            rep.removed.push(describe_held(&h));
+            rep.removed.push(describe_held(h));
         }
     }
     let mut st = state::load(name)?;

@@ -12,6 +12,7 @@ pub mod hook;
 pub mod model;
 pub mod netem;
 pub mod plan;
+mod reap;
 pub mod state;
 pub mod status;
 
