@@ -3,8 +3,10 @@
 //! drivers that exist, converged on every `up`, and removed by `down` from
 //! the signed records alone (the file may have changed or be gone).
 pub mod apply;
+mod build;
 pub mod clab;
 pub mod cli;
+pub mod down;
 mod engine;
 pub mod file;
 pub mod graph;
