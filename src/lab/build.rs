@@ -79,7 +79,15 @@ pub(super) async fn add(
                 req.mode = HostMode::Macvlan(mode.clone());
             }
             fits(&req, g, kind)?;
-            crate::attach::attach_to(&req, g).await?;
+            let r = crate::attach::attach_to(&req, g).await?;
+            if r.unchanged {
+                // The same attachment made outside this lab (no lab record
+                // on it): not ours to take over, nor to remove on `down`.
+                return Err(Error::bad(
+                    format!("{}:{}", e.node, e.ifname),
+                    "already attached outside this lab; detach it first or use another interface name",
+                ));
+            }
             let ns = dup(&g.netns)?;
             let (labn, id) = (lab.name.clone(), u.id());
             j.record(format!("{} {}", e.node, e.ifname), async move {
