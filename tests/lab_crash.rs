@@ -7,10 +7,19 @@ use common::*;
 
 /// Whether a line names another test's object: every test prefix is `pw`
 /// and a letter; ours is `pwl` (and `pl…` host ends).
+/// Also the classic host ends other tests' attaches make (`v<if>pl<pid>`):
+/// the lab names its own `pl<hex>`.
 fn foreign(l: &str) -> bool {
     let b = l.as_bytes();
-    b.windows(3)
-        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l')
+    let prefix = b
+        .windows(3)
+        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l');
+    let classic = l.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
+        t.starts_with('v')
+            && t.split_once("pl")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
+    });
+    prefix || classic
 }
 
 /// Host state minus the other helpers' objects, sorted (see lab_docker.rs).
