@@ -25,6 +25,9 @@ pub struct Entry {
     /// Lease state and expiry when our DHCP keeper holds the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<crate::dhcp::keeper::KeeperStatus>,
+    /// The lab that built it (`pipework lab`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lab: Option<String>,
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
@@ -52,6 +55,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 up: l.up,
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
+                lab: crate::lab::plan::lab_of(rec).map(String::from),
             });
         }
         out
@@ -92,5 +96,6 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         up: false,
         unfinished: None,
         dhcp: None,
+        lab: None,
     }
 }

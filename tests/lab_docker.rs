@@ -246,6 +246,13 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     let v: serde_json::Value = serde_json::from_str(&st).expect("status json");
     assert_eq!(v["matches"], true, "{st}");
     assert_eq!(v["links"].as_array().map(Vec::len), Some(9), "{st}");
+    // ls names the lab on each of its 12 link ends (3 p2p × 2, 6 members).
+    let ls = stdout(&pipework_ok(&["ls", "--json"]));
+    let ls: serde_json::Value = serde_json::from_str(&ls).expect("ls json");
+    let ours = ls
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["lab"] == g.name.as_str()).count());
+    assert_eq!(ours, Some(12));
 
     // Again: nothing to do, nothing touched.
     let s1 = lab_state(&g, &keep);
