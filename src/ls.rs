@@ -28,6 +28,9 @@ pub struct Entry {
     /// SR-IOV: the PF, VF index and PCI address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sriov: Option<crate::sriov::LsInfo>,
+    /// The lab that built it (`pipework lab`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lab: Option<String>,
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
@@ -64,6 +67,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
                 sriov,
+                lab: crate::lab::plan::lab_of(rec).map(String::from),
             });
         }
         out
@@ -105,5 +109,6 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         unfinished: None,
         dhcp: None,
         sriov: None,
+        lab: None,
     }
 }

@@ -6,13 +6,30 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 
+/// Whether a line names another test's object: every test prefix is `pw`
+/// and a letter; ours is `pwl` (and `pl…` host ends).
+/// Also the classic host ends other tests' attaches make (`v<if>pl<pid>`):
+/// the lab names its own `pl<hex>`.
+fn foreign(l: &str) -> bool {
+    let b = l.as_bytes();
+    let prefix = b
+        .windows(3)
+        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l');
+    let classic = l.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
+        t.starts_with('v')
+            && t.split_once("pl")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
+    });
+    prefix || classic
+}
+
 /// Host state minus the objects of the other helpers working on this
 /// machine at the same time (their own prefixes), sorted: what is there
 /// counts, not the order the kernel lists it in.
 fn snap() -> String {
     let mut v: Vec<String> = host_state()
         .lines()
-        .filter(|l| !["pwv", "pws", "pww"].iter().any(|p| l.contains(p)))
+        .filter(|l| !foreign(l))
         .map(String::from)
         .collect();
     v.sort();
@@ -229,6 +246,13 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     let v: serde_json::Value = serde_json::from_str(&st).expect("status json");
     assert_eq!(v["matches"], true, "{st}");
     assert_eq!(v["links"].as_array().map(Vec::len), Some(9), "{st}");
+    // ls names the lab on each of its 12 link ends (3 p2p × 2, 6 members).
+    let ls = stdout(&pipework_ok(&["ls", "--json"]));
+    let ls: serde_json::Value = serde_json::from_str(&ls).expect("ls json");
+    let ours = ls
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["lab"] == g.name.as_str()).count());
+    assert_eq!(ours, Some(12));
 
     // Again: nothing to do, nothing touched.
     let s1 = lab_state(&g, &keep);

@@ -1,19 +1,17 @@
-//! `lab up` (converge) and `lab down` (remove what the records say the
-//! lab built). `up` runs under one undo journal: a failure anywhere puts
-//! the host back as it was before this `up`, including containers it
-//! started and bridges it created; removals come last, once every
-//! addition has succeeded.
-use super::model::{Lab, LinkKind, NodeKind, Unit, container_name};
+//! `lab up`: converge the host to the file. It runs under one undo
+//! journal: a failure anywhere puts the host back as it was before this
+//! `up`, including containers it started and bridges it created; removals
+//! come last, once every addition has succeeded.
+use super::build::add;
+use super::down::{delete_bridge_if_empty, describe_held, remove};
+use super::model::{Lab, LinkKind, NodeKind, container_name};
 use super::plan::{self, Current, Held};
 use super::{engine, netem, state};
-use crate::driver::AnyDriver;
 use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
 use crate::inventory::{self, host_ns};
-use crate::link::{self, EndSpec, LinkRequest};
 use crate::netlink::{Journal, Net};
 use crate::netns::NetNs;
-use crate::request::{Addressing, AttachRequest, HostMode};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,14 +23,6 @@ pub struct UpReport {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: usize,
-}
-
-#[derive(Debug, Serialize, Default)]
-pub struct DownReport {
-    pub lab: String,
-    pub removed: Vec<String>,
-    pub containers: Vec<String>,
-    pub bridges: Vec<String>,
 }
 
 /// A second handle on a namespace already pinned (undo steps outlive the
@@ -226,237 +216,4 @@ async fn converge(
     }
     st.bridges = keep;
     state::save(&lab.name, st)
-}
-
-/// Build one unit, journaling how to take it away again.
-async fn add(
-    lab: &Lab,
-    u: &Unit,
-    guests: &BTreeMap<String, Guest>,
-    host: &Net,
-    j: &mut Journal,
-) -> Result<()> {
-    let extras = plan::extras(&lab.name, u);
-    let end_ns = |node: &str| -> Result<NetNs> {
-        match guests.get(node) {
-            Some(g) => dup(&g.netns),
-            None => NetNs::current(),
-        }
-    };
-    match &u.kind {
-        LinkKind::P2p => {
-            let (ea, eb) = (&u.ends[0], &u.ends[1]);
-            let spec = |e: &super::model::End| EndSpec {
-                guest: e.node.clone(),
-                ifname: e.ifname.clone(),
-                addrs: e.addrs.clone(),
-                mac: e.mac,
-            };
-            let req = LinkRequest {
-                a: spec(ea),
-                b: spec(eb),
-                mtu: u.mtu,
-                extras,
-            };
-            let a = end_of(guests, &ea.node)?;
-            let b = end_of(guests, &eb.node)?;
-            link::build(&req, &a, &b, j).await?;
-        }
-        kind => {
-            let e = &u.ends[0];
-            let g = guests
-                .get(&e.node)
-                .ok_or_else(|| Error::bad(&e.node, "not a node"))?;
-            let mut req = AttachRequest {
-                host: kind.host().unwrap_or_default().to_string(),
-                guest: g.name.clone(),
-                ifname: e.ifname.clone(),
-                addressing: if e.addrs.is_empty() {
-                    Addressing::None
-                } else {
-                    Addressing::Static {
-                        addrs: e.addrs.clone(),
-                        gateways: vec![],
-                    }
-                },
-                mac: e.mac,
-                vlan: u.vlan,
-                mtu: u.mtu,
-                create: matches!(kind, LinkKind::Bridge(_)),
-                host_ifname: (!matches!(kind, LinkKind::Macvlan { .. }))
-                    .then(|| plan::host_ifname(&lab.name, u)),
-                record_extras: extras,
-                ..Default::default()
-            };
-            if let LinkKind::Macvlan { mode, .. } = kind {
-                req.mode = HostMode::Macvlan(mode.clone());
-            }
-            fits(&req, g, kind)?;
-            crate::attach::attach_to(&req, g).await?;
-            let ns = dup(&g.netns)?;
-            let (labn, id) = (lab.name.clone(), u.id());
-            j.record(format!("{} {}", e.node, e.ifname), async move {
-                remove_unit_in(&ns, &labn, &id).await
-            });
-        }
-    }
-    if !u.impair.is_none() {
-        for e in &u.ends {
-            let ns = end_ns(&e.node)?;
-            let net = if guests.contains_key(&e.node) {
-                Net::new(Some(&ns), false)?
-            } else {
-                host.clone()
-            };
-            let l = net
-                .link_by_name(&e.ifname)
-                .await?
-                .ok_or_else(|| Error::other(format!("{} vanished", e.ifname)))?;
-            netem::apply(&net, &l, &u.impair).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Refuse, before building, a record that would not fit in the link's
-/// alias (255 bytes): long container, lab or interface names add up.
-fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
-    let mut x = req.record_extras.clone();
-    match kind {
-        LinkKind::Ovs(_) => {
-            x.insert(
-                "port".into(),
-                req.host_ifname.clone().unwrap_or_default().into(),
-            );
-        }
-        LinkKind::Macvlan { mode, .. } => {
-            x.insert("mode".into(), mode.clone().into());
-        }
-        _ => {}
-    }
-    use crate::record::Kind;
-    let r = crate::record::Record {
-        k: match kind {
-            LinkKind::Macvlan { .. } => Kind::Macvlan,
-            LinkKind::Ovs(_) => Kind::Ovs,
-            _ => Kind::Bridge,
-        },
-        h: req.host.clone(),
-        hi: req.host_ifname.clone(),
-        g: g.name.clone(),
-        id: g.id.as_ref().map(|_| g.short_id()),
-        ifname: req.ifname.clone(),
-        n: u64::MAX,
-        x,
-        ..Default::default()
-    };
-    if r.sealed_len() > 255 {
-        return Err(Error::bad(
-            &g.name,
-            "names too long for the link's record (255 bytes): use a shorter container, lab or interface name",
-        ));
-    }
-    Ok(())
-}
-
-fn end_of(guests: &BTreeMap<String, Guest>, node: &str) -> Result<link::End> {
-    if node == "host" {
-        return link::resolve("host");
-    }
-    let g = guests
-        .get(node)
-        .ok_or_else(|| Error::bad(node, "not a node"))?;
-    Ok(link::End {
-        netns: dup(&g.netns)?,
-        ino: g.netns.inode()?,
-        label: g.name.clone(),
-        id: g.id.as_ref().map(|_| g.short_id()),
-        host: false,
-    })
-}
-
-/// Undo of an attach unit: detach whatever records of it `ns` holds.
-async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
-    let host = Net::new(None, false)?;
-    let net = Net::new(Some(ns), false)?;
-    let scan = inventory::scan(&net, ns.inode()?, "").await?;
-    for f in scan.attachments() {
-        if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
-            AnyDriver::for_record(&f.rec)
-                .detach(&host, &net, &f.rec)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Detach one held record. The driver finds the link by the record's
-/// name; a link renamed aside (or left so by a killed `up`) is found by
-/// the name it has now: the record was verified on that very link.
-async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> Result<()> {
-    let mut rec = h.found.rec.clone();
-    rec.ifname = renamed.unwrap_or(&h.found.link.name).to_string();
-    if h.ns.ino != host_ns() {
-        let _ = crate::dhcp::keeper::release(&h.ns.ns, &rec.ifname).await;
-    }
-    AnyDriver::for_record(&rec).detach(host, h.net, &rec).await
-}
-
-fn describe_held(h: &Held<'_>) -> String {
-    let r = &h.found.rec;
-    match r.k {
-        crate::record::Kind::P2p => format!("{}:{} -- {}", r.g, r.ifname, r.h),
-        k => format!("{}:{} -> {k} {}", r.g, r.ifname, r.h),
-    }
-}
-
-/// Delete a bridge we created once no port is left on it. Returns whether
-/// it is gone.
-async fn delete_bridge_if_empty(host: &Net, name: &str) -> Result<bool> {
-    let links = host.links().await?;
-    let Some(b) = links.iter().find(|l| l.name == name && l.is_bridge()) else {
-        return Ok(true);
-    };
-    if links.iter().any(|l| l.controller == Some(b.index)) {
-        return Ok(false);
-    }
-    crate::firewall::release_bridge_if_unused(host, name).await?;
-    host.delete_link(b).await?;
-    Ok(true)
-}
-
-/// Remove everything lab `name` built, found from the records and the
-/// state file (the lab file is not needed).
-pub async fn down(name: &str) -> Result<DownReport> {
-    let _lock = crate::lock::Lock::take(&format!("lab-{name}"))?;
-    let host = Net::new(None, false)?;
-    let mut rep = DownReport {
-        lab: name.to_string(),
-        ..Default::default()
-    };
-    let cur = Current::read().await;
-    let mut seen = std::collections::HashSet::new();
-    for h in cur.held(name) {
-        remove(&host, &h, None).await?;
-        if seen.insert(plan::unit_of(&h.found.rec).map(String::from)) {
-            rep.removed.push(describe_held(&h));
-        }
-    }
-    let mut st = state::load(name)?;
-    for (node, id) in std::mem::take(&mut st.containers) {
-        engine::remove(&id)?;
-        rep.containers.push(container_name(name, &node));
-    }
-    let mut keep = Vec::new();
-    for b in std::mem::take(&mut st.bridges) {
-        if delete_bridge_if_empty(&host, &b).await? {
-            rep.bridges.push(b);
-        } else {
-            keep.push(b);
-        }
-    }
-    st.bridges = keep;
-    st.file = None;
-    state::save(name, &st)?;
-    Ok(rep)
 }

@@ -1,5 +1,5 @@
 //! `pipework lab` flags, dispatch and output.
-use super::{apply, graph, load, state, status};
+use super::{apply, down, graph, load, state, status};
 use crate::error::{Error, Result};
 use crate::untrusted::display as shown;
 use clap::{Args, Subcommand};
@@ -85,7 +85,7 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             } else {
                 return Err(Error::bad(lab, "no such lab file, and not a lab name"));
             };
-            let r = rt.block_on(apply::down(&name))?;
+            let r = rt.block_on(down::down(&name))?;
             if *j {
                 json(&r);
             } else {

@@ -3,8 +3,10 @@
 //! drivers that exist, converged on every `up`, and removed by `down` from
 //! the signed records alone (the file may have changed or be gone).
 pub mod apply;
+mod build;
 pub mod clab;
 pub mod cli;
+pub mod down;
 mod engine;
 pub mod file;
 pub mod graph;
@@ -12,6 +14,7 @@ pub mod hook;
 pub mod model;
 pub mod netem;
 pub mod plan;
+mod reap;
 pub mod state;
 pub mod status;
 

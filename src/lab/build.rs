@@ -1,0 +1,186 @@
+//! Building one unit of a lab (a point-to-point link, or one member of a
+//! shared segment) through the existing `link` and `attach` paths, with
+//! the lab's name and the unit's id signed into its records, and the undo
+//! step `up` rolls back with.
+use super::apply::dup;
+use super::model::{Lab, LinkKind, Unit};
+use super::{netem, plan};
+use crate::driver::AnyDriver;
+use crate::error::{Error, Result};
+use crate::guest::Guest;
+use crate::inventory;
+use crate::link::{self, EndSpec, LinkRequest};
+use crate::netlink::{Journal, Net};
+use crate::netns::NetNs;
+use crate::request::{Addressing, AttachRequest, HostMode};
+use std::collections::BTreeMap;
+
+/// Build one unit, journaling how to take it away again.
+pub(super) async fn add(
+    lab: &Lab,
+    u: &Unit,
+    guests: &BTreeMap<String, Guest>,
+    host: &Net,
+    j: &mut Journal,
+) -> Result<()> {
+    let extras = plan::extras(&lab.name, u);
+    let end_ns = |node: &str| -> Result<NetNs> {
+        match guests.get(node) {
+            Some(g) => dup(&g.netns),
+            None => NetNs::current(),
+        }
+    };
+    match &u.kind {
+        LinkKind::P2p => {
+            let (ea, eb) = (&u.ends[0], &u.ends[1]);
+            let spec = |e: &super::model::End| EndSpec {
+                guest: e.node.clone(),
+                ifname: e.ifname.clone(),
+                addrs: e.addrs.clone(),
+                mac: e.mac,
+            };
+            let req = LinkRequest {
+                a: spec(ea),
+                b: spec(eb),
+                mtu: u.mtu,
+                extras,
+            };
+            let a = end_of(guests, &ea.node)?;
+            let b = end_of(guests, &eb.node)?;
+            link::build(&req, &a, &b, j).await?;
+        }
+        kind => {
+            let e = &u.ends[0];
+            let g = guests
+                .get(&e.node)
+                .ok_or_else(|| Error::bad(&e.node, "not a node"))?;
+            let mut req = AttachRequest {
+                host: kind.host().unwrap_or_default().to_string(),
+                guest: g.name.clone(),
+                ifname: e.ifname.clone(),
+                addressing: if e.addrs.is_empty() {
+                    Addressing::None
+                } else {
+                    Addressing::Static {
+                        addrs: e.addrs.clone(),
+                        gateways: vec![],
+                    }
+                },
+                mac: e.mac,
+                vlan: u.vlan,
+                mtu: u.mtu,
+                create: matches!(kind, LinkKind::Bridge(_)),
+                host_ifname: (!matches!(kind, LinkKind::Macvlan { .. }))
+                    .then(|| plan::host_ifname(&lab.name, u)),
+                record_extras: extras,
+                ..Default::default()
+            };
+            if let LinkKind::Macvlan { mode, .. } = kind {
+                req.mode = HostMode::Macvlan(mode.clone());
+            }
+            fits(&req, g, kind)?;
+            let r = crate::attach::attach_to(&req, g).await?;
+            if r.unchanged {
+                // The same attachment made outside this lab (no lab record
+                // on it): not ours to take over, nor to remove on `down`.
+                return Err(Error::bad(
+                    format!("{}:{}", e.node, e.ifname),
+                    "already attached outside this lab; detach it first or use another interface name",
+                ));
+            }
+            let ns = dup(&g.netns)?;
+            let (labn, id) = (lab.name.clone(), u.id());
+            j.record(format!("{} {}", e.node, e.ifname), async move {
+                remove_unit_in(&ns, &labn, &id).await
+            });
+        }
+    }
+    if !u.impair.is_none() {
+        for e in &u.ends {
+            let ns = end_ns(&e.node)?;
+            let net = if guests.contains_key(&e.node) {
+                Net::new(Some(&ns), false)?
+            } else {
+                host.clone()
+            };
+            let l = net
+                .link_by_name(&e.ifname)
+                .await?
+                .ok_or_else(|| Error::other(format!("{} vanished", e.ifname)))?;
+            netem::apply(&net, &l, &u.impair).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse, before building, a record that would not fit in the link's
+/// alias (255 bytes): long container, lab or interface names add up.
+fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
+    let mut x = req.record_extras.clone();
+    match kind {
+        LinkKind::Ovs(_) => {
+            x.insert(
+                "port".into(),
+                req.host_ifname.clone().unwrap_or_default().into(),
+            );
+        }
+        LinkKind::Macvlan { mode, .. } => {
+            x.insert("mode".into(), mode.clone().into());
+        }
+        _ => {}
+    }
+    use crate::record::Kind;
+    let r = crate::record::Record {
+        k: match kind {
+            LinkKind::Macvlan { .. } => Kind::Macvlan,
+            LinkKind::Ovs(_) => Kind::Ovs,
+            _ => Kind::Bridge,
+        },
+        h: req.host.clone(),
+        hi: req.host_ifname.clone(),
+        g: g.name.clone(),
+        id: g.id.as_ref().map(|_| g.short_id()),
+        ifname: req.ifname.clone(),
+        n: u64::MAX,
+        x,
+        ..Default::default()
+    };
+    if r.sealed_len() > 255 {
+        return Err(Error::bad(
+            &g.name,
+            "names too long for the link's record (255 bytes): use a shorter container, lab or interface name",
+        ));
+    }
+    Ok(())
+}
+
+fn end_of(guests: &BTreeMap<String, Guest>, node: &str) -> Result<link::End> {
+    if node == "host" {
+        return link::resolve("host");
+    }
+    let g = guests
+        .get(node)
+        .ok_or_else(|| Error::bad(node, "not a node"))?;
+    Ok(link::End {
+        netns: dup(&g.netns)?,
+        ino: g.netns.inode()?,
+        label: g.name.clone(),
+        id: g.id.as_ref().map(|_| g.short_id()),
+        host: false,
+    })
+}
+
+/// Undo of an attach unit: detach whatever records of it `ns` holds.
+async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
+    let host = Net::new(None, false)?;
+    let net = Net::new(Some(ns), false)?;
+    let scan = inventory::scan(&net, ns.inode()?, "").await?;
+    for f in scan.attachments() {
+        if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
+            AnyDriver::for_record(&f.rec)
+                .detach(&host, &net, &f.rec)
+                .await?;
+        }
+    }
+    Ok(())
+}
