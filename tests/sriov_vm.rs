@@ -819,3 +819,28 @@ fn sriov_sigkill_at_every_netlink_send_leaves_what_gc_or_a_rerun_finishes() {
         assert!(k < 80, "detach still killed at send {k}");
     }
 }
+
+/// Needs no SR-IOV NIC: runs on any host as root.
+#[test]
+fn sriov_flags_and_vf_names_are_checked_before_anything_changes() {
+    if !nix::unistd::Uid::effective().is_root() {
+        skip("needs root");
+        return;
+    }
+    let g = Ns::new("flags");
+    let links = g.ip(&["-o", "link", "show"]);
+    let e = pw_err(&["lo", &g.spec(), "0/0", "--trust", "on"]);
+    assert!(
+        e.contains("--trust") && e.contains("only applies to SR-IOV VFs"),
+        "{e}"
+    );
+    let e = pw_err(&["vf:pwsnope0", &g.spec(), "0/0"]);
+    assert!(e.contains("no such interface pwsnope0"), "{e}");
+    let e = pw_err(&["vf:lo:x", &g.spec(), "0/0"]);
+    assert!(e.contains("must be a number"), "{e}");
+    let e = pw_err(&["0000:ff:1f.7", &g.spec(), "0/0"]);
+    assert!(e.contains("no PCI device 0000:ff:1f.7"), "{e}");
+    let e = pw_err(&["vf:lo", &g.spec(), "0/0", "--link-state", "up"]);
+    assert!(e.starts_with("pipework: up: --link-state takes"), "{e}");
+    assert_eq!(g.ip(&["-o", "link", "show"]), links);
+}

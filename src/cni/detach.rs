@@ -49,7 +49,7 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
         if mode == Mode::Sriov {
             // A namespace destroyed before DEL handed the VF back to the
             // host; its state file says how it looked.
-            crate::driver::vf::release_returned(&host, &tag).await?;
+            crate::sriov::restore::release_returned(&host, &tag).await?;
         }
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows

@@ -2,7 +2,7 @@
 //! function to the guest. No bridge and no software switch: the NIC's own
 //! switch carries the traffic.
 //!
-//! The steps, each undone by the one journal entry `restore`:
+//! The steps, each undone by the one journal entry `sriov::restore::restore`:
 //! 1. under the PF's lock, pick a VF whose netdev is in the host and that
 //!    no attachment holds, and write its state file (`sriov/state.rs`):
 //!    how the netdev and the VF's properties look now; from here the VF is
@@ -20,15 +20,13 @@ use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::netlink::{Journal, Link, Net};
-use crate::netns::NetNs;
 use crate::record::{Ident, Kind, Record, Seen};
-use crate::request::{check_ifname, format_mac, parse_mac};
+use crate::request::{check_ifname, format_mac};
 use crate::sriov::props;
+use crate::sriov::restore::{links_by_pci, reclaim_abandoned, restore, set_netdev_mac};
 use crate::sriov::state::Held;
 use crate::sriov::sysfs::Pf;
 use crate::sriov::{LsInfo, Target};
-use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::LinkUnspec;
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -36,33 +34,6 @@ use std::os::fd::AsRawFd;
 pub struct Vf {
     /// None when built only to detach (the record names the VF).
     pub target: Option<Target>,
-}
-
-/// Every link of `net` that sits on a PCI function, by PCI address.
-pub async fn links_by_pci(net: &Net) -> Result<HashMap<String, Link>> {
-    let msgs: Vec<LinkMessage> = net
-        .handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| Error::netlink("listing links", e))?;
-    let mut out = HashMap::new();
-    for m in &msgs {
-        let bus = m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::ParentDevBusName(b) => Some(b.as_str()),
-            _ => None,
-        });
-        let dev = m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::ParentDevName(d) => Some(d.clone()),
-            _ => None,
-        });
-        if let (Some("pci"), Some(d)) = (bus, dev) {
-            out.entry(d).or_insert_with(|| Link::from_message(m));
-        }
-    }
-    Ok(out)
 }
 
 /// Who holds which VF of `pf` (PCI → guest), the host netdevs the host
@@ -99,34 +70,6 @@ async fn survey(
         }
     }
     Ok((held, busy, links))
-}
-
-/// Under the PF's lock: a VF claimed by a pipework that died before it
-/// moved the VF (its netdev is still on the host) is put back and freed,
-/// as `gc` would, so a re-run does not find the PF full of dead claims.
-async fn reclaim_abandoned(host: &Net, pf: &Pf) -> Result<()> {
-    let dead: Vec<Held> = pf
-        .vfs
-        .iter()
-        .filter_map(|v| Held::load(&v.pci).ok().flatten())
-        .filter(|h| h.p.is_some_and(|p| !crate::inventory::alive(p)))
-        .collect();
-    if dead.is_empty() {
-        return Ok(());
-    }
-    let on_host = links_by_pci(host).await?;
-    for h in dead {
-        if on_host.contains_key(&h.pci) {
-            eprintln!(
-                "pipework: putting back VF {} of {}, left unfinished by pipework pid {}",
-                h.vf,
-                h.pf,
-                h.p.unwrap_or_default()
-            );
-            restore(host, None, &h).await?;
-        }
-    }
-    Ok(())
 }
 
 /// The alias the netdev had before us (never one of our records).
@@ -328,41 +271,6 @@ impl Driver for Vf {
     }
 }
 
-/// Give the VF netdev `mac`. Some VF drivers (igbvf) may not set their own
-/// MAC once the PF has set an administrative one, and take the PF's only
-/// when they reset: on a refusal, an up/down cycle resets the VF, and the
-/// MAC is checked again.
-/// `now` is its MAC as last read.
-async fn set_netdev_mac(host: &Net, dev: &Link, now: Option<&[u8]>, mac: &[u8; 6]) -> Result<()> {
-    let current = |l: Option<Link>| l.map(|l| l.mac).unwrap_or_default();
-    if now == Some(mac.as_slice()) {
-        return Ok(());
-    }
-    let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
-    let Err(e) = host.handle.link().set(set.build()).execute().await else {
-        return Ok(());
-    };
-    let refused = Error::netlink(
-        format!("setting the MAC of {} to {}", dev.name, format_mac(mac)),
-        e,
-    );
-    for up in [true, false] {
-        let msg = LinkUnspec::new_with_index(dev.index);
-        let msg = if up { msg.up() } else { msg.down() };
-        host.handle
-            .link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("resetting {}", dev.name), e))?;
-    }
-    if current(host.link_by_index(dev.index).await?) == mac {
-        Ok(())
-    } else {
-        Err(refused)
-    }
-}
-
 fn show_dry(cx: &Ctx<'_>, pf: &Link, vf: &crate::sriov::sysfs::Vf, dev: &Link, w: &props::Want) {
     let mut s = String::new();
     if let Some(m) = w.mac {
@@ -399,115 +307,4 @@ fn show_dry(cx: &Ctx<'_>, pf: &Link, vf: &crate::sriov::sysfs::Vf, dev: &Link, w
         cx.guest.netns.path.display(),
         cx.req.ifname
     ));
-}
-
-/// Put VF `held` back exactly as it was, wherever it is now: in the guest
-/// (`guest`, when its namespace still exists), or already on the host
-/// (a rollback before the move, or a guest that died). Idempotent; the
-/// state file goes last, so an interrupted restore is finished by the
-/// next detach or `gc`.
-pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()> {
-    let mut here = links_by_pci(host).await?;
-    if !here.contains_key(&held.pci)
-        && let Some(g) = guest
-        && let Some(l) = links_by_pci(g).await?.remove(&held.pci)
-    {
-        let me = NetNs::current()?;
-        let msg = LinkUnspec::new_with_index(l.index)
-            .down()
-            .setns_by_fd(me.fd().as_raw_fd())
-            .name(held.name.clone())
-            .build();
-        if let Err(e) = g.handle.link().set(msg).execute().await {
-            let err = Error::netlink(
-                format!("returning VF {} to the host as {}", held.vf, held.name),
-                e,
-            );
-            return Err(if err.errno() == Some(libc::EEXIST) {
-                Error::other(format!(
-                    "cannot return VF {} of {} to the host: the host now has another interface named {}; rename that one and run detach again (the VF stays in the guest meanwhile)",
-                    held.vf, held.pf, held.name
-                ))
-            } else {
-                err
-            });
-        }
-        // Named by us a moment ago: one lookup rather than another dump.
-        if let Some(l) = host.link_by_name(&held.name).await? {
-            here.insert(held.pci.clone(), l);
-        }
-    }
-    let Some(back) = here.get(&held.pci).cloned() else {
-        // Not on the host, not in the guest. If the PF no longer has the
-        // VF (SR-IOV turned off since), there is nothing left to restore.
-        let root = std::path::Path::new(crate::sriov::SYSFS);
-        let gone = crate::sriov::sysfs::pf_by_pci(root, &held.pf_pci, &held.pf)
-            .map(|pf| pf.vfs.iter().all(|v| v.pci != held.pci))
-            .unwrap_or(true);
-        if gone {
-            return held.remove();
-        }
-        return Err(Error::other(format!(
-            "VF {} of {} ({}) is neither on the host nor in its guest; not restoring it yet",
-            held.vf, held.pf, held.pci
-        )));
-    };
-    let pf = here
-        .get(&held.pf_pci)
-        .cloned()
-        .ok_or_else(|| Error::other(format!("the PF {} ({}) is gone", held.pf, held.pf_pci)))?;
-
-    // Properties first: an administrative MAC must be cleared before the
-    // netdev may take its own MAC back.
-    let props_result =
-        props::restore(host, &pf.name, pf.index, held.vf, &held.props, &held.mac).await;
-
-    // The netdev: name (it must be down to be renamed), MTU, MAC, alias.
-    let mut set = LinkUnspec::new_with_index(back.index)
-        .down()
-        .mtu(held.mtu)
-        .alias(held.alias.clone().unwrap_or_default());
-    if back.name != held.name {
-        set = set.name(held.name.clone());
-    }
-    host.handle
-        .link()
-        .set(set.build())
-        .execute()
-        .await
-        .map_err(|e| Error::netlink(format!("restoring the name and MTU of {}", held.name), e))?;
-    if let Ok(mac) = parse_mac(&held.mac) {
-        set_netdev_mac(host, &back, Some(&back.mac), &mac).await?;
-    }
-    if held.up {
-        host.handle
-            .link()
-            .set(LinkUnspec::new_with_index(back.index).up().build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("bringing {} up", held.name), e))?;
-    }
-    props_result?;
-    held.remove()
-}
-
-/// CNI DEL after the guest's namespace was destroyed: the kernel already
-/// handed the VFs held for `guest` back to the host; put them back as they
-/// were. VFs still being attached, or still in some namespace, are left.
-pub async fn release_returned(host: &Net, guest: &str) -> Result<()> {
-    let pcis = crate::sriov::state::held();
-    if pcis.is_empty() {
-        return Ok(());
-    }
-    let here = links_by_pci(host).await?;
-    for pci in pcis {
-        let Ok(Some(h)) = Held::load(&pci) else {
-            continue;
-        };
-        if h.guest == guest && here.contains_key(&pci) && !h.p.is_some_and(crate::inventory::alive)
-        {
-            restore(host, None, &h).await?;
-        }
-    }
-    Ok(())
 }

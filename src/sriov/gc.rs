@@ -2,8 +2,8 @@
 //! namespace is gone (the kernel has already returned the netdev to the
 //! host, under the guest's name for it or `devN`) or its builder died
 //! before handing it over, the VF is put back from the state file.
+use super::restore as vf;
 use super::state::{self, Held};
-use crate::driver::vf;
 use crate::error::Result;
 use crate::inventory::{self, Namespace, Scan};
 use crate::netlink::Net;

@@ -9,6 +9,7 @@
 //! (`0000:01:10.0`, as sriov-cni's `deviceID`) names a VF directly.
 pub mod gc;
 pub mod props;
+pub mod restore;
 pub mod state;
 pub mod sysfs;
 
