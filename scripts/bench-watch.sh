@@ -60,7 +60,7 @@ W=$(sed -n 's/.*(\([0-9.]*\) ms after the start event).*/\1/p' "$D/watch.log" | 
 docker rm -f pwwbench >/dev/null
 docker run -d --name pwwbench --network none bb:latest /bin/sleep 1d >/dev/null
 "$BIN" "$BR" pwwbench 10.66.0.2/24 >/dev/null
-docker events --filter event=start --filter container=pwwbench --format '{{.ID}} {{.TimeNano}}' |
+docker events --filter event=start --filter container=pwwbench --format '{{.ID}} {{.TimeNano}}' 2>/dev/null |
   while read -r id t; do
     "$BIN" "$BR" "$id" 10.66.0.2/24 >/dev/null
     echo "$(( ($(date +%s%N) - t) / 1000 ))" | awk '{printf "%.3f\n", $1/1000}'

@@ -565,14 +565,14 @@ fn twenty_restarts_at_once_are_all_replumbed() {
 }
 
 #[test]
-fn dockerd_restart_is_survived_and_replumbed() {
+fn own_start_and_dockerd_restart_are_resynced() {
     if !ready() {
         return;
     }
     let mut d = Dockerd::start("pwwd");
     let br = uniq("brpww");
     let _bridges = Bridges(vec![br.clone()]);
-    let w = Watch::start(&d, &["brpww*"]);
+    // Running before watch starts: its own start plumbs it from the list.
     let c = uniq("pwwr");
     d.run(
         &c,
@@ -582,6 +582,7 @@ fn dockerd_restart_is_survived_and_replumbed() {
             &format!("pipework.eth1={br} 10.65.0.2/24"),
         ],
     );
+    let w = Watch::start(&d, &["brpww*"]);
     assert!(
         wait_for(20, || d.addr(&c, "eth1").is_some()),
         "{}",

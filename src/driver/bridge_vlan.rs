@@ -157,13 +157,15 @@ pub async fn configure_port(host: &Net, port: &Link, plan: &Plan, state: BridgeV
 /// After a detach: turn filtering off if pipework turned it on and no VLAN
 /// port of ours is left.
 pub async fn release(host: &Net, rec: &Record) -> Result<()> {
-    if rec.x.get("bvf").and_then(Value::as_bool) != Some(true) {
+    if !turned_on(rec) {
         return Ok(());
     }
     release_filtering(host, &rec.h).await
 }
 
-async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
+/// Turn filtering off on `bridge` unless a VLAN port of ours (or one being
+/// built) is left; for callers that know pipework turned it on.
+pub async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
     // A record's `h` is only a name: never let it reach a lock path unchecked.
     if host.dry_run || crate::request::check_ifname(bridge).is_err() {
         return Ok(());
@@ -191,6 +193,12 @@ async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
         Some(s) if s.filtering => host.set_vlan_filtering(br, false).await,
         _ => Ok(()),
     }
+}
+
+/// Whether this record's attachment turned (or inherited turning) the
+/// bridge's filtering on.
+pub fn turned_on(r: &Record) -> bool {
+    r.x.get("bvf").and_then(Value::as_bool) == Some(true)
 }
 
 fn is_vlan(r: &Record) -> bool {

@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "pipework.";
 
+/// `pipework.*` keys that are not interfaces: `pipework lab` marks the
+/// containers it starts with `pipework.lab=NAME`.
+const RESERVED: &[&str] = &["lab"];
+
+/// The interface a label key names, if it is one of ours.
+fn ifname_of(key: &str) -> Option<&str> {
+    key.strip_prefix(PREFIX).filter(|i| !RESERVED.contains(i))
+}
+
 /// Host sides `watch` may act on: shell-style patterns (`*`, `?`).
 #[derive(Debug, Clone)]
 pub struct Allow(pub Vec<String>);
@@ -36,7 +45,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 /// Whether a container carries any label of ours (others are ignored
 /// without a word: most containers on a host are not pipework's).
 pub fn has_ours(labels: &BTreeMap<String, String>) -> bool {
-    labels.keys().any(|k| k.starts_with(PREFIX))
+    labels.keys().any(|k| ifname_of(k).is_some())
 }
 
 /// Every `pipework.*` label as an attach request for `guest` (the
@@ -51,7 +60,7 @@ pub fn requests(
     let mut ok = Vec::new();
     let mut refused = Vec::new();
     for (key, value) in labels {
-        let Some(ifname) = key.strip_prefix(PREFIX) else {
+        let Some(ifname) = ifname_of(key) else {
             continue;
         };
         match one(ifname, value, guest) {
@@ -140,7 +149,9 @@ mod tests {
             ("pipework.eth1", "br1 10.0.0.2/24@10.0.0.1"),
             ("pipework.eth2", "br2 dhcp 02:00:00:00:00:09"),
             ("com.example.other", "x"),
+            ("pipework.lab", "lab1"),
         ]);
+        assert!(!has_ours(&labels(&[("pipework.lab", "lab1")])));
         let r = requests(&l, "abc123", &br()).expect("valid");
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].ifname.as_str(), r[0].host.as_str()), ("eth1", "br1"));

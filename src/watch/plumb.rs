@@ -24,6 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Plumbed {
     pub ns: u64,
     pub hosts: BTreeSet<(&'static str, String)>,
+    /// Linux bridges whose VLAN filtering pipework turned on for these
+    /// attachments: turned off again with the last VLAN port.
+    pub filtering: BTreeSet<String>,
 }
 
 /// Plumb every labelled interface of a running container. `event_ns` is
@@ -71,6 +74,12 @@ pub async fn start(
                     reap(pid);
                 }
                 done.hosts.insert((rep.host.kind, rep.host.host.clone()));
+                if (req.vlan.is_some() || !req.ovs.trunks.is_empty())
+                    && rep.host.kind == Kind::Bridge.as_str()
+                    && turned_on_by(rep.host.host_ifname.as_deref()).await
+                {
+                    done.filtering.insert(rep.host.host.clone());
+                }
                 if !rep.unchanged {
                     made.push(format!(
                         "{} on {} {}",
@@ -104,6 +113,19 @@ pub async fn start(
     }
 }
 
+/// Whether the record on this host end says pipework turned its bridge's
+/// VLAN filtering on.
+async fn turned_on_by(host_ifname: Option<&str>) -> bool {
+    let (Some(hi), Ok(host)) = (host_ifname, Net::new(None, false)) else {
+        return false;
+    };
+    match host.link_by_name(hi).await {
+        Ok(Some(l)) => matches!(inventory::read(&l, host_ns()),
+            Seen::Ours(r) if crate::driver::bridge_vlan::turned_on(&r)),
+        _ => false,
+    }
+}
+
 /// A DHCP keeper is our child: the command line exits and leaves it to
 /// init, but `watch` stays, so it must collect the keeper's exit status
 /// itself or every dead container would leave a zombie behind.
@@ -121,7 +143,12 @@ const TEARDOWN: Duration = Duration::from_secs(30);
 
 /// The host ends whose records name this container (and, when we know it,
 /// its dead namespace): (kind, host side) of each and their namespaces.
-type Ends = (BTreeSet<(&'static str, String)>, BTreeSet<u64>, usize);
+type Ends = (
+    BTreeSet<(&'static str, String)>,
+    BTreeSet<u64>,
+    usize,
+    BTreeSet<String>,
+);
 
 async fn host_ends(host: &Net, short: &str, ns: u64) -> Ends {
     let mut out: Ends = Default::default();
@@ -133,6 +160,9 @@ async fn host_ends(host: &Net, short: &str, ns: u64) -> Ends {
             out.0.insert((rec.k.as_str(), rec.h.clone()));
             out.1.insert(rec.n);
             out.2 += 1;
+            if crate::driver::bridge_vlan::turned_on(&rec) {
+                out.3.insert(rec.h.clone());
+            }
         }
     }
     out
@@ -158,8 +188,9 @@ pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
         }
     };
     let short: String = id.chars().take(12).collect();
-    let (mut hosts, mut inodes, left) = host_ends(&host, &short, known.ns).await;
+    let (mut hosts, mut inodes, left, mut filtering) = host_ends(&host, &short, known.ns).await;
     hosts.extend(known.hosts.iter().cloned());
+    filtering.extend(known.filtering.iter().cloned());
     inodes.extend([known.ns].into_iter().filter(|n| *n != 0));
     let mut released = Vec::new();
     for (st, _) in crate::dhcp::keeper::list() {
@@ -189,7 +220,7 @@ pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
         return;
     }
     if left == 0 {
-        release_rules(cx, &host, &name, &bridges).await;
+        release_rules(cx, &host, &name, &bridges, &filtering).await;
         return;
     }
     let (cx, ns, who) = (cx.clone(), known.ns, name.clone());
@@ -217,7 +248,7 @@ pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                release_rules(&cx, &host, &who, &bridges).await;
+                release_rules(&cx, &host, &who, &bridges, &filtering).await;
             });
         });
     if let Err(e) = spawned {
@@ -225,14 +256,26 @@ pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
     }
 }
 
-/// Drop the firewall rule of each bridge no port of ours is left on,
-/// while no attach of ours to that bridge is under way.
-async fn release_rules(cx: &Ctx, host: &Net, name: &str, bridges: &[String]) {
+/// Drop the firewall rule of each bridge no port of ours is left on, and
+/// the VLAN filtering we turned on where no VLAN port is left, while no
+/// attach of ours to that bridge is under way.
+async fn release_rules(
+    cx: &Ctx,
+    host: &Net,
+    name: &str,
+    bridges: &[String],
+    filtering: &BTreeSet<String>,
+) {
     for b in bridges {
         let lock = cx.host_lock(b);
         let _alone = lock.write().await;
         if let Err(e) = crate::firewall::release_bridge_if_unused(host, b).await {
             super::log(format_args!("{name}: firewall rule for {b}: {e}"));
+        }
+        if filtering.contains(b)
+            && let Err(e) = crate::driver::bridge_vlan::release_filtering(host, b).await
+        {
+            super::log(format_args!("{name}: VLAN filtering on {b}: {e}"));
         }
     }
 }
