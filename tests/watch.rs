@@ -192,6 +192,7 @@ impl Watch {
         args.extend(allow.iter().map(|a| format!("--allow={a}")));
         let child = Command::new(env!("CARGO_BIN_EXE_pipework"))
             .args(&args)
+            .env("DOCKER_HOST", d.sock())
             .env(
                 "PIPEWORK_OVSDB",
                 std::env::var("PIPEWORK_OVSDB")
@@ -601,4 +602,54 @@ fn own_start_and_dockerd_restart_are_resynced() {
     );
     assert_ne!(d.pid(&c), old);
     assert!(w.text().contains("resyncing"), "{}", w.text());
+}
+
+/// A container that is a node of a lab that is up gets the lab's links
+/// back on restart (issue #13: "or a node of a lab that is up"), with no
+/// label of its own: the point-to-point link to its neighbour is rebuilt.
+#[test]
+fn a_lab_node_is_replumbed_on_restart() {
+    if !ready() {
+        return;
+    }
+    let d = Dockerd::start("pwwl");
+    let (a, b) = (uniq("pwwla"), uniq("pwwlb"));
+    d.run(&a, &[]);
+    d.run(&b, &[]);
+    let lab = uniq("pwwlab");
+    let file = d.dir.join("lab.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{lab}\"\n[nodes.a]\ncontainer = \"{a}\"\n[nodes.b]\ncontainer = \"{b}\"\n\
+             [[links]]\nendpoints = [\"a:eth1\", \"b:eth1\"]\nips = [\"10.66.0.1/30\", \"10.66.0.2/30\"]\n"
+        ),
+    )
+    .expect("lab file");
+    let pw = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pipework"))
+            .args(args)
+            .env("DOCKER_HOST", d.sock())
+            .output()
+            .expect("pipework")
+    };
+    let file_s = file.display().to_string();
+    let o = pw(&["lab", "up", &file_s]);
+    assert!(o.status.success(), "lab up: {}", err(&o));
+    let w = Watch::start(&d, &[]);
+    d.docker_ok(&["restart", "-t", "0", &a]);
+    let back = wait_for(20, || {
+        d.addr(&a, "eth1")
+            .is_some_and(|s| s.contains("10.66.0.1/30"))
+    });
+    let ping = back
+        && d.docker(&["exec", &a, "ping", "-c", "1", "-W", "2", "10.66.0.2"])
+            .status
+            .success();
+    let o = pw(&["lab", "down", &lab]);
+    assert!(back, "lab link not back after restart: {}", w.text());
+    assert!(ping, "no ping across the rebuilt link: {}", w.text());
+    assert!(w.text().contains("re-plumbed"), "{}", w.text());
+    assert!(o.status.success(), "lab down: {}", err(&o));
+    assert!(d.addr(&b, "eth1").is_none(), "lab down left b's end");
 }

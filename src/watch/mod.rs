@@ -16,7 +16,7 @@ mod plumb;
 mod workers;
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,7 +131,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 fn resync(cx: &Ctx, pool: &workers::Pool) -> Result<()> {
     for c in engine::running(&cx.sock)? {
         let labels = c.labels.clone().unwrap_or_default();
-        if labels::has_ours(&labels) {
+        if wanted(&labels, &c.name(), &c.id) {
             pool.submit(
                 &c.id,
                 workers::Job::Start {
@@ -145,13 +145,23 @@ fn resync(cx: &Ctx, pool: &workers::Pool) -> Result<()> {
     Ok(())
 }
 
+/// Whether a container is ours to plumb: it carries our labels, or it is
+/// a node of a lab that is up (whose links its restart took away).
+fn wanted(labels: &BTreeMap<String, String>, name: &str, id: &str) -> bool {
+    labels::has_ours(labels) || !crate::lab::hook::labs_of(name, id).is_empty()
+}
+
 fn dispatch(pool: &workers::Pool, ev: engine::Event) {
-    if ev.kind != "container" || !labels::has_ours(&ev.actor.attributes) {
+    if ev.kind != "container" {
         return;
     }
     let id = ev.actor.id.clone();
     let mut attrs = ev.actor.attributes;
     let name = attrs.remove("name").unwrap_or_else(|| id.clone());
+    let ours = labels::has_ours(&attrs);
+    if !ours && (ev.action != "start" || crate::lab::hook::labs_of(&name, &id).is_empty()) {
+        return;
+    }
     match ev.action.as_str() {
         "start" => pool.submit(
             &id,

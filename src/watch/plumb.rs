@@ -39,6 +39,7 @@ pub async fn start(
     labels: &BTreeMap<String, String>,
     event_ns: Option<u128>,
 ) {
+    lab_nodes(cx, id, name).await;
     let name = display(name);
     let reqs = match labels::requests(labels, id, &cx.allow) {
         Ok(r) => r,
@@ -110,6 +111,41 @@ pub async fn start(
             })
             .unwrap_or_default();
         super::log(format_args!("{name}: plumbed {}{after}", made.join("; ")));
+    }
+}
+
+/// A container that is a node of a lab that is up gets that lab's links
+/// back: `lab up` on the lab's remembered file rebuilds exactly what its
+/// restart took away. The lab file is root's (its path comes from the
+/// root-only lab state), so this acts on no container-written input
+/// beyond the container's name, which the lab file itself chose.
+async fn lab_nodes(cx: &Ctx, id: &str, name: &str) {
+    if crate::lab::hook::labs_of(name, id).is_empty() {
+        return;
+    }
+    // The lab code finds containers through DOCKER_HOST; a watch following
+    // another engine must not converge a lab against the wrong one.
+    if crate::guest::docker::socket_path().as_deref() != Some(cx.sock.as_path()) {
+        super::log(format_args!(
+            "{}: node of a lab, not re-plumbed: the lab's engine is $DOCKER_HOST, not {} (run watch with DOCKER_HOST set to the same socket)",
+            display(name),
+            cx.sock.display()
+        ));
+        return;
+    }
+    match crate::lab::hook::replumb(name, id).await {
+        Ok(reps) => {
+            for r in reps {
+                super::log(format_args!(
+                    "{}: lab {} re-plumbed: {} link(s) added, {} removed",
+                    display(name),
+                    display(&r.lab),
+                    r.added.len(),
+                    r.removed.len()
+                ));
+            }
+        }
+        Err(e) => super::log(format_args!("{}: lab not re-plumbed: {e}", display(name))),
     }
 }
 
