@@ -128,6 +128,8 @@ if [ "$SCALE" -gt 0 ]; then
   done
   until [ "$(ip netns exec ${P}h1 etcdctl --endpoints $PIPEWORK_ETCD get --prefix /pipework/overlay/host/s --keys-only | grep -c host)" = "$SCALE" ]; do sleep 0.2; done
   # EPS endpoints per host, 100 keys per transaction (etcd allows 128).
+  # "hi": eth0 exists on every simulated host, so no agent releases them
+  # as endpoints whose container is gone.
   now=$(date +%s)
   python3 - "$SCALE" "$EPS" "$now" >$W/eps.txt <<'PY'
 import sys, json
@@ -136,7 +138,7 @@ for h in range(1, hosts + 1):
     for e in range(1, eps + 1):
         ip = "10.48.%d.%d" % (h, e)
         mac = "02:77:0a:30:%02x:%02x" % (h, e)
-        v = json.dumps({"ip": ip, "mac": mac, "host": "s%d" % h, "container": "sim", "ifname": "eth1", "since": now}, separators=(",", ":"))
+        v = json.dumps({"ip": ip, "mac": mac, "host": "s%d" % h, "container": "sim", "ifname": "eth1", "hi": "eth0", "since": now}, separators=(",", ":"))
         print(ip, v)
 PY
   split -l 100 $W/eps.txt $W/epsplit.
@@ -148,13 +150,17 @@ PY
   # programs its own endpoints).
   last=10.48.$SCALE.$EPS
   for i in $(seq 1 $((SCALE - 1))); do
-    until [ -n "$(ip -n ${P}s$i neigh show $last dev vx-scale 2>/dev/null)" ]; do sleep 0.05; done
+    n=0
+    until [ -n "$(ip -n ${P}s$i neigh show $last dev vx-scale 2>/dev/null)" ]; do
+      sleep 0.05; n=$((n + 1))
+      [ $n -lt 2400 ] || { echo "scale: host s$i did not program $last within 120 s" >&2; exit 1; }
+    done
   done
   # The measured step: one new endpoint (host s1), until every other host has it.
   new=10.48.250.1
   t0=$(date +%s%N)
   ip netns exec ${P}h1 etcdctl --endpoints $PIPEWORK_ETCD put /pipework/overlay/ep/scale/$new \
-    "{\"ip\":\"$new\",\"mac\":\"02:77:0a:30:fa:01\",\"host\":\"s1\",\"container\":\"sim\",\"ifname\":\"eth1\",\"since\":$now}" >/dev/null
+    "{\"ip\":\"$new\",\"mac\":\"02:77:0a:30:fa:01\",\"host\":\"s1\",\"container\":\"sim\",\"ifname\":\"eth1\",\"hi\":\"eth0\",\"since\":$now}" >/dev/null
   for i in $(seq 2 "$SCALE"); do
     until [ -n "$(ip -n ${P}s$i neigh show $new dev vx-scale 2>/dev/null)" ]; do :; done
   done
