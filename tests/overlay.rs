@@ -316,6 +316,12 @@ impl Drop for Lab {
             self.kill_etcd(i);
             let _ = std::fs::remove_dir_all(format!("/tmp/{}-etcd{i}", self.p));
         }
+        // Agent logs stay only when the test failed.
+        if !std::thread::panicking() {
+            for i in ["0", "1", "2", "root"] {
+                let _ = std::fs::remove_file(format!("/tmp/{}-agent{i}.log", self.p));
+            }
+        }
         for ns in self.nss.iter().rev() {
             // The agent's state for this namespace (keyed by its inode).
             if let Ok(m) = std::fs::metadata(format!("/run/netns/{ns}")) {
