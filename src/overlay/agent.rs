@@ -385,7 +385,9 @@ impl Agent {
                         );
                     }
                     let mac = names::mac_for(ep.ip);
-                    !local.as_ref().is_some_and(|l| l.iter().any(|m| m[..] == mac[..]))
+                    !local
+                        .as_ref()
+                        .is_some_and(|l| l.iter().any(|m| m[..] == mac[..]))
                 }
                 None => false,
             };
