@@ -11,7 +11,7 @@ mkdir -p "$PW_ENV"
 # second without (podman's recommends pull in rootless tooling we do not use).
 pkgs=(docker.io busybox-static iptables iproute2 openvswitch-switch dnsmasq-base
       containernetworking-plugins isc-dhcp-client iperf3 hyperfine socat haproxy ethtool kmod
-      strace file)
+      strace file openssl)
 lean=(podman cpio chromium)
 # The overlay (#11): etcd for its store and its tests; protoc builds the
 # etcd gRPC client's generated code.

@@ -316,6 +316,12 @@ impl Drop for Lab {
             self.kill_etcd(i);
             let _ = std::fs::remove_dir_all(format!("/tmp/{}-etcd{i}", self.p));
         }
+        // Agent logs stay only when the test failed.
+        if !std::thread::panicking() {
+            for i in ["0", "1", "2", "root"] {
+                let _ = std::fs::remove_file(format!("/tmp/{}-agent{i}.log", self.p));
+            }
+        }
         for ns in self.nss.iter().rev() {
             // The agent's state for this namespace (keyed by its inode).
             if let Ok(m) = std::fs::metadata(format!("/run/netns/{ns}")) {
@@ -997,4 +1003,161 @@ fn overlay_docker_container_on_the_root_host() {
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// etcd over TLS with a client certificate, the flags named as etcdctl's.
+#[test]
+fn overlay_etcd_over_tls() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab {
+        p: format!("pwvf{:x}", std::process::id() % 0xfff),
+        sub: 106,
+        etcd: vec![],
+        agents: vec![],
+        nss: vec![],
+        urls: "https://127.0.0.1:2379".into(),
+        pidfiles: vec![],
+    };
+    let dir = format!("/tmp/{}-tls", lab.p);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = |n: &str| format!("{dir}/{n}");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    ok(
+        "openssl",
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &f("ca.key"),
+                "-out",
+                &f("ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pwv-ca",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        f("srv.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("cnf");
+    std::fs::write(f("cli.cnf"), "extendedKeyUsage=clientAuth\n").expect("cnf");
+    for (n, cnf) in [("server", "srv.cnf"), ("client", "cli.cnf")] {
+        ok(
+            "openssl",
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &f(&format!("{n}.key")),
+                    "-out",
+                    &f(&format!("{n}.csr")),
+                    "-subj",
+                    &format!("/CN={n}"),
+                ],
+            ]
+            .concat(),
+        );
+        ok(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &f(&format!("{n}.csr")),
+                "-CA",
+                &f("ca.pem"),
+                "-CAkey",
+                &f("ca.key"),
+                "-CAcreateserial",
+                "-out",
+                &f(&format!("{n}.pem")),
+                "-days",
+                "2",
+                "-extfile",
+                &f(cnf),
+            ],
+        );
+    }
+    let ns = format!("{}n", lab.p);
+    lab.netns(&ns);
+    ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+    let etcd = Command::new("ip")
+        .args(["netns", "exec", &ns, "etcd", "--data-dir", &f("data")])
+        .args([
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "https://127.0.0.1:2379",
+        ])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+        ])
+        .args(["--initial-cluster", "default=http://127.0.0.1:2380"])
+        .args([
+            "--cert-file",
+            &f("server.pem"),
+            "--key-file",
+            &f("server.key"),
+        ])
+        .args(["--trusted-ca-file", &f("ca.pem"), "--client-cert-auth"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd");
+    lab.etcd.push(Some(etcd));
+    let pw = |extra: &[&str], net: &str, subnet: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns, BIN, "overlay", "create", net, "--subnet", subnet,
+            ])
+            .args(["--etcd", "https://127.0.0.1:2379", "--cacert", &f("ca.pem")])
+            .args(extra)
+            .output()
+            .expect("pipework")
+    };
+    let mut o = pw(
+        &["--cert", &f("client.pem"), "--key", &f("client.key")],
+        "tls1",
+        "10.49.0.0/16",
+    );
+    let t0 = Instant::now();
+    while !o.status.success() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+        o = pw(
+            &["--cert", &f("client.pem"), "--key", &f("client.key")],
+            "tls1",
+            "10.49.0.0/16",
+        );
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Without the client certificate: refused in one line, nothing stored.
+    let o = pw(&[], "tls2", "10.50.0.0/16");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.lines().count() == 1 && e.contains("etcd"),
+        "{e}"
+    );
+    let o = pw(&["--cert", &f("client.pem")], "tls2", "10.50.0.0/16");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--cert/--key"), "{e}");
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
 }

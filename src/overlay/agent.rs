@@ -363,13 +363,33 @@ impl Agent {
     /// Endpoints of ours whose container is gone (its host link vanished,
     /// or an attach died before building it): give their addresses back.
     async fn sweep(&self, view: &View) {
+        // Attachments on this host's overlay bridges, read only if needed:
+        // an endpoint without its host link recorded is an attach killed
+        // between its etcd claim and its last etcd write, finished or not.
+        let mut local: Option<Vec<Vec<u8>>> = None;
         for ((net, _), ep) in &view.eps {
             if ep.host != self.host {
                 continue;
             }
             let gone = match &ep.hi {
                 Some(hi) => matches!(fdb_link_missing(&self.h, hi).await, Ok(true)),
-                None => store::now().saturating_sub(ep.since) > 60,
+                None if store::now().saturating_sub(ep.since) > 60 => {
+                    if local.is_none() {
+                        local = Some(
+                            crate::inventory::attachments_everywhere()
+                                .await
+                                .into_iter()
+                                .filter(|f| names::net_of_bridge(&f.rec.h).is_some())
+                                .map(|f| f.link.mac)
+                                .collect(),
+                        );
+                    }
+                    let mac = names::mac_for(ep.ip);
+                    !local
+                        .as_ref()
+                        .is_some_and(|l| l.iter().any(|m| m[..] == mac[..]))
+                }
+                None => false,
             };
             if gone {
                 log(format_args!(
