@@ -719,6 +719,14 @@ fn overlay_concurrent_auto_attaches_get_distinct_addresses() {
     for o in &outs {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    for (c, o) in cs.iter().zip(&outs) {
+        assert!(
+            links(c).contains("eth1"),
+            "{c} has no eth1 after: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let mut ips: Vec<_> = cs.iter().map(|c| ip_of(&lab, c)).collect();
     ips.sort();
     ips.dedup();
