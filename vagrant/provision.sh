@@ -7,7 +7,7 @@
 #
 # up:   install etcd (and pipework), start this host's etcd member and its
 #       overlay agent (underlay = --addr, never the NAT NIC's 10.0.2.15).
-# demo: create network "lab" (10.60.0.0/24) if absent, attach a container
+# demo: create network "vlab" (10.60.0.0/24) if absent, attach a container
 #       namespace on this host at 10.60.0.<host number>, and ping every other
 #       host's demo container that exists. Prints "demo: NAME reached ..."
 #
@@ -114,16 +114,16 @@ demo() {
     [ -n "$(etcdctl --endpoints "$CLIENTS" --command-timeout=1s get "/pipework/overlay/host/$NAME" 2>/dev/null)" ] && break
     sleep 0.2
   done
-  [ -n "$(etcdctl --endpoints "$CLIENTS" get /pipework/overlay/net/lab 2>/dev/null)" ] ||
-    "$BIN" overlay create lab --subnet 10.60.0.0/24 >/dev/null 2>&1 || true
+  [ -n "$(etcdctl --endpoints "$CLIENTS" get /pipework/overlay/net/vlab 2>/dev/null)" ] ||
+    "$BIN" overlay create vlab --subnet 10.60.0.0/24 >/dev/null 2>&1 || true
   c=${PREFIX}demo$n
   [ -e "/run/netns/$c" ] || ip netns add "$c"
-  ip -n "$c" link show eth1 >/dev/null 2>&1 || "$BIN" lab "netns:$c" "10.60.0.$n/24" >/dev/null
+  ip -n "$c" link show eth1 >/dev/null 2>&1 || "$BIN" vlab "netns:$c" "10.60.0.$n/24" >/dev/null
   local reached=()
   for i in $(seq 1 "$(echo "$CLUSTER" | tr ',' '\n' | wc -l)"); do
     [ "$i" = "$n" ] && continue
     peer=10.60.0.$i
-    [ -n "$(etcdctl --endpoints "$CLIENTS" get "/pipework/overlay/ep/lab/$peer" 2>/dev/null)" ] || continue
+    [ -n "$(etcdctl --endpoints "$CLIENTS" get "/pipework/overlay/ep/vlab/$peer" 2>/dev/null)" ] || continue
     for _ in $(seq 1 20); do
       if ip netns exec "$c" busybox ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
         reached+=("$peer"); break

@@ -40,6 +40,29 @@ pub struct Ctx<'a> {
     pub made: Option<crate::netlink::Link>,
 }
 
+impl Ctx<'_> {
+    /// The request that moves host device `index` into the guest, down,
+    /// under the `-i` name, carrying the record sealed for the guest: the
+    /// kernel keeps the ifindex when it is free there (attach.rs seals it
+    /// again with the final index either way). Phys and VF moves share it.
+    pub fn move_into_guest(
+        &self,
+        index: u32,
+    ) -> Result<rtnetlink::packet_route::link::LinkMessage> {
+        use std::os::fd::AsRawFd;
+        let in_guest = self.record.seal(crate::record::Ident {
+            ns: self.record.n,
+            index,
+        })?;
+        Ok(rtnetlink::LinkUnspec::new_with_index(index)
+            .down()
+            .setns_by_fd(self.guest.netns.fd().as_raw_fd())
+            .name(self.req.ifname.clone())
+            .alias(in_guest)
+            .build())
+    }
+}
+
 /// What the driver built on the host, for output.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct HostSide {

@@ -308,19 +308,7 @@ impl Driver for Phys {
                     _ => Ok(()),
                 }
             });
-            // The move carries the record sealed for the guest: the kernel
-            // keeps the ifindex when it is free there (attach.rs seals it
-            // again with the final index either way).
-            let in_guest = cx.record.seal(Ident {
-                ns: cx.record.n,
-                index: dev.index,
-            })?;
-            let msg = LinkUnspec::new_with_index(dev.index)
-                .down()
-                .setns_by_fd(cx.guest.netns.fd().as_raw_fd())
-                .name(req.ifname.clone())
-                .alias(in_guest)
-                .build();
+            let msg = cx.move_into_guest(dev.index)?;
             cx.host
                 .handle
                 .link()

@@ -20,7 +20,7 @@ use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::netlink::{Journal, Link, Net};
-use crate::record::{Ident, Kind, Record, Seen};
+use crate::record::{Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac};
 use crate::sriov::props;
 use crate::sriov::restore::{links_by_pci, reclaim_abandoned, restore, set_netdev_mac};
@@ -29,7 +29,6 @@ use crate::sriov::sysfs::Pf;
 use crate::sriov::{LsInfo, Target};
 use rtnetlink::LinkUnspec;
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 
 pub struct Vf {
     /// None when built only to detach (the record names the VF).
@@ -213,19 +212,7 @@ impl Driver for Vf {
             set_netdev_mac(&cx.host, &dev, now.as_deref(), &mac).await?;
         }
 
-        // The record travels with the move, sealed for the guest; the
-        // kernel keeps the ifindex when it is free there (attach.rs seals
-        // it again with the final index either way).
-        let in_guest = cx.record.seal(Ident {
-            ns: cx.record.n,
-            index: dev.index,
-        })?;
-        let msg = LinkUnspec::new_with_index(dev.index)
-            .down()
-            .setns_by_fd(cx.guest.netns.fd().as_raw_fd())
-            .name(req.ifname.clone())
-            .alias(in_guest)
-            .build();
+        let msg = cx.move_into_guest(dev.index)?;
         cx.host
             .handle
             .link()

@@ -198,15 +198,24 @@ impl Net {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
+        Ok(self
+            .link_messages()
+            .await?
+            .iter()
+            .map(Link::from_message)
+            .collect())
+    }
+
+    /// Every link as the kernel sent it, for callers that need attributes
+    /// `Link` does not keep (VF info, PCI parentage).
+    pub async fn link_messages(&self) -> Result<Vec<LinkMessage>> {
+        self.handle
             .link()
             .get()
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::netlink("listing links", e))?;
-        Ok(msgs.iter().map(Link::from_message).collect())
+            .map_err(|e| Error::netlink("listing links", e))
     }
 
     pub async fn addrs(&self, index: u32) -> Result<Vec<Addr>> {

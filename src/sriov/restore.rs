@@ -12,22 +12,14 @@ use crate::error::{Error, Result};
 use crate::netlink::{Link, Net};
 use crate::netns::NetNs;
 use crate::request::{format_mac, parse_mac};
-use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkUnspec;
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
 /// Every link of `net` that sits on a PCI function, by PCI address.
 pub async fn links_by_pci(net: &Net) -> Result<HashMap<String, Link>> {
-    let msgs: Vec<LinkMessage> = net
-        .handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| Error::netlink("listing links", e))?;
+    let msgs = net.link_messages().await?;
     let mut out = HashMap::new();
     for m in &msgs {
         let bus = m.attributes.iter().find_map(|a| match a {
