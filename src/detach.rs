@@ -68,7 +68,7 @@ pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Resul
         }
         // An overlay endpoint leaves etcd first: if etcd cannot be
         // reached the detach fails having changed nothing.
-        crate::overlay::attach::before_detach(rec, &link.mac, dry_run).await?;
+        crate::overlay::attach::before_detach(rec, dry_run).await?;
         // Release a kept DHCP lease while the interface still exists, so
         // the DHCPRELEASE can reach the server.
         if !dry_run && let Err(e) = crate::dhcp::keeper::release(&guest.netns, &link.name).await {

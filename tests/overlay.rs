@@ -671,6 +671,39 @@ fn overlay_datapath_mtu_and_bad_input() {
     );
     assert!(!links(&c5).contains("eth0"));
 
+    // A guest that takes another endpoint's MAC before its detach releases
+    // only its own address: the one in its signed record, not the MAC's.
+    let c6 = lab.container("c6");
+    lab.pw_ok(1, &["blue", &format!("netns:{c6}"), "auto"]);
+    let ip6 = ip_of(&lab, &c6);
+    ok(
+        "ip",
+        &[
+            "-n",
+            &c6,
+            "link",
+            "set",
+            "eth1",
+            "address",
+            "02:77:0a:28:00:01",
+        ],
+    );
+    lab.pw_ok(1, &["detach", &format!("netns:{c6}")]);
+    assert_eq!(
+        lab.etcdctl(&[
+            "get",
+            "--keys-only",
+            &format!("/pipework/overlay/ep/blue/{ip6}")
+        ]),
+        "",
+        "the detached guest's own endpoint is released"
+    );
+    assert!(
+        lab.etcdctl(&["get", "--keys-only", "/pipework/overlay/ep/blue/10.40.0.1"])
+            .contains("10.40.0.1"),
+        "the victim's endpoint stays"
+    );
+
     // Detach leaves nothing on any host, and the network can go.
     lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
     lab.pw_ok(1, &["detach", &format!("netns:{c2}")]);
@@ -1161,7 +1194,9 @@ fn overlay_etcd_over_tls() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && e.lines().count() == 1 && e.contains("etcd"),
-        "{e}"
+        "{:?} {e} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout)
     );
     let o = pw(&["--cert", &f("client.pem")], "tls2", "10.50.0.0/16");
     let e = String::from_utf8_lossy(&o.stderr);

@@ -76,10 +76,22 @@ fn run(cli: Cli) -> Result<i32> {
         other => other,
     };
     // Like other Unix tools, die quietly when our output pipe closes
-    // (`pipework ls | head`) instead of panicking in println!.
-    // SAFETY: restoring the default disposition of one signal.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // (`pipework ls | head`) instead of panicking in println!. Not where
+    // we talk to etcd: its client writes to sockets a member may have
+    // closed (a refused TLS handshake, a member going away), and that has
+    // to be an error we report in one line (or, for the agent, retry), not
+    // a silent death by SIGPIPE.
+    let etcd = match &cmd {
+        Cmd::Overlay(_) => true,
+        Cmd::Attach(a) => crate::overlay::attach::claims(a),
+        Cmd::Detach(_) => crate::overlay::state::path().exists(),
+        _ => false,
+    };
+    if !etcd {
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     match cmd {
         Cmd::Attach(a) if crate::overlay::attach::claims(&a) => {

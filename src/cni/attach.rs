@@ -327,9 +327,13 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
 }
 
 impl Plumber {
-    /// The overlay's additions before `link`: the MAC and MTU it derives.
-    pub(super) fn overlay_link(&mut self, mac: [u8; 6], mtu: u32) {
-        self.req.mac = Some(mac);
+    /// The overlay's additions before `link`: the MAC and MTU it derives,
+    /// and the claimed address signed into the record (what DEL releases).
+    pub(super) fn overlay_link(&mut self, ip: std::net::Ipv4Addr, mtu: u32) {
+        self.req.mac = Some(crate::overlay::names::mac_for(ip));
+        self.req
+            .record_extras
+            .insert(crate::overlay::attach::OVIP.into(), ip.to_string().into());
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 

@@ -55,7 +55,7 @@ pub fn add(
         }],
         ..Default::default()
     };
-    plumber.overlay_link(names::mac_for(ep.ip), net.mtu);
+    plumber.overlay_link(ep.ip, net.mtu);
     plumber.link(Some(&ip)).map_err(release)?;
     let attached = plumber.finish(env, conf, &ip).map_err(release)?;
     let mut ep = ep;
@@ -96,11 +96,15 @@ pub fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
         let Some(link) = cont.link_by_name(&env.ifname).await? else {
             return Ok(());
         };
-        let rec = crate::record::Record {
-            h: names::bridge(&conf.name),
-            ..Default::default()
+        // Only a record we signed on this very link names the address to
+        // release: the guest controls the link's MAC and alias.
+        let crate::record::Seen::Ours(rec) = crate::inventory::read(&link, ns.inode()?) else {
+            return Ok(());
         };
-        crate::overlay::attach::before_detach(&rec, &link.mac, false).await
+        if rec.h != names::bridge(&conf.name) {
+            return Ok(());
+        }
+        crate::overlay::attach::before_detach(&rec, false).await
     })?;
     Ok(())
 }

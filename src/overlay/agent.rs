@@ -72,7 +72,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     let u = super::underlay::resolve(a.underlay.as_deref()).await?;
     let st = Store::connect(&a.etcd).await?;
     let h = crate::netlink::connect(None)?;
-    let lease = acquire_lease(&st, &host, a.ttl).await?;
+    let (lease, reused) = acquire_lease(&st, &host, a.ttl).await?;
     let mut ag = Agent {
         host,
         u,
@@ -80,7 +80,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         h,
         st,
         lease: Arc::new(AtomicI64::new(lease)),
-        renewed: Arc::new(AtomicBool::new(false)),
+        // A new lease (the previous agent's lapsed: it died more than a
+        // TTL ago) took this host's endpoints with it: publish them again
+        // from the kernel before anything else, as after a renewal.
+        renewed: Arc::new(AtomicBool::new(!reused)),
         warned_mtu: Default::default(),
         opts: a.etcd.clone(),
     };
@@ -109,7 +112,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
 
 /// Reuse the lease of this host's previous agent while it is still alive:
 /// a restart then never lets the endpoints lapse. Otherwise grant one.
-async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<i64> {
+/// Says whether the lease was reused.
+async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> {
     if let Some(prev) = state::load()
         && prev.host == host
     {
@@ -119,7 +123,7 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<i64> {
             .await
             && r.ttl() > 0
         {
-            return Ok(prev.lease);
+            return Ok((prev.lease, true));
         }
     }
     if let Some(v) = st.get(&store::host_key(host)).await? {
@@ -132,7 +136,7 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<i64> {
             ),
         ));
     }
-    grant(st, ttl).await
+    Ok((grant(st, ttl).await?, false))
 }
 
 async fn grant(st: &Store, ttl: i64) -> Result<i64> {
@@ -366,7 +370,7 @@ impl Agent {
         // Attachments on this host's overlay bridges, read only if needed:
         // an endpoint without its host link recorded is an attach killed
         // between its etcd claim and its last etcd write, finished or not.
-        let mut local: Option<Vec<Vec<u8>>> = None;
+        let mut local: Option<Vec<std::net::Ipv4Addr>> = None;
         for ((net, _), ep) in &view.eps {
             if ep.host != self.host {
                 continue;
@@ -379,15 +383,11 @@ impl Agent {
                             crate::inventory::attachments_everywhere()
                                 .await
                                 .into_iter()
-                                .filter(|f| names::net_of_bridge(&f.rec.h).is_some())
-                                .map(|f| f.link.mac)
+                                .filter_map(|f| super::attach::ovip_of(&f.rec))
                                 .collect(),
                         );
                     }
-                    let mac = names::mac_for(ep.ip);
-                    !local
-                        .as_ref()
-                        .is_some_and(|l| l.iter().any(|m| m[..] == mac[..]))
+                    !local.as_ref().is_some_and(|l| l.contains(&ep.ip))
                 }
                 None => false,
             };
@@ -409,7 +409,8 @@ impl Agent {
             let Some(net) = names::net_of_bridge(&f.rec.h) else {
                 continue;
             };
-            let Some(ip) = names::ip_of_mac(&f.link.mac) else {
+            // The signed record's address, never the guest-set MAC's.
+            let Some(ip) = super::attach::ovip_of(&f.rec) else {
                 continue;
             };
             let ep = Endpoint {

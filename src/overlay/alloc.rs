@@ -166,19 +166,42 @@ pub async fn claim(
 }
 
 /// Update an endpoint we hold (same key, same lease).
+///
+/// Only ever our own endpoint: the key must be absent or held by this
+/// host, checked and written in one transaction. Another host's address
+/// is never overwritten, whatever this host's kernel says it holds.
 pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<()> {
+    let key = store::ep_key(net, ep.ip.into());
+    let cmp = match st.get_kv(&key).await? {
+        Some((v, rev)) => {
+            let cur: Endpoint = store::decode(&key, &v)?;
+            if cur.host != ep.host {
+                return Err(Error::other(format!(
+                    "{} is held in etcd by host {}, not this one",
+                    ep.ip, cur.host
+                )));
+            }
+            Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
+        }
+        None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+    };
+    let txn = Txn::new().when(vec![cmp]).and_then(vec![TxnOp::put(
+        key,
+        store::encode(ep),
+        Some(PutOptions::new().with_lease(lease)),
+    )]);
     let mut c = st.client.clone();
-    st.call(
-        "updating the endpoint",
-        c.put(
-            store::ep_key(net, ep.ip.into()),
-            store::encode(ep),
-            Some(PutOptions::new().with_lease(lease)),
-        ),
-    )
-    .await
-    .map(|_| ())
-    .map_err(lease_hint)
+    let r = st
+        .call("updating the endpoint", c.txn(txn))
+        .await
+        .map_err(lease_hint)?;
+    if !r.succeeded() {
+        return Err(Error::other(format!(
+            "{} changed in etcd meanwhile; the agent's next pass retries",
+            ep.ip
+        )));
+    }
+    Ok(())
 }
 
 /// "requested lease not found" means the agent's lease lapsed: say what to do.

@@ -9,6 +9,18 @@ use super::store::{self, Endpoint, Store};
 use crate::cli::AttachArgs;
 use crate::error::{Error, Result};
 
+/// The record field holding the endpoint's overlay address. Signed with
+/// the rest of the record, so detach, CNI DEL and the agent's republish
+/// act on the address pipework claimed, never on one a guest suggests by
+/// changing its interface's MAC.
+pub const OVIP: &str = "ovip";
+
+/// The overlay address a verified record claims, if it is an overlay one.
+pub fn ovip_of(rec: &crate::record::Record) -> Option<std::net::Ipv4Addr> {
+    names::net_of_bridge(&rec.h)?;
+    rec.x.get(OVIP)?.as_str()?.parse().ok()
+}
+
 /// Cheap, synchronous: is `a.host` an overlay network here? Only when an
 /// agent runs on this host and no interface of that name exists (a real
 /// interface always keeps its classic meaning).
@@ -69,16 +81,22 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
     // "unchanged" or names the conflict.
     let ifname = args.ifname.clone().unwrap_or_else(|| "eth1".into());
     let cont = crate::netlink::Net::new(Some(&guest.netns), false)?;
-    if let Some(l) = cont.link_by_name(&ifname).await?
-        && let Some(have) = names::ip_of_mac(&l.mac)
-    {
-        let ip = match want {
-            Want::Given(ip) => ip,
-            Want::Auto => have,
+    // The address comes from our signed record on that link, never from
+    // its MAC (the guest can change that).
+    if let Some(l) = cont.link_by_name(&ifname).await? {
+        let have = match crate::inventory::read(&l, guest.netns.inode()?) {
+            crate::record::Seen::Ours(r) => ovip_of(&r),
+            _ => None,
+        };
+        let ip = match (want, have) {
+            (Want::Given(ip), _) => ip,
+            (Want::Auto, Some(h)) => h,
+            (Want::Auto, None) => probe,
         };
         args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
-        args.mac = Some(crate::request::format_mac(&l.mac));
-        let req = crate::cli::to_request(&args)?;
+        args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
+        let mut req = crate::cli::to_request(&args)?;
+        req.record_extras.insert(OVIP.into(), ip.to_string().into());
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
 
@@ -95,7 +113,9 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
     args.ip = Some(format!("{}/{}", ep.ip, net.subnet.prefix()));
     args.mac = Some(ep.mac.clone());
     let result = async {
-        let req = crate::cli::to_request(&args)?;
+        let mut req = crate::cli::to_request(&args)?;
+        req.record_extras
+            .insert(OVIP.into(), ep.ip.to_string().into());
         crate::attach::attach_to(&req, &guest).await
     }
     .await;
@@ -142,11 +162,11 @@ async fn wait_for_bridge(net: &str) -> Result<()> {
 /// Before a detach removes an overlay endpoint's link: remove the endpoint
 /// from etcd, so every peer drops its entries. If etcd cannot be reached
 /// the detach fails, having changed nothing.
-pub async fn before_detach(rec: &crate::record::Record, mac: &[u8], dry_run: bool) -> Result<()> {
+pub async fn before_detach(rec: &crate::record::Record, dry_run: bool) -> Result<()> {
     let Some(net) = names::net_of_bridge(&rec.h) else {
         return Ok(());
     };
-    let Some(ip) = names::ip_of_mac(mac) else {
+    let Some(ip) = ovip_of(rec) else {
         return Ok(());
     };
     let Some(agent) = state::load() else {
@@ -158,16 +178,26 @@ pub async fn before_detach(rec: &crate::record::Record, mac: &[u8], dry_run: boo
     if dry_run {
         return Ok(());
     }
-    release(&agent, net, ip).await
+    release(&agent, net, ip, rec.hi.as_deref()).await
 }
 
-async fn release(agent: &AgentState, net: &str, ip: std::net::Ipv4Addr) -> Result<()> {
+async fn release(
+    agent: &AgentState,
+    net: &str,
+    ip: std::net::Ipv4Addr,
+    host_link: Option<&str>,
+) -> Result<()> {
     let st = Store::connect(&agent.etcd).await?;
     let key = store::ep_key(net, ip.into());
     if let Some(v) = st.get(&key).await? {
         let ep: Endpoint = store::decode(&key, &v)?;
-        // Never remove another host's endpoint that happens to reuse the IP.
-        if ep.host == agent.host {
+        // Never remove another host's endpoint that happens to reuse the
+        // IP, nor one of ours that another attachment holds now.
+        let same_link = match (ep.hi.as_deref(), host_link) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if ep.host == agent.host && same_link {
             st.delete(&key).await?;
         }
     }

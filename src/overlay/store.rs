@@ -245,6 +245,16 @@ impl Store {
         Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
+    /// A key's value and its modification revision (for a transaction
+    /// that writes only if nobody else did meanwhile).
+    pub async fn get_kv(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        let mut c = self.client.clone();
+        let r = self.call(&format!("get {key}"), c.get(key, None)).await?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
     /// All keys under a prefix, with the revision they were read at.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64)> {
         let mut c = self.client.clone();
