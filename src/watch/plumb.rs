@@ -120,7 +120,8 @@ pub async fn start(
 /// root-only lab state), so this acts on no container-written input
 /// beyond the container's name, which the lab file itself chose.
 async fn lab_nodes(cx: &Ctx, id: &str, name: &str) {
-    if crate::lab::hook::labs_of(name, id).is_empty() {
+    let labs = crate::lab::hook::labs_of(name, id);
+    if labs.is_empty() {
         return;
     }
     // The lab code finds containers through DOCKER_HOST; a watch following
@@ -132,6 +133,28 @@ async fn lab_nodes(cx: &Ctx, id: &str, name: &str) {
             cx.sock.display()
         ));
         return;
+    }
+    // The lab's bridges are host sides like a label's: share their locks,
+    // so a `die` releasing a bridge's firewall rule (which cannot tell our
+    // own workers' ports apart) waits for this re-plumb.
+    let mut bridges = BTreeSet::new();
+    for (_, file, _) in &labs {
+        if let Ok(lab) = crate::lab::load(&file.display().to_string()) {
+            for u in &lab.units {
+                match &u.kind {
+                    crate::lab::model::LinkKind::Bridge(b)
+                    | crate::lab::model::LinkKind::Ovs(b) => {
+                        bridges.insert(b.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let locks: Vec<_> = bridges.iter().map(|b| cx.host_lock(b)).collect();
+    let mut _shared = Vec::with_capacity(locks.len());
+    for l in &locks {
+        _shared.push(l.read().await);
     }
     match crate::lab::hook::replumb(name, id).await {
         Ok(reps) => {
