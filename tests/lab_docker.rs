@@ -675,3 +675,45 @@ ips = ["10.81.0.1/24", "10.81.0.2/24"]
     pipework_ok(&["lab", "down", &g.name]);
     assert_eq!(vsctl(&["list-ports", &br.0]), "");
 }
+
+/// Review finding: an `up` killed between starting an image node and
+/// saving the lab's state left a container no `down` knew. The next `up`
+/// adopts a container of the node's name that carries this lab's label,
+/// so `down` removes it; a same-named container without the label would
+/// not be adopted (and `up` then refuses to start a second one).
+#[test]
+fn an_orphaned_image_node_is_adopted_and_removed_by_down() {
+    if !require_env() {
+        return;
+    }
+    let g = LabGuard::new();
+    let node = g.container("a");
+    // What the killed `up` left: the node's container, labelled, running.
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &node,
+        "--network",
+        "none",
+        "--label",
+        &format!("pipework.lab={}", g.name),
+        "bb:latest",
+        "/bin/sleep",
+        "3600",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = g.write(
+        "orphan.toml",
+        &format!("name = \"{}\"\n[nodes.a]\nimage = \"bb:latest\"\n", g.name),
+    );
+    let o = pipework(&["lab", "up", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pipework(&["lab", "down", &g.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ps = stdout(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(
+        !ps.lines().any(|l| l == node),
+        "down left the adopted container: {ps}"
+    );
+}

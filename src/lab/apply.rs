@@ -46,9 +46,19 @@ fn nodes(
     for n in lab.nodes.values() {
         if let NodeKind::Image { image, cmd } = &n.kind {
             let cname = container_name(&lab.name, &n.name);
-            match engine::inspect(&cname)? {
-                Some((_, true)) => {}
-                Some((id, false)) => engine::start(&id)?,
+            let found = engine::inspect(&cname)?;
+            // Ours but not in the state: a `up` killed between starting it
+            // and saving the state. Adopt it, so `down` removes it.
+            if let Some((id, _, Some(l))) = &found
+                && *l == lab.name
+                && !st.containers.contains_key(&n.name)
+            {
+                st.containers.insert(n.name.clone(), id.clone());
+                state::save(&lab.name, st)?;
+            }
+            match found {
+                Some((_, true, _)) => {}
+                Some((id, false, _)) => engine::start(&id)?,
                 None => {
                     let id = engine::run(&cname, image, cmd, &lab.name)?;
                     st.containers.insert(n.name.clone(), id.clone());
@@ -177,7 +187,11 @@ async fn converge(
             .map_err(|e| Error::other(format!("links[{}] {}: {e}", u.index + 1, u.describe())))?;
         rep.added.push(u.describe());
     }
-    // Every addition stands: now the removals.
+    // Every addition stands: keep it whatever happens next. A removal that
+    // fails now must not roll the additions back (their predecessors may
+    // already be gone, leaving neither); it is reported, and the next `up`
+    // finishes it, since what it left carries the lab's records.
+    std::mem::replace(j, Journal::new()).commit();
     let mut seen = std::collections::HashSet::new();
     for &i in &p.remove {
         let h = &held[i];

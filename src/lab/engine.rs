@@ -50,7 +50,9 @@ fn fail(what: &str, status: u16, body: &[u8]) -> Error {
 }
 
 /// A container's id and whether it runs, if it exists.
-pub fn inspect(name: &str) -> Result<Option<(String, bool)>> {
+/// A container's id, whether it runs, and the lab its `pipework.lab`
+/// label names (set by `run`).
+pub fn inspect(name: &str) -> Result<Option<(String, bool, Option<String>)>> {
     let (st, body) = call("GET", &format!("/containers/{name}/json"), None)?;
     match st {
         200 => {
@@ -58,7 +60,10 @@ pub fn inspect(name: &str) -> Result<Option<(String, bool)>> {
                 .map_err(|e| Error::other(format!("engine reply for {name}: {e}")))?;
             let id = v["Id"].as_str().unwrap_or_default().to_string();
             let running = v["State"]["Running"].as_bool().unwrap_or(false);
-            Ok(Some((id, running)))
+            let lab = v["Config"]["Labels"]["pipework.lab"]
+                .as_str()
+                .map(String::from);
+            Ok(Some((id, running, lab)))
         }
         404 => Ok(None),
         s => Err(fail(name, s, &body)),
