@@ -125,6 +125,22 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         out.push("sriov-vf", &r.name, "host", r.action, r.reason);
     }
     vlans(&host, &all, &mut out).await?;
+    // Bridge VLAN filtering pipework turned on, with no VLAN port of ours
+    // left (containers that died without a detach, or a crash before the
+    // first port's record): off again, as the last detach would have.
+    if !dry_run {
+        for b in crate::driver::bridge_vlan::marked_bridges() {
+            if crate::driver::bridge_vlan::release_filtering(&host, &b).await? {
+                out.push(
+                    "vlan-filtering",
+                    &b,
+                    "host",
+                    "turned off",
+                    "pipework turned it on and no VLAN port of its own is left".into(),
+                );
+            }
+        }
+    }
     for b in crate::firewall::rule_bridges() {
         if crate::firewall::collect(&host, &b, dry_run).await? {
             out.push(

@@ -305,3 +305,59 @@ fn a_failed_attach_rolls_the_vlan_setup_back() {
     }
     assert!(!filtering(&host, "brpwwf"));
 }
+
+/// Review finding: filtering pipework turned on stayed on for good when
+/// its VLAN containers died without a detach (and, before the marker, a
+/// SIGKILL between turning it on and the first record left no trace at
+/// all). `gc` now turns it off once no VLAN port of ours is left.
+#[test]
+fn gc_turns_filtering_off_after_the_vlan_guests_died() {
+    if !root_or_skip() {
+        return;
+    }
+    if !kernel_filters_vlans() {
+        skip(
+            "this kernel cannot filter VLANs on bridges; this test runs in the VM tier: scripts/vm-tier.sh bridge_vlan_vm",
+        );
+        return;
+    }
+    let host = TestNs::new("bvdh");
+    let g = TestNs::new("bvdg");
+    host.sh(&["link", "add", "brpwwd", "type", "bridge"]);
+    pw_ok(
+        &host,
+        &[
+            "brpwwd",
+            &format!("netns:{}", g.name),
+            "10.77.0.2/24",
+            "@10",
+        ],
+    );
+    assert!(filtering(&host, "brpwwd"));
+    // The guest dies without a detach: its namespace goes, the veth with it.
+    let _ = Command::new("ip").args(["netns", "del", &g.name]).status();
+    let t0 = std::time::Instant::now();
+    while !ports(&host, "brpwwd").is_empty() && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ports(&host, "brpwwd").is_empty());
+    assert!(filtering(&host, "brpwwd"), "nothing but gc turns it off");
+    let out = pw_ok(&host, &["gc"]);
+    assert!(out.contains("vlan-filtering"), "{out}");
+    assert!(!filtering(&host, "brpwwd"), "gc left filtering on: {out}");
+    // A bridge filtering on its own admin's say is never touched.
+    host.sh(&[
+        "link",
+        "set",
+        "brpwwd",
+        "type",
+        "bridge",
+        "vlan_filtering",
+        "1",
+    ]);
+    pw_ok(&host, &["gc"]);
+    assert!(
+        filtering(&host, "brpwwd"),
+        "gc turned off an admin's filtering"
+    );
+}

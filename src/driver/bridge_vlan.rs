@@ -110,23 +110,34 @@ pub async fn prepare(
         return Err(kernel_refuses(&bridge.name, plan));
     };
     if state.filtering {
-        if ours_with_filtering(&cx.host, bridge).await? {
+        if marked(&bridge.name) || ours_with_filtering(&cx.host, bridge).await? {
             cx.record.x.insert("bvf".into(), true.into());
         }
         return Ok(state);
     }
+    // The marker goes first: a SIGKILL between turning filtering on and
+    // the commit of a record saying so must still leave a trace that
+    // pipework turned it on, for `gc` (and the next VLAN port) to honour.
+    if !cx.host.dry_run {
+        mark(&bridge.name)?;
+    }
     cx.host
         .set_vlan_filtering(bridge, true)
         .await
-        .map_err(|e| match e.errno() {
-            Some(libc::EOPNOTSUPP) => kernel_refuses(&bridge.name, plan),
-            _ => e,
+        .map_err(|e| {
+            if !cx.host.dry_run {
+                unmark(&bridge.name);
+            }
+            match e.errno() {
+                Some(libc::EOPNOTSUPP) => kernel_refuses(&bridge.name, plan),
+                _ => e,
+            }
         })?;
     cx.record.x.insert("bvf".into(), true.into());
     if !cx.host.dry_run {
         let (h, b) = (cx.host.clone(), bridge.name.clone());
         j.record(format!("vlan_filtering on {b}"), async move {
-            release_filtering(&h, &b).await
+            release_filtering(&h, &b).await.map(|_| ())
         });
     }
     Ok(BridgeVlan {
@@ -160,20 +171,68 @@ pub async fn release(host: &Net, rec: &Record) -> Result<()> {
     if !turned_on(rec) {
         return Ok(());
     }
-    release_filtering(host, &rec.h).await
+    release_filtering(host, &rec.h).await.map(|_| ())
+}
+
+/// Where we note that pipework turned filtering on for a bridge of this
+/// host namespace (bridge names repeat across namespaces).
+fn marker(bridge: &str) -> Option<std::path::PathBuf> {
+    crate::request::check_ifname(bridge).ok()?;
+    Some(std::path::PathBuf::from(format!(
+        "/run/pipework/bridge-vlan/{}-{bridge}",
+        host_ns()
+    )))
+}
+
+fn mark(bridge: &str) -> Result<()> {
+    let Some(p) = marker(bridge) else {
+        return Ok(());
+    };
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d.display(), e))?;
+    }
+    std::fs::write(&p, b"").map_err(|e| Error::io(p.display(), e))
+}
+
+fn unmark(bridge: &str) {
+    if let Some(p) = marker(bridge) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn marked(bridge: &str) -> bool {
+    marker(bridge).is_some_and(|p| p.exists())
+}
+
+/// Bridges of this host namespace whose filtering pipework turned on.
+pub fn marked_bridges() -> Vec<String> {
+    let pre = format!("{}-", host_ns());
+    std::fs::read_dir("/run/pipework/bridge-vlan")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_prefix(&pre).map(String::from)
+                })
+                .filter(|b| crate::request::check_ifname(b).is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turn filtering off on `bridge` unless a VLAN port of ours (or one being
-/// built) is left; for callers that know pipework turned it on.
-pub async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
+/// built) is left; for callers that know pipework turned it on. Says
+/// whether filtering is now off (or the bridge gone).
+pub async fn release_filtering(host: &Net, bridge: &str) -> Result<bool> {
     // A record's `h` is only a name: never let it reach a lock path unchecked.
     if host.dry_run || crate::request::check_ifname(bridge).is_err() {
-        return Ok(());
+        return Ok(false);
     }
     let _lock = lock(bridge, false)?;
     let links = host.links().await?;
     let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge()) else {
-        return Ok(());
+        unmark(bridge);
+        return Ok(true);
     };
     let busy =
         links
@@ -187,12 +246,15 @@ pub async fn release_filtering(host: &Net, bridge: &str) -> Result<()> {
                 _ => inventory::temp_owner(&l.name).is_some_and(inventory::alive),
             });
     if busy {
-        return Ok(());
+        return Ok(false);
     }
-    match host.bridge_vlan(br).await? {
-        Some(s) if s.filtering => host.set_vlan_filtering(br, false).await,
-        _ => Ok(()),
+    if let Some(s) = host.bridge_vlan(br).await?
+        && s.filtering
+    {
+        host.set_vlan_filtering(br, false).await?;
     }
+    unmark(bridge);
+    Ok(true)
 }
 
 /// Whether this record's attachment turned (or inherited turning) the
