@@ -73,6 +73,9 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             let Some(pid) = f.abandoned_by() else {
                 continue;
             };
+            if !inventory::unchanged(net, &f.link).await? {
+                continue;
+            }
             out.push(
                 "attachment",
                 &f.link.name,
@@ -92,7 +95,9 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             if temp_owner(&l.name).is_none() {
                 continue;
             }
-            if let Some(pid) = inventory::abandoned_guest_temp(net, l, &host_file).await? {
+            if let Some(pid) = inventory::abandoned_guest_temp(net, l, &host_file).await?
+                && inventory::unchanged(net, l).await?
+            {
                 out.push(
                     "link",
                     &l.name,
@@ -109,6 +114,9 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
 
     for (i, l, pid) in inventory::abandoned_p2p_temps(&all).await {
         let (ns, net, _) = &all[i];
+        if !inventory::unchanged(net, &l).await? {
+            continue;
+        }
         out.push(
             "link",
             &l.name,
@@ -201,6 +209,9 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
         let Some(pid) = temp_owner(&l.name).filter(|p| !inventory::alive(*p)) else {
             continue;
         };
+        if !inventory::unchanged(host, l).await? {
+            continue;
+        }
         out.push(
             "link",
             &l.name,
@@ -217,6 +228,9 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
         let Some(pid) = f.abandoned_by() else {
             continue;
         };
+        if !inventory::unchanged(host, &f.link).await? {
+            continue;
+        }
         out.push(
             "attachment",
             &f.link.name,
@@ -239,6 +253,9 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
             continue;
         };
         if f.link.name != orig.n {
+            continue;
+        }
+        if !inventory::unchanged(host, &f.link).await? {
             continue;
         }
         out.push(

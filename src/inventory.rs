@@ -45,6 +45,18 @@ pub fn temp_owner(name: &str) -> Option<u32> {
 /// reused by an unrelated long-lived process would otherwise keep an
 /// unfinished attachment "busy" forever; a pid reused by another pipework
 /// only makes us wait for a later run, which is never unsafe.
+/// Whether `l` is still as a scan saw it: same index, name and alias. A
+/// scan is a snapshot, and a pipework that finished between the dump and
+/// the liveness check has renamed or re-labelled its link by then: acting
+/// on the stale view would undo a finished attachment. Ask after the
+/// builder was found dead (a dead builder changes nothing any more).
+pub async fn unchanged(net: &Net, l: &Link) -> Result<bool> {
+    Ok(net
+        .link_by_index(l.index)
+        .await?
+        .is_some_and(|now| now.name == l.name && now.alias == l.alias))
+}
+
 pub fn alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
