@@ -6,34 +6,6 @@
 mod common;
 use common::*;
 
-/// Whether a line names another test's object: every test prefix is `pw`
-/// and a letter; ours is `pwl` (and `pl…` host ends).
-/// Also the classic host ends other tests' attaches make (`v<if>pl<pid>`):
-/// the lab names its own `pl<hex>`.
-fn foreign(l: &str) -> bool {
-    let b = l.as_bytes();
-    let prefix = b
-        .windows(3)
-        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l');
-    let classic = l.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
-        t.starts_with('v')
-            && t.split_once("pl")
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
-    });
-    prefix || classic
-}
-
-/// Host state minus the other helpers' objects, sorted (see lab_docker.rs).
-fn snap() -> String {
-    let mut v: Vec<String> = host_state()
-        .lines()
-        .filter(|l| !foreign(l))
-        .map(String::from)
-        .collect();
-    v.sort();
-    v.join("\n")
-}
-
 struct LabGuard {
     name: String,
     dir: std::path::PathBuf,
@@ -60,21 +32,12 @@ impl Drop for LabGuard {
     }
 }
 
-/// Links of a namespace other than `lo`.
-fn ns_links(ns: &Netns) -> Vec<String> {
-    stdout(&ns.exec(&["ip", "-o", "link"]))
-        .lines()
-        .filter(|l| !l.contains(" lo:"))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn an_edit_killed_at_any_netlink_request_converges_on_the_next_up() {
     if !require_env() {
         return;
     }
-    let before = snap();
+    let before = lab_snap();
     let (a, b) = (Netns::new("pwlca"), Netns::new("pwlcb"));
     let g = LabGuard::new();
     let lab = |links: &str| {
@@ -164,13 +127,28 @@ fn an_edit_killed_at_any_netlink_request_converges_on_the_next_up() {
         pipework_ok(&["lab", "up", &v2]);
         let s = pipework(&["lab", "status", &v2]);
         assert!(s.status.success(), "kill #{k}: {}", stdout(&s));
-        assert_eq!(ns_links(&a).len(), 2, "kill #{k}: {:?}", ns_links(&a));
-        assert_eq!(ns_links(&b).len(), 2, "kill #{k}: {:?}", ns_links(&b));
+        assert_eq!(
+            a.links_but_lo().len(),
+            2,
+            "kill #{k}: {:?}",
+            a.links_but_lo()
+        );
+        assert_eq!(
+            b.links_but_lo().len(),
+            2,
+            "kill #{k}: {:?}",
+            b.links_but_lo()
+        );
         pipework_ok(&["lab", "up", &v1]);
-        assert_eq!(ns_links(&a).len(), 2, "kill #{k}: {:?}", ns_links(&a));
+        assert_eq!(
+            a.links_but_lo().len(),
+            2,
+            "kill #{k}: {:?}",
+            a.links_but_lo()
+        );
     }
     pipework_ok(&["lab", "down", &g.name]);
-    assert!(ns_links(&a).is_empty() && ns_links(&b).is_empty());
+    assert!(a.links_but_lo().is_empty() && b.links_but_lo().is_empty());
     drop((a, b));
-    assert_same(&before, &snap(), "host after killed edits and down");
+    assert_same(&before, &lab_snap(), "host after killed edits and down");
 }

@@ -6,36 +6,6 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 
-/// Whether a line names another test's object: every test prefix is `pw`
-/// and a letter; ours is `pwl` (and `pl…` host ends).
-/// Also the classic host ends other tests' attaches make (`v<if>pl<pid>`):
-/// the lab names its own `pl<hex>`.
-fn foreign(l: &str) -> bool {
-    let b = l.as_bytes();
-    let prefix = b
-        .windows(3)
-        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l');
-    let classic = l.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
-        t.starts_with('v')
-            && t.split_once("pl")
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
-    });
-    prefix || classic
-}
-
-/// Host state minus the objects of the other helpers working on this
-/// machine at the same time (their own prefixes), sorted: what is there
-/// counts, not the order the kernel lists it in.
-fn snap() -> String {
-    let mut v: Vec<String> = host_state()
-        .lines()
-        .filter(|l| !foreign(l))
-        .map(String::from)
-        .collect();
-    v.sort();
-    v.join("\n")
-}
-
 /// A lab's files; `lab down` by name when dropped, so a failing test
 /// leaves nothing behind.
 struct LabGuard {
@@ -222,7 +192,7 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     }
     let keep = Container::run("pwl-keep");
     let nic = Nic::new();
-    let before = snap();
+    let before = lab_snap();
     let g = LabGuard::new();
     let bridge = uniq("pwlbr");
     let head = format!("name = \"{}\"\n{}", g.name, nodes(&keep.name));
@@ -287,7 +257,7 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     g.ping("h1", "10.74.0.2");
 
     // A bad address in the last link: the whole up is rolled back.
-    let host_mid = snap();
+    let host_mid = lab_snap();
     let bad = format!(
         "{v2}\n[[links]]\nendpoints = [\"r1:eth3\", \"h1:eth4\"]\nips = [\"10.75.0.1/30\", \"fd00::2/64\"]\n"
     );
@@ -296,7 +266,7 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("fd00::2/64") && e.contains("links[6]"), "{e}");
-    assert_same(&host_mid, &snap(), "host after a failed up");
+    assert_same(&host_mid, &lab_snap(), "host after a failed up");
     assert_eq!(lab_state(&g, &keep), s2, "containers after a failed up");
 
     // Drift: an address removed by hand. status says so; up rebuilds
@@ -364,7 +334,7 @@ fn a_lab_converges_edits_rolls_back_and_goes_away() {
     // The container the lab did not start is left running, without our links.
     let x = keep.exec_ok(&["ip", "-o", "link"]);
     assert!(!x.contains("eth1") && !x.contains("eth2"), "{x}");
-    assert_same(&before, &snap(), "host after lab down");
+    assert_same(&before, &lab_snap(), "host after lab down");
 }
 
 /// Interface names, MTUs and states in each container: what the kernel
@@ -551,7 +521,7 @@ fn bad_lab_files_change_nothing() {
     if !require_env() {
         return;
     }
-    let before = snap();
+    let before = lab_snap();
     let g = LabGuard::new();
     let cases = [
         ("missing.toml", None, "cannot read"),
@@ -593,7 +563,7 @@ fn bad_lab_files_change_nothing() {
     }
     let ps = stdout(&docker(&["ps", "-a", "--format", "{{.Names}}"]));
     assert!(!ps.contains(&g.name), "{ps}");
-    assert_same(&before, &snap(), "host after refused lab files");
+    assert_same(&before, &lab_snap(), "host after refused lab files");
 }
 
 /// `ovs-vsctl` on the test OVSDB (independent check and set-up only).

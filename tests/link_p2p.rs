@@ -172,15 +172,6 @@ fn gc_removes_a_pair_a_dead_pipework_left_unnamed_between_two_guests() {
     );
 }
 
-/// Links of a namespace other than `lo`.
-fn non_lo(ns: &Netns) -> Vec<String> {
-    stdout(&ns.exec(&["ip", "-o", "link"]))
-        .lines()
-        .filter(|l| !l.contains(" lo:"))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn a_link_killed_at_any_netlink_request_is_finished_off_by_gc() {
     if !require_env() {
@@ -216,10 +207,18 @@ fn a_link_killed_at_any_netlink_request_is_finished_off_by_gc() {
         }
         assert!(k < 100, "pipework link still killed after {k} requests");
         pipework_ok(&["gc"]);
-        assert!(non_lo(&a).is_empty(), "kill #{k}: {:?}", non_lo(&a));
-        assert!(non_lo(&b).is_empty(), "kill #{k}: {:?}", non_lo(&b));
+        assert!(
+            a.links_but_lo().is_empty(),
+            "kill #{k}: {:?}",
+            a.links_but_lo()
+        );
+        assert!(
+            b.links_but_lo().is_empty(),
+            "kill #{k}: {:?}",
+            b.links_but_lo()
+        );
     }
     assert!(stdout(&a.exec(&["ip", "-o", "addr"])).contains("10.78.0.1/30"));
     pipework_ok(&["detach", &a.spec()]);
-    assert!(non_lo(&b).is_empty());
+    assert!(b.links_but_lo().is_empty());
 }

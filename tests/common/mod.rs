@@ -177,6 +177,17 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Its links other than `lo`, one `ip -o link` line each.
+    pub fn links_but_lo(&self) -> Vec<String> {
+        stdout(&self.exec(&["ip", "-o", "link"]))
+            .lines()
+            .filter(|l| !l.contains(" lo:"))
+            .map(String::from)
+            .collect()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = sh("ip", &["netns", "del", &self.name]);
@@ -291,4 +302,34 @@ pub fn links_matching(pat: &str) -> Vec<String> {
         .filter(|l| l.contains(pat))
         .map(String::from)
         .collect()
+}
+
+/// Whether a line names another test's object: every test prefix is `pw`
+/// and a letter; ours is `pwl` (and `pl…` host ends).
+/// Also the classic host ends other tests' attaches make (`v<if>pl<pid>`):
+/// the lab names its own `pl<hex>`.
+pub fn foreign_to_lab(l: &str) -> bool {
+    let b = l.as_bytes();
+    let prefix = b
+        .windows(3)
+        .any(|w| w[0] == b'p' && w[1] == b'w' && w[2].is_ascii_lowercase() && w[2] != b'l');
+    let classic = l.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
+        t.starts_with('v')
+            && t.split_once("pl")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
+    });
+    prefix || classic
+}
+
+/// Host state minus the objects of the other helpers working on this
+/// machine at the same time (their own prefixes), sorted: what is there
+/// counts, not the order the kernel lists it in.
+pub fn lab_snap() -> String {
+    let mut v: Vec<String> = host_state()
+        .lines()
+        .filter(|l| !foreign_to_lab(l))
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.join("\n")
 }
