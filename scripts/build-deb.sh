@@ -50,16 +50,33 @@ install -d "$R/usr/share/bash-completion/completions" \
 DOC=$R/usr/share/doc/pipework
 install -d "$DOC"
 YEAR=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y)
+# Debian copyright-format 1.0. Apache-2.0 is one of Debian's common
+# licenses, so the stanza points there instead of repeating the full text
+# (the source tree's LICENSE holds it).
 cat > "$DOC/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: pipework
-Comment: The source repository does not state a license yet; this file
- will name it once one is chosen.
+Comment: Apache-2.0, the license of the original pipework shell script.
 
 Files: *
 Copyright: $YEAR the pipework maintainers
-License: unspecified
- No license has been declared for this software yet.
+License: Apache-2.0
+
+License: Apache-2.0
+ Licensed under the Apache License, Version 2.0 (the "License");
+ you may not use this file except in compliance with the License.
+ You may obtain a copy of the License at
+ .
+ https://www.apache.org/licenses/LICENSE-2.0
+ .
+ Unless required by applicable law or agreed to in writing, software
+ distributed under the License is distributed on an "AS IS" BASIS,
+ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ See the License for the specific language governing permissions and
+ limitations under the License.
+ .
+ On Debian systems, the complete text of the Apache License, Version 2.0
+ can be found in "/usr/share/common-licenses/Apache-2.0".
 EOF
 DATE=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -44,6 +44,8 @@ for f in /usr/share/bash-completion/completions/pipework \
          /usr/lib/systemd/system/pipework-watch.service; do
   [ -s "$f" ] || fail "$f missing or empty"
 done
+grep -qx 'License: Apache-2.0' /usr/share/doc/pipework/copyright ||
+  fail "/usr/share/doc/pipework/copyright does not name Apache-2.0"
 # dpkg may be told to drop man pages (path-exclude in dpkg.cfg.d, as in
 # slim images); then only the package contents can be checked.
 MAN=/usr/share/man/man1/pipework.1.gz
