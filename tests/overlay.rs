@@ -1090,9 +1090,11 @@ fn overlay_etcd_over_tls() {
         ]
         .concat(),
     );
+    // clientAuth too: etcd's JSON gateway dials etcd with the server's
+    // own certificate, which --client-cert-auth then checks as a client's.
     std::fs::write(
         f("srv.cnf"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .expect("cnf");
     std::fs::write(f("cli.cnf"), "extendedKeyUsage=clientAuth\n").expect("cnf");

@@ -5,12 +5,12 @@
 //! entries per remote endpoint) equal to what etcd says. Whatever happens
 //! to etcd, the data plane keeps what it has: the agent only ever changes
 //! entries that etcd proves wrong, and never flushes.
+use super::etcd::EventType;
 use super::fdb::{self, Desired, Underlay};
 use super::names;
 use super::state::{self, AgentState};
 use super::store::{self, Endpoint, EtcdOpts, HostInfo, NetSpec, Store};
 use crate::error::{Error, Result};
-use etcd_client::{EventType, PutOptions, WatchOptions};
 use rtnetlink::Handle;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,15 +116,10 @@ pub async fn run(a: AgentArgs) -> Result<()> {
 async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> {
     if let Some(prev) = state::load()
         && prev.host == host
+        && let Ok(ttl) = st.lease_ttl(prev.lease).await
+        && ttl > 0
     {
-        let mut c = st.client.clone();
-        if let Ok(r) = st
-            .call("lease ttl", c.lease_time_to_live(prev.lease, None))
-            .await
-            && r.ttl() > 0
-        {
-            return Ok((prev.lease, true));
-        }
+        return Ok((prev.lease, true));
     }
     if let Some(v) = st.get(&store::host_key(host)).await? {
         let other: HostInfo = store::decode(&store::host_key(host), &v)?;
@@ -140,8 +135,7 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> 
 }
 
 async fn grant(st: &Store, ttl: i64) -> Result<i64> {
-    let mut c = st.client.clone();
-    Ok(st.call("lease grant", c.lease_grant(ttl, None)).await?.id())
+    st.lease_grant(ttl).await
 }
 
 /// Keep the lease alive every TTL/3. If it lapsed (etcd was away longer
@@ -154,7 +148,6 @@ async fn keepalive(
     host: String,
 ) {
     let period = Duration::from_millis((ttl as u64 * 1000 / 3).max(300));
-    let mut keeper = None;
     let mut store: Option<Store> = None;
     let mut wait = period;
     loop {
@@ -166,29 +159,11 @@ async fn keepalive(
             store = Store::connect(&etcd).await.ok();
         }
         let Some(st) = store.clone() else { continue };
-        if keeper.is_none() {
-            let mut c = st.client.clone();
-            keeper = st
-                .call("lease keepalive", c.lease_keep_alive(id))
-                .await
-                .ok();
-        }
-        let Some((k, s)) = keeper.as_mut() else {
-            continue;
-        };
-        let ok = async {
-            st.call("lease keepalive", k.keep_alive()).await?;
-            match st.call("lease keepalive", s.message()).await? {
-                Some(r) => Ok(r.ttl()),
-                None => Err(Error::other("keepalive stream closed")),
-            }
-        }
-        .await;
+        let ok = st.lease_keepalive(id).await;
         match ok {
             Ok(t) if t > 0 => wait = period,
             Ok(_) => {
                 log(format_args!("lease {id:x} expired; registering again"));
-                keeper = None;
                 if let Ok(n) = grant(&st, ttl).await {
                     lease.store(n, Ordering::SeqCst);
                     let _ = state::save(&AgentState {
@@ -202,7 +177,6 @@ async fn keepalive(
             }
             Err(e) => {
                 log(format_args!("keepalive: {e}"));
-                keeper = None;
                 store = None;
             }
         }
@@ -218,18 +192,14 @@ impl Agent {
             underlay_mtu: self.u.mtu,
             lease: self.lease.load(Ordering::SeqCst),
         };
-        let mut c = self.st.client.clone();
         self.st
-            .call(
+            .put(
                 "registering host",
-                c.put(
-                    store::host_key(&self.host),
-                    store::encode(&info),
-                    Some(PutOptions::new().with_lease(info.lease)),
-                ),
+                &store::host_key(&self.host),
+                &store::encode(&info),
+                Some(info.lease),
             )
             .await
-            .map(|_| ())
     }
 
     /// Full read, reconcile, then watch from the read's revision. Any
@@ -265,21 +235,7 @@ impl Agent {
             self.register().await?;
         }
         self.reconcile(&cache).await;
-        let mut c = self.st.client.clone();
-        let mut w = self
-            .st
-            .call(
-                "watch",
-                c.watch(
-                    store::ROOT,
-                    Some(
-                        WatchOptions::new()
-                            .with_prefix()
-                            .with_start_revision(rev + 1),
-                    ),
-                ),
-            )
-            .await?;
+        let mut w = self.st.watch(store::ROOT, rev + 1).await?;
         // A periodic full pass also catches kernel-side drift (an admin's
         // `bridge fdb del`) and a lapsed lease.
         let resync = tokio::time::sleep(Duration::from_secs(30));
@@ -298,21 +254,20 @@ impl Agent {
                 Ok(None) => return Err(Error::other("watch closed")),
                 Err(e) => return Err(Error::other(format!("watch: {e}"))),
             };
-            if resp.compact_revision() > 0 || resp.canceled() {
+            if resp.compact_revision > 0 || resp.canceled {
                 return Err(Error::other(format!(
                     "watch lost its revision (compacted at {}): full resync",
-                    resp.compact_revision()
+                    resp.compact_revision
                 )));
             }
-            if resp.events().is_empty() {
+            if resp.events.is_empty() {
                 continue;
             }
-            for ev in resp.events() {
-                let Some(kv) = ev.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                match ev.event_type() {
+            for ev in resp.events {
+                let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
+                match ev.kind {
                     EventType::Put => {
-                        cache.insert(key, kv.value().to_vec());
+                        cache.insert(key, ev.kv.value);
                     }
                     EventType::Delete => {
                         cache.remove(&key);

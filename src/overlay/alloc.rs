@@ -2,9 +2,9 @@
 //! one etcd transaction only if absent: two hosts can never both hold one
 //! address, whatever the concurrency. The key lives under the host's lease,
 //! so a dead host's addresses come back by themselves.
+use super::etcd::{Compare, CompareOp, Txn, TxnOp};
 use super::store::{self, Endpoint, NetSpec, Store};
 use crate::error::{Error, Result};
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::net::Ipv4Addr;
 
 /// What the user asked for: a given address, or the next free one.
@@ -119,18 +119,13 @@ pub async fn claim(
         let key = store::ep_key(&net.name, ip.into());
         let txn = Txn::new()
             .when(vec![
-                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(&key, CompareOp::Equal, 0),
                 // The network must still exist (a concurrent delete wins).
-                Compare::create_revision(store::net_key(&net.name), CompareOp::Greater, 0),
+                Compare::create_revision(&store::net_key(&net.name), CompareOp::Greater, 0),
             ])
-            .and_then(vec![TxnOp::put(
-                key.clone(),
-                store::encode(&ep),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else(vec![TxnOp::get(key.clone(), None)]);
-        let mut c = st.client.clone();
-        let r = match st.call("claiming an address", c.txn(txn)).await {
+            .and_then(vec![TxnOp::put(&key, &store::encode(&ep), Some(lease))])
+            .or_else(vec![TxnOp::get(&key)]);
+        let succeeded = match st.txn("claiming an address", txn).await {
             Ok(r) => r,
             // An election: the claim did not happen; try again.
             Err(e) if store::transient(&e) && attempt < 20 => {
@@ -139,7 +134,7 @@ pub async fn claim(
             }
             Err(e) => return Err(lease_hint(e)),
         };
-        if r.succeeded() {
+        if succeeded {
             return Ok(ep);
         }
         if let Want::Given(ip) = want {
@@ -181,21 +176,20 @@ pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<
                     ep.ip, cur.host
                 )));
             }
-            Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
+            Compare::mod_revision(&key, CompareOp::Equal, rev)
         }
-        None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+        None => Compare::create_revision(&key, CompareOp::Equal, 0),
     };
     let txn = Txn::new().when(vec![cmp]).and_then(vec![TxnOp::put(
-        key,
-        store::encode(ep),
-        Some(PutOptions::new().with_lease(lease)),
+        &key,
+        &store::encode(ep),
+        Some(lease),
     )]);
-    let mut c = st.client.clone();
-    let r = st
-        .call("updating the endpoint", c.txn(txn))
+    let succeeded = st
+        .txn("updating the endpoint", txn)
         .await
         .map_err(lease_hint)?;
-    if !r.succeeded() {
+    if !succeeded {
         return Err(Error::other(format!(
             "{} changed in etcd meanwhile; the agent's next pass retries",
             ep.ip

@@ -1,8 +1,8 @@
 //! `overlay create` and `overlay delete`: the network's definition in etcd.
+use super::etcd::{Compare, CompareOp, Txn, TxnOp};
 use super::names::check_name;
 use super::store::{self, HostInfo, NetSpec, Store};
 use crate::error::{Error, Result};
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 /// VXLAN overhead on the underlay: outer Ethernet is not counted by the
 /// MTU, so IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) = 50;
@@ -116,16 +116,14 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
     let vk = store::vni_key(vni);
     let txn = Txn::new()
         .when(vec![
-            Compare::create_revision(nk.clone(), CompareOp::Equal, 0),
-            Compare::create_revision(vk.clone(), CompareOp::Equal, 0),
+            Compare::create_revision(&nk, CompareOp::Equal, 0),
+            Compare::create_revision(&vk, CompareOp::Equal, 0),
         ])
         .and_then(vec![
-            TxnOp::put(nk, store::encode(&spec), None),
-            TxnOp::put(vk, a.name.as_bytes().to_vec(), None),
+            TxnOp::put(&nk, &store::encode(&spec), None),
+            TxnOp::put(&vk, a.name.as_bytes(), None),
         ]);
-    let mut c = st.client.clone();
-    let r = st.call("create network", c.txn(txn)).await?;
-    if !r.succeeded() {
+    if !st.txn("create network", txn).await? {
         return Err(Error::bad(
             a.name,
             format!("network {} or VNI {vni} was taken meanwhile; retry", a.name),
@@ -169,15 +167,13 @@ pub async fn delete(opts: &store::EtcdOpts, name: &str) -> Result<()> {
     // Only if still endpoint-free at commit: an attach racing us loses.
     let txn = Txn::new()
         .when(vec![
-            Compare::create_revision(store::ep_prefix(name), CompareOp::Equal, 0).with_prefix(),
+            Compare::create_revision(&store::ep_prefix(name), CompareOp::Equal, 0).with_prefix(),
         ])
         .and_then(vec![
-            TxnOp::delete(store::net_key(name), None),
-            TxnOp::delete(store::vni_key(spec.vni), None),
+            TxnOp::delete(&store::net_key(name)),
+            TxnOp::delete(&store::vni_key(spec.vni)),
         ]);
-    let mut c = st.client.clone();
-    let r = st.call("delete network", c.txn(txn)).await?;
-    if !r.succeeded() {
+    if !st.txn("delete network", txn).await? {
         return Err(Error::bad(
             name,
             "an endpoint was attached meanwhile; detach it first",

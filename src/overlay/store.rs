@@ -2,9 +2,10 @@
 //!
 //! Every call is bounded by a timeout: with etcd unreachable a command
 //! fails within seconds, in one line, before it changes anything.
+use super::etcd;
 use crate::error::{Error, Result};
-use etcd_client::{Client, ConnectOptions, GetOptions};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Root of everything the overlay keeps in etcd.
@@ -109,21 +110,19 @@ impl EtcdOpts {
         Duration::from_secs_f64(self.etcd_timeout.clamp(0.1, 60.0))
     }
 
-    fn tls(&self) -> Result<Option<etcd_client::TlsOptions>> {
+    fn tls(&self) -> Result<Option<etcd::TlsFiles>> {
         if self.cacert.is_none() && self.cert.is_none() && self.key.is_none() {
             return Ok(None);
         }
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
         };
-        let mut tls = etcd_client::TlsOptions::new();
+        let mut tls = etcd::TlsFiles::default();
         if let Some(ca) = &self.cacert {
-            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+            tls.ca = Some(read(ca)?);
         }
         match (&self.cert, &self.key) {
-            (Some(c), Some(k)) => {
-                tls = tls.identity(etcd_client::Identity::from_pem(read(c)?, read(k)?));
-            }
+            (Some(c), Some(k)) => tls.identity = Some((read(c)?, read(k)?)),
             (None, None) => {}
             _ => return Err(Error::bad("--cert/--key", "give both or neither")),
         }
@@ -131,17 +130,17 @@ impl EtcdOpts {
     }
 }
 
-/// A connected client plus the bound every call gets.
+/// A client plus the bound every call gets.
 #[derive(Clone)]
 pub struct Store {
-    pub client: Client,
+    client: Arc<etcd::Client>,
     pub timeout: Duration,
     pub endpoints: String,
 }
 
 impl Store {
-    /// Connect, and prove etcd answers (one bounded status call), so that
-    /// "etcd unreachable" is reported here, before anything changes.
+    /// Connect, and prove etcd answers (one bounded read), so that "etcd
+    /// unreachable" is reported here, before anything changes.
     pub async fn connect(opts: &EtcdOpts) -> Result<Store> {
         let eps = opts.endpoints();
         if eps.is_empty() {
@@ -151,61 +150,22 @@ impl Store {
             ));
         }
         let timeout = opts.timeout();
-        let mut co = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(2), timeout);
-        if let Some(tls) = opts.tls()? {
-            co = co.with_tls(tls);
-        }
-        let endpoints = eps.join(",");
-        let shown = endpoints.clone();
-        // The client balances requests over every endpoint, and one that
-        // refuses connections fails the requests sent its way: keep only
-        // the members that accept a connection now (a dead member of a
-        // healthy cluster must not fail an attach).
-        // A TCP connect to a live member takes a round trip; a dead host
-        // takes the whole bound, which must stay well under a lease TTL.
+        // Each request goes to the first member that accepts a connection:
+        // a dead member of a healthy cluster costs one connect attempt,
+        // which must stay well under a lease TTL.
         let probe = timeout.min(Duration::from_secs(1));
-        let probes = eps.iter().map(|e| async move {
-            let hostport = e
-                .split("://")
-                .last()
-                .unwrap_or(e)
-                .split('/')
-                .next()
-                .unwrap_or(e)
-                .to_string();
-            let up = matches!(
-                tokio::time::timeout(probe, tokio::net::TcpStream::connect(hostport)).await,
-                Ok(Ok(_))
-            );
-            (e.clone(), up)
-        });
-        let live: Vec<String> = futures::future::join_all(probes)
-            .await
-            .into_iter()
-            .filter_map(|(e, up)| up.then_some(e))
-            .collect();
-        if live.is_empty() {
-            return Err(Error::other(format!(
-                "etcd unreachable at {endpoints} (no member accepts connections); check --etcd/PIPEWORK_ETCD; nothing changed"
-            )));
-        }
-        let eps = live;
-        let unreachable = move |why: String| {
-            Error::other(format!(
-                "etcd unreachable at {shown} ({why}); check --etcd/PIPEWORK_ETCD; nothing changed"
-            ))
-        };
-        let client = match tokio::time::timeout(timeout, Client::connect(&eps, Some(co))).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer in {timeout:?}"))),
-        };
+        let client = etcd::Client::new(&eps, opts.tls()?.as_ref(), probe)?;
+        let endpoints = eps.join(",");
         let s = Store {
-            client,
+            client: Arc::new(client),
             timeout,
             endpoints,
+        };
+        let unreachable = |why: String| {
+            Error::other(format!(
+                "etcd unreachable at {} ({why}); check --etcd/PIPEWORK_ETCD; nothing changed",
+                s.endpoints
+            ))
         };
         // Any read through the cluster: a quorum-less cluster or a dead
         // endpoint list fails here.
@@ -219,7 +179,7 @@ impl Store {
                 Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => return Err(unreachable(e.to_string())),
+                Err(e) => return Err(unreachable(gateway_hint(e.to_string(), opts))),
             }
         }
     }
@@ -227,7 +187,7 @@ impl Store {
     /// Run one etcd call under the bound.
     pub async fn call<T, F>(&self, what: &str, f: F) -> Result<T>
     where
-        F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+        F: std::future::Future<Output = Result<T>>,
     {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
@@ -240,50 +200,80 @@ impl Store {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut c = self.client.clone();
-        let r = self.call(&format!("get {key}"), c.get(key, None)).await?;
-        Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+        Ok(self.get_kv(key).await?.map(|(v, _)| v))
     }
 
     /// A key's value and its modification revision (for a transaction
     /// that writes only if nobody else did meanwhile).
     pub async fn get_kv(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
-        let mut c = self.client.clone();
-        let r = self.call(&format!("get {key}"), c.get(key, None)).await?;
-        Ok(r.kvs()
-            .first()
-            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+        let r = self
+            .call(&format!("get {key}"), self.client.range(key, false))
+            .await?;
+        Ok(r.kvs
+            .into_iter()
+            .next()
+            .map(|kv| (kv.value, kv.mod_revision)))
     }
 
     /// All keys under a prefix, with the revision they were read at.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64)> {
-        let mut c = self.client.clone();
         let r = self
-            .call(
-                &format!("list {prefix}"),
-                c.get(prefix, Some(GetOptions::new().with_prefix())),
-            )
+            .call(&format!("list {prefix}"), self.client.range(prefix, true))
             .await?;
-        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
         Ok((
-            r.kvs()
-                .iter()
-                .map(|kv| {
-                    (
-                        String::from_utf8_lossy(kv.key()).into_owned(),
-                        kv.value().to_vec(),
-                    )
-                })
+            r.kvs
+                .into_iter()
+                .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
                 .collect(),
-            rev,
+            r.revision,
         ))
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let mut c = self.client.clone();
-        self.call(&format!("delete {key}"), c.delete(key, None))
+        self.call(&format!("delete {key}"), self.client.delete(key))
             .await
-            .map(|_| ())
+    }
+
+    /// Put under a lease (None: a key that lives until deleted).
+    pub async fn put(&self, what: &str, key: &str, value: &[u8], lease: Option<i64>) -> Result<()> {
+        self.call(what, self.client.put(key, value, lease)).await
+    }
+
+    /// A transaction; true when its comparisons held and its writes ran.
+    pub async fn txn(&self, what: &str, t: etcd::Txn) -> Result<bool> {
+        self.call(what, self.client.txn(t)).await
+    }
+
+    pub async fn lease_grant(&self, ttl: i64) -> Result<i64> {
+        self.call("lease grant", self.client.lease_grant(ttl)).await
+    }
+
+    pub async fn lease_ttl(&self, id: i64) -> Result<i64> {
+        self.call("lease ttl", self.client.lease_ttl(id)).await
+    }
+
+    /// Renew a lease once; the TTL it now has (0: it had lapsed).
+    pub async fn lease_keepalive(&self, id: i64) -> Result<i64> {
+        self.call("lease keepalive", self.client.lease_keepalive(id))
+            .await
+    }
+
+    /// Watch everything under `prefix` from revision `start`.
+    pub async fn watch(&self, prefix: &str, start: i64) -> Result<etcd::Watch> {
+        self.call("watch", self.client.watch(prefix, start)).await
+    }
+}
+
+/// etcd's JSON gateway dials etcd itself with the server's certificate; a
+/// cluster with --client-cert-auth then checks it as a client certificate,
+/// and one made for serverAuth only resets that dial.
+fn gateway_hint(why: String, opts: &EtcdOpts) -> String {
+    if opts.cacert.is_some() && why.contains("client preface") {
+        format!(
+            "{why}; etcd's JSON gateway presents the server certificate as a client: with --client-cert-auth it needs extendedKeyUsage clientAuth as well as serverAuth"
+        )
+    } else {
+        why
     }
 }
 
