@@ -75,7 +75,16 @@ pub async fn run() -> Result<()> {
                 y.addresses.join(","),
                 t.elapsed().as_secs_f64() * 1e3
             );
-            exchange(&a, &b)
+            // What attach did to the host beyond the plumbing (a firewall
+            // rule for the bridge), as `pipework attach` says it.
+            for n in x.host.notes.iter().chain(&y.host.notes) {
+                println!("demo: {}", crate::untrusted::display(n));
+            }
+            exchange(&a, &b).map_err(|e| match crate::firewall::why_dropped(&bridge) {
+                // Name the cause, not only the symptom (a timeout).
+                Some(why) => Error::other(format!("{e}: {why}")),
+                None => e,
+            })
         }
         (Err(e), _) | (_, Some(Err(e))) => Err(Error::other(format!("attach failed: {e}"))),
         _ => Err(Error::other("attach failed")),

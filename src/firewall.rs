@@ -5,11 +5,22 @@
 //! so it can be listed and removed when the bridge's last attachment goes.
 //!
 //! This is the one place we run a program: iptables' rule format has no
-//! stable kernel API of its own, and a host where the problem exists always
+//! stable kernel API of its own, and a host where dockerd made the problem
 //! has iptables (dockerd needs it). Never through a shell.
+//!
+//! The same drop comes from native nftables (a firewalld host's forward
+//! chain with policy drop): that chain gets the same accept rule through
+//! nftables' netlink, what `nft` speaks (nft.rs; no binary needed). When
+//! frames would be dropped and pipework cannot add its rule (no iptables in
+//! this root, iptables failing, the kernel refusing), attach fails in one
+//! line that names the fix rather than leave a network that silently drops
+//! everything.
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use std::process::{Command, Stdio};
+
+mod legacy;
+mod nft;
 
 fn comment(bridge: &str) -> String {
     format!("pipework:{bridge}")
@@ -32,12 +43,23 @@ fn iptables_path() -> &'static str {
 }
 
 fn iptables(args: &[&str]) -> Option<std::process::Output> {
+    iptables_output(args).ok()
+}
+
+fn iptables_output(args: &[&str]) -> std::io::Result<std::process::Output> {
     Command::new(iptables_path())
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .ok()
+}
+
+fn first_or(line: &str, status: std::process::ExitStatus) -> String {
+    if line.is_empty() {
+        status.to_string()
+    } else {
+        crate::untrusted::display(line).into_owned()
+    }
 }
 
 /// The filter table as `iptables -S` prints it. One run answers all three
@@ -47,9 +69,28 @@ struct Filter(String);
 
 impl Filter {
     fn fetch() -> Option<Filter> {
-        iptables(&["-S"])
-            .filter(|o| o.status.success())
-            .map(|o| Filter(String::from_utf8_lossy(&o.stdout).into_owned()))
+        Filter::probe().ok()
+    }
+
+    /// The listing, or why there is none (for the one-line error).
+    fn probe() -> std::result::Result<Filter, String> {
+        match iptables_output(&["-S"]) {
+            Ok(o) if o.status.success() => {
+                Ok(Filter(String::from_utf8_lossy(&o.stdout).into_owned()))
+            }
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let first = err.lines().next().unwrap_or("").trim();
+                Err(format!(
+                    "`iptables -S` failed ({})",
+                    first_or(first, o.status)
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("there is no iptables binary".into())
+            }
+            Err(e) => Err(format!("iptables cannot be run ({e})")),
+        }
     }
 
     fn forward_drops(&self) -> bool {
@@ -178,38 +219,134 @@ pub fn allow_bridge(
     } else {
         Some(crate::lock::Lock::take(&format!("firewall-{bridge}"))?)
     };
-    let Some(filter) = Filter::fetch() else {
-        return Ok(None);
+    let undo = |j: &mut Journal| {
+        // Undo through the same check as detach: a concurrent attach may
+        // rely on the rule by now. (The bridge driver adds the rule before
+        // the veth, so on rollback our own port is already gone when this
+        // runs.) One entry removes every rule of ours for the bridge.
+        let (h, b) = (host.clone(), bridge.to_string());
+        j.record(format!("firewall rules for {bridge}"), async move {
+            release(&h, &b, false, Some(port)).await.map(|_| ())
+        });
     };
-    if !filter.forward_drops() {
-        return Ok(None);
+    let mut notes: Vec<String> = Vec::new();
+    // Whether some chain drops and our rule is now in it (for the marker),
+    // and whether the journal already has the undo.
+    let (mut in_place, mut undone) = (false, false);
+    let chains = nft::forward_chains().unwrap_or_default();
+
+    // iptables' FORWARD chain (dockerd's DROP), through iptables itself.
+    match Filter::probe() {
+        Ok(filter) if filter.forward_drops() => {
+            let chain = filter.chain();
+            if dry_run {
+                println!("iptables -w -I {chain} {}", rule(bridge).join(" "));
+            } else if filter.count(chain, bridge) == 0 {
+                if !run("-I", chain, bridge) {
+                    return Err(Error::other(format!(
+                        "bridge {bridge}: FORWARD drops bridged traffic (dockerd) and `iptables -I {chain}` failed: \
+                         add `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` by hand, \
+                         or set net.bridge.bridge-nf-call-iptables=0"
+                    )));
+                }
+                undo(j);
+                undone = true;
+                notes.push(format!(
+                    "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
+                    comment(bridge)
+                ));
+            }
+            in_place = true;
+        }
+        Ok(_) => {}
+        // No iptables to ask: read its FORWARD policy from the kernel
+        // (iptables-nft's chain is an nftables chain; legacy x_tables
+        // answers a getsockopt). Dropping, with nothing to add our rule:
+        // say so now instead of attaching to a bridge that drops.
+        Err(why) => {
+            let drops =
+                chains.iter().any(|c| c.is_iptables() && c.drops) || legacy::forward_drops();
+            if drops {
+                return Err(Error::other(format!(
+                    "bridge {bridge}: its frames would be dropped (bridge-nf-call-iptables=1, iptables FORWARD policy DROP) \
+                     and {why}: install iptables, or set net.bridge.bridge-nf-call-iptables=0"
+                )));
+            }
+        }
     }
-    let chain = filter.chain();
-    if dry_run {
-        println!("iptables -w -I {chain} {}", rule(bridge).join(" "));
-        return Ok(None);
+
+    // Native nftables: every other forward chain whose policy is drop
+    // must accept the bridge's frames itself (see nft.rs for why).
+    let c = comment(bridge);
+    for ch in chains.iter().filter(|c| c.drops && !c.is_iptables()) {
+        let spec = crate::untrusted::display(&ch.spec()).into_owned();
+        let text = nft::rule_text(bridge, &c);
+        if dry_run {
+            println!("nft insert rule {spec} {text}");
+            continue;
+        }
+        in_place = true;
+        let present = nft::commented_rules(ch, &c).is_ok_and(|r| r.iter().any(|(_, x)| *x == c));
+        if present {
+            continue;
+        }
+        if let Err(e) = nft::insert_accept(ch, bridge, &c) {
+            return Err(Error::other(format!(
+                "bridge {bridge}: its frames would be dropped (bridge-nf-call-iptables=1, nftables chain `{spec}` policy drop) \
+                 and adding our accept rule failed ({e}): run `nft insert rule {spec} {text}`, \
+                 or set net.bridge.bridge-nf-call-iptables=0"
+            )));
+        }
+        if !undone {
+            undo(j);
+            undone = true;
+        }
+        notes.push(format!(
+            "nftables chain `{spec}` drops bridged traffic: added `{}` (comment {c})",
+            nft::rule_text(bridge, &c).replace(&format!(" comment \"{c}\""), "")
+        ));
     }
-    if filter.count(chain, bridge) > 0 {
+    // No drop found: no marker, so a later attach checks again (dockerd
+    // or a firewall may have started meanwhile).
+    if in_place && !dry_run {
         mark(bridge, br.index);
-        return Ok(None);
     }
-    if !run("-I", chain, bridge) {
-        return Err(Error::other(format!(
-            "bridge {bridge}: FORWARD drops bridged traffic (dockerd) and `iptables -I {chain}` failed; is iptables installed?"
-        )));
+    Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// For `pipework demo` when nothing crosses the bridge: which firewall
+/// drops its frames, if one we know of does (None: not a firewall of ours
+/// to name). Read-only.
+pub fn why_dropped(bridge: &str) -> Option<String> {
+    if !bridged_traffic_is_filtered() {
+        return None;
     }
-    mark(bridge, br.index);
-    // Undo through the same check as detach: a concurrent attach may rely
-    // on the rule by now. (The bridge driver adds the rule before the veth,
-    // so on rollback our own port is already gone when this runs.)
-    let (h, b) = (host.clone(), bridge.to_string());
-    j.record(format!("iptables rule for {bridge}"), async move {
-        release(&h, &b, false, Some(port)).await.map(|_| ())
-    });
-    Ok(Some(format!(
-        "dockerd drops bridged traffic: added `iptables -I {chain} -i {bridge} -o {bridge} -j ACCEPT` (comment {})",
-        comment(bridge)
-    )))
+    let mut why = Vec::new();
+    let c = comment(bridge);
+    let chains = nft::forward_chains().unwrap_or_default();
+    match Filter::probe() {
+        Ok(f) if f.forward_drops() && f.count(f.chain(), bridge) == 0 => {
+            why.push("iptables FORWARD policy DROP without an accept rule for it".to_string())
+        }
+        Err(_) if chains.iter().any(|c| c.is_iptables() && c.drops) || legacy::forward_drops() => {
+            why.push("iptables FORWARD policy DROP, and no iptables to add a rule".to_string())
+        }
+        _ => {}
+    }
+    for ch in chains.iter().filter(|c| c.drops && !c.is_iptables()) {
+        if !nft::commented_rules(ch, &c).is_ok_and(|r| r.iter().any(|(_, x)| *x == c)) {
+            why.push(format!(
+                "nftables chain `{}` policy drop without an accept rule for it",
+                crate::untrusted::display(&ch.spec())
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "bridge {bridge}: frames between its ports are dropped (bridge-nf-call-iptables=1): {}",
+            why.join(", ")
+        )
+    })
 }
 
 /// After a detach: drop our rule when no pipework port is left on the
@@ -218,9 +355,21 @@ pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
     release(host, bridge, true, None).await.map(|_| ())
 }
 
-/// Bridges that have a rule of ours (by its comment), in either chain.
+/// Bridges that have a rule of ours (by its comment): iptables' chains,
+/// then nftables' forward chains.
 pub fn rule_bridges() -> Vec<String> {
-    Filter::fetch().map(|f| f.bridges()).unwrap_or_default()
+    let mut out = Filter::fetch().map(|f| f.bridges()).unwrap_or_default();
+    for ch in nft::forward_chains().unwrap_or_default() {
+        for (_, c) in nft::commented_rules(&ch, "pipework:").unwrap_or_default() {
+            if let Some(b) = c.strip_prefix("pipework:")
+                && crate::request::check_ifname(b).is_ok()
+                && !out.iter().any(|x| x == b)
+            {
+                out.push(b.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Whether the rule for `bridge` is still needed: a port of ours is on it,
@@ -276,20 +425,38 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
         let _ = std::fs::remove_file(m);
     }
     let mut removed = false;
-    let Some(filter) = Filter::fetch() else {
-        return Ok(false);
-    };
-    for chain in ["DOCKER-USER", "FORWARD"] {
-        for _ in 0..filter.count(chain, bridge) {
-            if !run("-D", chain, bridge) {
-                break;
+    if let Some(filter) = Filter::fetch() {
+        for chain in ["DOCKER-USER", "FORWARD"] {
+            for _ in 0..filter.count(chain, bridge) {
+                if !run("-D", chain, bridge) {
+                    break;
+                }
+                removed = true;
+                if announce {
+                    eprintln!(
+                        "pipework: removed iptables rule {} from {chain}",
+                        comment(bridge)
+                    );
+                }
             }
-            removed = true;
-            if announce {
-                eprintln!(
-                    "pipework: removed iptables rule {} from {chain}",
-                    comment(bridge)
-                );
+        }
+    }
+    // nftables: our rule in any forward chain, whatever its policy is now.
+    let c = comment(bridge);
+    for ch in nft::forward_chains().unwrap_or_default() {
+        for (handle, _) in nft::commented_rules(&ch, &c)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, x)| *x == c)
+        {
+            if nft::delete(&ch, handle).is_ok() {
+                removed = true;
+                if announce {
+                    eprintln!(
+                        "pipework: removed nftables rule {c} from {}",
+                        crate::untrusted::display(&ch.spec())
+                    );
+                }
             }
         }
     }
