@@ -4,6 +4,7 @@
 pub mod address;
 pub mod ambassador;
 pub mod attach;
+pub mod classic;
 pub mod cli;
 pub mod cni;
 pub mod demo;
@@ -29,6 +30,7 @@ pub mod overlay;
 pub mod ovsdb;
 pub mod record;
 pub mod request;
+pub mod rt;
 pub mod sriov;
 pub mod untrusted;
 

@@ -11,7 +11,8 @@ impl Lock {
         // Names embed interface names, some of which come from records a
         // guest could have forged (`vlan-<hi>` on detach): keep each to one
         // component of the lock directory.
-        let name = crate::untrusted::check_component(name, "lock")?;
+        let name = crate::untrusted::check_component(name, "lock")
+            .map_err(|r| Error::bad(r.token, r.reason))?;
         let dir = "/run/pipework";
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
         let path = format!("{dir}/{name}.lock");

@@ -8,7 +8,6 @@
 //! And it never becomes part of a host file name unchecked: a `/` or `..`
 //! would walk out of the directory we meant (`file_component`,
 //! `check_component`).
-use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -89,7 +88,10 @@ pub fn file_component(s: &str) -> Cow<'_, str> {
 /// at most 200 bytes (NAME_MAX is 255; callers add a prefix and suffix).
 /// For names we expect to be well formed already (lock names, interface
 /// names), where encoding would only hide a bug or a forgery.
-pub fn check_component<'a>(s: &'a str, what: &str) -> Result<&'a str> {
+///
+/// This module sits below `error` (which renders through `display`), so a
+/// refusal is a plain value the caller turns into its error.
+pub fn check_component<'a>(s: &'a str, what: &str) -> Result<&'a str, Refused> {
     let ok = !s.is_empty()
         && s != "."
         && s != ".."
@@ -99,10 +101,26 @@ pub fn check_component<'a>(s: &'a str, what: &str) -> Result<&'a str> {
     if ok {
         Ok(s)
     } else {
-        Err(Error::bad(
-            display(s),
-            format!("not usable as a {what} file name (no '/', '.', '..' or control characters)"),
-        ))
+        Err(Refused {
+            token: display(s).into_owned(),
+            reason: format!(
+                "not usable as a {what} file name (no '/', '.', '..' or control characters)"
+            ),
+        })
+    }
+}
+
+/// A string refused by `check_component`: the token as it may be shown,
+/// and why.
+#[derive(Debug)]
+pub struct Refused {
+    pub token: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.token, self.reason)
     }
 }
 

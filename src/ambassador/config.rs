@@ -36,7 +36,7 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
     /// Round-robin over healthy backends.

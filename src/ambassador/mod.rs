@@ -43,65 +43,52 @@ pub struct Seq {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-fn seq(s: &str) -> std::result::Result<Seq, String> {
+pub fn seq(s: &str) -> std::result::Result<Seq, String> {
     Ok(Seq {
         n: SEQ.fetch_add(1, Ordering::Relaxed),
         val: s.to_string(),
     })
 }
 
-fn duration(s: &str) -> std::result::Result<Duration, String> {
+pub fn duration(s: &str) -> std::result::Result<Duration, String> {
     config::parse_duration(s)
 }
 
-#[derive(clap::Args, Debug)]
+/// `pipework ambassador`'s settings, as the CLI typed them.
+#[derive(Debug)]
 pub struct AmbassadorArgs {
     /// Listen on ADDR (IP:PORT, tcp by default; udp:IP:PORT for UDP). The
     /// --to options that follow it name its backends.
-    #[arg(long, value_name = "ADDR", value_parser = seq)]
     pub listen: Vec<Seq>,
     /// A backend HOST:PORT for the preceding --listen (names are resolved at
     /// connect time and re-resolved).
-    #[arg(long, value_name = "HOST:PORT", value_parser = seq)]
     pub to: Vec<Seq>,
     /// TOML file with listeners and settings; re-read on SIGHUP.
-    #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
     /// Backend choice: round-robin or least connections [default: rr].
-    #[arg(long, value_enum)]
     pub balance: Option<Balance>,
     /// Give up on a backend connect after this long and try the next [default: 3s].
-    #[arg(long, value_name = "DUR", value_parser = duration)]
     pub connect_timeout: Option<Duration>,
     /// Active TCP health check period, 0 to disable [default: 2s].
-    #[arg(long, value_name = "DUR", value_parser = duration)]
     pub health_interval: Option<Duration>,
     /// Close TCP connections idle this long, 0 to disable [default: 1h].
-    #[arg(long, value_name = "DUR", value_parser = duration)]
     pub idle_timeout: Option<Duration>,
     /// End UDP sessions idle this long [default: 60s].
-    #[arg(long, value_name = "DUR", value_parser = duration)]
     pub udp_timeout: Option<Duration>,
     /// Refuse connections beyond this many [default: from `ulimit -n`].
-    #[arg(long, value_name = "N")]
     pub max_conns: Option<usize>,
     /// On SIGTERM, wait this long for open connections to finish [default: 30s].
-    #[arg(long, value_name = "DUR", value_parser = duration)]
     pub drain_timeout: Option<Duration>,
     /// Serve Prometheus metrics on ADDR (IP:PORT), path /metrics.
-    #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     /// Add listeners from Docker-link variables (NAME_PORT_<n>_TCP=tcp://ip:port).
-    #[arg(long)]
     pub from_env: bool,
     /// Address the --from-env listeners bind to.
-    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    /// Address the --from-env listeners bind to (the CLI's default: 0.0.0.0).
     pub env_bind: IpAddr,
     /// Worker threads [default: one per CPU].
-    #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Bind the listeners inside this guest's network namespace.
-    #[arg(long, value_name = "GUEST")]
     pub netns: Option<String>,
 }
 
@@ -178,14 +165,7 @@ pub fn run(args: AmbassadorArgs) -> Result<()> {
         None => None,
     };
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    let rt = crate::rt::multi(args.threads)?;
     let res = rt.block_on(async {
         for (spec, b) in bound {
             ctx.start(&spec, b)?;

@@ -40,15 +40,15 @@ pub enum Cmd {
     /// Reach macvlan guests from the host through a host-side macvlan.
     HostShim(PassArgs),
     /// Forward TCP/UDP to backends, zero-copy (splice), optionally listening inside a guest.
-    Ambassador(crate::ambassador::AmbassadorArgs),
+    Ambassador(super::ambassador::AmbassadorArgs),
     /// Connect two guests with a point-to-point veth pair (no bridge).
-    Link(crate::link::cli::LinkArgs),
+    Link(super::link::LinkArgs),
     /// Declarative labs: up, down, status, graph.
-    Lab(crate::lab::cli::LabArgs),
+    Lab(super::lab::LabArgs),
     /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
-    Overlay(crate::overlay::OverlayArgs),
+    Overlay(super::overlay::OverlayArgs),
     /// Follow Docker events: plumb containers from their pipework.IFNAME labels on every start.
-    Watch(crate::watch::WatchArgs),
+    Watch(WatchFlags),
     /// Print the man page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.
@@ -96,7 +96,7 @@ pub struct AttachArgs {
     #[arg(long = "ipvlan")]
     pub ipvlan: Option<String>,
     /// DHCP: give up after this many seconds without a lease.
-    #[arg(long = "dhcp-timeout", default_value_t = 10.0)]
+    #[arg(long = "dhcp-timeout", default_value_t = crate::classic::DEFAULT_DHCP_TIMEOUT)]
     pub dhcp_timeout: f64,
     /// DHCP: write the lease's DNS servers to the guest's /etc/resolv.conf.
     #[arg(long = "dns-write")]
@@ -180,4 +180,23 @@ pub struct WaitArgs {
 pub struct PassArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchFlags {
+    /// Host sides a label may name (shell pattern, repeatable) [default: br*].
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// Engine socket, unix:///path [default: $DOCKER_HOST, then /var/run/docker.sock].
+    #[arg(long = "docker-host", value_name = "URL")]
+    pub docker_host: Option<String>,
+}
+
+impl From<WatchFlags> for crate::watch::WatchArgs {
+    fn from(w: WatchFlags) -> Self {
+        crate::watch::WatchArgs {
+            allow: w.allow,
+            docker_host: w.docker_host,
+        }
+    }
 }

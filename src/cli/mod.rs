@@ -1,11 +1,15 @@
 //! Command line: clap definitions (flags defined once) plus the classic
 //! positional grammar, both parsed into one typed request.
+mod ambassador;
 mod args;
 mod classic;
+mod lab;
+mod link;
 mod output;
+mod overlay;
 
 pub use args::{AttachArgs, Cli, Cmd, WaitArgs};
-pub use classic::{is_subcommand, to_request};
+pub use classic::to_request;
 
 use crate::error::{Error, Result};
 use clap::{CommandFactory, Parser};
@@ -53,25 +57,18 @@ pub fn parse_args(argv: Vec<String>) -> std::result::Result<Cli, clap::Error> {
     Cli::try_parse_from(classic::rewrite(argv))
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    // One thread is plenty: we wait on the kernel, not on CPU, and a
-    // current-thread runtime starts in microseconds.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))
-}
+use crate::rt::current as runtime;
 
 fn run(cli: Cli) -> Result<i32> {
     // The proxy keeps SIGPIPE ignored: a peer closing mid-splice must be an
     // EPIPE on that connection, not the end of every connection.
     let cmd = match cli.cmd {
-        Cmd::Ambassador(a) => return crate::ambassador::run(a).map(|()| 0),
+        Cmd::Ambassador(a) => return crate::ambassador::run(a.into()).map(|()| 0),
         // Long-lived too: a write to a socket the engine closed must be an
         // error to reconnect from, not the end of the process.
         Cmd::Watch(w) => {
             privileged()?;
-            return crate::watch::run(w).map(|()| 0);
+            return crate::watch::run(w.into()).map(|()| 0);
         }
         other => other,
     };
@@ -83,7 +80,7 @@ fn run(cli: Cli) -> Result<i32> {
     // a silent death by SIGPIPE.
     let etcd = match &cmd {
         Cmd::Overlay(_) => true,
-        Cmd::Attach(a) => crate::overlay::attach::claims(a),
+        Cmd::Attach(a) => crate::overlay::attach::claims(&a.classic()),
         Cmd::Detach(_) => crate::overlay::state::path().exists(),
         _ => false,
     };
@@ -94,10 +91,10 @@ fn run(cli: Cli) -> Result<i32> {
         }
     }
     match cmd {
-        Cmd::Attach(a) if crate::overlay::attach::claims(&a) => {
+        Cmd::Attach(a) if crate::overlay::attach::claims(&a.classic()) => {
             privileged()?;
             let rt = runtime()?;
-            match rt.block_on(crate::overlay::attach::try_attach(&a))? {
+            match rt.block_on(crate::overlay::attach::try_attach(&a.classic()))? {
                 Some(rep) => output::attach(&rep, a.json, false),
                 None => {
                     let req = classic::to_request(&a)?;
@@ -163,15 +160,15 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Link(l) => {
             privileged()?;
-            crate::link::cli::run(&l)
+            link::run(&l)
         }
         Cmd::Lab(l) => {
             privileged()?;
-            crate::lab::cli::run(&l)
+            lab::run(&l)
         }
         Cmd::Overlay(o) => {
             privileged()?;
-            runtime()?.block_on(crate::overlay::run(o))
+            runtime()?.block_on(crate::overlay::run(o.cmd.into()))
         }
         Cmd::Ambassador(_) | Cmd::Watch(_) => Ok(0), // handled above
         Cmd::Man => {

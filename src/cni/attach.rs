@@ -187,18 +187,13 @@ pub(super) fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
 }
 
 pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
-    // A handful of netlink round trips: one thread starts much faster than
-    // the multi-threaded runtime.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CniError::new(
-                code::INTERNAL,
-                "cannot start the async runtime",
-                e.to_string(),
-            )
-        })
+    crate::rt::current().map_err(|e| {
+        CniError::new(
+            code::INTERNAL,
+            "cannot start the async runtime",
+            e.to_string(),
+        )
+    })
 }
 
 pub(super) fn open_netns(path: &str) -> CniResult<NetNs> {

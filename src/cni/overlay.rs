@@ -74,10 +74,7 @@ pub fn add(
 
 /// A fresh runtime for the release path (the plumber's is borrowed).
 fn plumber_rt_delete(st: &Store, key: &str) -> crate::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| crate::Error::io("starting the async runtime", e))?;
+    let rt = crate::rt::current()?;
     rt.block_on(st.delete(key))
 }
 

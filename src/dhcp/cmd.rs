@@ -66,10 +66,7 @@ fn acquire_cmd(args: &[OsString]) -> Result<()> {
         opts.timeout = Duration::try_from_secs_f64(secs)
             .map_err(|_| Error::bad(&t, "--dhcp-timeout is too large"))?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
+    let rt = crate::rt::current()?;
     rt.block_on(async {
         let ns = NetNs::open(&PathBuf::from(&ns_path))?;
         let lease = super::acquire(&ns, &ifname, &opts).await?;

@@ -12,45 +12,7 @@ use crate::netns::NetNs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Client {
-    Udhcpc,
-    Dhclient,
-    Dhcpcd,
-    /// `dhcp:OPTS`: busybox udhcpc, daemonizing after the lease.
-    BusyboxUdhcpc,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Form {
-    pub client: Client,
-    /// The `-f` variants: leave the client running.
-    pub foreground: bool,
-    pub opts: Vec<String>,
-}
-
-/// Recognise a classic external-client method. `dhcp` and `dhcp:once` are
-/// our own client and return `None`.
-pub fn parse(method: &str) -> Option<Form> {
-    let (name, opts) = match method.split_once(':') {
-        Some((n, o)) => (n, o.split_whitespace().map(String::from).collect()),
-        None => (method, Vec::new()),
-    };
-    let (client, foreground) = match name {
-        "udhcpc" => (Client::Udhcpc, false),
-        "udhcpc-f" => (Client::Udhcpc, true),
-        "dhclient" => (Client::Dhclient, false),
-        "dhclient-f" => (Client::Dhclient, true),
-        "dhcpcd" => (Client::Dhcpcd, false),
-        "dhcp" if !opts.is_empty() && method != "dhcp:once" => (Client::BusyboxUdhcpc, true),
-        _ => return None,
-    };
-    Some(Form {
-        client,
-        foreground,
-        opts,
-    })
-}
+pub use crate::request::dhcp_form::{Client, Form, parse};
 
 /// Find an executable in PATH plus the sbin directories (root's PATH may
 /// lack them under sudo or cron).

@@ -332,10 +332,7 @@ async fn watch(st: &KeeperState) -> String {
 
 /// Entry point of `pipework dhcp-keeper --state FILE`.
 pub fn main(state_path: &Path) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::rt::current() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pipework dhcp-keeper: {e}");

@@ -5,7 +5,6 @@
 pub mod apply;
 mod build;
 pub mod clab;
-pub mod cli;
 pub mod down;
 mod engine;
 pub mod file;

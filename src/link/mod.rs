@@ -4,7 +4,6 @@
 //! its peer, so `ls`, `detach` and `gc` find it from either side; deleting
 //! one end deletes the pair.
 mod build;
-pub mod cli;
 mod end;
 
 pub use build::build;

@@ -17,18 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
+/// `pipework overlay agent`'s settings.
+#[derive(Debug)]
 pub struct AgentArgs {
     /// Interface or local address that carries VXLAN (required when ambiguous).
-    #[arg(long)]
     pub underlay: Option<String>,
     /// This host's name in etcd [default: the hostname].
-    #[arg(long)]
     pub name: Option<String>,
     /// Lease TTL in seconds: a dead host's endpoints vanish after this.
-    #[arg(long, default_value_t = 10)]
     pub ttl: i64,
-    #[command(flatten)]
     pub etcd: EtcdOpts,
 }
 

@@ -6,7 +6,7 @@ use super::alloc::{self, Want};
 use super::names;
 use super::state::{self, AgentState};
 use super::store::{self, Endpoint, Store};
-use crate::cli::AttachArgs;
+use crate::classic::{ClassicArgs, to_request};
 use crate::error::{Error, Result};
 
 /// The record field holding the endpoint's overlay address. Signed with
@@ -24,7 +24,7 @@ pub fn ovip_of(rec: &crate::record::Record) -> Option<std::net::Ipv4Addr> {
 /// Cheap, synchronous: is `a.host` an overlay network here? Only when an
 /// agent runs on this host and no interface of that name exists (a real
 /// interface always keeps its classic meaning).
-pub fn claims(a: &AttachArgs) -> bool {
+pub fn claims(a: &ClassicArgs) -> bool {
     names::check_name(&a.host).is_ok()
         && !std::path::Path::new("/sys/class/net")
             .join(&a.host)
@@ -34,7 +34,7 @@ pub fn claims(a: &AttachArgs) -> bool {
 
 /// The overlay attach, or None when NET is not an overlay network (the
 /// caller then goes the classic way, e.g. a new `br5`).
-pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>> {
+pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>> {
     let net_name = a.host.clone();
     let agent = state::require(&net_name)?;
     let classic_ok = a.host.starts_with("br") || a.create;
@@ -74,7 +74,7 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
         Want::Auto => std::net::Ipv4Addr::from(u32::from(net.subnet.network()) + 1),
     };
     args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
-    crate::cli::to_request(&args)?;
+    to_request(&args)?;
     let guest = crate::guest::resolve(&a.guest)?;
     wait_for_bridge(&net_name).await?;
     // Already attached (a re-run): no new claim; the classic path reports
@@ -95,7 +95,7 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
         };
         args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
-        let mut req = crate::cli::to_request(&args)?;
+        let mut req = to_request(&args)?;
         req.record_extras.insert(OVIP.into(), ip.to_string().into());
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
@@ -113,7 +113,7 @@ pub async fn try_attach(a: &AttachArgs) -> Result<Option<crate::attach::Report>>
     args.ip = Some(format!("{}/{}", ep.ip, net.subnet.prefix()));
     args.mac = Some(ep.mac.clone());
     let result = async {
-        let mut req = crate::cli::to_request(&args)?;
+        let mut req = to_request(&args)?;
         req.record_extras
             .insert(OVIP.into(), ep.ip.to_string().into());
         crate::attach::attach_to(&req, &guest).await

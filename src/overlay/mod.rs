@@ -20,55 +20,31 @@ pub mod store;
 pub mod underlay;
 
 use crate::error::Result;
-use clap::{Args, Subcommand};
 
-#[derive(Args, Debug)]
-pub struct OverlayArgs {
-    #[command(subcommand)]
-    pub cmd: OverlayCmd,
-}
-
-#[derive(Subcommand, Debug)]
+/// What `pipework overlay …` asks for (the CLI's flags, typed).
+#[derive(Debug)]
 pub enum OverlayCmd {
     /// Define a network in etcd.
     Create {
         name: String,
-        /// IPv4 subnet of the network, e.g. 10.40.0.0/16.
-        #[arg(long)]
         subnet: String,
-        /// VXLAN network identifier [default: the lowest free from 4096].
-        #[arg(long)]
         vni: Option<u32>,
-        /// Container MTU: auto (underlay MTU - 50 over IPv4, - 70 over IPv6) or a number.
-        #[arg(long, default_value = "auto")]
+        /// `auto` or a number.
         mtu: String,
-        /// VXLAN UDP port.
-        #[arg(long, default_value_t = 4789)]
         port: u16,
-        #[arg(long)]
         json: bool,
-        #[command(flatten)]
         etcd: store::EtcdOpts,
     },
     /// Remove a network (refused while endpoints exist).
-    Delete {
-        name: String,
-        #[command(flatten)]
-        etcd: store::EtcdOpts,
-    },
+    Delete { name: String, etcd: store::EtcdOpts },
     /// Run this host's agent (stays in the foreground).
     Agent(agent::AgentArgs),
-    /// Hosts, endpoints, MTUs and drift between etcd and this host's kernel.
-    Status {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        etcd: store::EtcdOpts,
-    },
+    /// Hosts, endpoints, MTUs and drift.
+    Status { json: bool, etcd: store::EtcdOpts },
 }
 
-pub async fn run(a: OverlayArgs) -> Result<i32> {
-    match a.cmd {
+pub async fn run(cmd: OverlayCmd) -> Result<i32> {
+    match cmd {
         OverlayCmd::Create {
             name,
             subnet,

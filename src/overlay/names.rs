@@ -12,7 +12,7 @@ pub fn check_name(net: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && net.as_bytes()[0].is_ascii_alphanumeric();
-    if ok && crate::cli::is_subcommand(net) {
+    if ok && crate::classic::is_subcommand(net) {
         return Err(Error::bad(
             net,
             "is a pipework subcommand, so `pipework NET $CID ...` could not name it; pick another network name",

@@ -69,23 +69,16 @@ pub struct Endpoint {
     pub since: u64,
 }
 
-/// Where etcd is and how to reach it; flags named as etcdctl names them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
+/// Where etcd is and how to reach it (etcdctl's --endpoints, --cacert,
+/// --cert, --key), and how long one request may take.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EtcdOpts {
-    /// etcd endpoints, comma-separated (default $PIPEWORK_ETCD, then http://127.0.0.1:2379).
-    #[arg(long = "etcd", env = "PIPEWORK_ETCD")]
+    /// Endpoints, comma-separated (None: http://127.0.0.1:2379).
     pub etcd: Option<String>,
-    /// CA bundle to verify etcd's certificate (as etcdctl --cacert).
-    #[arg(long)]
     pub cacert: Option<std::path::PathBuf>,
-    /// Client certificate for etcd (as etcdctl --cert).
-    #[arg(long)]
     pub cert: Option<std::path::PathBuf>,
-    /// Client key for etcd (as etcdctl --key).
-    #[arg(long)]
     pub key: Option<std::path::PathBuf>,
-    /// Seconds one etcd request may take before we give up.
-    #[arg(long = "etcd-timeout", default_value_t = 3.0)]
+    /// Seconds.
     #[serde(default = "default_timeout")]
     pub etcd_timeout: f64,
 }

@@ -1,13 +1,13 @@
 //! Container labels → attach requests. `pipework.IFNAME="HOSTIF IP [MAC][@VLAN]"`
 //! is the classic command line without the guest, so it goes through the
-//! very same parser (`cli::parse_args` → `cli::to_request`): one grammar,
-//! one set of error messages.
+//! very same checks (`classic::to_request`): one grammar, one set of error
+//! messages.
 //!
 //! Labels are untrusted: whoever may start a container may write them. So
 //! only the positional words are accepted (no flag could pick a host
 //! interface name, an OVSDB socket or `--direct-phys`), and the host side
 //! must match one of the operator's `--allow` patterns.
-use crate::cli::{Cmd, parse_args, to_request};
+use crate::classic::{ClassicArgs, to_request};
 use crate::request::AttachRequest;
 use crate::untrusted::display;
 use std::collections::BTreeMap;
@@ -105,28 +105,12 @@ fn one(ifname: &str, value: &str, guest: &str) -> Result<AttachRequest, String> 
         ));
     }
     crate::request::check_ifname(ifname).map_err(|e| e.to_string())?;
-    // `--ifname=` and `--`: nothing a label holds can be read as a flag.
-    let mut argv: Vec<String> = vec![
-        "pipework".into(),
-        "attach".into(),
-        format!("--ifname={ifname}"),
-        "--".into(),
-        host.into(),
-        guest.into(),
-    ];
-    argv.extend(rest.iter().map(|w| w.to_string()));
-    let cli = parse_args(argv).map_err(|e| {
-        let text = e.render().to_string();
-        text.lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_string()
-    })?;
-    match cli.cmd {
-        Cmd::Attach(a) => to_request(&a).map_err(|e| e.to_string()),
-        _ => Err("not an attach".into()),
-    }
+    // Positional words only: nothing a label holds is read as a flag.
+    let mut a = ClassicArgs::new(host, guest);
+    a.ifname = Some(ifname.into());
+    a.ip = rest.first().map(|w| w.to_string());
+    a.mac = rest.get(1).map(|w| w.to_string());
+    to_request(&a).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -21,13 +21,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[derive(clap::Args, Debug, Clone)]
+/// `pipework watch`'s settings.
+#[derive(Debug, Clone)]
 pub struct WatchArgs {
-    /// Host sides a label may name (shell pattern, repeatable) [default: br*].
-    #[arg(long = "allow", value_name = "PATTERN")]
+    /// Host sides a label may name (shell patterns); empty: `br*`.
     pub allow: Vec<String>,
-    /// Engine socket, unix:///path [default: $DOCKER_HOST, then /var/run/docker.sock].
-    #[arg(long = "docker-host", value_name = "URL")]
+    /// Engine socket URL; None: $DOCKER_HOST, then /var/run/docker.sock.
     pub docker_host: Option<String>,
 }
 

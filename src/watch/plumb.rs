@@ -286,10 +286,7 @@ pub async fn die(cx: &Arc<Ctx>, id: &str, name: &str) {
     let spawned = std::thread::Builder::new()
         .name("pw-release".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = crate::rt::current() else {
                 return;
             };
             rt.block_on(async {

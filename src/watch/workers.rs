@@ -64,10 +64,7 @@ impl Pool {
 }
 
 fn work(id: &str, rx: Receiver<Job>, queues: &Queues, cx: &Arc<Ctx>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::rt::current() {
         Ok(rt) => rt,
         Err(e) => {
             super::log(format_args!("cannot start a runtime: {e}"));

@@ -1,5 +1,8 @@
 //! The typed attach request: everything the classic positional grammar and
 //! the `attach` subcommand can say, validated before anything is touched.
+pub mod dhcp_form;
+pub mod vf;
+
 use crate::error::{Error, Result};
 use ipnetwork::IpNetwork;
 use md5::{Digest, Md5};
@@ -27,7 +30,7 @@ pub enum DhcpForm {
     /// Our own client; `keep` = run a lease keeper (the default).
     Native { keep: bool },
     /// `udhcpc`, `udhcpc-f`, `dhclient`, `dhclient-f`, `dhcpcd`, `dhcp:OPTS`:
-    /// the token as given, interpreted by `dhcp::external::parse`.
+    /// the token as given, interpreted by `dhcp_form::parse`.
     External { method: String },
 }
 
@@ -68,7 +71,7 @@ pub struct AttachRequest {
     /// Extra fields signed into the record (a lab's name and link id).
     pub record_extras: serde_json::Map<String, serde_json::Value>,
     /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
-    pub sriov: crate::sriov::Options,
+    pub sriov: vf::Options,
 }
 
 impl Default for AttachRequest {
@@ -187,7 +190,7 @@ pub fn parse_ip_token(tok: &str) -> Result<Addressing> {
         "dhcp:once" => return Ok(Addressing::Dhcp(DhcpForm::Native { keep: false })),
         _ => {}
     }
-    if crate::dhcp::external::parse(tok).is_some() {
+    if dhcp_form::parse(tok).is_some() {
         return Ok(Addressing::Dhcp(DhcpForm::External { method: tok.into() }));
     }
     let (cidr, gw) = match tok.split_once('@') {

@@ -1,6 +1,6 @@
 //! `pipework lab` flags, dispatch and output.
-use super::{apply, down, graph, load, state, status};
 use crate::error::{Error, Result};
+use crate::lab::{apply, down, graph, load, state, status};
 use crate::untrusted::display as shown;
 use clap::{Args, Subcommand};
 
@@ -46,7 +46,7 @@ fn json<T: serde::Serialize>(v: &T) {
 }
 
 pub fn run(a: &LabArgs) -> Result<i32> {
-    let rt = crate::cli::runtime()?;
+    let rt = super::runtime()?;
     match &a.cmd {
         LabCmd::Up { file, json: j } => {
             let lab = load(file)?;

@@ -1,6 +1,6 @@
 //! `pipework link` flags and output.
-use super::{EndSpec, LinkRequest, parse_addr, parse_end};
 use crate::error::Result;
+use crate::link::{EndSpec, LinkRequest, parse_addr, parse_end};
 use crate::untrusted::display as shown;
 use clap::Args;
 
@@ -69,7 +69,7 @@ pub fn to_request(a: &LinkArgs) -> Result<LinkRequest> {
 
 pub fn run(a: &LinkArgs) -> Result<i32> {
     let req = to_request(a)?;
-    let rep = crate::cli::runtime()?.block_on(super::run(&req))?;
+    let rep = super::runtime()?.block_on(crate::link::run(&req))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
     } else if rep.unchanged {

@@ -1,0 +1,138 @@
+//! `pipework overlay` flags; the overlay itself takes the typed
+//! `overlay::OverlayCmd` this turns them into.
+use crate::overlay::OverlayCmd;
+use crate::overlay::agent::AgentArgs;
+use crate::overlay::store::EtcdOpts;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct OverlayArgs {
+    #[command(subcommand)]
+    pub cmd: OverlayCli,
+}
+
+/// Where etcd is and how to reach it; flags named as etcdctl names them.
+#[derive(Args, Debug, Clone)]
+pub struct EtcdFlags {
+    /// etcd endpoints, comma-separated (default $PIPEWORK_ETCD, then http://127.0.0.1:2379).
+    #[arg(long = "etcd", env = "PIPEWORK_ETCD")]
+    pub etcd: Option<String>,
+    /// CA bundle to verify etcd's certificate (as etcdctl --cacert).
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Client certificate for etcd (as etcdctl --cert).
+    #[arg(long)]
+    pub cert: Option<std::path::PathBuf>,
+    /// Client key for etcd (as etcdctl --key).
+    #[arg(long)]
+    pub key: Option<std::path::PathBuf>,
+    /// Seconds one etcd request may take before we give up.
+    #[arg(long = "etcd-timeout", default_value_t = 3.0)]
+    pub etcd_timeout: f64,
+}
+
+impl From<EtcdFlags> for EtcdOpts {
+    fn from(f: EtcdFlags) -> EtcdOpts {
+        EtcdOpts {
+            etcd: f.etcd,
+            cacert: f.cacert,
+            cert: f.cert,
+            key: f.key,
+            etcd_timeout: f.etcd_timeout,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OverlayCli {
+    /// Define a network in etcd.
+    Create {
+        name: String,
+        /// IPv4 subnet of the network, e.g. 10.40.0.0/16.
+        #[arg(long)]
+        subnet: String,
+        /// VXLAN network identifier [default: the lowest free from 4096].
+        #[arg(long)]
+        vni: Option<u32>,
+        /// Container MTU: auto (underlay MTU - 50 over IPv4, - 70 over IPv6) or a number.
+        #[arg(long, default_value = "auto")]
+        mtu: String,
+        /// VXLAN UDP port.
+        #[arg(long, default_value_t = 4789)]
+        port: u16,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+    },
+    /// Remove a network (refused while endpoints exist).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+    },
+    /// Run this host's agent (stays in the foreground).
+    Agent {
+        /// Interface or local address that carries VXLAN (required when ambiguous).
+        #[arg(long)]
+        underlay: Option<String>,
+        /// This host's name in etcd [default: the hostname].
+        #[arg(long)]
+        name: Option<String>,
+        /// Lease TTL in seconds: a dead host's endpoints vanish after this.
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+    },
+    /// Hosts, endpoints, MTUs and drift between etcd and this host's kernel.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+    },
+}
+
+impl From<OverlayCli> for OverlayCmd {
+    fn from(c: OverlayCli) -> OverlayCmd {
+        match c {
+            OverlayCli::Create {
+                name,
+                subnet,
+                vni,
+                mtu,
+                port,
+                json,
+                etcd,
+            } => OverlayCmd::Create {
+                name,
+                subnet,
+                vni,
+                mtu,
+                port,
+                json,
+                etcd: etcd.into(),
+            },
+            OverlayCli::Delete { name, etcd } => OverlayCmd::Delete {
+                name,
+                etcd: etcd.into(),
+            },
+            OverlayCli::Agent {
+                underlay,
+                name,
+                ttl,
+                etcd,
+            } => OverlayCmd::Agent(AgentArgs {
+                underlay,
+                name,
+                ttl,
+                etcd: etcd.into(),
+            }),
+            OverlayCli::Status { json, etcd } => OverlayCmd::Status {
+                json,
+                etcd: etcd.into(),
+            },
+        }
+    }
+}
