@@ -15,9 +15,6 @@ use crate::netlink::Net;
 use crate::netns::NetNs;
 use crate::record::Kind;
 use crate::request::{Addressing, AttachRequest, HostMode, format_mac};
-use netlink_packet_route::route::RouteProtocol;
-use rtnetlink::RouteMessageBuilder;
-use std::net::IpAddr;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,31 +506,16 @@ async fn add_routes(cont: &Net, index: u32, ip: &AddResult) -> CniResult<()> {
                 .filter(|i| i.address.is_ipv4() == r.dst.is_ipv4())
                 .find_map(|i| i.gateway)
         });
-        let mut b = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(r.dst.network(), r.dst.prefix())
-            .map_err(|e| CniError::config(format!("route {}: {e}", r.dst)))?
-            .output_interface(index)
-            // What the reference plugins use, so `ip route` reads the same.
-            .protocol(RouteProtocol::Boot);
-        if let Some(gw) = gw {
-            b = b
-                .gateway(gw)
-                .map_err(|e| CniError::config(format!("route {} via {gw}: {e}", r.dst)))?;
-        }
-        if let Some(p) = r.priority {
-            b = b.priority(p);
-        }
-        if let Some(t) = r.table {
-            b = b.table_id(t);
-        }
-        cont.handle
-            .route()
-            .add(b.build())
-            .execute()
-            .await
-            .map_err(|e| {
-                CniError::from(crate::Error::netlink(format!("adding route {}", r.dst), e))
-            })?;
+        let spec = crate::netlink::route::RouteSpec {
+            dst: r.dst,
+            gw,
+            priority: r.priority,
+            table: r.table,
+        };
+        cont.add_route(index, &spec).await.map_err(|e| match e {
+            crate::Error::BadInput { .. } => CniError::config(format!("route {e}")),
+            e => CniError::from(e),
+        })?;
     }
     Ok(())
 }

@@ -1,13 +1,10 @@
 //! CHECK: compare prevResult with the kernel.
 use super::attach::{Mode, guest_tag, mismatch, open_netns, runtime};
 use super::env::Env;
-use super::error::{CniError, CniResult};
+use super::error::CniResult;
 use super::types::{AddResult, NetConf};
 use crate::netlink::Net;
 use crate::request::format_mac;
-use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::RouteMessageBuilder;
 use std::net::IpAddr;
 
 /// CHECK: what prevResult says we built must still be there.
@@ -93,36 +90,5 @@ pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResu
 
 /// (destination, prefix length) of every route in the namespace's tables.
 async fn route_dsts(net: &Net) -> CniResult<Vec<(IpAddr, u8)>> {
-    let mut out = Vec::new();
-    for v6 in [false, true] {
-        let mut b = RouteMessageBuilder::<IpAddr>::new().build();
-        if v6 {
-            b.header.address_family = netlink_packet_route::AddressFamily::Inet6;
-        } else {
-            b.header.address_family = netlink_packet_route::AddressFamily::Inet;
-        }
-        let any: IpAddr = if v6 {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        };
-        let got: Vec<(IpAddr, u8)> = net
-            .handle
-            .route()
-            .get(b)
-            .execute()
-            .map_ok(|m| {
-                let dst = m.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(x)) => Some(IpAddr::V4(*x)),
-                    RouteAttribute::Destination(RouteAddress::Inet6(x)) => Some(IpAddr::V6(*x)),
-                    _ => None,
-                });
-                (dst.unwrap_or(any), m.header.destination_prefix_length)
-            })
-            .try_collect()
-            .await
-            .map_err(|e| CniError::from(crate::Error::netlink("listing routes", e)))?;
-        out.extend(got);
-    }
-    Ok(out)
+    Ok(net.route_destinations().await?)
 }

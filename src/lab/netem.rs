@@ -3,11 +3,6 @@
 //! sch_netem are told so in one line before anything is built.
 use crate::error::{Error, Result};
 use crate::netlink::{Link, Net};
-use futures::StreamExt;
-use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Impair {
@@ -161,35 +156,12 @@ pub async fn apply(net: &Net, link: &Link, i: &Impair) -> Result<()> {
     if i.is_none() {
         return Ok(());
     }
-    const TCA_OPTIONS: u16 = 2;
-    let mut m = TcMessage::with_index(link.index as i32);
-    m.header.parent = TcHandle::ROOT;
-    m.header.handle = TcHandle { major: 1, minor: 0 };
-    m.attributes.push(TcAttribute::Kind("netem".into()));
-    m.attributes
-        .push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options(i))));
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewQueueDiscipline(m));
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    let mut resp = net
-        .handle
-        .clone()
-        .request(req)
-        .map_err(|e| Error::netlink(format!("netem on {}", link.name), e))?;
-    while let Some(msg) = resp.next().await {
-        if let NetlinkPayload::Error(e) = msg.payload
-            && e.code.is_some()
-        {
-            let errno = e.raw_code().abs();
-            if errno == libc::ENOENT || errno == libc::EOPNOTSUPP {
-                return Err(unavailable(&link.name));
-            }
-            return Err(Error::other(format!(
-                "netem on {}: the kernel refused it (errno {errno})",
-                link.name
-            )));
+    match net.add_root_qdisc(link, "netem", options(i)).await {
+        Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EOPNOTSUPP)) => {
+            Err(unavailable(&link.name))
         }
+        other => other,
     }
-    Ok(())
 }
 
 #[cfg(test)]

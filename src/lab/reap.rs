@@ -1,25 +1,12 @@
-//! Removing many point-to-point links at once (`lab down`). Each
-//! RTM_DELLINK of a veth waits for an RCU grace period (about 15 ms), one
-//! per link. The kernel deletes every link of a namespace that is in one
-//! link group with a single request and a single wait, and a veth takes its
-//! peer along; so one end of each pair is tagged with a group of our own
-//! and each namespace gets one delete. A guest could only add its own
-//! links to that group, within its own namespace.
+//! Removing many point-to-point links at once (`lab down`). A veth takes
+//! its peer along, and `Net::delete_links_together` deletes a namespace's
+//! links with one RCU wait instead of one each; so one end of each pair is
+//! picked, from the namespace holding the most ends, and each namespace
+//! gets one delete.
 use super::plan::{Held, unit_of};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::record::Kind;
-use netlink_packet_route::link::LinkAttribute;
-use rtnetlink::LinkUnspec;
 use std::collections::{BTreeMap, HashMap};
-
-/// A link group no one else uses: high bit set, then pid and time mixed.
-fn group() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    0x8000_0000 | ((std::process::id() << 12) ^ t) & 0x7fff_ffff
-}
 
 /// Delete the p2p links among `held` in as few requests as possible;
 /// returns which entries of `held` are gone (both ends of each pair).
@@ -52,24 +39,10 @@ pub async fn p2p(held: &[Held<'_>]) -> Result<Vec<usize>> {
         per_ns.entry(held[pick].ns.ino).or_default().push(pick);
         gone.extend(ends.iter().copied());
     }
-    let g = group();
     for picks in per_ns.values() {
         let net = held[picks[0]].net;
-        for &i in picks {
-            let mut m = LinkUnspec::new_with_index(held[i].found.link.index).build();
-            m.attributes.push(LinkAttribute::Group(g));
-            net.handle
-                .link()
-                .set(m)
-                .execute()
-                .await
-                .map_err(|e| Error::netlink(format!("grouping {}", held[i].found.link.name), e))?;
-        }
-        let mut del = net.handle.link().del(0);
-        del.message_mut().attributes.push(LinkAttribute::Group(g));
-        del.execute()
-            .await
-            .map_err(|e| Error::netlink("deleting a lab's links", e))?;
+        let links: Vec<_> = picks.iter().map(|&i| &held[i].found.link).collect();
+        net.delete_links_together(&links).await?;
     }
     Ok(gone)
 }

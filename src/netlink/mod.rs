@@ -1,9 +1,17 @@
 //! Typed netlink operations over rtnetlink, plus the undo journal.
 pub mod bridge_vlan;
+pub mod change;
+pub mod events;
+pub mod group;
 pub mod journal;
 pub mod lease;
 pub mod ops;
+pub mod route;
+pub mod tc;
+pub mod vf;
+pub mod vxlan;
 
+pub use change::LinkChange;
 pub use lease::Route4;
 pub use ops::{Link, Net};
 

@@ -44,6 +44,9 @@ pub struct Link {
     pub netnsid: Option<i32>,
     /// `IFLA_PERM_ADDRESS`: the hardware's own MAC; virtual devices have none.
     pub perm: Option<Vec<u8>>,
+    /// The PCI function it sits on (`IFLA_PARENT_DEV_NAME` on bus "pci"),
+    /// e.g. "0000:01:10.0": how a VF is found wherever it was renamed.
+    pub pci: Option<String>,
 }
 
 impl Link {
@@ -54,8 +57,12 @@ impl Link {
             link_type: u16::from(msg.header.link_layer_type),
             ..Default::default()
         };
+        let mut on_pci = false;
+        let mut parent = None;
         for attr in &msg.attributes {
             match attr {
+                LinkAttribute::ParentDevBusName(b) => on_pci = b == "pci",
+                LinkAttribute::ParentDevName(d) => parent = Some(d.clone()),
                 LinkAttribute::IfName(n) => l.name = n.clone(),
                 LinkAttribute::Mtu(m) => l.mtu = *m,
                 LinkAttribute::Address(a) => l.mac = a.clone(),
@@ -75,6 +82,9 @@ impl Link {
                 }
                 _ => {}
             }
+        }
+        if on_pci {
+            l.pci = parent;
         }
         l
     }
@@ -208,7 +218,7 @@ impl Net {
 
     /// Every link as the kernel sent it, for callers that need attributes
     /// `Link` does not keep (VF info, PCI parentage).
-    pub async fn link_messages(&self) -> Result<Vec<LinkMessage>> {
+    async fn link_messages(&self) -> Result<Vec<LinkMessage>> {
         self.handle
             .link()
             .get()
@@ -421,7 +431,7 @@ impl Net {
 
     /// One RTM_SETLINK: `dry` is the iproute2 equivalent, `what` names the
     /// step in errors.
-    async fn set_link(
+    pub(super) async fn set_link(
         &self,
         msg: LinkMessage,
         dry: std::fmt::Arguments<'_>,

@@ -11,7 +11,7 @@ use super::names;
 use super::state::{self, AgentState};
 use super::store::{self, Endpoint, EtcdOpts, HostInfo, NetSpec, Store};
 use crate::error::{Error, Result};
-use rtnetlink::Handle;
+use crate::netlink::Net;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -36,7 +36,7 @@ struct Agent {
     host: String,
     u: Underlay,
     ttl: i64,
-    h: Handle,
+    net: Net,
     st: Store,
     lease: Arc<AtomicI64>,
     /// Set by the keepalive task when the lease lapsed and a new one was
@@ -68,13 +68,13 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     }
     let u = super::underlay::resolve(a.underlay.as_deref()).await?;
     let st = Store::connect(&a.etcd).await?;
-    let h = crate::netlink::connect(None)?;
+    let net = Net::new(None, false)?;
     let (lease, reused) = acquire_lease(&st, &host, a.ttl).await?;
     let mut ag = Agent {
         host,
         u,
         ttl: a.ttl,
-        h,
+        net,
         st,
         lease: Arc::new(AtomicI64::new(lease)),
         // A new lease (the previous agent's lapsed: it died more than a
@@ -285,14 +285,12 @@ impl Agent {
             }
         }
         // Networks deleted from etcd: their devices go once unused.
-        if let Ok(links) = crate::netlink::Net::new(None, false)
-            && let Ok(links) = links.links().await
-        {
+        if let Ok(links) = self.net.links().await {
             for l in links {
                 if let Some(n) = names::net_of_bridge(&l.name)
                     && !view.nets.contains_key(n)
                 {
-                    let _ = fdb::remove_if_unused(&self.h, n).await;
+                    let _ = fdb::remove_if_unused(&self.net, n).await;
                 }
             }
         }
@@ -310,9 +308,9 @@ impl Agent {
                 net.name, self.u.ifname, self.u.mtu, net.mtu
             ));
         }
-        let vx = fdb::ensure(&self.h, net, &self.u).await?;
+        let vx = fdb::ensure(&self.net, net, &self.u).await?;
         let want = view.desired(&net.name, &self.host);
-        fdb::apply(&self.h, vx, &want).await?;
+        fdb::apply(&self.net, &vx, &want).await?;
         Ok(())
     }
 
@@ -328,7 +326,7 @@ impl Agent {
                 continue;
             }
             let gone = match &ep.hi {
-                Some(hi) => matches!(fdb_link_missing(&self.h, hi).await, Ok(true)),
+                Some(hi) => matches!(self.net.link_by_name(hi).await, Ok(None)),
                 None if store::now().saturating_sub(ep.since) > 60 => {
                     if local.is_none() {
                         local = Some(
@@ -380,10 +378,6 @@ impl Agent {
         }
         Ok(())
     }
-}
-
-async fn fdb_link_missing(h: &Handle, name: &str) -> Result<bool> {
-    Ok(fdb::link_index(h, name).await?.is_none())
 }
 
 /// The cache, decoded. Unreadable records are skipped (and named).

@@ -53,11 +53,11 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
     }
     let mut drift = Vec::new();
     if let Some(agent) = super::state::load() {
-        let h = crate::netlink::connect(None)?;
+        let host = crate::netlink::Net::new(None, false)?;
         for n in view.nets.values() {
             let want = view.desired(&n.name, &agent.host);
-            let d = match fdb::link_index(&h, &names::vxlan(&n.name)).await? {
-                Some((vx, _)) => fdb::drift(&want, &fdb::have(&h, vx).await?),
+            let d = match host.link_by_name(&names::vxlan(&n.name)).await? {
+                Some(vx) => fdb::drift(&want, &host.vxlan_entries(vx.index).await?),
                 None => fdb::Drift {
                     missing: vec![format!(
                         "device {} (is the agent running?)",

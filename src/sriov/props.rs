@@ -1,20 +1,11 @@
-//! A VF's administrative properties, read and set through its PF with
-//! RTM_GETLINK/RTM_SETLINK and the IFLA_VF_* attributes (what `ip link set
-//! PF vf N …` sends).
-//!
-//! Each property goes in its own request: the kernel applies a VF list in a
-//! fixed order and stops at the first refusal without saying which one it
-//! was, and users need to know which property their NIC rejects.
+//! A VF's administrative properties: what we found (kept in a state file
+//! and the guest link's record), what the user asked for, and how each is
+//! applied and put back, one property per request (`Net::set_vf`), so a
+//! refusal names the property the NIC rejects.
 use crate::error::{Error, Result};
 use crate::netlink::Net;
+use crate::netlink::vf::{VfProp, VfReport};
 use crate::request::{format_mac, parse_mac};
-use futures::TryStreamExt;
-use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate,
-    VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState, VfVlan, VfVlanInfo, VlanProtocol,
-};
-use rtnetlink::LinkUnspec;
 use serde::{Deserialize, Serialize};
 
 /// How a VF is configured (short keys: it lives in a state file and the
@@ -94,71 +85,30 @@ pub fn errno_name(e: i32) -> &'static str {
 
 /// The VF's current properties as the PF reports them.
 pub async fn read(host: &Net, pf_index: u32, vf: u32) -> Result<Props> {
-    // The VF list is only in the answer when asked for (RTEXT_FILTER_VF).
-    let msg = host
-        .handle
-        .link()
-        .get()
-        .match_index(pf_index)
-        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::Vf])
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| Error::netlink("reading the VFs of the PF", e))?
-        .ok_or_else(|| Error::other(format!("PF #{pf_index} is gone")))?;
-    let list = msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::VfInfoList(l) => Some(l),
-        _ => None,
-    });
-    let info = list
-        .into_iter()
-        .flatten()
-        .find(|LinkVfInfo(attrs)| {
-            attrs
-                .iter()
-                .any(|a| matches!(a, VfInfo::Mac(m) if m.vf_id == vf))
-        })
-        .ok_or_else(|| Error::other(format!("the PF does not report VF {vf}")))?;
-    Ok(from_attrs(&info.0))
+    Ok(Props::from(host.vf_report(pf_index, vf).await?))
 }
 
-fn from_attrs(attrs: &[VfInfo]) -> Props {
-    let mut p = Props::default();
-    for a in attrs {
-        match a {
-            VfInfo::Mac(m) => p.mac = format_mac(&m.mac[..6]),
-            VfInfo::Vlan(v) => {
-                p.vlan = v.vlan_id as u16;
-                p.qos = v.qos as u8;
-            }
-            VfInfo::VlanList(l) => {
-                if let Some(VfVlan::Info(i)) = l.first() {
-                    p.vlan = i.vlan_id as u16;
-                    p.qos = i.qos as u8;
-                    p.ad = i.protocol == VlanProtocol::Ieee8021Ad;
-                }
-            }
-            VfInfo::SpoofCheck(s) => p.spoof = s.enabled,
-            VfInfo::Trust(t) => p.trust = t.enabled,
-            VfInfo::LinkState(l) => p.link = u32::from(l.state),
-            VfInfo::Rate(r) => {
-                p.min = r.min_tx_rate;
-                p.max = r.max_tx_rate;
-            }
-            _ => {}
+impl From<VfReport> for Props {
+    fn from(r: VfReport) -> Props {
+        Props {
+            mac: format_mac(&r.mac),
+            vlan: r.vlan,
+            qos: r.qos,
+            ad: r.ad,
+            spoof: r.spoof,
+            trust: r.trust,
+            link: r.link,
+            min: r.min,
+            max: r.max,
         }
     }
-    p
 }
 
 /// One property, one request. `what` names it as the user wrote it.
-async fn set(host: &Net, pf: &str, pf_index: u32, vf: u32, info: VfInfo, what: &str) -> Result<()> {
-    let mut msg = LinkUnspec::new_with_index(pf_index).build();
-    msg.attributes
-        .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
-    host.handle.link().set(msg).execute().await.map_err(|e| {
-        let err = Error::netlink("", e);
-        match err.errno() {
+async fn set(host: &Net, pf: &str, pf_index: u32, vf: u32, p: VfProp, what: &str) -> Result<()> {
+    host.set_vf(pf_index, vf, p)
+        .await
+        .map_err(|err| match err.errno() {
             Some(n) => Error::other(format!(
                 "{pf} refused {what} for VF {vf}: {} ({}, errno {n})",
                 std::io::Error::from_raw_os_error(n)
@@ -169,22 +119,7 @@ async fn set(host: &Net, pf: &str, pf_index: u32, vf: u32, info: VfInfo, what: &
                 errno_name(n)
             )),
             None => Error::other(format!("{pf}: setting {what} for VF {vf}: {err}")),
-        }
-    })
-}
-
-fn vlan_info(vf: u32, vid: u16, qos: u8, ad: bool) -> VfInfo {
-    if ad {
-        VfInfo::VlanList(vec![VfVlan::Info(VfVlanInfo::new(
-            vf,
-            u32::from(vid),
-            u32::from(qos),
-            VlanProtocol::Ieee8021Ad,
-        ))])
-    } else {
-        // The plain attribute: every driver with VF VLANs understands it.
-        VfInfo::Vlan(VfInfoVlan::new(vf, u32::from(vid), u32::from(qos)))
-    }
+        })
 }
 
 /// Apply what the user asked for, property by property; the first refusal
@@ -200,15 +135,7 @@ pub async fn apply(
 ) -> Result<()> {
     if let Some(mac) = want.mac {
         let what = format!("MAC {}", format_mac(&mac));
-        set(
-            host,
-            pf,
-            pf_index,
-            vf,
-            VfInfo::Mac(VfInfoMac::new(vf, &mac)),
-            &what,
-        )
-        .await?;
+        set(host, pf, pf_index, vf, VfProp::Mac(mac), &what).await?;
     }
     if let Some((vid, qos, ad)) = want.vlan {
         let what = format!(
@@ -220,29 +147,20 @@ pub async fn apply(
             },
             if ad { " proto 802.1ad" } else { "" }
         );
-        set(host, pf, pf_index, vf, vlan_info(vf, vid, qos, ad), &what).await?;
+        let p = VfProp::Vlan { vid, qos, ad };
+        set(host, pf, pf_index, vf, p, &what).await?;
     }
     if let Some(b) = want.spoof {
         let what = format!("--spoofchk {}", on_off(b));
-        let info = VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, b));
-        set(host, pf, pf_index, vf, info, &what).await?;
+        set(host, pf, pf_index, vf, VfProp::Spoof(b), &what).await?;
     }
     if let Some(b) = want.trust {
         let what = format!("--trust {}", on_off(b));
-        set(
-            host,
-            pf,
-            pf_index,
-            vf,
-            VfInfo::Trust(VfInfoTrust::new(vf, b)),
-            &what,
-        )
-        .await?;
+        set(host, pf, pf_index, vf, VfProp::Trust(b), &what).await?;
     }
     if let Some(l) = want.link {
         let what = format!("--link-state {}", link_state_name(l));
-        let info = VfInfo::LinkState(VfInfoLinkState::new(vf, VfLinkState::from(l)));
-        set(host, pf, pf_index, vf, info, &what).await?;
+        set(host, pf, pf_index, vf, VfProp::LinkState(l), &what).await?;
     }
     if want.min.is_some() || want.max.is_some() {
         let min = want.min.unwrap_or(now.min);
@@ -252,8 +170,7 @@ pub async fn apply(
             (Some(a), None) => format!("--min-tx-rate {a}"),
             _ => format!("--max-tx-rate {max}"),
         };
-        let info = VfInfo::Rate(VfInfoRate::new(vf, min, max));
-        set(host, pf, pf_index, vf, info, &what).await?;
+        set(host, pf, pf_index, vf, VfProp::Rate { min, max }, &what).await?;
     }
     Ok(())
 }
@@ -289,30 +206,36 @@ pub async fn restore(
     };
     // Rates first: a max rate can depend on the link, the others cannot.
     if (now.min, now.max) != (orig.min, orig.max) {
-        let info = VfInfo::Rate(VfInfoRate::new(vf, orig.min, orig.max));
-        note(set(host, pf, pf_index, vf, info, "its original tx rates").await);
+        let p = VfProp::Rate {
+            min: orig.min,
+            max: orig.max,
+        };
+        note(set(host, pf, pf_index, vf, p, "its original tx rates").await);
     }
     if now.link != orig.link {
-        let info = VfInfo::LinkState(VfInfoLinkState::new(vf, VfLinkState::from(orig.link)));
-        note(set(host, pf, pf_index, vf, info, "its original link state").await);
+        let p = VfProp::LinkState(orig.link);
+        note(set(host, pf, pf_index, vf, p, "its original link state").await);
     }
     if now.trust != orig.trust {
-        let info = VfInfo::Trust(VfInfoTrust::new(vf, orig.trust));
-        note(set(host, pf, pf_index, vf, info, "its original trust").await);
+        let p = VfProp::Trust(orig.trust);
+        note(set(host, pf, pf_index, vf, p, "its original trust").await);
     }
     if now.spoof != orig.spoof {
-        let info = VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, orig.spoof));
-        note(set(host, pf, pf_index, vf, info, "its original spoofchk").await);
+        let p = VfProp::Spoof(orig.spoof);
+        note(set(host, pf, pf_index, vf, p, "its original spoofchk").await);
     }
     if (now.vlan, now.qos, now.ad) != (orig.vlan, orig.qos, orig.ad) {
-        let info = vlan_info(vf, orig.vlan, orig.qos, orig.ad && orig.vlan != 0);
-        note(set(host, pf, pf_index, vf, info, "its original VLAN").await);
+        let p = VfProp::Vlan {
+            vid: orig.vlan,
+            qos: orig.qos,
+            ad: orig.ad && orig.vlan != 0,
+        };
+        note(set(host, pf, pf_index, vf, p, "its original VLAN").await);
     }
     if !mac_as_found(&now.mac, &orig.mac, own) {
         // All zeros clears an administrative MAC (igb, ixgbe, i40e, mlx5).
         let mac = parse_mac(&orig.mac).unwrap_or([0; 6]);
-        let info = VfInfo::Mac(VfInfoMac::new(vf, &mac));
-        note(set(host, pf, pf_index, vf, info, "its original MAC").await);
+        note(set(host, pf, pf_index, vf, VfProp::Mac(mac), "its original MAC").await);
     }
     match first {
         Some(e) => Err(e),
@@ -325,36 +248,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reported_attributes_become_props() {
-        let attrs = vec![
-            VfInfo::Mac(VfInfoMac::new(3, &[2, 0, 0, 0, 0, 9])),
-            VfInfo::Vlan(VfInfoVlan::new(3, 10, 2)),
-            VfInfo::VlanList(vec![VfVlan::Info(VfVlanInfo::new(
-                3,
-                10,
-                2,
-                VlanProtocol::Ieee8021Ad,
-            ))]),
-            VfInfo::SpoofCheck(VfInfoSpoofCheck::new(3, true)),
-            VfInfo::Trust(VfInfoTrust::new(3, false)),
-            VfInfo::LinkState(VfInfoLinkState::new(3, VfLinkState::Disable)),
-            VfInfo::Rate(VfInfoRate::new(3, 0, 100)),
-        ];
-        let p = from_attrs(&attrs);
-        assert_eq!(
-            p,
-            Props {
-                mac: "02:00:00:00:00:09".into(),
-                vlan: 10,
-                qos: 2,
-                ad: true,
-                spoof: true,
-                trust: false,
-                link: 2,
-                min: 0,
-                max: 100,
-            }
-        );
+    fn props_keep_the_report_and_round_trip() {
+        let p = Props::from(VfReport {
+            mac: [2, 0, 0, 0, 0, 9],
+            vlan: 10,
+            qos: 2,
+            ad: true,
+            spoof: true,
+            trust: false,
+            link: 2,
+            min: 0,
+            max: 100,
+        });
+        assert_eq!(p.mac, "02:00:00:00:00:09");
+        assert_eq!((p.vlan, p.qos, p.ad, p.link, p.max), (10, 2, true, 2, 100));
         let back: Props = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

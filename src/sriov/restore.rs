@@ -9,29 +9,18 @@ use super::props;
 use super::state::Held;
 use super::sysfs::Pf;
 use crate::error::{Error, Result};
+use crate::netlink::LinkChange;
 use crate::netlink::{Link, Net};
 use crate::netns::NetNs;
 use crate::request::{format_mac, parse_mac};
-use netlink_packet_route::link::LinkAttribute;
-use rtnetlink::LinkUnspec;
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 
 /// Every link of `net` that sits on a PCI function, by PCI address.
 pub async fn links_by_pci(net: &Net) -> Result<HashMap<String, Link>> {
-    let msgs = net.link_messages().await?;
     let mut out = HashMap::new();
-    for m in &msgs {
-        let bus = m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::ParentDevBusName(b) => Some(b.as_str()),
-            _ => None,
-        });
-        let dev = m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::ParentDevName(d) => Some(d.clone()),
-            _ => None,
-        });
-        if let (Some("pci"), Some(d)) = (bus, dev) {
-            out.entry(d).or_insert_with(|| Link::from_message(m));
+    for l in net.links().await? {
+        if let Some(pci) = l.pci.clone() {
+            out.entry(pci).or_insert(l);
         }
     }
     Ok(out)
@@ -80,23 +69,21 @@ pub async fn set_netdev_mac(
     if now == Some(mac.as_slice()) {
         return Ok(());
     }
-    let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
-    let Err(e) = host.handle.link().set(set.build()).execute().await else {
+    let set = LinkChange {
+        mac: Some(mac.to_vec()),
+        ..Default::default()
+    };
+    let what = format!("setting the MAC of {} to {}", dev.name, format_mac(mac));
+    let Err(refused) = host.change(dev, &set, what).await else {
         return Ok(());
     };
-    let refused = Error::netlink(
-        format!("setting the MAC of {} to {}", dev.name, format_mac(mac)),
-        e,
-    );
     for up in [true, false] {
-        let msg = LinkUnspec::new_with_index(dev.index);
-        let msg = if up { msg.up() } else { msg.down() };
-        host.handle
-            .link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("resetting {}", dev.name), e))?;
+        let cycle = LinkChange {
+            up: Some(up),
+            ..Default::default()
+        };
+        host.change(dev, &cycle, format!("resetting {}", dev.name))
+            .await?;
     }
     if current(host.link_by_index(dev.index).await?) == mac {
         Ok(())
@@ -117,16 +104,14 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
         && let Some(l) = links_by_pci(g).await?.remove(&held.pci)
     {
         let me = NetNs::current()?;
-        let msg = LinkUnspec::new_with_index(l.index)
-            .down()
-            .setns_by_fd(me.fd().as_raw_fd())
-            .name(held.name.clone())
-            .build();
-        if let Err(e) = g.handle.link().set(msg).execute().await {
-            let err = Error::netlink(
-                format!("returning VF {} to the host as {}", held.vf, held.name),
-                e,
-            );
+        let back = LinkChange {
+            up: Some(false),
+            netns: Some(&me),
+            name: Some(held.name.clone()),
+            ..Default::default()
+        };
+        let what = format!("returning VF {} to the host as {}", held.vf, held.name);
+        if let Err(err) = g.change(&l, &back, what).await {
             return Err(if err.errno() == Some(libc::EEXIST) {
                 Error::other(format!(
                     "cannot return VF {} of {} to the host: the host now has another interface named {}; rename that one and run detach again (the VF stays in the guest meanwhile)",
@@ -167,29 +152,20 @@ pub async fn restore(host: &Net, guest: Option<&Net>, held: &Held) -> Result<()>
         props::restore(host, &pf.name, pf.index, held.vf, &held.props, &held.mac).await;
 
     // The netdev: name (it must be down to be renamed), MTU, MAC, alias.
-    let mut set = LinkUnspec::new_with_index(back.index)
-        .down()
-        .mtu(held.mtu)
-        .alias(held.alias.clone().unwrap_or_default());
-    if back.name != held.name {
-        set = set.name(held.name.clone());
-    }
-    host.handle
-        .link()
-        .set(set.build())
-        .execute()
-        .await
-        .map_err(|e| Error::netlink(format!("restoring the name and MTU of {}", held.name), e))?;
+    let set = LinkChange {
+        up: Some(false),
+        mtu: Some(held.mtu),
+        alias: Some(held.alias.clone().unwrap_or_default()),
+        name: (back.name != held.name).then(|| held.name.clone()),
+        ..Default::default()
+    };
+    let what = format!("restoring the name and MTU of {}", held.name);
+    host.change(&back, &set, what).await?;
     if let Ok(mac) = parse_mac(&held.mac) {
         set_netdev_mac(host, &back, Some(&back.mac), &mac).await?;
     }
     if held.up {
-        host.handle
-            .link()
-            .set(LinkUnspec::new_with_index(back.index).up().build())
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("bringing {} up", held.name), e))?;
+        host.set_up(&back).await?;
     }
     props_result?;
     held.remove()
