@@ -57,7 +57,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "key",
             "lock",
             "untrusted",
-            "wait",
             "passthrough",
             "rt",
         ],
