@@ -28,6 +28,7 @@ pub mod netlink;
 pub mod netns;
 pub mod overlay;
 pub mod ovsdb;
+pub mod own;
 pub mod record;
 pub mod request;
 pub mod rt;

@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<i32> {
     let etcd = match &cmd {
         Cmd::Overlay(_) => true,
         Cmd::Attach(a) => crate::overlay::attach::claims(&a.classic()),
-        Cmd::Detach(_) => crate::overlay::state::path().exists(),
+        Cmd::Detach(_) => crate::overlay::state::exists(),
         _ => false,
     };
     if !etcd {

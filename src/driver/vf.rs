@@ -166,7 +166,6 @@ impl Driver for Vf {
             guest: cx.guest.name.clone(),
             ifname: req.ifname.clone(),
             p: Some(std::process::id()),
-            t: String::new(),
         };
         held.save()?;
         // Claimed: the next attach on this PF sees the state file.

@@ -29,7 +29,7 @@ pub fn claims(a: &ClassicArgs) -> bool {
         && !std::path::Path::new("/sys/class/net")
             .join(&a.host)
             .exists()
-        && state::path().exists()
+        && state::exists()
 }
 
 /// The overlay attach, or None when NET is not an overlay network (the

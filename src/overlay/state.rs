@@ -4,8 +4,8 @@
 //! tests) each find their own agent.
 use super::store::EtcdOpts;
 use crate::error::{Error, Result};
+use crate::own::{self, Area};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentState {
@@ -15,29 +15,24 @@ pub struct AgentState {
     pub etcd: EtcdOpts,
 }
 
-pub fn path() -> PathBuf {
-    PathBuf::from(format!(
-        "/run/pipework/overlay/{}/agent.json",
-        crate::inventory::host_ns()
-    ))
+/// One folder per network namespace in the run area (`own`).
+fn folder() -> String {
+    format!("overlay/{}", crate::inventory::host_ns())
 }
 
+/// Whether an agent has written its state here (cheap: no verification).
+pub fn exists() -> bool {
+    own::exists(Area::Run, &folder(), "agent")
+}
+
+/// The agent's state; None when there is none or it does not verify.
 pub fn load() -> Option<AgentState> {
-    let text = std::fs::read(path()).ok()?;
-    serde_json::from_slice(&text).ok()
+    own::read(Area::Run, &folder(), "agent").ok().flatten()
 }
 
-/// Written atomically (temp file + rename): an attach never reads half a file.
+/// Written signed and atomically: an attach never reads half a file.
 pub fn save(s: &AgentState) -> Result<()> {
-    let p = path();
-    if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s).unwrap_or_default())
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, &p).map_err(|e| Error::io(format!("writing {}", p.display()), e))
+    own::write(Area::Run, &folder(), "agent", s)
 }
 
 /// The agent of this host, or a one-line hint to start it.
