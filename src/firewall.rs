@@ -182,12 +182,17 @@ fn run(op: &str, chain: &str, bridge: &str) -> bool {
 /// delete. Only a valid interface name (one component, no `/`) gets one.
 fn marker(bridge: &str) -> Option<std::path::PathBuf> {
     crate::request::check_ifname(bridge).ok()?;
-    Some(std::path::Path::new("/run/pipework/firewall").join(bridge))
+    Some(marker_dir().join(bridge))
+}
+
+/// Markers live in the run area (`own`), so PIPEWORK_STATE_DIR moves them.
+fn marker_dir() -> std::path::PathBuf {
+    crate::own::root(crate::own::Area::Run).join("firewall")
 }
 
 fn mark(bridge: &str, index: u32) {
     let Some(m) = marker(bridge) else { return };
-    let _ = std::fs::create_dir_all("/run/pipework/firewall");
+    let _ = std::fs::create_dir_all(marker_dir());
     let _ = std::fs::write(m, index.to_string());
 }
 

@@ -13,18 +13,19 @@ impl Lock {
         // component of the lock directory.
         let name = crate::untrusted::check_component(name, "lock")
             .map_err(|r| Error::bad(r.token, r.reason))?;
-        let dir = "/run/pipework";
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
-        let path = format!("{dir}/{name}.lock");
+        let dir = crate::own::root(crate::own::Area::Run);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let path = dir.join(format!("{name}.lock"));
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| Error::io(format!("opening {path}"), e))?;
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         Flock::lock(f, FlockArg::LockExclusive)
             .map(Lock)
-            .map_err(|(_, e)| Error::io(format!("locking {path}"), e.into()))
+            .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
     }
 }
 

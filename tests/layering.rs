@@ -51,15 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "leaves",
-        &[
-            "error",
-            "netns",
-            "key",
-            "lock",
-            "untrusted",
-            "passthrough",
-            "rt",
-        ],
+        &["error", "netns", "key", "untrusted", "passthrough", "rt"],
     ),
 ];
 

@@ -62,7 +62,7 @@ pub struct KeeperStatus {
 pub fn dir() -> PathBuf {
     std::env::var_os("PIPEWORK_DHCP_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/pipework/dhcp"))
+        .unwrap_or_else(|| crate::own::root(crate::own::Area::Run).join("dhcp"))
 }
 
 /// `<dir>/<nsinode>-<ifname>`. The interface name is read back from the
