@@ -1,7 +1,7 @@
 //! One attach, start to finish: resolve the guest, pick the driver, build,
 //! address, record — all journaled, so any failure leaves the host as it was.
 use crate::address;
-use crate::driver::{self, AnyDriver, Ctx, HostSide};
+use crate::driver::{self, Ctx, HostSide};
 use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
 use crate::inventory;
@@ -100,9 +100,7 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
                     req.ifname,
                     rec.p.unwrap_or_default()
                 );
-                AnyDriver::for_record(&rec)
-                    .detach(&host, &cont, &rec)
-                    .await?;
+                driver::undo(&host, &cont, &rec).await?;
             }
             Seen::Ours(rec) if rec.p.is_some() => {
                 return Err(Error::bad(

@@ -1,7 +1,6 @@
 //! `pipework detach <guest> [-i IF]`: undo what attach built, using only the
 //! records that verify (inventory.rs). Idempotent: nothing attached is
 //! success.
-use crate::driver::AnyDriver;
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::inventory;
@@ -74,7 +73,7 @@ pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Resul
         if !dry_run && let Err(e) = crate::dhcp::keeper::release(&guest.netns, &link.name).await {
             eprintln!("pipework: warning: DHCP release on {}: {e}", link.name);
         }
-        AnyDriver::for_record(rec).detach(&host, &cont, rec).await?;
+        crate::driver::undo(&host, &cont, rec).await?;
         out.push(Detached {
             guest: guest.name.clone(),
             interface: link.name.clone(),

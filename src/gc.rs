@@ -4,7 +4,7 @@
 //! owned by dead pipeworks, OVS rows with our external_ids, iptables rules
 //! with our comment, keeper state files), never on anything else.
 use crate::dhcp::keeper;
-use crate::driver::{AnyDriver, ovs, phys, vlan};
+use crate::driver::{ovs, phys, vlan};
 use crate::error::Result;
 use crate::inventory::{self, Ignored, host_ns, temp_owner};
 use crate::netlink::Net;
@@ -85,9 +85,7 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             );
             if !dry_run {
                 let _ = keeper::release(&ns.ns, &f.link.name).await;
-                AnyDriver::for_record(&f.rec)
-                    .detach(&host, net, &f.rec)
-                    .await?;
+                crate::driver::undo(&host, net, &f.rec).await?;
             }
         }
         // Links a dead pipework created here and never named.
@@ -239,7 +237,7 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
             format!("unfinished: pipework pid {pid} died while linking it"),
         );
         if !out.dry_run {
-            crate::link::remove_end(host, &f.rec).await?;
+            inventory::delete_if_ours(host, &f.rec).await?;
         }
     }
     for f in &scan.ours {
