@@ -17,6 +17,7 @@ pub mod firewall;
 pub mod fuzzing;
 pub mod gc;
 pub mod guest;
+pub mod hooks;
 pub mod inventory;
 pub mod key;
 pub mod lab;
@@ -30,6 +31,7 @@ pub mod ovsdb;
 pub mod record;
 pub mod request;
 pub mod sriov;
+pub mod subsystems;
 pub mod untrusted;
 
 pub use error::{Error, Result};

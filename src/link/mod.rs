@@ -6,6 +6,7 @@
 mod build;
 pub mod cli;
 mod end;
+pub mod gc;
 
 pub use build::build;
 pub use end::{End, parse_end, resolve};

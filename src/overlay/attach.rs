@@ -181,6 +181,14 @@ pub async fn before_detach(rec: &crate::record::Record, dry_run: bool) -> Result
     release(&agent, net, ip, rec.hi.as_deref()).await
 }
 
+/// `before_detach` as the detach hook (`crate::hooks`).
+pub fn before_detach_hook(
+    rec: &crate::record::Record,
+    dry_run: bool,
+) -> futures::future::BoxFuture<'_, Result<()>> {
+    Box::pin(before_detach(rec, dry_run))
+}
+
 async fn release(
     agent: &AgentState,
     net: &str,
