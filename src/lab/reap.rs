@@ -55,7 +55,28 @@ pub async fn p2p(held: &[Held<'_>]) -> Result<Vec<usize>> {
     let g = group();
     for picks in per_ns.values() {
         let net = held[picks[0]].net;
-        for &i in picks {
+        // `held` is a snapshot: look again (one dump per namespace) and
+        // group only links still as it saw them (index, name, alias), so
+        // a link renamed or replaced meanwhile is never deleted here. Its
+        // pair is not reported gone, so `down` takes it the careful way
+        // (one by one, each link read again by name and deleted only while
+        // its record verifies).
+        let now = net.links().await?;
+        let mut picks = picks.clone();
+        picks.retain(|&i| {
+            let l = &held[i].found.link;
+            let same = now
+                .iter()
+                .any(|n| n.index == l.index && n.name == l.name && n.alias == l.alias);
+            if !same && let Some(ends) = unit_of(&held[i].found.rec).and_then(|id| units.get(id)) {
+                gone.retain(|x| !ends.contains(x));
+            }
+            same
+        });
+        if picks.is_empty() {
+            continue;
+        }
+        for &i in &picks {
             let mut m = LinkUnspec::new_with_index(held[i].found.link.index).build();
             m.attributes.push(LinkAttribute::Group(g));
             net.handle
