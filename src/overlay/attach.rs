@@ -195,9 +195,10 @@ async fn release(
     ip: std::net::Ipv4Addr,
     host_link: Option<&str>,
 ) -> Result<()> {
+    use super::etcd::{Compare, CompareOp, Txn, TxnOp};
     let st = Store::connect(&agent.etcd).await?;
     let key = store::ep_key(net, ip.into());
-    if let Some(v) = st.get(&key).await? {
+    if let Some((v, rev)) = st.get_kv(&key).await? {
         let ep: Endpoint = store::decode(&key, &v)?;
         // Never remove another host's endpoint that happens to reuse the
         // IP, nor one of ours that another attachment holds now.
@@ -206,7 +207,12 @@ async fn release(
             _ => true,
         };
         if ep.host == agent.host && same_link {
-            st.delete(&key).await?;
+            // Delete what was checked, not what a new claim of the
+            // address may have written since (the revision read).
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(&key, CompareOp::Equal, rev)])
+                .and_then(vec![TxnOp::delete(&key)]);
+            st.txn("releasing the endpoint", txn).await?;
         }
     }
     Ok(())
