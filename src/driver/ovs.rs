@@ -642,7 +642,9 @@ pub async fn stale_ports() -> Vec<ops::PortRecord> {
 
 /// `gc`: remove the rows of stale ports. Returns (port, bridge) of each
 /// one removed, and (port, bridge, error) of each that could not be: one
-/// stuck row does not keep the others.
+/// stuck row does not keep the others. Each is removed by the uuid it was
+/// read with: a port an attach re-created under the same name since is a
+/// new row, and stays.
 pub async fn collect_stale(dry_run: bool) -> (Vec<(String, String)>, Vec<(String, String, Error)>) {
     let stale = stale_ports().await;
     let (mut out, mut stuck) = (Vec::new(), Vec::new());
@@ -671,7 +673,7 @@ pub async fn collect_stale(dry_run: bool) -> (Vec<(String, String)>, Vec<(String
     for p in stale {
         let bridge = p.bridge.unwrap_or_default();
         if let Some(c) = conn.as_mut()
-            && let Err(e) = ops::delete_port(c, &p.name).await
+            && let Err(e) = ops::delete_port_row(c, &p.uuid).await
         {
             stuck.push((p.name, bridge, e));
             continue;
