@@ -106,7 +106,18 @@ pub async fn run(guest_spec: &str, ifname: Option<&str>, dry_run: bool) -> Resul
     if stuck.len() == 1 && out.is_empty() {
         return Err(stuck.remove(0).1);
     }
-    let left: Vec<String> = stuck.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    // Most errors already start with the interface's name.
+    let left: Vec<String> = stuck
+        .iter()
+        .map(|(n, e)| {
+            let e = e.to_string();
+            if e.starts_with(&format!("{n}: ")) {
+                e
+            } else {
+                format!("{n}: {e}")
+            }
+        })
+        .collect();
     let done: Vec<&str> = out.iter().map(|d| d.interface.as_str()).collect();
     Err(Error::other(format!(
         "detach {}: {} interface{} left: {}{}",
