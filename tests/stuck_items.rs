@@ -1,5 +1,9 @@
-//! `gc` with one item it cannot remove: it still removes the rest, then
-//! exits 1 with one line naming the stuck item.
+//! `gc` and `detach` with one item they cannot remove: they still remove
+//! the rest, then fail with one line naming the stuck item.
+//!
+//! For `detach`: a guest's first interface is still being attached by a
+//! live pipework (waiting for a DHCP server that never answers), its
+//! second is attached; detach removes the second and names the first.
 //!
 //! The stuck item is an OVS row of ours whose device is gone, in a private
 //! ovsdb-server this test starts (and stops by pid) with no ovs-vswitchd
@@ -195,4 +199,54 @@ fn gc_goes_on_past_a_stuck_item_and_names_it() {
         .unwrap_or(0);
     assert!(others >= 2, "{line}");
     let _ = sh("ip", &["link", "del", &host_end]);
+}
+
+/// Whether `ns` has a link called `ifname`.
+fn has_link(ns: &Netns, ifname: &str) -> bool {
+    ns.exec(&["ip", "link", "show", ifname]).status.success()
+}
+
+#[test]
+fn detach_goes_on_past_an_interface_being_attached_and_names_it() {
+    let root = sh("id", &["-u"]).stdout.starts_with(b"0\n");
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "needs root");
+        eprintln!("SKIP: needs root");
+        return;
+    }
+    let br = BridgeGuard::new("brpwg");
+    let ns = Netns::new("pwgd");
+    let guest = ns.spec();
+    // eth2 first: a DHCP attach with no server keeps its builder's pid in
+    // the record for as long as it waits.
+    let mut slow = Command::new(BIN)
+        .args([&br.0, &guest, "dhcp", "-i", "eth2", "--dhcp-timeout", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run pipework");
+    let t = std::time::Instant::now();
+    while !has_link(&ns, "eth2") && t.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(has_link(&ns, "eth2"), "eth2 never appeared");
+    pipework_ok(&[&br.0, &guest, "10.98.0.2/24", "-i", "eth1"]);
+
+    let o = pipework(&["detach", &guest]);
+    let err = stderr(&o);
+    eprintln!("{err}");
+    assert!(!o.status.success(), "detach succeeded: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("eth2: is being attached right now by pipework pid")
+            && err.contains("(detached: eth1)"),
+        "{err}"
+    );
+    assert!(!has_link(&ns, "eth1"), "eth1 is still there");
+    assert!(has_link(&ns, "eth2"), "the attach in progress was touched");
+
+    // The slow attach gives up and rolls itself back.
+    let _ = slow.wait();
+    assert!(ns.links_but_lo().is_empty(), "{:?}", ns.links_but_lo());
 }
