@@ -1,7 +1,7 @@
 //! One attach, start to finish: resolve the guest, pick the driver, build,
 //! address, record — all journaled, so any failure leaves the host as it was.
 use crate::address;
-use crate::driver::{self, AnyDriver, Ctx, HostSide};
+use crate::driver::{self, Ctx, HostSide};
 use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
 use crate::inventory;
@@ -93,16 +93,33 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
     inventory::warn_ignored(&forged);
     if let Some(existing) = links.into_iter().find(|l| l.name == req.ifname) {
         match inventory::read(&existing, record.n) {
-            // A killed run's unfinished attachment: replace it.
+            // A killed run's unfinished attachment: replace it, unless its
+            // builder finished it (dropped `p`) and exited since our dump.
+            Seen::Ours(rec)
+                if rec.p.is_some_and(|p| !inventory::alive(p))
+                    && !inventory::unchanged(&cont, &existing).await? =>
+            {
+                // Judge what is there now, as a re-run would.
+                let now = cont.link_by_name(&req.ifname).await?;
+                return match now.map(|l| (inventory::read(&l, record.n), l)) {
+                    Some((Seen::Ours(r), _)) if r.p.is_some() => Err(Error::bad(
+                        &req.ifname,
+                        "another pipework is replacing this unfinished attachment; run the same command again",
+                    )),
+                    Some((seen, l)) => same_or_conflict(req, guest, &cont, l, seen).await,
+                    None => Err(Error::bad(
+                        &req.ifname,
+                        "was removed while pipework looked at it; run the same command again",
+                    )),
+                };
+            }
             Seen::Ours(rec) if rec.p.is_some_and(|p| !inventory::alive(p)) => {
                 eprintln!(
                     "pipework: replacing the unfinished attachment of {} left by pipework pid {}",
                     req.ifname,
                     rec.p.unwrap_or_default()
                 );
-                AnyDriver::for_record(&rec)
-                    .detach(&host, &cont, &rec)
-                    .await?;
+                driver::undo(&host, &cont, &rec).await?;
             }
             Seen::Ours(rec) if rec.p.is_some() => {
                 return Err(Error::bad(
@@ -168,7 +185,11 @@ async fn clear_abandoned(cont: &Net, links: &[crate::netlink::Link]) -> Result<(
             host = Some(crate::netns::NetNs::current()?);
         }
         let Some(h) = &host else { continue };
-        if inventory::abandoned_guest_temp(cont, l, h).await?.is_some() {
+        // Re-read after the builder was found dead: one that renamed its
+        // link and exited since our dump finished its attachment.
+        if inventory::abandoned_guest_temp(cont, l, h).await?.is_some()
+            && inventory::unchanged(cont, l).await?
+        {
             cont.delete_link(l).await?;
         }
     }

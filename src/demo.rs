@@ -3,7 +3,6 @@
 //! new bridge, a TCP payload crosses between them, and everything is torn
 //! down again. Nothing outside those namespaces and that bridge is touched.
 use crate::attach;
-use crate::driver::AnyDriver;
 use crate::error::{Error, Result};
 use crate::guest::Guest;
 use crate::netlink::Net;
@@ -96,9 +95,7 @@ pub async fn run() -> Result<()> {
         let cont = Net::new(Some(&g.netns), false)?;
         let scan = crate::inventory::scan(&cont, g.netns.inode()?, &g.name).await?;
         for f in scan.attachments() {
-            AnyDriver::for_record(&f.rec)
-                .detach(&host, &cont, &f.rec)
-                .await?;
+            crate::driver::undo(&host, &cont, &f.rec).await?;
         }
     }
     if let Some(br) = host.link_by_name(&bridge).await? {

@@ -426,8 +426,16 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
     if still_needed(&links, bridge, except) {
         return Ok(false);
     }
+    // An attach that finds the marker skips the lock and relies on the
+    // rule; it creates its port before it looks. So: marker first, then
+    // look at the bridge again. A port made before the marker went is
+    // seen now; an attach that looks after finds no marker and waits for
+    // our lock, then puts the rule back itself.
     if let Some(m) = marker(bridge) {
         let _ = std::fs::remove_file(m);
+    }
+    if still_needed(&host.links().await?, bridge, except) {
+        return Ok(false);
     }
     let mut removed = false;
     if let Some(filter) = Filter::fetch() {

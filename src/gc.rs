@@ -4,8 +4,9 @@
 //! owned by dead pipeworks, OVS rows with our external_ids, iptables rules
 //! with our comment, keeper state files), never on anything else.
 use crate::dhcp::keeper;
-use crate::driver::{AnyDriver, ovs, phys, vlan};
-use crate::error::Result;
+use crate::driver::{ovs, phys, vlan};
+use crate::error::{Error, Result};
+use crate::hooks::{self, GcCtx, GcItem, Stuck};
 use crate::inventory::{self, Ignored, host_ns, temp_owner};
 use crate::netlink::Net;
 use crate::netns::NetNs;
@@ -27,9 +28,17 @@ pub struct Collected {
     pub reason: String,
 }
 
+/// Everything one gc did, and every item it could not deal with.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub collected: Vec<Collected>,
+    pub stuck: Vec<Stuck>,
+}
+
 struct Out {
     dry_run: bool,
     items: Vec<Collected>,
+    stuck: Vec<Stuck>,
 }
 
 impl Out {
@@ -47,14 +56,74 @@ impl Out {
             reason,
         });
     }
+
+    fn stuck(&mut self, kind: &'static str, name: &str, place: &str, e: &Error) {
+        self.stuck.push(Stuck {
+            kind,
+            name: name.to_string(),
+            place: place.to_string(),
+            error: e.to_string(),
+        });
+    }
+
+    /// An item whose action ran (or, in a dry run, would run) and gave
+    /// `r`: listed when it was done (`Ok(true)`), skipped when a re-check
+    /// found it changed (`Ok(false)`), named as stuck on an error.
+    fn settle(&mut self, item: GcItem, r: Result<bool>) {
+        match r {
+            Ok(true) => self.push(item.kind, &item.name, &item.place, item.action, item.reason),
+            Ok(false) => {}
+            Err(e) => self.stuck(item.kind, &item.name, &item.place, &e),
+        }
+    }
 }
 
+fn item(
+    kind: &'static str,
+    name: &str,
+    place: &str,
+    action: &'static str,
+    reason: String,
+) -> GcItem {
+    GcItem {
+        kind,
+        name: name.to_string(),
+        place: place.to_string(),
+        action,
+        reason,
+    }
+}
+
+/// `gc`, as the command line runs it: what was collected, or, when any
+/// item is stuck, one error naming every stuck item (the rest was done
+/// all the same; `report` returns both).
 pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
+    let r = report(dry_run).await?;
+    if r.stuck.is_empty() {
+        return Ok(r.collected);
+    }
+    let names: Vec<String> = r.stuck.iter().map(|s| s.to_string()).collect();
+    Err(Error::other(format!(
+        "gc: {} item{} stuck: {}; {} other{} collected",
+        r.stuck.len(),
+        if r.stuck.len() == 1 { "" } else { "s" },
+        names.join("; "),
+        r.collected.len(),
+        if r.collected.len() == 1 { "" } else { "s" },
+    )))
+}
+
+/// Every pass over every item, whatever fails on the way (as netavark's
+/// teardown does): one stuck object never keeps gc from the others. Errs
+/// only when gc cannot start (no hooks, no host netlink socket).
+pub async fn report(dry_run: bool) -> Result<Report> {
+    let hooks = hooks::get()?;
     let host = Net::new(None, false)?;
     let host_file = NetNs::current()?;
     let mut out = Out {
         dry_run,
         items: Vec::new(),
+        stuck: Vec::new(),
     };
     let mut ignored: Vec<Ignored> = Vec::new();
     let all = inventory::scan_all().await;
@@ -63,8 +132,8 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
     for (ns, net, scan) in &all {
         ignored.extend(scan.ignored.iter().cloned());
         if ns.ino == host_ns() {
-            host_leftovers(&host, scan, &mut out).await?;
-            let returned = returned_nics(&host, scan, &live, &mut out).await?;
+            host_leftovers(&host, scan, &mut out).await;
+            let returned = returned_nics(&host, scan, &live, &mut out).await;
             ignored.retain(|i| !returned.contains(&i.link));
             continue;
         }
@@ -73,94 +142,112 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             let Some(pid) = f.abandoned_by() else {
                 continue;
             };
-            if !inventory::unchanged(net, &f.link).await? {
-                continue;
-            }
-            out.push(
+            let it = item(
                 "attachment",
                 &f.link.name,
                 &ns.label,
                 "rolled back",
                 format!("unfinished: pipework pid {pid} died while attaching it"),
             );
-            if !dry_run {
-                let _ = keeper::release(&ns.ns, &f.link.name).await;
-                AnyDriver::for_record(&f.rec)
-                    .detach(&host, net, &f.rec)
-                    .await?;
-            }
+            let r = async {
+                if !inventory::unchanged(net, &f.link).await? {
+                    return Ok(false);
+                }
+                if !dry_run {
+                    let _ = keeper::release(&ns.ns, &f.link.name).await;
+                    crate::driver::undo(&host, net, &f.rec).await?;
+                }
+                Ok(true)
+            };
+            out.settle(it, r.await);
         }
         // Links a dead pipework created here and never named.
         for l in &scan.links {
             if temp_owner(&l.name).is_none() {
                 continue;
             }
-            if let Some(pid) = inventory::abandoned_guest_temp(net, l, &host_file).await?
-                && inventory::unchanged(net, l).await?
-            {
-                out.push(
+            let r = async {
+                let Some(pid) = inventory::abandoned_guest_temp(net, l, &host_file).await? else {
+                    return Ok(None);
+                };
+                if !inventory::unchanged(net, l).await? {
+                    return Ok(None);
+                }
+                if !dry_run {
+                    net.delete_link(l).await?;
+                }
+                Ok(Some(pid))
+            };
+            match r.await {
+                Ok(Some(pid)) => out.push(
                     "link",
                     &l.name,
                     &ns.label,
                     "removed",
                     format!("unfinished: pipework pid {pid} died before naming it"),
-                );
-                if !dry_run {
-                    net.delete_link(l).await?;
-                }
+                ),
+                Ok(None) => {}
+                Err(e) => out.stuck("link", &l.name, &ns.label, &e),
             }
         }
     }
 
-    for (i, l, pid) in inventory::abandoned_p2p_temps(&all).await {
-        let (ns, net, _) = &all[i];
-        if !inventory::unchanged(net, &l).await? {
-            continue;
+    // The subsystems' passes (point-to-point links).
+    let cx = GcCtx {
+        host: &host,
+        all: &all,
+        dry_run,
+    };
+    for pass in hooks.gc {
+        let r = pass(&cx).await;
+        for i in r.items {
+            out.push(i.kind, &i.name, &i.place, i.action, i.reason);
         }
-        out.push(
-            "link",
-            &l.name,
-            &ns.label,
-            "removed",
-            format!("unfinished point-to-point link: pipework pid {pid} died before naming it"),
-        );
-        if !dry_run {
-            net.delete_link(&l).await?;
-        }
+        out.stuck.extend(r.stuck);
     }
-    for r in crate::sriov::gc::collect(&host, &all, dry_run).await? {
+    let sriov = crate::sriov::gc::collect(&host, &all, dry_run).await;
+    for r in sriov.returned {
         ignored.retain(|i| i.link != r.name);
         out.push("sriov-vf", &r.name, "host", r.action, r.reason);
     }
-    vlans(&host, &all, &mut out).await?;
+    for (name, e) in sriov.stuck {
+        out.stuck("sriov-vf", &name, "host", &e);
+    }
+    vlans(&host, &all, &mut out).await;
     // Bridge VLAN filtering pipework turned on, with no VLAN port of ours
     // left (containers that died without a detach, or a crash before the
     // first port's record): off again, as the last detach would have.
     if !dry_run {
         for b in crate::driver::bridge_vlan::marked_bridges() {
-            if crate::driver::bridge_vlan::release_filtering(&host, &b).await? {
-                out.push(
+            match crate::driver::bridge_vlan::release_filtering(&host, &b).await {
+                Ok(true) => out.push(
                     "vlan-filtering",
                     &b,
                     "host",
                     "turned off",
                     "pipework turned it on and no VLAN port of its own is left".into(),
-                );
+                ),
+                Ok(false) => {}
+                Err(e) => out.stuck("vlan-filtering", &b, "host", &e),
             }
         }
     }
     for b in crate::firewall::rule_bridges() {
-        if crate::firewall::collect(&host, &b, dry_run).await? {
-            out.push(
+        let name = format!("pipework:{b}");
+        match crate::firewall::collect(&host, &b, dry_run).await {
+            Ok(true) => out.push(
                 "iptables-rule",
-                &format!("pipework:{b}"),
+                &name,
                 "DOCKER-USER/FORWARD",
                 "removed",
                 format!("bridge {b} is gone or has no pipework port left"),
-            );
+            ),
+            Ok(false) => {}
+            Err(e) => out.stuck("iptables-rule", &name, "DOCKER-USER/FORWARD", &e),
         }
     }
-    for (port, bridge) in ovs::collect_stale(dry_run).await? {
+    let (removed, stuck) = ovs::collect_stale(dry_run).await;
+    for (port, bridge) in removed {
         out.push(
             "ovs-port",
             &port,
@@ -168,6 +255,9 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
             "removed",
             "its device is gone (guest exited without a detach, or a killed attach)".into(),
         );
+    }
+    for (port, bridge, e) in stuck {
+        out.stuck("ovs-port", &port, &bridge, &e);
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -186,61 +276,53 @@ pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
         } else {
             continue;
         };
-        out.push(
-            "dhcp-keeper",
-            &st.ifname,
-            &st.netns.display().to_string(),
-            "removed",
-            why.into(),
-        );
-        if !dry_run {
-            keeper::release_key(st.ns_inode, &st.ifname).await?;
+        let place = st.netns.display().to_string();
+        let r = if dry_run {
+            Ok(())
+        } else {
+            keeper::release_key(st.ns_inode, &st.ifname)
+                .await
+                .map(|_| ())
+        };
+        match r {
+            Ok(()) => out.push("dhcp-keeper", &st.ifname, &place, "removed", why.into()),
+            Err(e) => out.stuck("dhcp-keeper", &st.ifname, &place, &e),
         }
     }
     inventory::warn_ignored(&ignored);
-    Ok(out.items)
+    Ok(Report {
+        collected: out.items,
+        stuck: out.stuck,
+    })
 }
 
 /// In the host namespace: host ends under temporary names whose pipework
 /// died (deleting one deletes its veth pair), and devices whose phys
 /// attach or detach was cut short (restored from their own record).
-async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Result<()> {
+/// (Point-to-point ends on the host are the `link` gc hook's.)
+async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) {
     for l in &scan.links {
         let Some(pid) = temp_owner(&l.name).filter(|p| !inventory::alive(*p)) else {
             continue;
         };
-        if !inventory::unchanged(host, l).await? {
-            continue;
-        }
-        out.push(
+        let it = item(
             "link",
             &l.name,
             "host",
             "removed",
             format!("unfinished: pipework pid {pid} died before naming it"),
         );
-        if !out.dry_run {
-            host.delete_link(l).await?;
+        let r = async {
+            if !inventory::unchanged(host, l).await? {
+                return Ok(false);
+            }
+            if !out.dry_run {
+                host.delete_link(l).await?;
+            }
+            Ok(true)
         }
-    }
-    // A point-to-point end on the host (`host:NAME`) whose builder died.
-    for f in scan.attachments().filter(|f| f.rec.k == Kind::P2p) {
-        let Some(pid) = f.abandoned_by() else {
-            continue;
-        };
-        if !inventory::unchanged(host, &f.link).await? {
-            continue;
-        }
-        out.push(
-            "attachment",
-            &f.link.name,
-            "host",
-            "rolled back",
-            format!("unfinished: pipework pid {pid} died while linking it"),
-        );
-        if !out.dry_run {
-            crate::link::remove_end(host, &f.rec).await?;
-        }
+        .await;
+        out.settle(it, r);
     }
     for f in &scan.ours {
         if f.rec.k != Kind::Phys {
@@ -255,10 +337,7 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
         if f.link.name != orig.n {
             continue;
         }
-        if !inventory::unchanged(host, &f.link).await? {
-            continue;
-        }
-        out.push(
+        let it = item(
             "phys",
             &f.link.name,
             "host",
@@ -267,11 +346,18 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
                 "pipework pid {pid} died while moving it; MTU, MAC, alias and addresses put back"
             ),
         );
-        if !out.dry_run {
-            phys::restore_on_host(host, &f.link, &orig).await?;
+        let r = async {
+            if !inventory::unchanged(host, &f.link).await? {
+                return Ok(false);
+            }
+            if !out.dry_run {
+                phys::restore_on_host(host, &f.link, &orig).await?;
+            }
+            Ok(true)
         }
+        .await;
+        out.settle(it, r);
     }
-    Ok(())
 }
 
 /// Physical devices the kernel gave back when their guest's namespace died
@@ -279,14 +365,20 @@ async fn host_leftovers(host: &Net, scan: &inventory::Scan, out: &mut Out) -> Re
 /// destroys virtual ones). Their record was sealed for the dead namespace:
 /// in the host namespace, where no guest can write, it still verifies with
 /// that identity, and it says how to put the NIC back. Returns their names.
+///
+/// A `--direct-phys` attach seals the NIC's record for its guest while the
+/// NIC is still on the host, and that guest may be newer than gc's scan:
+/// before acting, the builder must be dead, the namespace gone in a fresh
+/// look, and the link as the scan saw it.
 async fn returned_nics(
     host: &Net,
     scan: &inventory::Scan,
     live: &HashSet<u64>,
     out: &mut Out,
-) -> Result<Vec<String>> {
+) -> Vec<String> {
     use crate::record::{Ident, Record, Seen};
     let mut names = Vec::new();
+    let mut now_live: Option<HashSet<u64>> = None;
     for l in &scan.links {
         let Some(ns) = Record::claimed_ns(l.alias.as_deref()).filter(|n| !live.contains(n)) else {
             continue;
@@ -298,8 +390,16 @@ async fn returned_nics(
         let Some(orig) = phys::Original::from_record(&rec).filter(|_| rec.k == Kind::Phys) else {
             continue;
         };
+        if rec.p.is_some_and(inventory::alive) {
+            continue;
+        }
+        let now = now_live
+            .get_or_insert_with(|| inventory::namespaces().into_iter().map(|n| n.ino).collect());
+        if now.contains(&ns) {
+            continue;
+        }
         names.push(l.name.clone());
-        out.push(
+        let it = item(
             "phys",
             &l.name,
             "host",
@@ -309,25 +409,30 @@ async fn returned_nics(
                 orig.n
             ),
         );
-        if out.dry_run {
-            continue;
+        let r = async {
+            if !inventory::unchanged(host, l).await? {
+                return Ok(false);
+            }
+            if out.dry_run {
+                return Ok(true);
+            }
+            let mut back = l.clone();
+            if l.name != orig.n {
+                host.rename(l, &orig.n).await?;
+                back.name = orig.n.clone();
+            }
+            phys::restore_on_host(host, &back, &orig).await?;
+            Ok(true)
         }
-        let mut back = l.clone();
-        if l.name != orig.n {
-            host.rename(l, &orig.n).await?;
-            back.name = orig.n.clone();
-        }
-        phys::restore_on_host(host, &back, &orig).await?;
+        .await;
+        out.settle(it, r);
     }
-    Ok(names)
+    names
 }
 
 /// VLAN sub-interfaces we created that no attachment uses any more.
-async fn vlans(
-    host: &Net,
-    all: &[(inventory::Namespace, Net, inventory::Scan)],
-    out: &mut Out,
-) -> Result<()> {
+/// (`release_if_unused` asks again under the VLAN's lock before deleting.)
+async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)], out: &mut Out) {
     // The host's links and every attachment come from the scan gc already
     // made; no second pass over the namespaces.
     let ours: Vec<String> = all
@@ -344,19 +449,23 @@ async fn vlans(
         if users.iter().any(|f| f.rec.hi.as_deref() == Some(&name)) {
             continue;
         }
-        if !out.dry_run {
-            vlan::release_if_unused(host, &name).await?;
-            if host.link_by_name(&name).await?.is_some() {
-                continue;
-            }
-        }
-        out.push(
+        let it = item(
             "vlan",
             &name,
             "host",
             "removed",
             "created by pipework and no guest uses it".into(),
         );
+        let r = async {
+            if !out.dry_run {
+                vlan::release_if_unused(host, &name).await?;
+                if host.link_by_name(&name).await?.is_some() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        .await;
+        out.settle(it, r);
     }
-    Ok(())
 }

@@ -40,11 +40,6 @@ pub fn temp_owner(name: &str) -> Option<u32> {
     u32::from_str_radix(pid, 16).ok().filter(|p| *p > 0)
 }
 
-/// Whether the pipework with this pid may still be working: the pid runs
-/// and is a pipework (same command name as ours, or `pipework*`). A pid
-/// reused by an unrelated long-lived process would otherwise keep an
-/// unfinished attachment "busy" forever; a pid reused by another pipework
-/// only makes us wait for a later run, which is never unsafe.
 /// Whether `l` is still as a scan saw it: same index, name and alias. A
 /// scan is a snapshot, and a pipework that finished between the dump and
 /// the liveness check has renamed or re-labelled its link by then: acting
@@ -57,6 +52,25 @@ pub async fn unchanged(net: &Net, l: &Link) -> Result<bool> {
         .is_some_and(|now| now.name == l.name && now.alias == l.alias))
 }
 
+/// Delete the link `rec` names in `net`, only while it still carries a
+/// verified record of the same kind for that namespace: never a link a
+/// guest renamed into its place. Undo for kinds no driver builds (a
+/// point-to-point end; deleting one end of a veth deletes the pair).
+pub async fn delete_if_ours(net: &Net, rec: &Record) -> Result<()> {
+    let Some(l) = net.link_by_name(&rec.ifname).await? else {
+        return Ok(());
+    };
+    match read(&l, rec.n) {
+        Seen::Ours(r) if r.k == rec.k => net.delete_link(&l).await,
+        _ => Ok(()),
+    }
+}
+
+/// Whether the pipework with this pid may still be working: the pid runs
+/// and is a pipework (same command name as ours, or `pipework*`). A pid
+/// reused by an unrelated long-lived process would otherwise keep an
+/// unfinished attachment "busy" forever; a pid reused by another pipework
+/// only makes us wait for a later run, which is never unsafe.
 pub fn alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;

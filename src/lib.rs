@@ -18,6 +18,7 @@ pub mod firewall;
 pub mod fuzzing;
 pub mod gc;
 pub mod guest;
+pub mod hooks;
 pub mod inventory;
 pub mod key;
 pub mod lab;
@@ -33,6 +34,7 @@ pub mod record;
 pub mod request;
 pub mod rt;
 pub mod sriov;
+pub mod subsystems;
 pub mod untrusted;
 
 pub use error::{Error, Result};

@@ -34,6 +34,7 @@ pub struct Entry {
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
+    let hooks = crate::hooks::get()?;
     let all = inventory::scan_all().await;
     let ignored: Vec<inventory::Ignored> = all
         .iter()
@@ -67,7 +68,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
                 sriov,
-                lab: crate::lab::plan::lab_of(rec).map(String::from),
+                lab: (hooks.lab_of)(rec).map(String::from),
             });
         }
         out

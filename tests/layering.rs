@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// Top to bottom. The README's architecture section lists the same table.
 const LAYERS: &[(&str, &[&str])] = &[
-    // The only place clap lives; the fuzz harness drives the same parse.
-    ("cli", &["cli", "fuzzing"]),
+    // The only place clap lives; the fuzz harness drives the same parse;
+    // `subsystems::install` fills the verbs' hook table from above.
+    ("cli", &["cli", "fuzzing", "subsystems"]),
     // Take typed requests; may use each other (watch re-plumbs labs, CNI
     // attaches to overlays) but never in a circle.
     (
@@ -47,6 +48,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "netlink",
             "guest",
             "ovsdb",
+            "own",
+            "lock",
+            "wait",
         ],
     ),
     (

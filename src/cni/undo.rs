@@ -1,7 +1,6 @@
 //! Undoing an attachment, shared by DEL and by ADD's rollback (so neither
 //! verb's module depends on the other).
 use super::error::CniResult;
-use crate::driver::AnyDriver;
 use crate::inventory;
 use crate::netlink::Net;
 
@@ -23,9 +22,7 @@ pub(super) async fn detach(
         inventory::warn_ignored(&scan.ignored);
         for f in scan.attachments() {
             if f.rec.g == tag {
-                AnyDriver::for_record(&f.rec)
-                    .detach(host, cont, &f.rec)
-                    .await?;
+                crate::driver::undo(host, cont, &f.rec).await?;
                 found = true;
             }
         }

@@ -298,7 +298,7 @@ async fn build(
                     .link_by_name(&name)
                     .await?
                     .ok_or_else(|| Error::other(format!("{name} vanished")))?;
-                super::child::journal_delete(host, j, format!("shim {name}"), l.index);
+                host.journal_delete(j, format!("shim {name}"), l.index);
                 // The kernel ignores IFLA_IFALIAS when creating a link.
                 host.set_alias(&l, &format!("{SHIM_ALIAS}{}", parent.name))
                     .await?;

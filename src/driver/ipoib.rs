@@ -8,8 +8,7 @@
 //! Not tested on hardware: this machine has no InfiniBand device and the
 //! kernel has no IB emulation usable here (rdma_rxe gives RoCE, type 1). The
 //! message construction and every refusal are unit-tested.
-use super::child::{self, ARPHRD_INFINIBAND, ChildSpec};
-use super::macvlan::detach_child;
+use super::child::{self, ARPHRD_INFINIBAND, ChildSpec, detach_child};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};

@@ -1,7 +1,7 @@
 //! ipvlan (`--ipvlan l2|l3|l3s`): like macvlan, but every child shares the
 //! parent's MAC address — for uplinks that allow one MAC per port (802.1X,
 //! some clouds). The original had none.
-use super::macvlan::{attach_child, detach_child, validate_parent};
+use super::child::{attach_child, detach_child, validate_parent};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Net};

@@ -95,7 +95,6 @@ pub enum AnyDriver {
     Dummy(dummy::Dummy),
     Ipoib(ipoib::Ipoib),
     Ovs(Box<ovs::Ovs>),
-    P2p(crate::link::P2p),
     Vf(vf::Vf),
 }
 
@@ -109,7 +108,6 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.validate(cx).await,
             AnyDriver::Ipoib(d) => d.validate(cx).await,
             AnyDriver::Ovs(d) => d.validate(cx).await,
-            AnyDriver::P2p(d) => d.validate(cx).await,
             AnyDriver::Vf(d) => d.validate(cx).await,
         }
     }
@@ -122,7 +120,6 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.attach(cx, j).await,
             AnyDriver::Ipoib(d) => d.attach(cx, j).await,
             AnyDriver::Ovs(d) => d.attach(cx, j).await,
-            AnyDriver::P2p(d) => d.attach(cx, j).await,
             AnyDriver::Vf(d) => d.attach(cx, j).await,
         }
     }
@@ -135,14 +132,14 @@ impl AnyDriver {
             AnyDriver::Dummy(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ipoib(d) => d.detach(host, cont, rec).await,
             AnyDriver::Ovs(d) => d.detach(host, cont, rec).await,
-            AnyDriver::P2p(d) => d.detach(host, cont, rec).await,
             AnyDriver::Vf(d) => d.detach(host, cont, rec).await,
         }
     }
 
-    /// The driver that built a recorded attachment.
-    pub fn for_record(rec: &Record) -> Self {
-        match rec.k {
+    /// The driver that built a recorded attachment; None for a kind no
+    /// driver builds (a point-to-point end: `undo` serves it).
+    pub fn for_record(rec: &Record) -> Option<Self> {
+        Some(match rec.k {
             Kind::Bridge => AnyDriver::Bridge(bridge::Bridge::default()),
             // Detach does not depend on the mode.
             Kind::Macvlan => AnyDriver::Macvlan(macvlan::Macvlan {
@@ -155,9 +152,21 @@ impl AnyDriver {
             Kind::Dummy => AnyDriver::Dummy(dummy::Dummy),
             Kind::Ipoib => AnyDriver::Ipoib(ipoib::Ipoib),
             Kind::Ovs => AnyDriver::Ovs(Box::new(ovs::Ovs::for_detach())),
-            Kind::P2p => AnyDriver::P2p(crate::link::P2p),
+            Kind::P2p => return None,
             Kind::Sriov => AnyDriver::Vf(vf::Vf { target: None }),
-        }
+        })
+    }
+}
+
+/// Undo a recorded attachment, whatever its kind (idempotent): through
+/// the driver that built it, or, for an end of a point-to-point link
+/// (`pipework link` builds those; no driver does), by deleting that end
+/// while it still carries its verified record; the kernel takes its peer.
+/// Every verb and subsystem that takes something down comes here.
+pub async fn undo(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
+    match AnyDriver::for_record(rec) {
+        Some(d) => d.detach(host, cont, rec).await,
+        None => crate::inventory::delete_if_ours(cont, rec).await,
     }
 }
 

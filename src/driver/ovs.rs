@@ -640,26 +640,47 @@ pub async fn stale_ports() -> Vec<ops::PortRecord> {
         .collect()
 }
 
-/// `gc`: remove the rows of stale ports. Returns (port, bridge) of each.
-pub async fn collect_stale(dry_run: bool) -> Result<Vec<(String, String)>> {
+/// `gc`: remove the rows of stale ports. Returns (port, bridge) of each
+/// one removed, and (port, bridge, error) of each that could not be: one
+/// stuck row does not keep the others. Each is removed by the uuid it was
+/// read with: a port an attach re-created under the same name since is a
+/// new row, and stays.
+pub async fn collect_stale(dry_run: bool) -> (Vec<(String, String)>, Vec<(String, String, Error)>) {
     let stale = stale_ports().await;
+    let (mut out, mut stuck) = (Vec::new(), Vec::new());
     if stale.is_empty() {
-        return Ok(vec![]);
+        return (out, stuck);
     }
-    let mut out = Vec::new();
-    let socket = ovsdb::socket_path(None)?;
-    let mut conn = if dry_run {
+    let conn = if dry_run {
         None
     } else {
-        Some(Connection::connect(&socket).await?)
+        match ovsdb::socket_path(None) {
+            Ok(socket) => Some(Connection::connect(&socket).await),
+            Err(e) => Some(Err(e)),
+        }
+    };
+    let mut conn = match conn {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            let why = e.to_string();
+            for p in stale {
+                stuck.push((p.name, p.bridge.unwrap_or_default(), Error::other(&why)));
+            }
+            return (out, stuck);
+        }
     };
     for p in stale {
-        if let Some(c) = conn.as_mut() {
-            ops::delete_port(c, &p.name).await?;
+        let bridge = p.bridge.unwrap_or_default();
+        if let Some(c) = conn.as_mut()
+            && let Err(e) = ops::delete_port_row(c, &p.uuid).await
+        {
+            stuck.push((p.name, bridge, e));
+            continue;
         }
-        out.push((p.name, p.bridge.unwrap_or_default()));
+        out.push((p.name, bridge));
     }
-    Ok(out)
+    (out, stuck)
 }
 
 /// Whether a guest spec (as given to detach) names the guest these

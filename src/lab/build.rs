@@ -5,7 +5,6 @@
 use super::apply::dup;
 use super::model::{Lab, LinkKind, Unit};
 use super::{netem, plan};
-use crate::driver::AnyDriver;
 use crate::error::{Error, Result};
 use crate::guest::Guest;
 use crate::inventory;
@@ -177,9 +176,7 @@ async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
     let scan = inventory::scan(&net, ns.inode()?, "").await?;
     for f in scan.attachments() {
         if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
-            AnyDriver::for_record(&f.rec)
-                .detach(&host, &net, &f.rec)
-                .await?;
+            crate::driver::undo(&host, &net, &f.rec).await?;
         }
     }
     Ok(())

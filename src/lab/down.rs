@@ -4,7 +4,6 @@
 use super::model::container_name;
 use super::plan::{self, Current, Held};
 use super::{engine, state};
-use crate::driver::AnyDriver;
 use crate::error::Result;
 use crate::inventory::host_ns;
 use crate::netlink::Net;
@@ -27,7 +26,7 @@ pub(super) async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> R
     if h.ns.ino != host_ns() {
         let _ = crate::dhcp::keeper::release(&h.ns.ns, &rec.ifname).await;
     }
-    AnyDriver::for_record(&rec).detach(host, h.net, &rec).await
+    crate::driver::undo(host, h.net, &rec).await
 }
 
 pub(super) fn describe_held(h: &Held<'_>) -> String {

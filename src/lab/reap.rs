@@ -41,6 +41,27 @@ pub async fn p2p(held: &[Held<'_>]) -> Result<Vec<usize>> {
     }
     for picks in per_ns.values() {
         let net = held[picks[0]].net;
+        // `held` is a snapshot: look again (one dump per namespace) and
+        // group only links still as it saw them (index, name, alias), so
+        // a link renamed or replaced meanwhile is never deleted here. Its
+        // pair is not reported gone, so `down` takes it the careful way
+        // (one by one, each link read again by name and deleted only while
+        // its record verifies).
+        let now = net.links().await?;
+        let mut picks = picks.clone();
+        picks.retain(|&i| {
+            let l = &held[i].found.link;
+            let same = now
+                .iter()
+                .any(|n| n.index == l.index && n.name == l.name && n.alias == l.alias);
+            if !same && let Some(ends) = unit_of(&held[i].found.rec).and_then(|id| units.get(id)) {
+                gone.retain(|x| !ends.contains(x));
+            }
+            same
+        });
+        if picks.is_empty() {
+            continue;
+        }
         let links: Vec<_> = picks.iter().map(|&i| &held[i].found.link).collect();
         net.delete_links_together(&links).await?;
     }

@@ -11,7 +11,6 @@
 //! Both ends are born where they live: moving a link between namespaces
 //! costs the kernel a grace period (about 10 ms), more than the rest.
 use super::{End, EndReport, EndSpec, LinkRequest, Report, peer_ns};
-use crate::driver::child::journal_delete;
 use crate::error::{Error, Result};
 use crate::inventory::{self, temp_name};
 use crate::netlink::{Journal, Link, Net};
@@ -109,7 +108,7 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         .link_by_name(&tmp_b)
         .await?
         .ok_or_else(|| Error::other(format!("veth end {tmp_b} vanished after creation")))?;
-    journal_delete(&nb, j, format!("veth {}", req.b.ifname), lb.index);
+    nb.journal_delete(j, format!("veth {}", req.b.ifname), lb.index);
 
     // 2. B's end: final name, pending record, up; then A's.
     let lb = label(&nb, b, lb, &req.b.ifname, &rec_b).await?;

@@ -5,15 +5,14 @@
 //! one end deletes the pair.
 mod build;
 mod end;
+pub mod gc;
 
 pub use build::build;
 pub use end::{End, parse_end, resolve};
 
-use crate::driver::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
-use crate::inventory;
-use crate::netlink::{Journal, Net};
-use crate::record::{Kind, Record, Seen};
+use crate::netlink::Journal;
+use crate::record::Record;
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 
@@ -74,38 +73,6 @@ pub async fn run(req: &LinkRequest) -> Result<Report> {
 /// Parse `--ip-a` / `--ip-b`.
 pub fn parse_addr(flag: &str, s: &str) -> Result<IpNetwork> {
     crate::request::parse_cidr(s).map_err(|e| Error::bad(flag, e))
-}
-
-/// Undo for `p2p` records: delete this end (the kernel takes its peer).
-pub struct P2p;
-
-impl Driver for P2p {
-    async fn validate(&self, _cx: &Ctx<'_>) -> Result<()> {
-        Err(Error::other(
-            "a point-to-point link is made by `pipework link`",
-        ))
-    }
-    async fn attach(&self, _cx: &mut Ctx<'_>, _j: &mut Journal) -> Result<HostSide> {
-        Err(Error::other(
-            "a point-to-point link is made by `pipework link`",
-        ))
-    }
-    async fn detach(&self, _host: &Net, cont: &Net, rec: &Record) -> Result<()> {
-        remove_end(cont, rec).await
-    }
-}
-
-/// Delete the end named by `rec` in `net`, only if it still carries a
-/// verified p2p record for that namespace (never a link a guest renamed
-/// into its place).
-pub async fn remove_end(net: &Net, rec: &Record) -> Result<()> {
-    let Some(l) = net.link_by_name(&rec.ifname).await? else {
-        return Ok(());
-    };
-    match inventory::read(&l, rec.n) {
-        Seen::Ours(r) if r.k == Kind::P2p => net.delete_link(&l).await,
-        _ => Ok(()),
-    }
 }
 
 /// The peer namespace inode a p2p record names.

@@ -389,11 +389,13 @@ impl Net {
             .await?
             .ok_or_else(|| Error::other(format!("veth {host_name} vanished after creation")))?;
         // Deleting one end of a veth deletes the pair.
-        self.journal_del(j, format!("veth {host_name}"), link.index);
+        self.journal_delete(j, format!("veth {host_name}"), link.index);
         Ok(link)
     }
 
-    fn journal_del(&self, j: &mut Journal, what: String, index: u32) {
+    /// Record the deletion of link `index` in this namespace in the undo
+    /// journal (idempotent: a link already gone is what we wanted).
+    pub fn journal_delete(&self, j: &mut Journal, what: String, index: u32) {
         let h = self.handle.clone();
         j.record(what.clone(), async move {
             match h.link().del(index).execute().await {

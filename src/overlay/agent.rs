@@ -341,14 +341,36 @@ impl Agent {
                 }
                 None => false,
             };
-            if gone {
+            if gone && self.release_if_same(net, ep).await {
                 log(format_args!(
                     "{net}: releasing {} ({} is gone)",
                     ep.ip, ep.container
                 ));
-                let _ = self.st.delete(&store::ep_key(net, ep.ip.into())).await;
             }
         }
+    }
+
+    /// Delete endpoint `ep` only if etcd still holds it as the view saw
+    /// it, in one transaction on the revision read: the view is a
+    /// snapshot, and an attach that finished (recorded its host link) or
+    /// a new claim of the address since must not be released on its
+    /// account. True when it was deleted.
+    async fn release_if_same(&self, net: &str, ep: &Endpoint) -> bool {
+        use super::etcd::{Compare, CompareOp, Txn, TxnOp};
+        let key = store::ep_key(net, ep.ip.into());
+        let Ok(Some((v, rev))) = self.st.get_kv(&key).await else {
+            return false;
+        };
+        if store::decode::<Endpoint>(&key, &v).ok().as_ref() != Some(ep) {
+            return false;
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(&key, CompareOp::Equal, rev)])
+            .and_then(vec![TxnOp::delete(&key)]);
+        matches!(
+            self.st.txn("releasing a gone endpoint", txn).await,
+            Ok(true)
+        )
     }
 
     /// After a new lease: write this host's endpoints again, from the

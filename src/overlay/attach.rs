@@ -181,15 +181,24 @@ pub async fn before_detach(rec: &crate::record::Record, dry_run: bool) -> Result
     release(&agent, net, ip, rec.hi.as_deref()).await
 }
 
+/// `before_detach` as the detach hook (`crate::hooks`).
+pub fn before_detach_hook(
+    rec: &crate::record::Record,
+    dry_run: bool,
+) -> futures::future::BoxFuture<'_, Result<()>> {
+    Box::pin(before_detach(rec, dry_run))
+}
+
 async fn release(
     agent: &AgentState,
     net: &str,
     ip: std::net::Ipv4Addr,
     host_link: Option<&str>,
 ) -> Result<()> {
+    use super::etcd::{Compare, CompareOp, Txn, TxnOp};
     let st = Store::connect(&agent.etcd).await?;
     let key = store::ep_key(net, ip.into());
-    if let Some(v) = st.get(&key).await? {
+    if let Some((v, rev)) = st.get_kv(&key).await? {
         let ep: Endpoint = store::decode(&key, &v)?;
         // Never remove another host's endpoint that happens to reuse the
         // IP, nor one of ours that another attachment holds now.
@@ -198,7 +207,12 @@ async fn release(
             _ => true,
         };
         if ep.host == agent.host && same_link {
-            st.delete(&key).await?;
+            // Delete what was checked, not what a new claim of the
+            // address may have written since (the revision read).
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(&key, CompareOp::Equal, rev)])
+                .and_then(vec![TxnOp::delete(&key)]);
+            st.txn("releasing the endpoint", txn).await?;
         }
     }
     Ok(())

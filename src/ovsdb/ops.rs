@@ -49,6 +49,9 @@ pub struct AddedPort {
 /// A port as `ls` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortRecord {
+    /// The Port row's uuid: what `delete_port_row` removes, so a port
+    /// re-created under the same name since it was read is left alone.
+    pub uuid: String,
     pub name: String,
     pub bridge: Option<String>,
     pub tag: Option<i64>,
@@ -409,12 +412,29 @@ pub async fn remove_port<S: AsyncRead + AsyncWrite + Unpin>(
     else {
         return Ok(None);
     };
+    remove_port_row(conn, &port_uuid).await.map(Some)
+}
+
+/// `delete_port` of the Port row with this uuid, as read earlier: gone
+/// already, or replaced by a new row of the same name, it is a no-op.
+pub async fn delete_port_row<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    port_uuid: &str,
+) -> Result<()> {
+    let next_cfg = remove_port_row(conn, port_uuid).await?;
+    conn.wait_applied(next_cfg, APPLY_TIMEOUT).await
+}
+
+async fn remove_port_row<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    port_uuid: &str,
+) -> Result<i64> {
     let mut ops = vec![json!({"op": "mutate", "table": "Bridge",
-        "where": [["ports", "includes", uuid(&port_uuid)]],
-        "mutations": [["ports", "delete", set([uuid(&port_uuid)])]]})];
+        "where": [["ports", "includes", uuid(port_uuid)]],
+        "mutations": [["ports", "delete", set([uuid(port_uuid)])]]})];
     ops.extend(bump_cfg());
     let res = conn.transact(ops).await?;
-    next_cfg_from(res.last()).map(Some)
+    next_cfg_from(res.last())
 }
 
 /// Ports with their bridge and interface state: every port, or just the
@@ -509,6 +529,7 @@ pub fn join_ports(bridges: &Value, ports: &Value, ifaces: &Value) -> Vec<PortRec
             .and_then(|u| iface_by_uuid.get(u).copied());
         let col = |c: &str| iface.and_then(|i| i.get(c)).cloned().unwrap_or(Value::Null);
         out.push(PortRecord {
+            uuid: puuid.clone(),
             name: str_col(p, "name"),
             bridge: bridge_of.get(&puuid).cloned(),
             tag: p.get("tag").and_then(value::opt_int),

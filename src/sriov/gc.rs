@@ -2,12 +2,18 @@
 //! namespace is gone (the kernel has already returned the netdev to the
 //! host, under the guest's name for it or `devN`) or its builder died
 //! before handing it over, the VF is put back from the state file.
+//!
+//! The decision is made on snapshots (gc's namespace scan, one dump of the
+//! host's VF netdevs, the state file as read), so before it acts it looks
+//! again: the state file must read the same after the builder was found
+//! dead (an attach that committed and exited meanwhile rewrote it), and a
+//! namespace missing from the scan must still be missing from a fresh list
+//! (an attach into a namespace newer than the scan is not a dead guest).
 use super::restore as vf;
 use super::state::{self, Held};
-use crate::error::Result;
 use crate::inventory::{self, Namespace, Scan};
 use crate::netlink::Net;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One VF that was (or in a dry run would be) put back.
 pub struct Returned {
@@ -17,18 +23,31 @@ pub struct Returned {
     pub reason: String,
 }
 
-pub async fn collect(
-    host: &Net,
-    all: &[(Namespace, Net, Scan)],
-    dry_run: bool,
-) -> Result<Vec<Returned>> {
+/// What the pass did, and the VFs it could not put back (by netdev name
+/// or PCI address, with why).
+#[derive(Default)]
+pub struct Collected {
+    pub returned: Vec<Returned>,
+    pub stuck: Vec<(String, crate::Error)>,
+}
+
+pub async fn collect(host: &Net, all: &[(Namespace, Net, Scan)], dry_run: bool) -> Collected {
     let live: HashMap<u64, &Net> = all.iter().map(|(n, net, _)| (n.ino, net)).collect();
-    let mut out = Vec::new();
+    let mut out = Collected::default();
     let pcis = state::held();
     if pcis.is_empty() {
-        return Ok(out);
+        return out;
     }
-    let on_host = vf::links_by_pci(host).await?;
+    let on_host = match vf::links_by_pci(host).await {
+        Ok(l) => l,
+        Err(e) => {
+            let why = e.to_string();
+            out.stuck
+                .extend(pcis.into_iter().map(|p| (p, crate::Error::other(&why))));
+            return out;
+        }
+    };
+    let mut now_live: Option<HashSet<u64>> = None;
     for pci in pcis {
         let h = match Held::load(&pci) {
             Ok(Some(h)) => h,
@@ -57,11 +76,27 @@ pub async fn collect(
             ),
             (None, Some(_)) => continue,
         };
+        // Look again before acting (see the top of this file).
+        if !matches!(Held::load(&pci), Ok(Some(now)) if now == h) {
+            continue;
+        }
+        if guest.is_none() {
+            let now = now_live.get_or_insert_with(|| {
+                inventory::namespaces().into_iter().map(|n| n.ino).collect()
+            });
+            if now.contains(&h.ns) {
+                continue;
+            }
+        }
         let name = on_host
             .get(&pci)
             .map(|l| l.name.clone())
             .unwrap_or_else(|| h.name.clone());
-        out.push(Returned {
+        if !dry_run && let Err(e) = vf::restore(host, guest, &h).await {
+            out.stuck.push((name, e));
+            continue;
+        }
+        out.returned.push(Returned {
             name,
             action,
             reason: format!(
@@ -69,9 +104,6 @@ pub async fn collect(
                 h.vf, h.pf, h.name
             ),
         });
-        if !dry_run {
-            vf::restore(host, guest, &h).await?;
-        }
     }
-    Ok(out)
+    out
 }
