@@ -82,12 +82,70 @@ pub struct Record {
     /// that the next run or `gc` removes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p: Option<u32>,
-    /// Driver-specific extras (original NIC name/MTU for phys, OVS port, …).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub x: serde_json::Map<String, serde_json::Value>,
+    /// What one kind (or one subsystem) needs besides the fields above.
+    #[serde(default, skip_serializing_if = "Extras::is_empty")]
+    pub x: Extras,
     /// The tag (base64url); empty while unsigned.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub t: String,
+}
+
+/// A record's extras, typed. The wire names stay short (a link alias holds
+/// 255 bytes) and the fields are declared in the alphabetical order of
+/// those names: that is how the untyped map of earlier versions wrote
+/// them, so their records re-serialise to the very bytes they were signed
+/// over and still verify.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Extras {
+    /// pipework turned VLAN filtering on for this port's bridge.
+    #[serde(rename = "bvf", default, skip_serializing_if = "Option::is_none")]
+    pub bridge_vlan_filtering: Option<bool>,
+    /// OVS: the OVSDB socket the port was made through.
+    #[serde(rename = "db", default, skip_serializing_if = "Option::is_none")]
+    pub ovsdb: Option<String>,
+    /// The lab that made this link.
+    #[serde(rename = "lab", default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<String>,
+    /// The lab link's id (its unit, with a hash of its definition).
+    #[serde(rename = "li", default, skip_serializing_if = "Option::is_none")]
+    pub lab_link: Option<String>,
+    /// macvlan mode, or "internal" for an OVS internal port.
+    #[serde(rename = "mode", default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// phys: how the NIC was before it moved (`driver::phys::Orig`).
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub phys_original: Option<serde_json::Value>,
+    /// Overlay: the address claimed in etcd for this endpoint.
+    #[serde(rename = "ovip", default, skip_serializing_if = "Option::is_none")]
+    pub overlay_ip: Option<std::net::Ipv4Addr>,
+    /// SR-IOV: the VF's PCI address, its PF's name, its index.
+    #[serde(rename = "pci", default, skip_serializing_if = "Option::is_none")]
+    pub vf_pci: Option<String>,
+    #[serde(rename = "pf", default, skip_serializing_if = "Option::is_none")]
+    pub vf_pf: Option<String>,
+    /// IPoIB: the partition key (hex).
+    #[serde(rename = "pkey", default, skip_serializing_if = "Option::is_none")]
+    pub pkey: Option<String>,
+    /// p2p: the inode of the namespace the peer end is in.
+    #[serde(rename = "pn", default, skip_serializing_if = "Option::is_none")]
+    pub peer_ns: Option<u64>,
+    /// OVS: the port's name.
+    #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
+    pub ovs_port: Option<String>,
+    /// Bridge VLANs the port trunks (compact form, "10,20-30").
+    #[serde(rename = "trunk", default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    #[serde(rename = "vf", default, skip_serializing_if = "Option::is_none")]
+    pub vf_index: Option<u32>,
+    /// The access VLAN (bridge port, or the sub-interface's id).
+    #[serde(rename = "vlan", default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+}
+
+impl Extras {
+    pub fn is_empty(&self) -> bool {
+        *self == Extras::default()
+    }
 }
 
 /// Which link a record sits on: what the tag binds it to.
@@ -99,6 +157,9 @@ pub struct Ident {
 }
 
 /// What an alias turned out to be.
+// Read once per link and matched at once: boxing the record would add an
+// allocation per link for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
     /// Not a record (empty, an admin's alias, another tool's).
@@ -256,6 +317,45 @@ mod tests {
         let out = f();
         let _ = std::fs::remove_dir_all(&d);
         out
+    }
+
+    /// Records written by the untyped map of earlier versions carry their
+    /// extras in key order; the typed struct must serialise them to the
+    /// same bytes, or every existing record would stop verifying.
+    #[test]
+    fn extras_serialise_as_the_untyped_map_did() {
+        let mut x = serde_json::Map::new();
+        for (k, v) in [
+            ("bvf", serde_json::json!(true)),
+            ("db", "/run/ovs.sock".into()),
+            ("lab", "l1".into()),
+            ("li", "a:eth1-b:eth1#3f".into()),
+            ("mode", "internal".into()),
+            ("o", serde_json::json!({"n": "eth2", "m": 1500})),
+            ("ovip", "10.40.0.7".into()),
+            ("pci", "0000:01:10.2".into()),
+            ("pf", "eth0".into()),
+            ("pkey", "8001".into()),
+            ("pn", 4026532000u64.into()),
+            ("port", "p1".into()),
+            ("trunk", "10,20-30".into()),
+            ("vf", 3.into()),
+            ("vlan", 10.into()),
+        ] {
+            x.insert(k.into(), v);
+        }
+        // The record's own fields in their declaration order, as ever.
+        let text = format!(
+            r#"{{"k":"ovs","h":"br1","g":"web1","if":"eth1","n":7,"x":{}}}"#,
+            serde_json::to_string(&x).unwrap()
+        );
+        let typed: Record = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&typed).unwrap(), text);
+        assert_eq!(
+            typed.x.overlay_ip,
+            Some(std::net::Ipv4Addr::new(10, 40, 0, 7))
+        );
+        assert_eq!((typed.x.vf_index, typed.x.vlan), (Some(3), Some(10)));
     }
 
     #[test]

@@ -323,9 +323,7 @@ impl Plumber {
     /// and the claimed address signed into the record (what DEL releases).
     pub(super) fn overlay_link(&mut self, ip: std::net::Ipv4Addr, mtu: u32) {
         self.req.mac = Some(crate::overlay::names::mac_for(ip));
-        self.req
-            .record_extras
-            .insert(crate::overlay::attach::OVIP.into(), ip.to_string().into());
+        self.req.record_extras.overlay_ip = Some(ip);
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 

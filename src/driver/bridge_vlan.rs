@@ -30,7 +30,6 @@ use crate::inventory::{self, host_ns};
 use crate::netlink::bridge_vlan::BridgeVlan;
 use crate::netlink::{Journal, Link, Net};
 use crate::record::{Record, Seen};
-use serde_json::Value;
 
 /// What the request asks of the port.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -89,12 +88,10 @@ pub async fn prepare(
     j: &mut Journal,
 ) -> Result<BridgeVlan> {
     if let Some(v) = plan.access {
-        cx.record.x.insert("vlan".into(), v.into());
+        cx.record.x.vlan = Some(v);
     }
     if !plan.trunks.is_empty() {
-        cx.record
-            .x
-            .insert("trunk".into(), Value::from(compact(&plan.trunks)));
+        cx.record.x.trunk = Some(compact(&plan.trunks));
     }
     if cx.host.dry_run && bridge.index == 0 {
         // The bridge is only planned: show what would be done to it.
@@ -111,7 +108,7 @@ pub async fn prepare(
     };
     if state.filtering {
         if marked(&bridge.name) || ours_with_filtering(&cx.host, bridge).await? {
-            cx.record.x.insert("bvf".into(), true.into());
+            cx.record.x.bridge_vlan_filtering = Some(true);
         }
         return Ok(state);
     }
@@ -133,7 +130,7 @@ pub async fn prepare(
                 _ => e,
             }
         })?;
-    cx.record.x.insert("bvf".into(), true.into());
+    cx.record.x.bridge_vlan_filtering = Some(true);
     if !cx.host.dry_run {
         let (h, b) = (cx.host.clone(), bridge.name.clone());
         j.record(format!("vlan_filtering on {b}"), async move {
@@ -260,11 +257,11 @@ pub async fn release_filtering(host: &Net, bridge: &str) -> Result<bool> {
 /// Whether this record's attachment turned (or inherited turning) the
 /// bridge's filtering on.
 pub fn turned_on(r: &Record) -> bool {
-    r.x.get("bvf").and_then(Value::as_bool) == Some(true)
+    r.x.bridge_vlan_filtering == Some(true)
 }
 
 fn is_vlan(r: &Record) -> bool {
-    r.x.contains_key("vlan") || r.x.contains_key("trunk")
+    r.x.vlan.is_some() || r.x.trunk.is_some()
 }
 
 /// Whether a VLAN port of ours on this bridge says pipework turned its
@@ -276,7 +273,7 @@ async fn ours_with_filtering(host: &Net, bridge: &Link) -> Result<bool> {
         .iter()
         .filter(|l| l.controller == Some(bridge.index))
         .any(|l| match inventory::read(l, host_ns()) {
-            Seen::Ours(r) => r.x.get("bvf").and_then(Value::as_bool) == Some(true),
+            Seen::Ours(r) => turned_on(&r),
             _ => false,
         }))
 }

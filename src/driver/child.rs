@@ -303,9 +303,7 @@ pub async fn attach_parent(
             };
             let (v, _created) = vlan::ensure(&cx.host, j, &nic, vid).await?;
             cx.record.hi = Some(v.name.clone());
-            cx.record
-                .x
-                .insert("vlan".into(), serde_json::Value::from(vid));
+            cx.record.x.vlan = Some(vid);
             Ok((v, Some(name), lock))
         }
     }
@@ -325,7 +323,7 @@ pub async fn attach_child(
 ) -> Result<(Link, Option<String>, u32)> {
     let (parent, vlan_name, _lock) = attach_parent(cx, j).await?;
     let mtu = child_mtu(cx.req, &parent)?;
-    cx.record.x.insert("mode".into(), mode.into());
+    cx.record.x.mode = Some(mode.into());
     let spec = ChildSpec {
         name: cx.req.ifname.clone(),
         kind: info.0,

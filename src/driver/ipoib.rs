@@ -122,7 +122,7 @@ impl Driver for Ipoib {
         super::vlan::ensure_up(&cx.host, j, &parent).await?;
         let spec = spec(cx.req, &parent)?;
         if let Some(p) = requested_pkey(cx.req)? {
-            cx.record.x.insert("pkey".into(), format!("{p:04x}").into());
+            cx.record.x.pkey = Some(format!("{p:04x}"));
         }
         let link =
             child::create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name)

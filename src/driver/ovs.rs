@@ -429,9 +429,9 @@ impl Driver for Ovs {
 
         // Keep what the caller signed in already (a lab's name and link id).
         let mut x = std::mem::take(&mut cx.record.x);
-        x.insert("port".into(), name.clone().into());
+        x.ovs_port = Some(name.clone());
         if !self.is_default_socket() {
-            x.insert("db".into(), self.socket.display().to_string().into());
+            x.ovsdb = Some(self.socket.display().to_string());
         }
 
         if cx.req.ovs.internal {
@@ -444,7 +444,7 @@ impl Driver for Ovs {
                     "ovs-vswitchd applied port {name} but created no device for it"
                 ))
             })?;
-            x.insert("mode".into(), "internal".into());
+            x.mode = Some("internal".into());
             cx.record.x = x;
             self.move_internal(cx, &dev, Some(mtu)).await?;
             cx.made = cx.cont.link_by_name(&cx.req.ifname).await?;
@@ -504,13 +504,8 @@ impl Driver for Ovs {
 /// Undo an OVS attachment from its record: the port row first (so vswitchd
 /// stops using the device), then the veth. Idempotent.
 pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
-    let port = rec
-        .x
-        .get("port")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .or_else(|| rec.hi.clone());
-    let socket = match rec.x.get("db").and_then(|v| v.as_str()) {
+    let port = rec.x.ovs_port.clone().or_else(|| rec.hi.clone());
+    let socket = match rec.x.ovsdb.as_deref() {
         Some(db) => ovsdb::socket_path(Some(db))?,
         None => ovsdb::socket_path(None)?,
     };
@@ -546,7 +541,7 @@ pub async fn detach_record(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
             _ => Ok(()),
         }
     };
-    let internal = rec.x.get("mode").and_then(|v| v.as_str()) == Some("internal");
+    let internal = rec.x.mode.as_deref() == Some("internal");
     let (applied, deleted) = if internal {
         // vswitchd owns an internal device and removes it itself; only
         // clean up after it if it could not.

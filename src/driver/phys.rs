@@ -47,7 +47,7 @@ pub struct Original {
 
 impl Original {
     pub fn from_record(rec: &Record) -> Option<Original> {
-        serde_json::from_value(rec.x.get("o")?.clone()).ok()
+        serde_json::from_value(rec.x.phys_original.clone()?).ok()
     }
 }
 
@@ -56,9 +56,7 @@ impl Original {
 pub fn fit(record: &mut Record, orig: &mut Original) -> Vec<String> {
     let mut dropped = Vec::new();
     loop {
-        record
-            .x
-            .insert("o".into(), serde_json::to_value(&*orig).unwrap_or_default());
+        record.x.phys_original = serde_json::to_value(&*orig).ok();
         if record.sealed_len() <= 255 {
             return dropped;
         }

@@ -118,13 +118,10 @@ fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
     let mut x = req.record_extras.clone();
     match kind {
         LinkKind::Ovs(_) => {
-            x.insert(
-                "port".into(),
-                req.host_ifname.clone().unwrap_or_default().into(),
-            );
+            x.ovs_port = Some(req.host_ifname.clone().unwrap_or_default());
         }
         LinkKind::Macvlan { mode, .. } => {
-            x.insert("mode".into(), mode.clone().into());
+            x.mode = Some(mode.clone());
         }
         _ => {}
     }

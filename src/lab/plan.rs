@@ -3,27 +3,26 @@
 use super::model::{Lab, Unit};
 use crate::inventory::{self, Found, Namespace, Scan};
 use crate::netlink::Net;
-use crate::record::Record;
+use crate::record::{Extras, Record};
 use std::collections::{BTreeMap, HashSet};
 
-/// The record fields that tie an attachment to a lab and to a unit.
-pub const LAB: &str = "lab";
-pub const UNIT: &str = "li";
-
+/// The lab an attachment belongs to, from its record.
 pub fn lab_of(rec: &Record) -> Option<&str> {
-    rec.x.get(LAB).and_then(|v| v.as_str())
+    rec.x.lab.as_deref()
 }
 
+/// The lab link (unit) an attachment belongs to.
 pub fn unit_of(rec: &Record) -> Option<&str> {
-    rec.x.get(UNIT).and_then(|v| v.as_str())
+    rec.x.lab_link.as_deref()
 }
 
 /// The extras a lab signs into every record it makes.
-pub fn extras(lab: &str, unit: &Unit) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert(LAB.into(), lab.into());
-    m.insert(UNIT.into(), unit.id().into());
-    m
+pub fn extras(lab: &str, unit: &Unit) -> Extras {
+    Extras {
+        lab: Some(lab.into()),
+        lab_link: Some(unit.id()),
+        ..Default::default()
+    }
 }
 
 /// The host end of a lab's veth (bridge, OVS): a fresh name per build, so

@@ -139,7 +139,7 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
 
 fn record(req: &LinkRequest, me: &EndSpec, end: &End, peer: &EndSpec, pe: &End) -> Record {
     let mut x = req.extras.clone();
-    x.insert("pn".into(), pe.ino.into());
+    x.peer_ns = Some(pe.ino);
     Record {
         k: Kind::P2p,
         h: format!("{}:{}", pe.label, peer.ifname),

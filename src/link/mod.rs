@@ -33,7 +33,7 @@ pub struct LinkRequest {
     pub b: EndSpec,
     pub mtu: Option<u32>,
     /// Extra record fields (a lab's name and link id), signed with the rest.
-    pub extras: serde_json::Map<String, serde_json::Value>,
+    pub extras: crate::record::Extras,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,5 +77,5 @@ pub fn parse_addr(flag: &str, s: &str) -> Result<IpNetwork> {
 
 /// The peer namespace inode a p2p record names.
 pub fn peer_ns(rec: &Record) -> Option<u64> {
-    rec.x.get("pn").and_then(|v| v.as_u64())
+    rec.x.peer_ns
 }

@@ -9,16 +9,13 @@ use super::store::{self, Endpoint, Store};
 use crate::classic::{ClassicArgs, to_request};
 use crate::error::{Error, Result};
 
-/// The record field holding the endpoint's overlay address. Signed with
-/// the rest of the record, so detach, CNI DEL and the agent's republish
-/// act on the address pipework claimed, never on one a guest suggests by
-/// changing its interface's MAC.
-pub const OVIP: &str = "ovip";
-
 /// The overlay address a verified record claims, if it is an overlay one.
+/// It is signed with the rest of the record (`Extras::overlay_ip`), so
+/// detach, CNI DEL and the agent's republish act on the address pipework
+/// claimed, never on one a guest suggests by changing its interface's MAC.
 pub fn ovip_of(rec: &crate::record::Record) -> Option<std::net::Ipv4Addr> {
     names::net_of_bridge(&rec.h)?;
-    rec.x.get(OVIP)?.as_str()?.parse().ok()
+    rec.x.overlay_ip
 }
 
 /// Cheap, synchronous: is `a.host` an overlay network here? Only when an
@@ -96,7 +93,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
-        req.record_extras.insert(OVIP.into(), ip.to_string().into());
+        req.record_extras.overlay_ip = Some(ip);
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
 
@@ -114,8 +111,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     args.mac = Some(ep.mac.clone());
     let result = async {
         let mut req = to_request(&args)?;
-        req.record_extras
-            .insert(OVIP.into(), ep.ip.to_string().into());
+        req.record_extras.overlay_ip = Some(ep.ip);
         crate::attach::attach_to(&req, &guest).await
     }
     .await;

@@ -69,7 +69,7 @@ pub struct AttachRequest {
     /// DHCP: write the lease's DNS servers to the guest's resolv.conf.
     pub dns_write: bool,
     /// Extra fields signed into the record (a lab's name and link id).
-    pub record_extras: serde_json::Map<String, serde_json::Value>,
+    pub record_extras: crate::record::Extras,
     /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
     pub sriov: vf::Options,
 }

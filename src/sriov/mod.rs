@@ -226,21 +226,16 @@ pub struct LsInfo {
 impl LsInfo {
     pub fn from_record(rec: &crate::record::Record) -> Option<LsInfo> {
         Some(LsInfo {
-            pf: rec.x.get("pf")?.as_str()?.to_string(),
-            vf: u32::try_from(rec.x.get("vf")?.as_u64()?).ok()?,
-            pci: rec
-                .x
-                .get("pci")?
-                .as_str()
-                .filter(|p| sysfs::is_pci_address(p))?
-                .to_string(),
+            pf: rec.x.vf_pf.clone()?,
+            vf: rec.x.vf_index?,
+            pci: rec.x.vf_pci.clone().filter(|p| sysfs::is_pci_address(p))?,
         })
     }
 
     pub fn write(&self, rec: &mut crate::record::Record) {
-        rec.x.insert("pf".into(), self.pf.clone().into());
-        rec.x.insert("vf".into(), self.vf.into());
-        rec.x.insert("pci".into(), self.pci.clone().into());
+        rec.x.vf_pf = Some(self.pf.clone());
+        rec.x.vf_index = Some(self.vf);
+        rec.x.vf_pci = Some(self.pci.clone());
     }
 }
 
