@@ -5,6 +5,7 @@
 //! `pid:N` or a bare number that is a live pid, then a Docker (or Podman)
 //! container name or id prefix through the Engine API.
 pub mod docker;
+pub mod engine;
 pub mod fs;
 
 use crate::error::{Error, Result};
