@@ -3,12 +3,19 @@
 //!
 //! Order (classic pipework's, made explicit): a namespace path, `netns:NAME`,
 //! `pid:N` or a bare number that is a live pid, then a Docker (or Podman)
-//! container name or id prefix through the Engine API.
-pub mod docker;
+//! container name or id prefix through the Engine API (`engine`).
+//!
+//! A container's namespace is opened through its sandbox key, a
+//! bind-mounted namespace file owned by the container: opening it cannot
+//! race with pid reuse. Without one (host or container: network modes) we
+//! open /proc/PID/ns/net and then confirm the container still runs with
+//! that pid.
+pub mod engine;
 pub mod fs;
 
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
+use engine::Engine;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -76,7 +83,68 @@ pub fn resolve(spec: &str) -> Result<Guest> {
     {
         return from_pid(spec, pid);
     }
-    docker::resolve(spec)
+    let unknown = no_such(spec);
+    if !engine::valid_ref(spec) {
+        return Err(unknown);
+    }
+    let Some(engine) = Engine::from_env() else {
+        return Err(Error::bad(
+            spec,
+            "not a pid or namespace, and no container engine socket found (set DOCKER_HOST=unix:///path/to/docker.sock)",
+        ));
+    };
+    container(&engine, spec)
+}
+
+fn no_such(spec: &str) -> Error {
+    Error::gone(
+        spec,
+        "no such container, pid or namespace (give a container name or id, pid:N, netns:NAME or /proc/PID/ns/net)",
+    )
+}
+
+/// A container by name, id or id prefix, through `engine` (`pipework
+/// watch --docker-host` names its engine explicitly).
+pub fn container(engine: &Engine, spec: &str) -> Result<Guest> {
+    if !engine::valid_ref(spec) {
+        return Err(no_such(spec));
+    }
+    let Some(c) = engine.inspect(spec)? else {
+        return Err(no_such(spec));
+    };
+    let name = c.name().to_string();
+    if !c.state.running || c.state.pid == 0 {
+        return Err(Error::gone(
+            spec,
+            format!(
+                "container {name} is not running (status {}): start it first",
+                c.state.status
+            ),
+        ));
+    }
+    let netns = match c.sandbox_key().map(Path::new).filter(|k| k.exists()) {
+        Some(key) => NetNs::open(key)?,
+        None => {
+            let ns = NetNs::open(Path::new(&format!("/proc/{}/ns/net", c.state.pid)))?;
+            // The pid could have been recycled between inspect and open:
+            // make sure the container is still alive with the same pid.
+            match engine.inspect(&c.id).ok().flatten() {
+                Some(a) if a.state.running && a.state.pid == c.state.pid => ns,
+                _ => {
+                    return Err(Error::bad(
+                        spec,
+                        format!("container {name} exited while we were opening its namespace"),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Guest {
+        netns,
+        name,
+        id: Some(c.id),
+        pid: Some(c.state.pid),
+    })
 }
 
 fn named_netns(spec: &str, name: &str) -> Result<Guest> {

@@ -6,8 +6,9 @@ use super::build::add;
 use super::down::{delete_bridge_if_empty, describe_held, remove};
 use super::model::{Lab, LinkKind, NodeKind, container_name};
 use super::plan::{self, Current, Held};
-use super::{engine, netem, state};
+use super::{netem, state};
 use crate::error::{Error, Result};
+use crate::guest::engine::Engine;
 use crate::guest::{self, Guest};
 use crate::inventory::{self, host_ns};
 use crate::netlink::{Journal, Net};
@@ -34,6 +35,22 @@ pub fn dup(ns: &NetNs) -> Result<NetNs> {
     Ok(d)
 }
 
+/// The label that says which lab started a container (so a `up` killed
+/// before saving its state can adopt it).
+const LAB_LABEL: &str = "pipework.lab";
+
+/// Create an image node's container (no network, labelled with its lab)
+/// and start it; returns the id. A container that will not start is
+/// removed again.
+fn run(engine: &Engine, name: &str, image: &str, cmd: &[String], lab: &str) -> Result<String> {
+    let labels = BTreeMap::from([(LAB_LABEL.to_string(), lab.to_string())]);
+    let id = engine.create(name, image, cmd, &labels)?;
+    engine.start(&id).inspect_err(|_| {
+        let _ = engine.remove(&id);
+    })?;
+    Ok(id)
+}
+
 /// Resolve every node, starting image nodes that do not run yet (each
 /// start journaled and remembered in the state file at once).
 fn nodes(
@@ -46,27 +63,28 @@ fn nodes(
     for n in lab.nodes.values() {
         if let NodeKind::Image { image, cmd } = &n.kind {
             let cname = container_name(&lab.name, &n.name);
-            let found = engine::inspect(&cname)?;
+            let engine = super::engine()?;
+            let found = engine.inspect(&cname)?;
             // Ours but not in the state: a `up` killed between starting it
             // and saving the state. Adopt it, so `down` removes it.
-            if let Some((id, _, Some(l))) = &found
-                && *l == lab.name
+            if let Some(c) = &found
+                && c.label(LAB_LABEL) == Some(lab.name.as_str())
                 && !st.containers.contains_key(&n.name)
             {
-                st.containers.insert(n.name.clone(), id.clone());
+                st.containers.insert(n.name.clone(), c.id.clone());
                 state::save(&lab.name, st)?;
             }
             match found {
-                Some((_, true, _)) => {}
-                Some((id, false, _)) => engine::start(&id)?,
+                Some(c) if c.state.running => {}
+                Some(c) => engine.start(&c.id)?,
                 None => {
-                    let id = engine::run(&cname, image, cmd, &lab.name)?;
+                    let id = run(&engine, &cname, image, cmd, &lab.name)?;
                     st.containers.insert(n.name.clone(), id.clone());
                     state::save(&lab.name, st)?;
                     rep.started.push(n.name.clone());
                     let (labn, node) = (lab.name.clone(), n.name.clone());
                     j.record(format!("container {cname}"), async move {
-                        engine::remove(&id)?;
+                        engine.remove(&id)?;
                         let mut s = state::load(&labn)?;
                         s.containers.remove(&node);
                         state::save(&labn, &s)
@@ -213,7 +231,7 @@ async fn converge(
         .collect();
     for n in gone {
         if let Some(id) = st.containers.remove(&n) {
-            engine::remove(&id)?;
+            super::engine()?.remove(&id)?;
             rep.removed
                 .push(format!("container {}", container_name(&lab.name, &n)));
         }

@@ -3,7 +3,7 @@
 //! removal helpers `up` shares.
 use super::model::container_name;
 use super::plan::{self, Current, Held};
-use super::{engine, state};
+use super::state;
 use crate::error::Result;
 use crate::inventory::host_ns;
 use crate::netlink::Net;
@@ -77,7 +77,7 @@ pub async fn down(name: &str) -> Result<DownReport> {
     }
     let mut st = state::load(name)?;
     for (node, id) in std::mem::take(&mut st.containers) {
-        engine::remove(&id)?;
+        super::engine()?.remove(&id)?;
         rep.containers.push(container_name(name, &node));
     }
     let mut keep = Vec::new();

@@ -6,7 +6,6 @@ pub mod apply;
 mod build;
 pub mod clab;
 pub mod down;
-mod engine;
 pub mod file;
 pub mod graph;
 pub mod hook;
@@ -18,6 +17,17 @@ pub mod state;
 pub mod status;
 
 use crate::error::{Error, Result};
+use crate::guest::engine::Engine;
+
+/// The engine image nodes run on: `$DOCKER_HOST` or the usual sockets
+/// (looked up only when a lab has image nodes).
+fn engine() -> Result<Engine> {
+    Engine::from_env().ok_or_else(|| {
+        Error::other(
+            "an image node needs a container engine: no socket found (set DOCKER_HOST=unix:///path/to/docker.sock)",
+        )
+    })
+}
 
 /// Read a lab file: containerlab YAML by extension, TOML otherwise.
 pub fn load(path: &str) -> Result<model::Lab> {

@@ -10,14 +10,17 @@
 //! is in the stream; whatever started before is in the list. When the
 //! engine goes away (dockerd restart) we reconnect with backoff and do the
 //! same again.
-mod engine;
+//!
+//! The stream, the list and the inspects come from `guest::engine`, the
+//! one file that speaks the Engine API; it reads the stream with blocking
+//! I/O on this loop's own thread, which has nothing else to wait for.
 mod labels;
 mod plumb;
 mod workers;
 
 use crate::error::{Error, Result};
+use crate::guest::engine::{self, Engine};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ pub struct WatchArgs {
 
 /// What every worker shares.
 pub struct Ctx {
-    pub sock: PathBuf,
+    pub engine: Engine,
     pub allow: labels::Allow,
     /// Container id → what we plumbed into it (for its `die`).
     pub plumbed: Mutex<HashMap<String, plumb::Plumbed>>,
@@ -64,7 +67,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Runs until killed; returns only on bad arguments.
 pub fn run(args: WatchArgs) -> Result<()> {
-    let sock = engine::socket(args.docker_host.as_deref())?;
+    let engine = Engine::from_flag(args.docker_host.as_deref())?;
     let allow = if args.allow.is_empty() {
         vec!["br*".to_string()]
     } else {
@@ -78,21 +81,21 @@ pub fn run(args: WatchArgs) -> Result<()> {
     }
     crate::address::announce::set_long_lived();
     let cx = Arc::new(Ctx {
-        sock,
+        engine,
         allow: labels::Allow(allow),
         plumbed: Mutex::default(),
         hosts: Mutex::default(),
     });
     log(format_args!(
         "following {} (host sides allowed: {})",
-        cx.sock.display(),
+        cx.engine.sock().display(),
         cx.allow.0.join(",")
     ));
     let pool = workers::Pool::new(cx.clone());
     let mut backoff = BACKOFF_MIN;
     let mut down_since_logged = false;
     loop {
-        let mut events = match engine::Events::subscribe(&cx.sock) {
+        let mut events = match cx.engine.events() {
             Ok(e) => e,
             Err(e) => {
                 if !down_since_logged {
@@ -128,7 +131,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
 /// Plumb the running containers that carry our labels.
 fn resync(cx: &Ctx, pool: &workers::Pool) -> Result<()> {
-    for c in engine::running(&cx.sock)? {
+    for c in cx.engine.running()? {
         let labels = c.labels.clone().unwrap_or_default();
         if wanted(&labels, &c.name(), &c.id) {
             pool.submit(

@@ -53,7 +53,7 @@ pub async fn start(
     if reqs.is_empty() {
         return;
     }
-    let guest = match crate::guest::docker::resolve_at(&cx.sock, id) {
+    let guest = match crate::guest::container(&cx.engine, id) {
         Ok(g) => g,
         // Stopped again before we got to it: its next start is another event.
         Err(e) => {
@@ -126,11 +126,11 @@ async fn lab_nodes(cx: &Ctx, id: &str, name: &str) {
     }
     // The lab code finds containers through DOCKER_HOST; a watch following
     // another engine must not converge a lab against the wrong one.
-    if crate::guest::docker::socket_path().as_deref() != Some(cx.sock.as_path()) {
+    if crate::guest::engine::Engine::from_env().as_ref() != Some(&cx.engine) {
         super::log(format_args!(
             "{}: node of a lab, not re-plumbed: the lab's engine is $DOCKER_HOST, not {} (run watch with DOCKER_HOST set to the same socket)",
             display(name),
-            cx.sock.display()
+            cx.engine.sock().display()
         ));
         return;
     }
