@@ -97,13 +97,14 @@ fn item(
 /// `gc`, as the command line runs it: what was collected, or, when any
 /// item is stuck, one error naming every stuck item (the rest was done
 /// all the same; `report` returns both).
-pub async fn run(dry_run: bool) -> Result<Vec<Collected>> {
-    let r = report(dry_run).await?;
+/// The one line naming every stuck item, if any (and how many others were
+/// collected): what a caller that has shown the collected items exits with.
+pub fn stuck_error(r: &Report) -> Option<Error> {
     if r.stuck.is_empty() {
-        return Ok(r.collected);
+        return None;
     }
     let names: Vec<String> = r.stuck.iter().map(|s| s.to_string()).collect();
-    Err(Error::other(format!(
+    Some(Error::other(format!(
         "gc: {} item{} stuck: {}; {} other{} collected",
         r.stuck.len(),
         if r.stuck.len() == 1 { "" } else { "s" },

@@ -129,9 +129,14 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Gc(g) => {
             privileged()?;
-            let out = runtime()?.block_on(crate::gc::run(g.dry_run))?;
-            output::gc(&out, g.json);
-            Ok(0)
+            // What was collected is shown even when something is stuck;
+            // then the stuck items, in one line, and a non-zero exit.
+            let r = runtime()?.block_on(crate::gc::report(g.dry_run))?;
+            output::gc(&r.collected, g.json);
+            match crate::gc::stuck_error(&r) {
+                None => Ok(0),
+                Some(e) => Err(e),
+            }
         }
         Cmd::Demo => {
             privileged()?;
