@@ -7,8 +7,9 @@ use super::attach::Plumber;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
 use super::types::{AddResult, Interface, IpConfig, NetConf};
-use crate::overlay::alloc::{self, Want};
-use crate::overlay::store::{self, Endpoint, Store};
+use crate::overlay::alloc::Want;
+use crate::overlay::endpoint::Claim;
+use crate::overlay::store::Store;
 use crate::overlay::{names, network, state};
 
 pub fn add(
@@ -18,7 +19,7 @@ pub fn add(
 ) -> CniResult<(AddResult, Vec<Interface>)> {
     let agent = state::require(&conf.name)?;
     let tag = super::attach::guest_tag(&conf.name, &env.container_id, &env.ifname);
-    let (st, net, ep) = plumber.runtime().block_on(async {
+    let (net, claim) = plumber.runtime().block_on(async {
         let st = Store::connect(&agent.etcd).await?;
         let net = network::get(&st, &conf.name).await?.ok_or_else(|| {
             crate::Error::bad(
@@ -26,26 +27,11 @@ pub fn add(
                 "no such overlay network (pipework overlay create NAME --subnet CIDR)",
             )
         })?;
-        let ep = Endpoint {
-            ip: net.subnet.network(),
-            mac: String::new(),
-            host: agent.host.clone(),
-            container: tag,
-            ifname: env.ifname.clone(),
-            hi: None,
-            since: store::now(),
-        };
-        let ep = alloc::claim(&st, &net, Want::Auto, ep, agent.lease).await?;
-        Ok::<_, crate::Error>((st, net, ep))
+        let claim = Claim::take(&st, &agent, &net, Want::Auto, &tag, &env.ifname).await?;
+        Ok::<_, crate::Error>((net, claim))
     })?;
-    let release = |e: CniError| {
-        let key = store::ep_key(&net.name, ep.ip.into());
-        if let Err(d) = plumber_rt_delete(&st, &key) {
-            eprintln!("pipework (cni): releasing {}: {d}", ep.ip);
-        }
-        e
-    };
-    let address = ipnetwork::IpNetwork::new(ep.ip.into(), net.subnet.prefix())
+    let ip_of = claim.ip();
+    let address = ipnetwork::IpNetwork::new(ip_of.into(), net.subnet.prefix())
         .map_err(|e| CniError::new(code::INTERNAL, e.to_string(), ""))?;
     let ip = AddResult {
         ips: vec![IpConfig {
@@ -55,27 +41,23 @@ pub fn add(
         }],
         ..Default::default()
     };
-    plumber.overlay_link(ep.ip, net.mtu);
-    plumber.link(Some(&ip)).map_err(release)?;
-    let attached = plumber.finish(env, conf, &ip).map_err(release)?;
-    let mut ep = ep;
-    ep.hi = plumber.host_ifname();
-    if let Err(e) = plumber
-        .runtime()
-        .block_on(alloc::update(&st, &net.name, &ep, agent.lease))
-    {
-        eprintln!(
-            "pipework (cni): recording {}'s host link in etcd: {e}",
-            ep.ip
-        );
+    plumber.overlay_link(ip_of, net.mtu);
+    let linked = plumber
+        .link(Some(&ip))
+        .and_then(|()| plumber.finish(env, conf, &ip));
+    match linked {
+        Ok(attached) => {
+            let hi = plumber.host_ifname();
+            plumber
+                .runtime()
+                .block_on(claim.commit(hi, "pipework (cni)"));
+            Ok((ip, attached))
+        }
+        Err(e) => {
+            plumber.runtime().block_on(claim.release("pipework (cni)"));
+            Err(e)
+        }
     }
-    Ok((ip, attached))
-}
-
-/// A fresh runtime for the release path (the plumber's is borrowed).
-fn plumber_rt_delete(st: &Store, key: &str) -> crate::Result<()> {
-    let rt = crate::rt::current()?;
-    rt.block_on(st.delete(key))
 }
 
 /// DEL: the endpoint leaves etcd first. A namespace or link already gone

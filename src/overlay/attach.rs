@@ -3,6 +3,7 @@
 //! this host's lease), then the ordinary bridge driver plugs the container
 //! into the agent's bridge for NET; a failed attach gives the address back.
 use super::alloc::{self, Want};
+use super::endpoint::Claim;
 use super::names;
 use super::state::{self, AgentState};
 use super::store::{self, Endpoint, Store};
@@ -97,41 +98,22 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
 
-    let ep = Endpoint {
-        ip: probe,
-        mac: String::new(),
-        host: agent.host.clone(),
-        container: guest.name.clone(),
-        ifname,
-        hi: None,
-        since: store::now(),
-    };
-    let mut ep = alloc::claim(&st, &net, want, ep, agent.lease).await?;
-    args.ip = Some(format!("{}/{}", ep.ip, net.subnet.prefix()));
-    args.mac = Some(ep.mac.clone());
+    let claim = Claim::take(&st, &agent, &net, want, &guest.name, &ifname).await?;
+    args.ip = Some(format!("{}/{}", claim.ip(), net.subnet.prefix()));
+    args.mac = Some(claim.mac().to_string());
     let result = async {
         let mut req = to_request(&args)?;
-        req.record_extras.overlay_ip = Some(ep.ip);
+        req.record_extras.overlay_ip = Some(claim.ip());
         crate::attach::attach_to(&req, &guest).await
     }
     .await;
     match result {
         Ok(rep) => {
-            ep.hi = rep.host.host_ifname.clone();
-            if let Err(e) = alloc::update(&st, &net_name, &ep, agent.lease).await {
-                eprintln!(
-                    "pipework: warning: recording {}'s host link in etcd: {e}",
-                    ep.ip
-                );
-            }
+            claim.commit(rep.host.host_ifname.clone(), "pipework").await;
             Ok(Some(rep))
         }
         Err(e) => {
-            // Give the address back; if even that fails, the agent's sweep
-            // removes an endpoint without a link (or the lease does).
-            if let Err(d) = st.delete(&store::ep_key(&net_name, ep.ip.into())).await {
-                eprintln!("pipework: warning: releasing {}: {d}", ep.ip);
-            }
+            claim.release("pipework").await;
             Err(e)
         }
     }

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod attach;
+pub mod endpoint;
 pub mod etcd;
 pub mod fdb;
 pub mod names;

@@ -1,0 +1,78 @@
+//! One endpoint's life in etcd, shared by the classic attach and CNI ADD:
+//! claim an address (one transaction, under this host's lease), then either
+//! commit it (record the host link, so the agent can tell a live endpoint
+//! from one whose container is gone) or release it (a failed attach gives
+//! the address back). Written once, so both front ends behave the same.
+use super::alloc::{self, Want};
+use super::state::AgentState;
+use super::store::{self, Endpoint, NetSpec, Store};
+use crate::error::Result;
+use std::net::Ipv4Addr;
+
+/// An address claimed for one container interface, not yet committed.
+pub struct Claim {
+    st: Store,
+    ep: Endpoint,
+    net: String,
+    lease: i64,
+}
+
+impl Claim {
+    /// Claim `want` on `net` for `container`'s `ifname`.
+    pub async fn take(
+        st: &Store,
+        agent: &AgentState,
+        net: &NetSpec,
+        want: Want,
+        container: &str,
+        ifname: &str,
+    ) -> Result<Claim> {
+        let ep = Endpoint {
+            ip: net.subnet.network(),
+            mac: String::new(),
+            host: agent.host.clone(),
+            container: container.to_string(),
+            ifname: ifname.to_string(),
+            hi: None,
+            since: store::now(),
+        };
+        let ep = alloc::claim(st, net, want, ep, agent.lease).await?;
+        Ok(Claim {
+            st: st.clone(),
+            ep,
+            net: net.name.clone(),
+            lease: agent.lease,
+        })
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ep.ip
+    }
+
+    /// The MAC derived from the address (`aa:bb:…`).
+    pub fn mac(&self) -> &str {
+        &self.ep.mac
+    }
+
+    /// The attach succeeded: record its host link. A failure here is only
+    /// a warning: the endpoint works, and the agent's next pass finds the
+    /// link by the record on it.
+    pub async fn commit(mut self, host_link: Option<String>, who: &str) {
+        self.ep.hi = host_link;
+        if let Err(e) = alloc::update(&self.st, &self.net, &self.ep, self.lease).await {
+            eprintln!(
+                "{who}: warning: recording {}'s host link in etcd: {e}",
+                self.ep.ip
+            );
+        }
+    }
+
+    /// The attach failed: give the address back. If even that fails, the
+    /// agent's sweep removes an endpoint without a link (or the lease does).
+    pub async fn release(self, who: &str) {
+        let key = store::ep_key(&self.net, self.ep.ip.into());
+        if let Err(d) = self.st.delete(&key).await {
+            eprintln!("{who}: warning: releasing {}: {d}", self.ep.ip);
+        }
+    }
+}
