@@ -21,6 +21,8 @@ source /tmp/pw-env/env.sh
 
 cargo fmt --all -- --check || die "cargo fmt --check: the code is not formatted, run cargo fmt"
 cargo clippy --all-targets -q -- -D warnings || die "cargo clippy found warnings (listed above)"
+# The build without the overlay (`--no-default-features`) must stay clean too.
+cargo clippy --no-default-features --all-targets -q -- -D warnings || die "cargo clippy --no-default-features found warnings (listed above)"
 # Integration tests compare whole-host snapshots: one test at a time.
 cargo test --all-targets -- --test-threads=1 || die "cargo test failed (the failing tests are listed above)"
 # The overlay lab's Vagrantfile (no provider here: syntax and config only;

@@ -27,6 +27,7 @@ pub mod lock;
 pub mod ls;
 pub mod netlink;
 pub mod netns;
+#[cfg(feature = "overlay")]
 pub mod overlay;
 pub mod ovsdb;
 pub mod own;

@@ -8,7 +8,10 @@ use crate::hooks::{self, Hooks};
 
 pub fn install() {
     hooks::install(Hooks {
+        #[cfg(feature = "overlay")]
         before_detach: &[crate::overlay::attach::before_detach_hook],
+        #[cfg(not(feature = "overlay"))]
+        before_detach: &[],
         gc: &[crate::link::gc::pass],
         lab_of: crate::lab::plan::lab_of,
     });

@@ -46,6 +46,7 @@ pub enum Cmd {
     /// Declarative labs: up, down, status, graph.
     Lab(super::lab::LabArgs),
     /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
+    #[cfg(feature = "overlay")]
     Overlay(super::overlay::OverlayArgs),
     /// Follow Docker events: plumb containers from their pipework.IFNAME labels on every start.
     Watch(WatchFlags),

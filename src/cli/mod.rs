@@ -6,6 +6,7 @@ mod classic;
 mod lab;
 mod link;
 mod output;
+#[cfg(feature = "overlay")]
 mod overlay;
 
 pub use args::{AttachArgs, Cli, Cmd, WaitArgs};
@@ -78,19 +79,14 @@ fn run(cli: Cli) -> Result<i32> {
     // closed (a refused TLS handshake, a member going away), and that has
     // to be an error we report in one line (or, for the agent, retry), not
     // a silent death by SIGPIPE.
-    let etcd = match &cmd {
-        Cmd::Overlay(_) => true,
-        Cmd::Attach(a) => crate::overlay::attach::claims(&a.classic()),
-        Cmd::Detach(_) => crate::overlay::state::exists(),
-        _ => false,
-    };
-    if !etcd {
+    if !speaks_etcd(&cmd) {
         // SAFETY: restoring the default disposition of one signal.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
     match cmd {
+        #[cfg(feature = "overlay")]
         Cmd::Attach(a) if crate::overlay::attach::claims(&a.classic()) => {
             privileged()?;
             let rt = runtime()?;
@@ -171,6 +167,7 @@ fn run(cli: Cli) -> Result<i32> {
             privileged()?;
             lab::run(&l)
         }
+        #[cfg(feature = "overlay")]
         Cmd::Overlay(o) => {
             privileged()?;
             runtime()?.block_on(crate::overlay::run(o.cmd.into()))
@@ -192,6 +189,24 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Whether a command talks to etcd (the overlay), and so must keep
+/// SIGPIPE ignored.
+#[cfg(feature = "overlay")]
+fn speaks_etcd(cmd: &Cmd) -> bool {
+    match cmd {
+        Cmd::Overlay(_) => true,
+        Cmd::Attach(a) => crate::overlay::attach::claims(&a.classic()),
+        Cmd::Detach(_) => crate::overlay::state::exists(),
+        _ => false,
+    }
+}
+
+/// Built without the overlay: nothing talks to etcd.
+#[cfg(not(feature = "overlay"))]
+fn speaks_etcd(_: &Cmd) -> bool {
+    false
 }
 
 /// `pipework route|rule|tc <guest> ARGS...`: the tool's own exit status.

@@ -45,7 +45,14 @@ impl Mode {
             "phys" => Mode::Phys,
             "ovs" => Mode::Ovs,
             "sriov" => Mode::Sriov,
-            "overlay" => Mode::Overlay,
+            "overlay" if cfg!(feature = "overlay") => Mode::Overlay,
+            "overlay" => {
+                return Err(CniError::new(
+                    code::UNSUPPORTED_FIELD,
+                    "mode: 'overlay': this pipework was built without the overlay",
+                    "install a build with the default features (cargo feature `overlay`)",
+                ));
+            }
             other => {
                 return Err(CniError::new(
                     code::UNSUPPORTED_FIELD,
@@ -131,7 +138,7 @@ pub(crate) fn host_and_mode(conf: &NetConf, mode: Mode) -> CniResult<(String, Ho
         ),
         Mode::Phys => (master()?, HostMode::DirectPhys),
         Mode::Sriov => (sriov_host(conf)?, HostMode::Auto),
-        Mode::Overlay => (crate::overlay::names::bridge(&conf.name), HostMode::Auto),
+        Mode::Overlay => (overlay_bridge(&conf.name), HostMode::Auto),
     })
 }
 
@@ -318,20 +325,35 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     })
 }
 
+/// The agent's bridge for an overlay network (`ov-NET`).
+#[cfg(feature = "overlay")]
+fn overlay_bridge(net: &str) -> String {
+    crate::overlay::names::bridge(net)
+}
+
+/// Never asked: `Mode::Overlay` is refused at parse time without the overlay.
+#[cfg(not(feature = "overlay"))]
+fn overlay_bridge(net: &str) -> String {
+    net.to_string()
+}
+
 impl Plumber {
     /// The overlay's additions before `link`: the MAC and MTU it derives,
     /// and the claimed address signed into the record (what DEL releases).
+    #[cfg(feature = "overlay")]
     pub(super) fn overlay_link(&mut self, ip: std::net::Ipv4Addr, mtu: u32) {
         self.req.mac = Some(crate::overlay::names::mac_for(ip));
         self.req.record_extras.overlay_ip = Some(ip);
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 
+    #[cfg(feature = "overlay")]
     pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.rt
     }
 
     /// The host end built by `link`.
+    #[cfg(feature = "overlay")]
     pub(super) fn host_ifname(&self) -> Option<String> {
         self.built.as_ref().and_then(|b| b.host_ifname.clone())
     }

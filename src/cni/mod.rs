@@ -28,6 +28,7 @@ pub mod env;
 pub mod error;
 pub mod gc;
 pub mod ipam;
+#[cfg(feature = "overlay")]
 mod overlay;
 pub mod types;
 mod undo;

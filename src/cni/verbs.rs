@@ -96,9 +96,20 @@ fn add(env: &Env, conf: &NetConf, mode: Mode, ipam: Ipam, stdin: &[u8]) -> CniRe
         }
         e
     };
-    let (ip, attached) = if mode == Mode::Overlay {
+    #[cfg(feature = "overlay")]
+    let overlay = mode == Mode::Overlay;
+    #[cfg(not(feature = "overlay"))]
+    let overlay = false;
+    let (ip, attached) = if overlay {
         // Addresses come from the overlay (etcd), not from an IPAM plugin.
-        super::overlay::add(env, conf, &mut plumber)?
+        #[cfg(feature = "overlay")]
+        {
+            super::overlay::add(env, conf, &mut plumber)?
+        }
+        #[cfg(not(feature = "overlay"))]
+        return Err(CniError::config(
+            "mode 'overlay': built without the overlay",
+        ));
     } else if ipam.is_delegated() {
         // As the reference plugins do: the link first, since a delegated
         // IPAM may need it (dhcp leases on the container interface).
@@ -198,6 +209,7 @@ fn del(
         }
         Err(e) => Err(e),
     };
+    #[cfg(feature = "overlay")]
     if mode == Mode::Overlay {
         super::overlay::del(env, conf)?;
     }
