@@ -53,16 +53,7 @@ fn create_key() -> Result<[u8; 32]> {
         ));
     }
     let tmp = d.join(format!("key.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    f.write_all(&k)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    write_private(&tmp, &k)?;
     let linked = std::fs::hard_link(&tmp, d.join("key"));
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -72,6 +63,21 @@ fn create_key() -> Result<[u8; 32]> {
         }
         Err(e) => Err(Error::io("installing the host key", e)),
     }
+}
+
+/// Write `bytes` to a new file only root can read (0600), synced: the
+/// first half of every atomic install (the caller links or renames it).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// The key for verifying. None when this host never wrote a record.

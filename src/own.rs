@@ -19,8 +19,7 @@ use crate::error::{Error, Result};
 use crate::key;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 /// Which of the two places a file lives in.
@@ -129,16 +128,7 @@ pub fn write<T: Serialize>(area: Area, folder: &str, name: &str, v: &T) -> Resul
     let dst = file(area, folder, name)?;
     let tmp = d.join(format!(".{name}.{}", std::process::id()));
     let text = seal(&k, area, folder, name, v)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    key::write_private(&tmp, text.as_bytes())?;
     std::fs::rename(&tmp, &dst).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(format!("installing {}", dst.display()), e)
