@@ -222,8 +222,17 @@ impl Agent {
 
     async fn sync_and_watch(&mut self) -> Result<()> {
         if self.renewed.swap(false, Ordering::SeqCst) {
-            self.register().await?;
-            self.republish().await?;
+            let done = async {
+                self.register().await?;
+                self.republish().await
+            }
+            .await;
+            if let Err(e) = done {
+                // Not done: the next pass (after the resync backoff) tries
+                // again, instead of the flag being lost with the error.
+                self.renewed.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
         }
         let (kvs, rev) = self.st.list(store::ROOT).await?;
         let mut cache: Cache = kvs.into_iter().collect();
@@ -377,6 +386,7 @@ impl Agent {
     /// kernel (the containers are still attached; only etcd forgot them).
     async fn republish(&self) -> Result<()> {
         let lease = self.lease.load(Ordering::SeqCst);
+        let mut failed = Vec::new();
         for f in crate::inventory::attachments_everywhere().await {
             let Some(net) = names::net_of_bridge(&f.rec.h) else {
                 continue;
@@ -394,11 +404,26 @@ impl Agent {
                 hi: f.rec.hi.clone(),
                 since: store::now(),
             };
-            if let Err(e) = super::alloc::update(&self.st, net, &ep, lease).await {
-                log(format_args!("{net}: re-publishing {ip}: {e}"));
+            match super::alloc::update(&self.st, net, &ep, lease).await {
+                Ok(()) => {}
+                // Another host holds the address now (it was handed out
+                // while this host's lease had lapsed): retrying cannot fix
+                // that, so say it loudly and go on.
+                Err(e) if e.to_string().contains("is held in etcd by host") => {
+                    log(format_args!("{net}: {ip} is in use elsewhere now: {e}"));
+                }
+                Err(e) => failed.push(format!("{net} {ip}: {e}")),
             }
         }
-        Ok(())
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::other(format!(
+                "re-publishing {} endpoint(s): {}",
+                failed.len(),
+                failed.join("; ")
+            )))
+        }
     }
 }
 

@@ -25,6 +25,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Keys per page when reading a prefix.
+const PAGE: usize = 1000;
+
 /// One member's address, parsed from `http(s)://host:port`.
 #[derive(Debug, Clone)]
 struct Member {
@@ -145,11 +148,19 @@ impl Client {
             None if needs_tls => Some(tls_config(&TlsFiles::default())?),
             None => None,
         };
+        // Start at a member picked by pid and clock: a thousand agents do
+        // not all lean on the first member listed, and a member that is
+        // cut off is not the first choice of every reconnect.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as usize)
+            .unwrap_or(0);
+        let start = (std::process::id() as usize ^ nanos) % members.len().max(1);
         Ok(Client {
             members,
             tls,
             connect_timeout,
-            last: AtomicUsize::new(0),
+            last: AtomicUsize::new(start),
         })
     }
 
@@ -204,11 +215,12 @@ impl Client {
     }
 
     /// Send one POST and return the response head and body reader.
-    async fn post(&self, path: &str, body: &Value) -> Result<Body> {
+    /// `extra` is more header lines ("Name: value\r\n" each).
+    async fn post(&self, path: &str, body: &Value, extra: &str) -> Result<Body> {
         let (mut io, m) = self.connect().await?;
         let body = body.to_string();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
             m.host,
             m.port,
             body.len()
@@ -219,9 +231,28 @@ impl Client {
         Body::read_head(io, m.shown.clone()).await
     }
 
+    /// The member that answered last failed us: prefer the next one, so a
+    /// member cut off from its cluster ("no leader", timeouts) is not asked
+    /// again and again while the others could answer.
+    fn move_on(&self) {
+        if self.members.len() > 1 {
+            self.last.fetch_add(1, Ordering::Relaxed);
+            let n = self.last.load(Ordering::Relaxed) % self.members.len();
+            self.last.store(n, Ordering::Relaxed);
+        }
+    }
+
     /// One unary call: a JSON request, a JSON answer (or etcd's error).
     async fn unary(&self, path: &str, body: Value) -> Result<Value> {
-        let mut b = self.post(path, &body).await?;
+        let r = self.unary_once(path, body).await;
+        if r.is_err() {
+            self.move_on();
+        }
+        r
+    }
+
+    async fn unary_once(&self, path: &str, body: Value) -> Result<Value> {
+        let mut b = self.post(path, &body, "").await?;
         let mut all = Vec::new();
         while let Some(chunk) = b.next_data().await? {
             all.extend_from_slice(&chunk);
@@ -240,21 +271,48 @@ impl Client {
         Ok(v)
     }
 
+    /// One key, or every key under a prefix. A prefix is read in pages of
+    /// `PAGE` keys, all at the revision of the first page: one snapshot,
+    /// without one answer of many megabytes (20,000 endpoints are ~5 MB).
     pub async fn range(&self, key: &str, prefix: bool) -> Result<Range> {
-        let mut req = json!({ "key": B64.encode(key) });
-        if prefix {
-            req["range_end"] = json!(B64.encode(prefix_end(key.as_bytes())));
-        }
-        let v = self.unary("/v3/kv/range", req).await?;
-        Ok(Range {
-            revision: header_revision(&v),
-            kvs: v
+        let mut out = Range {
+            kvs: Vec::new(),
+            revision: 0,
+        };
+        let end = prefix.then(|| B64.encode(prefix_end(key.as_bytes())));
+        let mut from = key.as_bytes().to_vec();
+        loop {
+            let mut req = json!({ "key": B64.encode(&from) });
+            if let Some(e) = &end {
+                req["range_end"] = json!(e);
+                req["limit"] = json!(PAGE.to_string());
+            }
+            if out.revision > 0 {
+                req["revision"] = json!(out.revision.to_string());
+            }
+            let v = self.unary("/v3/kv/range", req).await?;
+            if out.revision == 0 {
+                out.revision = header_revision(&v);
+            }
+            let kvs: Vec<Kv> = v
                 .get("kvs")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().map(Kv::from_json).collect::<Result<_>>())
                 .transpose()?
-                .unwrap_or_default(),
-        })
+                .unwrap_or_default();
+            let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+            let next = kvs.last().map(|kv| {
+                // The smallest key after the last one read.
+                let mut k = kv.key.clone();
+                k.push(0);
+                k
+            });
+            out.kvs.extend(kvs);
+            match next {
+                Some(n) if more && end.is_some() => from = n,
+                _ => return Ok(out),
+            }
+        }
     }
 
     pub async fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<()> {
@@ -312,7 +370,20 @@ impl Client {
             "range_end": B64.encode(prefix_end(prefix.as_bytes())),
             "start_revision": start.to_string(),
         }});
-        let body = self.post("/v3/watch", &req).await?;
+        // Require a leader (etcd's "hasleader" metadata, which the gateway
+        // takes from Grpc-Metadata-* headers): a member cut off from its
+        // cluster cancels the watch instead of keeping it silent, and the
+        // agent resyncs through another member.
+        let body = match self
+            .post("/v3/watch", &req, "Grpc-Metadata-Hasleader: true\r\n")
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                self.move_on();
+                return Err(e);
+            }
+        };
         if body.status != 200 {
             let mut body = body;
             let mut all = Vec::new();
