@@ -152,6 +152,25 @@ pub fn read(link: &Link, ns: u64) -> Seen {
     )
 }
 
+/// The verified mark on a link of this (the host's) namespace, if any.
+pub fn mark_of(link: &Link) -> Option<crate::record::Mark> {
+    crate::record::Mark::read(
+        link.alias.as_deref(),
+        Ident {
+            ns: host_ns(),
+            index: link.index,
+        },
+    )
+}
+
+/// The alias that marks host link `link` as pipework's `kind` object.
+pub fn mark_alias(link: &Link, kind: crate::record::MarkKind, of: &str) -> Result<String> {
+    crate::record::Mark::new(kind, of).seal(Ident {
+        ns: host_ns(),
+        index: link.index,
+    })
+}
+
 /// One dump of `net`'s links, sorted into ours and ignored.
 pub async fn scan(net: &Net, ns: u64, label: &str) -> Result<Scan> {
     let links = net.links().await?;

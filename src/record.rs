@@ -292,6 +292,89 @@ impl Record {
     }
 }
 
+/// The alias prefix of a mark. Not `PREFIX`: a mark is no attachment, and
+/// the record readers must not take it for a forged record.
+const MARK_PREFIX: &str = "pipework-mark ";
+
+/// What kind of host object a mark labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkKind {
+    /// An 802.1Q sub-interface pipework created, shared by its guests and
+    /// removed with the last of them.
+    Vlan,
+    /// A host-side macvlan shim (`pipework host-shim`).
+    Shim,
+}
+
+/// A host object pipework made that is not an attachment: signed with the
+/// host key and bound to its link like a record, so only what pipework
+/// made is ever removed as pipework's, whoever wrote the alias since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    pub m: MarkKind,
+    /// What it belongs to (a shim's parent NIC); empty for a VLAN.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub of: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    t: String,
+}
+
+impl Mark {
+    pub fn new(m: MarkKind, of: &str) -> Mark {
+        Mark {
+            m,
+            of: of.to_string(),
+            t: String::new(),
+        }
+    }
+
+    fn compute(&self, k: &[u8; 32], id: Ident) -> [u8; key::TAG_BYTES] {
+        let mut m = self.clone();
+        m.t.clear();
+        let body = serde_json::to_string(&m).unwrap_or_default();
+        key::tag(
+            k,
+            &[
+                b"pipework-mark-v1",
+                body.as_bytes(),
+                &id.ns.to_le_bytes(),
+                &id.index.to_le_bytes(),
+            ],
+        )
+    }
+
+    /// The alias for this mark on link `id`, tagged.
+    pub fn seal(&self, id: Ident) -> crate::error::Result<String> {
+        let k = key::get_or_create()?;
+        let mut m = self.clone();
+        m.t = b64(&self.compute(&k, id));
+        Ok(format!(
+            "{MARK_PREFIX}{}",
+            serde_json::to_string(&m).unwrap_or_default()
+        ))
+    }
+
+    /// The mark on link `id`, only if it verifies.
+    pub fn read(alias: Option<&str>, id: Ident) -> Option<Mark> {
+        let body = alias?.strip_prefix(MARK_PREFIX)?;
+        let m: Mark = serde_json::from_str(body).ok()?;
+        let k = key::get()?;
+        let t = unb64(&m.t).filter(|t| !t.is_empty())?;
+        key::same(&t, &m.compute(&k, id)).then(|| {
+            let mut m = m;
+            m.t.clear();
+            m
+        })
+    }
+
+    /// Whether an alias is a mark at all (verified or not): such an alias
+    /// is pipework's own text, never a user's to keep or restore.
+    pub fn claims(alias: &str) -> bool {
+        alias.starts_with(MARK_PREFIX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +405,33 @@ mod tests {
     /// Records written by the untyped map of earlier versions carry their
     /// extras in key order; the typed struct must serialise them to the
     /// same bytes, or every existing record would stop verifying.
+    #[test]
+    fn marks_verify_only_on_their_own_link() {
+        let k = [9u8; 32];
+        let id = Ident { ns: 7, index: 3 };
+        let mut m = Mark::new(MarkKind::Shim, "eth1");
+        m.t = b64(&m.compute(&k, id));
+        let good = m.clone();
+        let mut again = good.clone();
+        again.t.clear();
+        assert!(key::same(&unb64(&good.t).unwrap(), &again.compute(&k, id)));
+        // Another link, another namespace, another parent: another tag.
+        assert_ne!(
+            again.compute(&k, Ident { ns: 7, index: 4 }),
+            again.compute(&k, id)
+        );
+        assert_ne!(
+            again.compute(&k, Ident { ns: 8, index: 3 }),
+            again.compute(&k, id)
+        );
+        let other = Mark::new(MarkKind::Shim, "eth2");
+        assert_ne!(other.compute(&k, id), again.compute(&k, id));
+        // Not a record, and never mistaken for one.
+        let alias = format!("{MARK_PREFIX}{}", serde_json::to_string(&good).unwrap());
+        assert!(Mark::claims(&alias) && !Record::claims(Some(&alias)));
+        assert_eq!(Record::read(Some(&alias), id), Seen::Foreign);
+    }
+
     #[test]
     fn extras_serialise_as_the_untyped_map_did() {
         let mut x = serde_json::Map::new();
