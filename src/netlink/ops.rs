@@ -159,7 +159,9 @@ async fn one_link(
 /// One namespace's netlink handle plus how to print dry-run commands for it.
 #[derive(Clone)]
 pub struct Net {
-    pub handle: Handle,
+    /// Private to `netlink`: every request goes through a typed op, so
+    /// dry runs and the journal see all of them.
+    pub(super) handle: Handle,
     /// `ip` prefix for dry-run output: "ip" or "ip -n <ns>".
     ip: String,
     pub dry_run: bool,
