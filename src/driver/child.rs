@@ -34,7 +34,7 @@ pub async fn create_in_guest(
     // Born under a temporary name: the kernel ignores an alias on create,
     // and a link named `-i` with no record would block the re-run after a
     // SIGKILL. attach.rs renames and labels it in one request.
-    let temp = crate::inventory::temp_name();
+    let temp = crate::inventory::temp_name;
     host.add_child_in(cont, guest, j, spec, temp, parent_name, |e, sent| {
         explain(e, sent, parent_name)
     })

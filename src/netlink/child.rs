@@ -5,6 +5,7 @@
 //! they want (`ChildSpec`); only this file turns it into RTM_NEWLINK (or,
 //! in a dry run, into the iproute2 command).
 use super::errors::nl_err;
+use super::ops::mac_str;
 use super::{Journal, Link, Net};
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
@@ -129,8 +130,7 @@ impl ChildSpec {
             s.push_str(&format!(" mtu {m}"));
         }
         if let Some(mac) = self.mac {
-            let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-            s.push_str(&format!(" address {}", hex.join(":")));
+            s.push_str(&format!(" address {}", mac_str(&mac)));
         }
         s.push_str(&format!(" netns {} type {}", ns.path.display(), self.kind));
         match &self.kind {
@@ -145,7 +145,7 @@ impl ChildSpec {
 
 impl Net {
     /// Add-link-and-fetch: create `spec` inside `guest` (`inside` is that
-    /// namespace's `Net`) under the name `temp`, journal its removal, and
+    /// namespace's `Net`) under the name `temp()` gives, journal its removal, and
     /// return it as the guest sees it. The kernel's refusal goes through
     /// `refused` (with the spec as sent) so the caller can turn its errno
     /// into advice. A dry run prints the command with the final name.
@@ -157,7 +157,7 @@ impl Net {
         guest: &NetNs,
         j: &mut Journal,
         spec: &ChildSpec,
-        temp: String,
+        temp: impl FnOnce() -> String,
         parent_name: &str,
         refused: impl FnOnce(Error, &ChildSpec) -> Error,
     ) -> Result<Link> {
@@ -170,7 +170,7 @@ impl Net {
             });
         }
         let spec = ChildSpec {
-            name: temp,
+            name: temp(),
             ..spec.clone()
         };
         let msg = spec.message(Some(guest.fd().as_raw_fd()));

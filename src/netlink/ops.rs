@@ -131,7 +131,7 @@ fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn mac_str(mac: &[u8]) -> String {
+pub(super) fn mac_str(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
