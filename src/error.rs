@@ -78,30 +78,6 @@ impl Error {
         }
     }
 
-    /// Wrap an rtnetlink error with what we were doing; keep the errno so
-    /// callers can match on EEXIST/ENODEV/EBUSY.
-    pub fn netlink(context: impl Display, err: rtnetlink::Error) -> Self {
-        let (errno, message) = match &err {
-            rtnetlink::Error::NetlinkError(e) => {
-                let errno = e.raw_code().abs();
-                let msg = std::io::Error::from_raw_os_error(errno).to_string();
-                // io::Error appends " (os error N)"; we print the errno ourselves.
-                let msg = msg
-                    .split(" (os error")
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                (errno, msg)
-            }
-            other => (0, other.to_string()),
-        };
-        Error::Netlink {
-            context: context.to_string(),
-            errno,
-            message,
-        }
-    }
-
     /// The errno behind a kernel refusal, if any.
     pub fn errno(&self) -> Option<i32> {
         match self {

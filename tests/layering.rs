@@ -251,3 +251,31 @@ fn the_checker_sees_grouped_imports_and_skips_comments() {
     assert!(m.contains("error") && m.contains("netlink"), "{m:?}");
     assert!(!m.contains("cli") && !m.contains("lab"), "{m:?}");
 }
+
+/// Route netlink is spoken only in src/netlink (`Net`'s typed ops, dry-run
+/// printing and undo journal); the datapath and nftables clients speak
+/// other netlink families over netlink_sys and are exempt.
+#[test]
+fn route_netlink_only_in_netlink() {
+    let mut files = Vec::new();
+    rs_files(&src(), &mut files);
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(src()).unwrap_or(f);
+        let top = top_of(f).unwrap_or_default();
+        if top == "netlink" || top == "firewall" || rel == Path::new("ovsdb/datapath.rs") {
+            continue;
+        }
+        let text = code(&std::fs::read_to_string(f).expect("read"));
+        if ["rtnetlink", "netlink_packet_route", "netlink_packet_core"]
+            .iter()
+            .any(|c| text.contains(c))
+        {
+            found.push(rel.display().to_string());
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "route netlink used outside src/netlink: {found:?}"
+    );
+}

@@ -11,100 +11,18 @@
 use super::{Ctx, vlan};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
+pub use crate::netlink::child::{ChildKind, ChildSpec};
 use crate::netlink::{Journal, Link, Net};
 use crate::netns::NetNs;
 use crate::record::{Ident, Kind, Record};
 use crate::request::{AttachRequest, check_ifname, format_mac, parse_mac};
-use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoIpoib, InfoKind, InfoMacVlan, LinkMessage,
-};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec};
-use std::os::fd::{AsRawFd, RawFd};
 
 /// ARPHRD_INFINIBAND: the link type of an IPoIB parent.
 pub const ARPHRD_INFINIBAND: u16 = 32;
 
-/// What to create.
-#[derive(Debug, Clone)]
-pub struct ChildSpec {
-    /// Final name inside the guest.
-    pub name: String,
-    pub kind: InfoKind,
-    pub info: Option<InfoData>,
-    /// Parent index in the host namespace (None for dummy).
-    pub parent: Option<u32>,
-    pub mtu: Option<u32>,
-    pub mac: Option<[u8; 6]>,
-}
-
-impl ChildSpec {
-    /// The RTM_NEWLINK message; `target_ns` moves the new link into that
-    /// namespace at birth (IFLA_NET_NS_FD).
-    pub fn message(&self, target_ns: Option<RawFd>) -> LinkMessage {
-        let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(self.kind.clone())
-            .name(self.name.clone());
-        if let Some(p) = self.parent {
-            b = b.link(p);
-        }
-        if let Some(m) = self.mtu {
-            b = b.mtu(m);
-        }
-        if let Some(mac) = self.mac {
-            b = b.address(mac.to_vec());
-        }
-        if let Some(fd) = target_ns {
-            b = b.setns_by_fd(fd);
-        }
-        if let Some(info) = &self.info {
-            b = b.set_info_data(info.clone());
-        }
-        b.build()
-    }
-
-    /// The iproute2 spelling, for --dry-run.
-    fn describe(&self, parent: &str, ns: &NetNs) -> String {
-        let mut s = String::from("link add");
-        if self.parent.is_some() {
-            s.push_str(&format!(" link {parent}"));
-        }
-        s.push_str(&format!(" name {}", self.name));
-        if let Some(m) = self.mtu {
-            s.push_str(&format!(" mtu {m}"));
-        }
-        if let Some(mac) = self.mac {
-            s.push_str(&format!(" address {}", format_mac(&mac)));
-        }
-        s.push_str(&format!(" netns {} type {}", ns.path.display(), self.kind));
-        match &self.info {
-            Some(InfoData::MacVlan(v)) => {
-                for i in v {
-                    if let InfoMacVlan::Mode(m) = i {
-                        s.push_str(&format!(" mode {}", super::macvlan::mode_name(*m)));
-                    }
-                }
-            }
-            Some(InfoData::IpVlan(v)) => {
-                for i in v {
-                    if let InfoIpVlan::Mode(m) = i {
-                        s.push_str(&format!(" mode {}", super::ipvlan::mode_name(*m)));
-                    }
-                }
-            }
-            Some(InfoData::Ipoib(v)) => {
-                for i in v {
-                    if let InfoIpoib::Pkey(p) = i {
-                        s.push_str(&format!(" pkey 0x{p:04x}"));
-                    }
-                }
-            }
-            _ => {}
-        }
-        s
-    }
-}
-
-/// Create `spec` inside `guest`, journal its removal, and return it as the
-/// guest sees it. `parent_name` is only for messages.
+/// Create `spec` inside `guest` under a temporary name, journal its
+/// removal, and return it as the guest sees it. `parent_name` is only for
+/// messages.
 pub async fn create_in_guest(
     host: &Net,
     cont: &Net,
@@ -113,41 +31,19 @@ pub async fn create_in_guest(
     spec: &ChildSpec,
     parent_name: &str,
 ) -> Result<Link> {
-    if host.dry_run {
-        host.show(format_args!("{}", spec.describe(parent_name, guest)));
-        return Ok(Link {
-            name: spec.name.clone(),
-            mtu: spec.mtu.unwrap_or(1500),
-            ..Default::default()
-        });
-    }
     // Born under a temporary name: the kernel ignores an alias on create,
     // and a link named `-i` with no record would block the re-run after a
     // SIGKILL. attach.rs renames and labels it in one request.
-    let mut spec = spec.clone();
-    spec.name = crate::inventory::temp_name();
-    let spec = &spec;
-    let msg = spec.message(Some(guest.fd().as_raw_fd()));
-    if let Err(e) = host.handle.link().add(msg).execute().await {
-        return Err(explain(
-            Error::netlink(format!("creating {} {}", spec.kind, spec.name), e),
-            spec,
-            parent_name,
-        ));
-    }
-    let link = cont.link_by_name(&spec.name).await?.ok_or_else(|| {
-        Error::other(format!(
-            "{} vanished after creation in the guest",
-            spec.name
-        ))
-    })?;
-    cont.journal_delete(j, format!("{} {}", spec.kind, spec.name), link.index);
-    Ok(link)
+    let temp = crate::inventory::temp_name;
+    host.add_child_in(cont, guest, j, spec, temp, parent_name, |e, sent| {
+        explain(e, sent, parent_name)
+    })
+    .await
 }
 
 /// Turn the kernel's terse errno into what the user should do.
 pub fn explain(err: Error, spec: &ChildSpec, parent: &str) -> Error {
-    let kind = spec.kind.to_string();
+    let kind = spec.kind.name();
     match err.errno() {
         // A parent's receive hook (rx_handler) has one owner: macvlan and
         // ipvlan cannot share a parent, and a bridge or bond port is taken.
@@ -168,7 +64,7 @@ pub fn explain(err: Error, spec: &ChildSpec, parent: &str) -> Error {
         ),
         Some(libc::EOPNOTSUPP) | Some(libc::EAFNOSUPPORT) => Error::other(format!(
             "this kernel cannot create {kind} interfaces (module {} not built or loaded)",
-            match kind.as_str() {
+            match kind {
                 "ipoib" => "ib_ipoib",
                 k => k,
             }
@@ -316,9 +212,8 @@ pub async fn attach_parent(
 pub async fn attach_child(
     cx: &mut Ctx<'_>,
     j: &mut Journal,
-    kind: &'static str,
+    kind: ChildKind,
     mode: &str,
-    info: (InfoKind, InfoData),
     mac: Option<[u8; 6]>,
 ) -> Result<(Link, Option<String>, u32)> {
     let (parent, vlan_name, _lock) = attach_parent(cx, j).await?;
@@ -326,8 +221,7 @@ pub async fn attach_child(
     cx.record.x.mode = Some(mode.into());
     let spec = ChildSpec {
         name: cx.req.ifname.clone(),
-        kind: info.0,
-        info: Some(info.1),
+        kind,
         parent: Some(parent.index),
         mtu: Some(mtu),
         mac,
@@ -335,7 +229,7 @@ pub async fn attach_child(
     let link = create_in_guest(&cx.host, &cx.cont, &cx.guest.netns, j, &spec, &parent.name).await?;
     // Only a VLAN's cleanup needs to see this guest before attach.rs
     // writes the record; spare the round trip otherwise.
-    if let Some(k) = Kind::from_name(kind) {
+    if let Some(k) = Kind::from_name(spec.kind.name()) {
         cx.record.k = k;
     }
     if !cx.host.dry_run && vlan_name.is_some() {
@@ -373,46 +267,12 @@ pub async fn detach_child(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::link::{LinkAttribute, LinkInfo, MacVlanMode};
-
-    #[test]
-    fn message_carries_parent_name_mtu_mac_and_namespace() {
-        let spec = ChildSpec {
-            name: "eth1".into(),
-            kind: InfoKind::MacVlan,
-            info: Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                MacVlanMode::Bridge,
-            )])),
-            parent: Some(7),
-            mtu: Some(1400),
-            mac: Some([2, 0, 0, 0, 0, 1]),
-        };
-        let m = spec.message(Some(42));
-        let a = &m.attributes;
-        assert!(a.contains(&LinkAttribute::IfName("eth1".into())));
-        assert!(a.contains(&LinkAttribute::Link(7)));
-        assert!(a.contains(&LinkAttribute::Mtu(1400)));
-        assert!(a.contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1])));
-        assert!(a.contains(&LinkAttribute::NetNsFd(42)));
-        let info = a.iter().find_map(|x| match x {
-            LinkAttribute::LinkInfo(i) => Some(i.clone()),
-            _ => None,
-        });
-        let info = info.unwrap_or_default();
-        assert!(info.contains(&LinkInfo::Kind(InfoKind::MacVlan)));
-        assert!(
-            info.contains(&LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                MacVlanMode::Bridge
-            )])))
-        );
-    }
 
     #[test]
     fn ebusy_is_explained() {
         let spec = ChildSpec {
             name: "eth1".into(),
-            kind: InfoKind::MacVlan,
-            info: None,
+            kind: ChildKind::Macvlan(crate::netlink::child::MacVlanMode::Bridge),
             parent: Some(3),
             mtu: None,
             mac: None,

@@ -1,13 +1,12 @@
 //! `pipework dummy $CID 192.168.21.101/24`: a dummy interface in the guest
 //! (the classic keyword). No host side at all; useful for a stable service
 //! address or for software that wants a second interface.
-use super::child::{self, ChildSpec};
+use super::child::{self, ChildKind, ChildSpec};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Net};
 use crate::record::Record;
 use crate::request::check_ifname;
-use netlink_packet_route::link::InfoKind;
 
 pub struct Dummy;
 
@@ -33,8 +32,7 @@ impl Driver for Dummy {
         let req = cx.req;
         let spec = ChildSpec {
             name: req.ifname.clone(),
-            kind: InfoKind::Dummy,
-            info: None,
+            kind: ChildKind::Dummy,
             parent: None,
             mtu: req.mtu,
             mac: req.mac,

@@ -16,13 +16,7 @@ use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use crate::record::Record;
 use crate::request::{Addressing, IFNAMSIZ_MAX, parse_cidr, parse_mac};
-use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
-};
-use netlink_packet_route::route::RouteScope;
-use rtnetlink::{LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -63,18 +57,7 @@ pub async fn host_interface(host: &Net, spec: &str) -> Result<Option<Link>> {
 /// the dump is filtered in the kernel to macvlan links only (a host may
 /// have thousands of veth ends).
 pub async fn find_shim(host: &Net, parent: &Link) -> Result<Option<Link>> {
-    let mut req = host.handle.link().get();
-    req.message_mut()
-        .attributes
-        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-            InfoKind::MacVlan,
-        )]));
-    let msgs: Vec<LinkMessage> = req
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| Error::netlink("listing macvlan links", e))?;
-    Ok(msgs.iter().map(Link::from_message).find(|l| {
+    Ok(host.macvlan_links().await?.into_iter().find(|l| {
         l.kind.as_deref() == Some("macvlan")
             && l.link == Some(parent.index)
             && l.alias
@@ -88,48 +71,8 @@ fn host_len(ip: IpAddr) -> u8 {
 }
 
 async fn add_route(host: &Net, shim: &Link, ip: IpAddr) -> Result<()> {
-    let len = host_len(ip);
-    if host.dry_run {
-        host.show(format_args!(
-            "route replace {ip}/{len} dev {} scope link",
-            shim.name
-        ));
-        return Ok(());
-    }
-    let msg = RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(ip, len)
-        .map_err(|e| Error::other(format!("route to {ip}: {e}")))?
-        .output_interface(shim.index)
-        .scope(RouteScope::Link)
-        .build();
-    host.handle
-        .route()
-        .add(msg)
-        .replace()
-        .execute()
-        .await
-        .map_err(|e| Error::netlink(format!("routing {ip} via {}", shim.name), e))
-}
-
-async fn del_route(host: &rtnetlink::Handle, shim_index: u32, ip: IpAddr) -> Result<()> {
-    let msg = RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(ip, host_len(ip))
-        .map_err(|e| Error::other(format!("route to {ip}: {e}")))?
-        .output_interface(shim_index)
-        .scope(RouteScope::Link)
-        .build();
-    match host.route().del(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let err = Error::netlink(format!("removing the route to {ip}"), e);
-            // Already gone (ESRCH) is the goal.
-            if matches!(err.errno(), Some(libc::ESRCH) | Some(libc::ENOENT)) {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
-    }
+    let what = format!("routing {ip} via {}", shim.name);
+    host.replace_host_route(shim, ip, what).await
 }
 
 /// At macvlan attach: if `parent` has a shim, route the guest's static
@@ -151,10 +94,9 @@ pub async fn route_new_guest(
     for a in addrs {
         add_route(&cx.host, &shim, a.ip()).await?;
         if !cx.host.dry_run {
-            let h = cx.host.handle.clone();
-            let (idx, ip) = (shim.index, a.ip());
+            let (h, s, ip) = (cx.host.clone(), shim.clone(), a.ip());
             j.record(format!("route to {ip} via {}", shim.name), async move {
-                del_route(&h, idx, ip).await
+                h.del_host_route(&s, ip).await
             });
         }
     }
@@ -174,16 +116,7 @@ pub async fn unroute_guest(host: &Net, cont: &Net, rec: &Record) -> Result<()> {
         return Ok(());
     };
     for a in cont.addrs(link.index).await? {
-        if host.dry_run {
-            host.show(format_args!(
-                "route del {}/{} dev {}",
-                a.net.ip(),
-                host_len(a.net.ip()),
-                shim.name
-            ));
-        } else {
-            del_route(&host.handle, shim.index, a.net.ip()).await?;
-        }
+        host.del_host_route(&shim, a.net.ip()).await?;
     }
     Ok(())
 }
@@ -265,45 +198,13 @@ async fn build(
                 ));
             }
             super::vlan::ensure_up(host, j, parent).await?;
-            if host.dry_run {
-                host.show(format_args!(
-                    "link add link {} name {name} type macvlan mode bridge",
-                    parent.name
-                ));
-                host.show(format_args!("link set {name} up"));
-                (
-                    Link {
-                        name,
-                        ..Default::default()
-                    },
-                    true,
-                )
-            } else {
-                let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::MacVlan)
-                    .name(name.clone())
-                    .link(parent.index)
-                    .mtu(parent.mtu.max(68))
-                    .set_info_data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
-                        MacVlanMode::Bridge,
-                    )]))
-                    .up()
-                    .build();
-                host.handle
-                    .link()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(|e| Error::netlink(format!("creating shim {name}"), e))?;
-                let l = host
-                    .link_by_name(&name)
-                    .await?
-                    .ok_or_else(|| Error::other(format!("{name} vanished")))?;
-                host.journal_delete(j, format!("shim {name}"), l.index);
+            let l = host.add_macvlan_here(j, "shim", &name, parent).await?;
+            if !host.dry_run {
                 // The kernel ignores IFLA_IFALIAS when creating a link.
                 host.set_alias(&l, &format!("{SHIM_ALIAS}{}", parent.name))
                     .await?;
-                (l, true)
             }
+            (l, true)
         }
     };
     let have = if host.dry_run {

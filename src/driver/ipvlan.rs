@@ -4,9 +4,9 @@
 use super::child::{attach_child, detach_child, validate_parent};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
+use crate::netlink::child::{ChildKind, IpVlanMode, ipvlan_mode_name};
 use crate::netlink::{Journal, Net};
 use crate::record::Record;
-use netlink_packet_route::link::{InfoData, InfoIpVlan, InfoKind, IpVlanMode};
 
 pub struct Ipvlan {
     pub mode: IpVlanMode,
@@ -22,11 +22,7 @@ pub fn parse_mode(s: &str) -> Result<IpVlanMode> {
 }
 
 pub fn mode_name(m: IpVlanMode) -> &'static str {
-    match m {
-        IpVlanMode::L3 => "l3",
-        IpVlanMode::L3S => "l3s",
-        _ => "l2",
-    }
+    ipvlan_mode_name(m)
 }
 
 impl Driver for Ipvlan {
@@ -41,12 +37,9 @@ impl Driver for Ipvlan {
     }
 
     async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
-        let info = (
-            InfoKind::IpVlan,
-            InfoData::IpVlan(vec![InfoIpVlan::Mode(self.mode)]),
-        );
+        let kind = ChildKind::Ipvlan(self.mode);
         let (parent, vlan_name, mtu) =
-            attach_child(cx, j, "ipvlan", mode_name(self.mode), info, None).await?;
+            attach_child(cx, j, kind, mode_name(self.mode), None).await?;
         let mut notes = vec![format!("ipvlan mode {}", mode_name(self.mode))];
         if let Some(v) = &vlan_name {
             notes.push(format!("on VLAN interface {v}"));

@@ -6,9 +6,9 @@
 use super::child::{attach_child, detach_child, validate_parent};
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
+use crate::netlink::child::{ChildKind, MacVlanMode, macvlan_mode_name};
 use crate::netlink::{Journal, Net};
 use crate::record::Record;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, MacVlanMode};
 
 pub struct Macvlan {
     pub mode: MacVlanMode,
@@ -29,13 +29,7 @@ pub fn parse_mode(s: &str) -> Result<MacVlanMode> {
 }
 
 pub fn mode_name(m: MacVlanMode) -> &'static str {
-    match m {
-        MacVlanMode::Private => "private",
-        MacVlanMode::Vepa => "vepa",
-        MacVlanMode::Passthrough => "passthru",
-        MacVlanMode::Source => "source",
-        _ => "bridge",
-    }
+    macvlan_mode_name(m)
 }
 
 impl Driver for Macvlan {
@@ -44,12 +38,9 @@ impl Driver for Macvlan {
     }
 
     async fn attach(&self, cx: &mut Ctx<'_>, j: &mut Journal) -> Result<HostSide> {
-        let info = (
-            InfoKind::MacVlan,
-            InfoData::MacVlan(vec![InfoMacVlan::Mode(self.mode)]),
-        );
+        let kind = ChildKind::Macvlan(self.mode);
         let (parent, vlan_name, mtu) =
-            attach_child(cx, j, "macvlan", mode_name(self.mode), info, cx.req.mac).await?;
+            attach_child(cx, j, kind, mode_name(self.mode), cx.req.mac).await?;
         let mut notes = Vec::new();
         if let Some(v) = &vlan_name {
             notes.push(format!("on VLAN interface {v}"));

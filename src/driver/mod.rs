@@ -20,7 +20,7 @@ pub mod vlan;
 
 use crate::error::{Error, Result};
 use crate::guest::Guest;
-use crate::netlink::{Journal, Net};
+use crate::netlink::{Journal, LinkChange, Net};
 use crate::record::{Kind, Record};
 use crate::request::{AttachRequest, HostMode};
 
@@ -40,26 +40,23 @@ pub struct Ctx<'a> {
     pub made: Option<crate::netlink::Link>,
 }
 
-impl Ctx<'_> {
-    /// The request that moves host device `index` into the guest, down,
+impl<'a> Ctx<'a> {
+    /// The change that moves host device `index` into the guest, down,
     /// under the `-i` name, carrying the record sealed for the guest: the
     /// kernel keeps the ifindex when it is free there (attach.rs seals it
     /// again with the final index either way). Phys and VF moves share it.
-    pub fn move_into_guest(
-        &self,
-        index: u32,
-    ) -> Result<rtnetlink::packet_route::link::LinkMessage> {
-        use std::os::fd::AsRawFd;
+    pub fn move_into_guest(&self, index: u32) -> Result<LinkChange<'a>> {
         let in_guest = self.record.seal(crate::record::Ident {
             ns: self.record.n,
             index,
         })?;
-        Ok(rtnetlink::LinkUnspec::new_with_index(index)
-            .down()
-            .setns_by_fd(self.guest.netns.fd().as_raw_fd())
-            .name(self.req.ifname.clone())
-            .alias(in_guest)
-            .build())
+        Ok(LinkChange {
+            up: Some(false),
+            netns: Some(&self.guest.netns),
+            name: Some(self.req.ifname.clone()),
+            alias: Some(in_guest),
+            ..Default::default()
+        })
     }
 }
 
@@ -143,10 +140,10 @@ impl AnyDriver {
             Kind::Bridge => AnyDriver::Bridge(bridge::Bridge::default()),
             // Detach does not depend on the mode.
             Kind::Macvlan => AnyDriver::Macvlan(macvlan::Macvlan {
-                mode: netlink_packet_route::link::MacVlanMode::Bridge,
+                mode: crate::netlink::child::MacVlanMode::Bridge,
             }),
             Kind::Ipvlan => AnyDriver::Ipvlan(ipvlan::Ipvlan {
-                mode: netlink_packet_route::link::IpVlanMode::L2,
+                mode: crate::netlink::child::IpVlanMode::L2,
             }),
             Kind::Phys => AnyDriver::Phys(phys::Phys),
             Kind::Dummy => AnyDriver::Dummy(dummy::Dummy),
@@ -241,7 +238,7 @@ async fn select_kind(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
         Some(l) if l.link_type == child::ARPHRD_INFINIBAND => Ok(AnyDriver::Ipoib(ipoib::Ipoib)),
         // Any other existing interface: a macvlan child, as the original.
         Some(_) => Ok(AnyDriver::Macvlan(macvlan::Macvlan {
-            mode: netlink_packet_route::link::MacVlanMode::Bridge,
+            mode: crate::netlink::child::MacVlanMode::Bridge,
         })),
         None if req.host.starts_with("ovs") => {
             Err(Error::NotSupported(format!("{}: Open vSwitch", req.host)))

@@ -9,13 +9,11 @@
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::inventory::{self, host_ns, temp_name};
-use crate::netlink::{Journal, Link, Net};
+use crate::netlink::{Journal, Link, LinkChange, Net};
 use crate::ovsdb::{self, Connection, datapath, ops};
 use crate::record::{Ident, Kind, Record};
 use crate::request::{AttachRequest, check_ifname};
-use rtnetlink::LinkUnspec;
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -305,42 +303,27 @@ impl Ovs {
     /// the kernel datapath it deletes and re-creates (on the host) one it
     /// cannot find at its next reconfiguration, destroying the guest's link.
     async fn move_internal(&self, cx: &Ctx<'_>, dev: &Link, mtu: Option<u32>) -> Result<()> {
-        let fd = cx.guest.netns.fd().as_raw_fd();
-        let mut msg = LinkUnspec::new_with_index(dev.index).setns_by_fd(fd);
-        if let Some(m) = mtu {
-            msg = msg.mtu(m);
-        }
-        let msg = msg.build();
-        cx.host
-            .handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| {
-                Error::netlink(
-                    format!(
-                        "moving OVS internal port {} into {}",
-                        dev.name, cx.guest.name
-                    ),
-                    e,
-                )
-            })?;
+        let into = LinkChange {
+            netns: Some(&cx.guest.netns),
+            mtu,
+            ..Default::default()
+        };
+        let what = format!(
+            "moving OVS internal port {} into {}",
+            dev.name, cx.guest.name
+        );
+        cx.host.change(dev, &into, what).await?;
         if let Some(mac) = cx.req.mac {
             let moved = cx.cont.link_by_name(&cx.req.ifname).await?.ok_or_else(|| {
                 Error::other(format!("{} did not appear in the guest", cx.req.ifname))
             })?;
+            let set = LinkChange {
+                mac: Some(mac.to_vec()),
+                ..Default::default()
+            };
             cx.cont
-                .handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(moved.index)
-                        .address(mac.to_vec())
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(|e| Error::netlink(format!("setting MAC of {}", cx.req.ifname), e))?;
+                .change(&moved, &set, format!("setting MAC of {}", cx.req.ifname))
+                .await?;
         }
         Ok(())
     }

@@ -11,14 +11,12 @@ use super::child;
 use super::{Ctx, Driver, HostSide, vlan};
 use crate::error::{Error, Result};
 use crate::inventory::{self, host_ns};
-use crate::netlink::{Journal, Link, Net};
+use crate::netlink::{Journal, Link, LinkChange, Net};
 use crate::netns::NetNs;
 use crate::record::{Ident, Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac, parse_mac};
 use ipnetwork::IpNetwork;
-use rtnetlink::LinkUnspec;
 use serde::{Deserialize, Serialize};
-use std::os::fd::AsRawFd;
 
 pub struct Phys;
 
@@ -127,17 +125,15 @@ pub async fn return_to_host(
         ns: host_ns(),
         index: guest_index,
     })?;
-    let msg = LinkUnspec::new_with_index(guest_index)
-        .down()
-        .setns_by_fd(here.fd().as_raw_fd())
-        .name(orig.n.clone())
-        .alias(alias)
-        .build();
-    if let Err(e) = cont.handle.link().set(msg).execute().await {
-        let err = Error::netlink(
-            format!("returning {} to the host as {}", dev.name, orig.n),
-            e,
-        );
+    let back = LinkChange {
+        up: Some(false),
+        netns: Some(&here),
+        name: Some(orig.n.clone()),
+        alias: Some(alias),
+        ..Default::default()
+    };
+    let what = format!("returning {} to the host as {}", dev.name, orig.n);
+    if let Err(err) = cont.change(&dev, &back, what).await {
         return Err(if err.errno() == Some(libc::EEXIST) {
             Error::other(format!(
                 "cannot return {} to the host: the host now has another interface named {}; rename that one and run detach again (the NIC stays safe in the guest meanwhile)",
@@ -158,16 +154,17 @@ pub async fn return_to_host(
 /// what `gc` runs on a device whose return a SIGKILL interrupted, and what
 /// a rollback runs before the device ever left. Idempotent.
 pub async fn restore_on_host(host: &Net, back: &Link, orig: &Original) -> Result<()> {
-    let mut set = LinkUnspec::new_with_index(back.index).mtu(orig.m);
-    if let Some(mac) = orig.mac.as_deref().and_then(|m| parse_mac(m).ok()) {
-        set = set.address(mac.to_vec());
-    }
-    host.handle
-        .link()
-        .set(set.build())
-        .execute()
-        .await
-        .map_err(|e| Error::netlink(format!("restoring {}'s MTU and MAC", orig.n), e))?;
+    let set = LinkChange {
+        mtu: Some(orig.m),
+        mac: orig
+            .mac
+            .as_deref()
+            .and_then(|m| parse_mac(m).ok())
+            .map(|m| m.to_vec()),
+        ..Default::default()
+    };
+    host.change(back, &set, format!("restoring {}'s MTU and MAC", orig.n))
+        .await?;
     if orig.up {
         host.set_up(back).await?;
     }
@@ -306,15 +303,11 @@ impl Driver for Phys {
                     _ => Ok(()),
                 }
             });
-            let msg = cx.move_into_guest(dev.index)?;
+            let into = cx.move_into_guest(dev.index)?;
             cx.host
-                .handle
-                .link()
-                .set(msg)
-                .execute()
+                .change(&dev, &into, format!("moving {} into the guest", dev.name))
                 .await
-                .map_err(|e| {
-                    let err = Error::netlink(format!("moving {} into the guest", dev.name), e);
+                .map_err(|err| {
                     if err.errno() == Some(libc::EINVAL) {
                         Error::other(format!(
                             "{}: the kernel refused to move it (EINVAL): this kind of device ({}) is bound to its namespace",
@@ -340,24 +333,15 @@ impl Driver for Phys {
                 return_to_host(&h, &c, idx, &r, &o).await
             });
             cx.made = Some(moved.clone());
-            let mut set = LinkUnspec::new_with_index(moved.index);
-            let mut change = false;
-            if let Some(m) = req.mtu {
-                set = set.mtu(m);
-                change = true;
-            }
-            if let Some(mac) = req.mac {
-                set = set.address(mac.to_vec());
-                change = true;
-            }
-            if change {
+            if req.mtu.is_some() || req.mac.is_some() {
+                let set = LinkChange {
+                    mtu: req.mtu,
+                    mac: req.mac.map(|m| m.to_vec()),
+                    ..Default::default()
+                };
                 cx.cont
-                    .handle
-                    .link()
-                    .set(set.build())
-                    .execute()
-                    .await
-                    .map_err(|e| Error::netlink(format!("setting MTU/MAC on {}", req.ifname), e))?;
+                    .change(&moved, &set, format!("setting MTU/MAC on {}", req.ifname))
+                    .await?;
             }
         }
         if let Some(m) = req.mac.filter(|_| cx.host.dry_run) {
@@ -400,20 +384,7 @@ fn is_link_local(n: &IpNetwork) -> bool {
 
 /// IFLA_MAX_MTU of a link, when the kernel reports it.
 async fn max_mtu(host: &Net, link: &Link) -> Result<Option<u32>> {
-    use futures::TryStreamExt;
-    use netlink_packet_route::link::LinkAttribute;
-    let mut s = host.handle.link().get().match_index(link.index).execute();
-    let Some(msg) = s
-        .try_next()
-        .await
-        .map_err(|e| Error::netlink("reading the MTU range", e))?
-    else {
-        return Ok(None);
-    };
-    Ok(msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::MaxMtu(m) if *m > 0 => Some(*m),
-        _ => None,
-    }))
+    host.max_mtu(link).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 use super::{Ctx, Driver, HostSide};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
-use crate::netlink::{Journal, Link, Net};
+use crate::netlink::{Journal, Link, LinkChange, Net};
 use crate::record::{Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac};
 use crate::sriov::props;
@@ -27,7 +27,6 @@ use crate::sriov::restore::{links_by_pci, reclaim_abandoned, restore, set_netdev
 use crate::sriov::state::Held;
 use crate::sriov::sysfs::Pf;
 use crate::sriov::{LsInfo, Target};
-use rtnetlink::LinkUnspec;
 use std::collections::HashMap;
 
 pub struct Vf {
@@ -181,8 +180,11 @@ impl Driver for Vf {
         if let Some(mac) = req.mac
             && dev.mac != mac
         {
-            let set = LinkUnspec::new_with_index(dev.index).address(mac.to_vec());
-            let _ = cx.host.handle.link().set(set.build()).execute().await;
+            let set = LinkChange {
+                mac: Some(mac.to_vec()),
+                ..Default::default()
+            };
+            let _ = cx.host.change(&dev, &set, "setting the VF's MAC").await;
         }
         props::apply(
             &cx.host,
@@ -195,30 +197,23 @@ impl Driver for Vf {
         .await?;
         // The netdev's own MTU and MAC, while it is still ours to set.
         if let Some(m) = req.mtu {
-            let set = LinkUnspec::new_with_index(dev.index).down().mtu(m);
-            cx.host
-                .handle
-                .link()
-                .set(set.build())
-                .execute()
-                .await
-                .map_err(|e| {
-                    Error::netlink(format!("setting the MTU of {} to {m}", dev.name), e)
-                })?;
+            let set = LinkChange {
+                up: Some(false),
+                mtu: Some(m),
+                ..Default::default()
+            };
+            let what = format!("setting the MTU of {} to {m}", dev.name);
+            cx.host.change(&dev, &set, what).await?;
         }
         if let Some(mac) = req.mac {
             let now = cx.host.link_by_index(dev.index).await?.map(|l| l.mac);
             set_netdev_mac(&cx.host, &dev, now.as_deref(), &mac).await?;
         }
 
-        let msg = cx.move_into_guest(dev.index)?;
+        let into = cx.move_into_guest(dev.index)?;
         cx.host
-            .handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(format!("moving {} into the guest", dev.name), e))?;
+            .change(&dev, &into, format!("moving {} into the guest", dev.name))
+            .await?;
         let moved = cx
             .cont
             .link_by_name(&req.ifname)

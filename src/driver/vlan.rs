@@ -6,11 +6,8 @@
 //! once its last guest is detached (it is labelled, so we never delete one
 //! an administrator made).
 use crate::error::{Error, Result};
-use crate::netlink::{Journal, Link, Net};
+use crate::netlink::{Journal, Link, LinkChange, Net};
 use crate::request::{IFNAMSIZ_MAX, parse_vlan};
-use futures::TryStreamExt;
-use netlink_packet_route::link::{InfoData, InfoVlan, LinkAttribute, LinkInfo};
-use rtnetlink::{LinkUnspec, LinkVlan};
 
 /// The alias we put on a VLAN sub-interface we created. Not a `Record`
 /// (those mark guest links), so `ls` does not list it.
@@ -44,26 +41,7 @@ pub fn requested_vid(vlan: Option<u16>, tag: Option<&str>) -> Result<Option<u16>
 
 /// The 802.1Q id of link `index`, or None if it is not a VLAN.
 pub async fn vlan_id_of(net: &Net, index: u32) -> Result<Option<u16>> {
-    let mut s = net.handle.link().get().match_index(index).execute();
-    let msg = s
-        .try_next()
-        .await
-        .map_err(|e| Error::netlink("reading VLAN details", e))?;
-    let Some(msg) = msg else { return Ok(None) };
-    for a in &msg.attributes {
-        if let LinkAttribute::LinkInfo(infos) = a {
-            for i in infos {
-                if let LinkInfo::Data(InfoData::Vlan(v)) = i {
-                    for x in v {
-                        if let InfoVlan::Id(id) = x {
-                            return Ok(Some(*id));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(None)
+    net.vlan_id(index).await
 }
 
 /// Check (without changing anything) that `parent.VID` is absent or a
@@ -112,48 +90,38 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
         }
         return Ok((existing, false));
     }
-    if host.dry_run {
-        host.show(format_args!(
-            "link add link {} name {name} mtu {} type vlan id {vid}",
-            parent.name, parent.mtu
-        ));
-        host.show(format_args!("link set {name} up"));
-        return Ok((
-            Link {
-                name,
-                mtu: parent.mtu,
-                kind: Some("vlan".into()),
-                ..Default::default()
-            },
-            true,
-        ));
-    }
-    let msg = LinkVlan::new(&name, parent.index, vid)
-        .mtu(parent.mtu.max(68))
-        .up()
-        .build();
-    if let Err(e) = host.handle.link().add(msg).execute().await {
-        let err = Error::netlink(format!("creating VLAN {name}"), e);
-        return Err(match err.errno() {
-            // Lost a race with another pipework: reuse theirs if it fits.
-            Some(libc::EEXIST) => {
-                let l = host
-                    .link_by_name(&name)
-                    .await?
-                    .ok_or_else(|| Error::other(format!("{name} vanished")))?;
-                reusable(host, &l, parent, vid).await?;
-                return Ok((l, false));
-            }
-            Some(libc::EOPNOTSUPP) => Error::other(format!(
-                "@{vid}: this kernel has no 802.1Q support (module 8021q not built or loaded)"
-            )),
-            _ => err,
-        });
-    }
-    let vlan = host
-        .link_by_name(&name)
-        .await?
-        .ok_or_else(|| Error::other(format!("VLAN {name} vanished after creation")))?;
+    let vlan = match host.add_vlan(&name, parent, vid).await {
+        Ok(Some(v)) => v,
+        // A dry run: what the VLAN would look like.
+        Ok(None) => {
+            return Ok((
+                Link {
+                    name,
+                    mtu: parent.mtu,
+                    kind: Some("vlan".into()),
+                    ..Default::default()
+                },
+                true,
+            ));
+        }
+        Err(err) => {
+            return Err(match err.errno() {
+                // Lost a race with another pipework: reuse theirs if it fits.
+                Some(libc::EEXIST) => {
+                    let l = host
+                        .link_by_name(&name)
+                        .await?
+                        .ok_or_else(|| Error::other(format!("{name} vanished")))?;
+                    reusable(host, &l, parent, vid).await?;
+                    return Ok((l, false));
+                }
+                Some(libc::EOPNOTSUPP) => Error::other(format!(
+                    "@{vid}: this kernel has no 802.1Q support (module 8021q not built or loaded)"
+                )),
+                _ => err,
+            });
+        }
+    };
     // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
     if let Err(e) = host.set_alias(&vlan, CREATED_ALIAS).await {
         let _ = host.delete_link(&vlan).await;
@@ -177,14 +145,13 @@ pub async fn ensure_up(host: &Net, j: &mut Journal, link: &Link) -> Result<()> {
     }
     host.set_up(link).await?;
     if !host.dry_run {
-        let h = host.handle.clone();
-        let index = link.index;
+        let (h, l) = (host.clone(), link.clone());
         j.record(format!("{} up", link.name), async move {
-            h.link()
-                .set(LinkUnspec::new_with_index(index).down().build())
-                .execute()
-                .await
-                .map_err(|e| Error::netlink("setting the parent back down", e))
+            let down = LinkChange {
+                up: Some(false),
+                ..Default::default()
+            };
+            h.change(&l, &down, "setting the parent back down").await
         });
     }
     Ok(())

@@ -13,12 +13,10 @@
 use super::{End, EndReport, EndSpec, LinkRequest, Report, peer_ns};
 use crate::error::{Error, Result};
 use crate::inventory::{self, temp_name};
+use crate::netlink::pair::VethEnd;
 use crate::netlink::{Journal, Link, Net};
 use crate::record::{Ident, Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec};
-use std::os::fd::AsRawFd;
 
 /// Build the link between resolved ends `a` and `b`, journaling into `j`.
 pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Result<Report> {
@@ -78,31 +76,19 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
 
     // 1. Born: A's end in A, B's end in B, both temporary.
     let (tmp_a, tmp_b) = (temp_name(), temp_name());
-    let mut peer = LinkUnspec::new_with_name(&tmp_b).mtu(mtu);
-    if !b.host {
-        peer = peer.setns_by_fd(b.netns.fd().as_raw_fd());
-    }
-    if let Some(m) = req.b.mac {
-        peer = peer.address(m.to_vec());
-    }
-    let mut msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(tmp_a.clone())
-        .mtu(mtu);
-    if let Some(m) = req.a.mac {
-        msg = msg.address(m.to_vec());
-    }
-    if !a.host {
-        msg = msg.setns_by_fd(a.netns.fd().as_raw_fd());
-    }
-    let msg = msg
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-        .build();
-    host.handle
-        .link()
-        .add(msg)
-        .execute()
+    let end_a = VethEnd {
+        name: &tmp_a,
+        ns: (!a.host).then_some(&a.netns),
+        mac: req.a.mac,
+    };
+    let end_b = VethEnd {
+        name: &tmp_b,
+        ns: (!b.host).then_some(&b.netns),
+        mac: req.b.mac,
+    };
+    host.add_veth_pair(&end_a, &end_b, mtu)
         .await
-        .map_err(|e| explain(Error::netlink(format!("creating veth {tmp_a}"), e), req))?;
+        .map_err(|e| explain(e, req))?;
     // B's end stays in B from birth to the end: deleting it undoes all.
     let lb = nb
         .link_by_name(&tmp_b)

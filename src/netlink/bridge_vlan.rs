@@ -3,8 +3,9 @@
 //! info) and the VLANs of one port (an AF_BRIDGE RTM_SETLINK/RTM_DELLINK
 //! carrying `IFLA_AF_SPEC`/`IFLA_BRIDGE_VLAN_INFO`), the same requests
 //! `ip link set BR type bridge vlan_filtering 1` and `bridge vlan add` send.
+use super::errors::nl_err;
 use super::{Link, Net};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use futures::StreamExt;
 use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{
@@ -31,7 +32,7 @@ impl Net {
         let mut filtering = false;
         let mut pvid = None;
         while let Some(m) = msgs.next().await {
-            let m = m.map_err(|e| Error::netlink(format!("looking at {}", bridge.name), e))?;
+            let m = m.map_err(|e| nl_err(format!("looking at {}", bridge.name), e))?;
             for a in &m.attributes {
                 let LinkAttribute::LinkInfo(infos) = a else {
                     continue;
@@ -77,7 +78,7 @@ impl Net {
         self.ack(RouteNetlinkMessage::NewLink(msg))
             .await
             .map_err(|e| {
-                Error::netlink(
+                nl_err(
                     format!("setting vlan_filtering {} on {}", u8::from(on), bridge.name),
                     e,
                 )
@@ -131,7 +132,7 @@ impl Net {
         };
         self.ack(RouteNetlinkMessage::SetLink(port_msg(port, entries)))
             .await
-            .map_err(|e| Error::netlink(format!("adding VLAN {vids} to {}", port.name), e))
+            .map_err(|e| nl_err(format!("adding VLAN {vids} to {}", port.name), e))
     }
 
     /// Remove one VLAN from a bridge port (absent already is fine).
@@ -150,7 +151,7 @@ impl Net {
         match self.ack(RouteNetlinkMessage::DelLink(msg)).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = Error::netlink(format!("removing VLAN {vid} from {}", port.name), e);
+                let err = nl_err(format!("removing VLAN {vid} from {}", port.name), e);
                 if err.errno() == Some(libc::ENOENT) {
                     Ok(())
                 } else {

@@ -6,8 +6,9 @@
 //! along. So the links are tagged with a group of our own, then the group
 //! is deleted. A guest could only add its own links to that group, within
 //! its own namespace.
+use super::errors::nl_err;
 use super::{Link, Net};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkUnspec;
 
@@ -41,12 +42,12 @@ impl Net {
                 .set(m)
                 .execute()
                 .await
-                .map_err(|e| Error::netlink(format!("grouping {}", l.name), e))?;
+                .map_err(|e| nl_err(format!("grouping {}", l.name), e))?;
         }
         let mut del = self.handle.link().del(0);
         del.message_mut().attributes.push(LinkAttribute::Group(g));
         del.execute()
             .await
-            .map_err(|e| Error::netlink("deleting a group of links", e))
+            .map_err(|e| nl_err("deleting a group of links", e))
     }
 }

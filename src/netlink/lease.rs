@@ -5,8 +5,9 @@
 //! these go on a link that stays, and may meet objects that were already
 //! there: an address or route that already existed is reported, not
 //! journaled, because undoing it would remove something that is not ours.
+use super::errors::nl_err;
 use super::ops::{EEXIST, ENODEV, Link, Net};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::netlink::Journal;
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{AddressMessageBuilder, LinkUnspec, RouteMessageBuilder};
@@ -49,7 +50,7 @@ impl Net {
             .set(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("setting MTU {mtu} on {}", link.name), e))?;
+            .map_err(|e| nl_err(format!("setting MTU {mtu} on {}", link.name), e))?;
         let h = self.handle.clone();
         let (index, old) = (link.index, link.mtu);
         j.record(format!("MTU {mtu} on {}", link.name), async move {
@@ -57,7 +58,7 @@ impl Net {
                 .set(LinkUnspec::new_with_index(index).mtu(old).build())
                 .execute()
                 .await
-                .map_err(|e| Error::netlink("restore MTU", e))
+                .map_err(|e| nl_err("restore MTU", e))
         });
         Ok(())
     }
@@ -81,7 +82,7 @@ impl Net {
             .address()
             .add(link.index, IpAddr::V4(addr), prefix);
         if let Err(e) = req.execute().await {
-            let err = Error::netlink(format!("adding {addr}/{prefix} to {}", link.name), e);
+            let err = nl_err(format!("adding {addr}/{prefix} to {}", link.name), e);
             if err.errno() == Some(EEXIST) {
                 return Ok(false);
             }
@@ -111,7 +112,7 @@ impl Net {
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = Error::netlink(format!("removing {addr}/{prefix} from {}", link.name), e);
+                let err = nl_err(format!("removing {addr}/{prefix} from {}", link.name), e);
                 match err.errno() {
                     Some(libc::EADDRNOTAVAIL | ENODEV) => Ok(()),
                     _ => Err(err),
@@ -144,7 +145,7 @@ impl Net {
         let gw = via.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let msg = dhcp_route_msg(link.index, &r);
         if let Err(e) = self.handle.route().add(msg.clone()).execute().await {
-            let err = Error::netlink(format!("adding route {dest}/{prefix} via {gw}"), e);
+            let err = nl_err(format!("adding route {dest}/{prefix} via {gw}"), e);
             if err.errno() == Some(EEXIST) {
                 return Ok(false);
             }
@@ -158,7 +159,7 @@ impl Net {
                     .del(msg)
                     .execute()
                     .await
-                    .map_err(|e| Error::netlink("delete route", e))
+                    .map_err(|e| nl_err("delete route", e))
             },
         );
         Ok(true)
@@ -180,7 +181,7 @@ impl Net {
             .del(dhcp_route_msg(link.index, &r))
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("deleting route {dest}/{prefix}"), e))
+            .map_err(|e| nl_err(format!("deleting route {dest}/{prefix}"), e))
     }
 }
 

@@ -1,17 +1,24 @@
 //! Typed netlink operations over rtnetlink, plus the undo journal.
 pub mod bridge_vlan;
 pub mod change;
+pub mod child;
+pub mod details;
+pub mod errors;
 pub mod events;
 pub mod group;
+pub mod host_link;
+pub mod host_route;
 pub mod journal;
 pub mod lease;
 pub mod ops;
+pub mod pair;
 pub mod route;
 pub mod tc;
 pub mod vf;
 pub mod vxlan;
 
 pub use change::LinkChange;
+pub use errors::nl_err;
 pub use lease::Route4;
 pub use ops::{Link, Net};
 

@@ -19,8 +19,8 @@ use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessage
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-pub const ENODEV: i32 = libc::ENODEV;
-pub const EEXIST: i32 = libc::EEXIST;
+use super::errors::gone_ok;
+pub use super::errors::{EEXIST, ENODEV, nl_err};
 
 /// What we need to know about a link, decoded once from its netlink message.
 #[derive(Debug, Clone, Default)]
@@ -131,7 +131,7 @@ fn route_addr(a: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn mac_str(mac: &[u8]) -> String {
+pub(super) fn mac_str(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
@@ -146,7 +146,7 @@ async fn one_link(
     match req.execute().try_next().await {
         Ok(m) => Ok(m.as_ref().map(Link::from_message)),
         Err(e) => {
-            let err = Error::netlink(what(), e);
+            let err = nl_err(what(), e);
             if err.errno() == Some(ENODEV) {
                 Ok(None)
             } else {
@@ -159,7 +159,9 @@ async fn one_link(
 /// One namespace's netlink handle plus how to print dry-run commands for it.
 #[derive(Clone)]
 pub struct Net {
-    pub handle: Handle,
+    /// Private to `netlink`: every request goes through a typed op, so
+    /// dry runs and the journal see all of them.
+    pub(super) handle: Handle,
     /// `ip` prefix for dry-run output: "ip" or "ip -n <ns>".
     ip: String,
     pub dry_run: bool,
@@ -225,7 +227,7 @@ impl Net {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::netlink("listing links", e))
+            .map_err(|e| nl_err("listing links", e))
     }
 
     pub async fn addrs(&self, index: u32) -> Result<Vec<Addr>> {
@@ -237,7 +239,7 @@ impl Net {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::netlink("listing addresses", e))?;
+            .map_err(|e| nl_err("listing addresses", e))?;
         let mut out = Vec::new();
         for m in msgs {
             let addr = m.attributes.iter().find_map(|a| match a {
@@ -267,7 +269,7 @@ impl Net {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::netlink("listing routes", e))?;
+            .map_err(|e| nl_err("listing routes", e))?;
         Ok(msgs
             .into_iter()
             .filter(|m| m.header.destination_prefix_length == 0 && m.header.table == 254)
@@ -304,7 +306,7 @@ impl Net {
         match self.handle.link().add(b.build()).execute().await {
             Ok(()) => {}
             Err(e) => {
-                let err = Error::netlink(format!("creating bridge {name}"), e);
+                let err = nl_err(format!("creating bridge {name}"), e);
                 if err.errno() == Some(EEXIST) {
                     return Ok(false);
                 }
@@ -383,7 +385,7 @@ impl Net {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("creating veth {host_name}"), e))?;
+            .map_err(|e| nl_err(format!("creating veth {host_name}"), e))?;
         let link = self
             .link_by_name(host_name)
             .await?
@@ -398,18 +400,12 @@ impl Net {
     pub fn journal_delete(&self, j: &mut Journal, what: String, index: u32) {
         let h = self.handle.clone();
         j.record(what.clone(), async move {
-            match h.link().del(index).execute().await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let err = Error::netlink(format!("deleting {what}"), e);
-                    // Already gone is what we wanted.
-                    if err.errno() == Some(ENODEV) {
-                        Ok(())
-                    } else {
-                        Err(err)
-                    }
-                }
-            }
+            let r = h.link().del(index).execute().await;
+            // Already gone is what we wanted.
+            gone_ok(
+                r.map_err(|e| nl_err(format!("deleting {what}"), e)),
+                &[ENODEV],
+            )
         });
     }
 
@@ -418,17 +414,11 @@ impl Net {
             self.show(format_args!("link del {}", link.name));
             return Ok(());
         }
-        match self.handle.link().del(link.index).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = Error::netlink(format!("deleting {}", link.name), e);
-                if err.errno() == Some(ENODEV) {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let r = self.handle.link().del(link.index).execute().await;
+        gone_ok(
+            r.map_err(|e| nl_err(format!("deleting {}", link.name), e)),
+            &[ENODEV],
+        )
     }
 
     /// One RTM_SETLINK: `dry` is the iproute2 equivalent, `what` names the
@@ -448,7 +438,7 @@ impl Net {
             .set(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(what, e))
+            .map_err(|e| nl_err(what, e))
     }
 
     pub async fn set_controller(&self, link: &Link, bridge: &Link) -> Result<()> {
@@ -525,7 +515,7 @@ impl Net {
             .handle
             .clone()
             .request(req)
-            .map_err(|e| Error::netlink("asking for a namespace id", e))?;
+            .map_err(|e| nl_err("asking for a namespace id", e))?;
         while let Some(msg) = resp.next().await {
             match msg.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
@@ -589,7 +579,7 @@ impl Net {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         req.execute().await.map_err(|e| {
-            let err = Error::netlink(format!("adding {net} to {}", link.name), e);
+            let err = nl_err(format!("adding {net} to {}", link.name), e);
             if net.is_ipv6() && err.errno() == Some(libc::EACCES) {
                 Error::bad(net, "IPv6 is disabled in the guest (net.ipv6.conf.all.disable_ipv6=1; with Docker: --sysctl net.ipv6.conf.all.disable_ipv6=0)")
             } else {
@@ -627,7 +617,7 @@ impl Net {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("adding route to {dst} via {}", link.name), e))
+            .map_err(|e| nl_err(format!("adding route to {dst} via {}", link.name), e))
     }
 
     /// Make `gw` the default route through `link`, replacing any existing
@@ -648,7 +638,7 @@ impl Net {
                 .del(r.msg.clone())
                 .execute()
                 .await
-                .map_err(|e| Error::netlink("removing the old default route", e))?;
+                .map_err(|e| nl_err("removing the old default route", e))?;
             let h = self.handle.clone();
             let msg = r.msg.clone();
             j.record("old default route", async move {
@@ -659,7 +649,7 @@ impl Net {
                     .replace()
                     .execute()
                     .await
-                    .map_err(|e| Error::netlink("restoring the old default route", e))
+                    .map_err(|e| nl_err("restoring the old default route", e))
             });
         }
         let msg = match gw {
@@ -677,6 +667,6 @@ impl Net {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("adding default route via {gw}"), e))
+            .map_err(|e| nl_err(format!("adding default route via {gw}"), e))
     }
 }

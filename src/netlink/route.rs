@@ -1,6 +1,7 @@
 //! Routes as the CNI path needs them: IPAM routes added with the reference
 //! plugins' protocol, and every destination in the namespace (CHECK).
 use super::Net;
+use super::errors::nl_err;
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
@@ -49,7 +50,7 @@ impl Net {
             .add(b.build())
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("adding route {}", r.dst), e))
+            .map_err(|e| nl_err(format!("adding route {}", r.dst), e))
     }
 
     /// (destination, prefix length) of every route in every table, both
@@ -83,7 +84,7 @@ impl Net {
                 })
                 .try_collect()
                 .await
-                .map_err(|e| Error::netlink("listing routes", e))?;
+                .map_err(|e| nl_err("listing routes", e))?;
             out.extend(got);
         }
         Ok(out)

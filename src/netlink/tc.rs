@@ -2,6 +2,7 @@
 //! netem impairments). The caller encodes the kind's options; this builds
 //! and sends the RTM_NEWQDISC and reports the kernel's errno, so a missing
 //! module (ENOENT, EOPNOTSUPP) can be told apart from a refused value.
+use super::errors::nl_err;
 use super::{Link, Net};
 use crate::error::{Error, Result};
 use futures::StreamExt;
@@ -33,7 +34,7 @@ impl Net {
             .handle
             .clone()
             .request(req)
-            .map_err(|e| Error::netlink(&what, e))?;
+            .map_err(|e| nl_err(&what, e))?;
         while let Some(msg) = resp.next().await {
             if let NetlinkPayload::Error(e) = msg.payload
                 && e.code.is_some()

@@ -6,6 +6,7 @@
 //! and stops at the first refusal without saying which one it was, and
 //! users need to know which property their NIC rejects.
 use super::Net;
+use super::errors::nl_err;
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
@@ -117,7 +118,7 @@ impl Net {
             .execute()
             .try_next()
             .await
-            .map_err(|e| Error::netlink("reading the VFs of the PF", e))?
+            .map_err(|e| nl_err("reading the VFs of the PF", e))?
             .ok_or_else(|| Error::other(format!("PF #{pf_index} is gone")))?;
         let list = msg.attributes.iter().find_map(|a| match a {
             LinkAttribute::VfInfoList(l) => Some(l),
@@ -148,7 +149,7 @@ impl Net {
             .set(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("VF {vf}"), e))
+            .map_err(|e| nl_err(format!("VF {vf}"), e))
     }
 }
 

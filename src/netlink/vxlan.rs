@@ -5,6 +5,7 @@
 //! ARP is answered locally (proxy) and nothing floods. These ops are the
 //! kernel half: list what a device has, put or remove one entry. Deciding
 //! which entries should exist stays with the overlay.
+use super::errors::nl_err;
 use super::{Journal, Link, Net};
 use crate::error::{Error, Result};
 use futures::TryStreamExt;
@@ -88,7 +89,7 @@ impl Net {
             .add(msg)
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("creating VXLAN {name} (VNI {})", spec.vni), e))?;
+            .map_err(|e| nl_err(format!("creating VXLAN {name} (VNI {})", spec.vni), e))?;
         let link = self
             .link_by_name(name)
             .await?
@@ -164,7 +165,7 @@ impl Net {
             .execute()
             .try_collect()
             .await
-            .map_err(|e| Error::netlink(format!("listing {what}"), e))
+            .map_err(|e| nl_err(format!("listing {what}"), e))
     }
 
     /// A static FDB entry on `vx`: frames for `mac` go to VTEP `dst`.
@@ -186,7 +187,7 @@ impl Net {
             .replace()
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("fdb {}", mac_str(mac)), e))
+            .map_err(|e| nl_err(format!("fdb {}", mac_str(mac)), e))
     }
 
     /// Remove an FDB entry; one already gone is not an error.
@@ -232,7 +233,7 @@ impl Net {
             .replace()
             .execute()
             .await
-            .map_err(|e| Error::netlink(format!("neighbour {ip}"), e))
+            .map_err(|e| nl_err(format!("neighbour {ip}"), e))
     }
 
     /// Remove a neighbour entry; one already gone is not an error.
@@ -255,7 +256,7 @@ impl Net {
         match self.handle.neighbours().del(m).execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = Error::netlink(format!("deleting {what}"), e);
+                let err = nl_err(format!("deleting {what}"), e);
                 // ENOENT: someone (an admin, the kernel with the device)
                 // removed it first; the goal is reached.
                 if err.errno() == Some(libc::ENOENT) {
