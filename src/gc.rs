@@ -440,9 +440,7 @@ async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)],
         .iter()
         .filter(|(ns, _, _)| ns.ino == host_ns())
         .flat_map(|(_, _, s)| s.links.iter())
-        .filter(|l| {
-            l.kind.as_deref() == Some("vlan") && l.alias.as_deref() == Some(vlan::CREATED_ALIAS)
-        })
+        .filter(|l| vlan::created_by_us(l))
         .map(|l| l.name.clone())
         .collect();
     let users: Vec<&inventory::Found> = all.iter().flat_map(|(_, _, s)| s.attachments()).collect();

@@ -14,14 +14,12 @@
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
+use crate::record::MarkKind;
 use crate::record::Record;
 use crate::request::{Addressing, IFNAMSIZ_MAX, parse_cidr, parse_mac};
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::net::IpAddr;
-
-/// Alias prefix marking a shim; the parent's name follows.
-pub const SHIM_ALIAS: &str = "pipework-shim ";
 
 #[derive(Debug, Serialize)]
 pub struct ShimReport {
@@ -60,9 +58,7 @@ pub async fn find_shim(host: &Net, parent: &Link) -> Result<Option<Link>> {
     Ok(host.macvlan_links().await?.into_iter().find(|l| {
         l.kind.as_deref() == Some("macvlan")
             && l.link == Some(parent.index)
-            && l.alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(SHIM_ALIAS))
+            && crate::inventory::mark_of(l).is_some_and(|m| m.m == MarkKind::Shim)
     }))
 }
 
@@ -201,8 +197,8 @@ async fn build(
             let l = host.add_macvlan_here(j, "shim", &name, parent).await?;
             if !host.dry_run {
                 // The kernel ignores IFLA_IFALIAS when creating a link.
-                host.set_alias(&l, &format!("{SHIM_ALIAS}{}", parent.name))
-                    .await?;
+                let mark = crate::inventory::mark_alias(&l, MarkKind::Shim, &parent.name)?;
+                host.set_alias(&l, &mark).await?;
             }
             (l, true)
         }

@@ -191,7 +191,7 @@ fn previous_alias(dev: &Link) -> Option<String> {
         Seen::Foreign => dev
             .alias
             .clone()
-            .filter(|a| !a.is_empty() && a != vlan::CREATED_ALIAS),
+            .filter(|a| !a.is_empty() && !crate::record::Mark::claims(a)),
     }
 }
 
@@ -212,11 +212,7 @@ impl Driver for Phys {
                 "the loopback interface cannot be moved",
             ));
         }
-        if nic
-            .alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with(super::host_shim::SHIM_ALIAS))
-        {
+        if crate::inventory::mark_of(&nic).is_some_and(|m| m.m == crate::record::MarkKind::Shim) {
             return Err(Error::bad(&req.host, "is a pipework host shim, not a NIC"));
         }
         match vlan::requested_vid(req.vlan, req.extras.tag.as_deref())? {

@@ -7,11 +7,16 @@
 //! an administrator made).
 use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, LinkChange, Net};
+use crate::record::MarkKind;
 use crate::request::{IFNAMSIZ_MAX, parse_vlan};
 
-/// The alias we put on a VLAN sub-interface we created. Not a `Record`
-/// (those mark guest links), so `ls` does not list it.
-pub const CREATED_ALIAS: &str = "pipework-vlan (created by pipework; removed with its last guest)";
+/// Whether `l` is a VLAN sub-interface pipework created: it carries our
+/// signed mark (not a `Record`: those label guest links, and `ls` lists
+/// them). An alias anyone else wrote, even one that looks like ours, is not.
+pub fn created_by_us(l: &Link) -> bool {
+    l.kind.as_deref() == Some("vlan")
+        && crate::inventory::mark_of(l).is_some_and(|m| m.m == MarkKind::Vlan)
+}
 
 /// `parent.VID`, checked against the kernel's 15-character limit.
 pub fn vlan_ifname(parent: &str, vid: u16) -> Result<String> {
@@ -123,7 +128,11 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
         }
     };
     // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
-    if let Err(e) = host.set_alias(&vlan, CREATED_ALIAS).await {
+    let marked = match crate::inventory::mark_alias(&vlan, MarkKind::Vlan, "") {
+        Ok(alias) => host.set_alias(&vlan, &alias).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = marked {
         let _ = host.delete_link(&vlan).await;
         return Err(e);
     }
@@ -164,7 +173,7 @@ pub async fn release_if_unused(host: &Net, name: &str) -> Result<()> {
     let Some(l) = host.link_by_name(name).await? else {
         return Ok(());
     };
-    if l.kind.as_deref() != Some("vlan") || l.alias.as_deref() != Some(CREATED_ALIAS) {
+    if !created_by_us(&l) {
         return Ok(());
     }
     let users = crate::inventory::attachments_everywhere().await;
