@@ -46,10 +46,10 @@ for r in $(seq 1 "$ROUNDS"); do
   for name in $order; do
     b=$OUT/pipework-$name
     t0=$(date +%s%N)
-    "$b" "$BR" -i eth1 "netns:$NS" 10.239.0.2/24 >/dev/null
+    "$b" "$BR" -i eth1 "netns:$NS" 10.239.0.2/24 >/dev/null 2>&1
     t1=$(date +%s%N)
     echo $(( (t1 - t0) / 1000 )) >> "$OUT/lat-$name"
-    "$b" detach "netns:$NS" >/dev/null
+    "$b" detach "netns:$NS" >/dev/null 2>&1
   done
 done
 python3 - "$OUT" <<'PY'
