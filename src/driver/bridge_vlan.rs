@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::inventory::{self, host_ns};
 use crate::netlink::bridge_vlan::BridgeVlan;
 use crate::netlink::{Journal, Link, Net};
+use crate::own::{self, Area};
 use crate::record::{Record, Seen};
 
 /// What the request asks of the port.
@@ -171,50 +172,42 @@ pub async fn release(host: &Net, rec: &Record) -> Result<()> {
     release_filtering(host, &rec.h).await.map(|_| ())
 }
 
-/// Where we note that pipework turned filtering on for a bridge of this
-/// host namespace (bridge names repeat across namespaces).
-fn marker(bridge: &str) -> Option<std::path::PathBuf> {
+/// The note that pipework turned filtering on for a bridge of this host
+/// namespace (bridge names repeat across namespaces): a signed file in
+/// own's run area, named `<netns inode>-<bridge>`.
+const MARKS: &str = "bridge-vlan";
+
+fn marker(bridge: &str) -> Option<String> {
     crate::request::check_ifname(bridge).ok()?;
-    Some(std::path::PathBuf::from(format!(
-        "/run/pipework/bridge-vlan/{}-{bridge}",
-        host_ns()
-    )))
+    Some(format!("{}-{bridge}", host_ns()))
 }
 
 fn mark(bridge: &str) -> Result<()> {
-    let Some(p) = marker(bridge) else {
-        return Ok(());
-    };
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d.display(), e))?;
+    match marker(bridge) {
+        Some(name) => own::write(Area::Run, MARKS, &name, &true),
+        None => Ok(()),
     }
-    std::fs::write(&p, b"").map_err(|e| Error::io(p.display(), e))
 }
 
 fn unmark(bridge: &str) {
-    if let Some(p) = marker(bridge) {
-        let _ = std::fs::remove_file(p);
+    if let Some(name) = marker(bridge) {
+        let _ = own::remove(Area::Run, MARKS, &name);
     }
 }
 
 fn marked(bridge: &str) -> bool {
-    marker(bridge).is_some_and(|p| p.exists())
+    marker(bridge)
+        .is_some_and(|name| matches!(own::read::<bool>(Area::Run, MARKS, &name), Ok(Some(true))))
 }
 
 /// Bridges of this host namespace whose filtering pipework turned on.
 pub fn marked_bridges() -> Vec<String> {
     let pre = format!("{}-", host_ns());
-    std::fs::read_dir("/run/pipework/bridge-vlan")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_prefix(&pre).map(String::from)
-                })
-                .filter(|b| crate::request::check_ifname(b).is_ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    own::names(Area::Run, MARKS)
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(&pre).map(String::from))
+        .filter(|b| crate::request::check_ifname(b).is_ok())
+        .collect()
 }
 
 /// Turn filtering off on `bridge` unless a VLAN port of ours (or one being
