@@ -305,6 +305,8 @@ pub enum MarkKind {
     Vlan,
     /// A host-side macvlan shim (`pipework host-shim`).
     Shim,
+    /// An overlay network's bridge or VXLAN device, made by its agent.
+    Overlay,
 }
 
 /// A host object pipework made that is not an attachment: signed with the

@@ -714,10 +714,19 @@ fn overlay_datapath_mtu_and_bad_input() {
                 .any(|l| l.contains("02:77") && (l.contains(" dst ") || l.contains("lladdr")))
         })
     });
+    // An admin's bridge named like an overlay device, of no network: the
+    // agents' pass over deleted networks must leave it (it has no mark).
+    let h0 = lab.host(0);
+    ok(
+        "ip",
+        &["-n", &h0, "link", "add", "ov-adm", "type", "bridge"],
+    );
     lab.pw_ok(0, &["overlay", "delete", "blue"]);
     lab.wait("devices removed", || {
         (0..3).all(|i| !links(&lab.host(i)).contains("ov-blue"))
     });
+    assert!(links(&h0).contains("ov-adm"), "{}", links(&h0));
+    ok("ip", &["-n", &h0, "link", "del", "ov-adm"]);
     assert!(!links(&c1).contains("eth1") && !links(&c2).contains("eth1"));
     assert_eq!(
         lab.etcdctl(&["get", "--prefix", "/pipework/overlay/ep/"]),

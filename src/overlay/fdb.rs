@@ -6,6 +6,7 @@ use super::store::NetSpec;
 use crate::error::{Error, Result};
 use crate::netlink::vxlan::{VxlanEntries, VxlanSpec};
 use crate::netlink::{Journal, Link, Net};
+use crate::record::MarkKind;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -44,13 +45,17 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
             Some(b) => b,
             None => {
                 let mac = crate::driver::bridge::stable_mac(&br);
-                net_ops
+                let made = net_ops
                     .create_bridge(&mut j, &br, Some(net.mtu), mac)
                     .await?;
-                net_ops
+                let b = net_ops
                     .link_by_name(&br)
                     .await?
-                    .ok_or_else(|| Error::other(format!("{br} vanished")))?
+                    .ok_or_else(|| Error::other(format!("{br} vanished")))?;
+                if made {
+                    mark(net_ops, &b, &net.name).await?;
+                }
+                b
             }
         };
         if let Some(l) = net_ops.link_by_name(&vx).await? {
@@ -70,6 +75,7 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
                 },
             )
             .await?;
+        mark(net_ops, &l, &net.name).await?;
         // Bring the bridge up again in case an admin downed it.
         let _ = net_ops.set_up(&bridge).await;
         Ok(l)
@@ -87,7 +93,19 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
     }
 }
 
-/// Remove a network's devices when no container is plugged in any more.
+/// Label a device the agent made for `net` with a signed mark: only
+/// devices carrying it are ever removed, never an admin's look-alike.
+async fn mark(net_ops: &Net, l: &Link, net: &str) -> Result<()> {
+    let alias = crate::inventory::mark_alias(l, MarkKind::Overlay, net)?;
+    net_ops.set_alias(l, &alias).await
+}
+
+fn ours(l: &Link, net: &str) -> bool {
+    crate::inventory::mark_of(l).is_some_and(|m| m.m == MarkKind::Overlay && m.of == net)
+}
+
+/// Remove a network's devices when no container is plugged in any more,
+/// and only the ones the agent made (their mark).
 pub async fn remove_if_unused(net_ops: &Net, net: &str) -> Result<bool> {
     let br = super::names::bridge(net);
     let vx = super::names::vxlan(net);
@@ -103,7 +121,9 @@ pub async fn remove_if_unused(net_ops: &Net, net: &str) -> Result<bool> {
         return Ok(false);
     }
     for name in [&vx, &br] {
-        if let Some(l) = links.iter().find(|l| &l.name == name) {
+        if let Some(l) = links.iter().find(|l| &l.name == name)
+            && ours(l, net)
+        {
             net_ops.delete_link(l).await?;
         }
     }
