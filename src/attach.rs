@@ -101,17 +101,22 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
             {
                 // Judge what is there now, as a re-run would.
                 let now = cont.link_by_name(&req.ifname).await?;
-                return match now.map(|l| (inventory::read(&l, record.n), l)) {
-                    Some((Seen::Ours(r), _)) if r.p.is_some() => Err(Error::bad(
-                        &req.ifname,
-                        "another pipework is replacing this unfinished attachment; run the same command again",
-                    )),
-                    Some((seen, l)) => same_or_conflict(req, guest, &cont, l, seen).await,
-                    None => Err(Error::bad(
-                        &req.ifname,
-                        "was removed while pipework looked at it; run the same command again",
-                    )),
-                };
+                match now.map(|l| (inventory::read(&l, record.n), l)) {
+                    Some((Seen::Ours(r), _)) if r.p.is_some() => {
+                        return Err(Error::bad(
+                            &req.ifname,
+                            "another pipework is replacing this unfinished attachment; run the same command again",
+                        ));
+                    }
+                    Some((seen, l)) => {
+                        return same_or_conflict(req, guest, &cont, l, seen).await;
+                    }
+                    // Gone: `gc` (or another run) rolled the unfinished
+                    // attachment back meanwhile, as we were about to. The
+                    // name is free: build, as a re-run would (the soak
+                    // test met this with gc in a loop beside attaches).
+                    None => {}
+                }
             }
             Seen::Ours(rec) if rec.p.is_some_and(|p| !inventory::alive(p)) => {
                 eprintln!(
