@@ -1,6 +1,7 @@
 //! pipework: plumb containers into host networks.
 //!
-//! Data flows one way: cli → request → guest → driver → netlink.
+//! Data flows one way, down the layers of README.md's Design section:
+//! cli → subsystems → verbs → drivers → core → leaves (tests/layering.rs).
 pub mod address;
 pub mod ambassador;
 pub mod attach;
