@@ -2,9 +2,8 @@
 //! sub-interface (`NIC.VID`) and the host shim's macvlan. The caller keeps
 //! what depends on whose the link is (labelling it, when to remove it);
 //! here they are created, fetched and, in a dry run, printed.
-use super::errors::nl_err;
 use super::{Journal, Link, Net};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, MacVlanMode};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVlan};
 
@@ -26,15 +25,8 @@ impl Net {
             .mtu(parent.mtu.max(68))
             .up()
             .build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
+        self.add_link(msg, &format!("VLAN {name}"), name)
             .await
-            .map_err(|e| nl_err(format!("creating VLAN {name}"), e))?;
-        self.link_by_name(name)
-            .await?
-            .ok_or_else(|| Error::other(format!("VLAN {name} vanished after creation")))
             .map(Some)
     }
 
@@ -68,16 +60,7 @@ impl Net {
             )]))
             .up()
             .build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("creating {what} {name}"), e))?;
-        let l = self
-            .link_by_name(name)
-            .await?
-            .ok_or_else(|| Error::other(format!("{name} vanished")))?;
+        let l = self.add_link(msg, &format!("{what} {name}"), name).await?;
         self.journal_delete(j, format!("{what} {name}"), l.index);
         Ok(l)
     }

@@ -380,19 +380,27 @@ impl Net {
         let msg = msg
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
+        let link = self
+            .add_link(msg, &format!("veth {host_name}"), host_name)
+            .await?;
+        // Deleting one end of a veth deletes the pair.
+        self.journal_delete(j, format!("veth {host_name}"), link.index);
+        Ok(link)
+    }
+
+    /// Add a link (RTM_NEWLINK) named `name` and return it as the kernel
+    /// now reports it: the add-link-and-fetch every create shares. `what`
+    /// names it in errors ("veth X"); a refusal keeps the kernel's errno.
+    pub(super) async fn add_link(&self, msg: LinkMessage, what: &str, name: &str) -> Result<Link> {
         self.handle
             .link()
             .add(msg)
             .execute()
             .await
-            .map_err(|e| nl_err(format!("creating veth {host_name}"), e))?;
-        let link = self
-            .link_by_name(host_name)
+            .map_err(|e| nl_err(format!("creating {what}"), e))?;
+        self.link_by_name(name)
             .await?
-            .ok_or_else(|| Error::other(format!("veth {host_name} vanished after creation")))?;
-        // Deleting one end of a veth deletes the pair.
-        self.journal_delete(j, format!("veth {host_name}"), link.index);
-        Ok(link)
+            .ok_or_else(|| Error::other(format!("{what} vanished after creation")))
     }
 
     /// Record the deletion of link `index` in this namespace in the undo

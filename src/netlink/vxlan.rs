@@ -7,7 +7,7 @@
 //! which entries should exist stays with the overlay.
 use super::errors::nl_err;
 use super::{Journal, Link, Net};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::neighbour::{
@@ -84,16 +84,8 @@ impl Net {
             .controller(spec.controller.index)
             .up()
             .build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("creating VXLAN {name} (VNI {})", spec.vni), e))?;
-        let link = self
-            .link_by_name(name)
-            .await?
-            .ok_or_else(|| Error::other(format!("{name} vanished after creation")))?;
+        let what = format!("VXLAN {name} (VNI {})", spec.vni);
+        let link = self.add_link(msg, &what, name).await?;
         let (net, l) = (self.clone(), link.clone());
         j.record(
             format!("vxlan {name}"),
