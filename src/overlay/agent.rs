@@ -405,12 +405,12 @@ impl Agent {
                 since: store::now(),
             };
             match super::alloc::update(&self.st, net, &ep, lease).await {
-                Ok(()) => {}
-                // Another host holds the address now (it was handed out
-                // while this host's lease had lapsed): retrying cannot fix
-                // that, so say it loudly and go on.
-                Err(e) if e.to_string().contains("is held in etcd by host") => {
-                    log(format_args!("{net}: {ip} is in use elsewhere now: {e}"));
+                Ok(super::alloc::Updated::Written) => {}
+                // Retrying cannot fix that: say it loudly and go on.
+                Ok(super::alloc::Updated::HeldBy(other)) => {
+                    log(format_args!(
+                        "{net}: {ip} is in use elsewhere now: held in etcd by host {other}, not this one"
+                    ));
                 }
                 Err(e) => failed.push(format!("{net} {ip}: {e}")),
             }

@@ -160,21 +160,27 @@ pub async fn claim(
     )))
 }
 
+/// What `update` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Updated {
+    Written,
+    /// Another host holds the address (handed out while this host's lease
+    /// had lapsed): nothing was written, and retrying cannot change that.
+    HeldBy(String),
+}
+
 /// Update an endpoint we hold (same key, same lease).
 ///
 /// Only ever our own endpoint: the key must be absent or held by this
 /// host, checked and written in one transaction. Another host's address
 /// is never overwritten, whatever this host's kernel says it holds.
-pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<()> {
+pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<Updated> {
     let key = store::ep_key(net, ep.ip.into());
     let cmp = match st.get_kv(&key).await? {
         Some((v, rev)) => {
             let cur: Endpoint = store::decode(&key, &v)?;
             if cur.host != ep.host {
-                return Err(Error::other(format!(
-                    "{} is held in etcd by host {}, not this one",
-                    ep.ip, cur.host
-                )));
+                return Ok(Updated::HeldBy(cur.host));
             }
             Compare::mod_revision(&key, CompareOp::Equal, rev)
         }
@@ -195,7 +201,7 @@ pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<
             ep.ip
         )));
     }
-    Ok(())
+    Ok(Updated::Written)
 }
 
 /// "requested lease not found" means the agent's lease lapsed: say what to do.

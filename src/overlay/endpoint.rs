@@ -59,12 +59,15 @@ impl Claim {
     /// link by the record on it.
     pub async fn commit(mut self, host_link: Option<String>, who: &str) {
         self.ep.hi = host_link;
-        if let Err(e) = alloc::update(&self.st, &self.net, &self.ep, self.lease).await {
-            eprintln!(
-                "{who}: warning: recording {}'s host link in etcd: {e}",
-                self.ep.ip
-            );
-        }
+        let why = match alloc::update(&self.st, &self.net, &self.ep, self.lease).await {
+            Ok(alloc::Updated::Written) => return,
+            Ok(alloc::Updated::HeldBy(other)) => format!("held in etcd by host {other}"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!(
+            "{who}: warning: recording {}'s host link in etcd: {why}",
+            self.ep.ip
+        );
     }
 
     /// The attach failed: give the address back. If even that fails, the
