@@ -44,6 +44,33 @@ fn mac6(v: &[u8]) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
+/// The link-layer address and destination of a neighbour or FDB entry.
+fn mac_and_dst(m: &NeighbourMessage) -> (Option<[u8; 6]>, Option<IpAddr>) {
+    let mut mac = None;
+    let mut dst = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::LinkLayerAddress(l) => mac = mac6(l),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                dst = Some(IpAddr::V4(*a))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                dst = Some(IpAddr::V6(*a))
+            }
+            // In an AF_BRIDGE message the remote comes back as raw bytes.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                dst = match b.len() {
+                    4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
+                    _ => None,
+                }
+            }
+            _ => {}
+        }
+    }
+    (mac, dst)
+}
+
 fn mac_str(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -101,49 +128,18 @@ impl Net {
             if m.header.ifindex != vx {
                 continue;
             }
-            let mut mac = None;
-            let mut dst = None;
-            for a in &m.attributes {
-                match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => mac = mac6(l),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                        dst = Some(IpAddr::V4(*a))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                        dst = Some(IpAddr::V6(*a))
-                    }
-                    // In an AF_BRIDGE message the remote comes back as raw bytes.
-                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                        dst = match b.len() {
-                            4 => <[u8; 4]>::try_from(&b[..]).ok().map(IpAddr::from),
-                            16 => <[u8; 16]>::try_from(&b[..]).ok().map(IpAddr::from),
-                            _ => None,
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(m), Some(d)) = (mac, dst)
-                && m != [0; 6]
+            if let (Some(mac), Some(dst)) = mac_and_dst(&m)
+                && mac != [0; 6]
             {
-                out.fdb.insert(m, d);
+                out.fdb.insert(mac, dst);
             }
         }
         for m in self.neighbours(AddressFamily::Inet, "neighbours").await? {
             if m.header.ifindex != vx {
                 continue;
             }
-            let mut mac = None;
-            let mut dst = None;
-            for a in &m.attributes {
-                match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => mac = mac6(l),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(*a),
-                    _ => {}
-                }
-            }
-            if let (Some(m), Some(d)) = (mac, dst) {
-                out.neigh.insert(d, m);
+            if let (Some(mac), Some(IpAddr::V4(ip))) = mac_and_dst(&m) {
+                out.neigh.insert(ip, mac);
             }
         }
         Ok(out)
