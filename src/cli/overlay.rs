@@ -60,6 +60,10 @@ pub enum OverlayCli {
         /// VXLAN UDP port.
         #[arg(long, default_value_t = 4789)]
         port: u16,
+        /// How long a host that went silent keeps its addresses reserved
+        /// (e.g. 24h, 90m, 7d; default 24h).
+        #[arg(long)]
+        grace: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -82,6 +86,10 @@ pub enum OverlayCli {
         /// Lease TTL in seconds: a dead host's endpoints vanish after this.
         #[arg(long, default_value_t = 10)]
         ttl: i64,
+        /// Networks to build here even without a local container
+        /// (comma-separated, or "all"); others are built on first use.
+        #[arg(long, value_delimiter = ',', env = "PIPEWORK_OVERLAY_NETWORKS")]
+        networks: Vec<String>,
         #[command(flatten)]
         etcd: EtcdFlags,
     },
@@ -89,6 +97,21 @@ pub enum OverlayCli {
     Status {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        etcd: EtcdFlags,
+    },
+    /// Hosts: `host rm NAME` releases the addresses of a host gone for good.
+    Host {
+        #[command(subcommand)]
+        cmd: HostCli,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCli {
+    /// Release every address host NAME reserves (refused while it is live).
+    Rm {
+        name: String,
         #[command(flatten)]
         etcd: EtcdFlags,
     },
@@ -103,6 +126,7 @@ impl From<OverlayCli> for OverlayCmd {
                 vni,
                 mtu,
                 port,
+                grace,
                 json,
                 etcd,
             } => OverlayCmd::Create {
@@ -111,6 +135,7 @@ impl From<OverlayCli> for OverlayCmd {
                 vni,
                 mtu,
                 port,
+                grace,
                 json,
                 etcd: etcd.into(),
             },
@@ -122,15 +147,23 @@ impl From<OverlayCli> for OverlayCmd {
                 underlay,
                 name,
                 ttl,
+                networks,
                 etcd,
             } => OverlayCmd::Agent(AgentArgs {
                 underlay,
                 name,
                 ttl,
                 etcd: etcd.into(),
+                networks,
             }),
             OverlayCli::Status { json, etcd } => OverlayCmd::Status {
                 json,
+                etcd: etcd.into(),
+            },
+            OverlayCli::Host {
+                cmd: HostCli::Rm { name, etcd },
+            } => OverlayCmd::HostRm {
+                name,
                 etcd: etcd.into(),
             },
         }

@@ -266,12 +266,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
                 "pick another CNI_IFNAME, or DEL the previous attachment first",
             ));
         }
-        if mode == Mode::Overlay && h.link_by_name(&host).await?.is_none() {
-            return Err(CniError::config(format!(
-                "mode 'overlay': no bridge {host} here; run `pipework overlay agent` and `pipework overlay create {}`",
-                conf.name
-            )));
-        }
+        // Overlay: the agent builds the bridge once this host claims an
+        // address on the network (cni::overlay waits for it then).
         if mode == Mode::Bridge
             && let Some(l) = h.link_by_name(&host).await?
             && !l.is_bridge()

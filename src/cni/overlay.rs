@@ -28,6 +28,12 @@ pub fn add(
             )
         })?;
         let claim = Claim::take(&st, &agent, &net, Want::Auto, &tag, &env.ifname).await?;
+        // The agent builds the network's bridge on this host once it has
+        // an endpoint here: this claim.
+        if let Err(e) = crate::overlay::attach::wait_for_bridge(&net.name).await {
+            claim.release("pipework (cni)").await;
+            return Err(e);
+        }
         Ok::<_, crate::Error>((net, claim))
     })?;
     let ip_of = claim.ip();
@@ -62,6 +68,9 @@ pub fn add(
 
 /// DEL: the endpoint leaves etcd first. A namespace or link already gone
 /// leaves it to the agent, which releases endpoints whose link vanished.
+/// So does an etcd that cannot be reached: DEL still removes the link (a
+/// runtime must not keep a pod terminating because etcd is away), and the
+/// agent's sweep gives the address back once etcd answers again.
 pub fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
     if names::check_name(&conf.name).is_err() || env.netns.is_empty() {
         return Ok(());
@@ -83,7 +92,12 @@ pub fn del(env: &Env, conf: &NetConf) -> CniResult<()> {
         if rec.h != names::bridge(&conf.name) {
             return Ok(());
         }
-        crate::overlay::attach::before_detach(&rec, false).await
+        if let Err(e) = crate::overlay::attach::before_detach(&rec, false).await {
+            eprintln!(
+                "pipework (cni): warning: {e}; removing the interface anyway, this host's overlay agent releases the address when etcd answers"
+            );
+        }
+        Ok::<_, crate::Error>(())
     })?;
     Ok(())
 }

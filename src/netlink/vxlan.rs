@@ -40,6 +40,17 @@ pub struct VxlanEntries {
     pub neigh: BTreeMap<Ipv4Addr, [u8; 6]>,
 }
 
+/// A VXLAN device's settings as the kernel has them (what the overlay
+/// compares with what its network wants).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VxlanConf {
+    pub vni: Option<u32>,
+    pub port: Option<u16>,
+    pub local: Option<IpAddr>,
+    /// The underlay device's index.
+    pub dev: Option<u32>,
+}
+
 fn mac6(v: &[u8]) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
@@ -119,6 +130,55 @@ impl Net {
             async move { net.delete_link(&l).await },
         );
         Ok(link)
+    }
+
+    /// The VXLAN settings of link `index`; None when it is not a VXLAN
+    /// device (or is gone).
+    pub async fn vxlan_conf(&self, index: u32) -> Result<Option<VxlanConf>> {
+        use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo};
+        let msgs: Vec<netlink_packet_route::link::LinkMessage> = match self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_collect()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                let err = nl_err(format!("looking up link #{index}"), e);
+                if err.errno() == Some(libc::ENODEV) {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        for m in &msgs {
+            for a in &m.attributes {
+                let LinkAttribute::LinkInfo(infos) = a else {
+                    continue;
+                };
+                for i in infos {
+                    let LinkInfo::Data(InfoData::Vxlan(v)) = i else {
+                        continue;
+                    };
+                    let mut c = VxlanConf::default();
+                    for x in v {
+                        match x {
+                            InfoVxlan::Id(n) => c.vni = Some(*n),
+                            InfoVxlan::Port(p) => c.port = Some(*p),
+                            InfoVxlan::Local(a) => c.local = Some(IpAddr::V4(*a)),
+                            InfoVxlan::Local6(a) => c.local = Some(IpAddr::V6(*a)),
+                            InfoVxlan::Link(l) => c.dev = Some(*l),
+                            _ => {}
+                        }
+                    }
+                    return Ok(Some(c));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The FDB and IPv4 neighbour entries on VXLAN device `vx`.

@@ -1,21 +1,32 @@
 //! `pipework overlay agent`: the one resident process per host.
 //!
-//! It registers the host under an etcd lease, keeps the lease alive, and
-//! keeps the kernel (bridge + VXLAN device per network, FDB and neighbour
-//! entries per remote endpoint) equal to what etcd says. Whatever happens
-//! to etcd, the data plane keeps what it has: the agent only ever changes
-//! entries that etcd proves wrong, and never flushes.
+//! It registers the host under an etcd lease (liveness), reserves its
+//! addresses under hold leases (ownership; see `lease`), and keeps the
+//! kernel (bridge + VXLAN device per network this host uses, FDB and
+//! neighbour entries per remote endpoint) equal to what etcd says.
+//!
+//! Incremental: etcd is read in full (paged, at one revision) at start and
+//! after a lost watch only; from then on one watch from that revision
+//! feeds an in-memory model (`model`), and each event changes the one or
+//! two kernel entries it concerns: O(1) per change, whatever the cluster's
+//! size. The full etcd-versus-kernel diff runs at start, on a resync, and
+//! when the periodic kernel-side check finds an entry that is not as the
+//! model says (an admin's `bridge fdb del`). Whatever happens to etcd, the
+//! data plane keeps what it has: the agent never flushes.
 use super::etcd::EventType;
-use super::fdb::{self, Desired, Underlay};
+use super::fdb::{self, Underlay};
+use super::lease::{self, Shared};
+use super::model::{Model, Touched};
 use super::names;
-use super::state::{self, AgentState};
-use super::store::{self, Endpoint, EtcdOpts, HostInfo, NetSpec, Store};
+use super::state;
+use super::store::{self, Endpoint, EtcdOpts, HostInfo, Store};
 use crate::error::{Error, Result};
-use crate::netlink::Net;
-use std::collections::BTreeMap;
+use crate::netlink::{Link, Net};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// `pipework overlay agent`'s settings.
 #[derive(Debug)]
@@ -27,23 +38,42 @@ pub struct AgentArgs {
     /// Lease TTL in seconds: a dead host's endpoints vanish after this.
     pub ttl: i64,
     pub etcd: EtcdOpts,
+    /// Networks whose devices are built even without a local endpoint
+    /// ("all": every network). Others are built on a host's first endpoint.
+    pub networks: Vec<String>,
 }
 
-/// Everything under ROOT, as last read or watched.
-type Cache = BTreeMap<String, Vec<u8>>;
+/// How often the kernel is compared with the model (local reads only).
+const KERNEL_CHECK: Duration = Duration::from_secs(30);
+/// A watch silent for this long (no event, no progress notification,
+/// which etcd sends every 10 minutes by default) is opened again from the
+/// last revision seen: no full read.
+const WATCH_SILENCE: Duration = Duration::from_secs(11 * 60);
+
+/// One network's devices on this host and the entries written to them.
+struct Dev {
+    vx: Link,
+    /// MAC → (VTEP, IP) as last written: what the kernel should have.
+    have: HashMap<[u8; 6], (IpAddr, Ipv4Addr)>,
+}
 
 struct Agent {
-    host: String,
+    sh: Arc<Shared>,
     u: Underlay,
-    ttl: i64,
     net: Net,
     st: Store,
-    lease: Arc<AtomicI64>,
-    /// Set by the keepalive task when the lease lapsed and a new one was
-    /// granted: the main loop re-publishes this host's endpoints.
-    renewed: Arc<AtomicBool>,
-    warned_mtu: std::collections::HashSet<String>,
-    opts: EtcdOpts,
+    build_all: bool,
+    build: HashSet<String>,
+    model: Model,
+    /// The revision the model is at.
+    rev: i64,
+    devs: HashMap<String, Dev>,
+    /// Networks whose entries a failed write left unsure: diffed in full
+    /// at the next kernel check.
+    unsure: BTreeSet<String>,
+    warned_mtu: HashSet<String>,
+    /// Conflicts already logged (each once).
+    conflicts: HashSet<String>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -66,44 +96,68 @@ pub async fn run(a: AgentArgs) -> Result<()> {
             "host name must be 1-64 characters without '/'; pass --name",
         ));
     }
+    for n in a.networks.iter().filter(|n| *n != "all") {
+        names::check_name(n)?;
+    }
     let u = super::underlay::resolve(a.underlay.as_deref()).await?;
-    let st = Store::connect(&a.etcd).await?;
     let net = Net::new(None, false)?;
-    let (lease, reused) = acquire_lease(&st, &host, a.ttl).await?;
-    let mut ag = Agent {
-        host,
-        u,
+    // etcd may be away (a restart during a partition): wait for it, the
+    // data plane untouched meanwhile, instead of exiting.
+    let mut wait = Duration::from_millis(200);
+    let (st, lease, reused) = loop {
+        let got = async {
+            let st = Store::connect(&a.etcd).await?;
+            let (lease, reused) = acquire_lease(&st, &host, a.ttl).await?;
+            Ok::<_, Error>((st, lease, reused))
+        }
+        .await;
+        match got {
+            Ok(v) => break v,
+            Err(e @ Error::BadInput { .. }) => return Err(e),
+            Err(e) => {
+                log(format_args!("{e}; trying again, data plane untouched"));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let sh = Arc::new(Shared {
+        host: host.clone(),
+        etcd: a.etcd.clone(),
         ttl: a.ttl,
-        net,
-        st,
-        lease: Arc::new(AtomicI64::new(lease)),
+        lease: lease.into(),
         // A new lease (the previous agent's lapsed: it died more than a
         // TTL ago) took this host's endpoints with it: publish them again
         // from the kernel before anything else, as after a renewal.
-        renewed: Arc::new(AtomicBool::new(!reused)),
-        warned_mtu: Default::default(),
-        opts: a.etcd.clone(),
-    };
+        renewed: (!reused).into(),
+        hold: Default::default(),
+    });
+    if let Some(prev) = state::load().filter(|p| p.host == host) {
+        sh.adopt_holds(&st, &prev.hold).await;
+    }
     // The state first: once the host shows up in etcd, an attach on this
-    // host may run, and it reads the lease from here.
-    state::save(&AgentState {
-        host: ag.host.clone(),
-        lease,
-        pid: std::process::id(),
-        etcd: a.etcd.clone(),
-    })?;
+    // host may run, and it reads the leases from here.
+    sh.save()?;
+    let mut ag = Agent {
+        sh: sh.clone(),
+        u,
+        net,
+        st,
+        build_all: a.networks.iter().any(|n| n == "all"),
+        build: a.networks.iter().cloned().collect(),
+        model: Model::default(),
+        rev: 0,
+        devs: HashMap::new(),
+        unsure: BTreeSet::new(),
+        warned_mtu: HashSet::new(),
+        conflicts: HashSet::new(),
+    };
     ag.register().await?;
     log(format_args!(
         "host {} underlay {} {} mtu {}, lease {lease:x} ttl {}s",
-        ag.host, ag.u.ifname, ag.u.ip, ag.u.mtu, ag.ttl
+        host, ag.u.ifname, ag.u.ip, ag.u.mtu, a.ttl
     ));
-    tokio::spawn(keepalive(
-        ag.lease.clone(),
-        ag.renewed.clone(),
-        ag.ttl,
-        a.etcd.clone(),
-        ag.host.clone(),
-    ));
+    tokio::spawn(lease::keepalive(sh));
     ag.main_loop().await
 }
 
@@ -113,8 +167,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
 async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> {
     if let Some(prev) = state::load()
         && prev.host == host
-        && let Ok(ttl) = st.lease_ttl(prev.lease).await
-        && ttl > 0
+        && st.lease_ttl(prev.lease).await? > 0
     {
         return Ok((prev.lease, true));
     }
@@ -128,91 +181,61 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> 
             ),
         ));
     }
-    Ok((grant(st, ttl).await?, false))
+    Ok((st.lease_grant(ttl).await?, false))
 }
 
-async fn grant(st: &Store, ttl: i64) -> Result<i64> {
-    st.lease_grant(ttl).await
-}
-
-/// Keep the lease alive every TTL/3. If it lapsed (etcd was away longer
-/// than the TTL), grant a new one and tell the main loop.
-async fn keepalive(
-    lease: Arc<AtomicI64>,
-    renewed: Arc<AtomicBool>,
-    ttl: i64,
-    etcd: EtcdOpts,
-    host: String,
-) {
-    let period = Duration::from_millis((ttl as u64 * 1000 / 3).max(300));
-    let mut store: Option<Store> = None;
-    let mut wait = period;
-    loop {
-        tokio::time::sleep(wait).await;
-        // After a failure, try again soon: the lease is running out.
-        wait = Duration::from_millis(200);
-        let id = lease.load(Ordering::SeqCst);
-        if store.is_none() {
-            store = Store::connect(&etcd).await.ok();
-        }
-        let Some(st) = store.clone() else { continue };
-        let ok = st.lease_keepalive(id).await;
-        match ok {
-            Ok(t) if t > 0 => wait = period,
-            Ok(_) => {
-                log(format_args!("lease {id:x} expired; registering again"));
-                if let Ok(n) = grant(&st, ttl).await {
-                    lease.store(n, Ordering::SeqCst);
-                    let _ = state::save(&AgentState {
-                        host: host.clone(),
-                        lease: n,
-                        pid: std::process::id(),
-                        etcd: etcd.clone(),
-                    });
-                    renewed.store(true, Ordering::SeqCst);
-                }
-            }
-            Err(e) => {
-                log(format_args!("keepalive: {e}"));
-                store = None;
-            }
-        }
+/// The overlay addresses of this host's attachments (read once per pass).
+async fn local_ips(cache: &mut Option<Vec<Ipv4Addr>>) -> &[Ipv4Addr] {
+    if cache.is_none() {
+        *cache = Some(
+            crate::inventory::attachments_everywhere()
+                .await
+                .into_iter()
+                .filter_map(|f| super::attach::ovip_of(&f.rec))
+                .collect(),
+        );
     }
+    cache.as_deref().unwrap_or_default()
 }
 
 impl Agent {
+    fn me(&self) -> &str {
+        &self.sh.host
+    }
+
     async fn register(&self) -> Result<()> {
         let info = HostInfo {
-            name: self.host.clone(),
+            name: self.sh.host.clone(),
             underlay: self.u.ip,
             underlay_if: self.u.ifname.clone(),
             underlay_mtu: self.u.mtu,
-            lease: self.lease.load(Ordering::SeqCst),
+            lease: self.sh.lease.load(Ordering::SeqCst),
         };
         self.st
             .put(
                 "registering host",
-                &store::host_key(&self.host),
+                &store::host_key(&self.sh.host),
                 &store::encode(&info),
                 Some(info.lease),
             )
             .await
     }
 
-    /// Full read, reconcile, then watch from the read's revision. Any
-    /// watch failure (compaction, outage, cancel) starts over with a full
-    /// read: the kernel is left as is meanwhile.
+    /// List once, then watch. A lost watch revision (compaction, cancel)
+    /// lists again; a broken stream only watches again from the last
+    /// revision seen. The kernel is left as is meanwhile.
     async fn main_loop(&mut self) -> Result<()> {
         let mut backoff = Duration::from_millis(200);
+        let mut need_list = true;
         loop {
-            match self.sync_and_watch().await {
+            match self.watch_pass(&mut need_list).await {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e) => {
-                    log(format_args!("{e}; keeping the data plane as is, resyncing"));
+                    log(format_args!("{e}; keeping the data plane as is"));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     // Reconnect to whichever members answer now.
-                    if let Ok(st) = Store::connect(&self.opts).await {
+                    if let Ok(st) = Store::connect(&self.sh.etcd).await {
                         self.st = st;
                     }
                 }
@@ -220,172 +243,401 @@ impl Agent {
         }
     }
 
-    async fn sync_and_watch(&mut self) -> Result<()> {
-        if self.renewed.swap(false, Ordering::SeqCst) {
-            let done = async {
-                self.register().await?;
-                self.republish().await
-            }
-            .await;
-            if let Err(e) = done {
-                // Not done: the next pass (after the resync backoff) tries
-                // again, instead of the flag being lost with the error.
-                self.renewed.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
+    /// Register and publish again after a replaced lease; the flag is
+    /// cleared only once that worked (else the next tick retries).
+    async fn republish_if_renewed(&mut self) -> Result<()> {
+        if !self.sh.renewed.load(Ordering::SeqCst) {
+            return Ok(());
         }
-        let (kvs, rev) = self.st.list(store::ROOT).await?;
-        let mut cache: Cache = kvs.into_iter().collect();
-        if !cache.contains_key(&store::host_key(&self.host)) {
+        self.sh.renewed.store(false, Ordering::SeqCst);
+        let done = async {
+            self.register().await?;
+            self.republish().await
+        }
+        .await;
+        if let Err(e) = done {
+            self.sh.renewed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn full_read(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        let (kvs, rev) = self.st.list_rev(store::ROOT).await?;
+        self.model = Model::from_kvs(kvs);
+        self.rev = rev;
+        self.sh
+            .ensure_holds(&self.st, self.model.nets.values().map(|n| n.grace))
+            .await?;
+        if !self.model.hosts.contains_key(self.me()) {
             // Our registration lapsed (or was deleted): put it back.
             self.register().await?;
         }
-        self.reconcile(&cache).await;
-        let mut w = self.st.watch(store::ROOT, rev + 1).await?;
-        // A periodic full pass also catches kernel-side drift (an admin's
-        // `bridge fdb del`) and a lapsed lease.
-        let resync = tokio::time::sleep(Duration::from_secs(30));
-        tokio::pin!(resync);
+        self.full_reconcile().await;
+        let entries: usize = self.devs.values().map(|d| d.have.len()).sum();
+        log(format_args!(
+            "synced at revision {rev}: {} networks, {} hosts, {} endpoints; {} networks here, {entries} entries programmed in {} ms",
+            self.model.nets.len(),
+            self.model.hosts.len(),
+            self.model.ep_count(),
+            self.devs.len(),
+            t0.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
+    async fn watch_pass(&mut self, need_list: &mut bool) -> Result<()> {
+        self.republish_if_renewed().await?;
+        if *need_list {
+            self.full_read().await?;
+            *need_list = false;
+            self.sweep().await;
+        }
+        let mut w = self.st.watch(store::ROOT, self.rev + 1).await?;
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + KERNEL_CHECK, KERNEL_CHECK);
+        let mut last_msg = Instant::now();
         loop {
             let msg = tokio::select! {
                 m = w.message() => m,
-                () = &mut resync => return Ok(()),
+                _ = check.tick() => {
+                    self.kernel_check().await;
+                    self.sweep().await;
+                    continue;
+                }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if self.renewed.load(Ordering::SeqCst) { return Ok(()); }
+                    self.republish_if_renewed().await?;
+                    if last_msg.elapsed() > WATCH_SILENCE {
+                        // Watch again from where we are: cheap.
+                        return Ok(());
+                    }
                     continue;
                 }
             };
+            last_msg = Instant::now();
             let resp = match msg {
                 Ok(Some(r)) => r,
                 Ok(None) => return Err(Error::other("watch closed")),
                 Err(e) => return Err(Error::other(format!("watch: {e}"))),
             };
             if resp.compact_revision > 0 || resp.canceled {
+                *need_list = true;
                 return Err(Error::other(format!(
-                    "watch lost its revision (compacted at {}): full resync",
-                    resp.compact_revision
+                    "watch lost its revision (compacted at {}, canceled {}): full resync",
+                    resp.compact_revision, resp.canceled
                 )));
             }
-            if resp.events.is_empty() {
-                continue;
-            }
-            for ev in resp.events {
-                let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
-                match ev.kind {
-                    EventType::Put => {
-                        cache.insert(key, ev.kv.value);
-                    }
-                    EventType::Delete => {
-                        cache.remove(&key);
-                    }
+            let mut touched = Vec::with_capacity(resp.events.len());
+            for ev in &resp.events {
+                let key = String::from_utf8_lossy(&ev.kv.key);
+                let val = match ev.kind {
+                    EventType::Put => Some(&ev.kv.value[..]),
+                    EventType::Delete => None,
+                };
+                if let Some(t) = self.model.apply(&key, val, ev.kv.mod_revision) {
+                    touched.push(t);
                 }
+                self.rev = self.rev.max(ev.kv.mod_revision);
             }
-            self.reconcile(&cache).await;
+            // A progress notification: nothing changed up to its revision.
+            self.rev = self.rev.max(resp.revision);
+            if !touched.is_empty() {
+                self.apply(touched).await;
+            }
         }
     }
 
-    /// Make the kernel match the cache; errors are logged, never fatal:
-    /// one broken network must not stop the others.
-    async fn reconcile(&mut self, cache: &Cache) {
-        let view = View::parse(cache);
-        for net in view.nets.values() {
-            if let Err(e) = self.reconcile_net(net, &view).await {
-                log(format_args!("{}: {e}", net.name));
+    /// The kernel writes for one watch message, together: the entries it
+    /// touched, or a whole network when its definition changed.
+    async fn apply(&mut self, touched: Vec<Touched>) {
+        let mut nets = BTreeSet::new();
+        let mut entries = Vec::new();
+        for t in touched {
+            match t {
+                Touched::Net(n) => {
+                    nets.insert(n);
+                }
+                Touched::Host(h) => {
+                    if h == self.me() && !self.model.hosts.contains_key(&h) {
+                        // Deleted under us (an operator, a lapse the
+                        // keepalive has not seen yet): put it back.
+                        if let Err(e) = self.register().await {
+                            log(format_args!("registering again: {e}"));
+                        }
+                    }
+                    entries.extend(self.model.eps_of(&h));
+                }
+                Touched::Ep(n, ip) => {
+                    // This host's first endpoint on a network builds it.
+                    if !self.devs.contains_key(&n)
+                        && self
+                            .model
+                            .ep(&n, ip)
+                            .is_some_and(|(e, _)| e.host == self.sh.host)
+                    {
+                        nets.insert(n.clone());
+                    }
+                    entries.push((n, ip));
+                }
+                Touched::Resv(n, _) => {
+                    if !self.devs.contains_key(&n) && self.model.used_by(&n, self.me()) {
+                        nets.insert(n);
+                    }
+                }
             }
+        }
+        let graces: Vec<u64> = nets
+            .iter()
+            .filter_map(|n| self.model.nets.get(n).map(|s| s.grace))
+            .collect();
+        if let Err(e) = self.sh.ensure_holds(&self.st, graces).await {
+            log(format_args!("taking a hold lease: {e}"));
+        }
+        for n in &nets {
+            self.sync_net(n).await;
+        }
+        for (n, ip) in entries {
+            if !nets.contains(&n) {
+                self.apply_entry(&n, ip).await;
+            }
+        }
+    }
+
+    /// Make one endpoint's two kernel entries (FDB, neighbour) as the
+    /// model wants them: written, replaced, removed, or left alone.
+    async fn apply_entry(&mut self, net: &str, ip: Ipv4Addr) {
+        let want = self.model.entry(net, ip, &self.sh.host);
+        let Some(dev) = self.devs.get_mut(net) else {
+            return;
+        };
+        let mac = names::mac_for(ip);
+        let cur = dev.have.get(&mac).copied();
+        let r = match (want, cur) {
+            (Some(v), Some(c)) if c == (v, ip) => return,
+            (Some(v), _) => {
+                let r = async {
+                    self.net.fdb_replace(&dev.vx, &mac, v).await?;
+                    self.net.neigh_replace(&dev.vx, ip, &mac).await
+                }
+                .await;
+                dev.have.insert(mac, (v, ip));
+                r
+            }
+            (None, Some((v, old_ip))) => {
+                dev.have.remove(&mac);
+                async {
+                    self.net.fdb_del(&dev.vx, &mac, v).await?;
+                    self.net.neigh_del(&dev.vx, old_ip, &mac).await
+                }
+                .await
+            }
+            (None, None) => return,
+        };
+        if let Err(e) = r {
+            log(format_args!("{net}: {ip}: {e}; retrying at the next check"));
+            self.unsure.insert(net.to_string());
+        }
+    }
+
+    /// Whether this host builds `net`'s devices.
+    async fn wanted_here(&self, net: &str) -> bool {
+        self.build_all
+            || self.build.contains(net)
+            || self.model.used_by(net, self.me())
+            // Built before (a restarted agent): keep it in sync.
+            || matches!(self.net.link_by_name(&names::bridge(net)).await, Ok(Some(_)))
+    }
+
+    /// One network in full: its devices checked (made, or re-made when
+    /// they differ), every entry diffed against the kernel.
+    async fn sync_net(&mut self, name: &str) {
+        let Some(spec) = self.model.nets.get(name).cloned() else {
+            // Deleted: its devices go once unused.
+            self.devs.remove(name);
+            let _ = fdb::remove_if_unused(&self.net, name).await;
+            return;
+        };
+        if !self.wanted_here(name).await {
+            self.devs.remove(name);
+            return;
+        }
+        let carry = self
+            .u
+            .mtu
+            .saturating_sub(super::network::overhead(self.u.ip));
+        if carry < spec.mtu && self.warned_mtu.insert(name.to_string()) {
+            log(format_args!(
+                "{name}: underlay {} MTU {} carries at most {carry} over VXLAN, the network uses {}: large packets will be dropped (see overlay status)",
+                self.u.ifname, self.u.mtu, spec.mtu
+            ));
+        }
+        let done = async {
+            let vx = fdb::ensure(&self.net, &spec, &self.u).await?;
+            let want = self.model.desired(name, &self.sh.host);
+            let r = fdb::apply(&self.net, &vx, &want).await;
+            self.devs.insert(
+                name.to_string(),
+                Dev {
+                    vx,
+                    have: want.into_iter().collect(),
+                },
+            );
+            r.map(|_| ())
+        }
+        .await;
+        match done {
+            Ok(()) => {
+                self.unsure.remove(name);
+            }
+            Err(e) => {
+                log(format_args!("{name}: {e}"));
+                self.unsure.insert(name.to_string());
+            }
+        }
+    }
+
+    async fn full_reconcile(&mut self) {
+        self.devs.clear();
+        let names: Vec<String> = self.model.nets.keys().cloned().collect();
+        for n in &names {
+            self.sync_net(n).await;
         }
         // Networks deleted from etcd: their devices go once unused.
         if let Ok(links) = self.net.links().await {
             for l in links {
                 if let Some(n) = names::net_of_bridge(&l.name)
-                    && !view.nets.contains_key(n)
+                    && !self.model.nets.contains_key(n)
                 {
                     let _ = fdb::remove_if_unused(&self.net, n).await;
                 }
             }
         }
-        self.sweep(&view).await;
     }
 
-    async fn reconcile_net(&mut self, net: &NetSpec, view: &View) -> Result<()> {
-        let carry = self
-            .u
-            .mtu
-            .saturating_sub(super::network::overhead(self.u.ip));
-        if carry < net.mtu && self.warned_mtu.insert(net.name.clone()) {
-            log(format_args!(
-                "{}: underlay {} MTU {} carries at most {carry} over VXLAN, the network uses {}: large packets will be dropped (see overlay status)",
-                net.name, self.u.ifname, self.u.mtu, net.mtu
-            ));
+    /// Local reads only: each network's device and entries against the
+    /// model; what differs is put right in full, with a log line. Also
+    /// reports conflicts (an address on two hosts) once each.
+    async fn kernel_check(&mut self) {
+        let nets: Vec<String> = self.devs.keys().cloned().collect();
+        for n in nets {
+            let redo = self.unsure.contains(&n)
+                || {
+                    let dev = &self.devs[&n];
+                    let spec = self.model.nets.get(&n);
+                    let same_dev = match spec {
+                        Some(s) => fdb::device_matches(&self.net, s, &self.u, &dev.vx)
+                            .await
+                            .unwrap_or(false),
+                        None => false,
+                    };
+                    if !same_dev {
+                        true
+                    } else {
+                        match self.net.vxlan_entries(dev.vx.index).await {
+                            Ok(have) => {
+                                let want = dev.have.iter().map(|(m, v)| (*m, *v)).collect();
+                                let d = fdb::drift(&want, &have);
+                                if !d.missing.is_empty() || !d.stale.is_empty() {
+                                    log(format_args!(
+                                        "{n}: kernel differs from etcd ({} missing, {} stale): putting it right",
+                                        d.missing.len(),
+                                        d.stale.len()
+                                    ));
+                                    true
+                                } else {
+                                    false
+                                }
+                            }
+                            Err(_) => true,
+                        }
+                    }
+                };
+            if redo {
+                self.sync_net(&n).await;
+            }
         }
-        let vx = fdb::ensure(&self.net, net, &self.u).await?;
-        let want = view.desired(&net.name, &self.host);
-        fdb::apply(&self.net, &vx, &want).await?;
-        Ok(())
+        // Networks this host began to use while a build failed.
+        let pending: Vec<String> = self
+            .model
+            .nets
+            .keys()
+            .filter(|n| !self.devs.contains_key(*n) && self.model.used_by(n, &self.sh.host))
+            .cloned()
+            .collect();
+        for n in pending {
+            self.sync_net(&n).await;
+        }
+        for c in self.model.conflicts() {
+            if self.conflicts.insert(c.clone()) {
+                log(format_args!("conflict: {c}"));
+            }
+        }
     }
 
     /// Endpoints of ours whose container is gone (its host link vanished,
-    /// or an attach died before building it): give their addresses back.
-    async fn sweep(&self, view: &View) {
-        // Attachments on this host's overlay bridges, read only if needed:
-        // an endpoint without its host link recorded is an attach killed
-        // between its etcd claim and its last etcd write, finished or not.
-        let mut local: Option<Vec<std::net::Ipv4Addr>> = None;
-        for ((net, _), ep) in &view.eps {
-            if ep.host != self.host {
+    /// or an attach died before building it), and reservations of ours
+    /// whose endpoint is gone with no local container holding the address
+    /// (a CNI DEL while etcd was away): give the addresses back.
+    async fn sweep(&self) {
+        if self.sh.renewed.load(Ordering::SeqCst) {
+            // Not before this host's endpoints are published again.
+            return;
+        }
+        // Attachments on this host's overlay bridges, read only if needed.
+        let mut local: Option<Vec<Ipv4Addr>> = None;
+        for (net, ip) in self.model.eps_of(self.me()) {
+            let Some((ep, rev)) = self.model.ep(&net, ip).cloned() else {
                 continue;
-            }
+            };
             let gone = match &ep.hi {
                 Some(hi) => matches!(self.net.link_by_name(hi).await, Ok(None)),
                 None if store::now().saturating_sub(ep.since) > 60 => {
-                    if local.is_none() {
-                        local = Some(
-                            crate::inventory::attachments_everywhere()
-                                .await
-                                .into_iter()
-                                .filter_map(|f| super::attach::ovip_of(&f.rec))
-                                .collect(),
-                        );
-                    }
-                    !local.as_ref().is_some_and(|l| l.contains(&ep.ip))
+                    !local_ips(&mut local).await.contains(&ep.ip)
                 }
                 None => false,
             };
-            if gone && self.release_if_same(net, ep).await {
+            if gone
+                && matches!(
+                    super::alloc::release(&self.st, &net, ip, self.me(), Some(rev)).await,
+                    Ok(true)
+                )
+            {
                 log(format_args!(
                     "{net}: releasing {} ({} is gone)",
-                    ep.ip, ep.container
+                    ep.ip,
+                    crate::untrusted::display(&ep.container)
+                ));
+            }
+        }
+        let mut orphans = Vec::new();
+        for (net, m) in &self.model.resv {
+            for (ip, (r, rev)) in m {
+                if r.host == self.sh.host && self.model.ep(net, *ip).is_none() {
+                    orphans.push((net.clone(), *ip, *rev));
+                }
+            }
+        }
+        for (net, ip, rev) in orphans {
+            if local_ips(&mut local).await.contains(&ip) {
+                continue;
+            }
+            if matches!(
+                super::alloc::release_resv(&self.st, &net, ip, rev).await,
+                Ok(true)
+            ) {
+                log(format_args!(
+                    "{net}: releasing {ip} (reserved, no container holds it)"
                 ));
             }
         }
     }
 
-    /// Delete endpoint `ep` only if etcd still holds it as the view saw
-    /// it, in one transaction on the revision read: the view is a
-    /// snapshot, and an attach that finished (recorded its host link) or
-    /// a new claim of the address since must not be released on its
-    /// account. True when it was deleted.
-    async fn release_if_same(&self, net: &str, ep: &Endpoint) -> bool {
-        use super::etcd::{Compare, CompareOp, Txn, TxnOp};
-        let key = store::ep_key(net, ep.ip.into());
-        let Ok(Some((v, rev))) = self.st.get_kv(&key).await else {
-            return false;
-        };
-        if store::decode::<Endpoint>(&key, &v).ok().as_ref() != Some(ep) {
-            return false;
-        }
-        let txn = Txn::new()
-            .when(vec![Compare::mod_revision(&key, CompareOp::Equal, rev)])
-            .and_then(vec![TxnOp::delete(&key)]);
-        matches!(
-            self.st.txn("releasing a gone endpoint", txn).await,
-            Ok(true)
-        )
-    }
-
     /// After a new lease: write this host's endpoints again, from the
-    /// kernel (the containers are still attached; only etcd forgot them).
+    /// kernel (the containers are still attached; only etcd forgot them),
+    /// with their reservations.
     async fn republish(&self) -> Result<()> {
-        let lease = self.lease.load(Ordering::SeqCst);
+        let lease = self.sh.lease.load(Ordering::SeqCst);
         let mut failed = Vec::new();
         for f in crate::inventory::attachments_everywhere().await {
             let Some(net) = names::net_of_bridge(&f.rec.h) else {
@@ -395,21 +647,34 @@ impl Agent {
             let Some(ip) = super::attach::ovip_of(&f.rec) else {
                 continue;
             };
+            let grace = match super::network::get(&self.st, net).await {
+                Ok(Some(s)) => s.grace,
+                // The network is gone: nothing to publish.
+                Ok(None) => continue,
+                Err(e) => {
+                    failed.push(format!("{net} {ip}: {e}"));
+                    continue;
+                }
+            };
+            self.sh.ensure_holds(&self.st, [grace]).await?;
+            let Some(hold) = self.sh.hold_for(grace) else {
+                continue;
+            };
             let ep = Endpoint {
                 ip,
                 mac: crate::request::format_mac(&f.link.mac),
-                host: self.host.clone(),
+                host: self.sh.host.clone(),
                 container: f.rec.g.clone(),
                 ifname: f.rec.ifname.clone(),
                 hi: f.rec.hi.clone(),
                 since: store::now(),
             };
-            match super::alloc::update(&self.st, net, &ep, lease).await {
+            match super::alloc::update(&self.st, net, &ep, lease, hold).await {
                 Ok(super::alloc::Updated::Written) => {}
                 // Retrying cannot fix that: say it loudly and go on.
                 Ok(super::alloc::Updated::HeldBy(other)) => {
                     log(format_args!(
-                        "{net}: {ip} is in use elsewhere now: held in etcd by host {other}, not this one"
+                        "conflict: {net} {ip} is in use elsewhere now: held in etcd by host {other}, not this one"
                     ));
                 }
                 Err(e) => failed.push(format!("{net} {ip}: {e}")),
@@ -424,65 +689,5 @@ impl Agent {
                 failed.join("; ")
             )))
         }
-    }
-}
-
-/// The cache, decoded. Unreadable records are skipped (and named).
-pub struct View {
-    pub nets: BTreeMap<String, NetSpec>,
-    pub hosts: BTreeMap<String, HostInfo>,
-    /// (network, ip) → endpoint.
-    pub eps: BTreeMap<(String, std::net::Ipv4Addr), Endpoint>,
-}
-
-impl View {
-    pub fn parse(cache: &Cache) -> View {
-        let mut v = View {
-            nets: BTreeMap::new(),
-            hosts: BTreeMap::new(),
-            eps: BTreeMap::new(),
-        };
-        for (k, val) in cache {
-            let Some(rest) = k.strip_prefix(store::ROOT) else {
-                continue;
-            };
-            let parts: Vec<&str> = rest.split('/').collect();
-            match parts.as_slice() {
-                ["net", n] => {
-                    if let Ok(s) = store::decode::<NetSpec>(k, val) {
-                        v.nets.insert((*n).to_string(), s);
-                    }
-                }
-                ["host", n] => {
-                    if let Ok(s) = store::decode::<HostInfo>(k, val) {
-                        v.hosts.insert((*n).to_string(), s);
-                    }
-                }
-                ["ep", n, _] => {
-                    if let Ok(s) = store::decode::<Endpoint>(k, val) {
-                        v.eps.insert(((*n).to_string(), s.ip), s);
-                    }
-                }
-                _ => {}
-            }
-        }
-        v
-    }
-
-    /// What host `me` must program for `net`: every endpoint of another
-    /// live host. An endpoint whose host is not registered is skipped (its
-    /// lease is about to take it away anyway).
-    pub fn desired(&self, net: &str, me: &str) -> Desired {
-        let mut d = Desired::new();
-        for ((n, ip), ep) in &self.eps {
-            if n != net || ep.host == me {
-                continue;
-            }
-            let Some(h) = self.hosts.get(&ep.host) else {
-                continue;
-            };
-            d.insert(names::mac_for(*ip), (h.underlay, *ip));
-        }
-        d
     }
 }

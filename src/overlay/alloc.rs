@@ -1,9 +1,12 @@
 //! Addresses, cluster-wide. An endpoint's key is its address, created in
 //! one etcd transaction only if absent: two hosts can never both hold one
-//! address, whatever the concurrency. The key lives under the host's lease,
-//! so a dead host's addresses come back by themselves.
+//! address, whatever the concurrency. The key lives under the host's short
+//! lease (liveness: a dead host's entries leave its peers); the address's
+//! reservation, written in the same transaction, under the host's long
+//! hold lease (ownership: a host cut off for a while gets its addresses
+//! back, nobody else is given them meanwhile).
 use super::etcd::{Compare, CompareOp, Txn, TxnOp};
-use super::store::{self, Endpoint, NetSpec, Store};
+use super::store::{self, Endpoint, NetSpec, Reservation, Store};
 use crate::error::{Error, Result};
 use std::net::Ipv4Addr;
 
@@ -76,24 +79,55 @@ fn hosts(net: &NetSpec) -> impl Iterator<Item = Ipv4Addr> {
     (lo..hi).map(Ipv4Addr::from)
 }
 
-/// Claim an address for `ep` (its `ip` is filled in) under `lease`.
+fn resv_of(ep: &Endpoint) -> Vec<u8> {
+    store::encode(&Reservation {
+        host: ep.host.clone(),
+        container: ep.container.clone(),
+        since: ep.since,
+    })
+}
+
+/// The comparison that says "the reservation of `key` is absent, or is
+/// this host's as read": None when another host holds it.
+async fn resv_is_ours(st: &Store, key: &str, host: &str) -> Result<Result<Compare, String>> {
+    Ok(match st.get_kv(key).await? {
+        Some((v, rev)) => {
+            let r: Reservation = store::decode(key, &v)?;
+            if r.host == host {
+                Ok(Compare::mod_revision(key, CompareOp::Equal, rev))
+            } else {
+                Err(r.host)
+            }
+        }
+        None => Ok(Compare::create_revision(key, CompareOp::Equal, 0)),
+    })
+}
+
+/// Claim an address for `ep` (its `ip` is filled in): the endpoint under
+/// `lease`, its reservation under `hold`.
 pub async fn claim(
     st: &Store,
     net: &NetSpec,
     want: Want,
     mut ep: Endpoint,
     lease: i64,
+    hold: i64,
 ) -> Result<Endpoint> {
     let mut seed = u64::from(std::process::id()) ^ store::now().rotate_left(17);
     for attempt in 0..200u32 {
         let ip = match want {
             Want::Given(ip) => ip,
             Want::Auto => {
-                let (kvs, _) = st.list(&store::ep_prefix(&net.name)).await?;
-                let used: std::collections::HashSet<String> = kvs
-                    .iter()
-                    .filter_map(|(k, _)| k.rsplit('/').next().map(String::from))
-                    .collect();
+                // Endpoints and reservations both: an address whose host
+                // is cut off (its endpoint lapsed) is still taken.
+                let mut used = std::collections::HashSet::new();
+                for p in [store::ep_prefix(&net.name), store::resv_prefix(&net.name)] {
+                    let (kvs, _) = st.list(&p).await?;
+                    used.extend(
+                        kvs.iter()
+                            .filter_map(|(k, _)| k.rsplit('/').next().map(String::from)),
+                    );
+                }
                 // Concurrent claimers would all race for the first free
                 // address: after a lost race, pick among the first few free
                 // ones at random, so n racers settle in about log n rounds.
@@ -117,14 +151,34 @@ pub async fn claim(
         ep.ip = ip;
         ep.mac = crate::request::format_mac(&super::names::mac_for(ip));
         let key = store::ep_key(&net.name, ip.into());
+        let rkey = store::resv_key(&net.name, ip.into());
+        // A given address this host itself reserves (its endpoint lapsed
+        // while it was cut off) may be taken again; anyone else's may not.
+        let resv_cmp = match want {
+            Want::Given(_) => match resv_is_ours(st, &rkey, &ep.host).await? {
+                Ok(c) => c,
+                Err(other) => {
+                    return Err(Error::bad(
+                        ip,
+                        format!(
+                            "reserved by host {other}, which is cut off or gone; pick another or auto, or release its addresses with `pipework overlay host rm {other}`"
+                        ),
+                    ));
+                }
+            },
+            Want::Auto => Compare::create_revision(&rkey, CompareOp::Equal, 0),
+        };
         let txn = Txn::new()
             .when(vec![
                 Compare::create_revision(&key, CompareOp::Equal, 0),
+                resv_cmp,
                 // The network must still exist (a concurrent delete wins).
                 Compare::create_revision(&store::net_key(&net.name), CompareOp::Greater, 0),
             ])
-            .and_then(vec![TxnOp::put(&key, &store::encode(&ep), Some(lease))])
-            .or_else(vec![TxnOp::get(&key)]);
+            .and_then(vec![
+                TxnOp::put(&key, &store::encode(&ep), Some(lease)),
+                TxnOp::put(&rkey, &resv_of(&ep), Some(hold)),
+            ]);
         let succeeded = match st.txn("claiming an address", txn).await {
             Ok(r) => r,
             // An election: the claim did not happen; try again.
@@ -139,6 +193,10 @@ pub async fn claim(
         }
         if let Want::Given(ip) = want {
             let holder = st.get(&key).await?;
+            if holder.is_none() && st.get(&rkey).await?.is_some() {
+                // Reserved meanwhile: the next round names its holder.
+                continue;
+            }
             return Err(match holder {
                 Some(v) => {
                     let other: Endpoint = store::decode(&key, &v)?;
@@ -169,13 +227,26 @@ pub enum Updated {
     HeldBy(String),
 }
 
-/// Update an endpoint we hold (same key, same lease).
+/// Update an endpoint we hold (same key, same lease), and its
+/// reservation (under `hold`).
 ///
-/// Only ever our own endpoint: the key must be absent or held by this
-/// host, checked and written in one transaction. Another host's address
-/// is never overwritten, whatever this host's kernel says it holds.
-pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<Updated> {
+/// Only ever our own endpoint: the key and its reservation must be absent
+/// or held by this host, checked and written in one transaction. Another
+/// host's address is never overwritten, whatever this host's kernel says
+/// it holds.
+pub async fn update(
+    st: &Store,
+    net: &str,
+    ep: &Endpoint,
+    lease: i64,
+    hold: i64,
+) -> Result<Updated> {
     let key = store::ep_key(net, ep.ip.into());
+    let rkey = store::resv_key(net, ep.ip.into());
+    let rcmp = match resv_is_ours(st, &rkey, &ep.host).await? {
+        Ok(c) => c,
+        Err(other) => return Ok(Updated::HeldBy(other)),
+    };
     let cmp = match st.get_kv(&key).await? {
         Some((v, rev)) => {
             let cur: Endpoint = store::decode(&key, &v)?;
@@ -186,11 +257,10 @@ pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<
         }
         None => Compare::create_revision(&key, CompareOp::Equal, 0),
     };
-    let txn = Txn::new().when(vec![cmp]).and_then(vec![TxnOp::put(
-        &key,
-        &store::encode(ep),
-        Some(lease),
-    )]);
+    let txn = Txn::new().when(vec![cmp, rcmp]).and_then(vec![
+        TxnOp::put(&key, &store::encode(ep), Some(lease)),
+        TxnOp::put(&rkey, &resv_of(ep), Some(hold)),
+    ]);
     let succeeded = st
         .txn("updating the endpoint", txn)
         .await
@@ -202,6 +272,59 @@ pub async fn update(st: &Store, net: &str, ep: &Endpoint, lease: i64) -> Result<
         )));
     }
     Ok(Updated::Written)
+}
+
+/// Give back address `ip` of `net` held by `host`: its endpoint (only if
+/// still written at `ep_rev`, when given) and its reservation, each only
+/// if `host`'s, in one transaction on the revisions read. A new claim of
+/// the address since is never deleted. True when something was deleted.
+pub async fn release(
+    st: &Store,
+    net: &str,
+    ip: Ipv4Addr,
+    host: &str,
+    ep_rev: Option<i64>,
+) -> Result<bool> {
+    let key = store::ep_key(net, ip.into());
+    let rkey = store::resv_key(net, ip.into());
+    let mut when = Vec::new();
+    let mut ops = Vec::new();
+    if let Some((v, rev)) = st.get_kv(&key).await? {
+        let ep: Endpoint = store::decode(&key, &v)?;
+        if ep.host != host || ep_rev.is_some_and(|r| r != rev) {
+            return Ok(false);
+        }
+        when.push(Compare::mod_revision(&key, CompareOp::Equal, rev));
+        ops.push(TxnOp::delete(&key));
+    } else if ep_rev.is_some() {
+        return Ok(false);
+    }
+    if let Some((v, rev)) = st.get_kv(&rkey).await?
+        && store::decode::<Reservation>(&rkey, &v)?.host == host
+    {
+        when.push(Compare::mod_revision(&rkey, CompareOp::Equal, rev));
+        ops.push(TxnOp::delete(&rkey));
+    }
+    if ops.is_empty() {
+        return Ok(false);
+    }
+    st.txn("releasing the address", Txn::new().when(when).and_then(ops))
+        .await
+}
+
+/// Drop a reservation whose endpoint is gone, only if it is still as read
+/// (revision `rev`) and no endpoint holds the address (a new claim of it
+/// writes both).
+pub async fn release_resv(st: &Store, net: &str, ip: Ipv4Addr, rev: i64) -> Result<bool> {
+    let key = store::ep_key(net, ip.into());
+    let rkey = store::resv_key(net, ip.into());
+    let txn = Txn::new()
+        .when(vec![
+            Compare::mod_revision(&rkey, CompareOp::Equal, rev),
+            Compare::create_revision(&key, CompareOp::Equal, 0),
+        ])
+        .and_then(vec![TxnOp::delete(&rkey)]);
+    st.txn("releasing a reservation", txn).await
 }
 
 /// "requested lease not found" means the agent's lease lapsed: say what to do.

@@ -74,7 +74,6 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
     to_request(&args)?;
     let guest = crate::guest::resolve(&a.guest)?;
-    wait_for_bridge(&net_name).await?;
     // Already attached (a re-run): no new claim; the classic path reports
     // "unchanged" or names the conflict.
     let ifname = args.ifname.clone().unwrap_or_else(|| "eth1".into());
@@ -95,6 +94,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
         req.record_extras.overlay_ip = Some(ip);
+        wait_for_bridge(&net_name).await?;
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
 
@@ -102,6 +102,9 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     args.ip = Some(format!("{}/{}", claim.ip(), net.subnet.prefix()));
     args.mac = Some(claim.mac().to_string());
     let result = async {
+        // The agent builds a network's devices on a host once the host
+        // has an endpoint on it: this claim.
+        wait_for_bridge(&net_name).await?;
         let mut req = to_request(&args)?;
         req.record_extras.overlay_ip = Some(claim.ip());
         crate::attach::attach_to(&req, &guest).await
@@ -119,8 +122,9 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     }
 }
 
-/// The agent creates the bridge moments after the network appears in etcd.
-async fn wait_for_bridge(net: &str) -> Result<()> {
+/// The agent creates the bridge moments after this host claims its first
+/// address on the network (or at once, for `--networks`).
+pub async fn wait_for_bridge(net: &str) -> Result<()> {
     let path = std::path::Path::new("/sys/class/net").join(names::bridge(net));
     for _ in 0..30 {
         if path.exists() {
@@ -173,25 +177,26 @@ async fn release(
     ip: std::net::Ipv4Addr,
     host_link: Option<&str>,
 ) -> Result<()> {
-    use super::etcd::{Compare, CompareOp, Txn, TxnOp};
     let st = Store::connect(&agent.etcd).await?;
     let key = store::ep_key(net, ip.into());
-    if let Some((v, rev)) = st.get_kv(&key).await? {
-        let ep: Endpoint = store::decode(&key, &v)?;
-        // Never remove another host's endpoint that happens to reuse the
-        // IP, nor one of ours that another attachment holds now.
-        let same_link = match (ep.hi.as_deref(), host_link) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        if ep.host == agent.host && same_link {
-            // Delete what was checked, not what a new claim of the
-            // address may have written since (the revision read).
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(&key, CompareOp::Equal, rev)])
-                .and_then(vec![TxnOp::delete(&key)]);
-            st.txn("releasing the endpoint", txn).await?;
+    let ep_rev = match st.get_kv(&key).await? {
+        Some((v, rev)) => {
+            let ep: Endpoint = store::decode(&key, &v)?;
+            // Never remove one of ours that another attachment holds now
+            // (another host's is never removed by `alloc::release`).
+            let same_link = match (ep.hi.as_deref(), host_link) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            if !same_link {
+                return Ok(());
+            }
+            Some(rev)
         }
-    }
+        None => None,
+    };
+    // The endpoint as checked (its revision) and this host's reservation;
+    // with the endpoint already gone (its lease lapsed), the reservation.
+    super::alloc::release(&st, net, ip, &agent.host, ep_rev).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub struct Claim {
     ep: Endpoint,
     net: String,
     lease: i64,
+    hold: i64,
 }
 
 impl Claim {
@@ -36,12 +37,14 @@ impl Claim {
             hi: None,
             since: store::now(),
         };
-        let ep = alloc::claim(st, net, want, ep, agent.lease).await?;
+        let hold = agent.hold_for(&net.name, net.grace).await?;
+        let ep = alloc::claim(st, net, want, ep, agent.lease, hold).await?;
         Ok(Claim {
             st: st.clone(),
             ep,
             net: net.name.clone(),
             lease: agent.lease,
+            hold,
         })
     }
 
@@ -59,7 +62,7 @@ impl Claim {
     /// link by the record on it.
     pub async fn commit(mut self, host_link: Option<String>, who: &str) {
         self.ep.hi = host_link;
-        let why = match alloc::update(&self.st, &self.net, &self.ep, self.lease).await {
+        let why = match alloc::update(&self.st, &self.net, &self.ep, self.lease, self.hold).await {
             Ok(alloc::Updated::Written) => return,
             Ok(alloc::Updated::HeldBy(other)) => format!("held in etcd by host {other}"),
             Err(e) => e.to_string(),
@@ -73,9 +76,14 @@ impl Claim {
     /// The attach failed: give the address back. If even that fails, the
     /// agent's sweep removes an endpoint without a link (or the lease does).
     pub async fn release(self, who: &str) {
-        let key = store::ep_key(&self.net, self.ep.ip.into());
-        if let Err(d) = self.st.delete(&key).await {
+        let r = alloc::release(&self.st, &self.net, self.ep.ip, &self.ep.host, None).await;
+        if let Err(d) = r {
             eprintln!("{who}: warning: releasing {}: {d}", self.ep.ip);
         }
+    }
+
+    /// Name of the network claimed on.
+    pub fn net(&self) -> &str {
+        &self.net
     }
 }

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -134,6 +134,9 @@ pub struct Client {
     connect_timeout: Duration,
     /// The member that answered last: tried first next time.
     last: AtomicUsize,
+    /// Body bytes read from etcd (unary answers and watch streams), for
+    /// the benchmark's "bytes read per change".
+    read: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -161,6 +164,7 @@ impl Client {
             tls,
             connect_timeout,
             last: AtomicUsize::new(start),
+            read: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -214,6 +218,10 @@ impl Client {
         }
     }
 
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
     /// Send one POST and return the response head and body reader.
     /// `extra` is more header lines ("Name: value\r\n" each).
     async fn post(&self, path: &str, body: &Value, extra: &str) -> Result<Body> {
@@ -228,7 +236,11 @@ impl Client {
         let io_err = |e: std::io::Error| Error::other(format!("{}: {e}", m.shown));
         io.write_all(req.as_bytes()).await.map_err(io_err)?;
         io.flush().await.map_err(io_err)?;
-        Body::read_head(io, m.shown.clone()).await
+        let mut b = Body::read_head(io, m.shown.clone()).await?;
+        self.read
+            .fetch_add(b.pending.len() as u64, Ordering::Relaxed);
+        b.count = Some(self.read.clone());
+        Ok(b)
     }
 
     /// The member that answered last failed us: prefer the next one, so a
@@ -275,6 +287,16 @@ impl Client {
     /// `PAGE` keys, all at the revision of the first page: one snapshot,
     /// without one answer of many megabytes (20,000 endpoints are ~5 MB).
     pub async fn range(&self, key: &str, prefix: bool) -> Result<Range> {
+        self.range_paged(key, prefix, None).await
+    }
+
+    /// Every key under `prefix`, each page bounded by `per_page` on its own:
+    /// a large cluster's list takes as many bounds as it has pages.
+    pub async fn range_bounded(&self, prefix: &str, per_page: Duration) -> Result<Range> {
+        self.range_paged(prefix, true, Some(per_page)).await
+    }
+
+    async fn range_paged(&self, key: &str, prefix: bool, bound: Option<Duration>) -> Result<Range> {
         let mut out = Range {
             kvs: Vec::new(),
             revision: 0,
@@ -290,7 +312,12 @@ impl Client {
             if out.revision > 0 {
                 req["revision"] = json!(out.revision.to_string());
             }
-            let v = self.unary("/v3/kv/range", req).await?;
+            let v = match bound {
+                Some(b) => tokio::time::timeout(b, self.unary("/v3/kv/range", req))
+                    .await
+                    .map_err(|_| Error::other(format!("no answer within {b:?}")))??,
+                None => self.unary("/v3/kv/range", req).await?,
+            };
             if out.revision == 0 {
                 out.revision = header_revision(&v);
             }
@@ -369,6 +396,10 @@ impl Client {
             "key": B64.encode(prefix),
             "range_end": B64.encode(prefix_end(prefix.as_bytes())),
             "start_revision": start.to_string(),
+            // etcd sends an empty message with its revision when nothing
+            // under the prefix changed for a while (10 min by default):
+            // proof the stream is alive without re-reading anything.
+            "progress_notify": true,
         }});
         // Require a leader (etcd's "hasleader" metadata, which the gateway
         // takes from Grpc-Metadata-* headers): a member cut off from its
@@ -581,6 +612,9 @@ pub struct WatchMsg {
     pub events: Vec<Event>,
     /// Non-zero: the start revision was compacted away.
     pub compact_revision: i64,
+    /// The store's revision when the message was sent (a progress
+    /// notification carries only this).
+    pub revision: i64,
     pub canceled: bool,
 }
 
@@ -623,6 +657,7 @@ fn parse_watch(v: &Value) -> Result<WatchMsg> {
     let r = v.get("result").unwrap_or(v);
     let mut m = WatchMsg {
         compact_revision: num(r, "compact_revision").unwrap_or(0),
+        revision: header_revision(r),
         canceled: r.get("canceled").and_then(Value::as_bool).unwrap_or(false),
         events: Vec::new(),
     };
@@ -650,6 +685,8 @@ struct Body {
     /// Bytes read past what has been handed out.
     pending: Vec<u8>,
     mode: Framing,
+    /// Where to add the bytes read.
+    count: Option<Arc<AtomicU64>>,
 }
 
 enum Framing {
@@ -708,6 +745,7 @@ impl Body {
             shown,
             pending,
             mode,
+            count: None,
         })
     }
 
@@ -719,6 +757,9 @@ impl Body {
             .await
             .map_err(|e| Error::other(format!("{}: {e}", self.shown)))?;
         self.pending.extend_from_slice(&tmp[..n]);
+        if let Some(c) = &self.count {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
         Ok(n > 0)
     }
 

@@ -32,8 +32,49 @@ pub struct Drift {
     pub stale: Vec<String>,
 }
 
-/// Bridge and VXLAN device for `net`, created if missing, never recreated:
-/// a restarted agent finds them and leaves the forwarding path alone.
+/// What differs between an existing VXLAN device and what `net` wants
+/// (VNI, port, local address, underlay device, MTU); empty when the same.
+pub async fn device_diff(
+    net_ops: &Net,
+    net: &NetSpec,
+    u: &Underlay,
+    vx: &Link,
+) -> Result<Vec<String>> {
+    let Some(c) = net_ops.vxlan_conf(vx.index).await? else {
+        return Ok(vec![format!("{} is not a VXLAN device", vx.name)]);
+    };
+    let mut d = Vec::new();
+    let mut cmp = |what: &str, have: Option<String>, want: String| {
+        let have = have.unwrap_or_else(|| "none".into());
+        if have != want {
+            d.push(format!("{what} {have} (wanted {want})"));
+        }
+    };
+    cmp("VNI", c.vni.map(|v| v.to_string()), net.vni.to_string());
+    cmp("port", c.port.map(|v| v.to_string()), net.port.to_string());
+    cmp("local", c.local.map(|v| v.to_string()), u.ip.to_string());
+    cmp(
+        "device",
+        c.dev.map(|v| format!("#{v}")),
+        format!("#{}", u.index),
+    );
+    cmp("MTU", Some(vx.mtu.to_string()), net.mtu.to_string());
+    Ok(d)
+}
+
+/// Whether `vx` is as `net` wants it (the kernel check's question).
+pub async fn device_matches(net_ops: &Net, net: &NetSpec, u: &Underlay, vx: &Link) -> Result<bool> {
+    match net_ops.link_by_index(vx.index).await? {
+        Some(l) if l.name == vx.name => Ok(device_diff(net_ops, net, u, &l).await?.is_empty()),
+        _ => Ok(false),
+    }
+}
+
+/// Bridge and VXLAN device for `net`, created if missing. A restarted
+/// agent finds them and leaves the forwarding path alone, unless the VXLAN
+/// device differs from the network's definition (a network re-created
+/// with another VNI, a moved underlay): then the device the agent made is
+/// made again, with a log line. An admin's look-alike is never touched.
 /// A failure after the bridge was made takes the bridge away again.
 /// Returns the VXLAN device.
 pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> {
@@ -59,7 +100,26 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
             }
         };
         if let Some(l) = net_ops.link_by_name(&vx).await? {
-            return Ok(l);
+            let diff = device_diff(net_ops, net, u, &l).await?;
+            if diff.is_empty() {
+                return Ok(l);
+            }
+            if !ours(&l, &net.name) {
+                return Err(Error::bad(
+                    &vx,
+                    format!(
+                        "exists, was not made by the agent, and differs from network {}: {}; remove it",
+                        net.name,
+                        diff.join(", ")
+                    ),
+                ));
+            }
+            eprintln!(
+                "pipework overlay agent: {}: re-creating {vx}: {}",
+                net.name,
+                diff.join(", ")
+            );
+            net_ops.delete_link(&l).await?;
         }
         let l = net_ops
             .create_vxlan(

@@ -5,7 +5,8 @@
 //! - `network`: `overlay create` / `overlay delete`.
 //! - `alloc`: cluster-wide address claims (one transaction each).
 //! - `attach`: the classic `pipework NET $CID IP|auto` and detach's hook.
-//! - `agent`: the per-host resident process; `fdb`: its kernel side.
+//! - `agent`: the per-host resident process; `model`: its copy of etcd,
+//!   `lease`: its liveness and hold leases; `fdb`: its kernel side.
 //! - `underlay`, `names`, `state`, `status`.
 pub mod agent;
 pub mod alloc;
@@ -13,6 +14,8 @@ pub mod attach;
 pub mod endpoint;
 pub mod etcd;
 pub mod fdb;
+pub mod lease;
+pub mod model;
 pub mod names;
 pub mod network;
 pub mod state;
@@ -33,6 +36,8 @@ pub enum OverlayCmd {
         /// `auto` or a number.
         mtu: String,
         port: u16,
+        /// How long a silent host keeps its addresses ("24h", "90m", "3600").
+        grace: Option<String>,
         json: bool,
         etcd: store::EtcdOpts,
     },
@@ -42,6 +47,8 @@ pub enum OverlayCmd {
     Agent(agent::AgentArgs),
     /// Hosts, endpoints, MTUs and drift.
     Status { json: bool, etcd: store::EtcdOpts },
+    /// Release a host's addresses (a host that is gone for good).
+    HostRm { name: String, etcd: store::EtcdOpts },
 }
 
 pub async fn run(cmd: OverlayCmd) -> Result<i32> {
@@ -52,6 +59,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             vni,
             mtu,
             port,
+            grace,
             json,
             etcd,
         } => {
@@ -63,6 +71,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     vni,
                     mtu: &mtu,
                     port,
+                    grace: grace.as_deref(),
                 },
             )
             .await?;
@@ -85,6 +94,11 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
         OverlayCmd::Status { json, etcd } => {
             let s = status::run(&etcd).await?;
             status::print(&s, json);
+            Ok(0)
+        }
+        OverlayCmd::HostRm { name, etcd } => {
+            let n = network::host_rm(&etcd, &name).await?;
+            println!("released {n} address(es) of host {name}");
             Ok(0)
         }
     }

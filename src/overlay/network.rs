@@ -17,6 +17,32 @@ pub struct CreateArgs<'a> {
     pub vni: Option<u32>,
     pub mtu: &'a str,
     pub port: u16,
+    /// `--grace`: None for the default (a day).
+    pub grace: Option<&'a str>,
+}
+
+/// A duration as `--grace` takes it: seconds, or a number with s, m, h or
+/// d; a minute to a year.
+pub fn parse_grace(t: &str) -> Result<u64> {
+    let bad = || {
+        Error::bad(
+            t,
+            "--grace takes a duration such as 24h, 90m, 7d or 3600 (seconds), 60s-365d",
+        )
+    };
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86400),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = n.checked_mul(mul).ok_or_else(bad)?;
+    if !(60..=365 * 86400).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(secs)
 }
 
 /// Check everything that does not need etcd.
@@ -43,6 +69,9 @@ fn parse(a: &CreateArgs<'_>) -> Result<(ipnetwork::Ipv4Network, Option<u32>)> {
     }
     if a.port == 0 {
         return Err(Error::bad(0, "--port must be 1-65535"));
+    }
+    if let Some(g) = a.grace {
+        parse_grace(g)?;
     }
     let mtu = match a.mtu {
         "auto" => None,
@@ -109,6 +138,10 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
         mtu,
         mtu_auto,
         port: a.port,
+        grace: match a.grace {
+            Some(g) => parse_grace(g)?,
+            None => store::DEFAULT_GRACE,
+        },
     };
     // One transaction: the name and the VNI are claimed together or not at
     // all, so two concurrent creates cannot both get a VNI.
@@ -196,5 +229,62 @@ pub async fn get(st: &Store, name: &str) -> Result<Option<NetSpec>> {
     match st.get(&store::net_key(name)).await? {
         Some(v) => Ok(Some(store::decode(&store::net_key(name), &v)?)),
         None => Ok(None),
+    }
+}
+
+/// `overlay host rm NAME`: release the addresses a host that is gone for
+/// good still reserves (and any endpoint of it left). Refused while the
+/// host is registered: its agent runs and would publish them again.
+pub async fn host_rm(opts: &store::EtcdOpts, name: &str) -> Result<usize> {
+    if name.is_empty() || name.len() > 64 || name.contains('/') {
+        return Err(Error::bad(
+            name,
+            "host name must be 1-64 characters without '/'",
+        ));
+    }
+    let st = Store::connect(opts).await?;
+    if st.get(&store::host_key(name)).await?.is_some() {
+        return Err(Error::bad(
+            name,
+            "host is live (its agent is registered); stop its agent first, or detach its containers",
+        ));
+    }
+    let (kvs, _) = st.list_rev(&format!("{}resv/", store::ROOT)).await?;
+    let (eps, _) = st.list_rev(&format!("{}ep/", store::ROOT)).await?;
+    let mut n = 0;
+    for (k, v, rev) in kvs.into_iter().chain(eps) {
+        // Both records name their host in the same field.
+        #[derive(serde::Deserialize)]
+        struct Held {
+            host: String,
+        }
+        let Ok(h) = store::decode::<Held>(&k, &v) else {
+            continue;
+        };
+        if h.host != name {
+            continue;
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(&k, CompareOp::Equal, rev)])
+            .and_then(vec![TxnOp::delete(&k)]);
+        if st.txn("releasing a host's address", txn).await? && k.contains("/resv/") {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn grace_takes_units_and_bounds() {
+        use super::parse_grace;
+        assert_eq!(parse_grace("24h").unwrap(), 86400);
+        assert_eq!(parse_grace("90m").unwrap(), 5400);
+        assert_eq!(parse_grace("3600").unwrap(), 3600);
+        assert_eq!(parse_grace("7d").unwrap(), 604800);
+        for bad in ["", "h", "10s", "1x", "-5m", "400d", "99999999999999999999d"] {
+            assert!(parse_grace(bad).is_err(), "{bad}");
+        }
     }
 }

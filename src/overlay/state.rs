@@ -13,6 +13,34 @@ pub struct AgentState {
     pub lease: i64,
     pub pid: u32,
     pub etcd: EtcdOpts,
+    /// Hold leases (ownership of this host's addresses), one per grace
+    /// period in use: seconds → lease. A reservation lives under the one
+    /// for its network's grace.
+    #[serde(default)]
+    pub hold: std::collections::BTreeMap<u64, i64>,
+}
+
+impl AgentState {
+    /// The hold lease for a network with `grace`. The agent takes one for
+    /// each grace its networks use as soon as it sees them: a network
+    /// created a moment ago may need a short wait.
+    pub async fn hold_for(&self, net: &str, grace: u64) -> Result<i64> {
+        if let Some(l) = self.hold.get(&grace) {
+            return Ok(*l);
+        }
+        for _ in 0..30 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Some(l) = load().and_then(|s| s.hold.get(&grace).copied()) {
+                return Ok(l);
+            }
+        }
+        Err(Error::bad(
+            net,
+            format!(
+                "the overlay agent holds no lease for a {grace}s grace yet; is `pipework overlay agent` running and connected to etcd?"
+            ),
+        ))
+    }
 }
 
 /// One folder per network namespace in the run area (`own`).

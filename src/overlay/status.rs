@@ -1,7 +1,8 @@
 //! `overlay status [--json]`: networks, hosts, endpoints, this host's drift
-//! between etcd and the kernel, and hosts whose underlay cannot carry a
-//! network's MTU.
-use super::agent::View;
+//! between etcd and the kernel, hosts whose underlay cannot carry a
+//! network's MTU, addresses reserved by silent hosts, and conflicts.
+//! etcd is read in pages (1,000 keys each) at one revision.
+use super::model::Model;
 use super::store::{self, EtcdOpts, Store};
 use super::{fdb, names, network};
 use crate::error::Result;
@@ -14,8 +15,21 @@ pub struct Status {
     pub endpoints: Vec<EndpointRow>,
     /// This host's kernel against etcd, per network (empty when in sync).
     pub drift: Vec<NetDrift>,
-    /// Hosts whose underlay MTU cannot carry a network's MTU.
+    /// Hosts whose underlay MTU cannot carry a network's MTU, and
+    /// conflicts (an address held by one host, reserved by another).
     pub problems: Vec<String>,
+    /// Addresses kept for hosts that are not registered now (cut off or
+    /// gone): back to them when they return, free after the grace or
+    /// `overlay host rm`.
+    pub reserved: Vec<ReservedRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReservedRow {
+    pub network: String,
+    pub ip: std::net::Ipv4Addr,
+    #[serde(flatten)]
+    pub resv: store::Reservation,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,10 +53,12 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
         _ => opts.clone(),
     };
     let st = Store::connect(&opts).await?;
-    let (kvs, _) = st.list(store::ROOT).await?;
-    let view = View::parse(&kvs.into_iter().collect());
-    let mut problems = Vec::new();
-    for h in view.hosts.values() {
+    let (kvs, _) = st.list_rev(store::ROOT).await?;
+    let view = Model::from_kvs(kvs);
+    let mut problems = view.conflicts();
+    let mut hs: Vec<_> = view.hosts.values().collect();
+    hs.sort_by(|a, b| a.name.cmp(&b.name));
+    for h in hs {
         let carry = h.underlay_mtu.saturating_sub(network::overhead(h.underlay));
         for n in view.nets.values().filter(|n| n.mtu > carry) {
             problems.push(format!(
@@ -75,16 +91,39 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
             }
         }
     }
+    let mut reserved = Vec::new();
+    for (network, m) in &view.resv {
+        for (ip, (r, _)) in m {
+            if !view.hosts.contains_key(&r.host) {
+                reserved.push(ReservedRow {
+                    network: network.clone(),
+                    ip: *ip,
+                    resv: r.clone(),
+                });
+            }
+        }
+    }
+    reserved.sort_by(|a, b| (&a.network, a.ip).cmp(&(&b.network, b.ip)));
+    let mut hosts: Vec<_> = view.hosts.into_values().collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut endpoints: Vec<EndpointRow> = view
+        .eps
+        .into_iter()
+        .flat_map(|(network, m)| {
+            m.into_values().map(move |(ep, _)| EndpointRow {
+                network: network.clone(),
+                ep,
+            })
+        })
+        .collect();
+    endpoints.sort_by(|a, b| (&a.network, a.ep.ip).cmp(&(&b.network, b.ep.ip)));
     Ok(Status {
         networks: view.nets.into_values().collect(),
-        hosts: view.hosts.into_values().collect(),
-        endpoints: view
-            .eps
-            .into_iter()
-            .map(|((network, _), ep)| EndpointRow { network, ep })
-            .collect(),
+        hosts,
+        endpoints,
         drift,
         problems,
+        reserved,
     })
 }
 
@@ -137,6 +176,15 @@ pub fn print(s: &Status, json: bool) {
         for m in &d.drift.stale {
             println!("drift: {} on {}: stale {m}", d.network, d.host);
         }
+    }
+    for r in &s.reserved {
+        println!(
+            "reserved: {} {} for host {} (not registered now; {})",
+            r.network,
+            r.ip,
+            r.resv.host,
+            crate::untrusted::display(&r.resv.container)
+        );
     }
     for p in &s.problems {
         println!("problem: {p}");

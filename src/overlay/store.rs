@@ -26,6 +26,22 @@ pub fn ep_prefix(net: &str) -> String {
 pub fn ep_key(net: &str, ip: std::net::IpAddr) -> String {
     format!("{ROOT}ep/{net}/{ip}")
 }
+pub fn resv_prefix(net: &str) -> String {
+    format!("{ROOT}resv/{net}/")
+}
+/// An address's reservation: who owns it, whether or not that host is
+/// alive right now (see `Reservation`).
+pub fn resv_key(net: &str, ip: std::net::IpAddr) -> String {
+    format!("{ROOT}resv/{net}/{ip}")
+}
+
+/// How long a silent host's addresses stay reserved by default (as
+/// flannel keeps a subnet lease): a day.
+pub const DEFAULT_GRACE: u64 = 24 * 3600;
+
+fn default_grace() -> u64 {
+    DEFAULT_GRACE
+}
 
 /// A network as `overlay create` stored it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +56,24 @@ pub struct NetSpec {
     #[serde(default)]
     pub mtu_auto: bool,
     pub port: u16,
+    /// Seconds a host that went silent keeps its addresses reserved.
+    #[serde(default = "default_grace")]
+    pub grace: u64,
+}
+
+/// Ownership of an address, apart from liveness: the endpoint key lives
+/// under its host's short lease (peers drop a dead host's entries within
+/// two TTLs), this one under the host's long "hold" lease (TTL: the
+/// network's grace). A host cut off for longer than the TTL keeps its
+/// addresses, `auto` never hands them out, and the healed host
+/// republishes them. Removed with the endpoint on detach, by
+/// `overlay host rm`, or when the hold lease lapses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reservation {
+    pub host: String,
+    pub container: String,
+    #[serde(default)]
+    pub since: u64,
 }
 
 /// A host, written by its agent under the host's lease.
@@ -210,16 +244,37 @@ impl Store {
 
     /// All keys under a prefix, with the revision they were read at.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64)> {
+        let (kvs, rev) = self.list_rev(prefix).await?;
+        Ok((kvs.into_iter().map(|(k, v, _)| (k, v)).collect(), rev))
+    }
+
+    /// All keys under a prefix with each key's modification revision (for
+    /// a later delete that compares it), and the revision read at. Paged
+    /// (`etcd::Client::range`); each page is bounded on its own.
+    pub async fn list_rev(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>, i64)>, i64)> {
         let r = self
-            .call(&format!("list {prefix}"), self.client.range(prefix, true))
-            .await?;
+            .client
+            .range_bounded(prefix, self.timeout)
+            .await
+            .map_err(|e| Error::other(format!("etcd list {prefix}: {e}")))?;
         Ok((
             r.kvs
                 .into_iter()
-                .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(&kv.key).into_owned(),
+                        kv.value,
+                        kv.mod_revision,
+                    )
+                })
                 .collect(),
             r.revision,
         ))
+    }
+
+    /// Bytes read from etcd by this client so far (benchmarks).
+    pub fn bytes_read(&self) -> u64 {
+        self.client.bytes_read()
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
@@ -251,7 +306,9 @@ impl Store {
             .await
     }
 
-    /// Watch everything under `prefix` from revision `start`.
+    /// Watch everything under `prefix` from revision `start`, with etcd's
+    /// progress notifications (an empty message carrying the revision when
+    /// nothing changed for a while: the stream is alive, no re-list needed).
     pub async fn watch(&self, prefix: &str, start: i64) -> Result<etcd::Watch> {
         self.call("watch", self.client.watch(prefix, start)).await
     }
