@@ -185,7 +185,21 @@ impl Lab {
     }
 
     fn start_agent(&mut self, i: usize) {
-        let log = std::fs::File::create(format!("/tmp/{}-agent{i}.log", self.p)).expect("log");
+        self.spawn_agent(i);
+        // Ready once it has registered.
+        let key = format!("/pipework/overlay/host/h{i}");
+        self.wait("agent registration", || {
+            self.etcdctl(&["get", &key]).contains(&key)
+        });
+    }
+
+    /// Start host `i`'s agent without waiting for it to reach etcd.
+    fn spawn_agent(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("/tmp/{}-agent{i}.log", self.p))
+            .expect("log");
         let c = Command::new("ip")
             .args(["netns", "exec", &self.host(i), BIN, "overlay", "agent"])
             .args([
@@ -197,16 +211,13 @@ impl Lab {
                 &TTL.to_string(),
             ])
             .env("PIPEWORK_ETCD", &self.urls)
+            // The kernel-side check and sweep every 2 s, not 30.
+            .env("PIPEWORK_OVERLAY_CHECK", "2")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("agent");
         self.agents[i] = Some(c);
-        // Ready once it has registered.
-        let key = format!("/pipework/overlay/host/h{i}");
-        self.wait("agent registration", || {
-            self.etcdctl(&["get", &key]).contains(&key)
-        });
     }
 
     fn kill_agent(&mut self, i: usize) {
@@ -1225,11 +1236,14 @@ fn overlay_reads_more_keys_than_a_page() {
     if !require_env() {
         return;
     }
-    let lab = Lab::new("g", 107);
+    let mut lab = Lab::new("g", 107);
     lab.pw_ok(
         0,
         &["overlay", "create", "paged", "--subnet", "10.45.0.0/16"],
     );
+    // Host 0 builds the network once it has an endpoint on it.
+    let c = lab.container("c");
+    lab.pw_ok(0, &["paged", &format!("netns:{c}"), "10.45.200.1/16"]);
     const N: usize = 1200;
     let script = format!(
         r#"
@@ -1260,7 +1274,7 @@ for t in range(0, {N}, 100):
     let st: serde_json::Value =
         serde_json::from_str(&lab.pw_ok(0, &["overlay", "status", "--json"])).expect("json");
     let eps = st["endpoints"].as_array().map(Vec::len).unwrap_or(0);
-    assert_eq!(eps, N, "overlay status lists every endpoint");
+    assert_eq!(eps, N + 1, "overlay status lists every endpoint");
     // Host 0's agent programs a neighbour entry for each (its next watch
     // event or full pass: the keys arrived through a watch already).
     lab.wait("1,200 neighbour entries on h0", || {
@@ -1270,4 +1284,399 @@ for t in range(0, {N}, 100):
             .count()
             == N
     });
+}
+
+/// etcd's current revision, as etcdctl reads it.
+fn etcd_revision(lab: &Lab) -> i64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.etcdctl(&["get", "/pwv", "-w", "json"])).expect("json");
+    v["header"]["revision"].as_i64().expect("revision")
+}
+
+/// Cut host `i` off from every etcd member's client port (its own member
+/// included), or heal it.
+fn cut(lab: &Lab, i: usize, on: bool) {
+    ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.host(i),
+            "iptables",
+            if on { "-I" } else { "-D" },
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "2379",
+            "-j",
+            "DROP",
+        ],
+    );
+}
+
+fn agent_log(lab: &Lab, i: usize) -> String {
+    std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default()
+}
+
+/// A host cut off from etcd for 4 TTLs loses its endpoints (peers drop its
+/// entries) but not its addresses: `auto` on another host never hands them
+/// out, and once healed the host republishes and its container answers
+/// again. Meanwhile etcd compacts past the cut-off agent's watch: it
+/// resyncs. Then the same with the agent restarted while cut off.
+#[test]
+fn overlay_partition_keeps_addresses_compaction_resyncs_restart_while_cut_off() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("p", 108);
+    // A small subnet: auto takes among the lowest free addresses, so a
+    // lapsed endpoint's address would be among the next ones given.
+    lab.pw_ok(
+        0,
+        &["overlay", "create", "part", "--subnet", "10.49.0.0/28"],
+    );
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    lab.pw_ok(1, &["part", &format!("netns:{c1}"), "auto"]);
+    lab.pw_ok(0, &["part", &format!("netns:{c0}"), "auto"]);
+    let ip1 = ip_of(&lab, &c1).to_string();
+    lab.wait("c0 reaches c1", || ping(&c0, &ip1, 1).1 == 1);
+
+    let mut made = vec![c0.clone(), c1.clone()];
+    for round in 0..2 {
+        cut(&lab, 1, true);
+        let t0 = Instant::now();
+        if round == 1 {
+            // Restarted while cut off: it waits for etcd and leaves the
+            // data plane as it is.
+            lab.kill_agent(1);
+            lab.spawn_agent(1);
+        }
+        lab.wait("peers drop the cut-off host's entries", || {
+            !lab.entries(0, "part").contains(&format!("{ip1} "))
+        });
+        // Meanwhile host 2 takes addresses: never c1's, still reserved.
+        for i in 0..3 {
+            let c = lab.container(&format!("r{round}a{i}"));
+            lab.pw_ok(2, &["part", &format!("netns:{c}"), "auto"]);
+            assert_ne!(ip_of(&lab, &c).to_string(), ip1, "a reserved address");
+            made.push(c);
+        }
+        while t0.elapsed() < Duration::from_secs(4 * TTL) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if round == 0 {
+            // The cut-off agent's watch revision is compacted away.
+            let rev = etcd_revision(&lab);
+            let o = lab.etcdctl(&["compact", &rev.to_string()]);
+            assert!(o.contains("compacted"), "{o}");
+        }
+        let st = lab.pw_ok(0, &["overlay", "status"]);
+        assert!(
+            st.contains(&format!("reserved: part {ip1} for host h1")),
+            "{st}"
+        );
+        // Host 1 kept the entries of the others meanwhile.
+        assert!(
+            lab.entries(1, "part")
+                .contains(&format!("{} ", ip_of(&lab, &c0))),
+            "data plane kept on the cut-off host"
+        );
+        cut(&lab, 1, false);
+        let t1 = Instant::now();
+        lab.wait("the healed host's container answers", || {
+            ping(&c0, &ip1, 1).1 == 1
+        });
+        eprintln!(
+            "round {round}: healed host reachable after {:?} (TTL {TTL} s)",
+            t1.elapsed()
+        );
+        // And host 1 learned what changed while it was away.
+        lab.wait("the healed host programs the new endpoints", || {
+            let e = lab.entries(1, "part");
+            made[2..]
+                .iter()
+                .all(|c| e.contains(&format!("{} ", ip_of(&lab, c))))
+        });
+        let mut ips: Vec<_> = made.iter().map(|c| ip_of(&lab, c)).collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), made.len(), "no address on two containers");
+        let st: serde_json::Value =
+            serde_json::from_str(&lab.pw_ok(0, &["overlay", "status", "--json"])).expect("json");
+        assert_eq!(st["problems"], serde_json::json!([]), "{st}");
+        assert_eq!(st["reserved"], serde_json::json!([]), "{st}");
+    }
+    let log = agent_log(&lab, 1);
+    assert!(
+        log.contains("compacted"),
+        "resynced after compaction: {log}"
+    );
+}
+
+/// A network re-created with another VNI while a host's agent was down:
+/// the restarted agent re-creates the VXLAN device it finds, and the
+/// datapath works on the new VNI.
+#[test]
+fn overlay_device_follows_a_recreated_network() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("v", 109);
+    let create = |lab: &Lab, vni: &str| {
+        lab.pw_ok(
+            0,
+            &[
+                "overlay",
+                "create",
+                "drift",
+                "--subnet",
+                "10.51.0.0/24",
+                "--vni",
+                vni,
+            ],
+        );
+    };
+    // (Missing for a moment while it is re-created.)
+    let vxlan_id = |lab: &Lab| {
+        let o = run(
+            "ip",
+            &["-n", &lab.host(0), "-d", "link", "show", "vx-drift"],
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    create(&lab, "5001");
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    let attach = |lab: &Lab| {
+        lab.pw_ok(0, &["drift", &format!("netns:{c0}"), "10.51.0.10/24"]);
+        lab.pw_ok(1, &["drift", &format!("netns:{c1}"), "10.51.0.11/24"]);
+        lab.wait("c0 reaches c1", || ping(&c0, "10.51.0.11", 1).1 == 1);
+    };
+    attach(&lab);
+    assert!(vxlan_id(&lab).contains("vxlan id 5001"));
+    // Host 2 has no endpoint on it: no device there.
+    assert!(!links(&lab.host(2)).contains("vx-drift"));
+    lab.kill_agent(0);
+    lab.pw_ok(0, &["detach", &format!("netns:{c0}")]);
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    lab.pw_ok(0, &["overlay", "delete", "drift"]);
+    create(&lab, "5002");
+    assert!(vxlan_id(&lab).contains("vxlan id 5001"), "agent 0 is down");
+    lab.start_agent(0);
+    lab.wait("the device follows the network", || {
+        vxlan_id(&lab).contains("vxlan id 5002")
+    });
+    assert!(agent_log(&lab, 0).contains("re-creating vx-drift: VNI 5001 (wanted 5002)"));
+    attach(&lab);
+}
+
+/// CNI DEL while every etcd member is stopped: the interface goes, DEL
+/// succeeds; once etcd answers again the agent gives the address back.
+#[test]
+fn overlay_cni_del_with_etcd_stopped() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("n", 110);
+    lab.pw_ok(
+        0,
+        &["overlay", "create", "cnidel", "--subnet", "10.52.0.0/24"],
+    );
+    let c = lab.container("c");
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "cnidel", "type": "pipework", "mode": "overlay"});
+    let cni = |verb: &str| {
+        let mut ch = Command::new("ip")
+            .args(["netns", "exec", &lab.host(0), BIN])
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", "pwvcnidel1")
+            .env("CNI_NETNS", format!("/run/netns/{c}"))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cni");
+        if let Some(mut i) = ch.stdin.take() {
+            i.write_all(conf.to_string().as_bytes()).expect("stdin");
+        }
+        ch.wait_with_output().expect("cni")
+    };
+    let o = cni("ADD");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(links(&c).contains("eth0"));
+    let held = || {
+        lab.etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/pipework/overlay/ep/cnidel/",
+        ]) + &lab.etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/pipework/overlay/resv/cnidel/",
+        ])
+    };
+    assert_eq!(
+        held().matches("10.52.0.").count(),
+        2,
+        "endpoint and reservation"
+    );
+    let pids: Vec<i32> = lab.etcd.iter().flatten().map(|ch| ch.id() as i32).collect();
+    let signal = |sig| {
+        for p in &pids {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig).expect("signal etcd");
+        }
+    };
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    let o = cni("DEL");
+    signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!links(&c).contains("eth0"), "the interface is gone");
+    lab.wait("the agent releases the address", || held().is_empty());
+}
+
+/// The scale benchmark's preload as a correctness test: 1,000 hosts x 20
+/// endpoints written as agents write them (under a lease, with their
+/// reservations), one local container on host 0: host 0 programs every
+/// remote entry and nothing else, then follows a host leaving, a host
+/// moving its underlay and endpoints leaving, exactly.
+#[test]
+fn overlay_scale_preload_programs_exactly_every_entry() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("s", 111);
+    lab.pw_ok(
+        0,
+        &["overlay", "create", "scale", "--subnet", "10.64.0.0/16"],
+    );
+    const HOSTS: u32 = 1000;
+    const EPS: u32 = 20;
+    let ip_at =
+        |i: u32| std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 64, 0, 1)) + i);
+    let vtep = |h: u32| format!("10.250.{}.{}", h / 250, h % 250 + 1);
+    let script = format!(
+        r#"
+import base64, json, http.client, time
+b = lambda s: base64.b64encode(s.encode()).decode()
+def post(path, body):
+    c = http.client.HTTPConnection("{addr}", 2379, timeout=30)
+    c.request("POST", path, json.dumps(body))
+    r = c.getresponse()
+    out = r.read()
+    assert r.status == 200, out
+    return json.loads(out)
+lease = post("/v3/lease/grant", {{"TTL": "600"}})["ID"]
+now = int(time.time())
+ops = []
+def put(k, v):
+    ops.append({{"request_put": {{"key": b(k), "value": b(json.dumps(v)), "lease": lease}}}})
+    if len(ops) == 120:
+        flush()
+def flush():
+    if ops:
+        post("/v3/kv/txn", {{"success": ops}})
+        del ops[:]
+for h in range({HOSTS}):
+    ul = "10.250.%d.%d" % (h // 250, h % 250 + 1)
+    put("/pipework/overlay/host/s%d" % h, {{"name": "s%d" % h, "underlay": ul,
+        "underlay_if": "eth0", "underlay_mtu": 1500, "lease": int(lease)}})
+    for e in range({EPS}):
+        n = 0x0a400001 + h * {EPS} + e
+        ip = "%d.%d.%d.%d" % (n >> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+        mac = "02:77:%02x:%02x:%02x:%02x" % (n >> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+        put("/pipework/overlay/ep/scale/" + ip, {{"ip": ip, "mac": mac, "host": "s%d" % h,
+            "container": "sim%d" % e, "ifname": "eth1", "hi": "eth0", "since": now}})
+        put("/pipework/overlay/resv/scale/" + ip, {{"host": "s%d" % h, "container": "sim%d" % e, "since": now}})
+flush()
+"#,
+        addr = lab.addr(0)
+    );
+    let o = run(
+        "ip",
+        &["netns", "exec", &lab.host(0), "python3", "-c", &script],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = lab.container("c");
+    lab.pw_ok(0, &["scale", &format!("netns:{c}"), "10.64.250.1/16"]);
+    let mut want: std::collections::BTreeMap<String, String> = (0..HOSTS)
+        .flat_map(|h| (0..EPS).map(move |e| (h, h * EPS + e)))
+        .map(|(h, i)| (ip_at(i).to_string(), vtep(h)))
+        .collect();
+    let have = |lab: &Lab| {
+        let h = lab.host(0);
+        let f = ok("bridge", &["-n", &h, "fdb", "show", "dev", "vx-scale"]);
+        let n = ok("ip", &["-n", &h, "neigh", "show", "dev", "vx-scale"]);
+        let mut fdb = std::collections::BTreeMap::new();
+        for l in f.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(mac), Some(i)) = (w.first(), w.iter().position(|x| *x == "dst"))
+                && *mac != "00:00:00:00:00:00"
+            {
+                let o: Vec<u8> = mac
+                    .split(':')
+                    .skip(2)
+                    .filter_map(|x| u8::from_str_radix(x, 16).ok())
+                    .collect();
+                let ip = format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3]);
+                fdb.insert(ip, w[i + 1].to_string());
+            }
+        }
+        let mut neigh = std::collections::BTreeMap::new();
+        for l in n.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(ip), Some(i)) = (w.first(), w.iter().position(|x| *x == "lladdr")) {
+                neigh.insert(ip.to_string(), w[i + 1].to_string());
+            }
+        }
+        (fdb, neigh)
+    };
+    let check = |lab: &Lab, want: &std::collections::BTreeMap<String, String>, what: &str| {
+        let t0 = Instant::now();
+        loop {
+            let (fdb, neigh) = have(lab);
+            let macs_ok = neigh.iter().all(|(ip, mac)| {
+                let o: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
+                *mac == format!("02:77:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+            });
+            if fdb == *want && neigh.keys().eq(want.keys()) && macs_ok {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(90),
+                "{what}: {} fdb / {} neighbour entries, {} wanted",
+                fdb.len(),
+                neigh.len(),
+                want.len()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    check(&lab, &want, "preload programmed");
+    // Host s7 leaves (its key deleted, as its lease would): its entries go.
+    lab.etcdctl(&["del", "/pipework/overlay/host/s7"]);
+    want.retain(|_, v| *v != vtep(7));
+    // Host s9 moves to another underlay address: its entries follow.
+    let s9 = lab.etcdctl(&["get", "--print-value-only", "/pipework/overlay/host/s9"]);
+    let moved = s9.trim().replace(&vtep(9), "10.251.0.9");
+    lab.etcdctl(&["put", "/pipework/overlay/host/s9", &moved]);
+    for v in want.values_mut().filter(|v| **v == vtep(9)) {
+        *v = "10.251.0.9".into();
+    }
+    // Fifty endpoints leave.
+    for i in 500..550 {
+        let ip = ip_at(i).to_string();
+        lab.etcdctl(&["del", &format!("/pipework/overlay/ep/scale/{ip}")]);
+        want.remove(&ip);
+    }
+    check(&lab, &want, "changes followed");
 }

@@ -43,8 +43,16 @@ pub struct AgentArgs {
     pub networks: Vec<String>,
 }
 
-/// How often the kernel is compared with the model (local reads only).
-const KERNEL_CHECK: Duration = Duration::from_secs(30);
+/// How often the kernel is compared with the model (local reads only) and
+/// this host's gone containers' addresses are released: 30 s, or
+/// `PIPEWORK_OVERLAY_CHECK` seconds.
+fn kernel_check_every() -> Duration {
+    let s = std::env::var("PIPEWORK_OVERLAY_CHECK")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(30);
+    Duration::from_secs(s.clamp(1, 3600))
+}
 /// A watch silent for this long (no event, no progress notification,
 /// which etcd sends every 10 minutes by default) is opened again from the
 /// last revision seen: no full read.
@@ -131,6 +139,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         // from the kernel before anything else, as after a renewal.
         renewed: (!reused).into(),
         hold: Default::default(),
+        reached_again: 0.into(),
     });
     if let Some(prev) = state::load().filter(|p| p.host == host) {
         sh.adopt_holds(&st, &prev.hold).await;
@@ -294,13 +303,33 @@ impl Agent {
             *need_list = false;
             self.sweep().await;
         }
+        let reached = self.sh.reached_again.load(Ordering::SeqCst);
         let mut w = self.st.watch(store::ROOT, self.rev + 1).await?;
-        let mut check =
-            tokio::time::interval_at(tokio::time::Instant::now() + KERNEL_CHECK, KERNEL_CHECK);
+        let every = kernel_check_every();
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut last_msg = Instant::now();
+        // Is the watch's member still answering? Every half TTL: a stream
+        // through a member that stopped answering is left after two
+        // misses, within about two TTLs.
+        let every_probe = Duration::from_millis((self.sh.ttl.max(2) as u64) * 500);
+        let mut probe =
+            tokio::time::interval_at(tokio::time::Instant::now() + every_probe, every_probe);
+        let mut misses = 0;
         loop {
             let msg = tokio::select! {
                 m = w.message() => m,
+                _ = probe.tick() => {
+                    let p = self.st.probe(&w.member, every_probe).await;
+                    misses = if p.is_ok() { 0 } else { misses + 1 };
+                    if misses >= 2 {
+                        self.st.move_on();
+                        return Err(Error::other(format!(
+                            "watch: member {} does not answer; watching through another",
+                            w.member
+                        )));
+                    }
+                    continue;
+                }
                 _ = check.tick() => {
                     self.kernel_check().await;
                     self.sweep().await;
@@ -308,8 +337,11 @@ impl Agent {
                 }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {
                     self.republish_if_renewed().await?;
-                    if last_msg.elapsed() > WATCH_SILENCE {
-                        // Watch again from where we are: cheap.
+                    if last_msg.elapsed() > WATCH_SILENCE
+                        || self.sh.reached_again.load(Ordering::SeqCst) != reached
+                    {
+                        // Watch again from where we are: cheap (a
+                        // compacted revision then lists in full).
                         return Ok(());
                     }
                     continue;

@@ -126,7 +126,9 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
 /// address on the network (or at once, for `--networks`).
 pub async fn wait_for_bridge(net: &str) -> Result<()> {
     let path = std::path::Path::new("/sys/class/net").join(names::bridge(net));
-    for _ in 0..30 {
+    // Up to 10 s: the agent may be moving its watch off a member that
+    // stopped answering (two lease TTLs at most).
+    for _ in 0..100 {
         if path.exists() {
             return Ok(());
         }

@@ -225,7 +225,18 @@ impl Client {
     /// Send one POST and return the response head and body reader.
     /// `extra` is more header lines ("Name: value\r\n" each).
     async fn post(&self, path: &str, body: &Value, extra: &str) -> Result<Body> {
-        let (mut io, m) = self.connect().await?;
+        let (io, m) = self.connect().await?;
+        self.send(io, m, path, body, extra).await
+    }
+
+    async fn send(
+        &self,
+        mut io: Box<dyn Io>,
+        m: &Member,
+        path: &str,
+        body: &Value,
+        extra: &str,
+    ) -> Result<Body> {
         let body = body.to_string();
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
@@ -243,10 +254,35 @@ impl Client {
         Ok(b)
     }
 
+    /// Whether member `shown` (a watch's) still answers a read: a watch
+    /// stream through a member whose own path to the cluster was cut stays
+    /// silent without an error, and this is how the agent notices. A
+    /// serializable read of one absent key: no quorum round, a few bytes.
+    pub async fn probe(&self, shown: &str) -> Result<()> {
+        let m = self
+            .members
+            .iter()
+            .find(|m| m.shown == shown)
+            .ok_or_else(|| Error::other(format!("{shown}: not a member")))?;
+        let io = self.connect_one(m).await.map_err(Error::other)?;
+        let req = json!({ "key": B64.encode("/pipework/overlay/ping"), "serializable": true });
+        let mut b = self.send(io, m, "/v3/kv/range", &req, "").await?;
+        while b.next_data().await?.is_some() {}
+        if b.status != 200 {
+            return Err(Error::other(format!("{shown}: HTTP {}", b.status)));
+        }
+        Ok(())
+    }
+
+    /// How many members the client knows.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
     /// The member that answered last failed us: prefer the next one, so a
     /// member cut off from its cluster ("no leader", timeouts) is not asked
     /// again and again while the others could answer.
-    fn move_on(&self) {
+    pub fn move_on(&self) {
         if self.members.len() > 1 {
             self.last.fetch_add(1, Ordering::Relaxed);
             let n = self.last.load(Ordering::Relaxed) % self.members.len();
@@ -425,6 +461,7 @@ impl Client {
             return Err(gateway_error(&v, body.status));
         }
         Ok(Watch {
+            member: body.shown.clone(),
             body,
             buf: Vec::new(),
         })
@@ -622,6 +659,8 @@ pub struct WatchMsg {
 pub struct Watch {
     body: Body,
     buf: Vec<u8>,
+    /// The member it streams from.
+    pub member: String,
 }
 
 impl Watch {

@@ -29,6 +29,10 @@ pub struct Shared {
     pub renewed: AtomicBool,
     /// Grace seconds → hold lease.
     pub hold: Mutex<BTreeMap<u64, i64>>,
+    /// Counts keepalives that worked after one that failed: etcd was out
+    /// of reach, so the watch stream may be silently dead (a cut path
+    /// sends no reset). The main loop opens it again from its revision.
+    pub reached_again: std::sync::atomic::AtomicU64,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -100,6 +104,7 @@ pub async fn keepalive(sh: Arc<Shared>) {
     let mut store: Option<Store> = None;
     let mut wait = period;
     let mut held: BTreeMap<i64, Instant> = BTreeMap::new();
+    let mut failing = false;
     loop {
         tokio::time::sleep(wait).await;
         // After a failure, try again soon: the lease is running out.
@@ -109,7 +114,11 @@ pub async fn keepalive(sh: Arc<Shared>) {
         }
         let Some(st) = store.clone() else { continue };
         let id = sh.lease.load(Ordering::SeqCst);
-        match st.lease_keepalive(id).await {
+        let r = st.lease_keepalive(id).await;
+        if r.is_ok() && std::mem::take(&mut failing) {
+            sh.reached_again.fetch_add(1, Ordering::SeqCst);
+        }
+        match r {
             Ok(t) if t > 0 => wait = period,
             Ok(_) => {
                 log(format_args!("lease {id:x} expired; registering again"));
@@ -123,6 +132,7 @@ pub async fn keepalive(sh: Arc<Shared>) {
             Err(e) => {
                 log(format_args!("keepalive: {e}"));
                 store = None;
+                failing = true;
                 continue;
             }
         }

@@ -199,14 +199,28 @@ impl Store {
         // A member just killed or an election in progress answers
         // "leader changed" or "unavailable" for a moment: retry those
         // within the bound, fail on anything else.
+        // A member that accepts connections but never answers (its own
+        // path to etcd cut, as a partitioned host's member is) gets a share
+        // of the bound, then the next member is asked.
         let deadline = std::time::Instant::now() + timeout;
+        let share = (timeout / s.client.members().max(1) as u32).max(Duration::from_millis(300));
+        let ping = format!("{ROOT}ping");
         loop {
-            match s.get(&format!("{ROOT}ping")).await {
-                Ok(_) => return Ok(s),
-                Err(e) if transient(&e) && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let probe = tokio::time::timeout(share, s.client.range(&ping, false));
+            let e = match probe.await {
+                Ok(Ok(_)) => return Ok(s),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    s.client.move_on();
+                    Error::other(format!("no answer within {share:?}"))
                 }
-                Err(e) => return Err(unreachable(gateway_hint(e.to_string(), opts))),
+            };
+            let again = transient(&e) || e.to_string().starts_with("no answer within");
+            if !again || std::time::Instant::now() >= deadline {
+                return Err(unreachable(gateway_hint(e.to_string(), opts)));
+            }
+            if transient(&e) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -219,10 +233,14 @@ impl Store {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::other(format!("etcd {what}: {e}"))),
-            Err(_) => Err(Error::other(format!(
-                "etcd {what}: no answer from {} within {:?}",
-                self.endpoints, self.timeout
-            ))),
+            Err(_) => {
+                // Ask another member next time.
+                self.client.move_on();
+                Err(Error::other(format!(
+                    "etcd {what}: no answer from {} within {:?}",
+                    self.endpoints, self.timeout
+                )))
+            }
         }
     }
 
@@ -270,6 +288,21 @@ impl Store {
                 .collect(),
             r.revision,
         ))
+    }
+
+    /// Whether member `shown` still answers (bounded by `within`).
+    pub async fn probe(&self, shown: &str, within: Duration) -> Result<()> {
+        match tokio::time::timeout(within, self.client.probe(shown)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::other(format!(
+                "{shown}: no answer within {within:?}"
+            ))),
+        }
+    }
+
+    /// Prefer the next member from now on.
+    pub fn move_on(&self) {
+        self.client.move_on();
     }
 
     /// Bytes read from etcd by this client so far (benchmarks).
