@@ -1606,6 +1606,11 @@ flush()
         &["netns", "exec", &lab.host(0), "python3", "-c", &script],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // (A lease may have lapsed under the preload's load: re-registered.)
+    lab.wait("h0 registered", || {
+        lab.etcdctl(&["get", "/pipework/overlay/host/h0"])
+            .contains("h0")
+    });
     let c = lab.container("c");
     lab.pw_ok(0, &["scale", &format!("netns:{c}"), "10.64.250.1/16"]);
     let mut want: std::collections::BTreeMap<String, String> = (0..HOSTS)

@@ -412,8 +412,14 @@ impl Agent {
                     }
                     entries.push((n, ip));
                 }
-                Touched::Resv(n, _) => {
-                    if !self.devs.contains_key(&n) && self.model.used_by(&n, self.me()) {
+                Touched::Resv(n, ip) => {
+                    let mine = self
+                        .model
+                        .resv
+                        .get(&n)
+                        .and_then(|m| m.get(&ip))
+                        .is_some_and(|(r, _)| r.host == self.sh.host);
+                    if mine && !self.devs.contains_key(&n) {
                         nets.insert(n);
                     }
                 }
@@ -642,15 +648,10 @@ impl Agent {
                 ));
             }
         }
-        let mut orphans = Vec::new();
-        for (net, m) in &self.model.resv {
-            for (ip, (r, rev)) in m {
-                if r.host == self.sh.host && self.model.ep(net, *ip).is_none() {
-                    orphans.push((net.clone(), *ip, *rev));
-                }
+        for (net, ip, rev) in self.model.resv_of(self.me()) {
+            if self.model.ep(&net, ip).is_some() {
+                continue;
             }
-        }
-        for (net, ip, rev) in orphans {
             if local_ips(&mut local).await.contains(&ip) {
                 continue;
             }

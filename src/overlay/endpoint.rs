@@ -37,15 +37,33 @@ impl Claim {
             hi: None,
             since: store::now(),
         };
-        let hold = agent.hold_for(&net.name, net.grace).await?;
-        let ep = alloc::claim(st, net, want, ep, agent.lease, hold).await?;
-        Ok(Claim {
-            st: st.clone(),
-            ep,
-            net: net.name.clone(),
-            lease: agent.lease,
-            hold,
-        })
+        let mut agent = agent.clone();
+        let mut retried = false;
+        loop {
+            let hold = agent.hold_for(&net.name, net.grace).await?;
+            match alloc::claim(st, net, want, ep.clone(), agent.lease, hold).await {
+                Ok(ep) => {
+                    return Ok(Claim {
+                        st: st.clone(),
+                        ep,
+                        net: net.name.clone(),
+                        lease: agent.lease,
+                        hold,
+                    });
+                }
+                // The agent replaced a lapsed lease a moment ago (etcd was
+                // slow to renew): its state file has the new one.
+                Err(e) if !retried && e.to_string().contains("lease not found") => {
+                    retried = true;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    match super::state::load() {
+                        Some(a) if a.lease != agent.lease || a.hold != agent.hold => agent = a,
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn ip(&self) -> Ipv4Addr {

@@ -36,6 +36,25 @@ pub struct Model {
     pub resv: HashMap<String, BTreeMap<Ipv4Addr, (Reservation, i64)>>,
     /// host → its endpoints (network, address).
     by_host: HashMap<String, HashSet<(String, Ipv4Addr)>>,
+    /// host → its reservations (network, address).
+    resv_by_host: HashMap<String, HashSet<(String, Ipv4Addr)>>,
+}
+
+/// Index `key` under `host` (or take it out).
+fn index(
+    ix: &mut HashMap<String, HashSet<(String, Ipv4Addr)>>,
+    host: &str,
+    key: (String, Ipv4Addr),
+    add: bool,
+) {
+    if add {
+        ix.entry(host.to_string()).or_default().insert(key);
+    } else if let Some(s) = ix.get_mut(host) {
+        s.remove(&key);
+        if s.is_empty() {
+            ix.remove(host);
+        }
+    }
 }
 
 /// A key under ROOT, split.
@@ -89,20 +108,11 @@ impl Model {
             Key::Ep(n, ip) => {
                 let new = val.and_then(|v| store::decode::<Endpoint>(key, v).ok());
                 let per = self.eps.entry(n.to_string()).or_default();
-                let old = per.remove(&ip);
-                if let Some((o, _)) = &old
-                    && let Some(s) = self.by_host.get_mut(&o.host)
-                {
-                    s.remove(&(n.to_string(), ip));
-                    if s.is_empty() {
-                        self.by_host.remove(&o.host);
-                    }
+                if let Some((o, _)) = per.remove(&ip) {
+                    index(&mut self.by_host, &o.host, (n.to_string(), ip), false);
                 }
                 if let Some(e) = new {
-                    self.by_host
-                        .entry(e.host.clone())
-                        .or_default()
-                        .insert((n.to_string(), ip));
+                    index(&mut self.by_host, &e.host, (n.to_string(), ip), true);
                     per.insert(ip, (e, rev));
                 } else if per.is_empty() {
                     self.eps.remove(n);
@@ -112,16 +122,18 @@ impl Model {
             Key::Resv(n, ip) => {
                 let new = val.and_then(|v| store::decode::<Reservation>(key, v).ok());
                 let per = self.resv.entry(n.to_string()).or_default();
+                if let Some((o, _)) = per.remove(&ip) {
+                    index(&mut self.resv_by_host, &o.host, (n.to_string(), ip), false);
+                }
                 match new {
                     Some(r) => {
+                        index(&mut self.resv_by_host, &r.host, (n.to_string(), ip), true);
                         per.insert(ip, (r, rev));
                     }
-                    None => {
-                        per.remove(&ip);
-                        if per.is_empty() {
-                            self.resv.remove(n);
-                        }
+                    None if per.is_empty() => {
+                        self.resv.remove(n);
                     }
+                    None => {}
                 }
                 Some(Touched::Resv(n.to_string(), ip))
             }
@@ -163,15 +175,24 @@ impl Model {
     }
 
     /// Whether host `me` has an endpoint or a reservation on `net`: the
-    /// networks whose device it builds.
+    /// networks whose device it builds. O(this host's own addresses).
     pub fn used_by(&self, net: &str, me: &str) -> bool {
-        self.by_host
-            .get(me)
-            .is_some_and(|s| s.iter().any(|(n, _)| n == net))
-            || self
-                .resv
-                .get(net)
-                .is_some_and(|m| m.values().any(|(r, _)| r.host == me))
+        [&self.by_host, &self.resv_by_host]
+            .iter()
+            .any(|ix| ix.get(me).is_some_and(|s| s.iter().any(|(n, _)| n == net)))
+    }
+
+    /// The reservations of `host`, as (network, address, revision).
+    pub fn resv_of(&self, host: &str) -> Vec<(String, Ipv4Addr, i64)> {
+        self.resv_by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, ip)| {
+                let (_, rev) = self.resv.get(n)?.get(ip)?;
+                Some((n.clone(), *ip, *rev))
+            })
+            .collect()
     }
 
     /// Endpoints held by one host while another host reserves the address:
