@@ -9,6 +9,9 @@
 #   bash, zsh and fish completions        from `pipework completions SHELL`
 #   /usr/share/doc/pipework/              copyright, changelog.gz
 #   /usr/lib/systemd/system/pipework-watch.service  (installed, not enabled)
+#   /usr/lib/systemd/system/pipework-overlay-agent.service  (installed, not
+#     enabled; reads /etc/pipework/overlay-agent.env, whose example is in
+#     /usr/share/doc/pipework/examples/)
 #   /usr/share/lintian/overrides/pipework one override: a static PIE is no library
 #
 # /usr/sbin, not /usr/bin: attach, detach, ls and the CNI verbs need
@@ -37,6 +40,10 @@ ln -s ../../sbin/pipework "$R/usr/lib/cni/pipework"
 
 install -D -m 0644 contrib/pipework-watch.service \
   "$R/usr/lib/systemd/system/pipework-watch.service"
+install -D -m 0644 contrib/pipework-overlay-agent.service \
+  "$R/usr/lib/systemd/system/pipework-overlay-agent.service"
+install -D -m 0644 contrib/overlay-agent.env \
+  "$R/usr/share/doc/pipework/examples/overlay-agent.env"
 
 mkdir -p "$R/usr/share/man/man1"
 "$BIN" man | gzip -9n > "$R/usr/share/man/man1/pipework.1.gz"

@@ -74,21 +74,20 @@ Restart=always
 [Install]
 WantedBy=multi-user.target
 UNIT
-    cat >/etc/systemd/system/pipework-overlay.service <<UNIT
-[Unit]
-Description=pipework overlay agent
-After=pipework-etcd.service
-[Service]
-Environment=PIPEWORK_ETCD=$CLIENTS
-ExecStart=$BIN ${agent_args[*]}
-Restart=always
-RestartSec=2
-[Install]
-WantedBy=multi-user.target
-UNIT
+    # The agent runs from the unit the .deb ships (contrib/, in the
+    # synced /vagrant), configured through its environment file.
+    sed "s|/usr/sbin/pipework|$BIN|" /vagrant/contrib/pipework-overlay-agent.service \
+      >/etc/systemd/system/pipework-overlay-agent.service
+    mkdir -p /etc/pipework
+    cat >/etc/pipework/overlay-agent.env <<ENV
+PIPEWORK_ETCD=$CLIENTS
+PIPEWORK_OVERLAY_UNDERLAY=$ADDR
+PIPEWORK_OVERLAY_NAME=$NAME
+PIPEWORK_OVERLAY_TTL=$TTL
+ENV
     systemctl daemon-reload
     # No waiting: the first member has no quorum until the second is up.
-    systemctl enable --now --no-block pipework-etcd.service pipework-overlay.service
+    systemctl enable --now --no-block pipework-etcd.service pipework-overlay-agent.service
     return
   fi
   if ! { [ -f "$STATE/etcd.pid" ] && kill -0 "$(cat "$STATE/etcd.pid")" 2>/dev/null; }; then

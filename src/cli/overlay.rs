@@ -18,13 +18,13 @@ pub struct EtcdFlags {
     #[arg(long = "etcd", env = "PIPEWORK_ETCD")]
     pub etcd: Option<String>,
     /// CA bundle to verify etcd's certificate (as etcdctl --cacert).
-    #[arg(long)]
+    #[arg(long, env = "PIPEWORK_ETCD_CACERT")]
     pub cacert: Option<std::path::PathBuf>,
     /// Client certificate for etcd (as etcdctl --cert).
-    #[arg(long)]
+    #[arg(long, env = "PIPEWORK_ETCD_CERT")]
     pub cert: Option<std::path::PathBuf>,
     /// Client key for etcd (as etcdctl --key).
-    #[arg(long)]
+    #[arg(long, env = "PIPEWORK_ETCD_KEY")]
     pub key: Option<std::path::PathBuf>,
     /// Seconds one etcd request may take before we give up.
     #[arg(long = "etcd-timeout", default_value_t = 3.0)]
@@ -78,13 +78,13 @@ pub enum OverlayCli {
     /// Run this host's agent (stays in the foreground).
     Agent {
         /// Interface or local address that carries VXLAN (required when ambiguous).
-        #[arg(long)]
+        #[arg(long, env = "PIPEWORK_OVERLAY_UNDERLAY")]
         underlay: Option<String>,
         /// This host's name in etcd [default: the hostname].
-        #[arg(long)]
+        #[arg(long, env = "PIPEWORK_OVERLAY_NAME")]
         name: Option<String>,
         /// Lease TTL in seconds: a dead host's endpoints vanish after this.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, env = "PIPEWORK_OVERLAY_TTL")]
         ttl: i64,
         /// Networks to build here even without a local container
         /// (comma-separated, or "all"); others are built on first use.
