@@ -13,8 +13,18 @@
 # with a 3-member etcd cluster (one member per host), as in tests/overlay.rs.
 # shellcheck disable=SC2086  # names and addresses made here, no spaces
 # Usage: scripts/bench-overlay.sh [RUNS]   (root; etcd, iperf3, busybox installed)
+#        scripts/bench-overlay.sh --scale N [PUTS]
+#   One real agent against etcd preloaded with N hosts x 20 endpoints, as
+#   agents write them (host keys, endpoints and their reservations, under a
+#   lease): start -> everything programmed, put -> kernel entry p50/p99 over
+#   PUTS (default 50) new endpoints, agent peak RSS, bytes read from etcd
+#   per change, `overlay status --json` time. See scripts/bench-overlay-scale.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--scale" ]; then
+  shift
+  exec scripts/bench-overlay-scale.sh "$@"
+fi
 RUNS=${1:-50}
 BIN=${PIPEWORK:-${CARGO_TARGET_DIR:-$PWD/target}/release/pipework}
 [ -x "$BIN" ] || cargo build --release -q

@@ -82,6 +82,10 @@ struct Agent {
     warned_mtu: HashSet<String>,
     /// Conflicts already logged (each once).
     conflicts: HashSet<String>,
+    /// `PIPEWORK_OVERLAY_STATS`: a file rewritten after each watch message
+    /// with the bytes read from etcd and the events applied (benchmarks).
+    stats: Option<std::path::PathBuf>,
+    events: u64,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -160,6 +164,8 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         unsure: BTreeSet::new(),
         warned_mtu: HashSet::new(),
         conflicts: HashSet::new(),
+        stats: std::env::var_os("PIPEWORK_OVERLAY_STATS").map(Into::into),
+        events: 0,
     };
     ag.register().await?;
     log(format_args!(
@@ -374,8 +380,20 @@ impl Agent {
             }
             // A progress notification: nothing changed up to its revision.
             self.rev = self.rev.max(resp.revision);
+            self.events += resp.events.len() as u64;
             if !touched.is_empty() {
                 self.apply(touched).await;
+            }
+            if let Some(p) = &self.stats {
+                let _ = std::fs::write(
+                    p,
+                    format!(
+                        "etcd_bytes_read {}\nevents {}\nrevision {}\n",
+                        self.st.bytes_read(),
+                        self.events,
+                        self.rev
+                    ),
+                );
             }
         }
     }
