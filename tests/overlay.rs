@@ -1227,10 +1227,11 @@ fn overlay_etcd_over_tls() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// More endpoints than one etcd page (1,000 keys): every read of a prefix
-/// pages through them at one revision, so status lists them all and the
-/// agents program all of them. 1,200 endpoints of host h2, written straight
-/// into etcd through its JSON gateway in 12 transactions.
+/// 1,200 endpoints of host h2, written straight into etcd through its JSON
+/// gateway in 12 transactions (records without a host link or reservation,
+/// as older agents wrote them): status lists them all and host 0's agent
+/// programs all of them. (More than one etcd page, 5,000 keys: the scale
+/// test below.)
 #[test]
 fn overlay_reads_more_keys_than_a_page() {
     if !require_env() {
@@ -1470,6 +1471,34 @@ fn overlay_device_follows_a_recreated_network() {
     });
     assert!(agent_log(&lab, 0).contains("re-creating vx-drift: VNI 5001 (wanted 5002)"));
     attach(&lab);
+
+    // Host 1 dies: its address stays reserved until `overlay host rm`,
+    // which a live host refuses.
+    let o = lab.pw(2, &["overlay", "host", "rm", "h0"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("host is live"), "{e}");
+    lab.kill_agent(1);
+    lab.wait("h1's endpoint lapses", || {
+        lab.etcdctl(&["get", "/pipework/overlay/ep/drift/10.51.0.11"])
+            .is_empty()
+    });
+    let st = lab.pw_ok(2, &["overlay", "status"]);
+    assert!(
+        st.contains("reserved: drift 10.51.0.11 for host h1"),
+        "{st}"
+    );
+    let c2 = lab.container("c2");
+    let o = lab.pw(2, &["drift", &format!("netns:{c2}"), "10.51.0.11/24"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("reserved by host h1"),
+        "{e}"
+    );
+    assert!(
+        lab.pw_ok(2, &["overlay", "host", "rm", "h1"])
+            .contains("released 1 address(es) of host h1")
+    );
+    lab.pw_ok(2, &["drift", &format!("netns:{c2}"), "10.51.0.11/24"]);
 }
 
 /// CNI DEL while every etcd member is stopped: the interface goes, DEL
@@ -1684,4 +1713,14 @@ flush()
         want.remove(&ip);
     }
     check(&lab, &want, "changes followed");
+    // Status reads the 41k keys in pages (5,000 each) at one revision.
+    let st: serde_json::Value =
+        serde_json::from_str(&lab.pw_ok(0, &["overlay", "status", "--json"])).expect("json");
+    let eps = st["endpoints"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(
+        eps,
+        (HOSTS * EPS) as usize - 50 + 1,
+        "status lists every endpoint"
+    );
+    assert_eq!(st["problems"], serde_json::json!([]));
 }

@@ -378,8 +378,13 @@ impl Agent {
                 }
                 self.rev = self.rev.max(ev.kv.mod_revision);
             }
-            // A progress notification: nothing changed up to its revision.
-            self.rev = self.rev.max(resp.revision);
+            // A progress notification (no events, not the first message:
+            // etcd sends them only once the watch caught up): nothing
+            // changed up to its revision. Otherwise the header says
+            // nothing about which events were delivered yet.
+            if resp.events.is_empty() && !resp.created {
+                self.rev = self.rev.max(resp.revision);
+            }
             self.events += resp.events.len() as u64;
             if !touched.is_empty() {
                 self.apply(touched).await;

@@ -205,6 +205,9 @@ pub async fn delete(opts: &store::EtcdOpts, name: &str) -> Result<()> {
         .and_then(vec![
             TxnOp::delete(&store::net_key(name)),
             TxnOp::delete(&store::vni_key(spec.vni)),
+            // Addresses still reserved by hosts that are cut off or gone:
+            // the network they were on is no more.
+            TxnOp::delete_prefix(&store::resv_prefix(name)),
         ]);
     if !st.txn("delete network", txn).await? {
         return Err(Error::bad(
