@@ -3,6 +3,7 @@
 mod ambassador;
 mod args;
 mod classic;
+mod doctor;
 mod lab;
 mod link;
 mod output;
@@ -166,6 +167,10 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Lab(l) => {
             privileged()?;
             lab::run(&l)
+        }
+        Cmd::Doctor(d) => {
+            privileged()?;
+            doctor::run(&d)
         }
         #[cfg(feature = "overlay")]
         Cmd::Overlay(o) => {
