@@ -69,8 +69,7 @@ pub fn forward(r: &mut Report, bridge: &str) {
                 &hop,
                 why,
                 Some(format!(
-                    "iptables -I {chain} -i {bridge} -o {bridge} -m comment --comment {c} -j ACCEPT \
-                     (the rule a pipework attach to {bridge} adds)"
+                    "iptables -I {chain} -i {bridge} -o {bridge} -m comment --comment {c} -j ACCEPT"
                 )),
             );
         }
@@ -96,13 +95,21 @@ pub fn sysctl(side: &Side, key: &str) -> Option<String> {
 /// The way back: B needs a route to A's address, and with strict
 /// `rp_filter` that route must leave through the interface A's packets
 /// arrive on, or the kernel drops them on arrival.
-pub async fn route_back(r: &mut Report, b: &Side, b_if: &crate::netlink::Link, a_src: IpAddr) {
+///
+/// Returns whether the way back leaves by another interface than the one
+/// A's packets arrive on (asymmetric: the replies may never reach A).
+pub async fn route_back(
+    r: &mut Report,
+    b: &Side,
+    b_if: &crate::netlink::Link,
+    a_src: IpAddr,
+) -> bool {
     let hop = format!("{} route to {a_src}", b.label);
     let route = match b.net.route_to(a_src).await {
         Ok(x) => x,
         Err(e) => {
             r.hop(&hop, false, format!("cannot ask: {e}"));
-            return;
+            return false;
         }
     };
     let Some(route) = route else {
@@ -112,25 +119,29 @@ pub async fn route_back(r: &mut Report, b: &Side, b_if: &crate::netlink::Link, a
             &hop,
             format!("{} has no route back to {a_src}", b.label),
             Some(format!(
-                "{} route add {a_src} dev {}",
+                "{} route replace {a_src} dev {}",
                 b.ip_cmd(),
                 display(&b_if.name)
             )),
         );
-        return;
+        return false;
     };
     let out = route.oif.map(|i| b.name_of(i)).unwrap_or_default();
     let via = route
         .gateway
         .map(|g| format!(" via {g}"))
         .unwrap_or_default();
-    if route.oif == Some(b_if.index) || !a_src.is_ipv4() {
+    if route.oif == Some(b_if.index) {
         r.hop(&hop, true, format!("dev {out}{via}"));
-        return;
+        return false;
     }
     // Leaves by another interface: strict reverse-path filtering (1)
     // drops A's packets as they arrive; loose (2) and off (0) do not.
     let name = &b_if.name;
+    if !a_src.is_ipv4() {
+        r.hop(&hop, true, format!("dev {out}{via}, not {}", display(name)));
+        return true;
+    }
     let per_if = crate::request::check_ifname(name)
         .ok()
         .and_then(|()| sysctl(b, &format!("net/ipv4/conf/{name}/rp_filter")));
@@ -152,16 +163,14 @@ pub async fn route_back(r: &mut Report, b: &Side, b_if: &crate::netlink::Link, a
             "rp-filter",
             format!("{} {shown}", b.label),
             format!(
-                "{} answers {a_src} through {out}, not {shown}, and strict rp_filter drops A's packets on arrival",
-                b.label
+                "{} answers {a_src} through {out}, not {shown}, and strict rp_filter drops A's packets on arrival \
+                 (or loosen it: net.ipv4.conf.all.rp_filter=2 and net.ipv4.conf.{shown}.rp_filter=2 in {})",
+                b.label, b.label
             ),
-            Some(format!(
-                "{} route add {a_src} dev {shown}  (or set net.ipv4.conf.{{all,{shown}}}.rp_filter=2 in {})",
-                b.ip_cmd(),
-                b.label
-            )),
+            Some(format!("{} route replace {a_src} dev {shown}", b.ip_cmd())),
         );
     }
+    true
 }
 
 /// A macvlan (or ipvlan) guest and its own host: the kernel keeps the

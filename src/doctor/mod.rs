@@ -167,8 +167,11 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
     {
         checks::forward(r, &ba.name);
     }
+    let mut asymmetric = None;
     if let (Some(b), Some(be), Some(src)) = (&b, &b_end, a_src) {
-        checks::route_back(r, b, &be.iface, src).await;
+        if checks::route_back(r, b, &be.iface, src).await {
+            asymmetric = Some((b, be, src));
+        }
         if b.host {
             checks::macvlan_host(r, host, &a_end, src).await;
         }
@@ -181,6 +184,24 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
     let nh = route.gateway.unwrap_or(target);
     let seen = probe::run(&a.ns, target, port, PROBE)?;
     let neigh = a.net.neighbour_state(a_if.index, nh).await?;
+    // A way back by another interface is a cause only once the probes
+    // show the replies do not arrive (asymmetric routing can be fine).
+    if let Some((b, be, src)) = asymmetric
+        && seen.echo.is_none()
+        && seen.tcp != Some(probe::Tcp::Open)
+        && r.causes.is_empty()
+    {
+        let name = display(&be.iface.name);
+        r.cause(
+            "no-route",
+            format!("{} route to {src}", b.label),
+            format!(
+                "{} sends its replies to {src} out of another interface than {name}, where A's packets arrive; they do not come back",
+                b.label
+            ),
+            Some(format!("{} route replace {src} dev {name}", b.ip_cmd())),
+        );
+    }
     probes(r, a, &a_if, target, nh, port, &seen, neigh);
     Ok(())
 }

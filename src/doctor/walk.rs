@@ -69,6 +69,20 @@ pub async fn end(
             Some(format!("{} link set dev {name} up", side.ip_cmd())),
         );
     }
+    // A link with ARP off never answers a neighbour's ARP request: the
+    // other end can only reach it with a static entry.
+    if iface.up && iface.noarp && iface.link_type == 1 && !iface.mac.is_empty() {
+        r.hop(format!("{hop} arp"), false, "ARP is off (NOARP)");
+        r.cause(
+            "neigh-failed",
+            format!("{hop} arp"),
+            format!(
+                "{name} in {} has ARP off: it never answers the other end's ARP requests",
+                side.label
+            ),
+            Some(format!("{} link set dev {name} arp on", side.ip_cmd())),
+        );
+    }
     record(r, side, iface, &hop);
     if side.host {
         return out;
