@@ -630,3 +630,179 @@ fn usage_errors_exit_2_and_change_nothing() {
         assert!(e.lines().count() == 1 && e.contains(token), "{args:?}: {e}");
     }
 }
+
+/// A private Open vSwitch (ovsdb-server + ovs-vswitchd, userspace
+/// datapath) inside its own "host" namespace, so its tap devices and
+/// ports never touch the real host or a shared OVS; stopped by pid.
+struct PrivateOvs {
+    host: Netns,
+    dir: String,
+    sock: String,
+}
+
+impl PrivateOvs {
+    fn start() -> Option<PrivateOvs> {
+        if sh("which", &["ovs-vswitchd"]).stdout.is_empty() {
+            eprintln!("SKIP: no ovs-vswitchd");
+            return None;
+        }
+        let host = Netns::new("pwyh");
+        ok("ip", &["-n", &host.name, "link", "set", "lo", "up"]);
+        let dir = format!("/tmp/{}-ovs", host.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("ovs dir");
+        let sock = format!("{dir}/db.sock");
+        let db = format!("unix:{sock}");
+        let o = PrivateOvs { host, dir, sock };
+        let d = &o.dir;
+        ok(
+            "ovsdb-tool",
+            &[
+                "create",
+                &format!("{d}/conf.db"),
+                "/usr/share/openvswitch/vswitch.ovsschema",
+            ],
+        );
+        o.exec(&[
+            "ovsdb-server",
+            &format!("{d}/conf.db"),
+            &format!("--remote=punix:{}", o.sock),
+            &format!("--pidfile={d}/ovsdb.pid"),
+            &format!("--unixctl={d}/ovsdb.ctl"),
+            &format!("--log-file={d}/ovsdb.log"),
+            "--detach",
+        ]);
+        o.exec(&["ovs-vsctl", &format!("--db={db}"), "--no-wait", "init"]);
+        o.exec(&[
+            "ovs-vsctl",
+            &format!("--db={db}"),
+            "--no-wait",
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:userspace-tso-enable=true",
+        ]);
+        o.exec(&[
+            "env",
+            &format!("OVS_RUNDIR={d}"),
+            "ovs-vswitchd",
+            &db,
+            &format!("--pidfile={d}/vswitchd.pid"),
+            &format!("--unixctl={d}/vswitchd.ctl"),
+            &format!("--log-file={d}/vswitchd.log"),
+            "--detach",
+        ]);
+        Some(o)
+    }
+
+    #[track_caller]
+    fn exec(&self, args: &[&str]) -> String {
+        let mut a = vec!["netns", "exec", &self.host.name];
+        a.extend_from_slice(args);
+        ok("ip", &a)
+    }
+
+    /// pipework run in the private host namespace, against this OVS.
+    fn pipework(&self, args: &[&str]) -> std::process::Output {
+        let env = format!("PIPEWORK_OVSDB=unix:{}", self.sock);
+        let mut a = vec!["netns", "exec", &self.host.name, "env", &env, BIN];
+        a.extend_from_slice(args);
+        sh("ip", &a)
+    }
+}
+
+impl Drop for PrivateOvs {
+    fn drop(&mut self) {
+        for p in ["vswitchd.pid", "ovsdb.pid"] {
+            if let Some(pid) = std::fs::read_to_string(format!("{}/{p}", self.dir))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn ovs_tags_10_and_20_are_vlan_mismatch() {
+    if !require_env() {
+        return;
+    }
+    let Some(ovs) = PrivateOvs::start() else {
+        return;
+    };
+    let br = uniq("ovspwy");
+    ovs.exec(&[
+        "ovs-vsctl",
+        &format!("--db=unix:{}", ovs.sock),
+        "add-br",
+        &br,
+        "--",
+        "set",
+        "bridge",
+        &br,
+        "datapath_type=netdev",
+    ]);
+    let a = Netns::new("pwy");
+    let b = Netns::new("pwy");
+    for n in [&a, &b] {
+        ok("ip", &["-n", &n.name, "link", "set", "lo", "up"]);
+    }
+    for (n, ip, tag) in [(&a, "10.213.30.1/24", "@10"), (&b, "10.213.30.2/24", "@20")] {
+        let o = ovs.pipework(&[&br, &n.spec(), ip, tag]);
+        assert!(o.status.success(), "attach: {}", stderr(&o));
+    }
+    let snap = || {
+        [&ovs.host, &a, &b]
+            .iter()
+            .map(|n| ns_state(&n.path()))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .lines()
+            .filter(|l| !l.starts_with("local fe80:"))
+            .map(|l| {
+                l.split(" valid_lft")
+                    .next()
+                    .unwrap_or(l)
+                    .replace(" tentative", "")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let doctor = |b_spec: &str| -> (i32, Value) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = snap();
+        let o = ovs.pipework(&["doctor", &a.spec(), b_spec, "--json"]);
+        assert_same(
+            &before,
+            &snap(),
+            "namespaces across `pipework doctor` on OVS",
+        );
+        eprintln!("{}", stdout(&o));
+        let v: Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+        (o.status.code().unwrap_or(-1), v)
+    };
+    let (rc, v) = doctor(&b.spec());
+    let c = assert_cause(rc, &v, "vlan-mismatch");
+    let fix = c["fix"].as_str().unwrap_or_default().to_string();
+    assert!(
+        fix.starts_with("ovs-vsctl set Port ") && fix.ends_with(" tag=10"),
+        "{c}"
+    );
+    assert_eq!(kinds(&v), vec!["vlan-mismatch"], "{v:#}");
+    // The fix, as given (with the private OVS's socket), heals it.
+    let words: Vec<String> = fix.split(' ').map(String::from).collect();
+    let db = format!("--db=unix:{}", ovs.sock);
+    let mut args: Vec<&str> = vec!["ovs-vsctl", &db];
+    args.extend(words[1..].iter().map(String::as_str));
+    ovs.exec(&args);
+    let (rc, v) = doctor(&b.spec());
+    assert_eq!(rc, 0, "{v:#}");
+}

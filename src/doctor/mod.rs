@@ -10,6 +10,7 @@
 //! (`report`), each with its fix as a command where there is one.
 mod checks;
 mod ends;
+mod ovs;
 mod probe;
 mod report;
 mod walk;
@@ -166,6 +167,9 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
         && ba.index == bb.index
     {
         checks::forward(r, &ba.name);
+    }
+    if let Some(be) = &b_end {
+        ovs::check(r, &a_end, be);
     }
     let mut asymmetric = None;
     if let (Some(b), Some(be), Some(src)) = (&b, &b_end, a_src) {

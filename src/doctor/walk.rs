@@ -21,6 +21,8 @@ pub struct HostEnd {
     pub parent: Option<Link>,
     /// A veth whose peer is in the other end's namespace.
     pub p2p: bool,
+    /// The OVS port the veth's peer is, when OVSDB has it.
+    pub ovs: Option<crate::ovsdb::ops::PortRecord>,
 }
 
 impl HostEnd {
@@ -235,8 +237,27 @@ async fn veth(
             );
         }
     }
+    let bridge = bridge.filter(|b| b.is_bridge());
+    if bridge.is_none() {
+        match super::ovs::port(&peer.name).await {
+            Ok(Some(p)) => {
+                r.hop(
+                    format!("ovs {}", display(p.bridge.as_deref().unwrap_or("?"))),
+                    true,
+                    format!("port {pn}, {}", super::ovs::vlan_text(&p)),
+                );
+                out.ovs = Some(p);
+            }
+            Ok(None) => {}
+            Err(e) => r.hop(
+                format!("{hop} ovs"),
+                true,
+                format!("not on a Linux bridge, and OVSDB cannot be asked: {e}"),
+            ),
+        }
+    }
     out.peer = Some(peer);
-    out.bridge = bridge.filter(|b| b.is_bridge());
+    out.bridge = bridge;
 }
 
 /// What the interface's alias says about it: a verified pipework record
