@@ -806,3 +806,322 @@ fn ovs_tags_10_and_20_are_vlan_mismatch() {
     let (rc, v) = doctor(&b.spec());
     assert_eq!(rc, 0, "{v:#}");
 }
+
+/// Two simulated hosts (namespaces on an underlay bridge in a third),
+/// one etcd member on the first, an overlay agent on each, and a guest
+/// behind each host on network `net`. Everything `pwy`, stopped by pid.
+struct OverlayLab {
+    p: String,
+    ns: Vec<Netns>,
+    etcd: Option<std::process::Child>,
+    agents: Vec<Option<std::process::Child>>,
+    urls: String,
+    sub: u8,
+}
+
+impl OverlayLab {
+    fn addr(&self, i: usize) -> String {
+        format!("10.214.{}.{}", self.sub, i + 1)
+    }
+
+    fn host(&self, i: usize) -> &str {
+        &self.ns[1 + i].name
+    }
+
+    fn new(sub: u8) -> Option<OverlayLab> {
+        if sh("which", &["etcd"]).stdout.is_empty() {
+            eprintln!("SKIP: no etcd");
+            return None;
+        }
+        let ul = Netns::new("pwyu");
+        let mut lab = OverlayLab {
+            p: ul.name.clone(),
+            ns: vec![ul],
+            etcd: None,
+            agents: vec![None, None],
+            urls: String::new(),
+            sub,
+        };
+        let ul = lab.ns[0].name.clone();
+        ok("ip", &["-n", &ul, "link", "add", "ulbr", "type", "bridge"]);
+        ok("ip", &["-n", &ul, "link", "set", "ulbr", "up"]);
+        for i in 0..2 {
+            let h = Netns::new("pwyh");
+            let port = format!("{}u{i}", lab.p);
+            ok(
+                "ip",
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h.name,
+                ],
+            );
+            ok("ip", &["link", "set", &port, "netns", &ul]);
+            ok(
+                "ip",
+                &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
+            );
+            let a = format!("{}/24", lab.addr(i));
+            ok("ip", &["-n", &h.name, "addr", "add", &a, "dev", "eth0"]);
+            ok("ip", &["-n", &h.name, "link", "set", "eth0", "up"]);
+            ok("ip", &["-n", &h.name, "link", "set", "lo", "up"]);
+            lab.ns.push(h);
+        }
+        let a0 = lab.addr(0);
+        lab.urls = format!("http://{a0}:2379");
+        let dir = format!("/tmp/{}-etcd", lab.p);
+        let _ = std::fs::remove_dir_all(&dir);
+        lab.etcd = Some(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", lab.host(0), "etcd", "--name", "m0"])
+                .args(["--data-dir", &dir])
+                .args(["--listen-peer-urls", &format!("http://{a0}:2380")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://{a0}:2380"),
+                ])
+                .args(["--initial-cluster", &format!("m0=http://{a0}:2380")])
+                .args(["--listen-client-urls", &lab.urls])
+                .args(["--advertise-client-urls", &lab.urls])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("etcd"),
+        );
+        lab.wait("etcd", |l| {
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    l.host(0),
+                    "etcdctl",
+                    "--endpoints",
+                    &l.urls,
+                    "put",
+                    "/pwy",
+                    "x",
+                ],
+            )
+            .status
+            .success()
+        });
+        for i in 0..2 {
+            lab.start_agent(i);
+        }
+        Some(lab)
+    }
+
+    fn start_agent(&mut self, i: usize) {
+        let c = std::process::Command::new("ip")
+            .args(["netns", "exec", self.host(i), BIN, "overlay", "agent"])
+            .args([
+                "--underlay",
+                "eth0",
+                "--name",
+                &format!("h{i}"),
+                "--ttl",
+                "3",
+            ])
+            .env("PIPEWORK_ETCD", &self.urls)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent");
+        self.agents[i] = Some(c);
+        let key = format!("/pipework/overlay/host/h{i}");
+        self.wait("agent registration", |l| {
+            l.etcdctl(&["get", &key]).contains(&key)
+        });
+    }
+
+    fn kill_agent(&mut self, i: usize) {
+        if let Some(mut c) = self.agents[i].take() {
+            // `ip netns exec` execs the agent: this pid is the agent's.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> String {
+        let mut a = vec![
+            "netns",
+            "exec",
+            self.host(0),
+            "etcdctl",
+            "--endpoints",
+            &self.urls,
+        ];
+        a.extend_from_slice(args);
+        stdout(&sh("ip", &a))
+    }
+
+    #[track_caller]
+    fn wait(&self, what: &str, f: impl Fn(&OverlayLab) -> bool) {
+        let t0 = Instant::now();
+        while !f(self) {
+            assert!(t0.elapsed().as_secs() < 30, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// pipework on host `i`.
+    fn pw(&self, i: usize, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", self.host(i), BIN])
+            .args(args)
+            .env("PIPEWORK_ETCD", &self.urls)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("pipework")
+    }
+
+    fn snapshot(&self) -> String {
+        self.ns
+            .iter()
+            .map(|n| ns_state(&n.path()))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .lines()
+            .filter(|l| !l.starts_with("local fe80:"))
+            .map(|l| {
+                l.split(" valid_lft")
+                    .next()
+                    .unwrap_or(l)
+                    .replace(" tentative", "")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// doctor on host 0, A to B, snapshots of every namespace around it.
+    fn doctor(&self, a: &str, b: &str) -> (i32, Value) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let before = self.snapshot();
+        let t = Instant::now();
+        let o = self.pw(0, &["doctor", a, b, "--json"]);
+        let took = t.elapsed();
+        assert_same(
+            &before,
+            &self.snapshot(),
+            "namespaces across `pipework doctor` on the overlay",
+        );
+        eprintln!(
+            "overlay doctor: {:.0} ms\n{}{}",
+            took.as_secs_f64() * 1e3,
+            stdout(&o),
+            stderr(&o)
+        );
+        let v: Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+        (o.status.code().unwrap_or(-1), v)
+    }
+}
+
+impl Drop for OverlayLab {
+    fn drop(&mut self) {
+        for i in 0..self.agents.len() {
+            self.kill_agent(i);
+        }
+        if let Some(mut c) = self.etcd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(format!("/tmp/{}-etcd", self.p));
+        for n in &self.ns {
+            // The agent's signed state for this namespace (by its inode).
+            if let Ok(m) = std::fs::metadata(n.path()) {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::fs::remove_dir_all(format!("/run/pipework/overlay/{}", m.ino()));
+            }
+        }
+    }
+}
+
+#[test]
+fn overlay_entry_deleted_then_peer_agent_killed() {
+    if !require_env() {
+        return;
+    }
+    let Some(mut lab) = OverlayLab::new(1) else {
+        return;
+    };
+    let net = "pwyred";
+    let o = lab.pw(0, &["overlay", "create", net, "--subnet", "10.215.1.0/24"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = Netns::new("pwy");
+    let b = Netns::new("pwy");
+    for (i, n, ip) in [(0, &a, "10.215.1.2/24"), (1, &b, "10.215.1.3/24")] {
+        ok("ip", &["-n", &n.name, "link", "set", "lo", "up"]);
+        let o = lab.pw(i, &[net, &n.spec(), ip]);
+        assert!(o.status.success(), "attach on h{i}: {}", stderr(&o));
+    }
+    let vx = format!("vx-{net}");
+    lab.wait("B's entry on A's host", |l| {
+        stdout(&sh("bridge", &["-n", l.host(0), "fdb", "show", "dev", &vx]))
+            .contains("dst 10.214.1.2")
+    });
+    // Healthy first: the checks below fail for their cause, not another.
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_eq!(rc, 0, "{v:#}");
+    assert!(
+        v["hops"]
+            .as_array()
+            .expect("hops")
+            .iter()
+            .any(|h| h["hop"] == format!("overlay {net} {vx}")),
+        "{v:#}"
+    );
+
+    // The FDB entry for B deleted on A's host.
+    let fdb = stdout(&sh(
+        "bridge",
+        &["-n", lab.host(0), "fdb", "show", "dev", &vx],
+    ));
+    let line = fdb
+        .lines()
+        .find(|l| l.contains("dst 10.214.1.2"))
+        .expect("entry")
+        .to_string();
+    let mac = line.split_whitespace().next().expect("mac").to_string();
+    ok(
+        "bridge",
+        &[
+            "-n",
+            lab.host(0),
+            "fdb",
+            "del",
+            &mac,
+            "dev",
+            &vx,
+            "dst",
+            "10.214.1.2",
+        ],
+    );
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    let c = assert_cause(rc, &v, "overlay-no-entry");
+    let fix = c["fix"].as_str().unwrap_or_default().to_string();
+    assert!(
+        fix.starts_with(&format!("bridge fdb replace {mac} dev {vx} dst 10.214.1.2")),
+        "{c}"
+    );
+    // The fix, as given, heals it.
+    let words: Vec<&str> = fix.split(' ').collect();
+    let mut args = vec!["-n", lab.host(0)];
+    args.extend_from_slice(&words[1..]);
+    ok("bridge", &args);
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_eq!(rc, 0, "{v:#}");
+
+    // B's host agent killed: its lease (3 s) takes host and endpoint away.
+    lab.kill_agent(1);
+    lab.wait("h1's lease to expire", |l| {
+        !l.etcdctl(&["get", "/pipework/overlay/host/h1"])
+            .contains("h1")
+    });
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_cause(rc, &v, "overlay-peer-down");
+
+    // And A's own agent killed.
+    lab.kill_agent(0);
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_cause(rc, &v, "overlay-agent-down");
+}

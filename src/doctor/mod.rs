@@ -10,6 +10,8 @@
 //! (`report`), each with its fix as a command where there is one.
 mod checks;
 mod ends;
+#[cfg(feature = "overlay")]
+mod overlay;
 mod ovs;
 mod probe;
 mod report;
@@ -170,6 +172,12 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
     }
     if let Some(be) = &b_end {
         ovs::check(r, &a_end, be);
+    }
+    #[cfg(feature = "overlay")]
+    if let (Some(br), IpAddr::V4(t)) = (&a_end.bridge, target)
+        && let Some(net) = crate::overlay::names::net_of_bridge(&br.name)
+    {
+        overlay::check(r, host, net, t).await;
     }
     let mut asymmetric = None;
     if let (Some(b), Some(be), Some(src)) = (&b, &b_end, a_src) {
