@@ -163,9 +163,8 @@ pub async fn route_back(
             "rp-filter",
             format!("{} {shown}", b.label),
             format!(
-                "{} answers {a_src} through {out}, not {shown}, and strict rp_filter drops A's packets on arrival \
-                 (or loosen it: net.ipv4.conf.all.rp_filter=2 and net.ipv4.conf.{shown}.rp_filter=2 in {})",
-                b.label, b.label
+                "{} answers {a_src} through {out}, not {shown}, and strict rp_filter drops A's packets on arrival",
+                b.label
             ),
             Some(format!("{} route replace {a_src} dev {shown}", b.ip_cmd())),
         );
