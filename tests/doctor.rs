@@ -87,81 +87,7 @@ impl World {
     }
 
     fn snapshot(&self) -> String {
-        let mine = self.mine();
-        // Only this test's names: an earlier test's links are still being
-        // deleted by the kernel (netns teardown is asynchronous).
-        let is_mine = |l: &str| mine.iter().any(|m| l.contains(m.as_str()));
-        let mut s = String::new();
-        // The host: our objects' lines, and the shared ones doctor could
-        // touch by mistake (the uplink, default routes, lo). Lines of
-        // other helpers' objects change on their own meanwhile.
-        for args in [
-            &["-o", "link", "show"][..],
-            &["-o", "addr", "show"],
-            &["route", "show", "table", "all"],
-            &["-6", "route", "show", "table", "all"],
-        ] {
-            for l in ok("ip", args).lines() {
-                if is_mine(l)
-                    || l.contains("eth0")
-                    || l.starts_with("default")
-                    || l.contains(" lo:")
-                    || l.contains(" dev lo ")
-                {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-            }
-        }
-        // Firewall: every rule but other helpers' pipework rules; counters
-        // move with traffic.
-        let mut fw = ok("iptables", &["-S"]);
-        fw.push_str(&ok("iptables", &["-S", "-t", "nat"]));
-        fw.push_str(&String::from_utf8_lossy(
-            &sh("nft", &["list", "ruleset"]).stdout,
-        ));
-        for l in fw.lines() {
-            if l.contains("pipework:") && !is_mine(l) {
-                continue;
-            }
-            let l = match l.find("counter packets") {
-                Some(i) => {
-                    let rest = &l[i..];
-                    let end = rest.find(" bytes ").map(|j| j + 7).unwrap_or(rest.len());
-                    let tail = rest[end..].trim_start_matches(|c: char| c.is_ascii_digit());
-                    format!("{}counter{tail}", &l[..i])
-                }
-                None => l.to_string(),
-            };
-            s.push_str(&l);
-            s.push('\n');
-        }
-        for k in [
-            "net/bridge/bridge-nf-call-iptables",
-            "net/ipv4/ip_forward",
-            "net/ipv4/conf/all/rp_filter",
-            "net/ipv4/conf/default/rp_filter",
-        ] {
-            let v = std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default();
-            s.push_str(&format!("{k}={v}"));
-        }
-        for n in &self.ns {
-            s.push_str(&ns_state(&n.path()));
-            for k in ["all", "default"] {
-                let f = format!("/proc/sys/net/ipv4/conf/{k}/rp_filter");
-                s.push_str(&stdout(&n.exec(&["cat", &f])));
-            }
-        }
-        // IPv6 DAD finishes on its own time: a link-local address loses
-        // "tentative" and gains its local route whenever it does.
-        s.lines()
-            .filter(|l| !l.starts_with("local fe80:"))
-            .map(|l| {
-                let l = l.split(" valid_lft").next().unwrap_or(l);
-                l.replace(" linkdown", "").replace(" tentative", "")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        snapshot(&self.mine(), &self.ns.iter().collect::<Vec<_>>())
     }
 
     /// A snapshot once the kernel is done with what the test just did
@@ -210,6 +136,96 @@ impl World {
         });
         (o.status.code().unwrap_or(-1), v)
     }
+}
+
+/// The host (this test's objects and the shared lines doctor could touch
+/// by mistake), the firewall, the sysctls doctor reads, and every
+/// namespace in `nss`.
+fn snapshot(mine: &[String], nss: &[&Netns]) -> String {
+    // Only this test's names: an earlier test's links are still being
+    // deleted by the kernel (netns teardown is asynchronous).
+    let is_mine = |l: &str| mine.iter().any(|m| l.contains(m.as_str()));
+    let mut s = String::new();
+    // The host: our objects' lines, and the shared ones doctor could
+    // touch by mistake (the uplink, default routes, lo). Lines of
+    // other helpers' objects change on their own meanwhile.
+    for args in [
+        &["-o", "link", "show"][..],
+        &["-o", "addr", "show"],
+        &["route", "show", "table", "all"],
+        &["-6", "route", "show", "table", "all"],
+    ] {
+        for l in ok("ip", args).lines() {
+            if is_mine(l)
+                || l.contains("eth0")
+                || l.starts_with("default")
+                || l.contains(" lo:")
+                || l.contains(" dev lo ")
+            {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+    }
+    // Firewall: every rule but other helpers' pipework rules; counters
+    // move with traffic.
+    let mut fw = ok("iptables", &["-S"]);
+    fw.push_str(&ok("iptables", &["-S", "-t", "nat"]));
+    fw.push_str(&String::from_utf8_lossy(
+        &sh("nft", &["list", "ruleset"]).stdout,
+    ));
+    // dockerd adds and removes its own rules (other helpers' containers
+    // with published ports come and go): those name docker0 or its subnet.
+    let docker_net: Option<String> = ok("ip", &["-o", "-4", "addr", "show", "docker0"])
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .map(|a| a.split('.').take(2).collect::<Vec<_>>().join(".") + ".");
+    for l in fw.lines() {
+        if l.contains("pipework:") && !is_mine(l) {
+            continue;
+        }
+        if l.contains("docker0") || docker_net.as_deref().is_some_and(|d| l.contains(d)) {
+            continue;
+        }
+        let l = match l.find("counter packets") {
+            Some(i) => {
+                let rest = &l[i..];
+                let end = rest.find(" bytes ").map(|j| j + 7).unwrap_or(rest.len());
+                let tail = rest[end..].trim_start_matches(|c: char| c.is_ascii_digit());
+                format!("{}counter{tail}", &l[..i])
+            }
+            None => l.to_string(),
+        };
+        s.push_str(&l);
+        s.push('\n');
+    }
+    for k in [
+        "net/bridge/bridge-nf-call-iptables",
+        "net/ipv4/ip_forward",
+        "net/ipv4/conf/all/rp_filter",
+        "net/ipv4/conf/default/rp_filter",
+    ] {
+        let v = std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default();
+        s.push_str(&format!("{k}={v}"));
+    }
+    for n in nss {
+        s.push_str(&ns_state(&n.path()));
+        for k in ["all", "default"] {
+            let f = format!("/proc/sys/net/ipv4/conf/{k}/rp_filter");
+            s.push_str(&stdout(&n.exec(&["cat", &f])));
+        }
+    }
+    // IPv6 DAD finishes on its own time: a link-local address loses
+    // "tentative" and gains its local route whenever it does.
+    s.lines()
+        .filter(|l| !l.starts_with("local fe80:"))
+        .map(|l| {
+            let l = l.split(" valid_lft").next().unwrap_or(l);
+            l.replace(" linkdown", "").replace(" tentative", "")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for World {
@@ -1124,4 +1140,67 @@ fn overlay_entry_deleted_then_peer_agent_killed() {
     lab.kill_agent(0);
     let (rc, v) = lab.doctor(&a.spec(), &b.spec());
     assert_cause(rc, &v, "overlay-agent-down");
+}
+
+#[test]
+fn docker_containers_by_name_then_docker_user_rule_removed() {
+    if !require_env() {
+        return;
+    }
+    let br = BridgeGuard::new("pwyb");
+    let a = Container::run("pwy");
+    let b = Container::run("pwy");
+    pipework_ok(&[&br.0, &a.name, "10.213.40.2/24", "--create"]);
+    pipework_ok(&[&br.0, &b.name, "10.213.40.3/24"]);
+    let snap = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        format!(
+            "{}\n{}\n{}",
+            snapshot(&[br.0.clone()], &[]),
+            a.net_state(),
+            b.net_state()
+        )
+    };
+    let run = || -> (i32, Value) {
+        let before = snap();
+        let o = pipework(&["doctor", &a.name, &b.name, "--json"]);
+        assert_same(
+            &before,
+            &snap(),
+            "host and containers across `pipework doctor`",
+        );
+        let v: Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+        (o.status.code().unwrap_or(-1), v)
+    };
+    let (rc, v) = run();
+    assert_eq!(rc, 0, "{v:#}");
+    let c = format!("pipework:{}", br.0);
+    ok(
+        "iptables",
+        &[
+            "-w",
+            "-D",
+            "DOCKER-USER",
+            "-i",
+            &br.0,
+            "-o",
+            &br.0,
+            "-m",
+            "comment",
+            "--comment",
+            &c,
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let (rc, v) = run();
+    let cause = assert_cause(rc, &v, "forward-drop");
+    assert!(
+        cause["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("iptables -I DOCKER-USER"),
+        "{cause}"
+    );
 }
