@@ -1156,7 +1156,7 @@ fn docker_containers_by_name_then_docker_user_rule_removed() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         format!(
             "{}\n{}\n{}",
-            snapshot(&[br.0.clone()], &[]),
+            snapshot(std::slice::from_ref(&br.0), &[]),
             a.net_state(),
             b.net_state()
         )
