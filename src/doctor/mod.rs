@@ -8,6 +8,7 @@
 //! `/proc/sys` and the signed records; the probes are sockets on
 //! short-lived threads. The answer is a list of hops and the causes found
 //! (`report`), each with its fix as a command where there is one.
+mod bridge_vlan;
 mod checks;
 mod ends;
 #[cfg(feature = "overlay")]
@@ -169,6 +170,9 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
         && ba.index == bb.index
     {
         checks::forward(r, &ba.name);
+        if let Some(be) = &b_end {
+            bridge_vlan::check(r, host, ba, &a_end, be).await;
+        }
     }
     if let Some(be) = &b_end {
         ovs::check(r, &a_end, be);
