@@ -42,9 +42,8 @@ pub struct Request {
 const PROBE: Duration = Duration::from_millis(900);
 
 pub async fn run(req: &Request) -> Result<Report> {
-    let a = match ends::resolve(&req.a, "A").await? {
-        End::Ns(s) => s,
-        End::Ip(_) => unreachable!("resolve refuses an address for A"),
+    let End::Ns(a) = ends::resolve(&req.a, "A").await? else {
+        return Err(crate::Error::bad(&req.a, "A must be a guest or `host`"));
     };
     let b = ends::resolve(&req.b, "B").await?;
     let host = ends::load(NetNs::current()?, true, "host".into()).await?;
@@ -56,12 +55,12 @@ pub async fn run(req: &Request) -> Result<Report> {
 async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u16>) -> Result<()> {
     // B's side: a namespace we can look into, or just an address (which,
     // when the host owns it, is the host).
-    let b: Option<Side> = match b {
-        End::Ns(s) => Some(s),
+    let (b, b_ip): (Option<Side>, Option<IpAddr>) = match b {
+        End::Ns(s) => (Some(s), None),
         End::Ip(ip) if host.addrs.iter().any(|x| x.net.ip() == ip) => {
             let mut h = ends::load(NetNs::current()?, true, format!("B (host, {ip})")).await?;
             h.addrs.retain(|x| x.net.ip() == ip);
-            Some(h)
+            (Some(h), Some(ip))
         }
         End::Ip(ip) => {
             r.hop(
@@ -69,7 +68,7 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
                 true,
                 "not an address of the host: B's side is checked from A only",
             );
-            None
+            (None, Some(ip))
         }
     };
     if a.global_addrs().is_empty() {
@@ -82,16 +81,10 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
         );
         return Ok(());
     }
-    let target = match &b {
-        None => match r.hops.first().map(|h| h.hop.clone()) {
-            Some(h) => h
-                .trim_start_matches("B (")
-                .trim_end_matches(')')
-                .parse::<IpAddr>()
-                .ok(),
-            None => None,
-        },
-        Some(b) => {
+    let target = match (&b, b_ip) {
+        (_, Some(ip)) => Some(ip),
+        (None, None) => None,
+        (Some(b), None) => {
             let addrs = b.global_addrs();
             if addrs.is_empty() {
                 r.hop(&b.label, false, "no address on any interface but lo");
