@@ -79,7 +79,10 @@ impl World {
         let mut v = vec![self.bridge.0.clone()];
         v.extend(self.host_links.iter().cloned());
         for i in 0..self.ns.len() {
-            if self.in_ns(i, &["-o", "link"]).contains("eth1@if") {
+            let links = self.in_ns(i, &["-o", "link"]);
+            // A peer in another named namespace (a point-to-point link)
+            // shows as `link-netns NAME`: no host end then.
+            if links.contains("eth1@if") && !links.contains("link-netns ") {
                 v.push(self.host_end(i));
             }
         }
@@ -188,6 +191,13 @@ fn snapshot(mine: &[String], nss: &[&Netns]) -> String {
         if l.contains("docker0") || docker_net.as_deref().is_some_and(|d| l.contains(d)) {
             continue;
         }
+        // Rules for other helpers' interfaces come and go with their tests.
+        let names_iface = [" -i ", " -o ", "iifname ", "oifname "]
+            .iter()
+            .any(|k| l.contains(k));
+        if names_iface && !is_mine(l) {
+            continue;
+        }
         let l = match l.find("counter packets") {
             Some(i) => {
                 let rest = &l[i..];
@@ -211,7 +221,7 @@ fn snapshot(mine: &[String], nss: &[&Netns]) -> String {
     }
     for n in nss {
         s.push_str(&ns_state(&n.path()));
-        for k in ["all", "default"] {
+        for k in ["all", "default", "eth1"] {
             let f = format!("/proc/sys/net/ipv4/conf/{k}/rp_filter");
             s.push_str(&stdout(&n.exec(&["cat", &f])));
         }
@@ -1203,4 +1213,35 @@ fn docker_containers_by_name_then_docker_user_rule_removed() {
             .starts_with("iptables -I DOCKER-USER"),
         "{cause}"
     );
+}
+
+#[test]
+fn point_to_point_link_healthy_then_one_end_down() {
+    if !require_env() {
+        return;
+    }
+    let mut w = World::new(50);
+    let a = w.guest("");
+    let b = w.guest("");
+    pipework_ok(&[
+        "link",
+        &format!("{}:eth1", w.spec(a)),
+        &format!("{}:eth1", w.spec(b)),
+        "--ip-a",
+        "10.213.50.1/30",
+        "--ip-b",
+        "10.213.50.2/30",
+    ]);
+    let (rc, v) = w.doctor(&[&w.spec(a), &w.spec(b)]);
+    assert_eq!(rc, 0, "{v:#}");
+    assert!(
+        v["hops"].as_array().expect("hops").iter().any(|h| h["seen"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("point-to-point veth")),
+        "{v:#}"
+    );
+    w.in_ns(b, &["link", "set", "eth1", "down"]);
+    let (rc, v) = w.doctor(&[&w.spec(a), &w.spec(b)]);
+    assert_cause(rc, &v, "link-down");
 }
