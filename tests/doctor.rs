@@ -1245,3 +1245,32 @@ fn point_to_point_link_healthy_then_one_end_down() {
     let (rc, v) = w.doctor(&[&w.spec(a), &w.spec(b)]);
     assert_cause(rc, &v, "link-down");
 }
+
+#[test]
+fn guest_and_host_without_a_host_address_on_the_bridge_is_no_route() {
+    if !require_env() {
+        return;
+    }
+    let w = pair(51);
+    let br = w.bridge.0.clone();
+    for (a, b) in [
+        (w.spec(0), "host".to_string()),
+        ("host".to_string(), w.spec(1)),
+    ] {
+        let (rc, v) = w.doctor(&[&a, &b]);
+        let c = assert_cause(rc, &v, "no-route");
+        assert_eq!(
+            c["fix"],
+            format!("ip addr add 10.213.51.250/24 dev {br}"),
+            "{c}"
+        );
+    }
+    ok("ip", &["addr", "add", "10.213.51.250/24", "dev", &br]);
+    for (a, b) in [
+        (w.spec(0), "host".to_string()),
+        ("host".to_string(), w.spec(1)),
+    ] {
+        let (rc, v) = w.doctor(&[&a, &b]);
+        assert_eq!(rc, 0, "{a} {b}: {v:#}");
+    }
+}

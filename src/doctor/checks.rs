@@ -198,7 +198,12 @@ pub async fn macvlan_host(r: &mut Report, host: &Side, guest: &HostEnd, guest_ip
         false,
         format!("through {pn}, the parent: the kernel keeps it from its own macvlan children"),
     );
-    let addr = shim_addr(host, parent.index, guest_ip);
+    let addr = host
+        .addrs_of(parent.index)
+        .into_iter()
+        .map(|a| a.net)
+        .find(|n| n.contains(guest_ip))
+        .and_then(|n| super::ends::free_addr(host, n, guest_ip));
     r.cause(
         "macvlan-host",
         &hop,
@@ -212,25 +217,4 @@ pub async fn macvlan_host(r: &mut Report, host: &Side, guest: &HostEnd, guest_ip
             None => format!("pipework host-shim {pn} <free address>/<len>"),
         }),
     );
-}
-
-/// A free-looking address for the shim: the parent's subnet's last host
-/// address but five (10.1.1.250 in a /24), as the README's example.
-fn shim_addr(host: &Side, parent: u32, guest_ip: IpAddr) -> Option<String> {
-    let net = host
-        .addrs_of(parent)
-        .into_iter()
-        .map(|a| a.net)
-        .find(|n| n.contains(guest_ip))?;
-    let ipnetwork::IpNetwork::V4(n) = net else {
-        return None;
-    };
-    if n.prefix() > 28 {
-        return None;
-    }
-    let last = u32::from(n.broadcast()).checked_sub(5)?;
-    let ip = std::net::Ipv4Addr::from(last);
-    let taken =
-        host.addrs.iter().any(|a| a.net.ip() == IpAddr::V4(ip)) || IpAddr::V4(ip) == guest_ip;
-    (!taken).then(|| format!("{ip}/{}", n.prefix()))
 }

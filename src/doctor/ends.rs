@@ -142,3 +142,35 @@ mod tests {
         assert!(usable("fd00::2".parse().unwrap()));
     }
 }
+
+/// Where a guest's veth leads on the host: the bridge its peer is a port
+/// of, or the peer itself (a routed veth). None for other kinds.
+pub fn host_side_of<'h>(host: &'h Side, l: &Link) -> Option<&'h Link> {
+    if l.kind.as_deref() != Some("veth") {
+        return None;
+    }
+    let peer = host.links.iter().find(|p| {
+        Some(p.index) == l.link && p.kind.as_deref() == Some("veth") && p.link == Some(l.index)
+    })?;
+    match peer.controller.and_then(|c| host.link(c)) {
+        Some(b) if b.is_bridge() => Some(b),
+        _ => Some(peer),
+    }
+}
+
+/// An address for the host in `net`, as the host-shim README example
+/// picks one: the subnet's last host address but five (10.1.1.250 in a
+/// /24), when nobody here has it.
+pub fn free_addr(host: &Side, net: ipnetwork::IpNetwork, avoid: IpAddr) -> Option<String> {
+    let ipnetwork::IpNetwork::V4(n) = net else {
+        return None;
+    };
+    if n.prefix() > 28 {
+        return None;
+    }
+    let ip = IpAddr::V4(std::net::Ipv4Addr::from(
+        u32::from(n.broadcast()).checked_sub(5)?,
+    ));
+    let taken = ip == avoid || host.addrs.iter().any(|a| a.net.ip() == ip);
+    (!taken).then(|| format!("{ip}/{}", n.prefix()))
+}

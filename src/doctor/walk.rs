@@ -151,7 +151,8 @@ async fn veth(
     let is_peer = |l: &&Link| {
         l.index == pi && l.kind.as_deref() == Some("veth") && l.link == Some(iface.index)
     };
-    if let Some(o) = other
+    // The far end being the host itself is the ordinary host-peer case.
+    if let Some(o) = other.filter(|o| !o.host)
         && let Some(p) = o.links.iter().find(is_peer)
     {
         out.p2p = true;
