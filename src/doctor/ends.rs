@@ -129,20 +129,6 @@ pub fn pick_target(a: &Side, b_addrs: &[&Addr]) -> Option<IpAddr> {
         .map(|b| b.net.ip())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_local_and_loopback_are_not_targets() {
-        assert!(!usable("127.0.0.1".parse().unwrap()));
-        assert!(!usable("169.254.1.1".parse().unwrap()));
-        assert!(!usable("fe80::1".parse().unwrap()));
-        assert!(usable("10.1.1.2".parse().unwrap()));
-        assert!(usable("fd00::2".parse().unwrap()));
-    }
-}
-
 /// Where a guest's veth leads on the host: the bridge its peer is a port
 /// of, or the peer itself (a routed veth). None for other kinds.
 pub fn host_side_of<'h>(host: &'h Side, l: &Link) -> Option<&'h Link> {
@@ -173,4 +159,18 @@ pub fn free_addr(host: &Side, net: ipnetwork::IpNetwork, avoid: IpAddr) -> Optio
     ));
     let taken = ip == avoid || host.addrs.iter().any(|a| a.net.ip() == ip);
     (!taken).then(|| format!("{ip}/{}", n.prefix()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_loopback_are_not_targets() {
+        assert!(!usable("127.0.0.1".parse().unwrap()));
+        assert!(!usable("169.254.1.1".parse().unwrap()));
+        assert!(!usable("fe80::1".parse().unwrap()));
+        assert!(usable("10.1.1.2".parse().unwrap()));
+        assert!(usable("fd00::2".parse().unwrap()));
+    }
 }
