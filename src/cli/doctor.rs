@@ -25,10 +25,14 @@ pub fn run(d: &DoctorArgs) -> Result<i32> {
         port: d.port,
     };
     let rep = super::runtime()?.block_on(crate::doctor::run(&req))?;
-    if d.json {
-        println!("{}", rep.json());
+    // A closed pipe is not a failure of the diagnosis: the exit status
+    // still tells (SIGPIPE may be ignored here: doctor can talk to etcd).
+    use std::io::Write;
+    let text = if d.json {
+        format!("{}\n", rep.json())
     } else {
-        print!("{}", rep.human());
-    }
+        rep.human()
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(rep.exit_code())
 }

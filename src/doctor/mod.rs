@@ -11,11 +11,13 @@
 mod bridge_vlan;
 mod checks;
 mod ends;
+mod host;
 #[cfg(feature = "overlay")]
 mod overlay;
 mod ovs;
 mod probe;
 mod report;
+mod verdict;
 mod walk;
 
 pub use report::{Cause, Hop, KINDS, Report};
@@ -39,7 +41,7 @@ pub struct Request {
 /// How long each probe waits: a local pair answers in well under a
 /// millisecond; an unresolved neighbour never does. Keeps a whole run
 /// under 2 s.
-const PROBE: Duration = Duration::from_millis(900);
+pub(crate) const PROBE: Duration = Duration::from_millis(900);
 
 pub async fn run(req: &Request) -> Result<Report> {
     let End::Ns(a) = ends::resolve(&req.a, "A").await? else {
@@ -97,7 +99,7 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
                 return Ok(());
             }
             if b.host {
-                match host_target(r, a, b) {
+                match host::host_target(r, a, b) {
                     Some(t) => Some(t),
                     None => return Ok(()),
                 }
@@ -148,7 +150,7 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
         .or_else(|| a.addrs_of(a_if.index).first().map(|x| x.net.ip()));
     if a.host
         && let Some(b) = &b
-        && !host_reaches(r, host, b, target, &a_if)
+        && !host::host_reaches(r, host, b, target, &a_if)
     {
         return Ok(());
     }
@@ -224,189 +226,6 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
             Some(format!("{} route replace {src} dev {name}", b.ip_cmd())),
         );
     }
-    probes(r, a, &a_if, target, nh, port, &seen, neigh);
+    verdict::probes(r, a, &a_if, target, nh, port, &seen, neigh);
     Ok(())
-}
-
-/// The probes' hops, and a cause when they failed where no check found
-/// why.
-#[allow(clippy::too_many_arguments)]
-fn probes(
-    r: &mut Report,
-    a: &Side,
-    a_if: &crate::netlink::Link,
-    target: IpAddr,
-    nh: IpAddr,
-    port: Option<u16>,
-    seen: &probe::Seen,
-    neigh: Option<&'static str>,
-) {
-    let explained = !r.causes.is_empty();
-    let echo_hop = format!("ping {target} from A");
-    match (seen.echo, &seen.echo_error) {
-        (Some(rtt), _) => r.hop(
-            &echo_hop,
-            true,
-            format!("reply in {:.1} ms", rtt.as_secs_f64() * 1e3),
-        ),
-        (None, Some(e)) => r.hop(&echo_hop, false, format!("could not send: {e}")),
-        (None, None) => r.hop(
-            &echo_hop,
-            false,
-            format!("no reply in {} ms", PROBE.as_millis()),
-        ),
-    }
-    let n_hop = format!("{} neighbour {nh}", a.label);
-    let state = neigh.unwrap_or("none");
-    let resolved = matches!(
-        state,
-        "reachable" | "stale" | "delay" | "probe" | "permanent" | "noarp"
-    );
-    r.hop(
-        &n_hop,
-        resolved,
-        format!("{state} on {}", display(&a_if.name)),
-    );
-    let tcp_open = seen.tcp == Some(probe::Tcp::Open);
-    if let (Some(p), Some(t)) = (port, &seen.tcp) {
-        let hop = format!("tcp {target}:{p} from A");
-        let (ok, what) = match t {
-            probe::Tcp::Open => (true, "connected".to_string()),
-            probe::Tcp::Refused => (false, "refused: nothing listens there".to_string()),
-            probe::Tcp::TimedOut => (false, format!("no answer in {} ms", PROBE.as_millis())),
-            probe::Tcp::Failed(e) => (false, e.clone()),
-        };
-        r.hop(&hop, ok, what.clone());
-        // Reached but refused: the host answered, the port is closed.
-        if !ok && !explained && (seen.echo.is_some() || *t == probe::Tcp::Refused) {
-            r.cause(
-                "port-closed",
-                &hop,
-                format!("{target} answers but port {p} is closed ({what})"),
-                None,
-            );
-            return;
-        }
-    }
-    if seen.echo.is_some() || tcp_open || explained {
-        return;
-    }
-    if !resolved {
-        let proto = if nh.is_ipv4() { "ARP" } else { "ND" };
-        r.cause(
-            "neigh-failed",
-            &n_hop,
-            format!(
-                "no {proto} answer for {nh} on {} {} (entry {state}): nothing on the segment owns {nh}, or it does not answer",
-                a.label,
-                display(&a_if.name)
-            ),
-            None,
-        );
-    } else {
-        r.cause(
-            "unexplained",
-            &echo_hop,
-            format!(
-                "{nh} is resolved ({state}) but no echo reply came back, and no check found why"
-            ),
-            None,
-        );
-    }
-}
-
-/// B is the host: the host address A should reach is the one on the
-/// bridge (or routed veth) A's interface leads to. When the host has
-/// none there, that is the cause (and the walk ends).
-fn host_target(r: &mut Report, a: &Side, host: &Side) -> Option<IpAddr> {
-    let mut missing = None;
-    for aa in a.global_addrs() {
-        let Some(l) = a.link(aa.index) else { continue };
-        let Some(hs) = ends::host_side_of(host, l) else {
-            continue;
-        };
-        if let Some(h) = host
-            .addrs_of(hs.index)
-            .into_iter()
-            .find(|h| aa.net.contains(h.net.ip()))
-        {
-            return Some(h.net.ip());
-        }
-        missing.get_or_insert((hs.clone(), aa.net, l.name.clone()));
-    }
-    let Some((hs, net, ifname)) = missing else {
-        // Not behind a veth (macvlan, …): any host address in A's subnets.
-        return ends::pick_target(a, &host.global_addrs());
-    };
-    no_host_address(
-        r,
-        host,
-        &hs,
-        net,
-        &format!("{}'s {}", a.label, display(&ifname)),
-    );
-    None
-}
-
-/// A is the host: its route to B must go out through the bridge (or
-/// routed veth) B's interface leads to, or the host reaches B some other
-/// way (the default route) and B's answers never find it.
-fn host_reaches(
-    r: &mut Report,
-    host: &Side,
-    b: &Side,
-    target: IpAddr,
-    out: &crate::netlink::Link,
-) -> bool {
-    let Some(bl) = b
-        .addrs
-        .iter()
-        .find(|x| x.net.ip() == target)
-        .and_then(|x| b.link(x.index))
-    else {
-        return true;
-    };
-    let Some(hs) = ends::host_side_of(host, bl) else {
-        return true;
-    };
-    if hs.index == out.index {
-        return true;
-    }
-    let net = b
-        .addrs
-        .iter()
-        .find(|x| x.net.ip() == target)
-        .map(|x| x.net)
-        .unwrap_or_else(|| ipnetwork::IpNetwork::from(target));
-    no_host_address(
-        r,
-        host,
-        hs,
-        net,
-        &format!("{}'s {}", b.label, display(&bl.name)),
-    );
-    false
-}
-
-fn no_host_address(
-    r: &mut Report,
-    host: &Side,
-    hs: &crate::netlink::Link,
-    net: ipnetwork::IpNetwork,
-    what: &str,
-) {
-    let name = display(&hs.name).into_owned();
-    let hop = format!("host {name}");
-    r.hop(&hop, false, format!("no host address in {}", net.network()));
-    let free = ends::free_addr(host, net, net.ip());
-    r.cause(
-        "no-route",
-        &hop,
-        format!(
-            "{what} is behind {name}, but the host has no address in {}/{} there: the host cannot talk to it",
-            net.network(),
-            net.prefix()
-        ),
-        free.map(|a| format!("ip addr add {a} dev {name}")),
-    );
 }
