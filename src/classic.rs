@@ -31,6 +31,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "lab",
     "overlay",
     "watch",
+    "doctor",
     "help",
 ];
 

@@ -354,6 +354,12 @@ pub fn why_dropped(bridge: &str) -> Option<String> {
     })
 }
 
+/// Whether iptables has Docker's DOCKER-USER chain, where our accept
+/// rule goes (else FORWARD): for naming the fix. Read-only.
+pub fn docker_user_chain() -> bool {
+    Filter::fetch().is_some_and(|f| f.chain() == "DOCKER-USER")
+}
+
 /// After a detach: drop our rule when no pipework port is left on the
 /// bridge, and say so on stderr.
 pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {

@@ -11,6 +11,7 @@ pub mod cni;
 pub mod demo;
 pub mod detach;
 pub mod dhcp;
+pub mod doctor;
 pub mod driver;
 pub mod error;
 pub mod firewall;

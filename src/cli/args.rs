@@ -48,6 +48,8 @@ pub enum Cmd {
     /// Cross-host VXLAN networks kept in etcd: create, delete, agent, status.
     #[cfg(feature = "overlay")]
     Overlay(super::overlay::OverlayArgs),
+    /// Why can't A and B talk? Walk the path, name the cause and the fix.
+    Doctor(super::doctor::DoctorArgs),
     /// Follow Docker events: plumb containers from their pipework.IFNAME labels on every start.
     Watch(WatchFlags),
     /// Print the man page (roff) to stdout.

@@ -191,3 +191,50 @@ fn port_msg(port: &Link, entries: Vec<BridgeVlanInfo>) -> LinkMessage {
     ));
     msg
 }
+
+/// One VLAN of a bridge port, as `bridge vlan show` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vid: u16,
+    /// Untagged frames coming in get this VLAN.
+    pub pvid: bool,
+    /// Frames of this VLAN leave untagged.
+    pub untagged: bool,
+}
+
+impl Net {
+    /// The VLANs of bridge port `port` (what `bridge vlan show dev PORT`
+    /// lists): an AF_BRIDGE link dump asking for VLAN info. Empty when
+    /// the port has none or the bridge does not filter. Read-only.
+    pub async fn port_vlans(&self, port: &Link) -> Result<Vec<PortVlan>> {
+        use netlink_packet_route::link::LinkExtentMask;
+        let mut msgs = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = msgs.next().await {
+            let m = m.map_err(|e| nl_err(format!("listing the VLANs of {}", port.name), e))?;
+            if m.header.index != port.index {
+                continue;
+            }
+            for a in &m.attributes {
+                let LinkAttribute::AfSpecBridge(specs) = a else {
+                    continue;
+                };
+                for s in specs {
+                    if let AfSpecBridge::VlanInfo(v) = s {
+                        out.push(PortVlan {
+                            vid: v.vid,
+                            pvid: v.flags.contains(BridgeVlanInfoFlags::Pvid),
+                            untagged: v.flags.contains(BridgeVlanInfoFlags::Untagged),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -10,6 +10,7 @@ pub mod host_link;
 pub mod host_route;
 pub mod journal;
 pub mod lease;
+pub mod lookup;
 pub mod ops;
 pub mod pair;
 pub mod route;

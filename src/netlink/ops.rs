@@ -37,6 +37,8 @@ pub struct Link {
     /// `IFLA_LINK`: the parent (macvlan, vlan) or the veth peer's index.
     pub link: Option<u32>,
     pub up: bool,
+    /// IFF_NOARP: the link neither asks nor answers ARP.
+    pub noarp: bool,
     /// ARPHRD type (1 = Ethernet, 32 = InfiniBand).
     pub link_type: u16,
     /// `IFLA_LINK_NETNSID`: the namespace (as this one numbers it) where
@@ -54,6 +56,7 @@ impl Link {
         let mut l = Link {
             index: msg.header.index,
             up: msg.header.flags.contains(LinkFlags::Up),
+            noarp: msg.header.flags.contains(LinkFlags::Noarp),
             link_type: u16::from(msg.header.link_layer_type),
             ..Default::default()
         };

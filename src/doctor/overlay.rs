@@ -1,0 +1,187 @@
+//! The overlay hop: A's bridge is an overlay network's (`ov-NET`), so B
+//! sits behind another host and the frames cross the VXLAN device. What
+//! must hold, checked in order: this host's agent runs; B's endpoint and
+//! B's host are alive in etcd (both live under that host's lease, so a
+//! dead agent there takes them away); and this host's kernel has the FDB
+//! and neighbour entries that send B's MAC to B's host. Read only: one
+//! etcd range over the overlay's keys, one dump of the VXLAN entries.
+use super::ends::Side;
+use super::report::Report;
+use crate::overlay::{agent::View, names, state, store};
+use crate::untrusted::display;
+use std::net::{IpAddr, Ipv4Addr};
+
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Check network `net` on this host (`host`) for target `b`.
+pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
+    let hop = format!("overlay {net}");
+    let agent_hop = format!("{hop} agent");
+    let Some(agent) = state::load() else {
+        r.hop(&agent_hop, false, "no agent state on this host");
+        r.cause(
+            "overlay-agent-down",
+            &agent_hop,
+            "no overlay agent has run on this host (no signed agent state)",
+            Some("pipework overlay agent --underlay IFACE".into()),
+        );
+        return;
+    };
+    let alive = crate::inventory::alive(agent.pid);
+    r.hop(
+        &agent_hop,
+        alive,
+        format!(
+            "host {}, pid {}{}",
+            display(&agent.host),
+            agent.pid,
+            if alive { "" } else { " (not running)" }
+        ),
+    );
+    if !alive {
+        r.cause(
+            "overlay-agent-down",
+            &agent_hop,
+            format!(
+                "the overlay agent of this host ({}, pid {}) is not running: nothing keeps the VXLAN entries in step with etcd",
+                display(&agent.host),
+                agent.pid
+            ),
+            Some(format!(
+                "pipework overlay agent --underlay IFACE --name {}",
+                display(&agent.host)
+            )),
+        );
+    }
+    let etcd_hop = format!("{hop} etcd");
+    let view = match store::Store::connect(&agent.etcd).await {
+        Ok(st) => match st.list(store::ROOT).await {
+            Ok((kvs, _)) => View::parse(&kvs.into_iter().collect()),
+            Err(e) => {
+                r.hop(&etcd_hop, false, format!("cannot read: {e}"));
+                return;
+            }
+        },
+        Err(e) => {
+            r.hop(&etcd_hop, false, format!("cannot reach: {e}"));
+            return;
+        }
+    };
+    let Some(ep) = view.eps.get(&(net.to_string(), b)) else {
+        r.hop(
+            &etcd_hop,
+            false,
+            format!("no endpoint {b} in network {net}"),
+        );
+        r.cause(
+            "overlay-peer-down",
+            &etcd_hop,
+            format!(
+                "etcd has no endpoint {b} in {net}: its host's agent stopped (its lease took the endpoint away) or B was never attached to {net}"
+            ),
+            None,
+        );
+        return;
+    };
+    if ep.host == agent.host {
+        r.hop(&etcd_hop, true, format!("{b} is on this host"));
+        return;
+    }
+    let peer = display(&ep.host).into_owned();
+    let Some(h) = view.hosts.get(&ep.host) else {
+        r.hop(
+            &etcd_hop,
+            false,
+            format!("{b} is on host {peer}, which is not alive"),
+        );
+        r.cause(
+            "overlay-peer-down",
+            &etcd_hop,
+            format!("B's host {peer} is not alive in etcd: its agent is down"),
+            Some(format!(
+                "pipework overlay agent --underlay IFACE --name {peer}  (on {peer})"
+            )),
+        );
+        return;
+    };
+    r.hop(
+        &etcd_hop,
+        true,
+        format!("{b} on host {peer} (alive, underlay {})", h.underlay),
+    );
+    let vx_name = names::vxlan(net);
+    let vx_hop = format!("{hop} {vx_name}");
+    let vx = match host.net.link_by_name(&vx_name).await {
+        Ok(Some(l)) => l,
+        Ok(None) | Err(_) => {
+            r.hop(&vx_hop, false, "no VXLAN device on this host");
+            if alive {
+                r.cause(
+                    "overlay-no-entry",
+                    &vx_hop,
+                    format!("this host has no {vx_name}: the agent has not built {net} here"),
+                    None,
+                );
+            }
+            return;
+        }
+    };
+    let have = match host.net.vxlan_entries(vx.index).await {
+        Ok(h) => h,
+        Err(e) => {
+            r.hop(&vx_hop, false, format!("cannot read its entries: {e}"));
+            return;
+        }
+    };
+    let mac = names::mac_for(b);
+    let fdb_ok = have.fdb.get(&mac) == Some(&h.underlay);
+    let neigh_ok = have.neigh.get(&b) == Some(&mac);
+    let m = mac_text(&mac);
+    r.hop(
+        &vx_hop,
+        fdb_ok && neigh_ok,
+        format!(
+            "fdb {m} → {}, neigh {b} → {}",
+            have.fdb
+                .get(&mac)
+                .map(IpAddr::to_string)
+                .unwrap_or_else(|| "missing".into()),
+            have.neigh
+                .get(&b)
+                .map(mac_text)
+                .unwrap_or_else(|| "missing".into())
+        ),
+    );
+    let mut fixes = Vec::new();
+    if !fdb_ok {
+        fixes.push(format!(
+            "bridge fdb replace {m} dev {vx_name} dst {} self permanent",
+            h.underlay
+        ));
+    }
+    if !neigh_ok {
+        fixes.push(format!(
+            "ip neigh replace {b} lladdr {m} dev {vx_name} nud permanent"
+        ));
+    }
+    if !fixes.is_empty() {
+        r.cause(
+            "overlay-no-entry",
+            &vx_hop,
+            format!(
+                "this host's {vx_name} lacks the {} entry for {b} on {peer} (the agent restores it at its next resync)",
+                match (fdb_ok, neigh_ok) {
+                    (false, false) => "FDB and neighbour",
+                    (false, true) => "FDB",
+                    _ => "neighbour",
+                }
+            ),
+            Some(fixes.join(" && ")),
+        );
+    }
+}
