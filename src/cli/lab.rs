@@ -1,6 +1,7 @@
 //! `pipework lab` flags, dispatch and output.
 use crate::error::{Error, Result};
-use crate::lab::{apply, down, graph, load, state, status};
+use crate::lab::model::NodeKind;
+use crate::lab::{apply, down, dryrun, graph, load, state, status};
 use crate::untrusted::display as shown;
 use clap::{Args, Subcommand};
 
@@ -18,6 +19,14 @@ pub enum LabCmd {
         file: String,
         #[arg(long)]
         json: bool,
+        /// Print what up would do (nodes to start, links to add, remove or
+        /// rebuild, with iproute2 equivalents); change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Refuse the file if it has keys pipework does not act on (named
+        /// on stderr otherwise), before anything is changed.
+        #[arg(long)]
+        strict: bool,
     },
     /// Remove what the lab built (found from its records; the file may be gone).
     Down {
@@ -48,8 +57,61 @@ fn json<T: serde::Serialize>(v: &T) {
 pub fn run(a: &LabArgs) -> Result<i32> {
     let rt = super::runtime()?;
     match &a.cmd {
-        LabCmd::Up { file, json: j } => {
+        LabCmd::Up {
+            file,
+            json: j,
+            dry_run,
+            strict,
+        } => {
             let lab = load(file)?;
+            if *strict && !lab.ignored.is_empty() {
+                for i in &lab.ignored[1..] {
+                    eprintln!("pipework: not supported: {}", shown(i));
+                }
+                return Err(Error::bad(
+                    &lab.ignored[0],
+                    format!(
+                        "--strict: {} key(s) of the file would be ignored; remove them or drop --strict",
+                        lab.ignored.len()
+                    ),
+                ));
+            }
+            for i in &lab.ignored {
+                eprintln!("ignored: {}", shown(i));
+            }
+            let unprivileged: Vec<&str> = lab
+                .nodes
+                .values()
+                .filter(|n| matches!(&n.kind, NodeKind::Image(i) if !i.privileged))
+                .map(|n| n.name.as_str())
+                .collect();
+            if lab.clab && !unprivileged.is_empty() {
+                eprintln!(
+                    "note: nodes {} start unprivileged with NET_ADMIN and NET_RAW (containerlab starts them privileged; set privileged: true to match)",
+                    shown(&unprivileged.join(","))
+                );
+            }
+            if *dry_run {
+                let d = rt.block_on(dryrun::run(&lab))?;
+                if *j {
+                    json(&d);
+                } else {
+                    for s in &d.steps {
+                        println!("{:<7} {}", s.action, shown(&s.what));
+                        for c in &s.commands {
+                            println!("          {}", shown(c));
+                        }
+                    }
+                    println!(
+                        "lab {}: {} step(s), {} unchanged",
+                        shown(&d.lab),
+                        d.steps.len(),
+                        d.unchanged
+                    );
+                }
+                eprintln!("pipework: dry run, nothing changed");
+                return Ok(0);
+            }
             let r = rt.block_on(apply::up(&lab, Some(std::path::Path::new(file))))?;
             if *j {
                 json(&r);
@@ -62,6 +124,9 @@ pub fn run(a: &LabArgs) -> Result<i32> {
                 }
                 for l in &r.removed {
                     println!("removed {}", shown(l));
+                }
+                for (n, k) in &r.exec {
+                    println!("exec    {}: {k} line(s) ok", shown(n));
                 }
                 println!(
                     "lab {}: {} added, {} removed, {} unchanged",
@@ -109,13 +174,17 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             } else {
                 for n in &s.nodes {
                     println!(
-                        "node {:<16} {:<9} {}{}",
+                        "node {:<16} {:<9} {}{}{}",
                         shown(&n.name),
                         n.kind,
                         if n.running { "running" } else { "NOT RUNNING" },
                         n.problem
                             .as_deref()
                             .map(|p| format!(": {}", shown(p)))
+                            .unwrap_or_default(),
+                        n.exec
+                            .as_deref()
+                            .map(|e| format!("  exec {e}"))
                             .unwrap_or_default()
                     );
                 }

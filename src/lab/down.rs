@@ -90,6 +90,7 @@ pub async fn down(name: &str) -> Result<DownReport> {
     }
     st.bridges = keep;
     st.file = None;
+    st.exec.clear();
     state::save(name, &st)?;
     Ok(rep)
 }

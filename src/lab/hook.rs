@@ -18,7 +18,7 @@ fn is_node(lab: &Lab, node: &str, name: &str, id: &str) -> bool {
         NodeKind::Container(c) => {
             c == name || (!id.is_empty() && c.len() >= 12 && id.starts_with(c.as_str()))
         }
-        NodeKind::Image { .. } => container_name(&lab.name, node) == name,
+        NodeKind::Image(_) => container_name(&lab.name, node) == name,
         NodeKind::Netns(_) => false,
     }
 }

@@ -13,6 +13,13 @@ pub struct Lab {
     pub name: String,
     pub nodes: BTreeMap<String, Node>,
     pub units: Vec<Unit>,
+    /// Keys of the file pipework does not act on, as dotted paths with the
+    /// reason (`topology.nodes.r1.startup-config (not supported)`): named
+    /// at `up`, refused under `--strict`.
+    pub ignored: Vec<String>,
+    /// Whether it came from a containerlab file (whose nodes containerlab
+    /// starts privileged; ours are not, and `up` says so).
+    pub clab: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -26,7 +33,7 @@ pub enum NodeKind {
     /// An existing container (name or id); never started or stopped by us.
     Container(String),
     /// A container the lab starts from this image (no network) and removes.
-    Image { image: String, cmd: Vec<String> },
+    Image(Box<ImageNode>),
     /// An existing named network namespace.
     Netns(String),
 }
@@ -36,11 +43,37 @@ impl Node {
     pub fn guest_spec(&self, lab: &str) -> String {
         match &self.kind {
             NodeKind::Container(c) => c.clone(),
-            NodeKind::Image { .. } => container_name(lab, &self.name),
+            NodeKind::Image(_) => container_name(lab, &self.name),
             NodeKind::Netns(n) => format!("netns:{n}"),
         }
     }
 }
+
+/// How an image node's container is made, and what runs in it once its
+/// links are up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImageNode {
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`, sorted by key.
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `/abs/host/path:/container/path[:opts]`, the host side resolved
+    /// against the lab file's folder and checked to exist.
+    pub binds: Vec<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+    /// Capabilities added (default NET_ADMIN and NET_RAW: enough for
+    /// `ip addr`/`ip route` in `exec`, less than privileged).
+    pub cap_add: Vec<String>,
+    /// Commands run in the container, in order, after its links are up;
+    /// each an argv (split like a shell would, never run by one).
+    pub exec: Vec<Vec<String>>,
+}
+
+/// The capabilities an image node gets when its file names none.
+pub const DEFAULT_CAPS: [&str; 2] = ["NET_ADMIN", "NET_RAW"];
 
 /// The name of the container the lab starts for an image node.
 pub fn container_name(lab: &str, node: &str) -> String {

@@ -19,6 +19,17 @@ pub struct State {
     /// the lab again when one of its containers restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// node name → how its `exec` lines went when `up` started it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exec: std::collections::BTreeMap<String, ExecRun>,
+}
+
+/// A node's `exec` lines as run by the `up` that started it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecRun {
+    /// Lines that exited 0.
+    pub ok: usize,
+    pub of: usize,
 }
 
 /// Lab state files live in the state area's `labs` folder (`own`).
