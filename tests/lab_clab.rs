@@ -19,13 +19,7 @@ fn image() {
         "{}/bb.tar",
         std::env::var("PW_ENV").unwrap_or_else(|_| "/tmp/pw-env".into())
     );
-    let o = docker(&[
-        "import",
-        "-c",
-        r#"CMD ["/bin/sleep","86400"]"#,
-        &tar,
-        IMAGE,
-    ]);
+    let o = docker(&["import", "-c", r#"CMD ["/bin/sleep","86400"]"#, &tar, IMAGE]);
     assert!(o.status.success(), "docker import: {}", stderr(&o));
 }
 
@@ -77,7 +71,9 @@ fn containerlabs_frr01_comes_up_as_written() {
     let plan = stdout(&o);
     assert!(plan.contains("start   node router1"), "{plan}");
     assert!(
-        plan.contains("ip link add eth1 netns <router1> mtu 1500 type veth peer name eth1 netns <router2>"),
+        plan.contains(
+            "ip link add eth1 netns <router1> mtu 1500 type veth peer name eth1 netns <router2>"
+        ),
         "{plan}"
     );
     assert!(
@@ -91,7 +87,11 @@ fn containerlabs_frr01_comes_up_as_written() {
     let out = stdout(&o);
     assert!(out.contains("6 added, 0 removed, 0 unchanged"), "{out}");
     // Unprivileged, and said so.
-    assert!(stderr(&o).contains("NET_ADMIN and NET_RAW"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("NET_ADMIN and NET_RAW"),
+        "{}",
+        stderr(&o)
+    );
 
     // Binds, byte-equal.
     for r in ["router1", "router2", "router3"] {
@@ -135,7 +135,10 @@ fn containerlabs_frr01_comes_up_as_written() {
     // A second up is a no-op: nothing started, nothing run again.
     let again = stdout(&pipework_ok(&["lab", "up", file]));
     assert!(again.contains("0 added, 0 removed, 6 unchanged"), "{again}");
-    assert!(!again.contains("started") && !again.contains("exec "), "{again}");
+    assert!(
+        !again.contains("started") && !again.contains("exec "),
+        "{again}"
+    );
     let r = dexec("frr01-PC1", &["ip", "route"]);
     assert_eq!(r.matches("192.168.0.0/16").count(), 1, "{r}");
 
@@ -212,12 +215,7 @@ topology:
     // :ro holds.
     let o = docker(&["exec", &a, "sh", "-c", "echo x > /srv/x.txt"]);
     assert!(!o.status.success());
-    let labels = stdout(&docker(&[
-        "inspect",
-        "-f",
-        "{{json .Config.Labels}}",
-        &a,
-    ]));
+    let labels = stdout(&docker(&["inspect", "-f", "{{json .Config.Labels}}", &a]));
     assert!(labels.contains("\"team\":\"blue\""), "{labels}");
     // b: the kind's image and env, its own cmd, the defaults' exec.
     assert_eq!(env(&b), "kind,defaults,kind\n");
@@ -294,7 +292,10 @@ topology:
             .any(|l| l == "ignored: topology.nodes.r1.startup-config (not supported)"),
         "{e}"
     );
-    assert!(e.contains("ignored: topology.links[1].vars (not supported)"), "{e}");
+    assert!(
+        e.contains("ignored: topology.links[1].vars (not supported)"),
+        "{e}"
+    );
     assert_eq!(containers(&name).len(), 2);
 }
 
@@ -333,7 +334,10 @@ topology:
     let o = pipework(&["lab", "up", f]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("nodes.a.exec[2]") && e.contains("nosuchdev"), "{e}");
+    assert!(
+        e.contains("nodes.a.exec[2]") && e.contains("nosuchdev"),
+        "{e}"
+    );
     assert!(containers(&name).is_empty(), "{:?}", containers(&name));
     assert_same(&before, &lab_snap(), "host after a failed exec");
     // Nothing left for the next `up` or `down` to find either.
