@@ -231,6 +231,15 @@ ips = ["192.168.9.1/24", "192.168.9.2/24"]
     let labels: Vec<&str> = g.texts.iter().map(|t| t.1.as_str()).collect();
     assert!(labels.contains(&"eth1 10.0.0.2/30"), "{labels:?}");
 
+    // The README's example lab.
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lab-example.toml");
+    let svg = svg_of(ex);
+    check(&svg, "docs/lab-example.toml");
+    // The picture in the README is this one.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lab-example.svg"))
+        .expect("docs/lab-example.svg");
+    assert_eq!(doc, svg, "regenerate docs/lab-example.svg with lab graph");
+
     let frr = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/frr01/frr01.clab.yml"

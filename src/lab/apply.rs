@@ -257,11 +257,11 @@ async fn converge(
     // order. A failing line fails the `up`, and the journal takes back
     // everything it made (the node's container included).
     for n in &rep.started {
-        if let Some(NodeKind::Image(i)) = lab.nodes.get(n).map(|x| &x.kind) {
-            if !i.exec.is_empty() {
-                exec(lab, n, i, st)?;
-                rep.exec.push((n.clone(), i.exec.len()));
-            }
+        if let Some(NodeKind::Image(i)) = lab.nodes.get(n).map(|x| &x.kind)
+            && !i.exec.is_empty()
+        {
+            exec(lab, n, i, st)?;
+            rep.exec.push((n.clone(), i.exec.len()));
         }
     }
     // Every addition stands: keep it whatever happens next. A removal that
