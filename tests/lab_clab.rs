@@ -128,6 +128,35 @@ fn containerlabs_frr01_comes_up_as_written() {
         &["ip", "addr", "del", "192.168.11.1/24", "dev", "eth3"],
     );
 
+    // `link --dry-run`: the plan, and nothing made.
+    let o = pipework_ok(&[
+        "link",
+        "frr01-PC1:eth9",
+        "frr01-PC2:eth9",
+        "--ip-a",
+        "10.9.9.1/30",
+        "--dry-run",
+    ]);
+    let plan = stdout(&o);
+    assert!(
+        plan.contains(
+            "ip link add eth9 netns <frr01-PC1> mtu 1500 type veth peer name eth9 netns <frr01-PC2>"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("ip -n <frr01-PC1> addr add 10.9.9.1/30 dev eth9"),
+        "{plan}"
+    );
+    for pc in ["PC1", "PC2"] {
+        let l = dexec(&format!("frr01-{pc}"), &["ip", "-o", "link"]);
+        assert!(!l.contains("eth9"), "{pc}: {l}");
+    }
+    // A name in use is refused by the dry run as by the real one.
+    let o = pipework(&["link", "frr01-PC1:eth1", "frr01-PC2:eth9", "--dry-run"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("eth1"), "{}", stderr(&o));
+
     let st = stdout(&pipework_ok(&["lab", "status", file]));
     assert!(st.contains("exec 4/4 ok"), "{st}");
     assert!(st.contains("matches the file"), "{st}");
