@@ -27,6 +27,10 @@ pub enum LabCmd {
         /// on stderr otherwise), before anything is changed.
         #[arg(long)]
         strict: bool,
+        /// Build only this host's part of a lab across hosts (nodes with
+        /// host = "H"); without it, the nodes that name no host.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Remove what the lab built (found from its records; the file may be gone).
     Down {
@@ -34,12 +38,18 @@ pub enum LabCmd {
         lab: String,
         #[arg(long)]
         json: bool,
+        /// Remove only this host's part of a lab across hosts (needs the file).
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Every node and link, and whether the kernel still matches the file.
     Status {
         file: String,
         #[arg(long)]
         json: bool,
+        /// This host's part of a lab across hosts.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Draw the lab: DOT (default) or SVG on stdout.
     Graph {
@@ -62,8 +72,9 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             json: j,
             dry_run,
             strict,
+            host,
         } => {
-            let lab = load(file)?;
+            let lab = load(file)?.for_host(host.as_deref());
             if *strict && !lab.ignored.is_empty() {
                 for i in &lab.ignored[1..] {
                     eprintln!("pipework: not supported: {}", shown(i));
@@ -138,9 +149,14 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        LabCmd::Down { lab, json: j } => {
+        LabCmd::Down { lab, json: j, host } => {
+            let mut elsewhere = Default::default();
             let name = if std::path::Path::new(lab).exists() {
-                load(lab)?.name
+                let l = load(lab)?.for_host(host.as_deref());
+                elsewhere = l.elsewhere;
+                l.name
+            } else if host.is_some() {
+                return Err(Error::bad(lab, "down --host needs the lab file"));
             } else if state::exists(lab)
                 || lab
                     .bytes()
@@ -150,7 +166,7 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             } else {
                 return Err(Error::bad(lab, "no such lab file, and not a lab name"));
             };
-            let r = rt.block_on(down::down(&name))?;
+            let r = rt.block_on(down::down_except(&name, &elsewhere))?;
             if *j {
                 json(&r);
             } else {
@@ -166,8 +182,12 @@ pub fn run(a: &LabArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        LabCmd::Status { file, json: j } => {
-            let lab = load(file)?;
+        LabCmd::Status {
+            file,
+            json: j,
+            host,
+        } => {
+            let lab = load(file)?.for_host(host.as_deref());
             let s = rt.block_on(status::run(&lab));
             if *j {
                 json(&s);

@@ -168,8 +168,9 @@ pub async fn up(lab: &Lab, source: Option<&Path>) -> Result<UpReport> {
     match converge(lab, &mut st, &mut j, &mut rep).await {
         Ok(()) => {
             j.commit();
-            if source.is_some() && st.file != source {
+            if source.is_some() && (st.file != source || st.host != lab.host) {
                 st.file = source;
+                st.host = lab.host.clone();
                 state::save(&lab.name, &st)?;
             }
             Ok(rep)

@@ -70,6 +70,17 @@ fn unit_steps(lab: &Lab, u: &Unit) -> Vec<String> {
             let h = k.host().unwrap_or_default();
             let n = &e.node;
             let mut v = match k {
+                LinkKind::Overlay(net) => {
+                    let ip = e.addrs.first().map(|a| a.to_string()).unwrap_or_default();
+                    return vec![format!(
+                        "pipework {net} {} {ip} -i {}   # claims {ip} in etcd, veth into ov-{net}",
+                        lab.nodes
+                            .get(n)
+                            .map(|x| x.guest_spec(&lab.name))
+                            .unwrap_or_default(),
+                        e.ifname
+                    )];
+                }
                 LinkKind::Macvlan { mode, .. } => vec![format!(
                     "ip link add {} link {h} netns <{n}> type macvlan mode {mode}",
                     e.ifname

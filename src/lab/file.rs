@@ -59,6 +59,8 @@ pub(super) struct NodeToml {
     pub user: Option<String>,
     pub privileged: Option<bool>,
     pub cap_add: Option<Vec<String>>,
+    /// The host that runs this node (labs across hosts).
+    pub host: Option<String>,
 }
 
 /// `cmd` as a list or as one string split on spaces (containerlab's form).
@@ -75,6 +77,7 @@ pub(super) struct LinkToml {
     pub kind: Option<String>,
     pub endpoints: Vec<String>,
     pub bridge: Option<String>,
+    pub network: Option<String>,
     pub parent: Option<String>,
     pub mode: Option<String>,
     #[serde(default)]
@@ -125,7 +128,7 @@ pub(super) fn build(
                 "binds, exec, env, labels, user, entrypoint, privileged and cap_add need an image node (image = IMAGE)",
             ));
         }
-        let kind = match (t.container, t.image.clone(), t.netns) {
+        let kind = match (t.container.clone(), t.image.clone(), t.netns.clone()) {
             (Some(c), None, None) => NodeKind::Container(c),
             (None, Some(i), None) => NodeKind::Image(Box::new(image_node(
                 &n,
@@ -151,7 +154,22 @@ pub(super) fn build(
                 ));
             }
         };
-        out.nodes.insert(n.clone(), Node { name: n, kind });
+        if let Some(h) = &t.host
+            && (h.is_empty() || h == "host" || check_node_name(h).is_err())
+        {
+            return Err(Error::bad(
+                h,
+                format!("nodes.{n}.host: a host name, as given to lab up --host"),
+            ));
+        }
+        out.nodes.insert(
+            n.clone(),
+            Node {
+                name: n,
+                kind,
+                host: t.host,
+            },
+        );
     }
     let mut taken: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, l) in links.into_iter().enumerate() {
@@ -361,18 +379,43 @@ fn link(lab: &Lab, i: usize, l: LinkToml) -> Result<Unit> {
             })?,
             mode: l.mode.clone().unwrap_or_else(|| "bridge".into()),
         },
+        Some("overlay") => LinkKind::Overlay(l.network.clone().ok_or_else(|| {
+            Error::bad(
+                at("network"),
+                "an overlay link names its network (network = \"NET\", see pipework overlay create)",
+            )
+        })?),
         Some(k) => {
             return Err(Error::bad(
                 k,
-                "link kind: p2p (default), bridge, ovs or macvlan",
+                "link kind: p2p (default), bridge, ovs, macvlan or overlay",
             ));
         }
     };
+    if let LinkKind::Overlay(net) = &kind {
+        if l.ips.len() != l.endpoints.len() || l.ips.iter().any(|a| a.contains(',')) {
+            return Err(Error::bad(
+                at("ips"),
+                "an overlay link gives each endpoint one address (ip/len in the network's subnet)",
+            ));
+        }
+        if net.is_empty()
+            || net.len() > 12
+            || !net
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(Error::bad(
+                net,
+                "an overlay network name: 1-12 of a-z 0-9 - _",
+            ));
+        }
+    }
     match &kind {
         LinkKind::Bridge(h) | LinkKind::Ovs(h) | LinkKind::Macvlan { parent: h, .. } => {
             check_ifname(h)?
         }
-        LinkKind::P2p => {}
+        LinkKind::P2p | LinkKind::Overlay(_) => {}
     }
     if let LinkKind::Macvlan { mode, .. } = &kind {
         crate::driver::macvlan::parse_mode(mode)?;
@@ -444,6 +487,19 @@ fn link(lab: &Lab, i: usize, l: LinkToml) -> Result<Unit> {
             mac,
         });
     }
+    if !matches!(kind, LinkKind::Overlay(_)) {
+        let hosts: std::collections::BTreeSet<Option<&str>> = ends
+            .iter()
+            .filter(|e| e.node != "host")
+            .map(|e| lab.nodes.get(&e.node).and_then(|n| n.host.as_deref()))
+            .collect();
+        if hosts.len() > 1 {
+            return Err(Error::bad(
+                at("endpoints"),
+                "joins nodes on different hosts: only an overlay link spans hosts",
+            ));
+        }
+    }
     Ok(Unit {
         kind,
         ends,
@@ -514,6 +570,55 @@ ips = ["10.1.0.1/24", "", "10.1.0.3/24"]
             parse_toml(GOOD, Path::new("/")).expect("again").units[3].id(),
             lab.units[3].id()
         );
+    }
+
+    #[test]
+    fn a_lab_across_hosts_is_cut_per_host() {
+        let text = r#"
+name = "x"
+[nodes.a]
+netns = "a"
+host = "h0"
+[nodes.b]
+netns = "b"
+host = "h1"
+[nodes.c]
+netns = "c"
+host = "h1"
+[[links]]
+kind = "overlay"
+network = "blue"
+endpoints = ["a:eth1", "b:eth1"]
+ips = ["10.9.0.1/24", "10.9.0.2/24"]
+[[links]]
+endpoints = ["b:eth2", "c:eth2"]
+"#;
+        let lab = parse_toml(text, Path::new("/")).expect("parses");
+        assert_eq!(lab.units.len(), 3);
+        let h0 = lab.clone().for_host(Some("h0"));
+        assert_eq!(h0.nodes.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(h0.units.len(), 1);
+        assert_eq!(h0.elsewhere.len(), 2);
+        let h1 = lab.clone().for_host(Some("h1"));
+        assert_eq!(h1.units.len(), 2);
+        assert!(lab.for_host(None).units.is_empty());
+        let e = parse_toml(
+            &text.replace(
+                "endpoints = [\"b:eth2\", \"c:eth2\"]",
+                "endpoints = [\"a:eth2\", \"c:eth2\"]",
+            ),
+            Path::new("/"),
+        )
+        .expect_err("p2p across hosts")
+        .to_string();
+        assert!(e.contains("only an overlay link spans hosts"), "{e}");
+        let e = parse_toml(
+            &text.replace("ips = [\"10.9.0.1/24\", \"10.9.0.2/24\"]\n", ""),
+            Path::new("/"),
+        )
+        .expect_err("overlay without addresses")
+        .to_string();
+        assert!(e.contains("links[1].ips"), "{e}");
     }
 
     #[test]

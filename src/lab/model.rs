@@ -20,12 +20,38 @@ pub struct Lab {
     /// Whether it came from a containerlab file (whose nodes containerlab
     /// starts privileged; ours are not, and `up` says so).
     pub clab: bool,
+    /// Ids of the units `--host` left to other hosts: never added here,
+    /// and their records (seen when hosts share a machine) never removed.
+    pub elsewhere: std::collections::HashSet<String>,
+    /// The `--host` this part was cut for (`for_host`).
+    pub host: Option<String>,
+}
+
+impl Lab {
+    /// The part of the lab host `host` builds (`lab up FILE --host H`):
+    /// the nodes placed on it (`host = "H"`; without --host, the nodes
+    /// placed nowhere), and the units all of whose ends are among them.
+    pub fn for_host(mut self, host: Option<&str>) -> Lab {
+        self.nodes.retain(|_, n| n.host.as_deref() == host);
+        let (mine, theirs): (Vec<Unit>, Vec<Unit>) =
+            std::mem::take(&mut self.units).into_iter().partition(|u| {
+                u.ends
+                    .iter()
+                    .all(|e| e.node == "host" || self.nodes.contains_key(&e.node))
+            });
+        self.elsewhere = theirs.iter().map(Unit::id).collect();
+        self.host = host.map(String::from);
+        self.units = mine;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Node {
     pub name: String,
     pub kind: NodeKind,
+    /// The host that runs it (`host = "h2"`), for labs across hosts.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +111,12 @@ pub enum LinkKind {
     P2p,
     Bridge(String),
     Ovs(String),
-    Macvlan { parent: String, mode: String },
+    Macvlan {
+        parent: String,
+        mode: String,
+    },
+    /// A pipework overlay network (the agent's bridge on each host).
+    Overlay(String),
 }
 
 impl LinkKind {
@@ -95,13 +126,14 @@ impl LinkKind {
             LinkKind::Bridge(_) => "bridge",
             LinkKind::Ovs(_) => "ovs",
             LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Overlay(_) => "overlay",
         }
     }
     /// The host object a shared segment hangs on.
     pub fn host(&self) -> Option<&str> {
         match self {
             LinkKind::P2p => None,
-            LinkKind::Bridge(h) | LinkKind::Ovs(h) => Some(h),
+            LinkKind::Bridge(h) | LinkKind::Ovs(h) | LinkKind::Overlay(h) => Some(h),
             LinkKind::Macvlan { parent, .. } => Some(parent),
         }
     }

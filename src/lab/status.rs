@@ -81,7 +81,7 @@ pub async fn run(lab: &Lab) -> Status {
     let cur = Current::read().await;
     let held: Vec<Held> = cur.held(&lab.name).collect();
     let mut links = Vec::new();
-    let mut known = std::collections::HashSet::new();
+    let mut known = lab.elsewhere.clone();
     for u in &lab.units {
         known.insert(u.id());
         let mut present = 0;
