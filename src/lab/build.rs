@@ -61,11 +61,9 @@ pub(super) async fn add(
             a.ip = e.addrs.first().map(|x| x.to_string());
             a.ifname = Some(e.ifname.clone());
             a.mtu = u.mtu;
-            let r = crate::overlay::attach::try_attach_with(&a, extras)
-                .await?
-                .ok_or_else(|| {
-                    Error::bad(net, "no such overlay network (see pipework overlay status)")
-                })?;
+            let r = overlay_attach(&a, extras).await?.ok_or_else(|| {
+                Error::bad(net, "no such overlay network (see pipework overlay status)")
+            })?;
             if r.unchanged {
                 return Err(Error::bad(
                     format!("{}:{}", e.node, e.ifname),
@@ -180,6 +178,25 @@ fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "overlay")]
+async fn overlay_attach(
+    a: &crate::classic::ClassicArgs,
+    extras: crate::record::Extras,
+) -> Result<Option<crate::attach::Report>> {
+    crate::overlay::attach::try_attach_with(a, extras).await
+}
+
+#[cfg(not(feature = "overlay"))]
+async fn overlay_attach(
+    a: &crate::classic::ClassicArgs,
+    _: crate::record::Extras,
+) -> Result<Option<crate::attach::Report>> {
+    Err(Error::bad(
+        &a.host,
+        "this pipework was built without the overlay (cargo feature overlay)",
+    ))
+}
+
 fn end_of(guests: &BTreeMap<String, Guest>, node: &str) -> Result<link::End> {
     if node == "host" {
         return link::resolve("host");
@@ -203,8 +220,10 @@ async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
     let scan = inventory::scan(&net, ns.inode()?, "").await?;
     for f in scan.attachments() {
         if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
-            // An overlay endpoint leaves etcd first, so peers drop it.
-            crate::overlay::attach::before_detach(&f.rec, false).await?;
+            // As `detach` does: an overlay endpoint leaves etcd first.
+            for before in crate::hooks::get()?.before_detach {
+                before(&f.rec, false).await?;
+            }
             crate::driver::undo(&host, &net, &f.rec).await?;
         }
     }

@@ -26,8 +26,11 @@ pub(super) async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> R
     if h.ns.ino != host_ns() {
         let _ = crate::dhcp::keeper::release(&h.ns.ns, &rec.ifname).await;
     }
-    // An overlay endpoint leaves etcd first, so every peer drops it.
-    crate::overlay::attach::before_detach(&rec, false).await?;
+    // As `detach` does: an overlay endpoint leaves etcd first, so every
+    // peer drops it.
+    for before in crate::hooks::get()?.before_detach {
+        before(&rec, false).await?;
+    }
     crate::driver::undo(host, h.net, &rec).await
 }
 

@@ -17,7 +17,8 @@
 //! endpoints = ["r1:eth1", "web:eth1"]
 //! ips = ["10.0.0.1/30", "10.0.0.2/30"]
 //! [[links]]
-//! kind = "bridge"              # also: ovs, macvlan (with parent = "eth0")
+//! kind = "bridge"              # also: ovs, macvlan (with parent = "eth0"),
+//!                              # overlay (network = "NET"; nodes may say host = "h2")
 //! bridge = "br-lab"
 //! endpoints = ["r1:eth2", "ns1:eth1"]
 //! ```
