@@ -260,6 +260,18 @@ topology:
     ]));
     assert!(hc.starts_with("false "), "{hc}");
     assert!(hc.contains("NET_ADMIN") && hc.contains("NET_RAW"), "{hc}");
+
+    // An edited node is not applied behind the user's back, nor silently
+    // left as it was: `up` names it.
+    let text = std::fs::read_to_string(f).expect("read");
+    std::fs::write(f, text.replace("{WHO: node}", "{WHO: node2}")).expect("write");
+    let o = pipework_ok(&["lab", "up", f]);
+    let e = stderr(&o);
+    assert!(
+        e.contains("nodes.a: its container runs an older definition"),
+        "{e}"
+    );
+    assert!(!e.contains("nodes.b:"), "{e}");
 }
 
 #[test]

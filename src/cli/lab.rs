@@ -124,6 +124,9 @@ pub fn run(a: &LabArgs) -> Result<i32> {
                 return Ok(0);
             }
             let r = rt.block_on(apply::up(&lab, Some(std::path::Path::new(file))))?;
+            for n in &r.notes {
+                eprintln!("note: {}", shown(n));
+            }
             if *j {
                 json(&r);
             } else {

@@ -26,6 +26,8 @@ pub struct UpReport {
     pub unchanged: usize,
     /// Nodes whose `exec` lines ran, and how many.
     pub exec: Vec<(String, usize)>,
+    /// What the user should know (a node running an older definition).
+    pub notes: Vec<String>,
 }
 
 /// Run node `n`'s `exec` lines in its container, in order; the first
@@ -36,6 +38,12 @@ fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<()> 
     }
     let engine = super::engine()?;
     let cname = container_name(&lab.name, n);
+    // Remembered before the first line: an `up` killed half-way leaves
+    // `0/N`, which `status` and the next `up` name (the lines are not run
+    // twice: `ip addr add` is not idempotent).
+    let of = i.exec.len();
+    st.exec.insert(n.to_string(), state::ExecRun { ok: 0, of });
+    state::save(&lab.name, st)?;
     for (k, argv) in i.exec.iter().enumerate() {
         let (code, out) = engine.exec(&cname, argv)?;
         if code != 0 {
@@ -52,14 +60,8 @@ fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<()> 
             )));
         }
     }
-    st.exec.insert(
-        n.to_string(),
-        state::ExecRun {
-            ok: i.exec.len(),
-            of: i.exec.len(),
-        },
-    );
-    Ok(())
+    st.exec.insert(n.to_string(), state::ExecRun { ok: of, of });
+    state::save(&lab.name, st)
 }
 
 /// A second handle on a namespace already pinned (undo steps outlive the
@@ -75,12 +77,24 @@ pub fn dup(ns: &NetNs) -> Result<NetNs> {
 /// before saving its state can adopt it).
 const LAB_LABEL: &str = "pipework.lab";
 
+/// The label with a hash of the node's definition (image, cmd, binds,
+/// env, …) its container was made from: an edited node is told apart
+/// from its running container.
+pub const SPEC_LABEL: &str = "pipework.lab.spec";
+
+pub fn spec_hash(i: &ImageNode) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{i:?}"));
+    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Create an image node's container (no network, labelled with its lab)
 /// and start it; returns the id. A container that will not start is
 /// removed again.
 fn run(engine: &Engine, name: &str, i: &ImageNode, lab: &str) -> Result<String> {
     let mut labels = i.labels.clone();
     labels.insert(LAB_LABEL.to_string(), lab.to_string());
+    labels.insert(SPEC_LABEL.to_string(), spec_hash(i));
     let spec = CreateSpec {
         image: &i.image,
         cmd: &i.cmd,
@@ -122,6 +136,24 @@ fn nodes(
                 st.containers.insert(n.name.clone(), c.id.clone());
                 state::save(&lab.name, st)?;
             }
+            if let Some(c) = &found
+                && st.containers.contains_key(&n.name)
+            {
+                if c.label(SPEC_LABEL) != Some(spec_hash(i).as_str()) {
+                    rep.notes.push(format!(
+                        "nodes.{}: its container runs an older definition of the node (image, cmd, binds, env, exec…); lab down then up applies the new one",
+                        n.name
+                    ));
+                }
+                if let Some(r) = st.exec.get(&n.name)
+                    && r.ok < r.of
+                {
+                    rep.notes.push(format!(
+                        "nodes.{}: only {} of its {} exec lines ran (an up was interrupted); lab down then up runs them again",
+                        n.name, r.ok, r.of
+                    ));
+                }
+            }
             match found {
                 Some(c) if c.state.running => {}
                 Some(c) => engine.start(&c.id)?,
@@ -135,6 +167,7 @@ fn nodes(
                         engine.remove(&id)?;
                         let mut s = state::load(&labn)?;
                         s.containers.remove(&node);
+                        s.exec.remove(&node);
                         state::save(&labn, &s)
                     });
                 }

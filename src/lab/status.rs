@@ -49,6 +49,7 @@ pub async fn run(lab: &Lab) -> Status {
     for n in lab.nodes.values() {
         let exec = match &n.kind {
             NodeKind::Image(i) if !i.exec.is_empty() => Some(match st.exec.get(&n.name) {
+                Some(r) if r.ok < r.of => format!("{}/{} (interrupted)", r.ok, r.of),
                 Some(r) if r.of == i.exec.len() => format!("{}/{} ok", r.ok, r.of),
                 Some(r) => format!("{}/{} ok (the file now has {})", r.ok, r.of, i.exec.len()),
                 None => format!("0/{} run (exec runs when up starts the node)", i.exec.len()),
