@@ -221,8 +221,10 @@ async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
     for f in scan.attachments() {
         if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
             // As `detach` does: an overlay endpoint leaves etcd first.
-            for before in crate::hooks::get()?.before_detach {
-                before(&f.rec, false).await?;
+            if f.rec.x.overlay_ip.is_some() {
+                for before in crate::hooks::get()?.before_detach {
+                    before(&f.rec, false).await?;
+                }
             }
             crate::driver::undo(&host, &net, &f.rec).await?;
         }

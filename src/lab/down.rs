@@ -28,8 +28,10 @@ pub(super) async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> R
     }
     // As `detach` does: an overlay endpoint leaves etcd first, so every
     // peer drops it.
-    for before in crate::hooks::get()?.before_detach {
-        before(&rec, false).await?;
+    if rec.x.overlay_ip.is_some() {
+        for before in crate::hooks::get()?.before_detach {
+            before(&rec, false).await?;
+        }
     }
     crate::driver::undo(host, h.net, &rec).await
 }
