@@ -4,7 +4,9 @@
 //! node's own value wins over its group's, then its kind's, then the
 //! defaults'; lists such as `binds` and `exec` add up in that order, maps
 //! such as `env` merge), and `topology.links` with
-//! `endpoints: ["a:eth1", "b:eth1"]`.
+//! `endpoints: ["a:eth1", "b:eth1"]`. Nodes of kind `bridge` and
+//! `ovs-bridge` are host bridges: a link to one makes the other end a
+//! member of that bridge (a bridge link).
 //!
 //! Nothing is dropped silently: every key pipework does not act on is
 //! collected with its dotted path (`Lab::ignored`), for `up` to name on
@@ -216,6 +218,7 @@ pub fn parse_yaml(text: &str, base: &Path) -> Result<Lab> {
     }
     let empty = Def::default();
     let mut nodes = BTreeMap::new();
+    let mut segments: BTreeMap<String, String> = BTreeMap::new();
     for (n, x) in raw_nodes
         .map(|x| mapping(x, "topology.nodes"))
         .transpose()?
@@ -242,6 +245,22 @@ pub fn parse_yaml(text: &str, base: &Path) -> Result<Lab> {
             .or(group.kind.clone())
             .or(defaults.kind.clone())
             .unwrap_or_else(|| "linux".into());
+        // containerlab's host bridges: not nodes here, but the segment the
+        // links to them join (pipework makes a missing Linux bridge).
+        if kind == "bridge" || kind == "ovs-bridge" {
+            crate::request::check_ifname(&n)?;
+            if let Value::Mapping(m) = x {
+                for k in m
+                    .keys()
+                    .map(key_str)
+                    .filter(|k| k != "kind" && k != "group")
+                {
+                    ignored.push(format!("{at}.{k} (not supported on a {kind} node)"));
+                }
+            }
+            segments.insert(n, kind);
+            continue;
+        }
         if kind != "linux" {
             return Err(Error::bad(
                 format!("{at}: kind {kind}"),
@@ -308,6 +327,39 @@ pub fn parse_yaml(text: &str, base: &Path) -> Result<Lab> {
                     )
                 }
                 _ => ignored.push(format!("{p} (not supported)")),
+            }
+        }
+        // A link to a bridge node is that bridge's member.
+        let on_seg: Vec<usize> = (0..t.endpoints.len())
+            .filter(|&k| {
+                t.endpoints[k]
+                    .rsplit_once(':')
+                    .is_some_and(|(n, _)| segments.contains_key(n))
+            })
+            .collect();
+        match on_seg.as_slice() {
+            [] => {}
+            [k] if t.endpoints.len() == 2 => {
+                let ep = t.endpoints.remove(*k);
+                let (br, _) = ep.rsplit_once(':').unwrap_or_default();
+                ignored.push(format!(
+                    "{at}.endpoints: {ep} (the bridge's end of the veth is named by pipework)"
+                ));
+                t.kind = Some(
+                    if segments[br] == "bridge" {
+                        "bridge"
+                    } else {
+                        "ovs"
+                    }
+                    .into(),
+                );
+                t.bridge = Some(br.to_string());
+            }
+            _ => {
+                return Err(Error::bad(
+                    format!("{at}.endpoints"),
+                    "a link joins a node to at most one bridge node",
+                ));
             }
         }
         links.push(t);
@@ -439,6 +491,55 @@ topology:
         )
         .expect_err("host mode");
         assert!(e.to_string().contains("network-mode: host"), "{e}");
+    }
+
+    #[test]
+    fn bridge_nodes_become_bridge_links() {
+        let lab = parse_yaml(
+            r#"
+name: b
+topology:
+  kinds:
+    linux: {image: x}
+  nodes:
+    br-clab: {kind: bridge}
+    sw: {kind: ovs-bridge}
+    a: {}
+    b: {}
+  links:
+    - endpoints: ["a:eth1", "br-clab:eth1"]
+    - endpoints: ["br-clab:eth2", "b:eth1"]
+    - endpoints: ["a:eth2", "sw:p1"]
+    - endpoints: ["a:eth3", "b:eth3"]
+"#,
+            Path::new("/"),
+        )
+        .expect("parses");
+        assert_eq!(lab.nodes.len(), 2);
+        let kinds: Vec<String> = lab.units.iter().map(|u| u.describe()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "a:eth1 -> bridge br-clab",
+                "b:eth1 -> bridge br-clab",
+                "a:eth2 -> ovs sw",
+                "a:eth3 -- b:eth3"
+            ]
+        );
+        assert_eq!(lab.ignored.len(), 3, "{:?}", lab.ignored);
+        let e = parse_yaml(
+            "name: c
+topology:
+  nodes:
+    x: {kind: bridge}
+    y: {kind: bridge}
+  links:
+    - endpoints: [\"x:e1\", \"y:e1\"]
+",
+            Path::new("/"),
+        )
+        .expect_err("two bridges");
+        assert!(e.to_string().contains("links[1].endpoints"), "{e}");
     }
 
     #[test]
