@@ -385,3 +385,56 @@ topology:
     let st = stdout(&pipework(&["lab", "status", f]));
     assert!(st.contains("NOT RUNNING"), "{st}");
 }
+
+#[test]
+fn a_containerlab_bridge_node_is_a_bridge_its_links_join() {
+    if !require_env() {
+        return;
+    }
+    image();
+    let name = uniq("pwl");
+    let d = lab_dir(&name);
+    let _g = Down(name.clone(), Some(d.clone()));
+    let br = format!("{name}br");
+    let f = d.join("br.clab.yml");
+    std::fs::write(
+        &f,
+        format!(
+            r#"name: {name}
+topology:
+  kinds:
+    linux:
+      image: {IMAGE}
+  nodes:
+    {br}:
+      kind: bridge
+    a:
+      exec: ["ip addr add 10.79.0.1/24 dev eth1"]
+    b:
+      exec: ["ip addr add 10.79.0.2/24 dev eth1"]
+  links:
+    - endpoints: ["a:eth1", "{br}:a1"]
+    - endpoints: ["b:eth1", "{br}:b1"]
+"#
+        ),
+    )
+    .expect("write");
+    let f = f.to_str().expect("utf-8");
+    let before = lab_snap();
+    let o = pipework_ok(&["lab", "up", f]);
+    assert!(
+        stderr(&o).contains(&format!(
+            "{br}:a1 (the bridge's end of the veth is named by pipework)"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let ports = ok("ip", &["-o", "link", "show", "master", &br]);
+    assert_eq!(ports.lines().count(), 2, "{ports}");
+    dexec(
+        &format!("{name}-a"),
+        &["ping", "-c", "1", "-W", "2", "10.79.0.2"],
+    );
+    pipework_ok(&["lab", "down", f]);
+    assert_same(&before, &lab_snap(), "host after down");
+}
