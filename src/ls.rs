@@ -28,6 +28,10 @@ pub struct Entry {
     /// SR-IOV: the PF, VF index and PCI address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sriov: Option<crate::sriov::LsInfo>,
+    /// Bridge (or OVS) VLANs of the port: the access VLAN, and `trunk
+    /// 20-30` when it trunks (from its signed record: what pipework set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<String>,
     /// The lab that built it (`pipework lab`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lab: Option<String>,
@@ -68,6 +72,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
                 sriov,
+                vlan: vlans(rec),
                 lab: (hooks.lab_of)(rec).map(String::from),
             });
         }
@@ -110,6 +115,17 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         unfinished: None,
         dhcp: None,
         sriov: None,
+        vlan: p.tag.map(|t| t.to_string()),
         lab: None,
+    }
+}
+
+/// `10`, `10 trunk 20-30` or `trunk 20-30`; None without VLANs.
+fn vlans(rec: &crate::record::Record) -> Option<String> {
+    match (rec.x.vlan, rec.x.trunk.as_deref()) {
+        (None, None) => None,
+        (Some(v), None) => Some(v.to_string()),
+        (None, Some(t)) => Some(format!("trunk {t}")),
+        (Some(v), Some(t)) => Some(format!("{v} trunk {t}")),
     }
 }

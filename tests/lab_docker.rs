@@ -640,6 +640,22 @@ ips = ["10.81.0.1/24", "10.81.0.2/24"]
             .status
             .success()
     );
+    // `ls` shows each port's VLAN.
+    let ls: serde_json::Value =
+        serde_json::from_str(&stdout(&pipework_ok(&["ls", "--json"]))).expect("ls");
+    let ours: Vec<&serde_json::Value> = ls
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|e| e["lab"] == serde_json::json!(g.name))
+        .collect();
+    assert_eq!(ours.len(), 2, "{ls}");
+    assert!(ours.iter().all(|e| e["vlan"] == "12"), "{ls}");
+    let text = stdout(&pipework_ok(&["ls"]));
+    assert!(
+        text.lines().next().is_some_and(|h| h.contains("VLAN")),
+        "{text}"
+    );
     let out = stdout(&pipework_ok(&["lab", "up", &f]));
     assert!(out.contains("0 added, 0 removed, 2 unchanged"), "{out}");
     pipework_ok(&["lab", "down", &g.name]);

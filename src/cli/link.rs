@@ -28,6 +28,9 @@ pub struct LinkArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check everything and print the plan (iproute2 equivalents); change nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
 }
 
 fn mac(flag: &str, s: Option<&str>) -> Result<Option<[u8; 6]>> {
@@ -69,6 +72,17 @@ pub fn to_request(a: &LinkArgs) -> Result<LinkRequest> {
 
 pub fn run(a: &LinkArgs) -> Result<i32> {
     let req = to_request(a)?;
+    if a.dry_run {
+        let steps = super::runtime()?.block_on(crate::link::dry_run(&req))?;
+        if steps.is_empty() {
+            println!("already linked; nothing to do");
+        }
+        for s in &steps {
+            println!("{}", shown(s));
+        }
+        eprintln!("pipework: dry run, nothing changed");
+        return Ok(0);
+    }
     let rep = super::runtime()?.block_on(crate::link::run(&req))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());

@@ -61,18 +61,19 @@ pub fn ls(entries: &[Entry], as_json: bool) {
         return;
     }
     println!(
-        "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} ADDRESSES",
-        "GUEST", "IFACE", "KIND", "HOST", "HOST-IFACE", "MAC"
+        "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} {:<6} ADDRESSES",
+        "GUEST", "IFACE", "KIND", "HOST", "HOST-IFACE", "MAC", "VLAN"
     );
     for e in entries {
         println!(
-            "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} {}",
+            "{:<20} {:<8} {:<8} {:<14} {:<15} {:<17} {:<6} {}",
             shown(&e.guest),
             shown(&e.interface),
             shown(&e.kind),
             shown(&e.host),
             shown(e.host_interface.as_deref().unwrap_or("-")),
             shown(&e.mac),
+            shown(e.vlan.as_deref().unwrap_or("-")),
             shown(&e.addresses.join(","))
         );
     }

@@ -15,7 +15,9 @@
 //!
 //! What we say: `GET /containers/{ref}/json` (resolve, lab nodes),
 //! `GET /containers/json` (watch's resync), `POST /containers/create`,
-//! `/start` and `DELETE /containers/{id}` (lab image nodes), and
+//! `/start` and `DELETE /containers/{id}` (lab image nodes),
+//! `POST /containers/{id}/exec`, `/exec/{id}/start` and `GET
+//! /exec/{id}/json` (a lab's `exec` lines, argv only, never a shell), and
 //! `GET /events` filtered to container start and die (watch).
 //!
 //! What comes back is untrusted text. Container names, labels and event
@@ -270,23 +272,32 @@ impl Engine {
             .map_err(|e| Error::other(format!("{}: container list: {e}", self.sock.display())))
     }
 
-    /// Create a container with no network (as `--network none`) and the
-    /// given labels; returns its id.
-    pub fn create(
-        &self,
-        name: &str,
-        image: &str,
-        cmd: &[String],
-        labels: &BTreeMap<String, String>,
-    ) -> Result<String> {
+    /// Create a container with no network (as `--network none`); returns
+    /// its id.
+    pub fn create(&self, name: &str, c: &CreateSpec<'_>) -> Result<String> {
         let name = checked(name)?;
+        let image = c.image;
         let mut spec = serde_json::json!({
             "Image": image,
-            "Labels": labels,
-            "HostConfig": {"NetworkMode": "none"},
+            "Labels": c.labels,
+            "HostConfig": {
+                "NetworkMode": "none",
+                "Privileged": c.privileged,
+                "CapAdd": c.cap_add,
+                "Binds": c.binds,
+            },
         });
-        if !cmd.is_empty() {
-            spec["Cmd"] = serde_json::json!(cmd);
+        if !c.cmd.is_empty() {
+            spec["Cmd"] = serde_json::json!(c.cmd);
+        }
+        if let Some(e) = c.entrypoint {
+            spec["Entrypoint"] = serde_json::json!(e);
+        }
+        if !c.env.is_empty() {
+            spec["Env"] = serde_json::json!(c.env);
+        }
+        if let Some(u) = c.user {
+            spec["User"] = serde_json::json!(u);
         }
         let (st, body) = self.call(
             "POST",
@@ -308,6 +319,59 @@ impl Engine {
             .map_err(|e| Error::other(format!("container engine reply for {name}: {e}")))?;
         let id = v["Id"].as_str().unwrap_or_default();
         checked(id).map(String::from)
+    }
+
+    /// Run `argv` in a running container (no shell, no tty) and wait for
+    /// it: its exit code and what it wrote (stdout and stderr, in order,
+    /// lossy UTF-8; untrusted text).
+    pub fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String)> {
+        let id = checked(id)?;
+        let spec = serde_json::json!({
+            "Cmd": argv, "AttachStdout": true, "AttachStderr": true, "Tty": false,
+        });
+        let (st, body) = self.call(
+            "POST",
+            &format!("/containers/{id}/exec"),
+            Some(&spec),
+            LOOKUP_TIMEOUT,
+        )?;
+        if st != 201 {
+            return Err(self.fail(id, st, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::other(format!("container engine reply for {id}: {e}")))?;
+        let ex = checked(v["Id"].as_str().unwrap_or_default())?.to_string();
+        // Without a tty the engine multiplexes stdout and stderr in frames
+        // (1 byte stream, 3 zero, 4 bytes big-endian length) and closes
+        // the connection when the command ends.
+        let (st, body) = self.call(
+            "POST",
+            &format!("/exec/{ex}/start"),
+            Some(&serde_json::json!({"Detach": false, "Tty": false})),
+            CHANGE_TIMEOUT,
+        )?;
+        if st != 200 && st != 101 {
+            return Err(self.fail(id, st, &body));
+        }
+        let out = demux(&body);
+        // The stream ends as the process does; its exit code is recorded a
+        // moment later.
+        for _ in 0..100 {
+            let (st, body) = self.call("GET", &format!("/exec/{ex}/json"), None, LOOKUP_TIMEOUT)?;
+            if st != 200 {
+                return Err(self.fail(id, st, &body));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| Error::other(format!("container engine reply for {id}: {e}")))?;
+            if v["Running"] != serde_json::Value::Bool(true) {
+                return Ok((v["ExitCode"].as_i64().unwrap_or(-1), out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::other(format!(
+            "{id}: exec {} still running after its output ended",
+            argv.join(" ")
+        )))
     }
 
     /// Start; already running is fine.
@@ -426,6 +490,41 @@ impl Engine {
             message(body)
         ))
     }
+}
+
+/// What `create` makes: an image, how to run it, with no network.
+#[derive(Debug, Default)]
+pub struct CreateSpec<'a> {
+    pub image: &'a str,
+    pub cmd: &'a [String],
+    pub entrypoint: Option<&'a [String]>,
+    /// `KEY=VALUE`.
+    pub env: &'a [String],
+    pub labels: BTreeMap<String, String>,
+    /// `HOST:CONTAINER[:opts]`, host paths absolute.
+    pub binds: &'a [String],
+    pub user: Option<&'a str>,
+    pub privileged: bool,
+    pub cap_add: &'a [String],
+}
+
+/// The output of an exec without a tty: frames of stdout and stderr
+/// joined in order (a body that is not framed is taken as it is).
+fn demux(b: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut rest = b;
+    while rest.len() >= 8 && matches!(rest[0], 0..=2) && rest[1..4] == [0, 0, 0] {
+        let n = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let Some(chunk) = rest.get(8..8 + n) else {
+            break;
+        };
+        out.extend_from_slice(chunk);
+        rest = &rest[8 + n..];
+    }
+    if out.is_empty() && !rest.is_empty() {
+        out.extend_from_slice(rest);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The engine's `{"message": …}`, else the body as text.

@@ -4,11 +4,11 @@
 //! come last, once every addition has succeeded.
 use super::build::add;
 use super::down::{delete_bridge_if_empty, describe_held, remove};
-use super::model::{Lab, LinkKind, NodeKind, container_name};
+use super::model::{ImageNode, Lab, LinkKind, NodeKind, container_name};
 use super::plan::{self, Current, Held};
 use super::{netem, state};
 use crate::error::{Error, Result};
-use crate::guest::engine::Engine;
+use crate::guest::engine::{CreateSpec, Engine};
 use crate::guest::{self, Guest};
 use crate::inventory::{self, host_ns};
 use crate::netlink::{Journal, Net};
@@ -24,6 +24,44 @@ pub struct UpReport {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: usize,
+    /// Nodes whose `exec` lines ran, and how many.
+    pub exec: Vec<(String, usize)>,
+    /// What the user should know (a node running an older definition).
+    pub notes: Vec<String>,
+}
+
+/// Run node `n`'s `exec` lines in its container, in order; the first
+/// that fails (non-zero exit) is the error, with what it wrote.
+fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<()> {
+    if i.exec.is_empty() {
+        return Ok(());
+    }
+    let engine = super::engine()?;
+    let cname = container_name(&lab.name, n);
+    // Remembered before the first line: an `up` killed half-way leaves
+    // `0/N`, which `status` and the next `up` name (the lines are not run
+    // twice: `ip addr add` is not idempotent).
+    let of = i.exec.len();
+    st.exec.insert(n.to_string(), state::ExecRun { ok: 0, of });
+    state::save(&lab.name, st)?;
+    for (k, argv) in i.exec.iter().enumerate() {
+        let (code, out) = engine.exec(&cname, argv)?;
+        if code != 0 {
+            let said = out.lines().last().unwrap_or_default().trim().to_string();
+            return Err(Error::other(format!(
+                "nodes.{n}.exec[{}] `{}` exited {code}{}",
+                k + 1,
+                crate::untrusted::display(&argv.join(" ")),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", crate::untrusted::display(&said))
+                }
+            )));
+        }
+    }
+    st.exec.insert(n.to_string(), state::ExecRun { ok: of, of });
+    state::save(&lab.name, st)
 }
 
 /// A second handle on a namespace already pinned (undo steps outlive the
@@ -39,12 +77,36 @@ pub fn dup(ns: &NetNs) -> Result<NetNs> {
 /// before saving its state can adopt it).
 const LAB_LABEL: &str = "pipework.lab";
 
+/// The label with a hash of the node's definition (image, cmd, binds,
+/// env, …) its container was made from: an edited node is told apart
+/// from its running container.
+pub const SPEC_LABEL: &str = "pipework.lab.spec";
+
+pub fn spec_hash(i: &ImageNode) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{i:?}"));
+    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Create an image node's container (no network, labelled with its lab)
 /// and start it; returns the id. A container that will not start is
 /// removed again.
-fn run(engine: &Engine, name: &str, image: &str, cmd: &[String], lab: &str) -> Result<String> {
-    let labels = BTreeMap::from([(LAB_LABEL.to_string(), lab.to_string())]);
-    let id = engine.create(name, image, cmd, &labels)?;
+fn run(engine: &Engine, name: &str, i: &ImageNode, lab: &str) -> Result<String> {
+    let mut labels = i.labels.clone();
+    labels.insert(LAB_LABEL.to_string(), lab.to_string());
+    labels.insert(SPEC_LABEL.to_string(), spec_hash(i));
+    let spec = CreateSpec {
+        image: &i.image,
+        cmd: &i.cmd,
+        entrypoint: i.entrypoint.as_deref(),
+        env: &i.env,
+        labels,
+        binds: &i.binds,
+        user: i.user.as_deref(),
+        privileged: i.privileged,
+        cap_add: if i.privileged { &[] } else { &i.cap_add },
+    };
+    let id = engine.create(name, &spec)?;
     engine.start(&id).inspect_err(|_| {
         let _ = engine.remove(&id);
     })?;
@@ -61,7 +123,7 @@ fn nodes(
 ) -> Result<BTreeMap<String, Guest>> {
     let mut out = BTreeMap::new();
     for n in lab.nodes.values() {
-        if let NodeKind::Image { image, cmd } = &n.kind {
+        if let NodeKind::Image(i) = &n.kind {
             let cname = container_name(&lab.name, &n.name);
             let engine = super::engine()?;
             let found = engine.inspect(&cname)?;
@@ -74,11 +136,29 @@ fn nodes(
                 st.containers.insert(n.name.clone(), c.id.clone());
                 state::save(&lab.name, st)?;
             }
+            if let Some(c) = &found
+                && st.containers.contains_key(&n.name)
+            {
+                if c.label(SPEC_LABEL) != Some(spec_hash(i).as_str()) {
+                    rep.notes.push(format!(
+                        "nodes.{}: its container runs an older definition of the node (image, cmd, binds, env, exec…); lab down then up applies the new one",
+                        n.name
+                    ));
+                }
+                if let Some(r) = st.exec.get(&n.name)
+                    && r.ok < r.of
+                {
+                    rep.notes.push(format!(
+                        "nodes.{}: only {} of its {} exec lines ran (an up was interrupted); lab down then up runs them again",
+                        n.name, r.ok, r.of
+                    ));
+                }
+            }
             match found {
                 Some(c) if c.state.running => {}
                 Some(c) => engine.start(&c.id)?,
                 None => {
-                    let id = run(&engine, &cname, image, cmd, &lab.name)?;
+                    let id = run(&engine, &cname, i, &lab.name)?;
                     st.containers.insert(n.name.clone(), id.clone());
                     state::save(&lab.name, st)?;
                     rep.started.push(n.name.clone());
@@ -87,6 +167,7 @@ fn nodes(
                         engine.remove(&id)?;
                         let mut s = state::load(&labn)?;
                         s.containers.remove(&node);
+                        s.exec.remove(&node);
                         state::save(&labn, &s)
                     });
                 }
@@ -120,8 +201,9 @@ pub async fn up(lab: &Lab, source: Option<&Path>) -> Result<UpReport> {
     match converge(lab, &mut st, &mut j, &mut rep).await {
         Ok(()) => {
             j.commit();
-            if source.is_some() && st.file != source {
+            if source.is_some() && (st.file != source || st.host != lab.host) {
                 st.file = source;
+                st.host = lab.host.clone();
                 state::save(&lab.name, &st)?;
             }
             Ok(rep)
@@ -205,6 +287,17 @@ async fn converge(
             .map_err(|e| Error::other(format!("links[{}] {}: {e}", u.index + 1, u.describe())))?;
         rep.added.push(u.describe());
     }
+    // Links are up: the `exec` lines of the nodes this run started, in
+    // order. A failing line fails the `up`, and the journal takes back
+    // everything it made (the node's container included).
+    for n in &rep.started {
+        if let Some(NodeKind::Image(i)) = lab.nodes.get(n).map(|x| &x.kind)
+            && !i.exec.is_empty()
+        {
+            exec(lab, n, i, st)?;
+            rep.exec.push((n.clone(), i.exec.len()));
+        }
+    }
     // Every addition stands: keep it whatever happens next. A removal that
     // fails now must not roll the additions back (their predecessors may
     // already be gone, leaving neither); it is reported, and the next `up`
@@ -225,11 +318,12 @@ async fn converge(
         .filter(|n| {
             !lab.nodes
                 .get(*n)
-                .is_some_and(|x| matches!(x.kind, NodeKind::Image { .. }))
+                .is_some_and(|x| matches!(x.kind, NodeKind::Image(_)))
         })
         .cloned()
         .collect();
     for n in gone {
+        st.exec.remove(&n);
         if let Some(id) = st.containers.remove(&n) {
             super::engine()?.remove(&id)?;
             rep.removed

@@ -48,6 +48,34 @@ pub(super) async fn add(
             let b = end_of(guests, &eb.node)?;
             link::build(&req, &a, &b, j).await?;
         }
+        LinkKind::Overlay(net) => {
+            let e = &u.ends[0];
+            let node = lab
+                .nodes
+                .get(&e.node)
+                .ok_or_else(|| Error::bad(&e.node, "not a node"))?;
+            let g = guests
+                .get(&e.node)
+                .ok_or_else(|| Error::bad(&e.node, "not a node"))?;
+            let mut a = crate::classic::ClassicArgs::new(net, &node.guest_spec(&lab.name));
+            a.ip = e.addrs.first().map(|x| x.to_string());
+            a.ifname = Some(e.ifname.clone());
+            a.mtu = u.mtu;
+            let r = overlay_attach(&a, extras).await?.ok_or_else(|| {
+                Error::bad(net, "no such overlay network (see pipework overlay status)")
+            })?;
+            if r.unchanged {
+                return Err(Error::bad(
+                    format!("{}:{}", e.node, e.ifname),
+                    "already attached outside this lab; detach it first or use another interface name",
+                ));
+            }
+            let ns = dup(&g.netns)?;
+            let (labn, id) = (lab.name.clone(), u.id());
+            j.record(format!("{} {}", e.node, e.ifname), async move {
+                remove_unit_in(&ns, &labn, &id).await
+            });
+        }
         kind => {
             let e = &u.ends[0];
             let g = guests
@@ -150,6 +178,25 @@ fn fits(req: &AttachRequest, g: &Guest, kind: &LinkKind) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "overlay")]
+async fn overlay_attach(
+    a: &crate::classic::ClassicArgs,
+    extras: crate::record::Extras,
+) -> Result<Option<crate::attach::Report>> {
+    crate::overlay::attach::try_attach_with(a, extras).await
+}
+
+#[cfg(not(feature = "overlay"))]
+async fn overlay_attach(
+    a: &crate::classic::ClassicArgs,
+    _: crate::record::Extras,
+) -> Result<Option<crate::attach::Report>> {
+    Err(Error::bad(
+        &a.host,
+        "this pipework was built without the overlay (cargo feature overlay)",
+    ))
+}
+
 fn end_of(guests: &BTreeMap<String, Guest>, node: &str) -> Result<link::End> {
     if node == "host" {
         return link::resolve("host");
@@ -173,6 +220,12 @@ async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
     let scan = inventory::scan(&net, ns.inode()?, "").await?;
     for f in scan.attachments() {
         if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
+            // As `detach` does: an overlay endpoint leaves etcd first.
+            if f.rec.x.overlay_ip.is_some() {
+                for before in crate::hooks::get()?.before_detach {
+                    before(&f.rec, false).await?;
+                }
+            }
             crate::driver::undo(&host, &net, &f.rec).await?;
         }
     }

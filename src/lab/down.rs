@@ -26,6 +26,13 @@ pub(super) async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> R
     if h.ns.ino != host_ns() {
         let _ = crate::dhcp::keeper::release(&h.ns.ns, &rec.ifname).await;
     }
+    // As `detach` does: an overlay endpoint leaves etcd first, so every
+    // peer drops it.
+    if rec.x.overlay_ip.is_some() {
+        for before in crate::hooks::get()?.before_detach {
+            before(&rec, false).await?;
+        }
+    }
     crate::driver::undo(host, h.net, &rec).await
 }
 
@@ -55,6 +62,15 @@ pub(super) async fn delete_bridge_if_empty(host: &Net, name: &str) -> Result<boo
 /// Remove everything lab `name` built, found from the records and the
 /// state file (the lab file is not needed).
 pub async fn down(name: &str) -> Result<DownReport> {
+    down_except(name, &Default::default()).await
+}
+
+/// `down`, leaving alone the records of units in `elsewhere` (another
+/// host's part of a lab across hosts, seen when hosts share a machine).
+pub async fn down_except(
+    name: &str,
+    elsewhere: &std::collections::HashSet<String>,
+) -> Result<DownReport> {
     let _lock = crate::lock::Lock::take(&format!("lab-{name}"))?;
     let host = Net::new(None, false)?;
     let mut rep = DownReport {
@@ -62,7 +78,10 @@ pub async fn down(name: &str) -> Result<DownReport> {
         ..Default::default()
     };
     let cur = Current::read().await;
-    let held: Vec<Held> = cur.held(name).collect();
+    let held: Vec<Held> = cur
+        .held(name)
+        .filter(|h| !plan::unit_of(&h.found.rec).is_some_and(|id| elsewhere.contains(id)))
+        .collect();
     // Point-to-point links in one delete per namespace; the rest one by
     // one through their drivers.
     let gone = super::reap::p2p(&held).await?;
@@ -90,6 +109,8 @@ pub async fn down(name: &str) -> Result<DownReport> {
     }
     st.bridges = keep;
     st.file = None;
+    st.host = None;
+    st.exec.clear();
     state::save(name, &st)?;
     Ok(rep)
 }

@@ -6,6 +6,9 @@
 //! [nodes.r1]
 //! image = "bb:latest"          # started by the lab, no network
 //! cmd = ["/bin/sleep", "1d"]
+//! binds = ["r1/frr.conf:/etc/frr/frr.conf:ro"]   # host side relative to this file
+//! exec = ["ip addr add 10.0.0.1/30 dev eth1"]    # after its links are up
+//! env = { A = "1" }            # also: labels, user, entrypoint, privileged, cap_add
 //! [nodes.web]
 //! container = "web1"           # exists already; never stopped by the lab
 //! [nodes.ns1]
@@ -14,15 +17,17 @@
 //! endpoints = ["r1:eth1", "web:eth1"]
 //! ips = ["10.0.0.1/30", "10.0.0.2/30"]
 //! [[links]]
-//! kind = "bridge"              # also: ovs, macvlan (with parent = "eth0")
+//! kind = "bridge"              # also: ovs, macvlan (with parent = "eth0"),
+//!                              # overlay (network = "NET"; nodes may say host = "h2")
 //! bridge = "br-lab"
 //! endpoints = ["r1:eth2", "ns1:eth1"]
 //! ```
-use super::model::{End, Lab, LinkKind, Node, NodeKind, Unit};
+use super::model::{DEFAULT_CAPS, End, ImageNode, Lab, LinkKind, Node, NodeKind, Unit};
 use crate::error::{Error, Result};
 use crate::request::{check_ifname, parse_cidr, parse_mac_token};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +47,21 @@ pub(super) struct NodeToml {
     #[serde(default)]
     pub cmd: Option<Cmd>,
     pub netns: Option<String>,
+    #[serde(default)]
+    pub entrypoint: Option<Cmd>,
+    #[serde(default)]
+    pub binds: Vec<String>,
+    #[serde(default)]
+    pub exec: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub privileged: Option<bool>,
+    pub cap_add: Option<Vec<String>>,
+    /// The host that runs this node (labs across hosts).
+    pub host: Option<String>,
 }
 
 /// `cmd` as a list or as one string split on spaces (containerlab's form).
@@ -58,6 +78,7 @@ pub(super) struct LinkToml {
     pub kind: Option<String>,
     pub endpoints: Vec<String>,
     pub bridge: Option<String>,
+    pub network: Option<String>,
     pub parent: Option<String>,
     pub mode: Option<String>,
     #[serde(default)]
@@ -71,13 +92,13 @@ pub(super) struct LinkToml {
     pub rate: Option<String>,
 }
 
-pub fn parse_toml(text: &str) -> Result<Lab> {
+pub fn parse_toml(text: &str, base: &Path) -> Result<Lab> {
     let f: FileToml = toml::from_str(text).map_err(|e| {
         let first = e.to_string();
         let first = first.lines().last().unwrap_or_default().to_string();
         Error::bad("lab file", format!("not a valid lab: {first}"))
     })?;
-    build(f.name, f.nodes, f.links)
+    build(f.name, f.nodes, f.links, base)
 }
 
 /// Shared by the TOML and containerlab readers: validate everything.
@@ -85,6 +106,7 @@ pub(super) fn build(
     name: String,
     nodes: BTreeMap<String, NodeToml>,
     links: Vec<LinkToml>,
+    base: &Path,
 ) -> Result<Lab> {
     check_lab_name(&name)?;
     let mut out = Lab {
@@ -93,16 +115,38 @@ pub(super) fn build(
     };
     for (n, t) in nodes {
         check_node_name(&n)?;
-        let kind = match (t.container, t.image, t.netns) {
+        let image_only = !t.binds.is_empty()
+            || !t.exec.is_empty()
+            || !t.env.is_empty()
+            || !t.labels.is_empty()
+            || t.user.is_some()
+            || t.entrypoint.is_some()
+            || t.privileged.is_some()
+            || t.cap_add.is_some();
+        if image_only && t.image.is_none() {
+            return Err(Error::bad(
+                format!("nodes.{n}"),
+                "binds, exec, env, labels, user, entrypoint, privileged and cap_add need an image node (image = IMAGE)",
+            ));
+        }
+        let kind = match (t.container.clone(), t.image.clone(), t.netns.clone()) {
             (Some(c), None, None) => NodeKind::Container(c),
-            (None, Some(i), None) => NodeKind::Image {
-                image: i,
-                cmd: match t.cmd {
-                    None => vec![],
-                    Some(Cmd::List(v)) => v,
-                    Some(Cmd::Line(s)) => s.split_whitespace().map(String::from).collect(),
+            (None, Some(i), None) => NodeKind::Image(Box::new(image_node(
+                &n,
+                i,
+                t.cmd,
+                ImageToml {
+                    entrypoint: t.entrypoint,
+                    binds: t.binds,
+                    exec: t.exec,
+                    env: t.env,
+                    labels: t.labels,
+                    user: t.user,
+                    privileged: t.privileged,
+                    cap_add: t.cap_add,
                 },
-            },
+                base,
+            )?)),
             (None, None, Some(ns)) => NodeKind::Netns(ns),
             _ => {
                 return Err(Error::bad(
@@ -111,7 +155,22 @@ pub(super) fn build(
                 ));
             }
         };
-        out.nodes.insert(n.clone(), Node { name: n, kind });
+        if let Some(h) = &t.host
+            && (h.is_empty() || h == "host" || check_node_name(h).is_err())
+        {
+            return Err(Error::bad(
+                h,
+                format!("nodes.{n}.host: a host name, as given to lab up --host"),
+            ));
+        }
+        out.nodes.insert(
+            n.clone(),
+            Node {
+                name: n,
+                kind,
+                host: t.host,
+            },
+        );
     }
     let mut taken: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, l) in links.into_iter().enumerate() {
@@ -131,6 +190,137 @@ pub(super) fn build(
         out.units.extend(split(unit));
     }
     Ok(out)
+}
+
+/// An image node's container settings, as read.
+struct ImageToml {
+    entrypoint: Option<Cmd>,
+    binds: Vec<String>,
+    exec: Vec<String>,
+    env: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    user: Option<String>,
+    privileged: Option<bool>,
+    cap_add: Option<Vec<String>>,
+}
+
+fn argv(c: Cmd, at: &str) -> Result<Vec<String>> {
+    match c {
+        Cmd::List(v) => Ok(v),
+        Cmd::Line(s) => super::words::split(&s).map_err(|e| Error::bad(at, e)),
+    }
+}
+
+fn image_node(
+    n: &str,
+    image: String,
+    cmd: Option<Cmd>,
+    t: ImageToml,
+    base: &Path,
+) -> Result<ImageNode> {
+    let at = |k: &str| format!("nodes.{n}.{k}");
+    let cmd = cmd
+        .map(|c| argv(c, &at("cmd")))
+        .transpose()?
+        .unwrap_or_default();
+    let entrypoint = t
+        .entrypoint
+        .map(|c| argv(c, &at("entrypoint")))
+        .transpose()?;
+    let mut exec = Vec::new();
+    for (i, line) in t.exec.iter().enumerate() {
+        let v = super::words::split(line)
+            .map_err(|e| Error::bad(at(&format!("exec[{}]", i + 1)), e))?;
+        if v.is_empty() {
+            return Err(Error::bad(
+                at(&format!("exec[{}]", i + 1)),
+                "an empty command",
+            ));
+        }
+        exec.push(v);
+    }
+    let mut binds = Vec::new();
+    for b in &t.binds {
+        binds.push(bind(b, base).map_err(|e| Error::bad(b, format!("{}: {e}", at("binds"))))?);
+    }
+    for k in t.env.keys() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::bad(k, format!("{}: not a variable name", at("env"))));
+        }
+    }
+    if t.labels.keys().any(|k| k.starts_with("pipework.")) {
+        return Err(Error::bad(
+            at("labels"),
+            "pipework.* labels are pipework's own",
+        ));
+    }
+    // Ours always, the file's on top (as containerlab's add to the engine's).
+    let mut cap_add: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    for c in t.cap_add.unwrap_or_default() {
+        if !cap_add.contains(&c) {
+            cap_add.push(c);
+        }
+    }
+    for c in &cap_add {
+        if c.is_empty() || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::bad(
+                c,
+                format!("{}: a capability name like NET_ADMIN", at("cap-add")),
+            ));
+        }
+    }
+    Ok(ImageNode {
+        image,
+        cmd,
+        entrypoint,
+        env: t.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        labels: t.labels,
+        binds,
+        user: t.user,
+        privileged: t.privileged.unwrap_or(false),
+        cap_add,
+        exec,
+    })
+}
+
+/// `SRC:DST[:OPTS]`: SRC relative to the lab file's folder (the lab
+/// author's host path: resolved as given, it is not a guest's), which must
+/// exist (the engine would otherwise make an empty folder there); DST an
+/// absolute path in the container.
+fn bind(b: &str, base: &Path) -> std::result::Result<String, String> {
+    const OPTS: [&str; 11] = [
+        "ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate",
+        "nocopy",
+    ];
+    let mut parts = b.split(':');
+    let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+        return Err("a bind is HOST_PATH:CONTAINER_PATH[:ro]".into());
+    };
+    let opts = parts.next();
+    if parts.next().is_some() || src.is_empty() {
+        return Err("a bind is HOST_PATH:CONTAINER_PATH[:ro]".into());
+    }
+    if !dst.starts_with('/') {
+        return Err(format!("container path {dst} must be absolute"));
+    }
+    if let Some(o) = opts
+        && !o.split(',').all(|x| OPTS.contains(&x))
+    {
+        return Err(format!("options {o}: ro, rw, z, Z or a propagation mode"));
+    }
+    let p = base.join(src);
+    let p = std::path::absolute(&p).map_err(|e| e.to_string())?;
+    if !p.exists() {
+        return Err(format!("{} does not exist", p.display()));
+    }
+    let s = p.display().to_string();
+    if s.contains(':') {
+        return Err(format!("{s}: a host path with ':' cannot be bound"));
+    }
+    Ok(match opts {
+        Some(o) => format!("{s}:{dst}:{o}"),
+        None => format!("{s}:{dst}"),
+    })
 }
 
 fn check_lab_name(n: &str) -> Result<()> {
@@ -190,18 +380,43 @@ fn link(lab: &Lab, i: usize, l: LinkToml) -> Result<Unit> {
             })?,
             mode: l.mode.clone().unwrap_or_else(|| "bridge".into()),
         },
+        Some("overlay") => LinkKind::Overlay(l.network.clone().ok_or_else(|| {
+            Error::bad(
+                at("network"),
+                "an overlay link names its network (network = \"NET\", see pipework overlay create)",
+            )
+        })?),
         Some(k) => {
             return Err(Error::bad(
                 k,
-                "link kind: p2p (default), bridge, ovs or macvlan",
+                "link kind: p2p (default), bridge, ovs, macvlan or overlay",
             ));
         }
     };
+    if let LinkKind::Overlay(net) = &kind {
+        if l.ips.len() != l.endpoints.len() || l.ips.iter().any(|a| a.contains(',')) {
+            return Err(Error::bad(
+                at("ips"),
+                "an overlay link gives each endpoint one address (ip/len in the network's subnet)",
+            ));
+        }
+        if net.is_empty()
+            || net.len() > 12
+            || !net
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(Error::bad(
+                net,
+                "an overlay network name: 1-12 of a-z 0-9 - _",
+            ));
+        }
+    }
     match &kind {
         LinkKind::Bridge(h) | LinkKind::Ovs(h) | LinkKind::Macvlan { parent: h, .. } => {
             check_ifname(h)?
         }
-        LinkKind::P2p => {}
+        LinkKind::P2p | LinkKind::Overlay(_) => {}
     }
     if let LinkKind::Macvlan { mode, .. } = &kind {
         crate::driver::macvlan::parse_mode(mode)?;
@@ -273,6 +488,19 @@ fn link(lab: &Lab, i: usize, l: LinkToml) -> Result<Unit> {
             mac,
         });
     }
+    if !matches!(kind, LinkKind::Overlay(_)) {
+        let hosts: std::collections::BTreeSet<Option<&str>> = ends
+            .iter()
+            .filter(|e| e.node != "host")
+            .map(|e| lab.nodes.get(&e.node).and_then(|n| n.host.as_deref()))
+            .collect();
+        if hosts.len() > 1 {
+            return Err(Error::bad(
+                at("endpoints"),
+                "joins nodes on different hosts: only an overlay link spans hosts",
+            ));
+        }
+    }
     Ok(Unit {
         kind,
         ends,
@@ -328,7 +556,7 @@ ips = ["10.1.0.1/24", "", "10.1.0.3/24"]
 
     #[test]
     fn a_good_file_parses_into_units() {
-        let lab = parse_toml(GOOD).expect("parses");
+        let lab = parse_toml(GOOD, Path::new("/")).expect("parses");
         assert_eq!(lab.name, "t1");
         assert_eq!(lab.nodes.len(), 3);
         // One p2p unit, three bridge members.
@@ -340,9 +568,58 @@ ips = ["10.1.0.1/24", "", "10.1.0.3/24"]
         let ids: std::collections::HashSet<String> = lab.units.iter().map(Unit::id).collect();
         assert_eq!(ids.len(), 4);
         assert_eq!(
-            parse_toml(GOOD).expect("again").units[3].id(),
+            parse_toml(GOOD, Path::new("/")).expect("again").units[3].id(),
             lab.units[3].id()
         );
+    }
+
+    #[test]
+    fn a_lab_across_hosts_is_cut_per_host() {
+        let text = r#"
+name = "x"
+[nodes.a]
+netns = "a"
+host = "h0"
+[nodes.b]
+netns = "b"
+host = "h1"
+[nodes.c]
+netns = "c"
+host = "h1"
+[[links]]
+kind = "overlay"
+network = "blue"
+endpoints = ["a:eth1", "b:eth1"]
+ips = ["10.9.0.1/24", "10.9.0.2/24"]
+[[links]]
+endpoints = ["b:eth2", "c:eth2"]
+"#;
+        let lab = parse_toml(text, Path::new("/")).expect("parses");
+        assert_eq!(lab.units.len(), 3);
+        let h0 = lab.clone().for_host(Some("h0"));
+        assert_eq!(h0.nodes.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(h0.units.len(), 1);
+        assert_eq!(h0.elsewhere.len(), 2);
+        let h1 = lab.clone().for_host(Some("h1"));
+        assert_eq!(h1.units.len(), 2);
+        assert!(lab.for_host(None).units.is_empty());
+        let e = parse_toml(
+            &text.replace(
+                "endpoints = [\"b:eth2\", \"c:eth2\"]",
+                "endpoints = [\"a:eth2\", \"c:eth2\"]",
+            ),
+            Path::new("/"),
+        )
+        .expect_err("p2p across hosts")
+        .to_string();
+        assert!(e.contains("only an overlay link spans hosts"), "{e}");
+        let e = parse_toml(
+            &text.replace("ips = [\"10.9.0.1/24\", \"10.9.0.2/24\"]\n", ""),
+            Path::new("/"),
+        )
+        .expect_err("overlay without addresses")
+        .to_string();
+        assert!(e.contains("links[1].ips"), "{e}");
     }
 
     #[test]
@@ -356,7 +633,9 @@ ips = ["10.1.0.1/24", "", "10.1.0.3/24"]
             (("mtu = 1400", "mtu = 12"), "mtu"),
         ] {
             let text = GOOD.replacen(edit.0, edit.1, 1);
-            let e = parse_toml(&text).expect_err(token).to_string();
+            let e = parse_toml(&text, Path::new("/"))
+                .expect_err(token)
+                .to_string();
             assert!(e.contains(token), "{token}: {e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }

@@ -18,7 +18,7 @@ fn is_node(lab: &Lab, node: &str, name: &str, id: &str) -> bool {
         NodeKind::Container(c) => {
             c == name || (!id.is_empty() && c.len() >= 12 && id.starts_with(c.as_str()))
         }
-        NodeKind::Image { .. } => container_name(&lab.name, node) == name,
+        NodeKind::Image(_) => container_name(&lab.name, node) == name,
         NodeKind::Netns(_) => false,
     }
 }
@@ -33,6 +33,7 @@ pub fn labs_of(name: &str, id: &str) -> Vec<(String, PathBuf, String)> {
         let Ok(lab) = load(&file.display().to_string()) else {
             continue;
         };
+        let lab = lab.for_host(st.host.as_deref());
         for node in lab.nodes.keys() {
             if is_node(&lab, node, name, id) {
                 out.push((l.clone(), file.clone(), node.clone()));
@@ -56,10 +57,11 @@ pub async fn replumb(name: &str, id: &str) -> Result<Vec<UpReport>> {
     let mut out = Vec::new();
     let mut done = std::collections::HashSet::new();
     for (l, file, _) in labs_of(name, id) {
-        if !done.insert(l) {
+        if !done.insert(l.clone()) {
             continue;
         }
-        let lab = load(&file.display().to_string())?;
+        let host = state::load(&l).ok().and_then(|s| s.host);
+        let lab = load(&file.display().to_string())?.for_host(host.as_deref());
         out.push(apply::up(&lab, Some(&file)).await?);
     }
     Ok(out)

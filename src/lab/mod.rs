@@ -6,6 +6,7 @@ pub mod apply;
 mod build;
 pub mod clab;
 pub mod down;
+pub mod dryrun;
 pub mod file;
 pub mod graph;
 pub mod hook;
@@ -15,6 +16,7 @@ pub mod plan;
 mod reap;
 pub mod state;
 pub mod status;
+mod words;
 
 use crate::error::{Error, Result};
 use crate::guest::engine::Engine;
@@ -33,9 +35,14 @@ fn engine() -> Result<Engine> {
 pub fn load(path: &str) -> Result<model::Lab> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::bad(path, format!("cannot read the lab file: {e}")))?;
+    // Relative paths in the file (binds) are relative to the file.
+    let base = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if path.ends_with(".yml") || path.ends_with(".yaml") {
-        clab::parse_yaml(&text)
+        clab::parse_yaml(&text, base)
     } else {
-        file::parse_toml(&text)
+        file::parse_toml(&text, base)
     }
 }

@@ -13,12 +13,45 @@ pub struct Lab {
     pub name: String,
     pub nodes: BTreeMap<String, Node>,
     pub units: Vec<Unit>,
+    /// Keys of the file pipework does not act on, as dotted paths with the
+    /// reason (`topology.nodes.r1.startup-config (not supported)`): named
+    /// at `up`, refused under `--strict`.
+    pub ignored: Vec<String>,
+    /// Whether it came from a containerlab file (whose nodes containerlab
+    /// starts privileged; ours are not, and `up` says so).
+    pub clab: bool,
+    /// Ids of the units `--host` left to other hosts: never added here,
+    /// and their records (seen when hosts share a machine) never removed.
+    pub elsewhere: std::collections::HashSet<String>,
+    /// The `--host` this part was cut for (`for_host`).
+    pub host: Option<String>,
+}
+
+impl Lab {
+    /// The part of the lab host `host` builds (`lab up FILE --host H`):
+    /// the nodes placed on it (`host = "H"`; without --host, the nodes
+    /// placed nowhere), and the units all of whose ends are among them.
+    pub fn for_host(mut self, host: Option<&str>) -> Lab {
+        self.nodes.retain(|_, n| n.host.as_deref() == host);
+        let (mine, theirs): (Vec<Unit>, Vec<Unit>) =
+            std::mem::take(&mut self.units).into_iter().partition(|u| {
+                u.ends
+                    .iter()
+                    .all(|e| e.node == "host" || self.nodes.contains_key(&e.node))
+            });
+        self.elsewhere = theirs.iter().map(Unit::id).collect();
+        self.host = host.map(String::from);
+        self.units = mine;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Node {
     pub name: String,
     pub kind: NodeKind,
+    /// The host that runs it (`host = "h2"`), for labs across hosts.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +59,7 @@ pub enum NodeKind {
     /// An existing container (name or id); never started or stopped by us.
     Container(String),
     /// A container the lab starts from this image (no network) and removes.
-    Image { image: String, cmd: Vec<String> },
+    Image(Box<ImageNode>),
     /// An existing named network namespace.
     Netns(String),
 }
@@ -36,11 +69,37 @@ impl Node {
     pub fn guest_spec(&self, lab: &str) -> String {
         match &self.kind {
             NodeKind::Container(c) => c.clone(),
-            NodeKind::Image { .. } => container_name(lab, &self.name),
+            NodeKind::Image(_) => container_name(lab, &self.name),
             NodeKind::Netns(n) => format!("netns:{n}"),
         }
     }
 }
+
+/// How an image node's container is made, and what runs in it once its
+/// links are up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImageNode {
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`, sorted by key.
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `/abs/host/path:/container/path[:opts]`, the host side resolved
+    /// against the lab file's folder and checked to exist.
+    pub binds: Vec<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+    /// Capabilities added (default NET_ADMIN and NET_RAW: enough for
+    /// `ip addr`/`ip route` in `exec`, less than privileged).
+    pub cap_add: Vec<String>,
+    /// Commands run in the container, in order, after its links are up;
+    /// each an argv (split like a shell would, never run by one).
+    pub exec: Vec<Vec<String>>,
+}
+
+/// The capabilities an image node gets when its file names none.
+pub const DEFAULT_CAPS: [&str; 2] = ["NET_ADMIN", "NET_RAW"];
 
 /// The name of the container the lab starts for an image node.
 pub fn container_name(lab: &str, node: &str) -> String {
@@ -52,7 +111,12 @@ pub enum LinkKind {
     P2p,
     Bridge(String),
     Ovs(String),
-    Macvlan { parent: String, mode: String },
+    Macvlan {
+        parent: String,
+        mode: String,
+    },
+    /// A pipework overlay network (the agent's bridge on each host).
+    Overlay(String),
 }
 
 impl LinkKind {
@@ -62,13 +126,14 @@ impl LinkKind {
             LinkKind::Bridge(_) => "bridge",
             LinkKind::Ovs(_) => "ovs",
             LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Overlay(_) => "overlay",
         }
     }
     /// The host object a shared segment hangs on.
     pub fn host(&self) -> Option<&str> {
         match self {
             LinkKind::P2p => None,
-            LinkKind::Bridge(h) | LinkKind::Ovs(h) => Some(h),
+            LinkKind::Bridge(h) | LinkKind::Ovs(h) | LinkKind::Overlay(h) => Some(h),
             LinkKind::Macvlan { parent, .. } => Some(parent),
         }
     }

@@ -138,6 +138,8 @@ pub async fn diff(lab: &Lab, held: &[Held<'_>], inos: &BTreeMap<String, u64>) ->
         }
         keep.insert(u.id());
     }
+    let unchanged = keep.len();
+    keep.extend(lab.elsewhere.iter().cloned());
     let remove = held
         .iter()
         .enumerate()
@@ -147,6 +149,6 @@ pub async fn diff(lab: &Lab, held: &[Held<'_>], inos: &BTreeMap<String, u64>) ->
     Plan {
         add,
         remove,
-        unchanged: keep.len(),
+        unchanged,
     }
 }

@@ -19,6 +19,21 @@ pub struct State {
     /// the lab again when one of its containers restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// The `--host` of the last `up` (a lab across hosts), so a watcher
+    /// converges this host's part only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// node name → how its `exec` lines went when `up` started it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exec: std::collections::BTreeMap<String, ExecRun>,
+}
+
+/// A node's `exec` lines as run by the `up` that started it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecRun {
+    /// Lines that exited 0.
+    pub ok: usize,
+    pub of: usize,
 }
 
 /// Lab state files live in the state area's `labs` folder (`own`).

@@ -17,6 +17,9 @@ pub struct NodeStatus {
     pub running: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// How its `exec` lines went (`4/4 ok`), for nodes that have some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,8 +44,18 @@ pub struct Status {
 pub async fn run(lab: &Lab) -> Status {
     let mut inos: BTreeMap<String, u64> = BTreeMap::new();
     inos.insert("host".into(), host_ns());
+    let st = super::state::load(&lab.name).unwrap_or_default();
     let mut nodes = Vec::new();
     for n in lab.nodes.values() {
+        let exec = match &n.kind {
+            NodeKind::Image(i) if !i.exec.is_empty() => Some(match st.exec.get(&n.name) {
+                Some(r) if r.ok < r.of => format!("{}/{} (interrupted)", r.ok, r.of),
+                Some(r) if r.of == i.exec.len() => format!("{}/{} ok", r.ok, r.of),
+                Some(r) => format!("{}/{} ok (the file now has {})", r.ok, r.of, i.exec.len()),
+                None => format!("0/{} run (exec runs when up starts the node)", i.exec.len()),
+            }),
+            _ => None,
+        };
         let spec = n.guest_spec(&lab.name);
         let (running, problem) = match guest::resolve(&spec) {
             Ok(g) => {
@@ -57,18 +70,19 @@ pub async fn run(lab: &Lab) -> Status {
             name: n.name.clone(),
             kind: match n.kind {
                 NodeKind::Container(_) => "container",
-                NodeKind::Image { .. } => "image",
+                NodeKind::Image(_) => "image",
                 NodeKind::Netns(_) => "netns",
             },
             guest: spec,
             running,
             problem,
+            exec,
         });
     }
     let cur = Current::read().await;
     let held: Vec<Held> = cur.held(&lab.name).collect();
     let mut links = Vec::new();
-    let mut known = std::collections::HashSet::new();
+    let mut known = lab.elsewhere.clone();
     for u in &lab.units {
         known.insert(u.id());
         let mut present = 0;

@@ -18,8 +18,21 @@ use crate::netlink::{Journal, Link, Net};
 use crate::record::{Ident, Kind, Record, Seen};
 use crate::request::{check_ifname, format_mac};
 
-/// Build the link between resolved ends `a` and `b`, journaling into `j`.
-pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Result<Report> {
+/// What `build` checks before it changes anything, and what it found.
+pub(super) struct Pre {
+    host: Net,
+    na: Net,
+    nb: Net,
+    rec_a: Record,
+    rec_b: Record,
+    mtu: u32,
+    /// Both ends already there as this very link.
+    pub same: Option<(Link, Link)>,
+}
+
+/// Every check of `build`, reading only: names, MTU, record size, and
+/// whether the ends exist already (same link: `same`; other: refused).
+pub(super) async fn preflight(req: &LinkRequest, a: &End, b: &End) -> Result<Pre> {
     check_ifname(&req.a.ifname)?;
     check_ifname(&req.b.ifname)?;
     if a.ino == b.ino && req.a.ifname == req.b.ifname {
@@ -56,8 +69,16 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
     // Already there? Same link: nothing to do. Anything else: refuse.
     let ea = existing(&na, &req.a, a, &rec_a).await?;
     let eb = existing(&nb, &req.b, b, &rec_b).await?;
-    if let (Some(la), Some(lb)) = (&ea, &eb) {
-        return Ok(report(req, la, lb, mtu, true));
+    if let (Some(la), Some(lb)) = (ea.clone(), eb.clone()) {
+        return Ok(Pre {
+            host,
+            na,
+            nb,
+            rec_a,
+            rec_b,
+            mtu,
+            same: Some((la, lb)),
+        });
     }
     if ea.is_some() || eb.is_some() {
         let (s, e) = if ea.is_some() {
@@ -74,6 +95,31 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         ));
     }
 
+    Ok(Pre {
+        host,
+        na,
+        nb,
+        rec_a,
+        rec_b,
+        mtu,
+        same: None,
+    })
+}
+
+/// Build the link between resolved ends `a` and `b`, journaling into `j`.
+pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Result<Report> {
+    let Pre {
+        host,
+        na,
+        nb,
+        rec_a,
+        rec_b,
+        mtu,
+        same,
+    } = preflight(req, a, b).await?;
+    if let Some((la, lb)) = &same {
+        return Ok(report(req, la, lb, mtu, true));
+    }
     // 1. Born: A's end in A, B's end in B, both temporary.
     let (tmp_a, tmp_b) = (temp_name(), temp_name());
     let end_a = VethEnd {

@@ -70,6 +70,60 @@ pub async fn run(req: &LinkRequest) -> Result<Report> {
     }
 }
 
+/// `link --dry-run`: every check `run` makes, nothing changed; the steps
+/// it would take, with their iproute2 equivalents (empty: already linked).
+pub async fn dry_run(req: &LinkRequest) -> Result<Vec<String>> {
+    let a = resolve(&req.a.guest)?;
+    let b = resolve(&req.b.guest)?;
+    let pre = build::preflight(req, &a, &b).await?;
+    if pre.same.is_some() {
+        return Ok(vec![]);
+    }
+    Ok(p2p_steps(req, &a.label, &b.label))
+}
+
+/// The iproute2 commands a point-to-point link amounts to (`<x>` stands
+/// for guest x's network namespace).
+pub fn p2p_steps(req: &LinkRequest, la: &str, lb: &str) -> Vec<String> {
+    let ns = |s: &EndSpec, l: &str| {
+        if s.guest == "host" {
+            String::new()
+        } else {
+            format!(" netns <{l}>")
+        }
+    };
+    let ipn = |s: &EndSpec, l: &str| {
+        if s.guest == "host" {
+            "ip".to_string()
+        } else {
+            format!("ip -n <{l}>")
+        }
+    };
+    let mut v = vec![format!(
+        "ip link add {}{} mtu {} type veth peer name {}{}",
+        req.a.ifname,
+        ns(&req.a, la),
+        req.mtu.unwrap_or(1500),
+        req.b.ifname,
+        ns(&req.b, lb)
+    )];
+    for (s, l) in [(&req.a, la), (&req.b, lb)] {
+        if let Some(m) = s.mac {
+            v.push(format!(
+                "{} link set {} address {}",
+                ipn(s, l),
+                s.ifname,
+                crate::request::format_mac(&m)
+            ));
+        }
+        for a in &s.addrs {
+            v.push(format!("{} addr add {a} dev {}", ipn(s, l), s.ifname));
+        }
+        v.push(format!("{} link set {} up", ipn(s, l), s.ifname));
+    }
+    v
+}
+
 /// Parse `--ip-a` / `--ip-b`.
 pub fn parse_addr(flag: &str, s: &str) -> Result<IpNetwork> {
     crate::request::parse_cidr(s).map_err(|e| Error::bad(flag, e))

@@ -33,6 +33,15 @@ pub fn claims(a: &ClassicArgs) -> bool {
 /// The overlay attach, or None when NET is not an overlay network (the
 /// caller then goes the classic way, e.g. a new `br5`).
 pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>> {
+    try_attach_with(a, Default::default()).await
+}
+
+/// `try_attach` with extra fields signed into the record (a lab's name and
+/// link id), so whoever made the endpoint finds it by its record.
+pub async fn try_attach_with(
+    a: &ClassicArgs,
+    extras: crate::record::Extras,
+) -> Result<Option<crate::attach::Report>> {
     let net_name = a.host.clone();
     let agent = state::require(&net_name)?;
     let classic_ok = a.host.starts_with("br") || a.create;
@@ -93,6 +102,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
+        req.record_extras = extras.clone();
         req.record_extras.overlay_ip = Some(ip);
         wait_for_bridge(&net_name).await?;
         return crate::attach::attach_to(&req, &guest).await.map(Some);
@@ -106,6 +116,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         // has an endpoint on it: this claim.
         wait_for_bridge(&net_name).await?;
         let mut req = to_request(&args)?;
+        req.record_extras = extras.clone();
         req.record_extras.overlay_ip = Some(claim.ip());
         crate::attach::attach_to(&req, &guest).await
     }
