@@ -5,7 +5,7 @@ use super::Net;
 use super::errors::nl_err;
 use crate::error::Result;
 use crate::netns::NetNs;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 use std::os::fd::AsRawFd;
 
@@ -17,12 +17,27 @@ pub struct VethEnd<'a> {
     pub mac: Option<[u8; 6]>,
 }
 
+/// Queues for each end of a veth: one per online CPU (at most 64), so
+/// parallel flows sent from different CPUs do not share one queue and,
+/// with GRO/NAPI on the peer, are received on as many NAPI instances.
+/// A veth has no qdisc by default, so more queues cost only their sysfs
+/// entries. (IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES.)
+pub fn veth_queues() -> u32 {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.clamp(1, 64) as u32
+}
+
 impl Net {
     /// Create the pair `a`–`b`, both with `mtu`. Not journaled and not
     /// fetched: the caller finds each end in its namespace and journals
     /// the one whose deletion undoes all.
     pub async fn add_veth_pair(&self, a: &VethEnd<'_>, b: &VethEnd<'_>, mtu: u32) -> Result<()> {
-        let mut peer = LinkUnspec::new_with_name(b.name).mtu(mtu);
+        let q = veth_queues();
+        let mut peer = LinkUnspec::new_with_name(b.name)
+            .mtu(mtu)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(q))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(q));
         if let Some(ns) = b.ns {
             peer = peer.setns_by_fd(ns.fd().as_raw_fd());
         }
@@ -31,7 +46,9 @@ impl Net {
         }
         let mut msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(a.name.to_string())
-            .mtu(mtu);
+            .mtu(mtu)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(q))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(q));
         if let Some(m) = a.mac {
             msg = msg.address(m.to_vec());
         }
