@@ -1,6 +1,6 @@
 //! The bridge data path (issue 22), on the real kernel with dockerd's
-//! bridge-nf-call-iptables=1: veths get one queue per online CPU on both
-//! ends; the raw-table notrack rule for a bridge carries our comment,
+//! bridge-nf-call-iptables=1: PIPEWORK_VETH_QUEUES=cpus gives both veth
+//! ends one queue per online CPU (the default stays one); the raw-table notrack rule for a bridge carries our comment,
 //! appears with the first attachment, goes with the last detach, is
 //! collected by `gc` after a SIGKILL, is never added with
 //! --keep-conntrack or on a bridge with an address, and a failed attach
@@ -56,14 +56,22 @@ fn setup() -> bool {
 }
 
 #[test]
-fn veths_have_a_queue_per_cpu_and_the_notrack_rule_lives_with_the_bridge_attachments() {
+fn veth_queues_and_the_notrack_rule_living_with_the_bridge_attachments() {
     if !setup() {
         return;
     }
     let br = BridgeGuard::new("pwjb");
     let (a, b) = (Netns::new("pwja"), Netns::new("pwjb"));
     let ha = uniq("pwjh");
-    pipework_ok(&["--create", &br.0, &a.spec(), "-l", &ha, "10.254.201.2/24"]);
+    // PIPEWORK_VETH_QUEUES=cpus: one queue per online CPU on both ends.
+    let o = Command::new(BIN)
+        .args(["--create", &br.0, &a.spec(), "-l", &ha, "10.254.201.2/24"])
+        .env("DOCKER_HOST", docker_host())
+        .env("PIPEWORK_VETH_QUEUES", "cpus")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pipework");
+    assert!(o.status.success(), "{}", stderr(&o));
     let n = online_cpus();
     let host_q = ok("ls", &[&format!("/sys/class/net/{ha}/queues")]);
     assert_eq!(queues(&host_q, "tx"), n, "host end tx queues: {host_q}");
@@ -80,6 +88,10 @@ fn veths_have_a_queue_per_cpu_and_the_notrack_rule_lives_with_the_bridge_attachm
 
     pipework_ok(&[&br.0, &b.spec(), "10.254.201.3/24"]);
     assert_eq!(notrack_rules(&br.0), 1, "a second attach adds no copy");
+    // By default: the kernel's one queue per end.
+    let guest_q = stdout(&b.exec(&["ls", "/sys/class/net/eth1/queues"]));
+    assert_eq!(queues(&guest_q, "tx"), 1, "default tx queues: {guest_q}");
+    assert_eq!(queues(&guest_q, "rx"), 1, "default rx queues: {guest_q}");
     pipework_ok(&["detach", &a.spec()]);
     assert_eq!(notrack_rules(&br.0), 1, "b still uses the bridge");
     let d = pipework_ok(&["detach", &b.spec()]);
