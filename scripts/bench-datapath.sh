@@ -3,8 +3,8 @@
 # own network namespace talks to servers inside one Docker container
 # (busybox bb:latest) over
 #   bridge        a pipework Linux bridge as attach makes it by default:
-#                 multi-queue veths, conntrack skipped within the bridge
-#                 (raw-table notrack rule) where that is safe
+#                 conntrack skipped within the bridge (raw-table notrack
+#                 rule) where that is safe
 #   bridge-ct     the same with --keep-conntrack: every frame through
 #                 conntrack (bridge-nf-call-iptables=1, dockerd's setting)
 #   bridge-gro    `bridge` plus GRO on all four veth ends (turns on veth's
@@ -19,8 +19,9 @@
 # and, with no dockerd influence at all, in a namespace of our own that
 # plays the host (no iptables rules, bridge-nf-call-iptables=0 there: the
 # sysctl is per network namespace) with a second set of servers:
-#   nd-bridge     bridge + veths with one queue per CPU, as pipework makes them
-#   nd-bridge-1q  the same with single-queue veths (the multi-queue lever)
+#   nd-bridge     bridge + single-queue veths, as pipework makes them
+#   nd-bridge-mq  the same with one queue per CPU on every veth end
+#                 (PIPEWORK_VETH_QUEUES=cpus; the multi-queue lever)
 # Per path: one TCP stream and 8 streams (iperf3), new connections per
 # second (wrk, Connection: close, against nginx with one worker: a
 # non-forking server), and the p50/p99 round trip of a 64-byte TCP
@@ -185,8 +186,8 @@ nd_path() { # bridge, ifname, subnet, queues
   ip -n "$SNS" addr add "$3.2/24" dev "$2"; ip -n "$SNS" link set "$2" up
   ip -n "$CLI" addr add "$3.3/24" dev "$2"; ip -n "$CLI" link set "$2" up
 }
-nd_path nb eth6 10.254.6 "$NCPU"
-nd_path nb1 eth7 10.254.7 1
+nd_path nb eth6 10.254.6 1
+nd_path nbq eth7 10.254.7 "$NCPU"
 ip netns exec "$SNS" sysctl -q -w net.ipv4.tcp_tw_reuse=1
 
 # --- servers inside the two server namespaces --------------------------------
@@ -222,11 +223,11 @@ add_path bridge-ct ns 10.254.4.2 5201 11111 80
 add_path bridge-gro ns 10.254.5.2 5201 11111 80
 add_path macvlan ns 10.254.2.2 5201 11111 80
 if [ "$OVS_OK" = 1 ]; then ALL+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
-ALL+=(docker-dnat docker-proxy nd-bridge nd-bridge-1q)
+ALL+=(docker-dnat docker-proxy nd-bridge nd-bridge-mq)
 add_path docker-dnat ns 10.254.77.1 5201 11111 8080
 add_path docker-proxy host 127.0.0.1 "$LP_IPERF" "$LP_SOCK" "$LP_HTTP"
 add_path nd-bridge ns 10.254.6.2 5201 11111 80
-add_path nd-bridge-1q ns 10.254.7.2 5201 11111 80
+add_path nd-bridge-mq ns 10.254.7.2 5201 11111 80
 if [ -n "${PATHS:-}" ]; then read -r -a SEL <<< "$PATHS"; else SEL=("${ALL[@]}"); fi
 run_in() { # path, command...
   local w=${WHERE[$1]}
@@ -324,7 +325,7 @@ def cell(p, k, f):
 print("| path | " + " | ".join(c[1] for c in cols) + " |")
 print("|---" * (len(cols) + 1) + "|")
 order = [p for p in ("bridge", "bridge-ct", "bridge-gro", "macvlan", "ovs", "docker-dnat", "docker-proxy",
-                     "nd-bridge", "nd-bridge-1q") if p in res]
+                     "nd-bridge", "nd-bridge-mq") if p in res]
 for p in order:
     print(f"| {p} | " + " | ".join(cell(p, k, f) for k, _, f in cols) + " |")
 def ratio(a, b, k, inv=False):
@@ -345,7 +346,7 @@ for base in ("docker-dnat", "docker-proxy"):
 print("\nlevers, each on its own (ratio of medians; > 1 is a gain)")
 for name, a, b in (("conntrack skipped (bridge / bridge-ct)", "bridge", "bridge-ct"),
                    ("GRO on veths (bridge-gro / bridge)", "bridge-gro", "bridge"),
-                   (f"multi-queue veth (nd-bridge / nd-bridge-1q)", "nd-bridge", "nd-bridge-1q"),
+                   ("multi-queue veth (nd-bridge-mq / nd-bridge)", "nd-bridge-mq", "nd-bridge"),
                    ("no dockerd at all (nd-bridge / bridge)", "nd-bridge", "bridge")):
     print(f"  {name:45} 1 stream {ratio(a, b, 'i1')}  8 streams {ratio(a, b, 'i8')}  conn/s {ratio(a, b, 'cps')}"
           f"  p99 {ratio(a, b, 'p99', True)}")
