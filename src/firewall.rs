@@ -225,10 +225,11 @@ pub fn allow_bridge(
 ) -> Result<Option<String>> {
     let bridge = br.name.as_str();
     let want_notrack = wants.notrack && !wants.bridge_has_addr;
-    if !dry_run
-        && marked(marker(bridge), br.index)
-        && (!want_notrack || marked(notrack::marker(bridge), br.index))
-    {
+    // The notrack rule is as wanted: in place, or (the bridge has gained
+    // an address) not there; an opted-out attach leaves it as it is.
+    let notrack_settled =
+        !wants.notrack || want_notrack == marked(notrack::marker(bridge), br.index);
+    if !dry_run && marked(marker(bridge), br.index) && notrack_settled {
         return Ok(None);
     }
     if !bridged_traffic_is_filtered() {

@@ -135,20 +135,27 @@ fn a_bridge_with_an_address_keeps_conntrack() {
         return;
     }
     // The host may route or receive this bridge's frames: untracking them
-    // would break NAT and stateful INPUT rules.
+    // would break NAT and stateful INPUT rules. A bridge that gains an
+    // address loses the rule at the next attach.
     let br = BridgeGuard::new("pwja");
     ok("ip", &["link", "add", &br.0, "type", "bridge"]);
-    ok("ip", &["addr", "add", "10.254.203.1/24", "dev", &br.0]);
     ok("ip", &["link", "set", &br.0, "up"]);
-    let a = Netns::new("pwjr");
-    let o = pipework_ok(&[&br.0, &a.spec(), "10.254.203.2/24@10.254.203.1"]);
+    let (a, b) = (Netns::new("pwjr"), Netns::new("pwjs"));
+    pipework_ok(&[&br.0, &a.spec(), "10.254.203.2/24"]);
+    assert_eq!(notrack_rules(&br.0), 1, "{}", raw_rules());
+    ok("ip", &["addr", "add", "10.254.203.1/24", "dev", &br.0]);
+    let o = pipework_ok(&[&br.0, &b.spec(), "10.254.203.3/24@10.254.203.1"]);
     assert_eq!(notrack_rules(&br.0), 0, "{}", raw_rules());
     assert!(
         stderr(&o).contains("has an IPv4 address"),
         "says why: {}",
         stderr(&o)
     );
+    // The accept rule stays while attachments use the bridge.
+    assert!(ok("iptables", &["-w", "-S"]).contains(&format!("pipework:{}", br.0)));
     pipework_ok(&["detach", &a.spec()]);
+    pipework_ok(&["detach", &b.spec()]);
+    assert_eq!(notrack_rules(&br.0), 0, "{}", raw_rules());
 }
 
 #[test]
