@@ -259,7 +259,10 @@ pub fn allow_bridge(
     let chains = nft::forward_chains().unwrap_or_default();
 
     // iptables' FORWARD chain (dockerd's DROP), through iptables itself.
-    match Filter::probe() {
+    // The listing also answers the notrack check below (one run fewer).
+    let probed = Filter::probe();
+    let listing = probed.as_ref().ok().map(|f| f.0.clone());
+    match probed {
         Ok(filter) if filter.forward_drops() => {
             let chain = filter.chain();
             if dry_run {
@@ -335,12 +338,7 @@ pub fn allow_bridge(
         mark(bridge, br.index);
     }
     if wants.notrack {
-        let filter = Filter::fetch();
-        match notrack::unsafe_because(
-            wants.bridge_has_addr,
-            filter.as_ref().map(|f| f.0.as_str()),
-            bridge,
-        ) {
+        match notrack::unsafe_because(wants.bridge_has_addr, listing.as_deref(), bridge) {
             Some(why) => {
                 // The bridge gained an address (or a user rule) since our
                 // rule went in: routed frames must be tracked again.
