@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Data path, side by side in one run: a client in its own network namespace
-# talks to servers inside one Docker container (busybox bb:latest) over
-#   bridge        a pipework Linux bridge (veth - bridge - veth)
+# Data path, side by side in one run, in interleaved rounds: a client in its
+# own network namespace talks to servers inside one Docker container
+# (busybox bb:latest) over
+#   bridge        a pipework Linux bridge as attach makes it by default:
+#                 conntrack skipped within the bridge (raw-table notrack
+#                 rule) where that is safe
+#   bridge-ct     the same with --keep-conntrack: every frame through
+#                 conntrack (bridge-nf-call-iptables=1, dockerd's setting)
+#   bridge-gro    `bridge` plus GRO on all four veth ends (turns on veth's
+#                 NAPI receive path; ethtool here, a lever under test)
 #   macvlan       pipework macvlan children of one veth parent (bridge mode)
 #   ovs           a pipework Open vSwitch port (env-up's OVS runs the
 #                 userspace netdev datapath: no kernel module here)
@@ -9,30 +16,52 @@
 #                 through a veth to the host: DNAT in PREROUTING
 #   docker-proxy  Docker's published port on host loopback, client on the
 #                 host: the userland docker-proxy
-# and reports, per path: one TCP stream and 8 streams (iperf3), new
-# connections per second (wrk with Connection: close against nginx), and
-# the p50/p99 round trip of a 64-byte TCP request/response (sockperf).
-# Ratios are against the pipework bridge.
+# and, with no dockerd influence at all, in a namespace of our own that
+# plays the host (no iptables rules, bridge-nf-call-iptables=0 there: the
+# sysctl is per network namespace) with a second set of servers:
+#   nd-bridge     bridge + single-queue veths, as pipework makes them
+#   nd-bridge-mq  the same with one queue per CPU on every veth end
+#                 (PIPEWORK_VETH_QUEUES=cpus; the multi-queue lever)
+# Per path: one TCP stream and 8 streams (iperf3), new connections per
+# second (wrk, Connection: close, against nginx with one worker: a
+# non-forking server), and the p50/p99 round trip of a 64-byte TCP
+# request/response (sockperf). Every round runs every path in a new random
+# order; the summary gives the median and the spread (min-max) over the
+# rounds, and ratios of medians against docker-dnat and docker-proxy.
 #
-# The servers are host binaries started inside the container's namespace
+# The servers are host binaries started inside the server namespaces
 # (nsenter --net): iperf3 -s, sockperf sr, and nginx from Debian's package,
 # unpacked into a temporary directory (apt-get download; not installed,
-# no service). Every object is named pwb<hex pid>… and removed on exit;
-# processes are stopped by pid. Traffic stays in our namespaces, on our
-# veths and on loopback; the published ports bind to our veth's address and
-# 127.0.0.1 only. Each measurement is bounded (SECS, default 5 s). The
-# client, the servers and any forwarder share the machine's 2 CPUs, so the
-# numbers are noisy while others build: run it in one go.
+# no service). Missing client tools (iperf3, wrk, sockperf) are installed
+# from Debian's packages. Every object is named pwb<hex pid>... and removed
+# on exit; processes are stopped by pid. Traffic stays in our namespaces,
+# on our veths and on loopback; the published ports bind to our veth's
+# address and 127.0.0.1 only; eth0 and the host's routes are never touched.
+# The client, the servers and any forwarder share the machine's CPUs, so
+# the numbers are noisy while others work: the load (uptime) is printed
+# before and after.
 #
-# Usage: scripts/bench-datapath.sh     (root; scripts/env-up.sh first)
-#        SECS=3 BIN=/usr/sbin/pipework scripts/bench-datapath.sh
+# Usage: scripts/bench-datapath.sh          (root; scripts/env-up.sh first)
+#        ROUNDS=3 SECS=3 by default (about 8 minutes); LONG=1 for 5 rounds
+#        of 5 s; BIN=target/debug/pipework to skip the static build (the
+#        data path is the kernel's either way); PATHS="bridge docker-dnat"
+#        to run only some paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${SECS:-5}
+if [ -n "${LONG:-}" ]; then SECS=${SECS:-5}; ROUNDS=${ROUNDS:-5}; fi
+SECS=${SECS:-3}
+ROUNDS=${ROUNDS:-3}
 [ "$SECS" -le 10 ] || { echo "bench-datapath: SECS is at most 10" >&2; exit 1; }
-for t in docker iperf3 wrk sockperf nsenter python3 apt-get dpkg-deb; do
+[ "$ROUNDS" -ge 1 ] || { echo "bench-datapath: ROUNDS is at least 1" >&2; exit 1; }
+need=()
+for t in iperf3 wrk sockperf; do command -v "$t" >/dev/null || need+=("$t"); done
+if [ "${#need[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null ||
+    { echo "bench-datapath: apt-get install ${need[*]} failed" >&2; exit 1; }
+fi
+for t in docker iperf3 wrk sockperf nsenter python3 apt-get dpkg-deb ethtool; do
   command -v "$t" >/dev/null || {
-    echo "bench-datapath: $t missing (scripts/env-up.sh; apt-get install wrk sockperf)" >&2; exit 1; }
+    echo "bench-datapath: $t missing (scripts/env-up.sh)" >&2; exit 1; }
 done
 # shellcheck disable=SC1091
 source /tmp/pw-env/env.sh
@@ -41,14 +70,18 @@ if [ -z "${BIN:-}" ]; then
   read -r BIN _ < <(scripts/build-static.sh)
 fi
 P=$BIN
-
+echo "load before: $(uptime)"
 ID=$(printf '%x' $$)
 X=pwb$ID
 CLI=${X}cl               # the client's namespace
-BRA=${X}b                # pipework bridge
+BRA=${X}b                # pipework bridge (defaults)
+BRC=${X}k                # pipework bridge, --keep-conntrack
+BRG=${X}g                # pipework bridge, GRO on its veths
 PAR=${X}m                # the macvlan parent: one end of a veth pair
 OVS=ovs${X}              # pipework creates an OVS bridge for an ovs* name
 HV=${X}h                 # host end of the client-to-host veth (Docker paths)
+RNS=${X}r                # no-dockerd paths: the namespace that plays the host
+SNS=${X}sv               # ... and the one its servers live in
 CT=${X}-srv
 T=$(mktemp -d /tmp/pwb-datapath.XXXXXX)
 PIDS=()
@@ -60,11 +93,12 @@ cleanup() {
   [ -n "${CPID:-}" ] && "$P" detach "$CT" >/dev/null 2>&1
   docker rm -f "$CT" >/dev/null 2>&1
   ip netns del "$CLI" 2>/dev/null
+  ip netns del "$RNS" 2>/dev/null
+  ip netns del "$SNS" 2>/dev/null
   ip link del "$HV" 2>/dev/null
   ip link del "$PAR" 2>/dev/null
-  ip link del "$BRA" 2>/dev/null
+  for b in "$BRA" "$BRC" "$BRG"; do ip link del "$b" 2>/dev/null; done
   [ -n "${PIPEWORK_OVSDB:-}" ] && ovs-vsctl --db="$PIPEWORK_OVSDB" --if-exists del-br "$OVS" 2>/dev/null
-  rm -f "/run/pipework/firewall/$BRA"
   if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "kept $T" >&2; fi
 }
 trap cleanup EXIT
@@ -80,6 +114,7 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 LP_IPERF=$(free_port); LP_SOCK=$(free_port); LP_HTTP=$(free_port)
+NCPU=$(getconf _NPROCESSORS_ONLN)
 
 # --- the client namespace and its way to the host (for the DNAT path) ------
 ip netns add "$CLI"
@@ -104,10 +139,18 @@ nsenter --net="$SRVNS" sysctl -q -w net.ipv4.tcp_tw_reuse=1
 ip netns exec "$CLI" sysctl -q -w net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 
 # --- pipework paths ----------------------------------------------------------
-ip link add "$BRA" type bridge
-ip link set "$BRA" up
+for b in "$BRA" "$BRC" "$BRG"; do ip link add "$b" type bridge; ip link set "$b" up; done
 "$P" "$BRA" "$CT" -i eth1 10.254.1.2/24 >/dev/null 2>"$T/attach.log"
 "$P" "$BRA" "netns:$CLI" -i eth1 -l "${X}c1" 10.254.1.3/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRC" "$CT" -i eth4 --keep-conntrack 10.254.4.2/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRC" "netns:$CLI" -i eth4 -l "${X}c4" --keep-conntrack 10.254.4.3/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRG" "$CT" -i eth5 -l "${X}s5" 10.254.5.2/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRG" "netns:$CLI" -i eth5 -l "${X}c5" 10.254.5.3/24 >/dev/null 2>>"$T/attach.log"
+# GRO on every end of the bridge-gro path: a veth with GRO on receives
+# through NAPI (one instance per queue) instead of the sender's backlog.
+for d in "${X}s5" "${X}c5"; do ethtool -K "$d" gro on >/dev/null 2>&1; done
+nsenter --net="$SRVNS" ethtool -K eth5 gro on >/dev/null 2>&1
+ip netns exec "$CLI" ethtool -K eth5 gro on >/dev/null 2>&1
 ip link add "$PAR" type veth peer name "${X}n"
 ip link set "$PAR" up
 ip link set "${X}n" up
@@ -122,37 +165,70 @@ else
   echo "bench-datapath: no OVS path (see $T/attach.log)" >&2
   cat "$T/attach.log" >&2
 fi
+NOTRACK=$(iptables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRA .*pipework:$BRA" || true)
+NOTRACK_CT=$(iptables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRC .*pipework:$BRC" || true)
 
-# --- servers inside the container's namespace --------------------------------
-mkdir -p "$T/ng/logs" "$T/ng/tmp"
-cat > "$T/ng/nginx.conf" <<C
+# --- no dockerd influence: a namespace that plays the host -------------------
+ip netns add "$RNS"
+ip netns add "$SNS"
+ip -n "$RNS" link set lo up
+ip -n "$SNS" link set lo up
+ND_NF=$(ip netns exec "$RNS" sh -c 'sysctl -q -w net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 && sysctl -n net.bridge.bridge-nf-call-iptables' 2>/dev/null || echo "?")
+nd_path() { # bridge, ifname, subnet, queues
+  local q="numtxqueues $4 numrxqueues $4"
+  ip -n "$RNS" link add "$1" type bridge
+  ip -n "$RNS" link set "$1" up
+  # shellcheck disable=SC2086
+  ip -n "$RNS" link add "$1s" $q type veth peer name "$2" $q netns "$SNS"
+  # shellcheck disable=SC2086
+  ip -n "$RNS" link add "$1c" $q type veth peer name "$2" $q netns "$CLI"
+  for e in "$1s" "$1c"; do ip -n "$RNS" link set "$e" master "$1" up; done
+  ip -n "$SNS" addr add "$3.2/24" dev "$2"; ip -n "$SNS" link set "$2" up
+  ip -n "$CLI" addr add "$3.3/24" dev "$2"; ip -n "$CLI" link set "$2" up
+}
+nd_path nb eth6 10.254.6 1
+nd_path nbq eth7 10.254.7 "$NCPU"
+ip netns exec "$SNS" sysctl -q -w net.ipv4.tcp_tw_reuse=1
+
+# --- servers inside the two server namespaces --------------------------------
+servers() { # tag, namespace path
+  mkdir -p "$T/ng$1/logs" "$T/ng$1/tmp"
+  cat > "$T/ng$1/nginx.conf" <<C
 worker_processes 1;
-pid $T/ng/nginx.pid;
-error_log $T/ng/logs/error.log warn;
+pid $T/ng$1/nginx.pid;
+error_log $T/ng$1/logs/error.log warn;
 daemon off;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $T/ng/tmp; proxy_temp_path $T/ng/tmp; fastcgi_temp_path $T/ng/tmp;
-  uwsgi_temp_path $T/ng/tmp; scgi_temp_path $T/ng/tmp;
+  client_body_temp_path $T/ng$1/tmp; proxy_temp_path $T/ng$1/tmp; fastcgi_temp_path $T/ng$1/tmp;
+  uwsgi_temp_path $T/ng$1/tmp; scgi_temp_path $T/ng$1/tmp;
   server { listen 80 backlog=4096; location / { default_type text/plain; return 200 "ok\n"; } }
 }
 C
-nsenter --net="$SRVNS" iperf3 -s -p 5201 >"$T/iperf3.log" 2>&1 & PIDS+=($!)
-nsenter --net="$SRVNS" sockperf sr --tcp -p 11111 >"$T/sockperf.log" 2>&1 & PIDS+=($!)
-nsenter --net="$SRVNS" "$NGINX" -p "$T/ng" -e "$T/ng/logs/error.log" -c "$T/ng/nginx.conf" & PIDS+=($!)
+  nsenter --net="$2" iperf3 -s -p 5201 >"$T/iperf3$1.log" 2>&1 & PIDS+=($!)
+  nsenter --net="$2" sockperf sr --tcp -p 11111 >"$T/sockperf$1.log" 2>&1 & PIDS+=($!)
+  nsenter --net="$2" "$NGINX" -p "$T/ng$1" -e "$T/ng$1/logs/error.log" -c "$T/ng$1/nginx.conf" & PIDS+=($!)
+}
+servers d "$SRVNS"
+servers n "/run/netns/$SNS"
 
 # Client commands per path: where it runs, and the address and ports it uses.
 declare -A WHERE HOST PIPERF PSOCK PHTTP
 add_path() { WHERE[$1]=$2; HOST[$1]=$3; PIPERF[$1]=$4; PSOCK[$1]=$5; PHTTP[$1]=$6; }
 NSX=(ip netns exec "$CLI")
-PATHS=(bridge macvlan)
+ALL=(bridge bridge-ct bridge-gro macvlan)
 add_path bridge ns 10.254.1.2 5201 11111 80
+add_path bridge-ct ns 10.254.4.2 5201 11111 80
+add_path bridge-gro ns 10.254.5.2 5201 11111 80
 add_path macvlan ns 10.254.2.2 5201 11111 80
-if [ "$OVS_OK" = 1 ]; then PATHS+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
-PATHS+=(docker-dnat docker-proxy)
+if [ "$OVS_OK" = 1 ]; then ALL+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
+ALL+=(docker-dnat docker-proxy nd-bridge nd-bridge-mq)
 add_path docker-dnat ns 10.254.77.1 5201 11111 8080
 add_path docker-proxy host 127.0.0.1 "$LP_IPERF" "$LP_SOCK" "$LP_HTTP"
+add_path nd-bridge ns 10.254.6.2 5201 11111 80
+add_path nd-bridge-mq ns 10.254.7.2 5201 11111 80
+if [ -n "${PATHS:-}" ]; then read -r -a SEL <<< "$PATHS"; else SEL=("${ALL[@]}"); fi
 run_in() { # path, command...
   local w=${WHERE[$1]}
   shift
@@ -169,7 +245,8 @@ answers() { # path, tries: a TCP connect to its HTTP port succeeds
   return 1
 }
 # Wait until every path answers (ARP, OVS flow set-up, docker-proxy start).
-for p in "${PATHS[@]}"; do
+for p in "${SEL[@]}"; do
+  [ -n "${WHERE[$p]:-}" ] || { echo "bench-datapath: no path $p (${ALL[*]})" >&2; exit 1; }
   answers "$p" 100 || { echo "bench-datapath: $p (${HOST[$p]}:${PHTTP[$p]}) never answered" >&2; exit 1; }
 done
 
@@ -191,52 +268,90 @@ iperf() { # path, streams: the JSON; iperf3 -s takes one test at a time and
   return 1
 }
 
-: > "$T/results.txt"
-for p in "${PATHS[@]}"; do
-  h=${HOST[$p]}
+measure() { # path, round: one file per measure, results.txt names what finished
+  local p=$1 r=$2 h=${HOST[$1]}
   # A path can stop forwarding under us, e.g. when another job on a shared
   # host deletes the DOCKER-USER rule a bridge needs: say so, go on.
   if ! answers "$p" 20; then
-    echo "bench-datapath: $p stopped answering; skipped (iptables -S DOCKER-USER?)" >&2
-    continue
+    echo "bench-datapath: $p stopped answering in round $r; skipped (iptables -S DOCKER-USER?)" >&2
+    return 0
   fi
-  iperf "$p" 1 > "$T/$p.i1.json" || continue
-  iperf "$p" 8 > "$T/$p.i8.json" || continue
+  iperf "$p" 1 > "$T/$p.$r.i1.json" || return 0
+  iperf "$p" 8 > "$T/$p.$r.i8.json" || return 0
   run_in "$p" timeout "$LIMIT" wrk -t 2 -c 32 -d "${SECS}s" --timeout 2s -H "Connection: close" \
-    "http://$h:${PHTTP[$p]}/" > "$T/$p.wrk" || continue
+    "http://$h:${PHTTP[$p]}/" > "$T/$p.$r.wrk" || return 0
   run_in "$p" timeout "$LIMIT" sockperf pp --tcp -i "$h" -p "${PSOCK[$p]}" -m 64 -t "$SECS" --full-rtt \
-    > "$T/$p.sp" 2>&1 || continue
-  echo "$p" >> "$T/results.txt"
-done
+    > "$T/$p.$r.sp" 2>&1 || return 0
+  echo "$p $r" >> "$T/results.txt"
+}
 
-python3 - "$T" "$SECS" <<'PY'
-import json, re, sys
-T, secs = sys.argv[1], sys.argv[2]
-paths = [l.strip() for l in open(f"{T}/results.txt") if l.strip()]
+: > "$T/results.txt"
+for r in $(seq 1 "$ROUNDS"); do
+  mapfile -t order < <(shuf -e "${SEL[@]}")
+  echo "round $r/$ROUNDS: ${order[*]}" >&2
+  for p in "${order[@]}"; do measure "$p" "$r"; done
+done
+LOAD_AFTER=$(uptime)
+
+python3 - "$T" "$SECS" "$ROUNDS" "$NOTRACK" "$NOTRACK_CT" "$ND_NF" "$NCPU" <<'PY'
+import json, re, statistics, sys
+T, secs, rounds, nt, nt_ct, nd_nf, ncpu = sys.argv[1:8]
+done = [l.split() for l in open(f"{T}/results.txt") if l.strip()]
 res = {}
-for p in paths:
-    i1 = json.load(open(f"{T}/{p}.i1.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
-    i8 = json.load(open(f"{T}/{p}.i8.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
-    w = open(f"{T}/{p}.wrk").read()
+for p, r in done:
+    i1 = json.load(open(f"{T}/{p}.{r}.i1.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
+    i8 = json.load(open(f"{T}/{p}.{r}.i8.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
+    w = open(f"{T}/{p}.{r}.wrk").read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
-    errs = re.search(r"Socket errors: (.*)", w)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
-    s = open(f"{T}/{p}.sp").read()
+    s = open(f"{T}/{p}.{r}.sp").read()
     def pct(q):
         m = re.search(r"percentile %s\s*=\s*([\d.]+)" % re.escape(q), s)
         return float(m.group(1)) if m else float("nan")
-    res[p] = dict(i1=i1, i8=i8, cps=rps, p50=pct("50.000"), p99=pct("99.000"),
-                  note=", ".join(x for x in [errs and "wrk socket errors: " + errs.group(1),
-                                              non2xx and "non-2xx: " + non2xx.group(1)] if x))
-print(f"{secs} s per measurement; ratios against the pipework bridge")
-print(f"{'path':14} {'1 stream':>15} {'8 streams':>15} {'new conn/s':>17} {'p50 RTT us':>11} {'p99 RTT us':>17}")
-b = res.get("bridge", {})
-def r(v, base):
-    return f"({v / base:4.2f}x)" if base else ""
-for p in paths:
-    x = res[p]
-    print(f"{p:14} {x['i1']:6.2f} Gb/s {r(x['i1'], b.get('i1')):>7} {x['i8']:6.2f} Gb/s {r(x['i8'], b.get('i8')):>7}"
-          f" {x['cps']:9.0f} {r(x['cps'], b.get('cps')):>7} {x['p50']:11.1f} {x['p99']:9.1f} {r(x['p99'], b.get('p99')):>7}")
-    if x["note"]:
-        print(f"{'':14} {x['note']}")
+    d = res.setdefault(p, {k: [] for k in ("i1", "i8", "cps", "p50", "p99")})
+    for k, v in (("i1", i1), ("i8", i8), ("cps", rps), ("p50", pct("50.000")), ("p99", pct("99.000"))):
+        d[k].append(v)
+    errs = re.search(r"Socket errors: (.*)", w)
+    if errs:
+        d.setdefault("notes", []).append(f"round {r} wrk socket errors: {errs.group(1)}")
+med = {p: {k: statistics.median(v) for k, v in d.items() if k != "notes"} for p, d in res.items()}
+print(f"{rounds} interleaved rounds, {secs} s per measurement, {ncpu} CPUs; median (min-max) over the rounds")
+print(f"notrack rule on the default bridge: {'yes' if nt != '0' else 'NO'}; on bridge-ct: {'yes' if nt_ct != '0' else 'no'};"
+      f" bridge-nf-call-iptables in the no-dockerd namespace: {nd_nf}")
+cols = [("i1", "1 stream Gb/s", "{:.2f}"), ("i8", "8 streams Gb/s", "{:.2f}"), ("cps", "new conn/s", "{:.0f}"),
+        ("p50", "p50 RTT us", "{:.1f}"), ("p99", "p99 RTT us", "{:.1f}")]
+def cell(p, k, f):
+    v = res[p][k]
+    return f"{f.format(med[p][k])} ({f.format(min(v))}-{f.format(max(v))})"
+print("| path | " + " | ".join(c[1] for c in cols) + " |")
+print("|---" * (len(cols) + 1) + "|")
+order = [p for p in ("bridge", "bridge-ct", "bridge-gro", "macvlan", "ovs", "docker-dnat", "docker-proxy",
+                     "nd-bridge", "nd-bridge-mq") if p in res]
+for p in order:
+    print(f"| {p} | " + " | ".join(cell(p, k, f) for k, _, f in cols) + " |")
+def ratio(a, b, k, inv=False):
+    if a not in med or b not in med or not med[b][k]:
+        return "  -  "
+    x = med[b][k] / med[a][k] if inv else med[a][k] / med[b][k]
+    return f"{x:5.2f}"
+for base in ("docker-dnat", "docker-proxy"):
+    if base not in med:
+        continue
+    print(f"\nratios of medians against {base} (latency: {base}'s / the path's, so > 1 is better)")
+    print(f"{'path':14} {'1 stream':>9} {'8 streams':>9} {'conn/s':>9} {'p50':>9} {'p99':>9}")
+    for p in order:
+        if p == base:
+            continue
+        print(f"{p:14} {ratio(p, base, 'i1'):>9} {ratio(p, base, 'i8'):>9} {ratio(p, base, 'cps'):>9}"
+              f" {ratio(p, base, 'p50', True):>9} {ratio(p, base, 'p99', True):>9}")
+print("\nlevers, each on its own (ratio of medians; > 1 is a gain)")
+for name, a, b in (("conntrack skipped (bridge / bridge-ct)", "bridge", "bridge-ct"),
+                   ("GRO on veths (bridge-gro / bridge)", "bridge-gro", "bridge"),
+                   ("multi-queue veth (nd-bridge-mq / nd-bridge)", "nd-bridge-mq", "nd-bridge"),
+                   ("no dockerd at all (nd-bridge / bridge)", "nd-bridge", "bridge")):
+    print(f"  {name:45} 1 stream {ratio(a, b, 'i1')}  8 streams {ratio(a, b, 'i8')}  conn/s {ratio(a, b, 'cps')}"
+          f"  p99 {ratio(a, b, 'p99', True)}")
+for p in order:
+    for n in res[p].get("notes", []):
+        print(f"note: {p}: {n}")
 PY
+echo "load after: $LOAD_AFTER"

@@ -72,6 +72,8 @@ pub struct ClassicArgs {
     pub max_tx_rate: Option<u32>,
     pub vlan_qos: Option<u8>,
     pub vlan_proto: Option<String>,
+    /// Bridge: no raw-table notrack rule (`--keep-conntrack`).
+    pub keep_conntrack: bool,
 }
 
 /// The defaults of the command line (`--dhcp-timeout 10`, no flags).
@@ -108,6 +110,7 @@ impl ClassicArgs {
             max_tx_rate: None,
             vlan_qos: None,
             vlan_proto: None,
+            keep_conntrack: false,
         }
     }
 }
@@ -206,6 +209,7 @@ pub fn to_request(a: &ClassicArgs) -> Result<AttachRequest> {
         )?,
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
+        keep_conntrack: a.keep_conntrack,
         record_extras: Default::default(),
         sriov: crate::sriov::Options::parse(&crate::sriov::RawOptions {
             spoofchk: a.spoofchk.as_deref(),

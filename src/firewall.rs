@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 
 mod legacy;
 mod nft;
+mod notrack;
 
 fn comment(bridge: &str) -> String {
     format!("pipework:{bridge}")
@@ -196,22 +197,39 @@ fn mark(bridge: &str, index: u32) {
     let _ = std::fs::write(m, index.to_string());
 }
 
-/// Ensure the accept rule exists when needed. Returns a note for stderr.
-/// `port` is the attach's own (already created) port: a rollback asks
-/// whether anything *else* still needs the rule.
+/// What the bridge driver asks of the firewall for one attach.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wants {
+    /// Skip conntrack for the bridge's frames (notrack.rs), where safe.
+    pub notrack: bool,
+    /// The bridge has an IPv4 address on the host (then it is not safe).
+    pub bridge_has_addr: bool,
+}
+
+fn marked(m: Option<std::path::PathBuf>, index: u32) -> bool {
+    m.and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|m| m.trim() == index.to_string())
+}
+
+/// Ensure the accept rule (and, when wanted and safe, the notrack rule)
+/// exists when needed. Returns a note for stderr. `port` is the attach's
+/// own (already created) port: a rollback asks whether anything *else*
+/// still needs the rule.
 pub fn allow_bridge(
     host: &Net,
     br: &Link,
     port: u32,
     dry_run: bool,
+    wants: Wants,
     j: &mut Journal,
 ) -> Result<Option<String>> {
     let bridge = br.name.as_str();
-    if !dry_run
-        && marker(bridge)
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .is_some_and(|m| m.trim() == br.index.to_string())
-    {
+    let want_notrack = wants.notrack && !wants.bridge_has_addr;
+    // The notrack rule is as wanted: in place, or (the bridge has gained
+    // an address) not there; an opted-out attach leaves it as it is.
+    let notrack_settled =
+        !wants.notrack || want_notrack == marked(notrack::marker(bridge), br.index);
+    if !dry_run && marked(marker(bridge), br.index) && notrack_settled {
         return Ok(None);
     }
     if !bridged_traffic_is_filtered() {
@@ -241,7 +259,10 @@ pub fn allow_bridge(
     let chains = nft::forward_chains().unwrap_or_default();
 
     // iptables' FORWARD chain (dockerd's DROP), through iptables itself.
-    match Filter::probe() {
+    // The listing also answers the notrack check below (one run fewer).
+    let probed = Filter::probe();
+    let listing = probed.as_ref().ok().map(|f| f.0.clone());
+    match probed {
         Ok(filter) if filter.forward_drops() => {
             let chain = filter.chain();
             if dry_run {
@@ -316,6 +337,49 @@ pub fn allow_bridge(
     if in_place && !dry_run {
         mark(bridge, br.index);
     }
+    if wants.notrack {
+        match notrack::unsafe_because(wants.bridge_has_addr, listing.as_deref(), bridge) {
+            Some(why) => {
+                // The bridge gained an address (or a user rule) since our
+                // rule went in: routed frames must be tracked again.
+                if !dry_run && notrack::Raw::fetch().is_some_and(|r| r.count(bridge) > 0) {
+                    while notrack::run("-D", bridge) {}
+                    if let Some(m) = notrack::marker(bridge) {
+                        let _ = std::fs::remove_file(m);
+                    }
+                }
+                notes.push(why)
+            }
+            None if dry_run => {
+                println!("iptables -w -t raw -I {}", notrack::rule(bridge).join(" "))
+            }
+            None => {
+                // Best effort: without it frames are only slower, so a
+                // refusal is a note, not a failed attach.
+                let mut present = notrack::Raw::fetch().is_some_and(|r| r.count(bridge) > 0);
+                if !present {
+                    if notrack::run("-I", bridge) {
+                        present = true;
+                        if !undone {
+                            undo(j);
+                        }
+                        notes.push(format!(
+                            "skipping conntrack for frames within {bridge}: added `iptables -t raw -I PREROUTING -i {bridge} -j CT --notrack` (comment {}; --keep-conntrack opts out)",
+                            comment(bridge)
+                        ));
+                    } else {
+                        notes.push(format!(
+                            "could not add the raw-table notrack rule for {bridge}: its frames keep conntrack"
+                        ));
+                    }
+                }
+                if let Some(m) = notrack::marker(bridge).filter(|_| present) {
+                    let _ = m.parent().map(std::fs::create_dir_all);
+                    let _ = std::fs::write(m, br.index.to_string());
+                }
+            }
+        }
+    }
     Ok((!notes.is_empty()).then(|| notes.join("; ")))
 }
 
@@ -370,6 +434,14 @@ pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
 /// then nftables' forward chains.
 pub fn rule_bridges() -> Vec<String> {
     let mut out = Filter::fetch().map(|f| f.bridges()).unwrap_or_default();
+    for b in notrack::Raw::fetch()
+        .map(|r| Filter(r.0).bridges())
+        .unwrap_or_default()
+    {
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
     for ch in nft::forward_chains().unwrap_or_default() {
         for (_, c) in nft::commented_rules(&ch, "pipework:").unwrap_or_default() {
             if let Some(b) = c.strip_prefix("pipework:")
@@ -440,6 +512,9 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
     if let Some(m) = marker(bridge) {
         let _ = std::fs::remove_file(m);
     }
+    if let Some(m) = notrack::marker(bridge) {
+        let _ = std::fs::remove_file(m);
+    }
     if still_needed(&host.links().await?, bridge, except) {
         return Ok(false);
     }
@@ -457,6 +532,20 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
                         comment(bridge)
                     );
                 }
+            }
+        }
+    }
+    if let Some(raw) = notrack::Raw::fetch() {
+        for _ in 0..raw.count(bridge) {
+            if !notrack::run("-D", bridge) {
+                break;
+            }
+            removed = true;
+            if announce {
+                eprintln!(
+                    "pipework: removed iptables rule {} from raw PREROUTING",
+                    comment(bridge)
+                );
             }
         }
     }

@@ -695,6 +695,12 @@ fn random_kills(kind: Kind, n: u8, name: &str) {
     if ok("iptables", &["-w", "-S"]).contains(&format!("pipework:{}", rig.hostif)) {
         rep.add(format!("leftover iptables rule for {}", rig.hostif));
     }
+    if ok("iptables", &["-w", "-t", "raw", "-S"]).contains(&format!("pipework:{}", rig.hostif)) {
+        rep.add(format!(
+            "leftover raw-table notrack rule for {}",
+            rig.hostif
+        ));
+    }
     if kind == Kind::Ovs {
         let ports = vsctl(&["list-ports", &rig.hostif]);
         if !ports.trim().is_empty() {

@@ -55,6 +55,7 @@ impl AttachArgs {
             max_tx_rate: self.max_tx_rate,
             vlan_qos: self.vlan_qos,
             vlan_proto: self.vlan_proto.clone(),
+            keep_conntrack: self.keep_conntrack,
         }
     }
 }

@@ -146,9 +146,26 @@ impl Driver for Bridge {
         //    temporary name on the bridge tells a concurrent detach or gc
         //    that a live pipework still needs the rule; on rollback the
         //    rule goes first unless another attachment uses it.
-        if let Some(note) =
-            firewall::allow_bridge(&cx.host, &bridge, host_link.index, cx.host.dry_run, j)?
-        {
+        //    Where it is safe, conntrack is skipped for frames that stay
+        //    within the bridge (firewall/notrack.rs).
+        let wants = firewall::Wants {
+            notrack: !req.keep_conntrack,
+            bridge_has_addr: bridge.index != 0
+                && cx
+                    .host
+                    .addrs(bridge.index)
+                    .await?
+                    .iter()
+                    .any(|a| a.net.is_ipv4()),
+        };
+        if let Some(note) = firewall::allow_bridge(
+            &cx.host,
+            &bridge,
+            host_link.index,
+            cx.host.dry_run,
+            wants,
+            j,
+        )? {
             notes.push(note);
         }
 

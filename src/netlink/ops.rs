@@ -367,15 +367,20 @@ impl Net {
                 ..Default::default()
             });
         }
+        let q = super::pair::veth_queues();
         let mut peer = LinkUnspec::new_with_name(peer_name)
             .mtu(mtu)
-            .setns_by_fd(peer_ns.fd().as_raw_fd());
+            .setns_by_fd(peer_ns.fd().as_raw_fd())
+            .append_extra_attribute(LinkAttribute::NumTxQueues(q))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(q));
         if let Some(mac) = peer_mac {
             peer = peer.address(mac.to_vec());
         }
         let mut msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host_name.to_string())
-            .mtu(mtu);
+            .mtu(mtu)
+            .append_extra_attribute(LinkAttribute::NumTxQueues(q))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(q));
         if let Some(b) = master {
             // Enslaved in the same request: one round trip fewer.
             msg = msg.controller(b.index);

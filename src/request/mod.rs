@@ -72,6 +72,9 @@ pub struct AttachRequest {
     pub record_extras: crate::record::Extras,
     /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
     pub sriov: vf::Options,
+    /// Bridge: keep conntrack for the bridge's own frames
+    /// (`--keep-conntrack`; see firewall/notrack.rs).
+    pub keep_conntrack: bool,
 }
 
 impl Default for AttachRequest {
@@ -96,6 +99,7 @@ impl Default for AttachRequest {
             extras: Default::default(),
             record_extras: Default::default(),
             sriov: Default::default(),
+            keep_conntrack: false,
         }
     }
 }

@@ -269,6 +269,26 @@ impl Drop for BridgeGuard {
                 ],
             );
         }
+        let _ = std::fs::remove_file(format!("/run/pipework/firewall/notrack/{}", self.0));
+        let _ = sh(
+            "iptables",
+            &[
+                "-w",
+                "-t",
+                "raw",
+                "-D",
+                "PREROUTING",
+                "-i",
+                &self.0,
+                "-m",
+                "comment",
+                "--comment",
+                &c,
+                "-j",
+                "CT",
+                "--notrack",
+            ],
+        );
     }
 }
 
@@ -288,7 +308,12 @@ pub fn host_state() -> String {
     s.push_str(&String::from_utf8_lossy(
         &sh("iptables", &["-S", "-t", "nat"]).stdout,
     ));
-    let foreign = ["pwa", "pwo", "pwd", "pwc", "pwp", "pwg", "docker0"];
+    // The bridge's notrack rule (firewall/notrack.rs).
+    s.push_str(&String::from_utf8_lossy(
+        &sh("iptables", &["-S", "-t", "raw"]).stdout,
+    ));
+    // pwb: scripts/bench-datapath.sh's objects.
+    let foreign = ["pwa", "pwo", "pwd", "pwc", "pwp", "pwg", "pwb", "docker0"];
     s.lines()
         .filter(|l| !foreign.iter().any(|f| l.contains(f)) || l.contains("pwt"))
         // The kernel adds a link-local address's local route when its DAD

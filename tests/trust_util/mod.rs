@@ -276,7 +276,8 @@ pub fn snapshot(ns: Option<&str>, mine: &str, records: bool, ovs: bool) -> Strin
         Some(n) => ip_batch(&["ip", "netns", "exec", n]),
         None => ip_batch(&["env"]),
     };
-    for table in ["filter", "nat"] {
+    // raw: the bridge's notrack rule (firewall/notrack.rs).
+    for table in ["filter", "nat", "raw"] {
         raw.push_str(&text(&run_in(ns, "iptables", &["-w", "-t", table, "-S"])));
     }
     if ovs && ns.is_none() && ovsdb_socket().is_some() {
