@@ -1137,6 +1137,34 @@ fn overlay_entry_deleted_then_peer_agent_killed() {
     let (rc, v) = lab.doctor(&a.spec(), &b.spec());
     assert_eq!(rc, 0, "{v:#}");
 
+    // A's agent stopped (it would re-create the device), then the
+    // network's definition given another VNI: A's device no longer
+    // matches it.
+    lab.kill_agent(0);
+    let key = format!("/pipework/overlay/net/{net}");
+    let text = lab.etcdctl(&["get", "--print-value-only", &key]);
+    let mut spec: Value = serde_json::from_str(text.trim()).expect("network record");
+    let vni = spec["vni"].as_u64().expect("vni");
+    spec["vni"] = Value::from(vni + 7);
+    lab.etcdctl(&["put", &key, &spec.to_string()]);
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_cause(rc, &v, "overlay-agent-down");
+    let c = assert_cause(rc, &v, "overlay-device-mismatch");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("VNI {vni} (the network's is {})", vni + 7)),
+        "{c}"
+    );
+    spec["vni"] = Value::from(vni);
+    lab.etcdctl(&["put", &key, &spec.to_string()]);
+    let (_, v) = lab.doctor(&a.spec(), &b.spec());
+    assert!(
+        !kinds(&v).contains(&"overlay-device-mismatch".to_string()),
+        "{v:#}"
+    );
+
     // B's host agent killed: its lease (3 s) takes host and endpoint away.
     lab.kill_agent(1);
     lab.wait("h1's lease to expire", |l| {
@@ -1145,10 +1173,7 @@ fn overlay_entry_deleted_then_peer_agent_killed() {
     });
     let (rc, v) = lab.doctor(&a.spec(), &b.spec());
     assert_cause(rc, &v, "overlay-peer-down");
-
-    // And A's own agent killed.
-    lab.kill_agent(0);
-    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    // A's own agent has been down since the VNI check.
     assert_cause(rc, &v, "overlay-agent-down");
 }
 

@@ -7,7 +7,7 @@
 //! etcd range over the overlay's keys, one dump of the VXLAN entries.
 use super::ends::Side;
 use super::report::Report;
-use crate::overlay::{agent::View, names, state, store};
+use crate::overlay::{model::Model, names, state, store};
 use crate::untrusted::display;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -60,8 +60,8 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
     }
     let etcd_hop = format!("{hop} etcd");
     let view = match store::Store::connect(&agent.etcd).await {
-        Ok(st) => match st.list(store::ROOT).await {
-            Ok((kvs, _)) => View::parse(&kvs.into_iter().collect()),
+        Ok(st) => match st.list_rev(store::ROOT).await {
+            Ok((kvs, _)) => Model::from_kvs(kvs),
             Err(e) => {
                 r.hop(&etcd_hop, false, format!("cannot read: {e}"));
                 return;
@@ -72,7 +72,7 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             return;
         }
     };
-    let Some(ep) = view.eps.get(&(net.to_string(), b)) else {
+    let Some((ep, _)) = view.ep(net, b) else {
         r.hop(
             &etcd_hop,
             false,
@@ -131,6 +131,9 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             return;
         }
     };
+    if let Some(spec) = view.nets.get(net) {
+        device_settings(r, host, &vx_hop, &vx_name, spec, vx.index).await;
+    }
     let have = match host.net.vxlan_entries(vx.index).await {
         Ok(h) => h,
         Err(e) => {
@@ -184,4 +187,62 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             Some(fixes.join(" && ")),
         );
     }
+}
+
+/// The VXLAN device's VNI and port against the network's definition in
+/// etcd: a device left from an earlier network of the same name sends
+/// frames its peers drop (another VNI) or never receive (another port).
+async fn device_settings(
+    r: &mut Report,
+    host: &Side,
+    vx_hop: &str,
+    vx_name: &str,
+    spec: &store::NetSpec,
+    index: u32,
+) {
+    let c = match host.net.vxlan_conf(index).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            r.hop(vx_hop, false, format!("{vx_name} is not a VXLAN device"));
+            return;
+        }
+        Err(e) => {
+            r.hop(vx_hop, false, format!("cannot read its settings: {e}"));
+            return;
+        }
+    };
+    let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    let mut diff = Vec::new();
+    if c.vni != Some(spec.vni) {
+        diff.push(format!(
+            "VNI {} (the network's is {})",
+            show(c.vni.map(|v| v.to_string())),
+            spec.vni
+        ));
+    }
+    if c.port != Some(spec.port) {
+        diff.push(format!(
+            "port {} (the network's is {})",
+            show(c.port.map(|v| v.to_string())),
+            spec.port
+        ));
+    }
+    let hop = format!("{vx_hop} settings");
+    if diff.is_empty() {
+        r.hop(&hop, true, format!("VNI {}, port {}", spec.vni, spec.port));
+        return;
+    }
+    let detail = diff.join(", ");
+    r.hop(&hop, false, detail.clone());
+    r.cause(
+        "overlay-device-mismatch",
+        &hop,
+        format!(
+            "{vx_name} does not match network {}: {detail}; its frames do not reach the other hosts",
+            display(&spec.name)
+        ),
+        Some(format!(
+            "ip link del {vx_name}  (the running agent re-creates it from the network's definition)"
+        )),
+    );
 }

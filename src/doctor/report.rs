@@ -5,7 +5,9 @@
 //! a guest reaches the terminal.
 use serde::Serialize;
 
-/// The cause kinds `--json` promises (the issue's list, plus `unexplained`
+/// The cause kinds `--json` promises (the issue's list, plus
+/// `overlay-device-mismatch` for a VXLAN device whose VNI or port is not
+/// its network's, and `unexplained`
 /// for a probe that failed where no check found why: saying "nothing
 /// found" is better than naming a wrong cause).
 pub const KINDS: &[&str] = &[
@@ -21,6 +23,7 @@ pub const KINDS: &[&str] = &[
     "overlay-no-entry",
     "overlay-peer-down",
     "overlay-agent-down",
+    "overlay-device-mismatch",
     "port-closed",
     "unexplained",
 ];
