@@ -44,6 +44,9 @@ pub async fn run() -> Result<Vec<Entry>> {
         .iter()
         .flat_map(|(_, _, s)| s.ignored.iter().cloned())
         .collect();
+    // OVS ports (their VLANs live in OVSDB, not in our records).
+    let ports = crate::driver::ovs::all_ports().await;
+    let ports = &ports;
     // Each attachment once, from its container side; addresses asked of
     // every namespace at the same time.
     let per_ns = futures::future::join_all(all.iter().map(|(ns, net, scan)| async move {
@@ -72,7 +75,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 unfinished: f.rec.p,
                 dhcp: crate::dhcp::keeper::status(&ns.ns, &l.name).ok().flatten(),
                 sriov,
-                vlan: vlans(rec),
+                vlan: vlans(rec).or_else(|| ovs_vlans(ports, rec)),
                 lab: (hooks.lab_of)(rec).map(String::from),
             });
         }
@@ -83,9 +86,10 @@ pub async fn run() -> Result<Vec<Entry>> {
     inventory::warn_ignored(&ignored);
     // OVS rows whose guest is gone live on in OVSDB only (pipework#143).
     out.extend(
-        crate::driver::ovs::stale_ports()
-            .await
-            .into_iter()
+        ports
+            .iter()
+            .filter(|p| crate::driver::ovs::is_stale(p))
+            .cloned()
             .map(stale_entry),
     );
     out.sort_by(|a, b| (&a.guest, &a.interface).cmp(&(&b.guest, &b.interface)));
@@ -115,8 +119,33 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         unfinished: None,
         dhcp: None,
         sriov: None,
-        vlan: p.tag.map(|t| t.to_string()),
+        vlan: port_vlans(&p),
         lab: None,
+    }
+}
+
+/// An OVS attachment's port's tag and trunks, from OVSDB.
+fn ovs_vlans(
+    ports: &[crate::ovsdb::ops::PortRecord],
+    rec: &crate::record::Record,
+) -> Option<String> {
+    if rec.k != crate::record::Kind::Ovs {
+        return None;
+    }
+    let name = rec.x.ovs_port.as_deref().or(rec.hi.as_deref())?;
+    ports
+        .iter()
+        .find(|p| p.name == name && p.bridge.as_deref() == Some(rec.h.as_str()))
+        .and_then(port_vlans)
+}
+
+fn port_vlans(p: &crate::ovsdb::ops::PortRecord) -> Option<String> {
+    let trunk: Vec<String> = p.trunks.iter().map(|t| t.to_string()).collect();
+    match (p.tag, trunk.is_empty()) {
+        (None, true) => None,
+        (Some(t), true) => Some(t.to_string()),
+        (None, false) => Some(format!("trunk {}", trunk.join(","))),
+        (Some(t), false) => Some(format!("{t} trunk {}", trunk.join(","))),
     }
 }
 

@@ -593,6 +593,12 @@ pub async fn detach_gone(
 /// without a detach, or a killed attach left the row behind. `ls` lists
 /// them as `ovs-stale`, `gc` removes them.
 pub async fn stale_ports() -> Vec<ops::PortRecord> {
+    all_ports().await.into_iter().filter(is_stale).collect()
+}
+
+/// Every port of the default OVSDB (none when there is no OVSDB): what
+/// `ls` shows ports' VLANs from, and picks the stale ones of.
+pub async fn all_ports() -> Vec<ops::PortRecord> {
     let Ok(socket) = ovsdb::socket_path(None) else {
         return vec![];
     };
@@ -602,20 +608,17 @@ pub async fn stale_ports() -> Vec<ops::PortRecord> {
     let Ok(mut conn) = Connection::connect(&socket).await else {
         return vec![];
     };
-    let Ok(ports) = ops::list_ports(&mut conn).await else {
-        return vec![];
-    };
-    ports
-        .into_iter()
-        .filter(|p| {
-            // A veth's host end dies with its guest; vswitchd only notices
-            // (sets `error`) at its next reconfiguration.
-            let veth = p.external_ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
-            p.error.is_some()
-                || p.ofport == Some(-1)
-                || (veth && !Path::new("/sys/class/net").join(&p.name).exists())
-        })
-        .collect()
+    ops::list_ports(&mut conn).await.unwrap_or_default()
+}
+
+/// A port whose guest is gone.
+pub fn is_stale(p: &ops::PortRecord) -> bool {
+    // A veth's host end dies with its guest; vswitchd only notices
+    // (sets `error`) at its next reconfiguration.
+    let veth = p.external_ids.get(ops::MODE_KEY).map(String::as_str) == Some("veth");
+    p.error.is_some()
+        || p.ofport == Some(-1)
+        || (veth && !Path::new("/sys/class/net").join(&p.name).exists())
 }
 
 /// `gc`: remove the rows of stale ports. Returns (port, bridge) of each

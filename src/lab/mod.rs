@@ -5,6 +5,7 @@
 pub mod apply;
 mod build;
 pub mod clab;
+mod container;
 pub mod down;
 pub mod dryrun;
 pub mod file;
