@@ -279,8 +279,17 @@ impl Agent {
 
     async fn full_read(&mut self) -> Result<()> {
         let t0 = Instant::now();
-        let (kvs, rev) = self.st.list_rev(store::ROOT).await?;
-        self.model = Model::from_kvs(kvs);
+        // The old copy goes first (no event is applied until a read
+        // succeeds): a resync never holds two copies of the cluster.
+        self.model = Model::default();
+        let mut model = Model::default();
+        let rev = self
+            .st
+            .list_each(store::ROOT, &mut |k, v, r| {
+                model.apply(&k, Some(&v), r);
+            })
+            .await?;
+        self.model = model;
         self.rev = rev;
         self.sh
             .ensure_holds(&self.st, self.model.nets.values().map(|n| n.grace))

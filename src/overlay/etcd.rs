@@ -328,20 +328,34 @@ impl Client {
     /// `PAGE` keys, all at the revision of the first page: one snapshot,
     /// without one answer of many megabytes (20,000 endpoints are ~5 MB).
     pub async fn range(&self, key: &str, prefix: bool) -> Result<Range> {
-        self.range_paged(key, prefix, None).await
+        let mut kvs = Vec::new();
+        let revision = self
+            .range_paged(key, prefix, None, &mut |page| kvs.extend(page))
+            .await?;
+        Ok(Range { kvs, revision })
     }
 
-    /// Every key under `prefix`, each page bounded by `per_page` on its own:
-    /// a large cluster's list takes as many bounds as it has pages.
-    pub async fn range_bounded(&self, prefix: &str, per_page: Duration) -> Result<Range> {
-        self.range_paged(prefix, true, Some(per_page)).await
+    /// Every key under `prefix`, each page bounded by `per_page` on its own
+    /// (a large cluster's list takes as many bounds as it has pages) and
+    /// handed to `each` as it arrives, so the caller never holds the whole
+    /// answer next to what it makes of it. Returns the revision read at.
+    pub async fn range_each(
+        &self,
+        prefix: &str,
+        per_page: Duration,
+        each: &mut (dyn FnMut(Vec<Kv>) + Send),
+    ) -> Result<i64> {
+        self.range_paged(prefix, true, Some(per_page), each).await
     }
 
-    async fn range_paged(&self, key: &str, prefix: bool, bound: Option<Duration>) -> Result<Range> {
-        let mut out = Range {
-            kvs: Vec::new(),
-            revision: 0,
-        };
+    async fn range_paged(
+        &self,
+        key: &str,
+        prefix: bool,
+        bound: Option<Duration>,
+        each: &mut (dyn FnMut(Vec<Kv>) + Send),
+    ) -> Result<i64> {
+        let mut revision = 0;
         let end = prefix.then(|| B64.encode(prefix_end(key.as_bytes())));
         let mut from = key.as_bytes().to_vec();
         loop {
@@ -350,8 +364,8 @@ impl Client {
                 req["range_end"] = json!(e);
                 req["limit"] = json!(PAGE.to_string());
             }
-            if out.revision > 0 {
-                req["revision"] = json!(out.revision.to_string());
+            if revision > 0 {
+                req["revision"] = json!(revision.to_string());
             }
             let v = match bound {
                 Some(b) => tokio::time::timeout(b, self.unary("/v3/kv/range", req))
@@ -359,8 +373,8 @@ impl Client {
                     .map_err(|_| Error::other(format!("no answer within {b:?}")))??,
                 None => self.unary("/v3/kv/range", req).await?,
             };
-            if out.revision == 0 {
-                out.revision = header_revision(&v);
+            if revision == 0 {
+                revision = header_revision(&v);
             }
             let kvs: Vec<Kv> = v
                 .get("kvs")
@@ -368,29 +382,24 @@ impl Client {
                 .map(|a| a.iter().map(Kv::from_json).collect::<Result<_>>())
                 .transpose()?
                 .unwrap_or_default();
-            let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+            let more = end.is_some() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
+            drop(v);
             let next = kvs.last().map(|kv| {
                 // The smallest key after the last one read.
                 let mut k = kv.key.clone();
                 k.push(0);
                 k
             });
-            out.kvs.extend(kvs);
+            each(kvs);
             match next {
-                Some(n) if more && end.is_some() => from = n,
-                _ => return Ok(out),
+                Some(n) if more => from = n,
+                _ => return Ok(revision),
             }
         }
     }
 
     pub async fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<()> {
         self.unary("/v3/kv/put", put_json(key, value, lease))
-            .await
-            .map(|_| ())
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<()> {
-        self.unary("/v3/kv/deleterange", json!({ "key": B64.encode(key) }))
             .await
             .map(|_| ())
     }

@@ -53,8 +53,11 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
         _ => opts.clone(),
     };
     let st = Store::connect(&opts).await?;
-    let (kvs, _) = st.list_rev(store::ROOT).await?;
-    let view = Model::from_kvs(kvs);
+    let mut view = Model::default();
+    st.list_each(store::ROOT, &mut |k, v, r| {
+        view.apply(&k, Some(&v), r);
+    })
+    .await?;
     let mut problems = view.conflicts();
     let mut hs: Vec<_> = view.hosts.values().collect();
     hs.sort_by(|a, b| a.name.cmp(&b.name));

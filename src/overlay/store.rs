@@ -268,26 +268,35 @@ impl Store {
 
     /// All keys under a prefix with each key's modification revision (for
     /// a later delete that compares it), and the revision read at. Paged
-    /// (`etcd::Client::range`); each page is bounded on its own.
+    /// (`etcd::Client::range_each`); each page is bounded on its own.
     pub async fn list_rev(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>, i64)>, i64)> {
-        let r = self
-            .client
-            .range_bounded(prefix, self.timeout)
-            .await
-            .map_err(|e| Error::other(format!("etcd list {prefix}: {e}")))?;
-        Ok((
-            r.kvs
-                .into_iter()
-                .map(|kv| {
-                    (
+        let mut out = Vec::new();
+        let rev = self
+            .list_each(prefix, &mut |k, v, r| out.push((k, v, r)))
+            .await?;
+        Ok((out, rev))
+    }
+
+    /// Every key under a prefix handed to `each` (key, value, modification
+    /// revision) page by page, at one revision, which is returned: a
+    /// caller that keeps a decoded copy never also holds the raw answer.
+    pub async fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut (dyn FnMut(String, Vec<u8>, i64) + Send),
+    ) -> Result<i64> {
+        self.client
+            .range_each(prefix, self.timeout, &mut |page| {
+                for kv in page {
+                    each(
                         String::from_utf8_lossy(&kv.key).into_owned(),
                         kv.value,
                         kv.mod_revision,
-                    )
-                })
-                .collect(),
-            r.revision,
-        ))
+                    );
+                }
+            })
+            .await
+            .map_err(|e| Error::other(format!("etcd list {prefix}: {e}")))
     }
 
     /// Whether member `shown` still answers (bounded by `within`).
@@ -308,11 +317,6 @@ impl Store {
     /// Bytes read from etcd by this client so far (benchmarks).
     pub fn bytes_read(&self) -> u64 {
         self.client.bytes_read()
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<()> {
-        self.call(&format!("delete {key}"), self.client.delete(key))
-            .await
     }
 
     /// Put under a lease (None: a key that lives until deleted).
