@@ -86,6 +86,9 @@ struct Agent {
     /// with the bytes read from etcd and the events applied (benchmarks).
     stats: Option<std::path::PathBuf>,
     events: u64,
+    /// The VXLAN guard as last written: ports of the networks built here,
+    /// underlay addresses of the registered hosts (None: not written).
+    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>)>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -166,6 +169,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         conflicts: HashSet::new(),
         stats: std::env::var_os("PIPEWORK_OVERLAY_STATS").map(Into::into),
         events: 0,
+        guarded: None,
     };
     ag.register().await?;
     log(format_args!(
@@ -290,6 +294,7 @@ impl Agent {
             self.register().await?;
         }
         self.full_reconcile().await;
+        self.guard(true).await;
         let entries: usize = self.devs.values().map(|d| d.have.len()).sum();
         log(format_args!(
             "synced at revision {rev}: {} networks, {} hosts, {} endpoints; {} networks here, {entries} entries programmed in {} ms",
@@ -463,6 +468,56 @@ impl Agent {
                 self.apply_entry(&n, ip).await;
             }
         }
+        self.guard(false).await;
+    }
+
+    /// VXLAN only from members: the guard (firewall::guard_vxlan) made
+    /// equal to the model. A host that joins or dies changes one set
+    /// element; the first network built here makes the table, the last
+    /// one gone removes it. `check` also looks at the kernel (someone may
+    /// have flushed the ruleset). A killed agent leaves the table as it
+    /// was: the port stays closed to strangers, and the next agent (or
+    /// `gc` once no VXLAN device is left) takes it from there.
+    async fn guard(&mut self, check: bool) {
+        let ports: BTreeSet<u16> = self
+            .devs
+            .keys()
+            .filter_map(|n| self.model.nets.get(n))
+            .map(|s| s.port)
+            .collect();
+        if ports.is_empty() {
+            if (self.guarded.take().is_some() || check)
+                && matches!(crate::firewall::unguard_vxlan(), Ok(true))
+            {
+                log("no network here: VXLAN guard removed");
+            }
+            return;
+        }
+        let mut members: BTreeSet<IpAddr> = self.model.hosts.values().map(|h| h.underlay).collect();
+        members.insert(self.u.ip);
+        let r = match &self.guarded {
+            Some((p, m)) if *p == ports && (!check || crate::firewall::vxlan_guarded()) => {
+                if *m == members {
+                    return;
+                }
+                let add = members.difference(m).copied().collect();
+                let del = m.difference(&members).copied().collect();
+                crate::firewall::guard_vxlan_update(&add, &del)
+            }
+            _ => crate::firewall::guard_vxlan(&ports, &members).inspect(|_| {
+                log(format_args!(
+                    "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
+                    members.len()
+                ))
+            }),
+        };
+        match r {
+            Ok(()) => self.guarded = Some((ports, members)),
+            Err(e) => {
+                log(format_args!("VXLAN guard: {e}; retrying at the next check"));
+                self.guarded = None;
+            }
+        }
     }
 
     /// Make one endpoint's two kernel entries (FDB, neighbour) as the
@@ -629,6 +684,7 @@ impl Agent {
         for n in pending {
             self.sync_net(&n).await;
         }
+        self.guard(true).await;
         for c in self.model.conflicts() {
             if self.conflicts.insert(c.clone()) {
                 log(format_args!("conflict: {c}"));
