@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use std::process::{Command, Stdio};
 
+mod egress;
 mod guard;
 mod legacy;
 mod nft;
@@ -507,16 +508,39 @@ pub fn unguard_vxlan() -> Result<bool> {
     guard::remove().map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
 }
 
+pub use egress::Routed;
+
+/// Egress (masquerade) and isolation for networks behind an anycast
+/// gateway (egress.rs); an empty list removes the table.
+pub fn route_egress(nets: &[Routed]) -> Result<()> {
+    let r = if nets.is_empty() {
+        egress::remove().map(|_| ())
+    } else {
+        egress::install(nets)
+    };
+    r.map_err(|e| Error::other(format!("nftables table {}: {e}", egress::TABLE)))
+}
+
+/// Whether the egress table is in place.
+pub fn egress_routed() -> bool {
+    guard::table_present(egress::TABLE).unwrap_or(false)
+}
+
 /// The guard's name as `nft` shows it (for gc's report).
 pub fn vxlan_guard_name() -> String {
-    format!("inet {} ({})", guard::TABLE, guard::COMMENT)
+    format!(
+        "inet {} ({}), inet {}",
+        guard::TABLE,
+        guard::COMMENT,
+        egress::TABLE
+    )
 }
 
 /// `gc`: the guard outlives its agent on purpose (a killed agent must not
 /// open the port), but not the last VXLAN device: with none left on the
 /// host it guards nothing. Whether it was (in a dry run: would be) removed.
 pub async fn collect_vxlan_guard(host: &Net, dry_run: bool) -> Result<bool> {
-    if !vxlan_guarded() {
+    if !vxlan_guarded() && !egress_routed() {
         return Ok(false);
     }
     let links = host.links().await?;
@@ -526,7 +550,9 @@ pub async fn collect_vxlan_guard(host: &Net, dry_run: bool) -> Result<bool> {
     if dry_run || host.dry_run {
         return Ok(true);
     }
-    unguard_vxlan()
+    // The egress table (same lifetime: the overlay's networks) with it.
+    route_egress(&[])?;
+    unguard_vxlan().map(|_| true)
 }
 
 #[cfg(test)]

@@ -235,3 +235,265 @@ fn overlay_vxlan_only_from_members() {
         });
     }
 }
+
+/// `nft` in namespace `ns`, argv as nft joins it.
+fn nft(ns: &str, args: &str) -> String {
+    let mut a = vec!["netns", "exec", ns, "nft"];
+    a.extend(args.split(' '));
+    ok("ip", &a)
+}
+
+/// Packets counted by the rule of `table`'s listing that contains `what`.
+fn counted(listing: &str, what: &str) -> u64 {
+    listing
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "packets")?;
+            w.get(at + 1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn route(ns: &str) -> String {
+    ok("ip", &["-n", ns, "-4", "route", "show"])
+}
+
+/// The anycast gateway: every host's bridge carries the network's gateway
+/// address with the same MAC; containers route through their own host's
+/// copy; traffic leaving the overlay is masqueraded to that host's
+/// underlay address (seen so by "the internet", a namespace on the
+/// underlay with no route back to the overlay); two networks are isolated
+/// unless `--allow-from` (one way: replies only). Bad gateways are refused
+/// with nothing written; the table goes with the last network.
+#[test]
+fn overlay_egress_through_anycast_gateway_and_isolation() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("x", 113);
+    let o = lab.pw(
+        0,
+        &[
+            "overlay",
+            "create",
+            "bad",
+            "--subnet",
+            "10.53.0.0/24",
+            "--gateway",
+            "10.99.0.1",
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--gateway"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/net/"])
+            .is_empty()
+    );
+
+    let created = lab.pw_ok(0, &["overlay", "create", "egr", "--subnet", "10.53.0.0/24"]);
+    assert!(created.contains("gateway 10.53.0.1"), "{created}");
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "iso",
+            "--subnet",
+            "10.54.0.0/24",
+            "--gateway",
+            "10.54.0.254",
+        ],
+    );
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "alw",
+            "--subnet",
+            "10.55.0.0/24",
+            "--allow-from",
+            "egr",
+        ],
+    );
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "nod",
+            "--subnet",
+            "10.56.0.0/24",
+            "--no-default-route",
+        ],
+    );
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    let c2 = lab.container("c2");
+    let c3 = lab.container("c3");
+    let c4 = lab.container("c4");
+    // The gateway is nobody's address.
+    let o = lab.pw(0, &["egr", &format!("netns:{c0}"), "10.53.0.1/24"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("gateway"), "{e}");
+    lab.pw_ok(0, &["egr", &format!("netns:{c0}"), "10.53.0.10/24"]);
+    lab.pw_ok(1, &["egr", &format!("netns:{c1}"), "auto"]);
+    lab.pw_ok(0, &["iso", &format!("netns:{c2}"), "10.54.0.10/24"]);
+    lab.pw_ok(0, &["alw", &format!("netns:{c3}"), "10.55.0.10/24"]);
+    lab.pw_ok(0, &["nod", &format!("netns:{c4}"), "10.56.0.10/24"]);
+    assert!(
+        route(&c0).contains("default via 10.53.0.1"),
+        "{}",
+        route(&c0)
+    );
+    assert!(
+        route(&c2).contains("default via 10.54.0.254"),
+        "{}",
+        route(&c2)
+    );
+    assert!(!route(&c4).contains("default"), "{}", route(&c4));
+    let c1ip = ip_of(&lab, &c1).to_string();
+    assert_ne!(c1ip, "10.53.0.1", "auto never hands out the gateway");
+    lab.wait("c0 reaches c1", || ping(&c0, &c1ip, 1).1 == 1);
+    // Same gateway address and MAC on both hosts' bridges.
+    let br = |i: usize| {
+        ok(
+            "ip",
+            &["-n", &lab.host(i), "-o", "addr", "show", "dev", "ov-egr"],
+        )
+    };
+    let mac = |i: usize| {
+        ok(
+            "ip",
+            &["-n", &lab.host(i), "-o", "link", "show", "dev", "ov-egr"],
+        )
+    };
+    for i in 0..2 {
+        assert!(br(i).contains("10.53.0.1/24"), "{}", br(i));
+    }
+    let m = |s: String| {
+        s.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert_eq!(m(mac(0)), m(mac(1)));
+    assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the local gateway answers");
+    // Never announced: no FDB or neighbour entry for it on the VXLAN.
+    assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
+
+    // "The internet": on the underlay, no route to the overlay.
+    let inet = lab.container("inet");
+    let ul = format!("{}ul", lab.p);
+    let port = format!("{}ui", lab.p);
+    ok(
+        "ip",
+        &[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
+        ],
+    );
+    ok("ip", &["link", "set", &port, "netns", &ul]);
+    ok(
+        "ip",
+        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
+    );
+    let iaddr = format!("10.231.{}.60", lab.sub);
+    ok(
+        "ip",
+        &[
+            "-n",
+            &inet,
+            "addr",
+            "add",
+            &format!("{iaddr}/24"),
+            "dev",
+            "eth0",
+        ],
+    );
+    ok(
+        "ip",
+        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
+    );
+    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
+    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
+    for i in 0..2 {
+        ok(
+            "ip",
+            &[
+                "-n",
+                &lab.host(i),
+                "route",
+                "add",
+                "198.51.100.0/24",
+                "via",
+                &iaddr,
+            ],
+        );
+    }
+    nft(&inet, "add table ip pwvseen");
+    nft(
+        &inet,
+        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
+    );
+    for src in [lab.addr(0), lab.addr(1), "10.53.0.0/24".to_string()] {
+        nft(
+            &inet,
+            &format!("add rule ip pwvseen in ip saddr {src} icmp type echo-request counter"),
+        );
+    }
+    assert_eq!(ping(&c0, "198.51.100.1", 2).1, 2, "egress from h0");
+    assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress from h1");
+    let seen = nft(&inet, "list table ip pwvseen");
+    assert_eq!(
+        counted(&seen, &format!("saddr {} ", lab.addr(0))),
+        2,
+        "{seen}"
+    );
+    assert_eq!(
+        counted(&seen, &format!("saddr {} ", lab.addr(1))),
+        2,
+        "{seen}"
+    );
+    assert_eq!(counted(&seen, "10.53.0.0/24"), 0, "{seen}");
+    // Rules carry our comment.
+    let t = nft(&lab.host(0), "list table inet pipework_egress");
+    assert!(t.contains("comment \"pipework:ov-egr\""), "{t}");
+
+    // Isolation: egr and iso never meet; alw takes egr's, one way.
+    assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
+    assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
+    assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
+    assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
+    assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
+
+    // The last endpoint gone on a host: the table goes there.
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    for c in [&c0, &c2, &c3, &c4] {
+        lab.pw_ok(0, &["detach", &format!("netns:{c}")]);
+    }
+    for n in ["egr", "iso", "alw", "nod"] {
+        lab.pw_ok(0, &["overlay", "delete", n]);
+    }
+    for i in 0..2 {
+        lab.wait("the egress table goes with the last network", || {
+            !run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &lab.host(i),
+                    "nft",
+                    "list",
+                    "table",
+                    "inet",
+                    "pipework_egress",
+                ],
+            )
+            .status
+            .success()
+        });
+    }
+}

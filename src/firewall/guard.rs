@@ -240,12 +240,17 @@ pub fn update(add: &BTreeSet<IpAddr>, del: &BTreeSet<IpAddr>) -> io::Result<()> 
 
 /// Whether our table is in this namespace's ruleset.
 pub fn present() -> io::Result<bool> {
+    table_present(TABLE)
+}
+
+/// Whether the inet table `name` exists here.
+pub fn table_present(name: &str) -> io::Result<bool> {
     let mut found = false;
     let req = Msg::new(NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, INET);
     Nl::open()?.dump(req, |family, ty, attrs| {
         if ty == NFT_MSG_NEWTABLE
             && family == INET
-            && Attrs(attrs).any(|(t, v)| t == NFTA_TABLE_NAME && cstr(v).as_deref() == Some(TABLE))
+            && Attrs(attrs).any(|(t, v)| t == NFTA_TABLE_NAME && cstr(v).as_deref() == Some(name))
         {
             found = true;
         }

@@ -89,6 +89,8 @@ struct Agent {
     /// The VXLAN guard as last written: ports of the networks built here,
     /// underlay addresses of the registered hosts (None: not written).
     guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>)>,
+    /// The egress table as last written (None: not written).
+    routed: Option<Vec<crate::firewall::Routed>>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -170,6 +172,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         stats: std::env::var_os("PIPEWORK_OVERLAY_STATS").map(Into::into),
         events: 0,
         guarded: None,
+        routed: None,
     };
     ag.register().await?;
     log(format_args!(
@@ -471,6 +474,46 @@ impl Agent {
         self.guard(false).await;
     }
 
+    /// Egress through the anycast gateway: masquerade and isolation for
+    /// the networks built here (firewall::route_egress), made with the
+    /// first, removed with the last. Forwarding must be on for the
+    /// gateway to route at all: turned on (never off: others may rely on
+    /// it, as with Docker).
+    fn egress(&mut self, check: bool) {
+        let want: Vec<crate::firewall::Routed> = self
+            .devs
+            .keys()
+            .filter_map(|n| self.model.nets.get(n))
+            .map(|s| crate::firewall::Routed {
+                bridge: names::bridge(&s.name),
+                subnet: s.subnet,
+                allow_from: s.allow_from.iter().map(|a| names::bridge(a)).collect(),
+            })
+            .collect();
+        // Changed, or (at a check) missing, or left over with nothing here.
+        let changed = self.routed.as_ref() != Some(&want);
+        let drifted = check && crate::firewall::egress_routed() == want.is_empty();
+        if !changed && !drifted {
+            return;
+        }
+        if !want.is_empty() {
+            let f = "/proc/sys/net/ipv4/ip_forward";
+            if std::fs::read_to_string(f).is_ok_and(|v| v.trim() != "1") {
+                match std::fs::write(f, "1") {
+                    Ok(()) => log("net.ipv4.ip_forward turned on (egress through the gateway)"),
+                    Err(e) => log(format_args!("turning net.ipv4.ip_forward on: {e}")),
+                }
+            }
+        }
+        match crate::firewall::route_egress(&want) {
+            Ok(()) => self.routed = Some(want),
+            Err(e) => {
+                log(format_args!("egress: {e}; retrying at the next check"));
+                self.routed = None;
+            }
+        }
+    }
+
     /// VXLAN only from members: the guard (firewall::guard_vxlan) made
     /// equal to the model. A host that joins or dies changes one set
     /// element; the first network built here makes the table, the last
@@ -479,6 +522,7 @@ impl Agent {
     /// was: the port stays closed to strangers, and the next agent (or
     /// `gc` once no VXLAN device is left) takes it from there.
     async fn guard(&mut self, check: bool) {
+        self.egress(check);
         let ports: BTreeSet<u16> = self
             .devs
             .keys()

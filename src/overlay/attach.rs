@@ -69,7 +69,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     args.mtu = Some(a.mtu.unwrap_or(net.mtu));
     let probe = match want {
         Want::Given(ip) => ip,
-        Want::Auto => std::net::Ipv4Addr::from(u32::from(net.subnet.network()) + 1),
+        Want::Auto => alloc::first_host(&net),
     };
     args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
     to_request(&args)?;
@@ -90,7 +90,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
             (Want::Auto, Some(h)) => h,
             (Want::Auto, None) => probe,
         };
-        args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
+        args.ip = Some(with_gw(ip, &net));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
         req.record_extras.overlay_ip = Some(ip);
@@ -99,7 +99,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     }
 
     let claim = Claim::take(&st, &agent, &net, want, &guest.name, &ifname).await?;
-    args.ip = Some(format!("{}/{}", claim.ip(), net.subnet.prefix()));
+    args.ip = Some(with_gw(claim.ip(), &net));
     args.mac = Some(claim.mac().to_string());
     let result = async {
         // The agent builds a network's devices on a host once the host
@@ -119,6 +119,16 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
             claim.release("pipework").await;
             Err(e)
         }
+    }
+}
+
+/// `ip/len@gw`: the default route through the anycast gateway every
+/// host's bridge carries, unless the network was made without one.
+fn with_gw(ip: std::net::Ipv4Addr, net: &store::NetSpec) -> String {
+    if net.no_default_route {
+        format!("{ip}/{}", net.subnet.prefix())
+    } else {
+        format!("{ip}/{}@{}", net.subnet.prefix(), net.gw())
     }
 }
 

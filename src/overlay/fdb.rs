@@ -99,6 +99,7 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
                 b
             }
         };
+        ensure_gateway(net_ops, &bridge, net).await?;
         if let Some(l) = net_ops.link_by_name(&vx).await? {
             let diff = device_diff(net_ops, net, u, &l).await?;
             if diff.is_empty() {
@@ -151,6 +152,24 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
             Err(e)
         }
     }
+}
+
+/// The anycast gateway: the same address (and, through `stable_mac` of
+/// the bridge's name, the same MAC) on every host's bridge. ARP for it is
+/// answered by the local bridge; the VXLAN device (proxy, no neighbour
+/// entry for it) never carries the question across.
+async fn ensure_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec) -> Result<()> {
+    let gw = ipnetwork::IpNetwork::new(net.gw().into(), net.subnet.prefix())
+        .map_err(|e| Error::other(e.to_string()))?;
+    if net_ops
+        .addrs(bridge.index)
+        .await?
+        .iter()
+        .any(|a| a.net == gw)
+    {
+        return Ok(());
+    }
+    net_ops.add_addr(bridge, gw).await
 }
 
 /// Label a device the agent made for `net` with a signed mark: only
