@@ -37,8 +37,8 @@ fn overlay_datapath_mtu_and_bad_input() {
     let ip2 = ip_of(&lab, &c2);
     assert_eq!(
         ip2.to_string(),
-        "10.40.0.1",
-        "auto takes the first free address"
+        "10.40.0.2",
+        "auto takes the first free address (10.40.0.1 is the gateway)"
     );
     // A re-run claims nothing new and changes nothing.
     lab.pw_ok(1, &["blue", &format!("netns:{c2}"), "auto"]);
@@ -48,13 +48,13 @@ fn overlay_datapath_mtu_and_bad_input() {
     assert!(links(&c1).contains("mtu 1450"), "{}", links(&c1));
 
     // Ping, then 1 MiB over TCP, across hosts.
-    let (tx, rx) = ping(&c1, "10.40.0.1", 3);
+    let (tx, rx) = ping(&c1, "10.40.0.2", 3);
     assert_eq!((tx, rx), (3, 3));
     let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
     let c2n = c2.clone();
     let server = std::thread::spawn(move || {
         in_ns(&c2n, || {
-            let l = std::net::TcpListener::bind("10.40.0.1:5001").expect("bind");
+            let l = std::net::TcpListener::bind("10.40.0.2:5001").expect("bind");
             let (mut s, _) = l.accept().expect("accept");
             let mut got = Vec::new();
             s.read_to_end(&mut got).expect("read");
@@ -64,7 +64,7 @@ fn overlay_datapath_mtu_and_bad_input() {
     std::thread::sleep(Duration::from_millis(200));
     let sent = payload.clone();
     in_ns(&c1, move || {
-        let mut s = std::net::TcpStream::connect("10.40.0.1:5001").expect("connect");
+        let mut s = std::net::TcpStream::connect("10.40.0.2:5001").expect("connect");
         s.write_all(&sent).expect("write");
     });
     let got = server.join().expect("server");
@@ -82,7 +82,7 @@ fn overlay_datapath_mtu_and_bad_input() {
     );
     assert!(
         lab.entries(0, "blue")
-            .contains("10.40.0.1 lladdr 02:77:0a:28:00:01 PERMANENT")
+            .contains("10.40.0.2 lladdr 02:77:0a:28:00:02 PERMANENT")
     );
     let st =
         String::from_utf8_lossy(&lab.pw(0, &["overlay", "status", "--json"]).stdout).into_owned();
@@ -245,8 +245,8 @@ fn overlay_datapath_mtu_and_bad_input() {
         "the detached guest's own endpoint is released"
     );
     assert!(
-        lab.etcdctl(&["get", "--keys-only", "/pipework/overlay/ep/blue/10.40.0.1"])
-            .contains("10.40.0.1"),
+        lab.etcdctl(&["get", "--keys-only", "/pipework/overlay/ep/blue/10.40.0.2"])
+            .contains("10.40.0.2"),
         "the victim's endpoint stays"
     );
 
@@ -496,7 +496,7 @@ fn overlay_vagrant_provisioning_script() {
         let _ = std::fs::remove_dir_all(st);
     }
     assert!(
-        outs[2].contains("reached 10.60.0.1 10.60.0.2"),
+        outs[2].contains("reached 10.60.0.11 10.60.0.12"),
         "the last host reaches both others: {outs:?}"
     );
 }
@@ -566,7 +566,7 @@ fn overlay_docker_container_on_the_root_host() {
         });
         lab.pw_ok(0, &["overlay", "create", &net, "--subnet", "10.47.0.0/16"]);
         let c1 = lab.container("c1");
-        lab.pw_ok(0, &[&net, &format!("netns:{c1}"), "10.47.0.1/16"]);
+        lab.pw_ok(0, &[&net, &format!("netns:{c1}"), "10.47.0.2/16"]);
         let web = common::Container::run("pwv");
         let o = Command::new(BIN)
             .args([&net, &web.name, "auto"])
@@ -575,7 +575,7 @@ fn overlay_docker_container_on_the_root_host() {
             .output()
             .expect("attach");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let out = web.exec_ok(&["ping", "-c", "3", "-W", "2", "10.47.0.1"]);
+        let out = web.exec_ok(&["ping", "-c", "3", "-W", "2", "10.47.0.2"]);
         assert!(out.contains("3 packets received"), "{out}");
         let o = Command::new(BIN)
             .args(["detach", &web.name])

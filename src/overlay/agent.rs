@@ -79,7 +79,8 @@ struct Agent {
     /// Networks whose entries a failed write left unsure: diffed in full
     /// at the next kernel check.
     unsure: BTreeSet<String>,
-    warned_mtu: HashSet<String>,
+    /// Warnings logged once each: "NET" (MTU), "NET gateway".
+    warned: HashSet<String>,
     /// Conflicts already logged (each once).
     conflicts: HashSet<String>,
     /// `PIPEWORK_OVERLAY_STATS`: a file rewritten after each watch message
@@ -167,7 +168,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         rev: 0,
         devs: HashMap::new(),
         unsure: BTreeSet::new(),
-        warned_mtu: HashSet::new(),
+        warned: HashSet::new(),
         conflicts: HashSet::new(),
         stats: std::env::var_os("PIPEWORK_OVERLAY_STATS").map(Into::into),
         events: 0,
@@ -626,14 +627,22 @@ impl Agent {
             .u
             .mtu
             .saturating_sub(super::network::overhead(self.u.ip));
-        if carry < spec.mtu && self.warned_mtu.insert(name.to_string()) {
+        if carry < spec.mtu && self.warned.insert(name.to_string()) {
             log(format_args!(
                 "{name}: underlay {} MTU {} carries at most {carry} over VXLAN, the network uses {}: large packets will be dropped (see overlay status)",
                 self.u.ifname, self.u.mtu, spec.mtu
             ));
         }
         let done = async {
-            let vx = fdb::ensure(&self.net, &spec, &self.u).await?;
+            let gw_taken = self.model.ep(name, spec.gw()).is_some();
+            if gw_taken && self.warned.insert(format!("{name} gateway")) {
+                log(format_args!(
+                    "{name}: endpoint {} holds the gateway address: no gateway on {} until it goes",
+                    spec.gw(),
+                    names::bridge(name)
+                ));
+            }
+            let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
             self.devs.insert(

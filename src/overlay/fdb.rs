@@ -77,7 +77,9 @@ pub async fn device_matches(net_ops: &Net, net: &NetSpec, u: &Underlay, vx: &Lin
 /// made again, with a log line. An admin's look-alike is never touched.
 /// A failure after the bridge was made takes the bridge away again.
 /// Returns the VXLAN device.
-pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> {
+/// `gateway`: put the network's gateway on the bridge (false while an
+/// endpoint holds that address: a network made before gateways existed).
+pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -> Result<Link> {
     let br = super::names::bridge(&net.name);
     let vx = super::names::vxlan(&net.name);
     let mut j = Journal::new();
@@ -99,7 +101,9 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
                 b
             }
         };
-        ensure_gateway(net_ops, &bridge, net).await?;
+        if gateway {
+            ensure_gateway(net_ops, &bridge, net).await?;
+        }
         if let Some(l) = net_ops.link_by_name(&vx).await? {
             let diff = device_diff(net_ops, net, u, &l).await?;
             if diff.is_empty() {
