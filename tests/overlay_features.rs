@@ -293,6 +293,25 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
             .is_empty()
     );
 
+    let o = lab.pw(
+        0,
+        &[
+            "overlay",
+            "create",
+            "bad",
+            "--subnet",
+            "10.53.0.0/24",
+            "--allow-from",
+            "nosuch",
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("nosuch"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/net/"])
+            .is_empty()
+    );
     let created = lab.pw_ok(0, &["overlay", "create", "egr", "--subnet", "10.53.0.0/24"]);
     assert!(created.contains("gateway 10.53.0.1"), "{created}");
     lab.pw_ok(

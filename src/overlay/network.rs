@@ -132,6 +132,14 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             ),
         ));
     }
+    for f in a.allow_from {
+        if f == a.name || !nets.iter().any(|n| n.name == *f) {
+            return Err(Error::bad(
+                f,
+                "--allow-from names another existing overlay network (see `pipework overlay status`)",
+            ));
+        }
+    }
     if let Some(n) = nets.iter().find(|n| n.subnet.overlaps(subnet)) {
         return Err(Error::bad(
             a.subnet,
