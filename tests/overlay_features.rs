@@ -374,6 +374,17 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
         route(&c2)
     );
     assert!(!route(&c4).contains("default"), "{}", route(&c4));
+    let c5 = lab.container("c5");
+    lab.pw_ok(
+        0,
+        &[
+            "egr",
+            &format!("netns:{c5}"),
+            "10.53.0.20/24",
+            "--no-default-route",
+        ],
+    );
+    assert!(!route(&c5).contains("default"), "{}", route(&c5));
     let c1ip = ip_of(&lab, &c1).to_string();
     assert_ne!(c1ip, "10.53.0.1", "auto never hands out the gateway");
     lab.wait("c0 reaches c1", || ping(&c0, &c1ip, 1).1 == 1);
@@ -490,7 +501,7 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
 
     // The last endpoint gone on a host: the table goes there.
     lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
-    for c in [&c0, &c2, &c3, &c4] {
+    for c in [&c0, &c2, &c3, &c4, &c5] {
         lab.pw_ok(0, &["detach", &format!("netns:{c}")]);
     }
     for n in ["egr", "iso", "alw", "nod"] {

@@ -65,6 +65,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
         ));
     }
     let mut args = a.clone();
+    args.no_default_route = false;
     args.host = names::bridge(&net_name);
     args.mtu = Some(a.mtu.unwrap_or(net.mtu));
     let probe = match want {
@@ -90,7 +91,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
             (Want::Auto, Some(h)) => h,
             (Want::Auto, None) => probe,
         };
-        args.ip = Some(with_gw(ip, &net));
+        args.ip = Some(with_gw(ip, &net, a.no_default_route));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
         req.record_extras.overlay_ip = Some(ip);
@@ -99,7 +100,7 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
     }
 
     let claim = Claim::take(&st, &agent, &net, want, &guest.name, &ifname).await?;
-    args.ip = Some(with_gw(claim.ip(), &net));
+    args.ip = Some(with_gw(claim.ip(), &net, a.no_default_route));
     args.mac = Some(claim.mac().to_string());
     let result = async {
         // The agent builds a network's devices on a host once the host
@@ -123,9 +124,10 @@ pub async fn try_attach(a: &ClassicArgs) -> Result<Option<crate::attach::Report>
 }
 
 /// `ip/len@gw`: the default route through the anycast gateway every
-/// host's bridge carries, unless the network was made without one.
-fn with_gw(ip: std::net::Ipv4Addr, net: &store::NetSpec) -> String {
-    if net.no_default_route {
+/// host's bridge carries, unless the network was made without one or the
+/// attach says `--no-default-route`.
+fn with_gw(ip: std::net::Ipv4Addr, net: &store::NetSpec, no_route: bool) -> String {
+    if net.no_default_route || no_route {
         format!("{ip}/{}", net.subnet.prefix())
     } else {
         format!("{ip}/{}@{}", net.subnet.prefix(), net.gw())
