@@ -59,6 +59,8 @@ pub struct ClassicArgs {
     pub ipvlan: Option<String>,
     pub dhcp_timeout: f64,
     pub dns_write: bool,
+    /// Overlay: no default route through the network's gateway.
+    pub no_default_route: bool,
     pub json: bool,
     pub dry_run: bool,
     pub ovsdb: Option<String>,
@@ -97,6 +99,7 @@ impl ClassicArgs {
             ipvlan: None,
             dhcp_timeout: DEFAULT_DHCP_TIMEOUT,
             dns_write: false,
+            no_default_route: false,
             json: false,
             dry_run: false,
             ovsdb: None,
@@ -117,6 +120,14 @@ impl ClassicArgs {
 
 /// The words and flags, checked and turned into one typed request.
 pub fn to_request(a: &ClassicArgs) -> Result<AttachRequest> {
+    if a.no_default_route {
+        // The overlay path takes it off once used; anywhere else the
+        // route is the one `ip/len@gw` asks for.
+        return Err(Error::bad(
+            "--no-default-route",
+            "is for overlay networks; elsewhere leave out @gw",
+        ));
+    }
     // The classic default is eth1; on an InfiniBand parent it is ib0
     // ("the IPoIB kernel module is fussy").
     let ifname = a

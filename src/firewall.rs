@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::netlink::{Journal, Link, Net};
 use std::process::{Command, Stdio};
 
+mod egress;
+mod guard;
 mod legacy;
 mod nft;
 mod notrack;
@@ -569,6 +571,83 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
         }
     }
     Ok(removed)
+}
+
+/// VXLAN only from members (guard.rs): drop UDP to `ports` from any
+/// source but `members`, in this namespace. Builds or replaces the table
+/// in one transaction.
+pub fn guard_vxlan(
+    ports: &std::collections::BTreeSet<u16>,
+    members: &std::collections::BTreeSet<std::net::IpAddr>,
+) -> Result<()> {
+    guard::install(ports, members)
+        .map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
+}
+
+/// Members that joined and left since `guard_vxlan`.
+pub fn guard_vxlan_update(
+    add: &std::collections::BTreeSet<std::net::IpAddr>,
+    del: &std::collections::BTreeSet<std::net::IpAddr>,
+) -> Result<()> {
+    guard::update(add, del)
+        .map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
+}
+
+/// Whether the VXLAN guard table is in place.
+pub fn vxlan_guarded() -> bool {
+    guard::present().unwrap_or(false)
+}
+
+/// Remove the VXLAN guard; whether it was there.
+pub fn unguard_vxlan() -> Result<bool> {
+    guard::remove().map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
+}
+
+pub use egress::Routed;
+
+/// Egress (masquerade) and isolation for networks behind an anycast
+/// gateway (egress.rs); an empty list removes the table.
+pub fn route_egress(nets: &[Routed]) -> Result<()> {
+    let r = if nets.is_empty() {
+        egress::remove().map(|_| ())
+    } else {
+        egress::install(nets)
+    };
+    r.map_err(|e| Error::other(format!("nftables table {}: {e}", egress::TABLE)))
+}
+
+/// Whether the egress table is in place.
+pub fn egress_routed() -> bool {
+    guard::table_present(egress::TABLE).unwrap_or(false)
+}
+
+/// The guard's name as `nft` shows it (for gc's report).
+pub fn vxlan_guard_name() -> String {
+    format!(
+        "inet {} ({}), inet {}",
+        guard::TABLE,
+        guard::COMMENT,
+        egress::TABLE
+    )
+}
+
+/// `gc`: the guard outlives its agent on purpose (a killed agent must not
+/// open the port), but not the last VXLAN device: with none left on the
+/// host it guards nothing. Whether it was (in a dry run: would be) removed.
+pub async fn collect_vxlan_guard(host: &Net, dry_run: bool) -> Result<bool> {
+    if !vxlan_guarded() && !egress_routed() {
+        return Ok(false);
+    }
+    let links = host.links().await?;
+    if links.iter().any(|l| l.kind.as_deref() == Some("vxlan")) {
+        return Ok(false);
+    }
+    if dry_run || host.dry_run {
+        return Ok(true);
+    }
+    // The egress table (same lifetime: the overlay's networks) with it.
+    route_egress(&[])?;
+    unguard_vxlan().map(|_| true)
 }
 
 #[cfg(test)]

@@ -247,6 +247,22 @@ pub async fn report(dry_run: bool) -> Result<Report> {
             Err(e) => out.stuck("iptables-rule", &name, "DOCKER-USER/FORWARD", &e),
         }
     }
+    match crate::firewall::collect_vxlan_guard(&host, dry_run).await {
+        Ok(true) => out.push(
+            "nftables-table",
+            &crate::firewall::vxlan_guard_name(),
+            "host",
+            "removed",
+            "no VXLAN device is left for it to guard".into(),
+        ),
+        Ok(false) => {}
+        Err(e) => out.stuck(
+            "nftables-table",
+            &crate::firewall::vxlan_guard_name(),
+            "host",
+            &e,
+        ),
+    }
     let (removed, stuck) = ovs::collect_stale(dry_run).await;
     for (port, bridge) in removed {
         out.push(

@@ -8,7 +8,8 @@
 # up:   install etcd (and pipework), start this host's etcd member and its
 #       overlay agent (underlay = --addr, never the NAT NIC's 10.0.2.15).
 # demo: create network "vlab" (10.60.0.0/24) if absent, attach a container
-#       namespace on this host at 10.60.0.<host number>, and ping every other
+#       namespace on this host at 10.60.0.<host number + 10> (.1 is the
+#       gateway), and ping every other
 #       host's demo container that exists. Prints "demo: NAME reached ..."
 #
 # Options:
@@ -117,11 +118,11 @@ demo() {
     "$BIN" overlay create vlab --subnet 10.60.0.0/24 >/dev/null 2>&1 || true
   c=${PREFIX}demo$n
   [ -e "/run/netns/$c" ] || ip netns add "$c"
-  ip -n "$c" link show eth1 >/dev/null 2>&1 || "$BIN" vlab "netns:$c" "10.60.0.$n/24" >/dev/null
+  ip -n "$c" link show eth1 >/dev/null 2>&1 || "$BIN" vlab "netns:$c" "10.60.0.$((n + 10))/24" >/dev/null
   local reached=()
   for i in $(seq 1 "$(echo "$CLUSTER" | tr ',' '\n' | wc -l)"); do
     [ "$i" = "$n" ] && continue
-    peer=10.60.0.$i
+    peer=10.60.0.$((i + 10))
     [ -n "$(etcdctl --endpoints "$CLIENTS" get "/pipework/overlay/ep/vlab/$peer" 2>/dev/null)" ] || continue
     for _ in $(seq 1 20); do
       if ip netns exec "$c" busybox ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
@@ -129,7 +130,7 @@ demo() {
       fi
     done
   done
-  echo "demo: $NAME (10.60.0.$n) reached ${reached[*]:-nobody yet}"
+  echo "demo: $NAME (10.60.0.$((n + 10))) reached ${reached[*]:-nobody yet}"
 }
 
 case $cmd in

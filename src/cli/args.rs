@@ -104,6 +104,9 @@ pub struct AttachArgs {
     /// DHCP: write the lease's DNS servers to the guest's /etc/resolv.conf.
     #[arg(long = "dns-write")]
     pub dns_write: bool,
+    /// Overlay networks: no default route through the network's gateway.
+    #[arg(long = "no-default-route")]
+    pub no_default_route: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -42,6 +42,7 @@ impl AttachArgs {
             ipvlan: self.ipvlan.clone(),
             dhcp_timeout: self.dhcp_timeout,
             dns_write: self.dns_write,
+            no_default_route: self.no_default_route,
             json: self.json,
             dry_run: self.dry_run,
             ovsdb: self.ovsdb.clone(),

@@ -64,6 +64,17 @@ pub enum OverlayCli {
         /// (e.g. 24h, 90m, 7d; default 24h).
         #[arg(long)]
         grace: Option<String>,
+        /// Anycast gateway address every host's bridge carries [default:
+        /// the first address of --subnet].
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Give containers no default route through the gateway.
+        #[arg(long)]
+        no_default_route: bool,
+        /// Let containers of network NET reach this network's (repeatable;
+        /// overlay networks are isolated from each other otherwise).
+        #[arg(long = "allow-from", value_name = "NET")]
+        allow_from: Vec<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -127,6 +138,9 @@ impl From<OverlayCli> for OverlayCmd {
                 mtu,
                 port,
                 grace,
+                gateway,
+                no_default_route,
+                allow_from,
                 json,
                 etcd,
             } => OverlayCmd::Create {
@@ -136,6 +150,9 @@ impl From<OverlayCli> for OverlayCmd {
                 mtu,
                 port,
                 grace,
+                gateway,
+                no_default_route,
+                allow_from,
                 json,
                 etcd: etcd.into(),
             },

@@ -42,9 +42,26 @@ pub fn add(
     let ip = AddResult {
         ips: vec![IpConfig {
             address,
-            gateway: None,
+            gateway: Some(net.gw().into()),
             interface: None,
         }],
+        // The default route through the anycast gateway (CNI installs
+        // only the routes a result lists).
+        routes: if net.no_default_route {
+            vec![]
+        } else {
+            vec![super::types::Route {
+                dst: ipnetwork::IpNetwork::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+                    .map_err(|e| CniError::new(code::INTERNAL, e.to_string(), ""))?,
+
+                gw: Some(net.gw().into()),
+                mtu: None,
+                advmss: None,
+                priority: None,
+                table: None,
+                scope: None,
+            }]
+        },
         ..Default::default()
     };
     plumber.overlay_link(ip_of, net.mtu);

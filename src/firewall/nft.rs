@@ -24,43 +24,43 @@ use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 use std::io;
 use std::os::fd::AsRawFd;
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_GETCHAIN: u16 = 4;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_GETRULE: u16 = 7;
-const NFT_MSG_DELRULE: u16 = 8;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub(super) const NFNL_MSG_BATCH_END: u16 = 0x11;
+pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
+pub(super) const NFT_MSG_GETCHAIN: u16 = 4;
+pub(super) const NFT_MSG_NEWRULE: u16 = 6;
+pub(super) const NFT_MSG_GETRULE: u16 = 7;
+pub(super) const NFT_MSG_DELRULE: u16 = 8;
 
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_CREATE: u16 = 0x400;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLA_F_NESTED: u16 = 0x8000;
+pub(super) const NLM_F_REQUEST: u16 = 0x1;
+pub(super) const NLM_F_ACK: u16 = 0x4;
+pub(super) const NLM_F_DUMP: u16 = 0x300;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NLMSG_ERROR: u16 = 2;
+pub(super) const NLMSG_DONE: u16 = 3;
+pub(super) const NLA_F_NESTED: u16 = 0x8000;
 
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_HANDLE: u16 = 3;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_RULE_USERDATA: u16 = 7;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
+pub(super) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(super) const NFTA_CHAIN_NAME: u16 = 3;
+pub(super) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(super) const NFTA_CHAIN_POLICY: u16 = 5;
+pub(super) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(super) const NFTA_RULE_TABLE: u16 = 1;
+pub(super) const NFTA_RULE_CHAIN: u16 = 2;
+pub(super) const NFTA_RULE_HANDLE: u16 = 3;
+pub(super) const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(super) const NFTA_RULE_USERDATA: u16 = 7;
+pub(super) const NFTA_LIST_ELEM: u16 = 1;
+pub(super) const NFTA_EXPR_NAME: u16 = 1;
+pub(super) const NFTA_EXPR_DATA: u16 = 2;
 
 /// Families whose `forward` hook sees bridged IPv4 frames when
 /// bridge-nf-call-iptables=1 (NFPROTO_INET, NFPROTO_IPV4).
-const INET: u8 = 1;
-const IPV4: u8 = 2;
-const NF_INET_FORWARD: u32 = 2;
-const NF_DROP: u32 = 0;
+pub(super) const INET: u8 = 1;
+pub(super) const IPV4: u8 = 2;
+pub(super) const NF_INET_FORWARD: u32 = 2;
+pub(super) const NF_DROP: u32 = 0;
 
 /// A base chain on the forward hook.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,26 +204,26 @@ pub fn delete(chain: &Chain, handle: u64) -> io::Result<()> {
     Nl::open()?.batch(m)
 }
 
-const NFTA_META_DREG: u16 = 1;
-const NFTA_META_KEY: u16 = 2;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_META_OIFNAME: u32 = 7;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFT_CMP_EQ: u32 = 0;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_IMMEDIATE_DREG: u16 = 1;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
-const NF_ACCEPT: u32 = 1;
+pub(super) const NFTA_META_DREG: u16 = 1;
+pub(super) const NFTA_META_KEY: u16 = 2;
+pub(super) const NFT_META_IIFNAME: u32 = 6;
+pub(super) const NFT_META_OIFNAME: u32 = 7;
+pub(super) const NFTA_CMP_SREG: u16 = 1;
+pub(super) const NFTA_CMP_OP: u16 = 2;
+pub(super) const NFTA_CMP_DATA: u16 = 3;
+pub(super) const NFT_CMP_EQ: u32 = 0;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VERDICT: u16 = 2;
+pub(super) const NFTA_VERDICT_CODE: u16 = 1;
+pub(super) const NFTA_IMMEDIATE_DREG: u16 = 1;
+pub(super) const NFTA_IMMEDIATE_DATA: u16 = 2;
+pub(super) const NFT_REG_VERDICT: u32 = 0;
+pub(super) const NFT_REG_1: u32 = 1;
+pub(super) const NF_ACCEPT: u32 = 1;
 /// libnftnl's rule userdata: TLVs of one byte type, one byte length.
-const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
+pub(super) const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 
-fn expr(list: &mut Msg, name: &str, data: impl FnOnce(&mut Msg)) {
+pub(super) fn expr(list: &mut Msg, name: &str, data: impl FnOnce(&mut Msg)) {
     list.nest(NFTA_LIST_ELEM, |e| {
         e.str(NFTA_EXPR_NAME, name);
         e.nest(NFTA_EXPR_DATA, data);
@@ -238,7 +238,7 @@ fn ifname_bytes(name: &str) -> [u8; 16] {
     b
 }
 
-fn udata_with_comment(comment: &str) -> Vec<u8> {
+pub(super) fn udata_with_comment(comment: &str) -> Vec<u8> {
     // The value keeps its NUL, as libnftnl writes it; the length is one
     // byte, and our comments ("pipework:" + an interface name) are short.
     let mut v = vec![NFTNL_UDATA_RULE_COMMENT, (comment.len() + 1) as u8];
@@ -259,7 +259,7 @@ fn udata_comment(mut u: &[u8]) -> Option<String> {
     None
 }
 
-fn cstr(v: &[u8]) -> Option<String> {
+pub(super) fn cstr(v: &[u8]) -> Option<String> {
     let v = v.split(|b| *b == 0).next().unwrap_or(v);
     std::str::from_utf8(v).ok().map(str::to_string)
 }
@@ -269,10 +269,10 @@ fn be32(v: &[u8]) -> Option<u32> {
 }
 
 /// One netlink message under construction: nlmsghdr, nfgenmsg, attributes.
-struct Msg(Vec<u8>);
+pub(super) struct Msg(Vec<u8>);
 
 impl Msg {
-    fn new(nft_type: u16, flags: u16, family: u8) -> Msg {
+    pub(super) fn new(nft_type: u16, flags: u16, family: u8) -> Msg {
         Msg::raw((NFNL_SUBSYS_NFTABLES << 8) | nft_type, flags, family, 0)
     }
 
@@ -288,7 +288,7 @@ impl Msg {
         Msg(b)
     }
 
-    fn attr(&mut self, ty: u16, data: &[u8]) {
+    pub(super) fn attr(&mut self, ty: u16, data: &[u8]) {
         self.0
             .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
         self.0.extend_from_slice(&ty.to_ne_bytes());
@@ -296,17 +296,17 @@ impl Msg {
         self.pad();
     }
 
-    fn str(&mut self, ty: u16, s: &str) {
+    pub(super) fn str(&mut self, ty: u16, s: &str) {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
         self.attr(ty, &v);
     }
 
-    fn be32(&mut self, ty: u16, v: u32) {
+    pub(super) fn be32(&mut self, ty: u16, v: u32) {
         self.attr(ty, &v.to_be_bytes());
     }
 
-    fn nest(&mut self, ty: u16, inner: impl FnOnce(&mut Msg)) {
+    pub(super) fn nest(&mut self, ty: u16, inner: impl FnOnce(&mut Msg)) {
         let start = self.0.len();
         self.0.extend_from_slice(&[0; 4]);
         // The nested attributes are built in place, after the header.
@@ -333,7 +333,7 @@ impl Msg {
 }
 
 /// Attributes of a netlink payload, as (type without flags, value).
-struct Attrs<'a>(&'a [u8]);
+pub(super) struct Attrs<'a>(pub(super) &'a [u8]);
 
 impl<'a> Iterator for Attrs<'a> {
     type Item = (u16, &'a [u8]);
@@ -357,13 +357,13 @@ impl<'a> Iterator for Attrs<'a> {
 /// "attributes" of NLMSG_ERROR are its errno (negative, native).
 type Reply = (u16, u32, u8, Vec<u8>);
 
-struct Nl {
+pub(super) struct Nl {
     sock: Socket,
     seq: u32,
 }
 
 impl Nl {
-    fn open() -> io::Result<Nl> {
+    pub(super) fn open() -> io::Result<Nl> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
         sock.connect(&netlink_sys::SocketAddr::new(0, 0))?;
@@ -411,7 +411,11 @@ impl Nl {
         Ok(out)
     }
 
-    fn dump(&mut self, req: Msg, mut each: impl FnMut(u8, u16, &[u8])) -> io::Result<()> {
+    pub(super) fn dump(
+        &mut self,
+        req: Msg,
+        mut each: impl FnMut(u8, u16, &[u8]),
+    ) -> io::Result<()> {
         let seq = self.next_seq();
         self.sock.send(&req.finish(seq), 0)?;
         loop {
@@ -431,11 +435,23 @@ impl Nl {
 
     /// One change in its own transaction, waiting for the kernel's verdict.
     fn batch(&mut self, m: Msg) -> io::Result<()> {
+        self.batch_all(vec![m])
+    }
+
+    /// Several changes in one transaction: all of them or none. Each
+    /// message must ask for an ack (NLM_F_ACK); the last ack, or the
+    /// first error, is the verdict.
+    pub(super) fn batch_all(&mut self, msgs: Vec<Msg>) -> io::Result<()> {
         let begin = Msg::raw(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
         let end = Msg::raw(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
-        let (s0, s1, s2) = (self.next_seq(), self.next_seq(), self.next_seq());
+        let s0 = self.next_seq();
         let mut buf = begin.finish(s0);
-        buf.extend(m.finish(s1));
+        let mut last = s0;
+        for m in msgs {
+            last = self.next_seq();
+            buf.extend(m.finish(last));
+        }
+        let s2 = self.next_seq();
         buf.extend(end.finish(s2));
         self.sock.send(&buf, 0)?;
         loop {
@@ -444,7 +460,7 @@ impl Nl {
                     // An error on any part of the batch, or our ack.
                     match errno(&body) {
                         Some(e) => return Err(e),
-                        None if s == s1 => return Ok(()),
+                        None if s == last => return Ok(()),
                         None => {}
                     }
                 }

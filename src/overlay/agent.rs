@@ -79,13 +79,19 @@ struct Agent {
     /// Networks whose entries a failed write left unsure: diffed in full
     /// at the next kernel check.
     unsure: BTreeSet<String>,
-    warned_mtu: HashSet<String>,
+    /// Warnings logged once each: "NET" (MTU), "NET gateway".
+    warned: HashSet<String>,
     /// Conflicts already logged (each once).
     conflicts: HashSet<String>,
     /// `PIPEWORK_OVERLAY_STATS`: a file rewritten after each watch message
     /// with the bytes read from etcd and the events applied (benchmarks).
     stats: Option<std::path::PathBuf>,
     events: u64,
+    /// The VXLAN guard as last written: ports of the networks built here,
+    /// underlay addresses of the registered hosts (None: not written).
+    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>)>,
+    /// The egress table as last written (None: not written).
+    routed: Option<Vec<crate::firewall::Routed>>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -162,10 +168,12 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         rev: 0,
         devs: HashMap::new(),
         unsure: BTreeSet::new(),
-        warned_mtu: HashSet::new(),
+        warned: HashSet::new(),
         conflicts: HashSet::new(),
         stats: std::env::var_os("PIPEWORK_OVERLAY_STATS").map(Into::into),
         events: 0,
+        guarded: None,
+        routed: None,
     };
     ag.register().await?;
     log(format_args!(
@@ -299,6 +307,7 @@ impl Agent {
             self.register().await?;
         }
         self.full_reconcile().await;
+        self.guard(true).await;
         let entries: usize = self.devs.values().map(|d| d.have.len()).sum();
         log(format_args!(
             "synced at revision {rev}: {} networks, {} hosts, {} endpoints; {} networks here, {entries} entries programmed in {} ms",
@@ -472,6 +481,97 @@ impl Agent {
                 self.apply_entry(&n, ip).await;
             }
         }
+        self.guard(false).await;
+    }
+
+    /// Egress through the anycast gateway: masquerade and isolation for
+    /// the networks built here (firewall::route_egress), made with the
+    /// first, removed with the last. Forwarding must be on for the
+    /// gateway to route at all: turned on (never off: others may rely on
+    /// it, as with Docker).
+    fn egress(&mut self, check: bool) {
+        let want: Vec<crate::firewall::Routed> = self
+            .devs
+            .keys()
+            .filter_map(|n| self.model.nets.get(n))
+            .map(|s| crate::firewall::Routed {
+                bridge: names::bridge(&s.name),
+                subnet: s.subnet,
+                allow_from: s.allow_from.iter().map(|a| names::bridge(a)).collect(),
+            })
+            .collect();
+        // Changed, or (at a check) missing, or left over with nothing here.
+        let changed = self.routed.as_ref() != Some(&want);
+        let drifted = check && crate::firewall::egress_routed() == want.is_empty();
+        if !changed && !drifted {
+            return;
+        }
+        if !want.is_empty() {
+            let f = "/proc/sys/net/ipv4/ip_forward";
+            if std::fs::read_to_string(f).is_ok_and(|v| v.trim() != "1") {
+                match std::fs::write(f, "1") {
+                    Ok(()) => log("net.ipv4.ip_forward turned on (egress through the gateway)"),
+                    Err(e) => log(format_args!("turning net.ipv4.ip_forward on: {e}")),
+                }
+            }
+        }
+        match crate::firewall::route_egress(&want) {
+            Ok(()) => self.routed = Some(want),
+            Err(e) => {
+                log(format_args!("egress: {e}; retrying at the next check"));
+                self.routed = None;
+            }
+        }
+    }
+
+    /// VXLAN only from members: the guard (firewall::guard_vxlan) made
+    /// equal to the model. A host that joins or dies changes one set
+    /// element; the first network built here makes the table, the last
+    /// one gone removes it. `check` also looks at the kernel (someone may
+    /// have flushed the ruleset). A killed agent leaves the table as it
+    /// was: the port stays closed to strangers, and the next agent (or
+    /// `gc` once no VXLAN device is left) takes it from there.
+    async fn guard(&mut self, check: bool) {
+        self.egress(check);
+        let ports: BTreeSet<u16> = self
+            .devs
+            .keys()
+            .filter_map(|n| self.model.nets.get(n))
+            .map(|s| s.port)
+            .collect();
+        if ports.is_empty() {
+            if (self.guarded.take().is_some() || check)
+                && matches!(crate::firewall::unguard_vxlan(), Ok(true))
+            {
+                log("no network here: VXLAN guard removed");
+            }
+            return;
+        }
+        let mut members: BTreeSet<IpAddr> = self.model.hosts.values().map(|h| h.underlay).collect();
+        members.insert(self.u.ip);
+        let r = match &self.guarded {
+            Some((p, m)) if *p == ports && (!check || crate::firewall::vxlan_guarded()) => {
+                if *m == members {
+                    return;
+                }
+                let add = members.difference(m).copied().collect();
+                let del = m.difference(&members).copied().collect();
+                crate::firewall::guard_vxlan_update(&add, &del)
+            }
+            _ => crate::firewall::guard_vxlan(&ports, &members).inspect(|_| {
+                log(format_args!(
+                    "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
+                    members.len()
+                ))
+            }),
+        };
+        match r {
+            Ok(()) => self.guarded = Some((ports, members)),
+            Err(e) => {
+                log(format_args!("VXLAN guard: {e}; retrying at the next check"));
+                self.guarded = None;
+            }
+        }
     }
 
     /// Make one endpoint's two kernel entries (FDB, neighbour) as the
@@ -536,14 +636,22 @@ impl Agent {
             .u
             .mtu
             .saturating_sub(super::network::overhead(self.u.ip));
-        if carry < spec.mtu && self.warned_mtu.insert(name.to_string()) {
+        if carry < spec.mtu && self.warned.insert(name.to_string()) {
             log(format_args!(
                 "{name}: underlay {} MTU {} carries at most {carry} over VXLAN, the network uses {}: large packets will be dropped (see overlay status)",
                 self.u.ifname, self.u.mtu, spec.mtu
             ));
         }
         let done = async {
-            let vx = fdb::ensure(&self.net, &spec, &self.u).await?;
+            let gw_taken = self.model.ep(name, spec.gw()).is_some();
+            if gw_taken && self.warned.insert(format!("{name} gateway")) {
+                log(format_args!(
+                    "{name}: endpoint {} holds the gateway address: no gateway on {} until it goes",
+                    spec.gw(),
+                    names::bridge(name)
+                ));
+            }
+            let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
             self.devs.insert(
@@ -638,6 +746,7 @@ impl Agent {
         for n in pending {
             self.sync_net(&n).await;
         }
+        self.guard(true).await;
         for c in self.model.conflicts() {
             if self.conflicts.insert(c.clone()) {
                 log(format_args!("conflict: {c}"));

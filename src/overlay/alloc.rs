@@ -59,6 +59,15 @@ pub fn parse(tok: &str, net: &NetSpec) -> Result<Want> {
             ),
         ));
     }
+    if ip == net.gw() {
+        return Err(Error::bad(
+            tok,
+            format!(
+                "is network {}'s gateway (every host's bridge carries it); pick another address or auto",
+                net.name
+            ),
+        ));
+    }
     if ip == net.subnet.network() || ip == net.subnet.broadcast() {
         return Err(Error::bad(
             tok,
@@ -68,15 +77,19 @@ pub fn parse(tok: &str, net: &NetSpec) -> Result<Want> {
     Ok(Want::Given(ip))
 }
 
-fn first_host(net: &NetSpec) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(net.subnet.network()) + 1)
+/// The first address a container may have (the gateway's excluded).
+pub fn first_host(net: &NetSpec) -> Ipv4Addr {
+    hosts(net)
+        .next()
+        .unwrap_or_else(|| Ipv4Addr::from(u32::from(net.subnet.network()) + 1))
 }
 
 /// Usable host addresses of the subnet, in order.
 fn hosts(net: &NetSpec) -> impl Iterator<Item = Ipv4Addr> {
     let lo = u32::from(net.subnet.network()) + 1;
     let hi = u32::from(net.subnet.broadcast());
-    (lo..hi).map(Ipv4Addr::from)
+    let gw = net.gw();
+    (lo..hi).map(Ipv4Addr::from).filter(move |ip| *ip != gw)
 }
 
 fn resv_of(ep: &Endpoint) -> Vec<u8> {

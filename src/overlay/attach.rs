@@ -74,11 +74,12 @@ pub async fn try_attach_with(
         ));
     }
     let mut args = a.clone();
+    args.no_default_route = false;
     args.host = names::bridge(&net_name);
     args.mtu = Some(a.mtu.unwrap_or(net.mtu));
     let probe = match want {
         Want::Given(ip) => ip,
-        Want::Auto => std::net::Ipv4Addr::from(u32::from(net.subnet.network()) + 1),
+        Want::Auto => alloc::first_host(&net),
     };
     args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
     to_request(&args)?;
@@ -99,7 +100,7 @@ pub async fn try_attach_with(
             (Want::Auto, Some(h)) => h,
             (Want::Auto, None) => probe,
         };
-        args.ip = Some(format!("{ip}/{}", net.subnet.prefix()));
+        args.ip = Some(with_gw(ip, &net, a.no_default_route));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
         req.record_extras = extras.clone();
@@ -109,7 +110,7 @@ pub async fn try_attach_with(
     }
 
     let claim = Claim::take(&st, &agent, &net, want, &guest.name, &ifname).await?;
-    args.ip = Some(format!("{}/{}", claim.ip(), net.subnet.prefix()));
+    args.ip = Some(with_gw(claim.ip(), &net, a.no_default_route));
     args.mac = Some(claim.mac().to_string());
     let result = async {
         // The agent builds a network's devices on a host once the host
@@ -130,6 +131,17 @@ pub async fn try_attach_with(
             claim.release("pipework").await;
             Err(e)
         }
+    }
+}
+
+/// `ip/len@gw`: the default route through the anycast gateway every
+/// host's bridge carries, unless the network was made without one or the
+/// attach says `--no-default-route`.
+fn with_gw(ip: std::net::Ipv4Addr, net: &store::NetSpec, no_route: bool) -> String {
+    if net.no_default_route || no_route {
+        format!("{ip}/{}", net.subnet.prefix())
+    } else {
+        format!("{ip}/{}@{}", net.subnet.prefix(), net.gw())
     }
 }
 

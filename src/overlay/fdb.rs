@@ -77,7 +77,9 @@ pub async fn device_matches(net_ops: &Net, net: &NetSpec, u: &Underlay, vx: &Lin
 /// made again, with a log line. An admin's look-alike is never touched.
 /// A failure after the bridge was made takes the bridge away again.
 /// Returns the VXLAN device.
-pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> {
+/// `gateway`: put the network's gateway on the bridge (false while an
+/// endpoint holds that address: a network made before gateways existed).
+pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -> Result<Link> {
     let br = super::names::bridge(&net.name);
     let vx = super::names::vxlan(&net.name);
     let mut j = Journal::new();
@@ -99,6 +101,9 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
                 b
             }
         };
+        if gateway {
+            ensure_gateway(net_ops, &bridge, net).await?;
+        }
         if let Some(l) = net_ops.link_by_name(&vx).await? {
             let diff = device_diff(net_ops, net, u, &l).await?;
             if diff.is_empty() {
@@ -151,6 +156,24 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay) -> Result<Link> 
             Err(e)
         }
     }
+}
+
+/// The anycast gateway: the same address (and, through `stable_mac` of
+/// the bridge's name, the same MAC) on every host's bridge. ARP for it is
+/// answered by the local bridge; the VXLAN device (proxy, no neighbour
+/// entry for it) never carries the question across.
+async fn ensure_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec) -> Result<()> {
+    let gw = ipnetwork::IpNetwork::new(net.gw().into(), net.subnet.prefix())
+        .map_err(|e| Error::other(e.to_string()))?;
+    if net_ops
+        .addrs(bridge.index)
+        .await?
+        .iter()
+        .any(|a| a.net == gw)
+    {
+        return Ok(());
+    }
+    net_ops.add_addr(bridge, gw).await
 }
 
 /// Label a device the agent made for `net` with a signed mark: only

@@ -38,6 +38,10 @@ pub enum OverlayCmd {
         port: u16,
         /// How long a silent host keeps its addresses ("24h", "90m", "3600").
         grace: Option<String>,
+        /// The anycast gateway (default: the subnet's first address).
+        gateway: Option<String>,
+        no_default_route: bool,
+        allow_from: Vec<String>,
         json: bool,
         etcd: store::EtcdOpts,
     },
@@ -60,6 +64,9 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             mtu,
             port,
             grace,
+            gateway,
+            no_default_route,
+            allow_from,
             json,
             etcd,
         } => {
@@ -72,6 +79,9 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     mtu: &mtu,
                     port,
                     grace: grace.as_deref(),
+                    gateway: gateway.as_deref(),
+                    no_default_route,
+                    allow_from: &allow_from,
                 },
             )
             .await?;
@@ -79,8 +89,13 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                 println!("{}", serde_json::to_string(&spec).unwrap_or_default());
             } else {
                 println!(
-                    "created overlay {} {} vni {} mtu {} port {}",
-                    spec.name, spec.subnet, spec.vni, spec.mtu, spec.port
+                    "created overlay {} {} vni {} mtu {} port {} gateway {}",
+                    spec.name,
+                    spec.subnet,
+                    spec.vni,
+                    spec.mtu,
+                    spec.port,
+                    spec.gw()
                 );
             }
             Ok(0)

@@ -19,6 +19,11 @@ pub struct CreateArgs<'a> {
     pub port: u16,
     /// `--grace`: None for the default (a day).
     pub grace: Option<&'a str>,
+    /// `--gateway`: None for the first address of the subnet.
+    pub gateway: Option<&'a str>,
+    pub no_default_route: bool,
+    /// `--allow-from`: networks whose containers may reach this one's.
+    pub allow_from: &'a [String],
 }
 
 /// A duration as `--grace` takes it: seconds, or a number with s, m, h or
@@ -45,9 +50,32 @@ pub fn parse_grace(t: &str) -> Result<u64> {
     Ok(secs)
 }
 
+/// `--gateway`: an address inside the subnet that a container could hold.
+fn parse_gateway(g: &str, subnet: ipnetwork::Ipv4Network) -> Result<std::net::Ipv4Addr> {
+    let ip: std::net::Ipv4Addr = g.parse().map_err(|_| {
+        Error::bad(
+            g,
+            format!("--gateway takes an IPv4 address inside {subnet}"),
+        )
+    })?;
+    if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
+        return Err(Error::bad(
+            g,
+            format!(
+                "--gateway must be a host address inside {subnet}; leave it out for {}",
+                std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1)
+            ),
+        ));
+    }
+    Ok(ip)
+}
+
 /// Check everything that does not need etcd.
 fn parse(a: &CreateArgs<'_>) -> Result<(ipnetwork::Ipv4Network, Option<u32>)> {
     check_name(a.name)?;
+    for n in a.allow_from {
+        check_name(n)?;
+    }
     let subnet: ipnetwork::Ipv4Network = a
         .subnet
         .parse()
@@ -61,6 +89,9 @@ fn parse(a: &CreateArgs<'_>) -> Result<(ipnetwork::Ipv4Network, Option<u32>)> {
                 subnet.prefix()
             ),
         ));
+    }
+    if let Some(g) = a.gateway {
+        parse_gateway(g, subnet)?;
     }
     if let Some(v) = a.vni
         && !(1..=16_777_215).contains(&v)
@@ -100,6 +131,14 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
                 n.subnet, n.vni, a.name
             ),
         ));
+    }
+    for f in a.allow_from {
+        if f == a.name || !nets.iter().any(|n| n.name == *f) {
+            return Err(Error::bad(
+                f,
+                "--allow-from names another existing overlay network (see `pipework overlay status`)",
+            ));
+        }
     }
     if let Some(n) = nets.iter().find(|n| n.subnet.overlaps(subnet)) {
         return Err(Error::bad(
@@ -142,6 +181,12 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             Some(g) => parse_grace(g)?,
             None => store::DEFAULT_GRACE,
         },
+        gateway: match a.gateway {
+            Some(g) => Some(parse_gateway(g, subnet)?),
+            None => None,
+        },
+        no_default_route: a.no_default_route,
+        allow_from: a.allow_from.to_vec(),
     };
     // One transaction: the name and the VNI are claimed together or not at
     // all, so two concurrent creates cannot both get a VNI.

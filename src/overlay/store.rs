@@ -59,6 +59,24 @@ pub struct NetSpec {
     /// Seconds a host that went silent keeps its addresses reserved.
     #[serde(default = "default_grace")]
     pub grace: u64,
+    /// The anycast gateway every host's bridge carries (None: the first
+    /// address of the subnet; networks made before it had one say so too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// Containers get no default route through the gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_default_route: bool,
+    /// Networks whose containers may reach this one's (and be answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<String>,
+}
+
+impl NetSpec {
+    /// The network's gateway address.
+    pub fn gw(&self) -> std::net::Ipv4Addr {
+        self.gateway
+            .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(self.subnet.network()) + 1))
+    }
 }
 
 /// Ownership of an address, apart from liveness: the endpoint key lives

@@ -1,0 +1,215 @@
+//! Egress and isolation for networks routed through an anycast gateway
+//! (the overlay's): one nftables table of our own, `inet pipework_egress`.
+//!
+//! ```text
+//! chain nat { type nat hook postrouting priority srcnat;
+//!   meta nfproto ipv4 ip saddr 10.40.0.0/16 oifname != "ov-a" masquerade comment "pipework:ov-a" }
+//! chain isolate { type filter hook forward priority filter;
+//!   ct state established,related accept
+//!   iifname "ov-b" oifname "ov-a" accept comment "pipework:ov-a"      (a --allow-from b)
+//!   iifname "ov-a" oifname "ov-*" oifname != "ov-a" drop comment "pipework:ov-a" }
+//! ```
+//!
+//! Masquerade to the outgoing interface's address: the host's underlay
+//! address when that is the way out. A drop in our chain is final whatever
+//! other chains say; our accepts only end our own chain, so a host whose
+//! FORWARD policy drops still needs its own accept for the way out.
+//! Rebuilt whole in one transaction whenever the set of networks changes
+//! (rare: a network's first or last endpoint on this host).
+use super::nft::*;
+use std::io;
+
+pub const TABLE: &str = "pipework_egress";
+
+/// One network: its bridge, subnet, and the bridges allowed into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub bridge: String,
+    pub subnet: ipnetwork::Ipv4Network,
+    pub allow_from: Vec<String>,
+}
+
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NLM_F_APPEND: u16 = 0x800;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_POST_ROUTING: u32 = 4;
+const NFT_META_NFPROTO: u32 = 15;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFT_PAYLOAD_NETWORK: u32 = 1;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
+/// ct state bits (host order): established 2, related 4.
+const CT_EST_REL: u32 = 2 | 4;
+
+fn msg(ty: u16, flags: u16) -> Msg {
+    Msg::new(ty, NLM_F_REQUEST | NLM_F_ACK | flags, INET)
+}
+
+fn table_msg(ty: u16, flags: u16) -> Msg {
+    let mut m = msg(ty, flags);
+    m.str(NFTA_TABLE_NAME, TABLE);
+    m
+}
+
+fn chain(name: &str, hook: u32, prio: i32, ty: &str) -> Msg {
+    let mut ch = msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+    ch.str(NFTA_CHAIN_TABLE, TABLE);
+    ch.str(NFTA_CHAIN_NAME, name);
+    ch.nest(NFTA_CHAIN_HOOK, |h| {
+        h.be32(NFTA_HOOK_HOOKNUM, hook);
+        h.be32(NFTA_HOOK_PRIORITY, prio as u32);
+    });
+    ch.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+    ch.str(NFTA_CHAIN_TYPE, ty);
+    ch
+}
+
+fn rule(chain: &str, comment: &str, body: impl FnOnce(&mut Msg)) -> Msg {
+    let mut m = msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+    m.str(NFTA_RULE_TABLE, TABLE);
+    m.str(NFTA_RULE_CHAIN, chain);
+    m.nest(NFTA_RULE_EXPRESSIONS, body);
+    if !comment.is_empty() {
+        m.attr(NFTA_RULE_USERDATA, &udata_with_comment(comment));
+    }
+    m
+}
+
+fn cmp(l: &mut Msg, op: u32, data: &[u8]) {
+    expr(l, "cmp", |e| {
+        e.be32(NFTA_CMP_SREG, NFT_REG_1);
+        e.be32(NFTA_CMP_OP, op);
+        e.nest(NFTA_CMP_DATA, |d| d.attr(NFTA_DATA_VALUE, data));
+    });
+}
+
+fn meta(l: &mut Msg, key: u32) {
+    expr(l, "meta", |e| {
+        e.be32(NFTA_META_DREG, NFT_REG_1);
+        e.be32(NFTA_META_KEY, key);
+    });
+}
+
+fn verdict(l: &mut Msg, code: u32) {
+    expr(l, "immediate", |e| {
+        e.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+        e.nest(NFTA_IMMEDIATE_DATA, |d| {
+            d.nest(NFTA_DATA_VERDICT, |v| v.be32(NFTA_VERDICT_CODE, code))
+        });
+    });
+}
+
+fn ifname(name: &str) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let n = name.len().min(15);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    b
+}
+
+/// `ip saddr NET oifname != BR masquerade`
+fn masquerade(r: &Routed) -> Msg {
+    rule("nat", &format!("pipework:{}", r.bridge), |l| {
+        meta(l, NFT_META_NFPROTO);
+        cmp(l, NFT_CMP_EQ, &[libc::NFPROTO_IPV4 as u8]);
+        expr(l, "payload", |e| {
+            e.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+            e.be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK);
+            e.be32(NFTA_PAYLOAD_OFFSET, 12);
+            e.be32(NFTA_PAYLOAD_LEN, 4);
+        });
+        expr(l, "bitwise", |e| {
+            e.be32(NFTA_BITWISE_SREG, NFT_REG_1);
+            e.be32(NFTA_BITWISE_DREG, NFT_REG_1);
+            e.be32(NFTA_BITWISE_LEN, 4);
+            e.nest(NFTA_BITWISE_MASK, |d| {
+                d.attr(NFTA_DATA_VALUE, &r.subnet.mask().octets())
+            });
+            e.nest(NFTA_BITWISE_XOR, |d| d.attr(NFTA_DATA_VALUE, &[0; 4]));
+        });
+        cmp(l, NFT_CMP_EQ, &r.subnet.network().octets());
+        meta(l, NFT_META_OIFNAME);
+        cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
+        expr(l, "masq", |_| {});
+    })
+}
+
+/// Build or replace the table for exactly `nets`, in one transaction.
+pub fn install(nets: &[Routed]) -> io::Result<()> {
+    let mut b = vec![
+        table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+        table_msg(NFT_MSG_DELTABLE, 0),
+        table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+        chain("nat", NF_INET_POST_ROUTING, 100, "nat"),
+        chain("isolate", NF_INET_FORWARD, 0, "filter"),
+    ];
+    b.extend(nets.iter().map(masquerade));
+    // Replies to what an allowed network started.
+    b.push(rule("isolate", "", |l| {
+        expr(l, "ct", |e| {
+            e.be32(NFTA_CT_DREG, NFT_REG_1);
+            e.be32(NFTA_CT_KEY, NFT_CT_STATE);
+        });
+        expr(l, "bitwise", |e| {
+            e.be32(NFTA_BITWISE_SREG, NFT_REG_1);
+            e.be32(NFTA_BITWISE_DREG, NFT_REG_1);
+            e.be32(NFTA_BITWISE_LEN, 4);
+            e.nest(NFTA_BITWISE_MASK, |d| {
+                d.attr(NFTA_DATA_VALUE, &CT_EST_REL.to_ne_bytes())
+            });
+            e.nest(NFTA_BITWISE_XOR, |d| d.attr(NFTA_DATA_VALUE, &[0; 4]));
+        });
+        cmp(l, NFT_CMP_NEQ, &[0; 4]);
+        verdict(l, NF_ACCEPT);
+    }));
+    for r in nets {
+        let c = format!("pipework:{}", r.bridge);
+        for from in &r.allow_from {
+            b.push(rule("isolate", &c, |l| {
+                meta(l, NFT_META_IIFNAME);
+                cmp(l, NFT_CMP_EQ, &ifname(from));
+                meta(l, NFT_META_OIFNAME);
+                cmp(l, NFT_CMP_EQ, &ifname(&r.bridge));
+                verdict(l, NF_ACCEPT);
+            }));
+        }
+    }
+    for r in nets {
+        b.push(rule("isolate", &format!("pipework:{}", r.bridge), |l| {
+            meta(l, NFT_META_IIFNAME);
+            cmp(l, NFT_CMP_EQ, &ifname(&r.bridge));
+            meta(l, NFT_META_OIFNAME);
+            // oifname "ov-*": a prefix compare, as nft writes a wildcard.
+            cmp(l, NFT_CMP_EQ, b"ov-");
+            cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
+            verdict(l, NF_DROP);
+        }));
+    }
+    Nl::open()?.batch_all(b)
+}
+
+/// Remove the table; whether it was there.
+pub fn remove() -> io::Result<bool> {
+    // Add-then-delete: one transaction that succeeds whether or not the
+    // table exists; `present` tells which it was.
+    let was = super::guard::table_present(TABLE)?;
+    if was {
+        Nl::open()?.batch_all(vec![
+            table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+            table_msg(NFT_MSG_DELTABLE, 0),
+        ])?;
+    }
+    Ok(was)
+}

@@ -1,0 +1,342 @@
+//! VXLAN only from members: an nftables table of our own that drops UDP
+//! to an overlay's VXLAN port unless its source is the underlay address of
+//! a host registered in etcd. Without it anyone who reaches the port can
+//! inject frames into a network whose VNI is predictable (4096, 4097, …).
+//!
+//! Why a table of our own works here (unlike the bridge accept rule in
+//! nft.rs): we only ever *drop*, and a drop in any base chain is final.
+//! The shape, as `nft list table inet pipework_vxlan` shows it:
+//!
+//! ```text
+//! set ports  { type inet_service; elements = { 4789 } }
+//! set hosts4 { type ipv4_addr; elements = { 10.0.0.1, 10.0.0.2 } }
+//! set hosts6 { type ipv6_addr; }
+//! chain members { type filter hook input priority filter; policy accept;
+//!   meta nfproto ipv4 meta l4proto udp udp dport @ports ip saddr != @hosts4 counter drop comment "pipework:vxlan-members"
+//!   meta nfproto ipv6 meta l4proto udp udp dport @ports ip6 saddr != @hosts6 counter drop comment "pipework:vxlan-members" }
+//! ```
+//!
+//! Sets, so a host joining or dying changes one element, not a rule, and a
+//! thousand hosts cost one hash lookup. The whole table is (re)built in one
+//! transaction (there is never a moment without the rule), the members
+//! then follow by element adds and deletes. Spoken over nfnetlink like the
+//! rest of this module: no `nft` or `ipset` binary needed.
+use super::nft::*;
+use std::collections::BTreeSet;
+use std::io;
+use std::net::IpAddr;
+
+pub const TABLE: &str = "pipework_vxlan";
+const CHAIN: &str = "members";
+pub const COMMENT: &str = "pipework:vxlan-members";
+
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_APPEND: u16 = 0x800;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_LOCAL_IN: u32 = 1;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_SET_ID: u16 = 4;
+const NFTA_LOOKUP_FLAGS: u16 = 5;
+const NFT_LOOKUP_F_INV: u32 = 1;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFT_PAYLOAD_NETWORK: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT: u32 = 2;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+/// `nft`'s data types, so `nft list` prints addresses and ports.
+const TYPE_IPV4: u32 = 7;
+const TYPE_IPV6: u32 = 8;
+const TYPE_SERVICE: u32 = 13;
+
+/// (name, id in the batch, nft type, key length)
+const PORTS: (&str, u32, u32, u32) = ("ports", 1, TYPE_SERVICE, 2);
+const HOSTS4: (&str, u32, u32, u32) = ("hosts4", 2, TYPE_IPV4, 4);
+const HOSTS6: (&str, u32, u32, u32) = ("hosts6", 3, TYPE_IPV6, 16);
+
+fn msg(ty: u16, flags: u16) -> Msg {
+    Msg::new(ty, NLM_F_REQUEST | NLM_F_ACK | flags, INET)
+}
+
+fn table_msg(ty: u16, flags: u16) -> Msg {
+    let mut m = msg(ty, flags);
+    m.str(NFTA_TABLE_NAME, TABLE);
+    m
+}
+
+fn key_of(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// One set-element message (add or delete) for `set`; None when empty.
+fn elems(ty: u16, set: (&str, u32, u32, u32), keys: &[Vec<u8>], same_batch: bool) -> Option<Msg> {
+    if keys.is_empty() {
+        return None;
+    }
+    let flags = if ty == NFT_MSG_NEWSETELEM {
+        NLM_F_CREATE
+    } else {
+        0
+    };
+    let mut m = msg(ty, flags);
+    m.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+    m.str(NFTA_SET_ELEM_LIST_SET, set.0);
+    if same_batch {
+        m.be32(NFTA_SET_ELEM_LIST_SET_ID, set.1);
+    }
+    m.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |l| {
+        for k in keys {
+            l.nest(NFTA_LIST_ELEM, |e| {
+                e.nest(NFTA_SET_ELEM_KEY, |d| d.attr(NFTA_DATA_VALUE, k))
+            });
+        }
+    });
+    Some(m)
+}
+
+fn split(members: &BTreeSet<IpAddr>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let v4 = members.iter().filter(|a| a.is_ipv4()).map(key_of).collect();
+    let v6 = members.iter().filter(|a| a.is_ipv6()).map(key_of).collect();
+    (v4, v6)
+}
+
+fn rule(v6: bool) -> Msg {
+    let mut m = msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+    m.str(NFTA_RULE_TABLE, TABLE);
+    m.str(NFTA_RULE_CHAIN, CHAIN);
+    let (proto, saddr_at, saddr_len, set) = if v6 {
+        (libc::NFPROTO_IPV6 as u8, 8, 16, HOSTS6)
+    } else {
+        (libc::NFPROTO_IPV4 as u8, 12, 4, HOSTS4)
+    };
+    m.nest(NFTA_RULE_EXPRESSIONS, |l| {
+        for (key, want) in [
+            (NFT_META_NFPROTO, proto),
+            (NFT_META_L4PROTO, libc::IPPROTO_UDP as u8),
+        ] {
+            expr(l, "meta", |e| {
+                e.be32(NFTA_META_DREG, NFT_REG_1);
+                e.be32(NFTA_META_KEY, key);
+            });
+            expr(l, "cmp", |e| {
+                e.be32(NFTA_CMP_SREG, NFT_REG_1);
+                e.be32(NFTA_CMP_OP, NFT_CMP_EQ);
+                e.nest(NFTA_CMP_DATA, |d| d.attr(NFTA_DATA_VALUE, &[want]));
+            });
+        }
+        let lookup =
+            |l: &mut Msg, (base, at, len): (u32, u32, u32), s: (&str, u32, u32, u32), inv| {
+                expr(l, "payload", |e| {
+                    e.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+                    e.be32(NFTA_PAYLOAD_BASE, base);
+                    e.be32(NFTA_PAYLOAD_OFFSET, at);
+                    e.be32(NFTA_PAYLOAD_LEN, len);
+                });
+                expr(l, "lookup", |e| {
+                    e.str(NFTA_LOOKUP_SET, s.0);
+                    e.be32(NFTA_LOOKUP_SET_ID, s.1);
+                    e.be32(NFTA_LOOKUP_SREG, NFT_REG_1);
+                    if inv {
+                        e.be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+                    }
+                });
+            };
+        // udp dport @ports
+        lookup(l, (NFT_PAYLOAD_TRANSPORT, 2, 2), PORTS, false);
+        // ip saddr != @hosts4 (ip6: != @hosts6)
+        lookup(l, (NFT_PAYLOAD_NETWORK, saddr_at, saddr_len), set, true);
+        expr(l, "counter", |_| {});
+        expr(l, "immediate", |e| {
+            e.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+            e.nest(NFTA_IMMEDIATE_DATA, |d| {
+                d.nest(NFTA_DATA_VERDICT, |v| v.be32(NFTA_VERDICT_CODE, NF_DROP))
+            });
+        });
+    });
+    m.attr(NFTA_RULE_USERDATA, &udata_with_comment(COMMENT));
+    m
+}
+
+/// The table with exactly these ports and members, in one transaction:
+/// created, or replaced (add-then-delete makes the delete never fail).
+pub fn install(ports: &BTreeSet<u16>, members: &BTreeSet<IpAddr>) -> io::Result<()> {
+    let mut b = vec![
+        table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+        table_msg(NFT_MSG_DELTABLE, 0),
+        table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+    ];
+    let mut ch = msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+    ch.str(NFTA_CHAIN_TABLE, TABLE);
+    ch.str(NFTA_CHAIN_NAME, CHAIN);
+    ch.nest(NFTA_CHAIN_HOOK, |h| {
+        h.be32(NFTA_HOOK_HOOKNUM, NF_INET_LOCAL_IN);
+        h.be32(NFTA_HOOK_PRIORITY, 0);
+    });
+    ch.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+    ch.str(NFTA_CHAIN_TYPE, "filter");
+    b.push(ch);
+    for s in [PORTS, HOSTS4, HOSTS6] {
+        let mut m = msg(NFT_MSG_NEWSET, NLM_F_CREATE);
+        m.str(NFTA_SET_TABLE, TABLE);
+        m.str(NFTA_SET_NAME, s.0);
+        m.be32(NFTA_SET_FLAGS, 0);
+        m.be32(NFTA_SET_KEY_TYPE, s.2);
+        m.be32(NFTA_SET_KEY_LEN, s.3);
+        m.be32(NFTA_SET_ID, s.1);
+        b.push(m);
+    }
+    let port_keys: Vec<Vec<u8>> = ports.iter().map(|p| p.to_be_bytes().to_vec()).collect();
+    let (v4, v6) = split(members);
+    b.extend(elems(NFT_MSG_NEWSETELEM, PORTS, &port_keys, true));
+    b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS4, &v4, true));
+    b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS6, &v6, true));
+    b.push(rule(false));
+    b.push(rule(true));
+    Nl::open()?.batch_all(b)
+}
+
+/// Members joined and left, in one transaction (the table must exist).
+pub fn update(add: &BTreeSet<IpAddr>, del: &BTreeSet<IpAddr>) -> io::Result<()> {
+    let (a4, a6) = split(add);
+    let (d4, d6) = split(del);
+    let b: Vec<Msg> = [
+        elems(NFT_MSG_DELSETELEM, HOSTS4, &d4, false),
+        elems(NFT_MSG_DELSETELEM, HOSTS6, &d6, false),
+        elems(NFT_MSG_NEWSETELEM, HOSTS4, &a4, false),
+        elems(NFT_MSG_NEWSETELEM, HOSTS6, &a6, false),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if b.is_empty() {
+        return Ok(());
+    }
+    Nl::open()?.batch_all(b)
+}
+
+/// Whether our table is in this namespace's ruleset.
+pub fn present() -> io::Result<bool> {
+    table_present(TABLE)
+}
+
+/// Whether the inet table `name` exists here.
+pub fn table_present(name: &str) -> io::Result<bool> {
+    let mut found = false;
+    let req = Msg::new(NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, INET);
+    Nl::open()?.dump(req, |family, ty, attrs| {
+        if ty == NFT_MSG_NEWTABLE
+            && family == INET
+            && Attrs(attrs).any(|(t, v)| t == NFTA_TABLE_NAME && cstr(v).as_deref() == Some(name))
+        {
+            found = true;
+        }
+    })?;
+    Ok(found)
+}
+
+/// Remove the table; whether it was there.
+pub fn remove() -> io::Result<bool> {
+    if !present()? {
+        return Ok(false);
+    }
+    Nl::open()?.batch_all(vec![
+        table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
+        table_msg(NFT_MSG_DELTABLE, 0),
+    ])?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a namespace of its own (a thread that unshared): built, members
+    /// changed, listed by `nft` when it is installed, removed.
+    #[test]
+    fn overlay_vxlan_guard_round_trip() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let ports: BTreeSet<u16> = [4789, 8472].into();
+            let a: IpAddr = "10.9.0.1".parse().expect("ip");
+            let b: IpAddr = "fd00::2".parse().expect("ip");
+            let c: IpAddr = "10.9.0.3".parse().expect("ip");
+            assert!(!present().expect("dump"));
+            install(&ports, &[a, b].into()).expect("install");
+            assert!(present().expect("dump"));
+            // Again: replaced, not doubled.
+            install(&ports, &[a, b].into()).expect("install again");
+            update(&[c].into(), &[a].into()).expect("update");
+            if let Ok(o) = std::process::Command::new("nft")
+                .args(["list", "table", "inet", TABLE])
+                .output()
+            {
+                let t = String::from_utf8_lossy(&o.stdout);
+                assert!(t.contains("4789") && t.contains("8472"), "{t}");
+                assert!(t.contains("10.9.0.3") && !t.contains("10.9.0.1"), "{t}");
+                assert!(t.contains("fd00::2"), "{t}");
+                assert_eq!(t.matches(COMMENT).count(), 2, "{t}");
+                assert!(t.contains("saddr != @hosts4"), "{t}");
+            }
+            // gc: kept while a VXLAN device is here, removed after.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            let host = rt.block_on(async { crate::netlink::Net::new(None, false) });
+            let host = host.expect("netlink");
+            let vx = [
+                "link", "add", "pwgvx", "type", "vxlan", "id", "7", "dstport", "4789",
+            ];
+            let made = std::process::Command::new("ip")
+                .args(vx)
+                .status()
+                .is_ok_and(|s| s.success());
+            if made {
+                let kept = rt.block_on(crate::firewall::collect_vxlan_guard(&host, false));
+                assert!(!kept.expect("gc"), "a VXLAN device is still here");
+                assert!(present().expect("dump"));
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "del", "pwgvx"])
+                    .status();
+            }
+            let dry = rt.block_on(crate::firewall::collect_vxlan_guard(&host, true));
+            assert!(dry.expect("gc -n"));
+            assert!(present().expect("dump"), "a dry run removes nothing");
+            let gc = rt.block_on(crate::firewall::collect_vxlan_guard(&host, false));
+            assert!(gc.expect("gc"));
+            assert!(!present().expect("dump"));
+            assert!(!remove().expect("remove twice"));
+            install(&ports, &BTreeSet::new()).expect("no members yet");
+            assert!(remove().expect("remove"));
+        })
+        .join()
+        .expect("thread");
+    }
+}

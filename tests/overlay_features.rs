@@ -1,0 +1,529 @@
+//! Overlay features beyond the datapath (issue 19), on the same lab as
+//! tests/overlay.rs: real 3-member etcd in host namespaces, real agents.
+mod common;
+mod overlay_lab;
+
+use common::require_env;
+use overlay_lab::*;
+
+/// The guard's set of registered underlay addresses on host `i`.
+fn guard_hosts(lab: &Lab, i: usize) -> String {
+    let o = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.host(i),
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "pipework_vxlan",
+            "hosts4",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn guard_table(lab: &Lab, i: usize) -> String {
+    let o = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.host(i),
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "pipework_vxlan",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Packets the guard dropped on host `i` (the IPv4 rule's counter).
+fn guard_drops(lab: &Lab, i: usize) -> u64 {
+    let t = guard_table(lab, i);
+    t.lines()
+        .find(|l| l.contains("@hosts4"))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "packets")?;
+            w.get(at + 1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether container `ns` has a neighbour entry for `ip` (made by an ARP
+/// request that reached it).
+fn heard_from(ns: &str, ip: &str) -> bool {
+    let o = run("ip", &["-n", ns, "neigh", "show", ip]);
+    !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+}
+
+/// A rogue VTEP on the underlay (right VNI, right port, not in etcd) asks
+/// for a container's address: its ARP never reaches the container, the
+/// guard counts the drops, members still ping. Registered in etcd, the
+/// same VTEP is heard (the check can fail); unregistered, dropped again.
+/// A dead host leaves the set; the last network gone removes the table.
+#[test]
+fn overlay_vxlan_only_from_members() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("f", 112);
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "guard",
+            "--subnet",
+            "10.52.0.0/24",
+            "--vni",
+            "5101",
+        ],
+    );
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    lab.pw_ok(0, &["guard", &format!("netns:{c0}"), "10.52.0.10/24"]);
+    lab.pw_ok(1, &["guard", &format!("netns:{c1}"), "10.52.0.11/24"]);
+    lab.wait("c0 reaches c1", || ping(&c0, "10.52.0.11", 1).1 == 1);
+    for i in 0..2 {
+        lab.wait("the guard lists the three hosts", || {
+            let s = guard_hosts(&lab, i);
+            (0..3).all(|h| s.contains(&lab.addr(h)))
+        });
+    }
+    // Host 2 has no network: no guard there.
+    assert!(guard_table(&lab, 2).is_empty());
+
+    // The rogue: a VTEP on the underlay bridge, flooding to h0.
+    let rogue = lab.container("rogue");
+    let ul = format!("{}ul", lab.p);
+    let rport = format!("{}ur", lab.p);
+    let raddr = format!("10.231.{}.50", lab.sub);
+    ok(
+        "ip",
+        &[
+            "link", "add", &rport, "type", "veth", "peer", "name", "eth0", "netns", &rogue,
+        ],
+    );
+    ok("ip", &["link", "set", &rport, "netns", &ul]);
+    ok(
+        "ip",
+        &["-n", &ul, "link", "set", &rport, "master", "ulbr", "up"],
+    );
+    ok(
+        "ip",
+        &[
+            "-n",
+            &rogue,
+            "addr",
+            "add",
+            &format!("{raddr}/24"),
+            "dev",
+            "eth0",
+        ],
+    );
+    ok("ip", &["-n", &rogue, "link", "set", "eth0", "up"]);
+    ok(
+        "ip",
+        &[
+            "-n", &rogue, "link", "add", "vr", "type", "vxlan", "id", "5101", "dstport", "4789",
+            "local", &raddr, "dev", "eth0",
+        ],
+    );
+    ok(
+        "bridge",
+        &[
+            "-n",
+            &rogue,
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "vr",
+            "dst",
+            &lab.addr(0),
+        ],
+    );
+    ok(
+        "ip",
+        &["-n", &rogue, "addr", "add", "10.52.0.99/24", "dev", "vr"],
+    );
+    ok("ip", &["-n", &rogue, "link", "set", "vr", "up"]);
+    let knock = |lab: &Lab| {
+        // Each ping resolves 10.52.0.10 afresh: ARP requests to h0.
+        for _ in 0..3 {
+            let _ = run("ip", &["-n", &rogue, "neigh", "flush", "dev", "vr"]);
+            ping(&rogue, "10.52.0.10", 1);
+        }
+        let _ = lab;
+    };
+    let before = guard_drops(&lab, 0);
+    knock(&lab);
+    assert!(
+        !heard_from(&c0, "10.52.0.99"),
+        "the rogue's ARP reached the container"
+    );
+    assert!(
+        guard_drops(&lab, 0) > before,
+        "the guard dropped nothing: {}",
+        guard_table(&lab, 0)
+    );
+    assert_eq!(ping(&c0, "10.52.0.11", 3).1, 3, "members still ping");
+
+    // Registered, the same VTEP is heard: the check above can fail.
+    let key = "/pipework/overlay/host/rogue";
+    lab.etcdctl(&[
+        "put",
+        key,
+        &format!(
+            r#"{{"name":"rogue","underlay":"{raddr}","underlay_if":"eth0","underlay_mtu":1500,"lease":0}}"#
+        ),
+    ]);
+    lab.wait("h0's guard admits the new host", || {
+        guard_hosts(&lab, 0).contains(&raddr)
+    });
+    lab.wait("the registered VTEP's ARP reaches the container", || {
+        knock(&lab);
+        heard_from(&c0, "10.52.0.99")
+    });
+    // Gone from etcd: dropped again.
+    lab.etcdctl(&["del", key]);
+    lab.wait("h0's guard forgets the host", || {
+        !guard_hosts(&lab, 0).contains(&raddr)
+    });
+    ok("ip", &["-n", &c0, "neigh", "flush", "all"]);
+    knock(&lab);
+    assert!(!heard_from(&c0, "10.52.0.99"), "unregistered, still heard");
+
+    // A host that dies leaves the set (its lease lapses).
+    lab.kill_agent(2);
+    lab.wait("h2 leaves h0's guard", || {
+        !guard_hosts(&lab, 0).contains(&lab.addr(2))
+    });
+    assert_eq!(ping(&c0, "10.52.0.11", 3).1, 3, "members still ping");
+
+    // Flushed by someone else: the agent's check puts it back.
+    ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.host(1),
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "pipework_vxlan",
+        ],
+    );
+    lab.wait("h1's guard is back", || {
+        guard_hosts(&lab, 1).contains(&lab.addr(0))
+    });
+
+    // The last network gone: the table goes with its devices.
+    lab.pw_ok(0, &["detach", &format!("netns:{c0}")]);
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    lab.pw_ok(0, &["overlay", "delete", "guard"]);
+    for i in 0..2 {
+        lab.wait("the guard goes with the last network", || {
+            guard_table(&lab, i).is_empty()
+        });
+    }
+}
+
+/// `nft` in namespace `ns`, argv as nft joins it.
+fn nft(ns: &str, args: &str) -> String {
+    let mut a = vec!["netns", "exec", ns, "nft"];
+    a.extend(args.split(' '));
+    ok("ip", &a)
+}
+
+/// Packets counted by the rule of `table`'s listing that contains `what`.
+fn counted(listing: &str, what: &str) -> u64 {
+    listing
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "packets")?;
+            w.get(at + 1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn route(ns: &str) -> String {
+    ok("ip", &["-n", ns, "-4", "route", "show"])
+}
+
+/// The anycast gateway: every host's bridge carries the network's gateway
+/// address with the same MAC; containers route through their own host's
+/// copy; traffic leaving the overlay is masqueraded to that host's
+/// underlay address (seen so by "the internet", a namespace on the
+/// underlay with no route back to the overlay); two networks are isolated
+/// unless `--allow-from` (one way: replies only). Bad gateways are refused
+/// with nothing written; the table goes with the last network.
+#[test]
+fn overlay_egress_through_anycast_gateway_and_isolation() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("x", 113);
+    let o = lab.pw(
+        0,
+        &[
+            "overlay",
+            "create",
+            "bad",
+            "--subnet",
+            "10.53.0.0/24",
+            "--gateway",
+            "10.99.0.1",
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--gateway"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/net/"])
+            .is_empty()
+    );
+
+    let o = lab.pw(
+        0,
+        &[
+            "overlay",
+            "create",
+            "bad",
+            "--subnet",
+            "10.53.0.0/24",
+            "--allow-from",
+            "nosuch",
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("nosuch"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        lab.etcdctl(&["get", "--prefix", "/pipework/overlay/net/"])
+            .is_empty()
+    );
+    let created = lab.pw_ok(0, &["overlay", "create", "egr", "--subnet", "10.53.0.0/24"]);
+    assert!(created.contains("gateway 10.53.0.1"), "{created}");
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "iso",
+            "--subnet",
+            "10.54.0.0/24",
+            "--gateway",
+            "10.54.0.254",
+        ],
+    );
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "alw",
+            "--subnet",
+            "10.55.0.0/24",
+            "--allow-from",
+            "egr",
+        ],
+    );
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "nod",
+            "--subnet",
+            "10.56.0.0/24",
+            "--no-default-route",
+        ],
+    );
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    let c2 = lab.container("c2");
+    let c3 = lab.container("c3");
+    let c4 = lab.container("c4");
+    // The gateway is nobody's address.
+    let o = lab.pw(0, &["egr", &format!("netns:{c0}"), "10.53.0.1/24"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("gateway"), "{e}");
+    lab.pw_ok(0, &["egr", &format!("netns:{c0}"), "10.53.0.10/24"]);
+    lab.pw_ok(1, &["egr", &format!("netns:{c1}"), "auto"]);
+    lab.pw_ok(0, &["iso", &format!("netns:{c2}"), "10.54.0.10/24"]);
+    lab.pw_ok(0, &["alw", &format!("netns:{c3}"), "10.55.0.10/24"]);
+    lab.pw_ok(0, &["nod", &format!("netns:{c4}"), "10.56.0.10/24"]);
+    assert!(
+        route(&c0).contains("default via 10.53.0.1"),
+        "{}",
+        route(&c0)
+    );
+    assert!(
+        route(&c2).contains("default via 10.54.0.254"),
+        "{}",
+        route(&c2)
+    );
+    assert!(!route(&c4).contains("default"), "{}", route(&c4));
+    let c5 = lab.container("c5");
+    lab.pw_ok(
+        0,
+        &[
+            "egr",
+            &format!("netns:{c5}"),
+            "10.53.0.20/24",
+            "--no-default-route",
+        ],
+    );
+    assert!(!route(&c5).contains("default"), "{}", route(&c5));
+    let c1ip = ip_of(&lab, &c1).to_string();
+    assert_ne!(c1ip, "10.53.0.1", "auto never hands out the gateway");
+    lab.wait("c0 reaches c1", || ping(&c0, &c1ip, 1).1 == 1);
+    // Same gateway address and MAC on both hosts' bridges.
+    let br = |i: usize| {
+        ok(
+            "ip",
+            &["-n", &lab.host(i), "-o", "addr", "show", "dev", "ov-egr"],
+        )
+    };
+    let mac = |i: usize| {
+        ok(
+            "ip",
+            &["-n", &lab.host(i), "-o", "link", "show", "dev", "ov-egr"],
+        )
+    };
+    for i in 0..2 {
+        assert!(br(i).contains("10.53.0.1/24"), "{}", br(i));
+    }
+    let m = |s: String| {
+        s.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(str::to_string)
+    };
+    assert_eq!(m(mac(0)), m(mac(1)));
+    assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the local gateway answers");
+    // Never announced: no FDB or neighbour entry for it on the VXLAN.
+    assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
+
+    // "The internet": on the underlay, no route to the overlay.
+    let inet = lab.container("inet");
+    let ul = format!("{}ul", lab.p);
+    let port = format!("{}ui", lab.p);
+    ok(
+        "ip",
+        &[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
+        ],
+    );
+    ok("ip", &["link", "set", &port, "netns", &ul]);
+    ok(
+        "ip",
+        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
+    );
+    let iaddr = format!("10.231.{}.60", lab.sub);
+    ok(
+        "ip",
+        &[
+            "-n",
+            &inet,
+            "addr",
+            "add",
+            &format!("{iaddr}/24"),
+            "dev",
+            "eth0",
+        ],
+    );
+    ok(
+        "ip",
+        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
+    );
+    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
+    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
+    for i in 0..2 {
+        ok(
+            "ip",
+            &[
+                "-n",
+                &lab.host(i),
+                "route",
+                "add",
+                "198.51.100.0/24",
+                "via",
+                &iaddr,
+            ],
+        );
+    }
+    nft(&inet, "add table ip pwvseen");
+    nft(
+        &inet,
+        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
+    );
+    for src in [lab.addr(0), lab.addr(1), "10.53.0.0/24".to_string()] {
+        nft(
+            &inet,
+            &format!("add rule ip pwvseen in ip saddr {src} icmp type echo-request counter"),
+        );
+    }
+    assert_eq!(ping(&c0, "198.51.100.1", 2).1, 2, "egress from h0");
+    assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress from h1");
+    let seen = nft(&inet, "list table ip pwvseen");
+    assert_eq!(
+        counted(&seen, &format!("saddr {} ", lab.addr(0))),
+        2,
+        "{seen}"
+    );
+    assert_eq!(
+        counted(&seen, &format!("saddr {} ", lab.addr(1))),
+        2,
+        "{seen}"
+    );
+    assert_eq!(counted(&seen, "10.53.0.0/24"), 0, "{seen}");
+    // Rules carry our comment.
+    let t = nft(&lab.host(0), "list table inet pipework_egress");
+    assert!(t.contains("comment \"pipework:ov-egr\""), "{t}");
+
+    // Isolation: egr and iso never meet; alw takes egr's, one way.
+    assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
+    assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
+    assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
+    assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
+    assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
+
+    // The last endpoint gone on a host: the table goes there.
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    for c in [&c0, &c2, &c3, &c4, &c5] {
+        lab.pw_ok(0, &["detach", &format!("netns:{c}")]);
+    }
+    for n in ["egr", "iso", "alw", "nod"] {
+        lab.pw_ok(0, &["overlay", "delete", n]);
+    }
+    for i in 0..2 {
+        lab.wait("the egress table goes with the last network", || {
+            !run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &lab.host(i),
+                    "nft",
+                    "list",
+                    "table",
+                    "inet",
+                    "pipework_egress",
+                ],
+            )
+            .status
+            .success()
+        });
+    }
+}
