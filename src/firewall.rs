@@ -598,6 +598,12 @@ pub fn vxlan_guarded() -> bool {
     guard::present().unwrap_or(false)
 }
 
+/// The underlay addresses the VXLAN guard admits now (None: no guard on
+/// this host). Read-only, for `doctor`.
+pub fn vxlan_members() -> Result<Option<std::collections::BTreeSet<std::net::IpAddr>>> {
+    guard::members().map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
+}
+
 /// Remove the VXLAN guard; whether it was there.
 pub fn unguard_vxlan() -> Result<bool> {
     guard::remove().map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))

@@ -1137,6 +1137,36 @@ fn overlay_entry_deleted_then_peer_agent_killed() {
     let (rc, v) = lab.doctor(&a.spec(), &b.spec());
     assert_eq!(rc, 0, "{v:#}");
 
+    // B's host taken out of the VXLAN guard on A's host: B's replies are
+    // dropped on arrival. The fix, as given, puts it back.
+    ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            lab.host(0),
+            "nft",
+            "delete",
+            "element",
+            "inet",
+            "pipework_vxlan",
+            "hosts4",
+            "{ 10.214.1.2 }",
+        ],
+    );
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    let c = assert_cause(rc, &v, "overlay-filtered");
+    let fix = c["fix"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        fix, "nft add element inet pipework_vxlan hosts4 { 10.214.1.2 }",
+        "{c}"
+    );
+    let mut args = vec!["netns", "exec", lab.host(0)];
+    args.extend(fix.splitn(6, ' '));
+    ok("ip", &args);
+    let (rc, v) = lab.doctor(&a.spec(), &b.spec());
+    assert_eq!(rc, 0, "{v:#}");
+
     // A's agent stopped (it would re-create the device), then the
     // network's definition given another VNI: A's device no longer
     // matches it.

@@ -134,6 +134,7 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
     if let Some(spec) = view.nets.get(net) {
         device_settings(r, host, &vx_hop, &vx_name, spec, vx.index).await;
     }
+    source_filter(r, &hop, &peer, h.underlay);
     let have = match host.net.vxlan_entries(vx.index).await {
         Ok(h) => h,
         Err(e) => {
@@ -245,4 +246,42 @@ async fn device_settings(
             "ip link del {vx_name}  (the running agent re-creates it from the network's definition)"
         )),
     );
+}
+
+/// The VXLAN guard on this host (the nftables set of registered hosts'
+/// underlay addresses): B's host must be in it, or every frame B's host
+/// sends here (B's replies) is dropped before it reaches the VXLAN device.
+fn source_filter(r: &mut Report, hop: &str, peer: &str, underlay: IpAddr) {
+    let hop = format!("{hop} source filter");
+    match crate::firewall::vxlan_members() {
+        Ok(None) => r.hop(&hop, true, "no VXLAN guard on this host"),
+        Ok(Some(m)) if m.contains(&underlay) => r.hop(
+            &hop,
+            true,
+            format!("{peer}'s underlay {underlay} is admitted"),
+        ),
+        Ok(Some(_)) => {
+            r.hop(
+                &hop,
+                false,
+                format!("{peer}'s underlay {underlay} is not in the guard's set"),
+            );
+            let set = if underlay.is_ipv4() {
+                "hosts4"
+            } else {
+                "hosts6"
+            };
+            r.cause(
+                "overlay-filtered",
+                &hop,
+                format!(
+                    "this host drops VXLAN from {peer} ({underlay}): its address is missing from the member set (the agent puts it back at its next kernel check)"
+                ),
+                Some(format!(
+                    "nft add element inet pipework_vxlan {set} {{ {underlay} }}"
+                )),
+            );
+        }
+        Err(e) => r.hop(&hop, false, format!("cannot read: {e}")),
+    }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 /// The cause kinds `--json` promises (the issue's list, plus
 /// `overlay-device-mismatch` for a VXLAN device whose VNI or port is not
-/// its network's, and `unexplained`
+/// its network's, `overlay-filtered` for a peer host the VXLAN guard drops,
+/// and `unexplained`
 /// for a probe that failed where no check found why: saying "nothing
 /// found" is better than naming a wrong cause).
 pub const KINDS: &[&str] = &[
@@ -24,6 +25,7 @@ pub const KINDS: &[&str] = &[
     "overlay-peer-down",
     "overlay-agent-down",
     "overlay-device-mismatch",
+    "overlay-filtered",
     "port-closed",
     "unexplained",
 ];

@@ -35,6 +35,7 @@ const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_APPEND: u16 = 0x800;
 const NFTA_TABLE_NAME: u16 = 1;
@@ -258,6 +259,40 @@ pub fn table_present(name: &str) -> io::Result<bool> {
     Ok(found)
 }
 
+/// The member addresses in our table now (both families); None when the
+/// table is not there. Read-only: what `doctor` compares with etcd.
+pub fn members() -> io::Result<Option<BTreeSet<IpAddr>>> {
+    if !present()? {
+        return Ok(None);
+    }
+    let mut out = BTreeSet::new();
+    for set in [HOSTS4, HOSTS6] {
+        let mut req = Msg::new(NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, INET);
+        req.str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        req.str(NFTA_SET_ELEM_LIST_SET, set.0);
+        Nl::open()?.dump(req, |_, ty, attrs| {
+            if ty != NFT_MSG_NEWSETELEM {
+                return;
+            }
+            let elems = Attrs(attrs).filter(|(t, _)| *t == NFTA_SET_ELEM_LIST_ELEMENTS);
+            for (_, list) in elems {
+                for (_, e) in Attrs(list).filter(|(t, _)| *t == NFTA_LIST_ELEM) {
+                    for (_, k) in Attrs(e).filter(|(t, _)| *t == NFTA_SET_ELEM_KEY) {
+                        for (_, v) in Attrs(k).filter(|(t, _)| *t == NFTA_DATA_VALUE) {
+                            if let Ok(a) = <[u8; 4]>::try_from(v) {
+                                out.insert(IpAddr::from(a));
+                            } else if let Ok(a) = <[u8; 16]>::try_from(v) {
+                                out.insert(IpAddr::from(a));
+                            }
+                        }
+                    }
+                }
+            }
+        })?;
+    }
+    Ok(Some(out))
+}
+
 /// Remove the table; whether it was there.
 pub fn remove() -> io::Result<bool> {
     if !present()? {
@@ -293,6 +328,7 @@ mod tests {
             // Again: replaced, not doubled.
             install(&ports, &[a, b].into()).expect("install again");
             update(&[c].into(), &[a].into()).expect("update");
+            assert_eq!(members().expect("members"), Some([b, c].into()));
             if let Ok(o) = std::process::Command::new("nft")
                 .args(["list", "table", "inet", TABLE])
                 .output()
