@@ -33,7 +33,9 @@ cleanup() {
   rm -rf "$D"
 }
 trap cleanup EXIT
-dockerd --data-root "$D/data" --exec-root "$D/exec" -H "$DOCKER_HOST" --pidfile "$D/d.pid" \
+# Its own network namespace: with --bridge=none dockerd deletes docker0,
+# which in the host's namespace is the host engine's bridge.
+unshare --net -- dockerd --data-root "$D/data" --exec-root "$D/exec" -H "$DOCKER_HOST" --pidfile "$D/d.pid" \
   --bridge=none --iptables=false >"$D/dockerd.log" 2>&1 &
 DPID=$!
 for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.1; done

@@ -71,8 +71,15 @@ impl Dockerd {
             .open(self.dir.join("dockerd.log"))
             .expect("log");
         let d = self.dir.display();
-        let child = Command::new("dockerd")
+        // In a network namespace of its own: a dockerd started with
+        // `--bridge=none` deletes `docker0`, and in the host's namespace
+        // that would be the shared engine's bridge. `unshare` execs dockerd,
+        // so the pid stopped below is dockerd's.
+        let child = Command::new("unshare")
             .args([
+                "--net",
+                "--",
+                "dockerd",
                 &format!("--data-root={d}/data"),
                 &format!("--exec-root={d}/exec"),
                 &format!("--pidfile={d}/d.pid"),
