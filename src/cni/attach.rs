@@ -300,6 +300,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         mtu: conf.mtu,
         // The overlay's bridge is the agent's: never create a plain one.
         create: mode != Mode::Overlay,
+        // The overlay's bridge routes (gateway, masquerade): keep conntrack.
+        keep_conntrack: mode == Mode::Overlay,
         mode: host_mode,
         json: false,
         dry_run: false,

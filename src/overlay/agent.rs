@@ -836,7 +836,9 @@ impl Agent {
             };
             let ep = Endpoint {
                 ip,
-                mac: crate::request::format_mac(&f.link.mac),
+                // The MAC a claim writes (derived from the address), never one
+                // read from the guest's side of the link.
+                mac: crate::request::format_mac(&super::names::mac_for(ip)),
                 host: self.sh.host.clone(),
                 container: f.rec.g.clone(),
                 ifname: f.rec.ifname.clone(),

@@ -103,6 +103,9 @@ pub async fn try_attach_with(
         args.ip = Some(with_gw(ip, &net, a.no_default_route));
         args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
         let mut req = to_request(&args)?;
+        // An overlay bridge routes (anycast gateway, masquerade, replies by
+        // conntrack state): its frames must stay tracked.
+        req.keep_conntrack = true;
         req.record_extras = extras.clone();
         req.record_extras.overlay_ip = Some(ip);
         wait_for_bridge(&net_name).await?;
@@ -117,6 +120,7 @@ pub async fn try_attach_with(
         // has an endpoint on it: this claim.
         wait_for_bridge(&net_name).await?;
         let mut req = to_request(&args)?;
+        req.keep_conntrack = true;
         req.record_extras = extras.clone();
         req.record_extras.overlay_ip = Some(claim.ip());
         crate::attach::attach_to(&req, &guest).await
