@@ -434,6 +434,9 @@ fn overlay_vagrant_provisioning_script() {
     for i in 1..=3 {
         lab.nss.push(format!("{}demo{i}", lab.p));
     }
+    for i in 1..=2 {
+        lab.nss.push(format!("{}node{i}", lab.p));
+    }
     for st in &states {
         lab.pidfiles.push(format!("{st}/agent.pid"));
         lab.pidfiles.push(format!("{st}/etcd.pid"));
@@ -489,6 +492,41 @@ fn overlay_vagrant_provisioning_script() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // The lab across hosts: n1 on h1, n2 on h2, an overlay link between
+    // (their namespaces are in `lab.nss`, deleted with the lab).
+    let mut labs = vec![];
+    for i in 0..3 {
+        let o = prov(i, "lab");
+        labs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        assert!(
+            o.status.success(),
+            "lab h{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Each host takes its own part down (endpoints released in etcd, the
+    // lab's state file gone).
+    let clients = (0..3)
+        .map(|i| format!("http://{}:2379", lab.addr(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    for i in 0..2 {
+        let file = format!("{}/across.toml", states[i]);
+        let host = format!("h{}", i + 1);
+        let o = Command::new("ip")
+            .args(["netns", "exec", &lab.host(i), BIN, "lab", "down", &file])
+            .args(["--host", &host])
+            .env("PIPEWORK_ETCD", &clients)
+            .stdin(Stdio::null())
+            .output()
+            .expect("lab down");
+        assert!(
+            o.status.success(),
+            "lab down h{}: {}",
+            i + 1,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     // Stop what the script started (by the pids it recorded), then clean.
     let states2 = states.clone();
     drop(lab);
@@ -499,6 +537,11 @@ fn overlay_vagrant_provisioning_script() {
         outs[2].contains("reached 10.60.0.11 10.60.0.12"),
         "the last host reaches both others: {outs:?}"
     );
+    assert!(
+        labs[1].contains("lab: h2 n2 (10.60.0.102) reached 10.60.0.101"),
+        "the lab's second node reaches the first across hosts: {labs:?}"
+    );
+    assert!(labs[2].contains("lab: h3 has no node"), "{labs:?}");
 }
 
 /// A real Docker container on the root host, which joins the underlay as a

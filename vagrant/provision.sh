@@ -4,6 +4,7 @@
 #
 #   provision.sh up   --name h1 --addr 192.168.56.11 --cluster h1=A1,h2=A2,h3=A3 [options]
 #   provision.sh demo --name h1 --addr 192.168.56.11 --cluster ...             [options]
+#   provision.sh lab  --name h1 --addr 192.168.56.11 --cluster ...             [options]
 #
 # up:   install etcd (and pipework), start this host's etcd member and its
 #       overlay agent (underlay = --addr, never the NAT NIC's 10.0.2.15).
@@ -11,6 +12,11 @@
 #       namespace on this host at 10.60.0.<host number + 10> (.1 is the
 #       gateway), and ping every other
 #       host's demo container that exists. Prints "demo: NAME reached ..."
+# lab:  one lab file across hosts (pipework lab up FILE --host NAME): node n1
+#       on the first host, n2 on the second, joined by an overlay link on
+#       "vlab" (10.60.0.101 and .102). Each host builds its own node's part;
+#       the second to come up pings across. Prints "lab: NAME nN reached ..."
+#       (a host with no node prints "lab: NAME has no node").
 #
 # Options:
 #   --bin PATH     pipework to use (default: /usr/local/bin/pipework, installed
@@ -133,8 +139,51 @@ demo() {
   echo "demo: $NAME (10.60.0.$((n + 10))) reached ${reached[*]:-nobody yet}"
 }
 
+lab() {
+  local n file node peer
+  n=$(num "$NAME")
+  if [ "$n" -gt 2 ]; then
+    echo "lab: $NAME has no node"
+    return
+  fi
+  # The network the demo makes; made here too, so `lab` works on its own.
+  [ -n "$(etcdctl --endpoints "$CLIENTS" get /pipework/overlay/net/vlab 2>/dev/null)" ] ||
+    "$BIN" overlay create vlab --subnet 10.60.0.0/24 >/dev/null 2>&1 || true
+  file=$STATE/across.toml
+  # The same file on every host: which host a node is on is in the file.
+  cat >"$file" <<LAB
+name = "${PREFIX}across"
+[nodes.n1]
+netns = "${PREFIX}node1"
+host = "$(echo "$CLUSTER" | tr ',' '\n' | sed -n 1p | cut -d= -f1)"
+[nodes.n2]
+netns = "${PREFIX}node2"
+host = "$(echo "$CLUSTER" | tr ',' '\n' | sed -n 2p | cut -d= -f1)"
+[[links]]
+kind = "overlay"
+network = "vlab"
+endpoints = ["n1:eth1", "n2:eth1"]
+ips = ["10.60.0.101/24", "10.60.0.102/24"]
+LAB
+  node=${PREFIX}node$n
+  [ -e "/run/netns/$node" ] || ip netns add "$node"
+  ip -n "$node" link set lo up
+  "$BIN" lab up "$file" --host "$NAME" >/dev/null
+  peer=10.60.0.$((103 - n))
+  local reached=()
+  if [ -n "$(etcdctl --endpoints "$CLIENTS" get "/pipework/overlay/ep/vlab/$peer" 2>/dev/null)" ]; then
+    for _ in $(seq 1 20); do
+      if ip netns exec "$node" busybox ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
+        reached+=("$peer"); break
+      fi
+    done
+  fi
+  echo "lab: $NAME n$n (10.60.0.$((100 + n))) reached ${reached[*]:-nobody yet}"
+}
+
 case $cmd in
   up) up ;;
   demo) demo ;;
-  *) echo "usage: provision.sh up|demo --name N --addr A --cluster N1=A1,N2=A2,N3=A3 [options]" >&2; exit 2 ;;
+  lab) lab ;;
+  *) echo "usage: provision.sh up|demo|lab --name N --addr A --cluster N1=A1,N2=A2,N3=A3 [options]" >&2; exit 2 ;;
 esac
