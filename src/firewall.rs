@@ -20,6 +20,7 @@ use crate::netlink::{Journal, Link, Net};
 use std::process::{Command, Stdio};
 
 mod egress;
+mod forward;
 mod guard;
 mod legacy;
 mod nft;
@@ -622,6 +623,32 @@ pub fn route_egress(nets: &[Routed]) -> Result<()> {
     r.map_err(|e| Error::other(format!("nftables table {}: {e}", egress::TABLE)))
 }
 
+/// Routed networks on a host whose iptables FORWARD drops (dockerd's):
+/// our accepts in DOCKER-USER (else FORWARD), exactly what `nets` want
+/// (forward.rs); an empty list removes them. Returns lines for the log.
+pub fn accept_routed(nets: &[Routed]) -> Result<Vec<String>> {
+    let ch = forward::reconcile(nets)
+        .map_err(|e| Error::other(format!("iptables accepts for routed networks: {e}")))?;
+    let mut out: Vec<String> = (ch.added.iter())
+        .map(|r| format!("FORWARD drops: added `iptables -I {r}`"))
+        .collect();
+    out.extend(
+        ch.removed
+            .iter()
+            .map(|r| format!("removed `iptables -A {r}`")),
+    );
+    Ok(out)
+}
+
+/// Does iptables' FORWARD drop, as the kernel says (no iptables needed)?
+fn iptables_forward_drops() -> bool {
+    nft::forward_chains()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.is_iptables() && c.drops)
+        || legacy::forward_drops()
+}
+
 /// Whether the egress table is in place.
 pub fn egress_routed() -> bool {
     guard::table_present(egress::TABLE).unwrap_or(false)
@@ -630,10 +657,11 @@ pub fn egress_routed() -> bool {
 /// The guard's name as `nft` shows it (for gc's report).
 pub fn vxlan_guard_name() -> String {
     format!(
-        "inet {} ({}), inet {}",
+        "inet {} ({}), inet {}, iptables {}*",
         guard::TABLE,
         guard::COMMENT,
-        egress::TABLE
+        egress::TABLE,
+        forward::PREFIX
     )
 }
 
@@ -641,15 +669,22 @@ pub fn vxlan_guard_name() -> String {
 /// open the port), but not the last VXLAN device: with none left on the
 /// host it guards nothing. Whether it was (in a dry run: would be) removed.
 pub async fn collect_vxlan_guard(host: &Net, dry_run: bool) -> Result<bool> {
-    if !vxlan_guarded() && !egress_routed() {
+    let accepts = forward::bridges();
+    if !vxlan_guarded() && !egress_routed() && accepts.is_empty() {
         return Ok(false);
     }
     let links = host.links().await?;
-    if links.iter().any(|l| l.kind.as_deref() == Some("vxlan")) {
-        return Ok(false);
-    }
+    let vxlan = links.iter().any(|l| l.kind.as_deref() == Some("vxlan"));
+    // A routed network's accepts outlive its agent like the table (a
+    // killed agent must not cut its containers off), but not its bridge;
+    // all of them go with the last VXLAN device.
+    let unneeded = |b: &str| !vxlan || !links.iter().any(|l| l.name == b && l.is_bridge());
     if dry_run || host.dry_run {
-        return Ok(true);
+        return Ok(!vxlan || accepts.iter().any(|b| unneeded(b)));
+    }
+    let dropped = forward::remove_where(unneeded) > 0;
+    if vxlan {
+        return Ok(dropped);
     }
     // The egress table (same lifetime: the overlay's networks) with it.
     route_egress(&[])?;
