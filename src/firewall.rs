@@ -626,7 +626,9 @@ pub fn route_egress(nets: &[Routed]) -> Result<()> {
 /// Routed networks on a host whose iptables FORWARD drops (dockerd's):
 /// our accepts in DOCKER-USER (else FORWARD), exactly what `nets` want
 /// (forward.rs); an empty list removes them. Returns lines for the log.
-pub fn accept_routed(nets: &[Routed]) -> Result<Vec<String>> {
+/// Native nftables forward chains that drop get the same (`force`: the
+/// networks changed, re-make them there).
+pub fn accept_routed(nets: &[Routed], force: bool) -> Result<Vec<String>> {
     let ch = forward::reconcile(nets)
         .map_err(|e| Error::other(format!("iptables accepts for routed networks: {e}")))?;
     let mut out: Vec<String> = (ch.added.iter())
@@ -637,6 +639,10 @@ pub fn accept_routed(nets: &[Routed]) -> Result<Vec<String>> {
             .iter()
             .map(|r| format!("removed `iptables -A {r}`")),
     );
+    let ch = forward::reconcile_nft(nets, force)
+        .map_err(|e| Error::other(format!("nftables accepts for routed networks: {e}")))?;
+    out.extend(ch.added.iter().map(|r| format!("a chain drops: added {r}")));
+    out.extend(ch.removed.iter().map(|r| format!("removed {r}")));
     Ok(out)
 }
 

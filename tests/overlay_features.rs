@@ -553,6 +553,19 @@ fn accepts(ns: &str) -> Vec<String> {
         .collect()
 }
 
+/// Our accepts in h1's native nftables chain (0 where there is none).
+fn native(ns: &str) -> usize {
+    let o = run(
+        "ip",
+        &[
+            "netns", "exec", ns, "nft", "list", "chain", "inet", "pwkfw", "pwfwd",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .matches("comment \"pipework-egress:ov-egr\"")
+        .count()
+}
+
 /// dockerd's shape, in a host namespace we made: FORWARD policy DROP,
 /// FORWARD jumping to DOCKER-USER first (which returns).
 fn docker_forward(ns: &str) {
@@ -583,6 +596,13 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     for i in 0..3 {
         docker_forward(&lab.host(i));
     }
+    // h1 has a native nftables firewall besides (firewalld's shape): its
+    // dropping forward chain needs our accepts too.
+    nft(&lab.host(1), "add table inet pwkfw");
+    nft(
+        &lab.host(1),
+        "add chain inet pwkfw pwfwd { type filter hook forward priority 0 ; policy drop ; }",
+    );
     lab.pw_ok(0, &["overlay", "create", "egr", "--subnet", "10.57.0.0/24"]);
     lab.pw_ok(0, &["overlay", "create", "iso", "--subnet", "10.58.0.0/24"]);
     lab.pw_ok(
@@ -637,6 +657,12 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     assert_eq!(a0.len(), 10, "{a0:#?}");
     assert!(a0.iter().all(|l| l.starts_with("-A DOCKER-USER ")));
     assert_eq!(accepts(&h1).len(), 3, "{:#?}", accepts(&h1));
+    assert_eq!(
+        native(&h1),
+        3,
+        "{}",
+        nft(&h1, "list chain inet pwkfw pwfwd")
+    );
     assert!(accepts(&lab.host(2)).is_empty(), "no network on h2");
 
     // Egress, masqueraded, replies back through FORWARD's drop.
@@ -669,6 +695,10 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     lab.wait("the check re-adds the accepts", || accepts(&h1).len() == 3);
     assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress again");
     lab.wait("c1 reaches c0 again", || ping(&c1, "10.57.0.10", 1).1 == 1);
+    nft(&h1, "flush chain inet pwkfw pwfwd");
+    assert_eq!(ping(&c1, "198.51.100.1", 1).1, 0, "nft flushed: dropped");
+    lab.wait("the check re-adds the nft accepts", || native(&h1) == 3);
+    assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress again (nft)");
 
     // A SIGKILLed agent leaves them (its containers keep working); `gc`
     // keeps them while their bridge and VXLAN device are there; the next
@@ -720,7 +750,7 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     }
     for h in [&h0, &h1] {
         lab.wait("the accepts go with the egress table", || {
-            accepts(h).is_empty()
+            accepts(h).is_empty() && native(h) == 0
         });
         lab.wait("the egress table goes with the last network", || {
             !run(

@@ -13,12 +13,15 @@
 //! -I DOCKER-USER -i ov-b -o ov-a -j ACCEPT          (a --allow-from b)
 //! ```
 //!
+//! A native nftables forward chain whose policy drops (firewalld's) gets
+//! the same four kinds at its head, over nfnetlink (egress::accepts_in).
+//!
 //! None opens ov-a to ov-b by itself (`! -o ov-+`); the egress table's
 //! isolation drop stays final besides. The whole set is reconciled from
 //! one `iptables -S`: what the networks want is added, any other rule of
 //! ours (a network gone, a chain that changed when dockerd started, the
 //! leftovers of a killed agent) is deleted by its own listed line.
-use super::{Filter, Routed, iptables};
+use super::{Filter, Routed, egress, iptables, nft};
 
 pub const PREFIX: &str = "pipework-egress:";
 
@@ -146,20 +149,70 @@ pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
     Ok(ch)
 }
 
-/// Bridges named by our rules (for gc).
+/// The same in native nftables forward chains (never iptables' own
+/// FORWARD: iptables writes that one). A network's rules are re-made
+/// whole when their count is off or `force` (the networks changed: an
+/// --allow-from may differ at the same count); ours in a chain that no
+/// longer drops, or for a network not wanted, are deleted.
+pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
+    let chains = nft::forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
+    let mut ch = Changes::default();
+    for c in chains.iter().filter(|c| !c.is_iptables()) {
+        let spec = crate::untrusted::display(&c.spec()).into_owned();
+        let have = nft::commented_rules(c, PREFIX).map_err(|e| format!("{spec}: {e}"))?;
+        let wanted: Vec<&Routed> = if c.drops {
+            nets.iter().collect()
+        } else {
+            vec![]
+        };
+        for (h, x) in &have {
+            let keep = wanted.iter().any(|r| *x == comment(&r.bridge));
+            if !keep {
+                nft::delete(c, *h).map_err(|e| format!("{spec}: deleting {x}: {e}"))?;
+                ch.removed.push(format!("nft rule {spec} comment {x}"));
+            }
+        }
+        for r in wanted {
+            let cm = comment(&r.bridge);
+            let mine: Vec<u64> = (have.iter().filter(|(_, x)| *x == cm))
+                .map(|(h, _)| *h)
+                .collect();
+            if !force && mine.len() == 3 + r.allow_from.len() {
+                continue;
+            }
+            for h in mine {
+                nft::delete(c, h).map_err(|e| format!("{spec}: deleting {cm}: {e}"))?;
+            }
+            egress::insert_all(egress::accepts_in(c, r, &cm)).map_err(|e| {
+                format!(
+                    "{spec}: inserting our accepts ({e}): run `nft insert rule {spec} iifname \"{b}\" accept` by hand",
+                    b = r.bridge
+                )
+            })?;
+            ch.added.push(format!("nft rules in {spec} comment {cm}"));
+        }
+    }
+    Ok(ch)
+}
+
+/// Bridges named by our rules, iptables' and nftables' (for gc).
 pub fn bridges() -> Vec<String> {
-    let Some(f) = Filter::fetch() else {
-        return Vec::new();
-    };
+    let mut names: Vec<String> = Filter::fetch()
+        .map(|f| ours(&f))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.iter().find_map(|w| w.strip_prefix(PREFIX)))
+        .map(str::to_string)
+        .collect();
+    for c in nft::forward_chains().unwrap_or_default() {
+        for (_, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
+            names.extend(x.strip_prefix(PREFIX).map(str::to_string));
+        }
+    }
     let mut out: Vec<String> = Vec::new();
-    for r in ours(&f) {
-        if let Some(b) = r
-            .iter()
-            .find_map(|w| w.strip_prefix(PREFIX))
-            .filter(|b| crate::request::check_ifname(b).is_ok())
-            && !out.iter().any(|x| x == b)
-        {
-            out.push(b.to_string());
+    for b in names {
+        if crate::request::check_ifname(&b).is_ok() && !out.contains(&b) {
+            out.push(b);
         }
     }
     out
@@ -167,12 +220,18 @@ pub fn bridges() -> Vec<String> {
 
 /// Delete our rules for the bridges `gone` says are unneeded; how many.
 pub fn remove_where(gone: impl Fn(&str) -> bool) -> usize {
-    let Some(f) = Filter::fetch() else { return 0 };
     let mut n = 0;
-    for r in ours(&f) {
+    for r in Filter::fetch().map(|f| ours(&f)).unwrap_or_default() {
         let b = r.iter().find_map(|w| w.strip_prefix(PREFIX));
         if b.is_some_and(&gone) && exec("-D", &r[1..]) {
             n += 1;
+        }
+    }
+    for c in nft::forward_chains().unwrap_or_default() {
+        for (h, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
+            if x.strip_prefix(PREFIX).is_some_and(&gone) && nft::delete(&c, h).is_ok() {
+                n += 1;
+            }
         }
     }
     n

@@ -507,7 +507,7 @@ impl Agent {
             // A dropping FORWARD (dockerd started, or our accepts flushed)
             // is seen at the check: one `iptables -S`.
             if check {
-                self.accept_routed(&want);
+                self.accept_routed(&want, false);
             }
             return;
         }
@@ -523,7 +523,7 @@ impl Agent {
         // Our accepts after the table (its isolation drop in place first),
         // removed before it.
         if want.is_empty() {
-            self.accept_routed(&want);
+            self.accept_routed(&want, changed);
         }
         match crate::firewall::route_egress(&want) {
             Ok(()) => self.routed = Some(want.clone()),
@@ -533,15 +533,15 @@ impl Agent {
             }
         }
         if !want.is_empty() {
-            self.accept_routed(&want);
+            self.accept_routed(&want, changed);
         }
     }
 
     /// A host whose iptables FORWARD drops (dockerd's DOCKER-USER): the
     /// routed networks' accepts there (firewall::accept_routed). A
     /// failure is logged and tried again at the next check.
-    fn accept_routed(&mut self, want: &[crate::firewall::Routed]) {
-        match crate::firewall::accept_routed(want) {
+    fn accept_routed(&mut self, want: &[crate::firewall::Routed], force: bool) {
+        match crate::firewall::accept_routed(want, force) {
             Ok(lines) => lines.iter().for_each(log),
             Err(e) => {
                 log(format_args!("{e}; retrying at the next check"));
