@@ -657,12 +657,15 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     assert_eq!(a0.len(), 10, "{a0:#?}");
     assert!(a0.iter().all(|l| l.starts_with("-A DOCKER-USER ")));
     assert_eq!(accepts(&h1).len(), 3, "{:#?}", accepts(&h1));
-    assert_eq!(
-        native(&h1),
-        3,
-        "{}",
-        nft(&h1, "list chain inet pwkfw pwfwd")
-    );
+    let fw = nft(&h1, "list chain inet pwkfw pwfwd");
+    assert_eq!(native(&h1), 3, "{fw}");
+    for want in [
+        "iifname \"ov-egr\" oifname \"ov-egr\" accept comment \"pipework-egress:ov-egr\"",
+        "iifname \"ov-egr\" oifname != \"ov-*\" accept comment \"pipework-egress:ov-egr\"",
+        "oifname \"ov-egr\" ct state established,related accept comment \"pipework-egress:ov-egr\"",
+    ] {
+        assert!(fw.contains(want), "{want} not in {fw}");
+    }
     assert!(accepts(&lab.host(2)).is_empty(), "no network on h2");
 
     // Egress, masqueraded, replies back through FORWARD's drop.
