@@ -445,7 +445,7 @@ pub fn rule_bridges() -> Vec<String> {
             out.push(b);
         }
     }
-    for ch in nft::forward_chains().unwrap_or_default() {
+    for ch in others_forward_chains() {
         for (_, c) in nft::commented_rules(&ch, "pipework:").unwrap_or_default() {
             if let Some(b) = c.strip_prefix("pipework:")
                 && crate::request::check_ifname(b).is_ok()
@@ -456,6 +456,15 @@ pub fn rule_bridges() -> Vec<String> {
         }
     }
     out
+}
+
+/// Forward chains but those of our own tables: the egress table's
+/// isolation rules carry `pipework:ov-NET` too, and are the agent's to
+/// keep (a bridge rule's gc must never take its drops away).
+fn others_forward_chains() -> Vec<nft::Chain> {
+    let mut v = nft::forward_chains().unwrap_or_default();
+    v.retain(|c| !(c.family == nft::INET && (c.table == egress::TABLE || c.table == guard::TABLE)));
+    v
 }
 
 /// Whether the rule for `bridge` is still needed: a port of ours is on it,
@@ -554,7 +563,7 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
     }
     // nftables: our rule in any forward chain, whatever its policy is now.
     let c = comment(bridge);
-    for ch in nft::forward_chains().unwrap_or_default() {
+    for ch in others_forward_chains() {
         for (handle, _) in nft::commented_rules(&ch, &c)
             .unwrap_or_default()
             .into_iter()

@@ -748,6 +748,12 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     for c in [&c0, &c2, &c3] {
         lab.pw_ok(0, &["detach", &format!("netns:{c}")]);
     }
+    // The networks are still here (devices and all): gc leaves their
+    // accepts and the egress table's isolation alone.
+    lab.pw_ok(0, &["gc"]);
+    assert_eq!(accepts(&h0).len(), 10, "{:#?}", accepts(&h0));
+    let t = nft(&h0, "list table inet pipework_egress");
+    assert_eq!(t.matches(" drop comment ").count(), 3, "{t}");
     for n in ["egr", "iso", "alw"] {
         lab.pw_ok(0, &["overlay", "delete", n]);
     }
