@@ -126,7 +126,13 @@ pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
     };
     let have = ours(&f);
     let mut ch = Changes::default();
-    for r in have.iter().filter(|r| !want.contains(r)) {
+    // Not wanted, or a second copy of a wanted one.
+    let extra = have
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| !want.contains(r) || have[..*i].contains(r))
+        .map(|(_, r)| r);
+    for r in extra {
         let mut d = r.clone();
         d[0] = "-D".into();
         // The rule's own listed line deletes it; a rule we could not
