@@ -503,6 +503,8 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     // Isolation: egr and iso never meet; alw takes egr's, one way.
     assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
     assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
+    // (The first reply waited for: ARP through two gateways, under load.)
+    lab.wait("alw --allow-from egr", || ping(&c0, "10.55.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
@@ -686,6 +688,7 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     // Isolation holds; --allow-from one way.
     assert_eq!(ping(&c0, "10.58.0.10", 2).1, 0, "egr reached iso");
     assert_eq!(ping(&c2, "10.57.0.10", 2).1, 0, "iso reached egr");
+    lab.wait("alw --allow-from egr", || ping(&c0, "10.59.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.59.0.10", 2).1, 2, "alw --allow-from egr");
     assert_eq!(ping(&c3, "10.57.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.59.0.10", 2).1, 0, "iso reached alw");
