@@ -20,6 +20,7 @@ use crate::netlink::{Journal, Link, Net};
 use std::process::{Command, Stdio};
 
 mod egress;
+mod forward;
 mod guard;
 mod legacy;
 mod nft;
@@ -444,7 +445,7 @@ pub fn rule_bridges() -> Vec<String> {
             out.push(b);
         }
     }
-    for ch in nft::forward_chains().unwrap_or_default() {
+    for ch in others_forward_chains() {
         for (_, c) in nft::commented_rules(&ch, "pipework:").unwrap_or_default() {
             if let Some(b) = c.strip_prefix("pipework:")
                 && crate::request::check_ifname(b).is_ok()
@@ -455,6 +456,15 @@ pub fn rule_bridges() -> Vec<String> {
         }
     }
     out
+}
+
+/// Forward chains but those of our own tables: the egress table's
+/// isolation rules carry `pipework:ov-NET` too, and are the agent's to
+/// keep (a bridge rule's gc must never take its drops away).
+fn others_forward_chains() -> Vec<nft::Chain> {
+    let mut v = nft::forward_chains().unwrap_or_default();
+    v.retain(|c| !(c.family == nft::INET && (c.table == egress::TABLE || c.table == guard::TABLE)));
+    v
 }
 
 /// Whether the rule for `bridge` is still needed: a port of ours is on it,
@@ -553,7 +563,7 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
     }
     // nftables: our rule in any forward chain, whatever its policy is now.
     let c = comment(bridge);
-    for ch in nft::forward_chains().unwrap_or_default() {
+    for ch in others_forward_chains() {
         for (handle, _) in nft::commented_rules(&ch, &c)
             .unwrap_or_default()
             .into_iter()
@@ -622,6 +632,38 @@ pub fn route_egress(nets: &[Routed]) -> Result<()> {
     r.map_err(|e| Error::other(format!("nftables table {}: {e}", egress::TABLE)))
 }
 
+/// Routed networks on a host whose iptables FORWARD drops (dockerd's):
+/// our accepts in DOCKER-USER (else FORWARD), exactly what `nets` want
+/// (forward.rs); an empty list removes them. Returns lines for the log.
+/// Native nftables forward chains that drop get the same (`force`: the
+/// networks changed, re-make them there).
+pub fn accept_routed(nets: &[Routed], force: bool) -> Result<Vec<String>> {
+    let ch = forward::reconcile(nets)
+        .map_err(|e| Error::other(format!("iptables accepts for routed networks: {e}")))?;
+    let mut out: Vec<String> = (ch.added.iter())
+        .map(|r| format!("FORWARD drops: added `iptables -I {r}`"))
+        .collect();
+    out.extend(
+        ch.removed
+            .iter()
+            .map(|r| format!("removed `iptables -A {r}`")),
+    );
+    let ch = forward::reconcile_nft(nets, force)
+        .map_err(|e| Error::other(format!("nftables accepts for routed networks: {e}")))?;
+    out.extend(ch.added.iter().map(|r| format!("a chain drops: added {r}")));
+    out.extend(ch.removed.iter().map(|r| format!("removed {r}")));
+    Ok(out)
+}
+
+/// Does iptables' FORWARD drop, as the kernel says (no iptables needed)?
+fn iptables_forward_drops() -> bool {
+    nft::forward_chains()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.is_iptables() && c.drops)
+        || legacy::forward_drops()
+}
+
 /// Whether the egress table is in place.
 pub fn egress_routed() -> bool {
     guard::table_present(egress::TABLE).unwrap_or(false)
@@ -630,10 +672,11 @@ pub fn egress_routed() -> bool {
 /// The guard's name as `nft` shows it (for gc's report).
 pub fn vxlan_guard_name() -> String {
     format!(
-        "inet {} ({}), inet {}",
+        "inet {} ({}), inet {}, iptables {}*",
         guard::TABLE,
         guard::COMMENT,
-        egress::TABLE
+        egress::TABLE,
+        forward::PREFIX
     )
 }
 
@@ -641,15 +684,22 @@ pub fn vxlan_guard_name() -> String {
 /// open the port), but not the last VXLAN device: with none left on the
 /// host it guards nothing. Whether it was (in a dry run: would be) removed.
 pub async fn collect_vxlan_guard(host: &Net, dry_run: bool) -> Result<bool> {
-    if !vxlan_guarded() && !egress_routed() {
+    let accepts = forward::bridges();
+    if !vxlan_guarded() && !egress_routed() && accepts.is_empty() {
         return Ok(false);
     }
     let links = host.links().await?;
-    if links.iter().any(|l| l.kind.as_deref() == Some("vxlan")) {
-        return Ok(false);
-    }
+    let vxlan = links.iter().any(|l| l.kind.as_deref() == Some("vxlan"));
+    // A routed network's accepts outlive its agent like the table (a
+    // killed agent must not cut its containers off), but not its bridge;
+    // all of them go with the last VXLAN device.
+    let unneeded = |b: &str| !vxlan || !links.iter().any(|l| l.name == b && l.is_bridge());
     if dry_run || host.dry_run {
-        return Ok(true);
+        return Ok(!vxlan || accepts.iter().any(|b| unneeded(b)));
+    }
+    let dropped = forward::remove_where(unneeded) > 0;
+    if vxlan {
+        return Ok(dropped);
     }
     // The egress table (same lifetime: the overlay's networks) with it.
     route_egress(&[])?;

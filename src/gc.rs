@@ -253,7 +253,8 @@ pub async fn report(dry_run: bool) -> Result<Report> {
             &crate::firewall::vxlan_guard_name(),
             "host",
             "removed",
-            "no VXLAN device is left for it to guard".into(),
+            "no VXLAN device is left for it to guard (an overlay accept: or its bridge is gone)"
+                .into(),
         ),
         Ok(false) => {}
         Err(e) => out.stuck(

@@ -260,6 +260,72 @@ fn route(ns: &str) -> String {
     ok("ip", &["-n", ns, "-4", "route", "show"])
 }
 
+/// "The internet": a namespace on the underlay with no route back to the
+/// overlay, 198.51.100.1 on its loopback (hosts 0 and 1 route there),
+/// counting echo requests by source: each host's underlay address and
+/// the overlay's `subnet` (which must never be seen).
+fn internet(lab: &mut Lab, subnet: &str) -> String {
+    let inet = lab.container("inet");
+    let ul = format!("{}ul", lab.p);
+    let port = format!("{}ui", lab.p);
+    ok(
+        "ip",
+        &[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
+        ],
+    );
+    ok("ip", &["link", "set", &port, "netns", &ul]);
+    ok(
+        "ip",
+        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
+    );
+    let iaddr = format!("10.231.{}.60", lab.sub);
+    ok(
+        "ip",
+        &[
+            "-n",
+            &inet,
+            "addr",
+            "add",
+            &format!("{iaddr}/24"),
+            "dev",
+            "eth0",
+        ],
+    );
+    ok(
+        "ip",
+        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
+    );
+    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
+    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
+    for i in 0..2 {
+        ok(
+            "ip",
+            &[
+                "-n",
+                &lab.host(i),
+                "route",
+                "add",
+                "198.51.100.0/24",
+                "via",
+                &iaddr,
+            ],
+        );
+    }
+    nft(&inet, "add table ip pwvseen");
+    nft(
+        &inet,
+        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
+    );
+    for src in [lab.addr(0), lab.addr(1), subnet.to_string()] {
+        nft(
+            &inet,
+            &format!("add rule ip pwvseen in ip saddr {src} icmp type echo-request counter"),
+        );
+    }
+    inet
+}
+
 /// The anycast gateway: every host's bridge carries the network's gateway
 /// address with the same MAC; containers route through their own host's
 /// copy; traffic leaving the overlay is masqueraded to that host's
@@ -415,65 +481,7 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     // Never announced: no FDB or neighbour entry for it on the VXLAN.
     assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
 
-    // "The internet": on the underlay, no route to the overlay.
-    let inet = lab.container("inet");
-    let ul = format!("{}ul", lab.p);
-    let port = format!("{}ui", lab.p);
-    ok(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    ok("ip", &["link", "set", &port, "netns", &ul]);
-    ok(
-        "ip",
-        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-    );
-    let iaddr = format!("10.231.{}.60", lab.sub);
-    ok(
-        "ip",
-        &[
-            "-n",
-            &inet,
-            "addr",
-            "add",
-            &format!("{iaddr}/24"),
-            "dev",
-            "eth0",
-        ],
-    );
-    ok(
-        "ip",
-        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
-    );
-    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
-    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
-    for i in 0..2 {
-        ok(
-            "ip",
-            &[
-                "-n",
-                &lab.host(i),
-                "route",
-                "add",
-                "198.51.100.0/24",
-                "via",
-                &iaddr,
-            ],
-        );
-    }
-    nft(&inet, "add table ip pwvseen");
-    nft(
-        &inet,
-        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
-    );
-    for src in [lab.addr(0), lab.addr(1), "10.53.0.0/24".to_string()] {
-        nft(
-            &inet,
-            &format!("add rule ip pwvseen in ip saddr {src} icmp type echo-request counter"),
-        );
-    }
+    let inet = internet(&mut lab, "10.53.0.0/24");
     assert_eq!(ping(&c0, "198.51.100.1", 2).1, 2, "egress from h0");
     assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress from h1");
     let seen = nft(&inet, "list table ip pwvseen");
@@ -495,6 +503,8 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     // Isolation: egr and iso never meet; alw takes egr's, one way.
     assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
     assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
+    // (The first reply waited for: ARP through two gateways, under load.)
+    lab.wait("alw --allow-from egr", || ping(&c0, "10.55.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
@@ -526,4 +536,272 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
             .success()
         });
     }
+}
+
+/// iptables in namespace `ns`.
+fn ipt(ns: &str, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["netns", "exec", ns, "iptables", "-w"];
+    a.extend(args);
+    run("ip", &a)
+}
+
+/// Our accepts on host `ns`, as `iptables -S` lists them.
+fn accepts(ns: &str) -> Vec<String> {
+    let o = ipt(ns, &["-S"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("pipework-egress:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Our accepts in h1's native nftables chain (0 where there is none).
+fn native(ns: &str) -> usize {
+    let o = run(
+        "ip",
+        &[
+            "netns", "exec", ns, "nft", "list", "chain", "inet", "pwkfw", "pwfwd",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .matches("comment \"pipework-egress:ov-egr\"")
+        .count()
+}
+
+/// dockerd's shape, in a host namespace we made: FORWARD policy DROP,
+/// FORWARD jumping to DOCKER-USER first (which returns).
+fn docker_forward(ns: &str) {
+    for a in [
+        &["-N", "DOCKER-USER"][..],
+        &["-A", "DOCKER-USER", "-j", "RETURN"],
+        &["-I", "FORWARD", "-j", "DOCKER-USER"],
+        &["-P", "FORWARD", "DROP"],
+    ] {
+        let o = ipt(ns, a);
+        assert!(o.status.success(), "iptables {a:?}: {o:?}");
+    }
+}
+
+/// The anycast gateway on hosts whose FORWARD drops (dockerd's policy and
+/// DOCKER-USER chain): the agent accepts its networks' traffic in
+/// DOCKER-USER (comment pipework-egress:BR), so cross-host pings, egress
+/// (masqueraded, replies by conntrack) and --allow-from work, while two
+/// networks stay isolated. Flushed, the accepts come back at the agent's
+/// check; a SIGKILLed agent's are finished by the next run, or by `gc`
+/// once no VXLAN device is left; the last network takes them.
+#[test]
+fn overlay_egress_and_isolation_with_forward_drop() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::new("k", 114);
+    for i in 0..3 {
+        docker_forward(&lab.host(i));
+    }
+    // h1 has a native nftables firewall besides (firewalld's shape): its
+    // dropping forward chain needs our accepts too.
+    nft(&lab.host(1), "add table inet pwkfw");
+    nft(
+        &lab.host(1),
+        "add chain inet pwkfw pwfwd { type filter hook forward priority 0 ; policy drop ; }",
+    );
+    lab.pw_ok(0, &["overlay", "create", "egr", "--subnet", "10.57.0.0/24"]);
+    lab.pw_ok(0, &["overlay", "create", "iso", "--subnet", "10.58.0.0/24"]);
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "alw",
+            "--subnet",
+            "10.59.0.0/24",
+            "--allow-from",
+            "egr",
+        ],
+    );
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    let c2 = lab.container("c2");
+    let c3 = lab.container("c3");
+    lab.pw_ok(0, &["egr", &format!("netns:{c0}"), "10.57.0.10/24"]);
+    lab.pw_ok(1, &["egr", &format!("netns:{c1}"), "10.57.0.11/24"]);
+    lab.pw_ok(0, &["iso", &format!("netns:{c2}"), "10.58.0.10/24"]);
+    lab.pw_ok(0, &["alw", &format!("netns:{c3}"), "10.59.0.10/24"]);
+    let h0 = lab.host(0);
+    let h1 = lab.host(1);
+    // Bridged frames go through iptables here (else the test proves nothing).
+    let nf = ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &h0,
+            "cat",
+            "/proc/sys/net/bridge/bridge-nf-call-iptables",
+        ],
+    );
+    assert_eq!(nf.trim(), "1");
+    // Cross-host: bridged within ov-egr on both hosts, FORWARD drops.
+    lab.wait("c0 reaches c1 across hosts", || {
+        ping(&c0, "10.57.0.11", 1).1 == 1
+    });
+    let a0 = accepts(&h0);
+    for want in [
+        "-A DOCKER-USER -i ov-egr -o ov-egr -m comment --comment \"pipework-egress:ov-egr\" -j ACCEPT",
+        "-A DOCKER-USER -i ov-egr ! -o ov-+ -m comment --comment \"pipework-egress:ov-egr\" -j ACCEPT",
+        "-A DOCKER-USER -o ov-egr -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"pipework-egress:ov-egr\" -j ACCEPT",
+        "-A DOCKER-USER -i ov-egr -o ov-alw -m comment --comment \"pipework-egress:ov-alw\" -j ACCEPT",
+    ] {
+        assert!(a0.iter().any(|l| l == want), "{want} not in {a0:#?}");
+    }
+    // Three per network here, one more for alw's --allow-from; none in
+    // FORWARD itself (dockerd's chain for users is DOCKER-USER).
+    assert_eq!(a0.len(), 10, "{a0:#?}");
+    assert!(a0.iter().all(|l| l.starts_with("-A DOCKER-USER ")));
+    assert_eq!(accepts(&h1).len(), 3, "{:#?}", accepts(&h1));
+    let fw = nft(&h1, "list chain inet pwkfw pwfwd");
+    assert_eq!(native(&h1), 3, "{fw}");
+    for want in [
+        "iifname \"ov-egr\" oifname \"ov-egr\" accept comment \"pipework-egress:ov-egr\"",
+        "iifname \"ov-egr\" oifname != \"ov-*\" accept comment \"pipework-egress:ov-egr\"",
+        "oifname \"ov-egr\" ct state established,related accept comment \"pipework-egress:ov-egr\"",
+    ] {
+        assert!(fw.contains(want), "{want} not in {fw}");
+    }
+    assert!(accepts(&lab.host(2)).is_empty(), "no network on h2");
+
+    // Egress, masqueraded, replies back through FORWARD's drop.
+    let inet = internet(&mut lab, "10.57.0.0/24");
+    // (Waited for: the underlay's first ARP on a loaded machine.)
+    lab.wait("egress from h0", || ping(&c0, "198.51.100.1", 1).1 == 1);
+    lab.wait("egress from h1", || ping(&c1, "198.51.100.1", 1).1 == 1);
+    for c in [&c0, &c1] {
+        assert_eq!(ping(c, "198.51.100.1", 2).1, 2, "steady egress from {c}");
+    }
+    let seen = nft(&inet, "list table ip pwvseen");
+    for i in 0..2 {
+        let n = counted(&seen, &format!("saddr {} ", lab.addr(i)));
+        assert!(n >= 1, "h{i} not seen: {seen}");
+    }
+    assert_eq!(counted(&seen, "10.57.0.0/24"), 0, "{seen}");
+
+    // Isolation holds; --allow-from one way.
+    assert_eq!(ping(&c0, "10.58.0.10", 2).1, 0, "egr reached iso");
+    assert_eq!(ping(&c2, "10.57.0.10", 2).1, 0, "iso reached egr");
+    lab.wait("alw --allow-from egr", || ping(&c0, "10.59.0.10", 1).1 == 1);
+    assert_eq!(ping(&c0, "10.59.0.10", 2).1, 2, "alw --allow-from egr");
+    assert_eq!(ping(&c3, "10.57.0.10", 2).1, 0, "alw reached egr");
+    assert_eq!(ping(&c2, "10.59.0.10", 2).1, 0, "iso reached alw");
+
+    // Flushed: the agent's check puts them back (and only once).
+    assert!(ipt(&h1, &["-F", "DOCKER-USER"]).status.success());
+    assert_eq!(ping(&c1, "198.51.100.1", 1).1, 0, "flushed: dropped");
+    lab.wait("the check re-adds the accepts", || accepts(&h1).len() == 3);
+    assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress again");
+    lab.wait("c1 reaches c0 again", || ping(&c1, "10.57.0.10", 1).1 == 1);
+    nft(&h1, "flush chain inet pwkfw pwfwd");
+    assert_eq!(ping(&c1, "198.51.100.1", 1).1, 0, "nft flushed: dropped");
+    lab.wait("the check re-adds the nft accepts", || native(&h1) == 3);
+    assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress again (nft)");
+
+    // A SIGKILLed agent leaves them (its containers keep working); `gc`
+    // keeps them while their bridge and VXLAN device are there; the next
+    // agent takes over without a duplicate.
+    lab.kill_agent(0);
+    // (A copy it left, as an agent killed between insert and bookkeeping
+    // could: the next agent keeps one.)
+    let dup = [
+        "-I",
+        "DOCKER-USER",
+        "-i",
+        "ov-egr",
+        "-o",
+        "ov-egr",
+        "-m",
+        "comment",
+        "--comment",
+        "pipework-egress:ov-egr",
+        "-j",
+        "ACCEPT",
+    ];
+    assert!(ipt(&h0, &dup).status.success());
+    lab.pw_ok(0, &["gc"]);
+    assert_eq!(accepts(&h0).len(), 11, "{:#?}", accepts(&h0));
+    lab.start_agent(0);
+    lab.wait("the next agent drops the copy", || accepts(&h0).len() == 10);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(accepts(&h0).len(), 10, "{:#?}", accepts(&h0));
+    assert_eq!(ping(&c0, "198.51.100.1", 1).1, 1, "egress after restart");
+
+    // A killed agent's leftovers on a host with no VXLAN device: gc.
+    lab.kill_agent(2);
+    let h2 = lab.host(2);
+    let stale = [
+        "-I",
+        "DOCKER-USER",
+        "-i",
+        "ov-gone",
+        "-o",
+        "ov-gone",
+        "-m",
+        "comment",
+        "--comment",
+        "pipework-egress:ov-gone",
+        "-j",
+        "ACCEPT",
+    ];
+    assert!(ipt(&h2, &stale).status.success());
+    let dry = lab.pw_ok(2, &["gc", "--dry-run"]);
+    assert_eq!(accepts(&h2).len(), 1, "a dry run changes nothing: {dry}");
+    lab.pw_ok(2, &["gc"]);
+    assert!(accepts(&h2).is_empty(), "{:#?}", accepts(&h2));
+    // ... and a restarted agent with no network here removes them too.
+    assert!(ipt(&h2, &stale).status.success());
+    lab.start_agent(2);
+    lab.wait("the next agent removes leftovers", || {
+        accepts(&h2).is_empty()
+    });
+
+    // The networks' devices gone (with the egress table): their accepts.
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    for c in [&c0, &c2, &c3] {
+        lab.pw_ok(0, &["detach", &format!("netns:{c}")]);
+    }
+    // The networks are still here (devices and all): gc leaves their
+    // accepts and the egress table's isolation alone.
+    lab.pw_ok(0, &["gc"]);
+    assert_eq!(accepts(&h0).len(), 10, "{:#?}", accepts(&h0));
+    let t = nft(&h0, "list table inet pipework_egress");
+    assert_eq!(t.matches(" drop comment ").count(), 3, "{t}");
+    for n in ["egr", "iso", "alw"] {
+        lab.pw_ok(0, &["overlay", "delete", n]);
+    }
+    for h in [&h0, &h1] {
+        lab.wait("the accepts go with the egress table", || {
+            accepts(h).is_empty() && native(h) == 0
+        });
+        lab.wait("the egress table goes with the last network", || {
+            !run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    h,
+                    "nft",
+                    "list",
+                    "table",
+                    "inet",
+                    "pipework_egress",
+                ],
+            )
+            .status
+            .success()
+        });
+    }
+    // dockerd's own chain and policy are left as they were.
+    let s = String::from_utf8_lossy(&ipt(&h0, &["-S"]).stdout).into_owned();
+    assert!(
+        s.contains("-P FORWARD DROP") && s.contains("-A FORWARD -j DOCKER-USER"),
+        "{s}"
+    );
 }

@@ -158,20 +158,7 @@ pub fn install(nets: &[Routed]) -> io::Result<()> {
     b.extend(nets.iter().map(masquerade));
     // Replies to what an allowed network started.
     b.push(rule("isolate", "", |l| {
-        expr(l, "ct", |e| {
-            e.be32(NFTA_CT_DREG, NFT_REG_1);
-            e.be32(NFTA_CT_KEY, NFT_CT_STATE);
-        });
-        expr(l, "bitwise", |e| {
-            e.be32(NFTA_BITWISE_SREG, NFT_REG_1);
-            e.be32(NFTA_BITWISE_DREG, NFT_REG_1);
-            e.be32(NFTA_BITWISE_LEN, 4);
-            e.nest(NFTA_BITWISE_MASK, |d| {
-                d.attr(NFTA_DATA_VALUE, &CT_EST_REL.to_ne_bytes())
-            });
-            e.nest(NFTA_BITWISE_XOR, |d| d.attr(NFTA_DATA_VALUE, &[0; 4]));
-        });
-        cmp(l, NFT_CMP_NEQ, &[0; 4]);
+        ct_est_rel(l);
         verdict(l, NF_ACCEPT);
     }));
     for r in nets {
@@ -212,4 +199,81 @@ pub fn remove() -> io::Result<bool> {
         ])?;
     }
     Ok(was)
+}
+
+/// The accepts a native nftables forward chain with policy drop (a
+/// firewalld host's) needs for `r`, the same four kinds as forward.rs
+/// writes for iptables, each inserted at the chain's head:
+/// `iifname BR oifname BR accept`, `iifname BR oifname != "ov-*" accept`,
+/// `oifname BR ct state established,related accept`,
+/// `iifname FROM oifname BR accept` per --allow-from.
+pub fn accepts_in(ch: &Chain, r: &Routed, comment: &str) -> Vec<Msg> {
+    let head = |body: &dyn Fn(&mut Msg)| {
+        let mut m = Msg::new(
+            NFT_MSG_NEWRULE,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+            ch.family,
+        );
+        m.str(NFTA_RULE_TABLE, &ch.table);
+        m.str(NFTA_RULE_CHAIN, &ch.name);
+        m.nest(NFTA_RULE_EXPRESSIONS, |l| {
+            body(l);
+            verdict(l, NF_ACCEPT);
+        });
+        m.attr(NFTA_RULE_USERDATA, &udata_with_comment(comment));
+        m
+    };
+    let br = ifname(&r.bridge);
+    let mut out = vec![
+        head(&|l| {
+            meta(l, NFT_META_IIFNAME);
+            cmp(l, NFT_CMP_EQ, &br);
+            meta(l, NFT_META_OIFNAME);
+            cmp(l, NFT_CMP_EQ, &br);
+        }),
+        head(&|l| {
+            meta(l, NFT_META_IIFNAME);
+            cmp(l, NFT_CMP_EQ, &br);
+            meta(l, NFT_META_OIFNAME);
+            cmp(l, NFT_CMP_NEQ, b"ov-");
+        }),
+        head(&|l| {
+            meta(l, NFT_META_OIFNAME);
+            cmp(l, NFT_CMP_EQ, &br);
+            ct_est_rel(l);
+        }),
+    ];
+    for from in &r.allow_from {
+        let f = ifname(from);
+        out.push(head(&|l| {
+            meta(l, NFT_META_IIFNAME);
+            cmp(l, NFT_CMP_EQ, &f);
+            meta(l, NFT_META_OIFNAME);
+            cmp(l, NFT_CMP_EQ, &br);
+        }));
+    }
+    out
+}
+
+/// `ct state established,related` (the verdict follows).
+fn ct_est_rel(l: &mut Msg) {
+    expr(l, "ct", |e| {
+        e.be32(NFTA_CT_DREG, NFT_REG_1);
+        e.be32(NFTA_CT_KEY, NFT_CT_STATE);
+    });
+    expr(l, "bitwise", |e| {
+        e.be32(NFTA_BITWISE_SREG, NFT_REG_1);
+        e.be32(NFTA_BITWISE_DREG, NFT_REG_1);
+        e.be32(NFTA_BITWISE_LEN, 4);
+        e.nest(NFTA_BITWISE_MASK, |d| {
+            d.attr(NFTA_DATA_VALUE, &CT_EST_REL.to_ne_bytes())
+        });
+        e.nest(NFTA_BITWISE_XOR, |d| d.attr(NFTA_DATA_VALUE, &[0; 4]));
+    });
+    cmp(l, NFT_CMP_NEQ, &[0; 4]);
+}
+
+/// Insert `msgs` in one transaction.
+pub fn insert_all(msgs: Vec<Msg>) -> io::Result<()> {
+    Nl::open()?.batch_all(msgs)
 }

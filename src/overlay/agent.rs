@@ -504,6 +504,11 @@ impl Agent {
         let changed = self.routed.as_ref() != Some(&want);
         let drifted = check && crate::firewall::egress_routed() == want.is_empty();
         if !changed && !drifted {
+            // A dropping FORWARD (dockerd started, or our accepts flushed)
+            // is seen at the check: one `iptables -S`.
+            if check {
+                self.accept_routed(&want, false);
+            }
             return;
         }
         if !want.is_empty() {
@@ -515,10 +520,31 @@ impl Agent {
                 }
             }
         }
+        // Our accepts after the table (its isolation drop in place first),
+        // removed before it.
+        if want.is_empty() {
+            self.accept_routed(&want, changed);
+        }
         match crate::firewall::route_egress(&want) {
-            Ok(()) => self.routed = Some(want),
+            Ok(()) => self.routed = Some(want.clone()),
             Err(e) => {
                 log(format_args!("egress: {e}; retrying at the next check"));
+                self.routed = None;
+            }
+        }
+        if !want.is_empty() {
+            self.accept_routed(&want, changed);
+        }
+    }
+
+    /// A host whose iptables FORWARD drops (dockerd's DOCKER-USER): the
+    /// routed networks' accepts there (firewall::accept_routed). A
+    /// failure is logged and tried again at the next check.
+    fn accept_routed(&mut self, want: &[crate::firewall::Routed], force: bool) {
+        match crate::firewall::accept_routed(want, force) {
+            Ok(lines) => lines.iter().for_each(log),
+            Err(e) => {
+                log(format_args!("{e}; retrying at the next check"));
                 self.routed = None;
             }
         }

@@ -1,0 +1,300 @@
+//! Routed networks (the overlay's anycast gateway) on a host whose
+//! iptables FORWARD drops: dockerd's policy, with its DOCKER-USER chain.
+//! Our `inet pipework_egress` table cannot help there: an nftables accept
+//! ends only its own chain, and iptables' FORWARD still drops. So, as for
+//! a plain bridge (parent module), the dropping chain gets our accepts,
+//! all commented `pipework-egress:BR` (another prefix than the bridge
+//! rule's, so neither's bookkeeping mistakes the other's for its own):
+//!
+//! ```text
+//! -I DOCKER-USER -i ov-a -o ov-a -j ACCEPT          (within: bridged, cross-host)
+//! -I DOCKER-USER -i ov-a ! -o ov-+ -j ACCEPT        (out of the overlay)
+//! -I DOCKER-USER -o ov-a -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//! -I DOCKER-USER -i ov-b -o ov-a -j ACCEPT          (a --allow-from b)
+//! ```
+//!
+//! A native nftables forward chain whose policy drops (firewalld's) gets
+//! the same four kinds at its head, over nfnetlink (egress::accepts_in).
+//!
+//! None opens ov-a to ov-b by itself (`! -o ov-+`); the egress table's
+//! isolation drop stays final besides. The whole set is reconciled from
+//! one `iptables -S`: what the networks want is added, any other rule of
+//! ours (a network gone, a chain that changed when dockerd started, the
+//! leftovers of a killed agent) is deleted by its own listed line.
+use super::{Filter, Routed, egress, iptables, nft};
+
+pub const PREFIX: &str = "pipework-egress:";
+
+/// Interfaces of routed networks, as iptables writes a wildcard.
+const ROUTED_WILDCARD: &str = "ov-+";
+
+fn comment(bridge: &str) -> String {
+    format!("{PREFIX}{bridge}")
+}
+
+/// The rules (arguments after the chain) that `nets` want.
+pub fn wanted(nets: &[Routed]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let tail = |b: &str| -> Vec<String> {
+        ["-m", "comment", "--comment", &comment(b), "-j", "ACCEPT"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+    for r in nets {
+        let b = r.bridge.as_str();
+        let mut within = words(&["-i", b, "-o", b]);
+        within.extend(tail(b));
+        out.push(within);
+        let mut egress = words(&["-i", b, "!", "-o", ROUTED_WILDCARD]);
+        egress.extend(tail(b));
+        out.push(egress);
+        let mut replies = words(&[
+            "-o",
+            b,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+        ]);
+        replies.extend(tail(b));
+        out.push(replies);
+        for from in &r.allow_from {
+            let mut allowed = words(&["-i", from, "-o", b]);
+            allowed.extend(tail(b));
+            out.push(allowed);
+        }
+    }
+    out
+}
+
+/// Where the accepts go: DOCKER-USER when dockerd made it (FORWARD jumps
+/// there first), else FORWARD when its policy drops; None: nothing drops.
+fn chain(f: &Filter) -> Option<&'static str> {
+    match f.chain() {
+        "DOCKER-USER" => Some("DOCKER-USER"),
+        c if f.forward_drops() => Some(c),
+        _ => None,
+    }
+}
+
+/// Our rules in the listing, as argument lists (`-A CHAIN …`, quotes off).
+fn ours(f: &Filter) -> Vec<Vec<String>> {
+    f.0.lines()
+        .filter(|l| l.starts_with("-A ") && l.contains(PREFIX))
+        .map(|l| l.split_whitespace().map(|w| w.replace('"', "")).collect())
+        .collect()
+}
+
+fn exec(op: &str, rule: &[String]) -> bool {
+    let mut args = vec![op];
+    args.extend(rule.iter().map(String::as_str));
+    iptables(&args).is_some_and(|o| o.status.success())
+}
+
+/// What one reconcile changed, for the agent's log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Make our rules exactly what `nets` want on this host (none when
+/// nothing drops, or `nets` is empty). Err: iptables cannot be run or
+/// refused a rule we need (the caller retries at its next check).
+pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
+    let f = match Filter::probe() {
+        Ok(f) => f,
+        // No iptables and nothing of ours to keep: nothing to do unless
+        // its FORWARD (read from the kernel) drops.
+        Err(_) if nets.is_empty() || !super::iptables_forward_drops() => {
+            return Ok(Changes::default());
+        }
+        Err(why) => return Err(why),
+    };
+    let want: Vec<Vec<String>> = match chain(&f) {
+        Some(c) if !nets.is_empty() => wanted(nets)
+            .into_iter()
+            .map(|r| {
+                let mut v = vec!["-A".to_string(), c.to_string()];
+                v.extend(r);
+                v
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let have = ours(&f);
+    let mut ch = Changes::default();
+    // Not wanted, or a second copy of a wanted one.
+    let extra = have
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| !want.contains(r) || have[..*i].contains(r))
+        .map(|(_, r)| r);
+    for r in extra {
+        let mut d = r.clone();
+        d[0] = "-D".into();
+        // The rule's own listed line deletes it; a rule we could not
+        // delete is reported and tried again at the next check.
+        if !exec("-D", &d[1..]) {
+            return Err(format!("`iptables -D {}` failed", d[1..].join(" ")));
+        }
+        ch.removed.push(r[1..].join(" "));
+    }
+    for r in want.iter().filter(|r| !have.contains(r)) {
+        if !exec("-I", &r[1..]) {
+            return Err(format!(
+                "`iptables -I {}` failed: add it by hand, or accept `-i ov-+` in {} yourself",
+                r[1..].join(" "),
+                r[1]
+            ));
+        }
+        ch.added.push(r[1..].join(" "));
+    }
+    Ok(ch)
+}
+
+/// The same in native nftables forward chains (never iptables' own
+/// FORWARD: iptables writes that one). A network's rules are re-made
+/// whole when their count is off or `force` (the networks changed: an
+/// --allow-from may differ at the same count); ours in a chain that no
+/// longer drops, or for a network not wanted, are deleted.
+pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
+    let chains = nft::forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
+    let mut ch = Changes::default();
+    for c in chains.iter().filter(|c| !c.is_iptables()) {
+        let spec = crate::untrusted::display(&c.spec()).into_owned();
+        let have = nft::commented_rules(c, PREFIX).map_err(|e| format!("{spec}: {e}"))?;
+        let wanted: Vec<&Routed> = if c.drops {
+            nets.iter().collect()
+        } else {
+            vec![]
+        };
+        for (h, x) in &have {
+            let keep = wanted.iter().any(|r| *x == comment(&r.bridge));
+            if !keep {
+                nft::delete(c, *h).map_err(|e| format!("{spec}: deleting {x}: {e}"))?;
+                ch.removed.push(format!("nft rule {spec} comment {x}"));
+            }
+        }
+        for r in wanted {
+            let cm = comment(&r.bridge);
+            let mine: Vec<u64> = (have.iter().filter(|(_, x)| *x == cm))
+                .map(|(h, _)| *h)
+                .collect();
+            if !force && mine.len() == 3 + r.allow_from.len() {
+                continue;
+            }
+            for h in mine {
+                nft::delete(c, h).map_err(|e| format!("{spec}: deleting {cm}: {e}"))?;
+            }
+            egress::insert_all(egress::accepts_in(c, r, &cm)).map_err(|e| {
+                format!(
+                    "{spec}: inserting our accepts ({e}): run `nft insert rule {spec} iifname \"{b}\" accept` by hand",
+                    b = r.bridge
+                )
+            })?;
+            ch.added.push(format!("nft rules in {spec} comment {cm}"));
+        }
+    }
+    Ok(ch)
+}
+
+/// Bridges named by our rules, iptables' and nftables' (for gc).
+pub fn bridges() -> Vec<String> {
+    let mut names: Vec<String> = Filter::fetch()
+        .map(|f| ours(&f))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.iter().find_map(|w| w.strip_prefix(PREFIX)))
+        .map(str::to_string)
+        .collect();
+    for c in nft::forward_chains().unwrap_or_default() {
+        for (_, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
+            names.extend(x.strip_prefix(PREFIX).map(str::to_string));
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for b in names {
+        if crate::request::check_ifname(&b).is_ok() && !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Delete our rules for the bridges `gone` says are unneeded; how many.
+pub fn remove_where(gone: impl Fn(&str) -> bool) -> usize {
+    let mut n = 0;
+    for r in Filter::fetch().map(|f| ours(&f)).unwrap_or_default() {
+        let b = r.iter().find_map(|w| w.strip_prefix(PREFIX));
+        if b.is_some_and(&gone) && exec("-D", &r[1..]) {
+            n += 1;
+        }
+    }
+    for c in nft::forward_chains().unwrap_or_default() {
+        for (h, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
+            if x.strip_prefix(PREFIX).is_some_and(&gone) && nft::delete(&c, h).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(b: &str, from: &[&str]) -> Routed {
+        Routed {
+            bridge: b.into(),
+            subnet: "10.40.0.0/24".parse().expect("subnet"),
+            allow_from: from.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn rules_as_iptables_lists_them_and_none_opens_another_network() {
+        let want = wanted(&[net("ov-a", &["ov-b"])]);
+        let lines: Vec<String> = want.iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "-i ov-a -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT",
+                "-i ov-a ! -o ov-+ -m comment --comment pipework-egress:ov-a -j ACCEPT",
+                "-o ov-a -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment pipework-egress:ov-a -j ACCEPT",
+                "-i ov-b -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT",
+            ]
+        );
+        // Only the --allow-from rule lets ov-b in; nothing lets ov-a out
+        // to another ov-* bridge.
+        for l in &lines {
+            assert!(!l.contains("-i ov-a -o ov-b"), "{l}");
+        }
+        assert_eq!(wanted(&[net("ov-c", &[])]).len(), 3);
+    }
+
+    #[test]
+    fn our_rules_read_back_from_a_listing() {
+        let f = Filter(
+            "-P FORWARD DROP\n-N DOCKER-USER\n\
+             -A DOCKER-USER -i ov-a -o ov-a -m comment --comment \"pipework-egress:ov-a\" -j ACCEPT\n\
+             -A DOCKER-USER -i br1 -o br1 -m comment --comment \"pipework:br1\" -j ACCEPT\n\
+             -A DOCKER-USER -j RETURN\n"
+                .into(),
+        );
+        let o = ours(&f);
+        assert_eq!(o.len(), 1);
+        assert_eq!(
+            o[0][1..].join(" "),
+            "DOCKER-USER -i ov-a -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT"
+        );
+        assert_eq!(chain(&f), Some("DOCKER-USER"));
+        // The bridge rule's bookkeeping does not take ours for its own.
+        assert_eq!(f.bridges(), vec!["br1".to_string()]);
+        assert_eq!(chain(&Filter("-P FORWARD ACCEPT\n".into())), None);
+        assert_eq!(chain(&Filter("-P FORWARD DROP\n".into())), Some("FORWARD"));
+    }
+}
