@@ -127,8 +127,22 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         stuck: Vec::new(),
     };
     let mut ignored: Vec<Ignored> = Vec::new();
-    let all = inventory::scan_all().await;
-    let live: HashSet<u64> = all.iter().map(|(n, _, _)| n.ino).collect();
+    let (all, unscanned) = inventory::scan_all_checked().await;
+    // A namespace that failed to scan is still alive: nothing is collected
+    // for being "gone" from it; gc says it could not look.
+    let live: HashSet<u64> = all
+        .iter()
+        .map(|(n, _, _)| n.ino)
+        .chain(unscanned.iter().map(|u| u.ino))
+        .collect();
+    for u in &unscanned {
+        out.stuck(
+            "namespace",
+            &u.label,
+            &u.label,
+            &Error::other(format!("could not be scanned: {}", u.why)),
+        );
+    }
 
     for (ns, net, scan) in &all {
         ignored.extend(scan.ignored.iter().cloned());

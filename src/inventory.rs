@@ -10,7 +10,7 @@
 //!   in the host namespace (`IFLA_LINK_NETNSID`), which a guest cannot fake.
 //!
 //! Everything else a guest can write is reported as ignored.
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guest::netns_dir;
 use crate::netlink::{Link, Net};
 use crate::netns::NetNs;
@@ -322,26 +322,50 @@ pub fn namespaces() -> Vec<Namespace> {
     out
 }
 
+/// A namespace that was found but could not be scanned (its netlink socket
+/// or its link dump failed): what is in it is unknown, not absent.
+#[derive(Debug, Clone)]
+pub struct Unscanned {
+    pub label: String,
+    pub ino: u64,
+    pub why: String,
+}
+
 /// Every namespace with its handle and its scan, the host's first. The
 /// sockets come from one thread (`Net::for_all`) and the dumps run
 /// concurrently: `ls` over 1,000 namespaces is bound by the kernel's dumps,
 /// not by thread starts and round trips one after another.
 pub async fn scan_all() -> Vec<(Namespace, Net, Scan)> {
+    scan_all_checked().await.0
+}
+
+/// The same, with the namespaces that failed to scan. A caller that acts on
+/// what is *missing* (releasing an address no container holds, a keeper
+/// whose namespace is gone) must not act when this list is not empty.
+pub async fn scan_all_checked() -> (Vec<(Namespace, Net, Scan)>, Vec<Unscanned>) {
     let nss = namespaces();
     let refs: Vec<&NetNs> = nss.iter().map(|n| &n.ns).collect();
     let nets = Net::for_all(&refs);
     let scans = futures::future::join_all(nss.iter().zip(&nets).map(|(ns, net)| async move {
         match net {
-            Ok(net) => scan(net, ns.ino, &ns.label).await.ok(),
-            Err(_) => None,
+            Ok(net) => scan(net, ns.ino, &ns.label).await,
+            Err(e) => Err(Error::other(e.to_string())),
         }
     }))
     .await;
-    nss.into_iter()
-        .zip(nets)
-        .zip(scans)
-        .filter_map(|((ns, net), scan)| Some((ns, net.ok()?, scan?)))
-        .collect()
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for ((ns, net), scan) in nss.into_iter().zip(nets).zip(scans) {
+        match (net, scan) {
+            (Ok(net), Ok(scan)) => ok.push((ns, net, scan)),
+            (_, Err(e)) | (Err(e), _) => failed.push(Unscanned {
+                label: ns.label,
+                ino: ns.ino,
+                why: e.to_string(),
+            }),
+        }
+    }
+    (ok, failed)
 }
 
 /// Every verified attachment on this host, from its container side (the
@@ -352,6 +376,35 @@ pub async fn attachments_everywhere() -> Vec<Found> {
         .into_iter()
         .flat_map(|(_, _, scan)| scan.attachments().cloned().collect::<Vec<_>>())
         .collect()
+}
+
+/// The same, or an error naming the namespaces that could not be scanned:
+/// for a caller that would otherwise take "not found" for "not there".
+pub async fn attachments_everywhere_complete() -> Result<Vec<Found>> {
+    let (all, failed) = scan_all_checked().await;
+    if let Some(err) = incomplete_error(&failed) {
+        return Err(err);
+    }
+    Ok(all
+        .into_iter()
+        .flat_map(|(_, _, scan)| scan.attachments().cloned().collect::<Vec<_>>())
+        .collect())
+}
+
+/// The error an incomplete scan is, if it is one.
+pub fn incomplete_error(failed: &[Unscanned]) -> Option<Error> {
+    if failed.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = failed
+        .iter()
+        .map(|u| format!("{}: {}", u.label, u.why))
+        .collect();
+    Some(Error::other(format!(
+        "{} namespace(s) could not be scanned ({}); their attachments are unknown",
+        failed.len(),
+        names.join("; ")
+    )))
 }
 
 /// The same, with each guest link's addresses (for the host shim's routes).

@@ -207,18 +207,27 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> 
     Ok((st.lease_grant(ttl).await?, false))
 }
 
-/// The overlay addresses of this host's attachments (read once per pass).
-async fn local_ips(cache: &mut Option<Vec<Ipv4Addr>>) -> &[Ipv4Addr] {
+/// The overlay addresses of this host's attachments (read once per pass);
+/// `None` when some namespace could not be scanned (logged once): then no
+/// one can say an address is unheld.
+async fn local_ips(cache: &mut Option<Option<Vec<Ipv4Addr>>>) -> Option<&[Ipv4Addr]> {
     if cache.is_none() {
         *cache = Some(
-            crate::inventory::attachments_everywhere()
-                .await
-                .into_iter()
-                .filter_map(|f| super::attach::ovip_of(&f.rec))
-                .collect(),
+            match crate::inventory::attachments_everywhere_complete().await {
+                Ok(found) => Some(
+                    found
+                        .into_iter()
+                        .filter_map(|f| super::attach::ovip_of(&f.rec))
+                        .collect(),
+                ),
+                Err(e) => {
+                    log(format_args!("sweep: releasing nothing this pass: {e}"));
+                    None
+                }
+            },
         );
     }
-    cache.as_deref().unwrap_or_default()
+    cache.as_ref().and_then(|c| c.as_deref())
 }
 
 impl Agent {
@@ -790,7 +799,7 @@ impl Agent {
             return;
         }
         // Attachments on this host's overlay bridges, read only if needed.
-        let mut local: Option<Vec<Ipv4Addr>> = None;
+        let mut local = None;
         for (net, ip) in self.model.eps_of(self.me()) {
             let Some((ep, rev)) = self.model.ep(&net, ip).cloned() else {
                 continue;
@@ -798,7 +807,7 @@ impl Agent {
             let gone = match &ep.hi {
                 Some(hi) => matches!(self.net.link_by_name(hi).await, Ok(None)),
                 None if store::now().saturating_sub(ep.since) > 60 => {
-                    !local_ips(&mut local).await.contains(&ep.ip)
+                    super::sweep::unlinked_ep_gone(local_ips(&mut local).await, ep.ip)
                 }
                 None => false,
             };
@@ -815,13 +824,13 @@ impl Agent {
                 ));
             }
         }
-        for (net, ip, rev) in self.model.resv_of(self.me()) {
-            if self.model.ep(&net, ip).is_some() {
-                continue;
-            }
-            if local_ips(&mut local).await.contains(&ip) {
-                continue;
-            }
+        let resv = self.model.resv_of(self.me());
+        let has_ep = |net: &str, ip| self.model.ep(net, ip).is_some();
+        if resv.iter().all(|(net, ip, _)| has_ep(net, *ip)) {
+            return;
+        }
+        let orphans = super::sweep::orphan_resvs(resv, has_ep, local_ips(&mut local).await);
+        for (net, ip, rev) in orphans {
             if matches!(
                 super::alloc::release_resv(&self.st, &net, ip, rev).await,
                 Ok(true)
@@ -839,7 +848,9 @@ impl Agent {
     async fn republish(&self) -> Result<()> {
         let lease = self.sh.lease.load(Ordering::SeqCst);
         let mut failed = Vec::new();
-        for f in crate::inventory::attachments_everywhere().await {
+        // An incomplete scan fails the pass (retried): skipping the hidden
+        // endpoints would clear `renewed` and let the sweep release them.
+        for f in crate::inventory::attachments_everywhere_complete().await? {
             let Some(net) = names::net_of_bridge(&f.rec.h) else {
                 continue;
             };

@@ -127,7 +127,15 @@ pub async fn claim(
     hold: i64,
 ) -> Result<Endpoint> {
     let mut seed = u64::from(std::process::id()) ^ store::now().rotate_left(17);
+    // Keys whose claim ended in an ambiguous error (an election, a
+    // timeout): etcd may have applied it. Checked before anything else,
+    // so a claim that did happen is this one's result, neither refused as
+    // "in use" nor leaked next to a second address.
+    let mut unsure: Vec<String> = Vec::new();
     for attempt in 0..200u32 {
+        if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
+            return Ok(mine);
+        }
         let ip = match want {
             Want::Given(ip) => ip,
             Want::Auto => {
@@ -195,14 +203,29 @@ pub async fn claim(
         let succeeded = match st.txn("claiming an address", txn).await {
             Ok(r) => r,
             // An election: the claim did not happen; try again.
+            // An election: the claim may or may not have happened (checked
+            // at the top of the next round); try again.
             Err(e) if store::transient(&e) && attempt < 20 => {
+                unsure.push(key.clone());
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
-            Err(e) => return Err(lease_hint(e)),
+            Err(e) => {
+                if store::transient(&e) {
+                    unsure.push(key.clone());
+                }
+                if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
+                    return Ok(mine);
+                }
+                return Err(lease_hint(e));
+            }
         };
         if succeeded {
             return Ok(ep);
+        }
+        // Refused: perhaps by our own earlier, ambiguous attempt.
+        if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
+            return Ok(mine);
         }
         if let Want::Given(ip) = want {
             let holder = st.get(&key).await?;
@@ -229,6 +252,44 @@ pub async fn claim(
         "{}: could not claim an address after 200 tries (too much contention)",
         net.name
     )))
+}
+
+/// The endpoint `held` is the one `ep` wrote: same host, container,
+/// interface and write time (the address may differ: an `auto` retry picks
+/// again).
+fn same_claim(held: &Endpoint, ep: &Endpoint) -> bool {
+    held.host == ep.host
+        && held.container == ep.container
+        && held.ifname == ep.ifname
+        && held.since == ep.since
+}
+
+/// Of the keys an ambiguous error left `unsure`, the first that holds our
+/// own claim (read back). Keys found absent or someone else's are dropped;
+/// keys that cannot be read now stay for the next look.
+async fn applied_after_all(
+    st: &Store,
+    unsure: &mut Vec<String>,
+    ep: &Endpoint,
+) -> Option<Endpoint> {
+    let mut keep = Vec::new();
+    let mut found = None;
+    for key in unsure.drain(..) {
+        if found.is_some() {
+            keep.push(key);
+            continue;
+        }
+        match st.get(&key).await {
+            Ok(Some(v)) => match store::decode::<Endpoint>(&key, &v) {
+                Ok(held) if same_claim(&held, ep) => found = Some(held),
+                _ => {}
+            },
+            Ok(None) => {}
+            Err(_) => keep.push(key),
+        }
+    }
+    *unsure = keep;
+    found
 }
 
 /// What `update` did.
@@ -349,5 +410,42 @@ pub fn lease_hint(e: Error) -> Error {
         ))
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ip: u8) -> Endpoint {
+        Endpoint {
+            ip: Ipv4Addr::new(10, 40, 0, ip),
+            mac: String::new(),
+            host: "pwvh1".into(),
+            container: "pwvc1".into(),
+            ifname: "eth1".into(),
+            hi: None,
+            since: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn a_claim_read_back_is_ours_only_if_it_is_the_same_write() {
+        let mine = ep(2);
+        // The same write, at the address an `auto` round picked.
+        assert!(same_claim(&ep(9), &mine));
+        let mut other = ep(2);
+        other.host = "pwvh2".into();
+        assert!(!same_claim(&other, &mine));
+        let mut other = ep(2);
+        other.container = "pwvc2".into();
+        assert!(!same_claim(&other, &mine));
+        let mut other = ep(2);
+        other.ifname = "eth2".into();
+        assert!(!same_claim(&other, &mine));
+        // An earlier attach of the same container: not this claim.
+        let mut other = ep(2);
+        other.since -= 1;
+        assert!(!same_claim(&other, &mine));
     }
 }

@@ -650,6 +650,11 @@ impl Txn {
         self.failure = ops.into_iter().map(|o| o.0).collect();
         self
     }
+    /// The compares and the success branch, for tests of what is built.
+    #[cfg(test)]
+    pub fn parts(&self) -> (&[Value], &[Value]) {
+        (&self.compare, &self.success)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ pub mod network;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod sweep;
 pub mod underlay;
 
 use crate::error::Result;

@@ -225,7 +225,7 @@ async fn auto_mtu(st: &Store) -> Result<u32> {
 pub async fn delete(opts: &store::EtcdOpts, name: &str) -> Result<()> {
     check_name(name)?;
     let st = Store::connect(opts).await?;
-    let Some(v) = st.get(&store::net_key(name)).await? else {
+    let Some((v, rev)) = st.get_kv(&store::net_key(name)).await? else {
         return Err(Error::bad(
             name,
             "no such network (see `pipework overlay status`)",
@@ -242,25 +242,46 @@ pub async fn delete(opts: &store::EtcdOpts, name: &str) -> Result<()> {
             ),
         ));
     }
-    // Only if still endpoint-free at commit: an attach racing us loses.
-    let txn = Txn::new()
-        .when(vec![
-            Compare::create_revision(&store::ep_prefix(name), CompareOp::Equal, 0).with_prefix(),
-        ])
-        .and_then(vec![
-            TxnOp::delete(&store::net_key(name)),
-            TxnOp::delete(&store::vni_key(spec.vni)),
-            // Addresses still reserved by hosts that are cut off or gone:
-            // the network they were on is no more.
-            TxnOp::delete_prefix(&store::resv_prefix(name)),
-        ]);
-    if !st.txn("delete network", txn).await? {
+    let vni = st.get_kv(&store::vni_key(spec.vni)).await?;
+    if !st
+        .txn("delete network", delete_txn(name, &spec, rev, vni.as_ref()))
+        .await?
+    {
         return Err(Error::bad(
             name,
-            "an endpoint was attached meanwhile; detach it first",
+            "the network changed meanwhile (an endpoint attached, or it was re-created); check `pipework overlay status` and retry",
         ));
     }
     Ok(())
+}
+
+/// Delete network `name` as read at `rev` (`spec`), with the VNI key as
+/// read (`vni`: value, mod revision). Applies only if, at commit, the
+/// network is still that one, no endpoint is attached (an attach racing us
+/// loses) and the VNI key is as read; the VNI key goes only if it names
+/// this network (a VNI taken by another network stays its own).
+fn delete_txn(name: &str, spec: &NetSpec, rev: i64, vni: Option<&(Vec<u8>, i64)>) -> Txn {
+    let vk = store::vni_key(spec.vni);
+    let mut when = vec![
+        Compare::mod_revision(&store::net_key(name), CompareOp::Equal, rev),
+        Compare::create_revision(&store::ep_prefix(name), CompareOp::Equal, 0).with_prefix(),
+    ];
+    let mut ops = vec![
+        TxnOp::delete(&store::net_key(name)),
+        // Addresses still reserved by hosts that are cut off or gone:
+        // the network they were on is no more.
+        TxnOp::delete_prefix(&store::resv_prefix(name)),
+    ];
+    match vni {
+        Some((v, vrev)) => {
+            when.push(Compare::mod_revision(&vk, CompareOp::Equal, *vrev));
+            if v.as_slice() == name.as_bytes() {
+                ops.push(TxnOp::delete(&vk));
+            }
+        }
+        None => when.push(Compare::create_revision(&vk, CompareOp::Equal, 0)),
+    }
+    Txn::new().when(when).and_then(ops)
 }
 
 pub async fn list(st: &Store) -> Result<Vec<NetSpec>> {
@@ -312,18 +333,124 @@ pub async fn host_rm(opts: &store::EtcdOpts, name: &str) -> Result<usize> {
         if h.host != name {
             continue;
         }
-        let txn = Txn::new()
-            .when(vec![Compare::mod_revision(&k, CompareOp::Equal, rev)])
-            .and_then(vec![TxnOp::delete(&k)]);
-        if st.txn("releasing a host's address", txn).await? && k.contains("/resv/") {
-            n += 1;
+        if st
+            .txn("releasing a host's address", host_rm_txn(name, &k, rev))
+            .await?
+        {
+            if k.contains("/resv/") {
+                n += 1;
+            }
+        } else if st.get(&store::host_key(name)).await?.is_some() {
+            // Its agent came back between the check and here: what it
+            // holds is its own again.
+            return Err(Error::bad(
+                name,
+                format!(
+                    "host registered again while being removed ({n} address(es) released before); stop its agent first"
+                ),
+            ));
         }
     }
     Ok(n)
 }
 
+/// Delete `key` (an endpoint or reservation of `host`, read at `rev`) only
+/// if it is unchanged and the host is still not registered at commit: the
+/// one check before the loop would let a host that re-registers meanwhile
+/// lose its addresses.
+fn host_rm_txn(host: &str, key: &str, rev: i64) -> Txn {
+    Txn::new()
+        .when(vec![
+            Compare::mod_revision(key, CompareOp::Equal, rev),
+            Compare::create_revision(&store::host_key(host), CompareOp::Equal, 0),
+        ])
+        .and_then(vec![TxnOp::delete(key)])
+}
+
 #[cfg(test)]
 mod tests {
+    use super::store;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use serde_json::Value;
+
+    /// (target, key, result, revision) of each compare.
+    fn compares(t: &super::Txn) -> Vec<(String, String, String, String)> {
+        let s = |v: &Value, f: &str| v[f].as_str().unwrap_or_default().to_string();
+        t.parts()
+            .0
+            .iter()
+            .map(|c| {
+                let key = B64.decode(s(c, "key")).unwrap_or_default();
+                let rev = if s(c, "target") == "CREATE" {
+                    s(c, "create_revision")
+                } else {
+                    s(c, "mod_revision")
+                };
+                (
+                    s(c, "target"),
+                    String::from_utf8_lossy(&key).into_owned(),
+                    s(c, "result"),
+                    rev,
+                )
+            })
+            .collect()
+    }
+
+    fn deleted(t: &super::Txn) -> Vec<String> {
+        t.parts()
+            .1
+            .iter()
+            .filter_map(|o| o["request_delete_range"]["key"].as_str())
+            .map(|k| String::from_utf8_lossy(&B64.decode(k).unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    fn spec() -> store::NetSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "pwvblue", "subnet": "10.40.0.0/16", "vni": 42, "mtu": 1450, "port": 4789
+        }))
+        .expect("spec")
+    }
+
+    fn has(c: &[(String, String, String, String)], t: &str, k: &str, rev: i64) -> bool {
+        c.iter()
+            .any(|x| x.0 == t && x.1 == k && x.2 == "EQUAL" && x.3 == rev.to_string())
+    }
+
+    #[test]
+    fn host_rm_deletes_only_while_the_host_is_absent() {
+        let key = store::resv_key("pwvblue", "10.40.0.9".parse().unwrap());
+        let t = super::host_rm_txn("pwvh2", &key, 77);
+        let c = compares(&t);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(has(&c, "MOD", &key, 77), "{c:?}");
+        assert!(has(&c, "CREATE", &store::host_key("pwvh2"), 0), "{c:?}");
+        assert_eq!(deleted(&t), vec![key]);
+    }
+
+    #[test]
+    fn network_delete_checks_the_spec_it_read_and_the_vni() {
+        let (nk, vk) = (store::net_key("pwvblue"), store::vni_key(42));
+        let ours = (b"pwvblue".to_vec(), 31);
+        let t = super::delete_txn("pwvblue", &spec(), 30, Some(&ours));
+        let c = compares(&t);
+        assert!(has(&c, "MOD", &nk, 30), "{c:?}");
+        assert!(has(&c, "MOD", &vk, 31), "{c:?}");
+        assert!(has(&c, "CREATE", &store::ep_prefix("pwvblue"), 0), "{c:?}");
+        let d = deleted(&t);
+        assert!(d.contains(&nk) && d.contains(&vk), "{d:?}");
+        // A VNI key naming another network is compared, never deleted.
+        let theirs = (b"pwvred".to_vec(), 40);
+        let t = super::delete_txn("pwvblue", &spec(), 30, Some(&theirs));
+        assert!(has(&compares(&t), "MOD", &vk, 40));
+        assert!(!deleted(&t).contains(&vk));
+        // No VNI key: it must still be absent at commit.
+        let t = super::delete_txn("pwvblue", &spec(), 30, None);
+        assert!(has(&compares(&t), "CREATE", &vk, 0));
+        assert!(!deleted(&t).contains(&vk));
+    }
+
     #[test]
     fn grace_takes_units_and_bounds() {
         use super::parse_grace;
