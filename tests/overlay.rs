@@ -323,8 +323,10 @@ fn overlay_concurrent_auto_attaches_get_distinct_addresses() {
     lab.wait("all remote endpoints programmed", || {
         (0..3).all(|i| lab.entries(i, "green").matches(" dst ").count() >= 32 - 11)
     });
-    // Cross-host reachability, spot-checked.
-    assert_eq!(ping(&cs[0], &ips[31].to_string(), 1).1, 1);
+    // Cross-host reachability, spot-checked (one packet can be lost to a
+    // neighbour still resolving on a loaded machine: until one answers).
+    let far = ips[31].to_string();
+    lab.wait("a ping across hosts", || ping(&cs[0], &far, 1).1 == 1);
     for (i, c) in cs.iter().enumerate() {
         lab.pw_ok(i % 3, &["detach", &format!("netns:{c}")]);
     }
