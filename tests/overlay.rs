@@ -512,8 +512,8 @@ fn overlay_vagrant_provisioning_script() {
         .map(|i| format!("http://{}:2379", lab.addr(i)))
         .collect::<Vec<_>>()
         .join(",");
-    for i in 0..2 {
-        let file = format!("{}/across.toml", states[i]);
+    for (i, st) in states.iter().enumerate().take(2) {
+        let file = format!("{st}/across.toml");
         let host = format!("h{}", i + 1);
         let o = Command::new("ip")
             .args(["netns", "exec", &lab.host(i), BIN, "lab", "down", &file])
