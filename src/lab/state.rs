@@ -34,6 +34,38 @@ pub struct ExecRun {
     /// Lines that exited 0.
     pub ok: usize,
     pub of: usize,
+    /// Whether the first line was started. Saved `false` with the
+    /// container id (one save), so an `up` killed before the first line
+    /// leaves a record the next `up` finishes by running the lines: none
+    /// of them ran, so running them is safe. Records from before this
+    /// field count as begun.
+    #[serde(default = "begun_default")]
+    pub begun: bool,
+    /// Inode of the node's network namespace the lines ran in (0 not
+    /// known): a restarted container has a new one, and its lines are
+    /// run again there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ns: u64,
+}
+
+impl ExecRun {
+    /// The record saved with a new container: `of` lines, none begun.
+    pub fn pending(of: usize) -> ExecRun {
+        ExecRun {
+            ok: 0,
+            of,
+            begun: false,
+            ns: 0,
+        }
+    }
+}
+
+fn begun_default() -> bool {
+    true
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 /// Lab state files live in the state area's `labs` folder (`own`).
@@ -60,4 +92,20 @@ pub fn list() -> Vec<String> {
 /// Whether a lab of this name has state (for `down NAME` without a file).
 pub fn exists(lab: &str) -> bool {
     own::exists(Area::State, FOLDER, lab)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_records_from_before_begun_count_as_begun() {
+        let old: ExecRun = serde_json::from_str(r#"{"ok":0,"of":2}"#).expect("old");
+        assert!(old.begun && old.ns == 0);
+        let p = ExecRun::pending(3);
+        let back: ExecRun =
+            serde_json::from_str(&serde_json::to_string(&p).expect("ser")).expect("de");
+        assert_eq!(back, p);
+        assert!(!back.begun);
+    }
 }
