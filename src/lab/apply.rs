@@ -123,7 +123,10 @@ fn nodes(
             && !rep.started.contains(&n.name)
             && st.containers.contains_key(&n.name)
         {
-            let ino = g.netns.inode()?;
+            let now = super::engine()?
+                .inspect(&container_name(&lab.name, &n.name))?
+                .map(|c| c.state.started_at)
+                .unwrap_or_default();
             match st.exec.get(&n.name) {
                 None => {
                     rep.notes.push(format!(
@@ -133,7 +136,7 @@ fn nodes(
                     rerun.push(n.name.clone());
                 }
                 Some(r) if !r.begun => rerun.push(n.name.clone()),
-                Some(r) if r.ok == r.of && r.ns != 0 && r.ns != ino => {
+                Some(r) if r.ok == r.of && !r.started.is_empty() && r.started != now => {
                     rep.notes.push(format!(
                         "nodes.{}: its container restarted (a new network namespace): its exec lines run again",
                         n.name
@@ -262,7 +265,7 @@ async fn converge(
         if let Some(NodeKind::Image(i)) = lab.nodes.get(n).map(|x| &x.kind)
             && !i.exec.is_empty()
         {
-            exec(lab, n, i, st, inos.get(n).copied().unwrap_or(0))?;
+            exec(lab, n, i, st)?;
             rep.exec.push((n.clone(), i.exec.len()));
         }
     }

@@ -48,10 +48,9 @@ pub fn run(engine: &Engine, name: &str, i: &ImageNode, lab: &str) -> Result<Stri
 
 /// Run node `n`'s `exec` lines in its container, in order; the first
 /// that fails (non-zero exit) is the error, with what it wrote.
-///
-/// `ns` is the inode of the node's network namespace, remembered so that
-/// a restarted container (a new namespace) gets its lines run again.
-pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State, ns: u64) -> Result<()> {
+/// The container's start is remembered with the result, so that a
+/// restarted container (a new namespace) gets its lines run again.
+pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<()> {
     if i.exec.is_empty() {
         return Ok(());
     }
@@ -61,11 +60,15 @@ pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State, ns: u64) -
     // `0/N`, which `status` and the next `up` name (the lines are not run
     // twice: `ip addr add` is not idempotent).
     let of = i.exec.len();
+    let started = engine
+        .inspect(&cname)?
+        .map(|c| c.state.started_at)
+        .unwrap_or_default();
     let run = |ok| state::ExecRun {
         ok,
         of,
         begun: true,
-        ns,
+        started: started.clone(),
     };
     st.exec.insert(n.to_string(), run(0));
     state::save(&lab.name, st)?;

@@ -41,11 +41,13 @@ pub struct ExecRun {
     /// field count as begun.
     #[serde(default = "begun_default")]
     pub begun: bool,
-    /// Inode of the node's network namespace the lines ran in (0 not
-    /// known): a restarted container has a new one, and its lines are
-    /// run again there.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub ns: u64,
+    /// The container's start (the engine's `StartedAt`) the lines ran
+    /// in ("" not known): a restarted container has a new network
+    /// namespace and a new start, and its lines run again there. (Not the
+    /// namespace's inode: the kernel hands a freed one to the next
+    /// namespace at once, so a restart often gets the same number.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started: String,
 }
 
 impl ExecRun {
@@ -55,17 +57,13 @@ impl ExecRun {
             ok: 0,
             of,
             begun: false,
-            ns: 0,
+            started: String::new(),
         }
     }
 }
 
 fn begun_default() -> bool {
     true
-}
-
-fn is_zero(x: &u64) -> bool {
-    *x == 0
 }
 
 /// Lab state files live in the state area's `labs` folder (`own`).
@@ -101,7 +99,7 @@ mod tests {
     #[test]
     fn exec_records_from_before_begun_count_as_begun() {
         let old: ExecRun = serde_json::from_str(r#"{"ok":0,"of":2}"#).expect("old");
-        assert!(old.begun && old.ns == 0);
+        assert!(old.begun && old.started.is_empty());
         let p = ExecRun::pending(3);
         let back: ExecRun =
             serde_json::from_str(&serde_json::to_string(&p).expect("ser")).expect("de");
