@@ -56,6 +56,39 @@ pub fn display(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bytes that a POSIX shell takes literally in an unquoted word.
+fn shell_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'.' | b'_' | b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'/' | b'-'
+        )
+}
+
+/// `s` as one word of a command line a person will paste into a root
+/// shell (doctor's `fix` lines): plain names stay as they are, anything
+/// else is single-quoted, a `'` inside becoming `'\''`. Linux accepts
+/// `$(reboot)`, `;`, backticks and spaces in an interface name, and a
+/// guest chooses its names: quoted, they stay data. Control characters
+/// are quoted too; rendering the line through `display` then makes them
+/// visible without unquoting anything.
+pub fn shell_word(s: &str) -> Cow<'_, str> {
+    if !s.is_empty() && s.bytes().all(shell_plain) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    Cow::Owned(out)
+}
+
 /// Bytes that pass into a host file name unencoded.
 fn plain_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
@@ -193,6 +226,26 @@ mod tests {
             let c = file_component(s);
             assert!(!c.contains('/') && !c.bytes().any(|b| b < 0x20), "{c}");
         }
+    }
+
+    #[test]
+    fn shell_words_are_plain_or_single_quoted() {
+        for s in [
+            "eth0",
+            "vlan-eth0.10",
+            "/var/run/netns/pwy1",
+            "a@b:c,d=e+f%g",
+        ] {
+            assert!(matches!(shell_word(s), Cow::Borrowed(x) if x == s), "{s}");
+        }
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$(reboot)"), "'$(reboot)'");
+        assert_eq!(shell_word(";id>/x"), "';id>/x'");
+        assert_eq!(shell_word("`id`"), "'`id`'");
+        assert_eq!(shell_word("a'b"), r"'a'\''b'");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("~x"), "'~x'");
+        assert_eq!(shell_word("*"), "'*'");
     }
 
     #[test]

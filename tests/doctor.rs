@@ -636,6 +636,41 @@ fn guest_chosen_names_and_forged_records_are_escaped_and_not_followed() {
     assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
 }
 
+/// A guest names its interface `$(id>pwyx)` and takes it down: doctor's
+/// fix names it single-quoted, and the fix pasted into a shell (as an
+/// operator would, here in a scratch directory) brings the link up without
+/// running the guest's command.
+#[test]
+fn a_guest_interface_named_like_a_command_is_quoted_in_the_fix() {
+    if !require_env() {
+        return;
+    }
+    let w = pair(14);
+    let evil = "$(id>pwyx)";
+    w.in_ns(1, &["link", "set", "eth1", "down"]);
+    w.in_ns(1, &["link", "set", "eth1", "name", evil]);
+    let (rc, v) = w.doctor(&[&w.spec(0), &w.spec(1)]);
+    let c = assert_cause(rc, &v, "link-down");
+    let fix = c["fix"].as_str().unwrap_or_default().to_string();
+    assert!(
+        fix.ends_with(&format!("link set dev '{evil}' up")),
+        "the guest's name must be single-quoted: {c}"
+    );
+    let dir = std::env::temp_dir().join(format!("pwy-sh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let o = std::process::Command::new("sh")
+        .args(["-c", &fix])
+        .current_dir(&dir)
+        .output()
+        .expect("sh");
+    let planted = dir.join("pwyx").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.status.success(), "the fix fails: {}", stderr(&o));
+    assert!(!planted, "the guest's command ran from the fix");
+    let link = w.in_ns(1, &["-o", "link", "show", "dev", evil]);
+    assert!(link.contains(",UP"), "the fix did not bring it up: {link}");
+}
+
 #[test]
 fn usage_errors_exit_2_and_change_nothing() {
     if !require_env() {

@@ -386,6 +386,72 @@ topology:
     assert!(st.contains("NOT RUNNING"), "{st}");
 }
 
+/// Exec lines are never silently lost: a node whose container an `up`
+/// left before its first exec line (here: created by hand with the lab's
+/// label, what a SIGKILL right after `docker run` leaves) gets its lines
+/// run by the next `up`, once; a container that restarted (a new network
+/// namespace) gets them run again.
+#[test]
+fn exec_lines_run_after_an_interrupted_up_and_after_a_restart() {
+    if !require_env() {
+        return;
+    }
+    image();
+    let name = uniq("pwl");
+    let d = lab_dir(&name);
+    let _g = Down(name.clone(), Some(d.clone()));
+    let a = format!("{name}-a");
+    let o = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "--network",
+        "none",
+        "--label",
+        &format!("pipework.lab={name}"),
+        IMAGE,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = d.join("e.clab.yml");
+    std::fs::write(
+        &f,
+        format!(
+            r#"name: {name}
+topology:
+  kinds:
+    linux:
+      image: {IMAGE}
+  nodes:
+    a:
+      exec: ["sh -c 'echo ran >> /tmp/order'"]
+    b: {{}}
+  links:
+    - endpoints: ["a:eth1", "b:eth1"]
+"#
+        ),
+    )
+    .expect("write");
+    let f = f.to_str().expect("utf-8");
+    pipework_ok(&["lab", "up", f]);
+    assert_eq!(dexec(&a, &["cat", "/tmp/order"]), "ran\n");
+    let st = stdout(&pipework(&["lab", "status", f]));
+    assert!(st.contains("exec 1/1 ok"), "{st}");
+    // Done once: a second `up` does not run them.
+    pipework_ok(&["lab", "up", f]);
+    assert_eq!(dexec(&a, &["cat", "/tmp/order"]), "ran\n");
+    // Restarted: a new namespace, links rebuilt, exec lines again.
+    let o = docker(&["restart", "-t", "0", &a]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pipework(&["lab", "up", f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("restarted"), "{said}");
+    assert_eq!(dexec(&a, &["cat", "/tmp/order"]), "ran\nran\n");
+    let l = dexec(&a, &["ip", "-o", "link", "show", "dev", "eth1"]);
+    assert!(l.contains("eth1"), "{l}");
+}
+
 #[test]
 fn a_containerlab_bridge_node_is_a_bridge_its_links_join() {
     if !require_env() {

@@ -71,7 +71,9 @@ pub async fn check(r: &mut Report, host: &Side, bridge: &Link, a: &HostEnd, b: &
         );
         return;
     };
-    let pbn = display(&pb.name).into_owned();
+    // The name goes into a command line: quoted for the shell (which
+    // also keeps it one word), not escaped for the terminal.
+    let pbn = crate::untrusted::shell_word(&pb.name).into_owned();
     match verdict(&va, &vb, &pbn) {
         None => r.hop(
             &hop,

@@ -4,7 +4,7 @@
 use super::ends::Side;
 use super::report::Report;
 use super::walk::HostEnd;
-use crate::untrusted::display;
+use crate::untrusted::{display, shell_word};
 use std::net::IpAddr;
 
 /// The smallest MTU along the path against each end's MTU: a frame
@@ -39,7 +39,11 @@ pub fn mtu(r: &mut Report, a: (&Side, &HostEnd), b: Option<(&Side, &HostEnd)>) {
                     "{hop} has MTU {}, but {min_at} has {min}: bigger frames are dropped",
                     e.iface.mtu
                 ),
-                Some(format!("{} link set dev {name} mtu {min}", side.ip_cmd())),
+                Some(format!(
+                    "{} link set dev {} mtu {min}",
+                    side.ip_cmd(),
+                    shell_word(&e.iface.name)
+                )),
             );
         }
     }
@@ -58,7 +62,8 @@ pub fn forward(r: &mut Report, bridge: &str) {
         None => r.hop(&hop, true, "frames between its ports are not dropped"),
         Some(why) => {
             r.hop(&hop, false, why.clone());
-            let c = format!("pipework:{bridge}");
+            let c = shell_word(&format!("pipework:{bridge}")).into_owned();
+            let bridge = shell_word(bridge);
             let chain = if crate::firewall::docker_user_chain() {
                 "DOCKER-USER"
             } else {
@@ -121,7 +126,7 @@ pub async fn route_back(
             Some(format!(
                 "{} route replace {a_src} dev {}",
                 b.ip_cmd(),
-                display(&b_if.name)
+                shell_word(&b_if.name)
             )),
         );
         return false;
@@ -166,7 +171,11 @@ pub async fn route_back(
                 "{} answers {a_src} through {out}, not {shown}, and strict rp_filter drops A's packets on arrival",
                 b.label
             ),
-            Some(format!("{} route replace {a_src} dev {shown}", b.ip_cmd())),
+            Some(format!(
+                "{} route replace {a_src} dev {}",
+                b.ip_cmd(),
+                shell_word(name)
+            )),
         );
     }
     true
@@ -204,6 +213,7 @@ pub async fn macvlan_host(r: &mut Report, host: &Side, guest: &HostEnd, guest_ip
         .map(|a| a.net)
         .find(|n| n.contains(guest_ip))
         .and_then(|n| super::ends::free_addr(host, n, guest_ip));
+    let pw = shell_word(&parent.name);
     r.cause(
         "macvlan-host",
         &hop,
@@ -213,8 +223,8 @@ pub async fn macvlan_host(r: &mut Report, host: &Side, guest: &HostEnd, guest_ip
             guest.kind()
         ),
         Some(match addr {
-            Some(a) => format!("pipework host-shim {pn} {a}"),
-            None => format!("pipework host-shim {pn} <free address>/<len>"),
+            Some(a) => format!("pipework host-shim {pw} {a}"),
+            None => format!("pipework host-shim {pw} <free address>/<len>"),
         }),
     );
 }

@@ -53,7 +53,10 @@ impl Side {
         if self.host {
             "ip".into()
         } else {
-            format!("nsenter --net={} ip", self.ns.path.display())
+            format!(
+                "nsenter --net={} ip",
+                crate::untrusted::shell_word(&self.ns.path.to_string_lossy())
+            )
         }
     }
 }

@@ -99,6 +99,11 @@ fn no_host_address(
             net.network(),
             net.prefix()
         ),
-        free.map(|a| format!("ip addr add {a} dev {name}")),
+        free.map(|a| {
+            format!(
+                "ip addr add {a} dev {}",
+                crate::untrusted::shell_word(&hs.name)
+            )
+        }),
     );
 }

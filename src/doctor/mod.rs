@@ -223,7 +223,11 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
                 "{} sends its replies to {src} out of another interface than {name}, where A's packets arrive; they do not come back",
                 b.label
             ),
-            Some(format!("{} route replace {src} dev {name}", b.ip_cmd())),
+            Some(format!(
+                "{} route replace {src} dev {}",
+                b.ip_cmd(),
+                crate::untrusted::shell_word(&be.iface.name)
+            )),
         );
     }
     verdict::probes(r, a, &a_if, target, nh, port, &seen, neigh);

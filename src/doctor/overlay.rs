@@ -8,7 +8,7 @@
 use super::ends::Side;
 use super::report::Report;
 use crate::overlay::{model::Model, names, state, store};
-use crate::untrusted::display;
+use crate::untrusted::{display, shell_word};
 use std::net::{IpAddr, Ipv4Addr};
 
 fn mac_text(m: &[u8; 6]) -> String {
@@ -54,7 +54,7 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             ),
             Some(format!(
                 "pipework overlay agent --underlay IFACE --name {}",
-                display(&agent.host)
+                shell_word(&agent.host)
             )),
         );
     }
@@ -104,7 +104,8 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             &etcd_hop,
             format!("B's host {peer} is not alive in etcd: its agent is down"),
             Some(format!(
-                "pipework overlay agent --underlay IFACE --name {peer}  (on {peer})"
+                "pipework overlay agent --underlay IFACE --name {}  (on {peer})",
+                shell_word(&ep.host)
             )),
         );
         return;
@@ -162,15 +163,16 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
         ),
     );
     let mut fixes = Vec::new();
+    let vx_word = shell_word(&vx_name);
     if !fdb_ok {
         fixes.push(format!(
-            "bridge fdb replace {m} dev {vx_name} dst {} self permanent",
+            "bridge fdb replace {m} dev {vx_word} dst {} self permanent",
             h.underlay
         ));
     }
     if !neigh_ok {
         fixes.push(format!(
-            "ip neigh replace {b} lladdr {m} dev {vx_name} nud permanent"
+            "ip neigh replace {b} lladdr {m} dev {vx_word} nud permanent"
         ));
     }
     if !fixes.is_empty() {

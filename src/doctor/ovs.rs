@@ -86,7 +86,10 @@ pub fn check(r: &mut Report, a: &HostEnd, b: &HostEnd) {
         // Retagging B's port to A's VLAN is the one-command fix when
         // both are access ports.
         let fix = match (pa.tag, pb.tag) {
-            (Some(t), Some(_)) => Some(format!("ovs-vsctl set Port {} tag={t}", display(&pb.name))),
+            (Some(t), Some(_)) => Some(format!(
+                "ovs-vsctl set Port {} tag={t}",
+                crate::untrusted::shell_word(&pb.name)
+            )),
             _ => None,
         };
         r.cause(

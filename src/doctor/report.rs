@@ -2,7 +2,10 @@
 //! (text for people, `--json` for scripts). Every string here was built by
 //! us; parts read from a guest (link names, aliases) were escaped with
 //! `untrusted::display` when they were put in, so no escape sequence from
-//! a guest reaches the terminal.
+//! a guest reaches the terminal. A `fix` is a command line to paste: its
+//! guest-chosen words were quoted with `untrusted::shell_word` instead
+//! (an escape would not be the name), and the line is escaped for the
+//! terminal only as it is printed.
 use serde::Serialize;
 
 /// The cause kinds `--json` promises (the list, plus
@@ -112,7 +115,7 @@ impl Report {
         for c in &self.causes {
             s.push_str(&format!("cause ({}) at {}: {}\n", c.kind, c.hop, c.detail));
             if let Some(f) = &c.fix {
-                s.push_str(&format!("  fix: {f}\n"));
+                s.push_str(&format!("  fix: {}\n", crate::untrusted::display(f)));
             }
         }
         s

@@ -6,7 +6,7 @@ use super::ends::Side;
 use super::report::Report;
 use crate::netlink::Link;
 use crate::record::Seen;
-use crate::untrusted::display;
+use crate::untrusted::{display, shell_word};
 
 /// Where an end's interface leads on the host.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +68,11 @@ pub async fn end(
             "link-down",
             &hop,
             format!("{name} is down in {}", side.label),
-            Some(format!("{} link set dev {name} up", side.ip_cmd())),
+            Some(format!(
+                "{} link set dev {} up",
+                side.ip_cmd(),
+                shell_word(&iface.name)
+            )),
         );
     }
     // A link with ARP off never answers a neighbour's ARP request: the
@@ -82,7 +86,11 @@ pub async fn end(
                 "{name} in {} has ARP off: it never answers the other end's ARP requests",
                 side.label
             ),
-            Some(format!("{} link set dev {name} arp on", side.ip_cmd())),
+            Some(format!(
+                "{} link set dev {} arp on",
+                side.ip_cmd(),
+                shell_word(&iface.name)
+            )),
         );
     }
     record(r, side, iface, &hop);
@@ -111,7 +119,7 @@ pub async fn end(
                             "link-down",
                             &hop,
                             format!("{pn}, the parent of {name}, is down"),
-                            Some(format!("ip link set dev {pn} up")),
+                            Some(format!("ip link set dev {} up", shell_word(&p.name))),
                         );
                     }
                     out.parent = Some(p);
@@ -204,7 +212,7 @@ async fn veth(
                 side.label,
                 display(&iface.name)
             ),
-            Some(format!("ip link set dev {pn} up")),
+            Some(format!("ip link set dev {} up", shell_word(&peer.name))),
         );
     } else if blocked {
         r.cause(
@@ -234,7 +242,7 @@ async fn veth(
                 "link-down",
                 &bhop,
                 format!("bridge {bn} is down"),
-                Some(format!("ip link set dev {bn} up")),
+                Some(format!("ip link set dev {} up", shell_word(&b.name))),
             );
         }
     }

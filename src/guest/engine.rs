@@ -73,6 +73,10 @@ pub struct State {
     pub pid: u32,
     #[serde(rename = "Status", default)]
     pub status: String,
+    /// When the container last started (RFC 3339, nanoseconds): a
+    /// restart changes it.
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

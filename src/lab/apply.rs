@@ -40,14 +40,18 @@ pub fn dup(ns: &NetNs) -> Result<NetNs> {
 }
 
 /// Resolve every node, starting image nodes that do not run yet (each
-/// start journaled and remembered in the state file at once).
+/// start journaled and remembered in the state file at once). Also the
+/// nodes whose `exec` lines must run although this `up` did not start
+/// them: never begun (an `up` killed before the first line), or begun in
+/// a namespace the container no longer has (it restarted).
 fn nodes(
     lab: &Lab,
     st: &mut state::State,
     j: &mut Journal,
     rep: &mut UpReport,
-) -> Result<BTreeMap<String, Guest>> {
+) -> Result<(BTreeMap<String, Guest>, Vec<String>)> {
     let mut out = BTreeMap::new();
+    let mut rerun = Vec::new();
     for n in lab.nodes.values() {
         if let NodeKind::Image(i) = &n.kind {
             let cname = container_name(&lab.name, &n.name);
@@ -60,6 +64,11 @@ fn nodes(
                 && !st.containers.contains_key(&n.name)
             {
                 st.containers.insert(n.name.clone(), c.id.clone());
+                // Its exec lines run only after this save: none began.
+                if !i.exec.is_empty() {
+                    st.exec
+                        .insert(n.name.clone(), state::ExecRun::pending(i.exec.len()));
+                }
                 state::save(&lab.name, st)?;
             }
             if let Some(c) = &found
@@ -72,6 +81,7 @@ fn nodes(
                     ));
                 }
                 if let Some(r) = st.exec.get(&n.name)
+                    && r.begun
                     && r.ok < r.of
                 {
                     rep.notes.push(format!(
@@ -86,6 +96,13 @@ fn nodes(
                 None => {
                     let id = run(&engine, &cname, i, &lab.name)?;
                     st.containers.insert(n.name.clone(), id.clone());
+                    // In the same save as the id: a kill before the first
+                    // exec line leaves "not begun", which the next `up`
+                    // finishes.
+                    if !i.exec.is_empty() {
+                        st.exec
+                            .insert(n.name.clone(), state::ExecRun::pending(i.exec.len()));
+                    }
                     state::save(&lab.name, st)?;
                     rep.started.push(n.name.clone());
                     let (labn, node) = (lab.name.clone(), n.name.clone());
@@ -101,9 +118,37 @@ fn nodes(
         }
         let g = guest::resolve(&n.guest_spec(&lab.name))
             .map_err(|e| Error::bad(format!("nodes.{}", n.name), e))?;
+        if let NodeKind::Image(i) = &n.kind
+            && !i.exec.is_empty()
+            && !rep.started.contains(&n.name)
+            && st.containers.contains_key(&n.name)
+        {
+            let now = super::engine()?
+                .inspect(&container_name(&lab.name, &n.name))?
+                .map(|c| c.state.started_at)
+                .unwrap_or_default();
+            match st.exec.get(&n.name) {
+                None => {
+                    rep.notes.push(format!(
+                        "nodes.{}: no record of its exec lines (an up was interrupted before them): running them now",
+                        n.name
+                    ));
+                    rerun.push(n.name.clone());
+                }
+                Some(r) if !r.begun => rerun.push(n.name.clone()),
+                Some(r) if r.ok == r.of && !r.started.is_empty() && r.started != now => {
+                    rep.notes.push(format!(
+                        "nodes.{}: its container restarted (a new network namespace): its exec lines run again",
+                        n.name
+                    ));
+                    rerun.push(n.name.clone());
+                }
+                Some(_) => {}
+            }
+        }
         out.insert(n.name.clone(), g);
     }
-    Ok(out)
+    Ok((out, rerun))
 }
 
 /// Converge `lab`; `source` is the file it came from (remembered for
@@ -147,7 +192,7 @@ async fn converge(
     j: &mut Journal,
     rep: &mut UpReport,
 ) -> Result<()> {
-    let guests = nodes(lab, st, j, rep)?;
+    let (guests, rerun) = nodes(lab, st, j, rep)?;
     let mut inos: BTreeMap<String, u64> = BTreeMap::new();
     for (n, g) in &guests {
         inos.insert(n.clone(), g.netns.inode()?);
@@ -216,7 +261,7 @@ async fn converge(
     // Links are up: the `exec` lines of the nodes this run started, in
     // order. A failing line fails the `up`, and the journal takes back
     // everything it made (the node's container included).
-    for n in &rep.started {
+    for n in rep.started.iter().chain(&rerun) {
         if let Some(NodeKind::Image(i)) = lab.nodes.get(n).map(|x| &x.kind)
             && !i.exec.is_empty()
         {

@@ -61,6 +61,9 @@ pub(super) async fn add(
             a.ip = e.addrs.first().map(|x| x.to_string());
             a.ifname = Some(e.ifname.clone());
             a.mtu = u.mtu;
+            // The undo step's handle first: once the attach succeeded,
+            // nothing may fail before the step is recorded.
+            let ns = dup(&g.netns)?;
             let r = overlay_attach(&a, extras).await?.ok_or_else(|| {
                 Error::bad(net, "no such overlay network (see pipework overlay status)")
             })?;
@@ -70,7 +73,6 @@ pub(super) async fn add(
                     "already attached outside this lab; detach it first or use another interface name",
                 ));
             }
-            let ns = dup(&g.netns)?;
             let (labn, id) = (lab.name.clone(), u.id());
             j.record(format!("{} {}", e.node, e.ifname), async move {
                 remove_unit_in(&ns, &labn, &id).await
@@ -106,6 +108,9 @@ pub(super) async fn add(
                 req.mode = HostMode::Macvlan(mode.clone());
             }
             fits(&req, g, kind)?;
+            // The undo step's handle first: once the attach succeeded,
+            // nothing may fail before the step is recorded.
+            let ns = dup(&g.netns)?;
             let r = crate::attach::attach_to(&req, g).await?;
             if r.unchanged {
                 // The same attachment made outside this lab (no lab record
@@ -115,7 +120,6 @@ pub(super) async fn add(
                     "already attached outside this lab; detach it first or use another interface name",
                 ));
             }
-            let ns = dup(&g.netns)?;
             let (labn, id) = (lab.name.clone(), u.id());
             j.record(format!("{} {}", e.node, e.ifname), async move {
                 remove_unit_in(&ns, &labn, &id).await

@@ -547,6 +547,7 @@ topology:
         let d = std::env::temp_dir().join(format!("pwl-binds-{}", std::process::id()));
         std::fs::create_dir_all(d.join("r1")).expect("dir");
         std::fs::write(d.join("r1/frr.conf"), "x").expect("file");
+        let _ = std::os::unix::fs::symlink("/etc/shadow", d.join("r1/shadow"));
         let y = |b: &str| {
             format!(
                 "name: b\ntopology:\n  nodes:\n    r1:\n      image: x\n      binds: [\"{b}\"]\n"
@@ -561,6 +562,9 @@ topology:
             ("r1/nope:/etc/x", "nope"),
             ("r1/frr.conf:etc/x", "etc/x"),
             ("r1/frr.conf:/etc/x:rx", "rx"),
+            // A link a node planted through a read-write bind.
+            ("r1/shadow:/etc/frr/frr.conf", "symbolic link"),
+            ("r1/../../etc/shadow:/x", "'..'"),
         ] {
             let e = parse_yaml(&y(b), &d).expect_err(b).to_string();
             assert!(e.contains(token), "{b}: {e}");

@@ -48,6 +48,8 @@ pub fn run(engine: &Engine, name: &str, i: &ImageNode, lab: &str) -> Result<Stri
 
 /// Run node `n`'s `exec` lines in its container, in order; the first
 /// that fails (non-zero exit) is the error, with what it wrote.
+/// The container's start is remembered with the result, so that a
+/// restarted container (a new namespace) gets its lines run again.
 pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<()> {
     if i.exec.is_empty() {
         return Ok(());
@@ -58,7 +60,17 @@ pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<
     // `0/N`, which `status` and the next `up` name (the lines are not run
     // twice: `ip addr add` is not idempotent).
     let of = i.exec.len();
-    st.exec.insert(n.to_string(), state::ExecRun { ok: 0, of });
+    let started = engine
+        .inspect(&cname)?
+        .map(|c| c.state.started_at)
+        .unwrap_or_default();
+    let run = |ok| state::ExecRun {
+        ok,
+        of,
+        begun: true,
+        started: started.clone(),
+    };
+    st.exec.insert(n.to_string(), run(0));
     state::save(&lab.name, st)?;
     for (k, argv) in i.exec.iter().enumerate() {
         let (code, out) = engine.exec(&cname, argv)?;
@@ -76,6 +88,6 @@ pub fn exec(lab: &Lab, n: &str, i: &ImageNode, st: &mut state::State) -> Result<
             )));
         }
     }
-    st.exec.insert(n.to_string(), state::ExecRun { ok: of, of });
+    st.exec.insert(n.to_string(), run(of));
     state::save(&lab.name, st)
 }

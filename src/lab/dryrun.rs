@@ -36,7 +36,12 @@ fn docker_run(name: &str, i: &ImageNode) -> String {
         v.extend(i.cap_add.iter().map(|c| format!("--cap-add {c}")));
     }
     v.extend(i.binds.iter().map(|b| format!("-v {b}")));
-    v.extend(i.env.iter().map(|e| format!("-e {e}")));
+    // Values stay out of the plan (it is printed, logged, pasted into
+    // issues; env often carries a password): the key is enough to read it.
+    v.extend(i.env.iter().map(|e| match e.split_once('=') {
+        Some((k, _)) => format!("-e {k}=…"),
+        None => format!("-e {e}"),
+    }));
     if let Some(u) = &i.user {
         v.push(format!("--user {u}"));
     }
@@ -236,4 +241,21 @@ pub async fn run(lab: &Lab) -> Result<DryRun> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_are_masked_in_the_plan() {
+        let i = ImageNode {
+            image: "bb".into(),
+            env: vec!["DB_PASSWORD=hunter2".into(), "A=".into(), "BARE".into()],
+            ..Default::default()
+        };
+        let line = docker_run("lab-a", &i);
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(line.contains("-e DB_PASSWORD=… -e A=… -e BARE"), "{line}");
+    }
 }

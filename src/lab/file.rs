@@ -308,11 +308,8 @@ fn bind(b: &str, base: &Path) -> std::result::Result<String, String> {
     {
         return Err(format!("options {o}: ro, rw, z, Z or a propagation mode"));
     }
-    let p = base.join(src);
-    let p = std::path::absolute(&p).map_err(|e| e.to_string())?;
-    if !p.exists() {
-        return Err(format!("{} does not exist", p.display()));
-    }
+    // Never through a symlink (a node may have planted one): see bind_src.
+    let p = super::bind_src::resolve(src, base)?;
     let s = p.display().to_string();
     if s.contains(':') {
         return Err(format!("{s}: a host path with ':' cannot be bound"));

@@ -3,6 +3,7 @@
 //! drivers that exist, converged on every `up`, and removed by `down` from
 //! the signed records alone (the file may have changed or be gone).
 pub mod apply;
+mod bind_src;
 mod build;
 pub mod clab;
 mod container;

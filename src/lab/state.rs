@@ -34,6 +34,36 @@ pub struct ExecRun {
     /// Lines that exited 0.
     pub ok: usize,
     pub of: usize,
+    /// Whether the first line was started. Saved `false` with the
+    /// container id (one save), so an `up` killed before the first line
+    /// leaves a record the next `up` finishes by running the lines: none
+    /// of them ran, so running them is safe. Records from before this
+    /// field count as begun.
+    #[serde(default = "begun_default")]
+    pub begun: bool,
+    /// The container's start (the engine's `StartedAt`) the lines ran
+    /// in ("" not known): a restarted container has a new network
+    /// namespace and a new start, and its lines run again there. (Not the
+    /// namespace's inode: the kernel hands a freed one to the next
+    /// namespace at once, so a restart often gets the same number.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started: String,
+}
+
+impl ExecRun {
+    /// The record saved with a new container: `of` lines, none begun.
+    pub fn pending(of: usize) -> ExecRun {
+        ExecRun {
+            ok: 0,
+            of,
+            begun: false,
+            started: String::new(),
+        }
+    }
+}
+
+fn begun_default() -> bool {
+    true
 }
 
 /// Lab state files live in the state area's `labs` folder (`own`).
@@ -60,4 +90,20 @@ pub fn list() -> Vec<String> {
 /// Whether a lab of this name has state (for `down NAME` without a file).
 pub fn exists(lab: &str) -> bool {
     own::exists(Area::State, FOLDER, lab)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_records_from_before_begun_count_as_begun() {
+        let old: ExecRun = serde_json::from_str(r#"{"ok":0,"of":2}"#).expect("old");
+        assert!(old.begun && old.started.is_empty());
+        let p = ExecRun::pending(3);
+        let back: ExecRun =
+            serde_json::from_str(&serde_json::to_string(&p).expect("ser")).expect("de");
+        assert_eq!(back, p);
+        assert!(!back.begun);
+    }
 }

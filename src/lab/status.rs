@@ -49,6 +49,9 @@ pub async fn run(lab: &Lab) -> Status {
     for n in lab.nodes.values() {
         let exec = match &n.kind {
             NodeKind::Image(i) if !i.exec.is_empty() => Some(match st.exec.get(&n.name) {
+                Some(r) if !r.begun => {
+                    format!("0/{} not run yet (the next up runs them)", r.of)
+                }
                 Some(r) if r.ok < r.of => format!("{}/{} (interrupted)", r.ok, r.of),
                 Some(r) if r.of == i.exec.len() => format!("{}/{} ok", r.ok, r.of),
                 Some(r) => format!("{}/{} ok (the file now has {})", r.ok, r.of, i.exec.len()),
