@@ -532,7 +532,14 @@ impl Agent {
     /// was: the port stays closed to strangers, and the next agent (or
     /// `gc` once no VXLAN device is left) takes it from there.
     async fn guard(&mut self, check: bool) {
+        self.vxlan_guard(check).await;
+        // The guard first: its `contain` chain is what keeps masqueraded
+        // containers off the overlay hosts' underlay addresses
+        // (firewall/guard.rs), so it is in before egress first opens.
         self.egress(check);
+    }
+
+    async fn vxlan_guard(&mut self, check: bool) {
         let ports: BTreeSet<u16> = self
             .devs
             .keys()
