@@ -522,6 +522,29 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     };
     assert_eq!(m(mac(0)), m(mac(1)));
     assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the local gateway answers");
+    // A stale gateway (a network re-created with another --gateway) on
+    // the agent's bridge goes when the agent next builds the network.
+    ok(
+        "ip",
+        &[
+            "-n",
+            &lab.host(0),
+            "addr",
+            "add",
+            "10.53.0.254/24",
+            "dev",
+            "ov-egr",
+        ],
+    );
+    let h0 = lab.host(0);
+    let br0 = move || ok("ip", &["-n", &h0, "-o", "addr", "show", "dev", "ov-egr"]);
+    lab.kill_agent(0);
+    lab.start_agent(0);
+    lab.wait("the restarted agent removes the stale gateway", || {
+        !br0().contains("10.53.0.254/")
+    });
+    assert!(br0().contains("10.53.0.1/24"), "{}", br0());
+    assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the gateway still answers");
     // Never announced: no FDB or neighbour entry for it on the VXLAN.
     assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
 

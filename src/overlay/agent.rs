@@ -442,13 +442,15 @@ impl Agent {
                     entries.extend(self.model.eps_of(&h));
                 }
                 Touched::Ep(n, ip) => {
-                    // This host's first endpoint on a network builds it.
-                    if !self.devs.contains_key(&n)
+                    // This host's first endpoint on a network builds it;
+                    // one on the gateway's address (come or gone) moves
+                    // the gateway off the bridge or back on.
+                    let first = !self.devs.contains_key(&n)
                         && self
                             .model
                             .ep(&n, ip)
-                            .is_some_and(|(e, _)| e.host == self.sh.host)
-                    {
+                            .is_some_and(|(e, _)| e.host == self.sh.host);
+                    if first || self.model.nets.get(&n).is_some_and(|s| s.gw() == ip) {
                         nets.insert(n.clone());
                     }
                     entries.push((n, ip));
