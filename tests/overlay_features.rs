@@ -651,6 +651,34 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
 
+    // An admin's look-alike bridge is used, never given an address nor
+    // stripped of one.
+    let h1 = lab.host(1);
+    ok(
+        "ip",
+        &["-n", &h1, "link", "add", "ov-frn", "type", "bridge"],
+    );
+    ok(
+        "ip",
+        &["-n", &h1, "addr", "add", "10.57.0.254/24", "dev", "ov-frn"],
+    );
+    ok("ip", &["-n", &h1, "link", "set", "ov-frn", "up"]);
+    lab.pw_ok(0, &["overlay", "create", "frn", "--subnet", "10.57.0.0/24"]);
+    let c6 = lab.container("c6");
+    lab.pw_ok(1, &["frn", &format!("netns:{c6}"), "10.57.0.10/24"]);
+    lab.wait("h1's agent builds frn", || {
+        run("ip", &["-n", &h1, "link", "show", "dev", "vx-frn"])
+            .status
+            .success()
+    });
+    let a = ok("ip", &["-n", &h1, "-o", "addr", "show", "dev", "ov-frn"]);
+    assert!(
+        a.contains("10.57.0.254/24") && !a.contains("10.57.0.1/"),
+        "{a}"
+    );
+    lab.pw_ok(1, &["detach", &format!("netns:{c6}")]);
+    lab.pw_ok(0, &["overlay", "delete", "frn"]);
+
     // The last endpoint gone on a host: the table goes there.
     lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
     for c in [&c0, &c2, &c3, &c4, &c5] {
