@@ -46,7 +46,7 @@ fn guard_table(lab: &Lab, i: usize) -> String {
 fn guard_drops(lab: &Lab, i: usize) -> u64 {
     let t = guard_table(lab, i);
     t.lines()
-        .find(|l| l.contains("@hosts4"))
+        .find(|l| l.contains("saddr != @hosts4"))
         .and_then(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let at = w.iter().position(|x| *x == "packets")?;
@@ -256,6 +256,113 @@ fn counted(listing: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a TCP connect from namespace `ns` to `to` completes in 1 s.
+fn connects(ns: &str, to: &str) -> bool {
+    let a: std::net::SocketAddr = to.parse().expect("socket address");
+    in_ns(ns, || {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
+    })
+}
+
+/// A container may reach "the internet" through egress, never the
+/// underlay addresses of overlay hosts: `c2` (network iso, on h0) aims a
+/// VXLAN device of its own at h1's underlay with egr's VNI and port.
+/// Masqueraded to h0's address (a member of h1's guard) its frames would
+/// land in egr on h1; the guard's `contain` chain on h0 drops them, and
+/// TCP to etcd (h1's, and h0's own through the gateway). Flushing that
+/// chain lets the frames through: the check can fail. The agent's
+/// re-install (table deleted) brings the chain back.
+fn containers_stay_off_the_underlay(lab: &Lab, c0: &str, c1ip: &str, c2: &str) {
+    let vx = ok(
+        "ip",
+        &["-d", "-n", &lab.host(1), "link", "show", "dev", "vx-egr"],
+    );
+    let after = |w: &str| {
+        let t: Vec<&str> = vx.split_whitespace().collect();
+        let at = t.iter().position(|x| *x == w).expect(w);
+        t[at + 1].to_string()
+    };
+    let (vni, port) = (after("id"), after("dstport"));
+    let h1 = lab.addr(1);
+    ok(
+        "ip",
+        &[
+            "-n", c2, "link", "add", "vi", "type", "vxlan", "id", &vni, "dstport", &port, "remote",
+            &h1,
+        ],
+    );
+    ok(
+        "ip",
+        &["-n", c2, "addr", "add", "10.53.0.98/24", "dev", "vi"],
+    );
+    ok("ip", &["-n", c2, "link", "set", "vi", "up"]);
+    let c1 = format!("{}c1", lab.p);
+    let knock = || {
+        for _ in 0..3 {
+            let _ = run("ip", &["-n", c2, "neigh", "flush", "dev", "vi"]);
+            ping(c2, c1ip, 1);
+        }
+    };
+    let guard0 = || nft(&lab.host(0), "list table inet pipework_vxlan");
+    let before = counted(&guard0(), "ip daddr @hosts4");
+    knock();
+    assert!(
+        !heard_from(&c1, "10.53.0.98"),
+        "a container's VXLAN frames reached a container on h1"
+    );
+    assert!(
+        counted(&guard0(), "ip daddr @hosts4") > before,
+        "{}",
+        guard0()
+    );
+    // etcd: h1's client port (routed), h0's own (delivered).
+    let etcd_before = counted(&guard0(), "tcp dport 2379-2380");
+    assert!(connects(&lab.host(0), &format!("{h1}:2379")), "etcd is up");
+    assert!(
+        !connects(c0, &format!("{h1}:2379")),
+        "a container reached h1's etcd"
+    );
+    let h0 = lab.addr(0);
+    assert!(
+        !connects(c0, &format!("{h0}:2379")),
+        "a container reached h0's etcd"
+    );
+    assert!(counted(&guard0(), "tcp dport 2379-2380") > etcd_before);
+    // Ordinary egress still works, TCP to the same port included.
+    assert_eq!(ping(c0, "198.51.100.1", 2).1, 2, "egress from h0");
+    assert!(connects(c0, "198.51.100.1:2379"), "egress over TCP");
+
+    // Without the chain the frames land: the check above can fail.
+    nft(&lab.host(0), "flush chain inet pipework_vxlan contain");
+    lab.wait("the frames land in egr on h1 without `contain`", || {
+        knock();
+        heard_from(&c1, "10.53.0.98")
+    });
+    nft(&lab.host(0), "delete table inet pipework_vxlan");
+    lab.wait("h0's agent puts the guard back, `contain` with it", || {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.host(0),
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "pipework_vxlan",
+            ],
+        )
+        .status
+        .success()
+            && guard0().contains("ip daddr @hosts4")
+    });
+    ok("ip", &["-n", &c1, "neigh", "flush", "all"]);
+    knock();
+    assert!(!heard_from(&c1, "10.53.0.98"), "heard after the re-install");
+    ok("ip", &["-n", c2, "link", "del", "vi"]);
+}
+
 fn route(ns: &str) -> String {
     ok("ip", &["-n", ns, "-4", "route", "show"])
 }
@@ -392,7 +499,7 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
             "10.54.0.254",
         ],
     );
-    lab.pw_ok(
+    let o = lab.pw(
         0,
         &[
             "overlay",
@@ -404,6 +511,9 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
             "egr",
         ],
     );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("same host only"), "{e}");
     lab.pw_ok(
         0,
         &[
@@ -478,6 +588,29 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     };
     assert_eq!(m(mac(0)), m(mac(1)));
     assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the local gateway answers");
+    // A stale gateway (a network re-created with another --gateway) on
+    // the agent's bridge goes when the agent next builds the network.
+    ok(
+        "ip",
+        &[
+            "-n",
+            &lab.host(0),
+            "addr",
+            "add",
+            "10.53.0.254/24",
+            "dev",
+            "ov-egr",
+        ],
+    );
+    let h0 = lab.host(0);
+    let br0 = move || ok("ip", &["-n", &h0, "-o", "addr", "show", "dev", "ov-egr"]);
+    lab.kill_agent(0);
+    lab.start_agent(0);
+    lab.wait("the restarted agent removes the stale gateway", || {
+        !br0().contains("10.53.0.254/")
+    });
+    assert!(br0().contains("10.53.0.1/24"), "{}", br0());
+    assert_eq!(ping(&c0, "10.53.0.1", 1).1, 1, "the gateway still answers");
     // Never announced: no FDB or neighbour entry for it on the VXLAN.
     assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
 
@@ -500,14 +633,62 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     let t = nft(&lab.host(0), "list table inet pipework_egress");
     assert!(t.contains("comment \"pipework:ov-egr\""), "{t}");
 
+    // Containers never reach the overlay hosts' underlay addresses.
+    let listener = in_ns(&inet, || {
+        std::net::TcpListener::bind("198.51.100.1:2379").expect("listen")
+    });
+    containers_stay_off_the_underlay(&lab, &c0, &c1ip, &c2);
+    drop(listener);
+
+    // Routed between overlays, never masqueraded: c3 sees c0's address.
+    nft(&c3, "add table ip pwvseen");
+    nft(
+        &c3,
+        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
+    );
+    nft(
+        &c3,
+        "add rule ip pwvseen in ip saddr 10.53.0.10 icmp type echo-request counter",
+    );
+
     // Isolation: egr and iso never meet; alw takes egr's, one way.
     assert_eq!(ping(&c0, "10.54.0.10", 2).1, 0, "egr reached iso");
     assert_eq!(ping(&c2, "10.53.0.10", 2).1, 0, "iso reached egr");
     // (The first reply waited for: ARP through two gateways, under load.)
     lab.wait("alw --allow-from egr", || ping(&c0, "10.55.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
+    let seen = nft(&c3, "list table ip pwvseen");
+    assert!(counted(&seen, "saddr 10.53.0.10 ") >= 2, "{seen}");
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
+
+    // An admin's look-alike bridge is used, never given an address nor
+    // stripped of one.
+    let h1 = lab.host(1);
+    ok(
+        "ip",
+        &["-n", &h1, "link", "add", "ov-frn", "type", "bridge"],
+    );
+    ok(
+        "ip",
+        &["-n", &h1, "addr", "add", "10.57.0.254/24", "dev", "ov-frn"],
+    );
+    ok("ip", &["-n", &h1, "link", "set", "ov-frn", "up"]);
+    lab.pw_ok(0, &["overlay", "create", "frn", "--subnet", "10.57.0.0/24"]);
+    let c6 = lab.container("c6");
+    lab.pw_ok(1, &["frn", &format!("netns:{c6}"), "10.57.0.10/24"]);
+    lab.wait("h1's agent builds frn", || {
+        run("ip", &["-n", &h1, "link", "show", "dev", "vx-frn"])
+            .status
+            .success()
+    });
+    let a = ok("ip", &["-n", &h1, "-o", "addr", "show", "dev", "ov-frn"]);
+    assert!(
+        a.contains("10.57.0.254/24") && !a.contains("10.57.0.1/"),
+        "{a}"
+    );
+    lab.pw_ok(1, &["detach", &format!("netns:{c6}")]);
+    lab.pw_ok(0, &["overlay", "delete", "frn"]);
 
     // The last endpoint gone on a host: the table goes there.
     lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! chain nat { type nat hook postrouting priority srcnat;
-//!   meta nfproto ipv4 ip saddr 10.40.0.0/16 oifname != "ov-a" masquerade comment "pipework:ov-a" }
+//!   meta nfproto ipv4 ip saddr 10.40.0.0/16 oifname != "ov-a" oifname != "ov-*" masquerade comment "pipework:ov-a" }
 //! chain isolate { type filter hook forward priority filter;
 //!   ct state established,related accept
 //!   iifname "ov-b" oifname "ov-a" accept comment "pipework:ov-a"      (a --allow-from b)
@@ -119,7 +119,7 @@ fn ifname(name: &str) -> [u8; 16] {
     b
 }
 
-/// `ip saddr NET oifname != BR masquerade`
+/// `ip saddr NET oifname != BR oifname != "ov-*" masquerade`
 fn masquerade(r: &Routed) -> Msg {
     rule("nat", &format!("pipework:{}", r.bridge), |l| {
         meta(l, NFT_META_NFPROTO);
@@ -142,6 +142,9 @@ fn masquerade(r: &Routed) -> Msg {
         cmp(l, NFT_CMP_EQ, &r.subnet.network().octets());
         meta(l, NFT_META_OIFNAME);
         cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
+        // oifname != "ov-*": routed into another overlay (--allow-from)
+        // keeps its source; only the way out to the underlay is rewritten.
+        cmp(l, NFT_CMP_NEQ, b"ov-");
         expr(l, "masq", |_| {});
     })
 }

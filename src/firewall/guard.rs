@@ -14,7 +14,21 @@
 //! chain members { type filter hook input priority filter; policy accept;
 //!   meta nfproto ipv4 meta l4proto udp udp dport @ports ip saddr != @hosts4 counter drop comment "pipework:vxlan-members"
 //!   meta nfproto ipv6 meta l4proto udp udp dport @ports ip6 saddr != @hosts6 counter drop comment "pipework:vxlan-members" }
+//! chain contain { type filter hook forward priority filter; policy accept;
+//!   iifname "ov-*" ip daddr @hosts4 counter drop comment "pipework:overlay-contain"
+//!   iifname "ov-*" ip6 daddr @hosts6 counter drop comment "pipework:overlay-contain" }
+//! (and in `members`, after the two rules above:)
+//!   iifname "ov-*" udp dport @ports counter drop comment "pipework:overlay-contain"
+//!   iifname "ov-*" tcp dport 2379-2380 counter drop comment "pipework:overlay-contain"
 //! ```
+//!
+//! Why `contain`: egress masquerades a container's traffic to its host's
+//! underlay address, which is in every guard's member set. Without these
+//! drops a container could aim its own VXLAN device at another member's
+//! VXLAN port and inject frames into any network there (or talk to etcd).
+//! Containers have no business with overlay hosts' underlay addresses:
+//! routed from an overlay bridge to one of them, dropped; delivered to
+//! this host from an overlay bridge, VXLAN and etcd's ports are dropped.
 //!
 //! Sets, so a host joining or dying changes one element, not a rule, and a
 //! thousand hosts cost one hash lookup. The whole table is (re)built in one
@@ -28,7 +42,11 @@ use std::net::IpAddr;
 
 pub const TABLE: &str = "pipework_vxlan";
 const CHAIN: &str = "members";
+const CONTAIN: &str = "contain";
 pub const COMMENT: &str = "pipework:vxlan-members";
+const CONTAIN_COMMENT: &str = "pipework:overlay-contain";
+/// etcd's client and peer ports: never from a container.
+const ETCD_PORTS: (u16, u16) = (2379, 2380);
 
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -42,6 +60,8 @@ const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_LOCAL_IN: u32 = 1;
+const NFT_CMP_GTE: u32 = 5;
+const NFT_CMP_LTE: u32 = 3;
 const NFTA_SET_TABLE: u16 = 1;
 const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
@@ -125,51 +145,55 @@ fn split(members: &BTreeSet<IpAddr>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (v4, v6)
 }
 
-fn rule(v6: bool) -> Msg {
+fn meta_cmp(l: &mut Msg, key: u32, op: u32, want: &[u8]) {
+    expr(l, "meta", |e| {
+        e.be32(NFTA_META_DREG, NFT_REG_1);
+        e.be32(NFTA_META_KEY, key);
+    });
+    cmp(l, op, want);
+}
+
+fn cmp(l: &mut Msg, op: u32, data: &[u8]) {
+    expr(l, "cmp", |e| {
+        e.be32(NFTA_CMP_SREG, NFT_REG_1);
+        e.be32(NFTA_CMP_OP, op);
+        e.nest(NFTA_CMP_DATA, |d| d.attr(NFTA_DATA_VALUE, data));
+    });
+}
+
+fn payload(l: &mut Msg, base: u32, at: u32, len: u32) {
+    expr(l, "payload", |e| {
+        e.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+        e.be32(NFTA_PAYLOAD_BASE, base);
+        e.be32(NFTA_PAYLOAD_OFFSET, at);
+        e.be32(NFTA_PAYLOAD_LEN, len);
+    });
+}
+
+/// `… @set` (inverted: `!= @set`) on what register 1 holds.
+fn lookup(l: &mut Msg, s: (&str, u32, u32, u32), inv: bool) {
+    expr(l, "lookup", |e| {
+        e.str(NFTA_LOOKUP_SET, s.0);
+        e.be32(NFTA_LOOKUP_SET_ID, s.1);
+        e.be32(NFTA_LOOKUP_SREG, NFT_REG_1);
+        if inv {
+            e.be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+        }
+    });
+}
+
+/// `iifname "ov-*"`: a compare of the first bytes only, as nft writes a
+/// trailing wildcard (the overlay's bridges are all named so).
+fn from_overlay_bridge(l: &mut Msg) {
+    meta_cmp(l, NFT_META_IIFNAME, NFT_CMP_EQ, b"ov-");
+}
+
+fn rule(chain: &str, comment: &str, body: impl FnOnce(&mut Msg)) -> Msg {
     let mut m = msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
     m.str(NFTA_RULE_TABLE, TABLE);
-    m.str(NFTA_RULE_CHAIN, CHAIN);
-    let (proto, saddr_at, saddr_len, set) = if v6 {
-        (libc::NFPROTO_IPV6 as u8, 8, 16, HOSTS6)
-    } else {
-        (libc::NFPROTO_IPV4 as u8, 12, 4, HOSTS4)
-    };
+    m.str(NFTA_RULE_CHAIN, chain);
     m.nest(NFTA_RULE_EXPRESSIONS, |l| {
-        for (key, want) in [
-            (NFT_META_NFPROTO, proto),
-            (NFT_META_L4PROTO, libc::IPPROTO_UDP as u8),
-        ] {
-            expr(l, "meta", |e| {
-                e.be32(NFTA_META_DREG, NFT_REG_1);
-                e.be32(NFTA_META_KEY, key);
-            });
-            expr(l, "cmp", |e| {
-                e.be32(NFTA_CMP_SREG, NFT_REG_1);
-                e.be32(NFTA_CMP_OP, NFT_CMP_EQ);
-                e.nest(NFTA_CMP_DATA, |d| d.attr(NFTA_DATA_VALUE, &[want]));
-            });
-        }
-        let lookup =
-            |l: &mut Msg, (base, at, len): (u32, u32, u32), s: (&str, u32, u32, u32), inv| {
-                expr(l, "payload", |e| {
-                    e.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
-                    e.be32(NFTA_PAYLOAD_BASE, base);
-                    e.be32(NFTA_PAYLOAD_OFFSET, at);
-                    e.be32(NFTA_PAYLOAD_LEN, len);
-                });
-                expr(l, "lookup", |e| {
-                    e.str(NFTA_LOOKUP_SET, s.0);
-                    e.be32(NFTA_LOOKUP_SET_ID, s.1);
-                    e.be32(NFTA_LOOKUP_SREG, NFT_REG_1);
-                    if inv {
-                        e.be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
-                    }
-                });
-            };
-        // udp dport @ports
-        lookup(l, (NFT_PAYLOAD_TRANSPORT, 2, 2), PORTS, false);
-        // ip saddr != @hosts4 (ip6: != @hosts6)
-        lookup(l, (NFT_PAYLOAD_NETWORK, saddr_at, saddr_len), set, true);
+        body(l);
         expr(l, "counter", |_| {});
         expr(l, "immediate", |e| {
             e.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
@@ -178,8 +202,76 @@ fn rule(v6: bool) -> Msg {
             });
         });
     });
-    m.attr(NFTA_RULE_USERDATA, &udata_with_comment(COMMENT));
+    m.attr(NFTA_RULE_USERDATA, &udata_with_comment(comment));
     m
+}
+
+fn family(v6: bool) -> (u8, u32, (&'static str, u32, u32, u32)) {
+    if v6 {
+        (libc::NFPROTO_IPV6 as u8, 16, HOSTS6)
+    } else {
+        (libc::NFPROTO_IPV4 as u8, 4, HOSTS4)
+    }
+}
+
+/// `udp dport @ports ip saddr != @hosts4 drop` (ip6: `@hosts6`).
+fn members_rule(v6: bool) -> Msg {
+    let (proto, len, set) = family(v6);
+    // The source address: at 12 in an IPv4 header, at 8 in an IPv6 one.
+    let saddr_at = if v6 { 8 } else { 12 };
+    rule(CHAIN, COMMENT, |l| {
+        meta_cmp(l, NFT_META_NFPROTO, NFT_CMP_EQ, &[proto]);
+        meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_UDP as u8]);
+        payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
+        lookup(l, PORTS, false);
+        payload(l, NFT_PAYLOAD_NETWORK, saddr_at, len);
+        lookup(l, set, true);
+    })
+}
+
+/// Forward: `iifname "ov-*" ip daddr @hosts4 drop` (ip6: `@hosts6`).
+fn contain_forward(v6: bool) -> Msg {
+    let (proto, len, set) = family(v6);
+    let daddr_at = if v6 { 24 } else { 16 };
+    rule(CONTAIN, CONTAIN_COMMENT, |l| {
+        from_overlay_bridge(l);
+        meta_cmp(l, NFT_META_NFPROTO, NFT_CMP_EQ, &[proto]);
+        payload(l, NFT_PAYLOAD_NETWORK, daddr_at, len);
+        lookup(l, set, false);
+    })
+}
+
+/// Input, both families: `iifname "ov-*" udp dport @ports drop` and
+/// `iifname "ov-*" tcp dport 2379-2380 drop`.
+fn contain_input() -> [Msg; 2] {
+    let udp = rule(CHAIN, CONTAIN_COMMENT, |l| {
+        from_overlay_bridge(l);
+        meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_UDP as u8]);
+        payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
+        lookup(l, PORTS, false);
+    });
+    let tcp = rule(CHAIN, CONTAIN_COMMENT, |l| {
+        from_overlay_bridge(l);
+        meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_TCP as u8]);
+        payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
+        // Big-endian bytes: compared as bytes, they order as numbers.
+        cmp(l, NFT_CMP_GTE, &ETCD_PORTS.0.to_be_bytes());
+        cmp(l, NFT_CMP_LTE, &ETCD_PORTS.1.to_be_bytes());
+    });
+    [udp, tcp]
+}
+
+fn base_chain(name: &str, hook: u32) -> Msg {
+    let mut ch = msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+    ch.str(NFTA_CHAIN_TABLE, TABLE);
+    ch.str(NFTA_CHAIN_NAME, name);
+    ch.nest(NFTA_CHAIN_HOOK, |h| {
+        h.be32(NFTA_HOOK_HOOKNUM, hook);
+        h.be32(NFTA_HOOK_PRIORITY, 0);
+    });
+    ch.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+    ch.str(NFTA_CHAIN_TYPE, "filter");
+    ch
 }
 
 /// The table with exactly these ports and members, in one transaction:
@@ -190,16 +282,8 @@ pub fn install(ports: &BTreeSet<u16>, members: &BTreeSet<IpAddr>) -> io::Result<
         table_msg(NFT_MSG_DELTABLE, 0),
         table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
     ];
-    let mut ch = msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
-    ch.str(NFTA_CHAIN_TABLE, TABLE);
-    ch.str(NFTA_CHAIN_NAME, CHAIN);
-    ch.nest(NFTA_CHAIN_HOOK, |h| {
-        h.be32(NFTA_HOOK_HOOKNUM, NF_INET_LOCAL_IN);
-        h.be32(NFTA_HOOK_PRIORITY, 0);
-    });
-    ch.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-    ch.str(NFTA_CHAIN_TYPE, "filter");
-    b.push(ch);
+    b.push(base_chain(CHAIN, NF_INET_LOCAL_IN));
+    b.push(base_chain(CONTAIN, NF_INET_FORWARD));
     for s in [PORTS, HOSTS4, HOSTS6] {
         let mut m = msg(NFT_MSG_NEWSET, NLM_F_CREATE);
         m.str(NFTA_SET_TABLE, TABLE);
@@ -215,8 +299,11 @@ pub fn install(ports: &BTreeSet<u16>, members: &BTreeSet<IpAddr>) -> io::Result<
     b.extend(elems(NFT_MSG_NEWSETELEM, PORTS, &port_keys, true));
     b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS4, &v4, true));
     b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS6, &v6, true));
-    b.push(rule(false));
-    b.push(rule(true));
+    b.push(members_rule(false));
+    b.push(members_rule(true));
+    b.extend(contain_input());
+    b.push(contain_forward(false));
+    b.push(contain_forward(true));
     Nl::open()?.batch_all(b)
 }
 
@@ -339,6 +426,17 @@ mod tests {
                 assert!(t.contains("fd00::2"), "{t}");
                 assert_eq!(t.matches(COMMENT).count(), 2, "{t}");
                 assert!(t.contains("saddr != @hosts4"), "{t}");
+                // Containers kept off the underlay (see `contain`).
+                for want in [
+                    "hook forward",
+                    "iifname \"ov-*\" ip daddr @hosts4",
+                    "iifname \"ov-*\" ip6 daddr @hosts6",
+                    "iifname \"ov-*\" udp dport @ports",
+                    "iifname \"ov-*\" tcp dport 2379-2380",
+                ] {
+                    assert!(t.contains(want), "{want}: {t}");
+                }
+                assert_eq!(t.matches(CONTAIN_COMMENT).count(), 4, "{t}");
             }
             // gc: kept while a VXLAN device is here, removed after.
             let rt = tokio::runtime::Builder::new_current_thread()

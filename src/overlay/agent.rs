@@ -451,13 +451,15 @@ impl Agent {
                     entries.extend(self.model.eps_of(&h));
                 }
                 Touched::Ep(n, ip) => {
-                    // This host's first endpoint on a network builds it.
-                    if !self.devs.contains_key(&n)
+                    // This host's first endpoint on a network builds it;
+                    // one on the gateway's address (come or gone) moves
+                    // the gateway off the bridge or back on.
+                    let first = !self.devs.contains_key(&n)
                         && self
                             .model
                             .ep(&n, ip)
-                            .is_some_and(|(e, _)| e.host == self.sh.host)
-                    {
+                            .is_some_and(|(e, _)| e.host == self.sh.host);
+                    if first || self.model.nets.get(&n).is_some_and(|s| s.gw() == ip) {
                         nets.insert(n.clone());
                     }
                     entries.push((n, ip));
@@ -567,7 +569,14 @@ impl Agent {
     /// was: the port stays closed to strangers, and the next agent (or
     /// `gc` once no VXLAN device is left) takes it from there.
     async fn guard(&mut self, check: bool) {
+        self.vxlan_guard(check).await;
+        // The guard first: its `contain` chain is what keeps masqueraded
+        // containers off the overlay hosts' underlay addresses
+        // (firewall/guard.rs), so it is in before egress first opens.
         self.egress(check);
+    }
+
+    async fn vxlan_guard(&mut self, check: bool) {
         let ports: BTreeSet<u16> = self
             .devs
             .keys()

@@ -95,15 +95,19 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
                     .link_by_name(&br)
                     .await?
                     .ok_or_else(|| Error::other(format!("{br} vanished")))?;
-                if made {
+                if !made {
+                    b
+                } else {
                     mark(net_ops, &b, &net.name).await?;
+                    // Read again: the mark (its alias) decides the gateway.
+                    net_ops
+                        .link_by_name(&br)
+                        .await?
+                        .ok_or_else(|| Error::other(format!("{br} vanished")))?
                 }
-                b
             }
         };
-        if gateway {
-            ensure_gateway(net_ops, &bridge, net).await?;
-        }
+        sync_gateway(net_ops, &bridge, net, gateway).await?;
         if let Some(l) = net_ops.link_by_name(&vx).await? {
             let diff = device_diff(net_ops, net, u, &l).await?;
             if diff.is_empty() {
@@ -162,18 +166,33 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
 /// the bridge's name, the same MAC) on every host's bridge. ARP for it is
 /// answered by the local bridge; the VXLAN device (proxy, no neighbour
 /// entry for it) never carries the question across.
-async fn ensure_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec) -> Result<()> {
-    let gw = ipnetwork::IpNetwork::new(net.gw().into(), net.subnet.prefix())
-        .map_err(|e| Error::other(e.to_string()))?;
-    if net_ops
-        .addrs(bridge.index)
-        .await?
-        .iter()
-        .any(|a| a.net == gw)
-    {
+///
+/// Only on a bridge the agent made (its mark): an admin's look-alike is
+/// never given an address. There the gateway is the only IPv4 address the
+/// agent writes, so any other is a stale one (a network re-created with
+/// another subnet or `--gateway`) and goes; with `gateway` false (an
+/// endpoint holds that address) the gateway goes too, or two would answer.
+async fn sync_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec, gateway: bool) -> Result<()> {
+    if !ours(bridge, &net.name) {
         return Ok(());
     }
-    net_ops.add_addr(bridge, gw).await
+    let gw = ipnetwork::IpNetwork::new(net.gw().into(), net.subnet.prefix())
+        .map_err(|e| Error::other(e.to_string()))?;
+    let mut present = false;
+    for a in net_ops.addrs(bridge.index).await? {
+        let ipnetwork::IpNetwork::V4(v4) = a.net else {
+            continue;
+        };
+        if gateway && a.net == gw {
+            present = true;
+        } else {
+            net_ops.del_addr4(bridge, v4.ip(), v4.prefix()).await?;
+        }
+    }
+    if gateway && !present {
+        net_ops.add_addr(bridge, gw).await?;
+    }
+    Ok(())
 }
 
 /// Label a device the agent made for `net` with a signed mark: only
