@@ -26,6 +26,23 @@ mod legacy;
 mod nft;
 mod notrack;
 
+/// How many lines of an `iptables -S` listing are our rule for `bridge`:
+/// they start with `head`, carry our comment (quoted or not, as iptables
+/// prints it) and end with `target`. The one matcher for the accept rule
+/// and the notrack rule.
+fn count_ours(listing: &str, head: &str, bridge: &str, target: &str) -> usize {
+    let c = comment(bridge);
+    let (quoted, bare) = (format!("--comment \"{c}\" "), format!("--comment {c} "));
+    listing
+        .lines()
+        .filter(|l| {
+            l.starts_with(head)
+                && (l.contains(&quoted) || l.contains(&bare))
+                && l.trim_end().ends_with(target)
+        })
+        .count()
+}
+
 fn comment(bridge: &str) -> String {
     format!("pipework:{bridge}")
 }
@@ -130,17 +147,12 @@ impl Filter {
 
     /// How many copies of our rule for `bridge` are in `chain`.
     fn count(&self, chain: &str, bridge: &str) -> usize {
-        let head = format!("-A {chain} -i {bridge} -o {bridge} ");
-        let c = comment(bridge);
-        self.0
-            .lines()
-            .filter(|l| {
-                l.starts_with(&head)
-                    && (l.contains(&format!("--comment \"{c}\" "))
-                        || l.contains(&format!("--comment {c} ")))
-                    && l.trim_end().ends_with("-j ACCEPT")
-            })
-            .count()
+        count_ours(
+            &self.0,
+            &format!("-A {chain} -i {bridge} -o {bridge} "),
+            bridge,
+            "-j ACCEPT",
+        )
     }
 }
 

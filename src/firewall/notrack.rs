@@ -21,7 +21,7 @@
 //! when the bridge has no IPv4 address, and when no iptables rule other
 //! than ours names the bridge (a user's stateful rule for it). `attach
 //! --keep-conntrack` opts out.
-use super::{comment, iptables};
+use super::{comment, count_ours, iptables};
 
 /// The raw table's PREROUTING as `iptables -t raw -S PREROUTING` prints it.
 pub(super) struct Raw(pub(super) String);
@@ -37,16 +37,7 @@ impl Raw {
     /// How many copies of our rule for `bridge` there are.
     pub(super) fn count(&self, bridge: &str) -> usize {
         let head = format!("-A PREROUTING -i {bridge} ");
-        let c = comment(bridge);
-        self.0
-            .lines()
-            .filter(|l| {
-                l.starts_with(&head)
-                    && (l.contains(&format!("--comment \"{c}\" "))
-                        || l.contains(&format!("--comment {c} ")))
-                    && l.trim_end().ends_with("-j CT --notrack")
-            })
-            .count()
+        count_ours(&self.0, &head, bridge, "-j CT --notrack")
     }
 }
 

@@ -14,6 +14,32 @@ use crate::netns::NetNs;
 use crate::request::{Addressing, AttachRequest, HostMode};
 use std::collections::BTreeMap;
 
+/// After an attach for unit `u` at `node:ifname`: refuse an attachment
+/// that was already there (made outside this lab, with no lab record on
+/// it: not ours to take over, nor to remove on `down`), else journal the
+/// unit's removal through `ns`, the handle taken before the attach.
+fn own_unit(
+    j: &mut Journal,
+    lab: &Lab,
+    u: &Unit,
+    node: &str,
+    ifname: &str,
+    ns: NetNs,
+    unchanged: bool,
+) -> Result<()> {
+    if unchanged {
+        return Err(Error::bad(
+            format!("{node}:{ifname}"),
+            "already attached outside this lab; detach it first or use another interface name",
+        ));
+    }
+    let (labn, id) = (lab.name.clone(), u.id());
+    j.record(format!("{node} {ifname}"), async move {
+        remove_unit_in(&ns, &labn, &id).await
+    });
+    Ok(())
+}
+
 /// Build one unit, journaling how to take it away again.
 pub(super) async fn add(
     lab: &Lab,
@@ -67,16 +93,7 @@ pub(super) async fn add(
             let r = overlay_attach(&a, extras).await?.ok_or_else(|| {
                 Error::bad(net, "no such overlay network (see pipework overlay status)")
             })?;
-            if r.unchanged {
-                return Err(Error::bad(
-                    format!("{}:{}", e.node, e.ifname),
-                    "already attached outside this lab; detach it first or use another interface name",
-                ));
-            }
-            let (labn, id) = (lab.name.clone(), u.id());
-            j.record(format!("{} {}", e.node, e.ifname), async move {
-                remove_unit_in(&ns, &labn, &id).await
-            });
+            own_unit(j, lab, u, &e.node, &e.ifname, ns, r.unchanged)?;
         }
         kind => {
             let e = &u.ends[0];
@@ -112,18 +129,7 @@ pub(super) async fn add(
             // nothing may fail before the step is recorded.
             let ns = dup(&g.netns)?;
             let r = crate::attach::attach_to(&req, g).await?;
-            if r.unchanged {
-                // The same attachment made outside this lab (no lab record
-                // on it): not ours to take over, nor to remove on `down`.
-                return Err(Error::bad(
-                    format!("{}:{}", e.node, e.ifname),
-                    "already attached outside this lab; detach it first or use another interface name",
-                ));
-            }
-            let (labn, id) = (lab.name.clone(), u.id());
-            j.record(format!("{} {}", e.node, e.ifname), async move {
-                remove_unit_in(&ns, &labn, &id).await
-            });
+            own_unit(j, lab, u, &e.node, &e.ifname, ns, r.unchanged)?;
         }
     }
     if !u.impair.is_none() {

@@ -182,7 +182,6 @@ impl Net {
     /// Every address of every link, in one dump (a host may have
     /// thousands of links: one request, not one per link).
     pub async fn all_addrs(&self) -> Result<Vec<super::ops::Addr>> {
-        use netlink_packet_route::address::AddressAttribute;
         let msgs: Vec<_> = self
             .handle
             .address()
@@ -191,21 +190,6 @@ impl Net {
             .try_collect()
             .await
             .map_err(|e| nl_err("listing addresses", e))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let ip = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(ip) => Some(*ip),
-                _ => None,
-            });
-            if let Some(ip) = ip
-                && let Ok(net) = ipnetwork::IpNetwork::new(ip, m.header.prefix_len)
-            {
-                out.push(super::ops::Addr {
-                    index: m.header.index,
-                    net,
-                });
-            }
-        }
-        Ok(out)
+        Ok(msgs.iter().filter_map(super::ops::addr_of).collect())
     }
 }

@@ -243,19 +243,7 @@ impl Net {
             .try_collect()
             .await
             .map_err(|e| nl_err("listing addresses", e))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let addr = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(ip) => Some(*ip),
-                _ => None,
-            });
-            if let Some(ip) = addr
-                && let Ok(net) = IpNetwork::new(ip, m.header.prefix_len)
-            {
-                out.push(Addr { index, net });
-            }
-        }
-        Ok(out)
+        Ok(msgs.iter().filter_map(addr_of).collect())
     }
 
     /// Default routes of one family in the main table.
@@ -685,4 +673,18 @@ impl Net {
             .await
             .map_err(|e| nl_err(format!("adding default route via {gw}"), e))
     }
+}
+
+/// One address message as an `Addr` (None without an address attribute):
+/// the one reader for `addrs` and `all_addrs`.
+pub(super) fn addr_of(m: &AddressMessage) -> Option<Addr> {
+    let ip = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    })?;
+    let net = IpNetwork::new(ip, m.header.prefix_len).ok()?;
+    Some(Addr {
+        index: m.header.index,
+        net,
+    })
 }
