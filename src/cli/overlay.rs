@@ -71,8 +71,10 @@ pub enum OverlayCli {
         /// Give containers no default route through the gateway.
         #[arg(long)]
         no_default_route: bool,
-        /// Let containers of network NET reach this network's (repeatable;
-        /// overlay networks are isolated from each other otherwise).
+        /// Let containers of network NET reach this network's, on any host
+        /// (repeatable; new connections one way, replies by conntrack, which
+        /// needs br_netfilter across hosts; overlay networks are isolated
+        /// from each other otherwise).
         #[arg(long = "allow-from", value_name = "NET")]
         allow_from: Vec<String>,
         #[arg(long)]

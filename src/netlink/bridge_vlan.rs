@@ -85,6 +85,29 @@ impl Net {
             })
     }
 
+    /// Hand the bridge's own IPv4 frames to the IPv4 netfilter hooks
+    /// (`ip link set BR type bridge nf_call_iptables 1`): the per-bridge
+    /// form of `net.bridge.bridge-nf-call-iptables`, effective while
+    /// br_netfilter is loaded whatever that sysctl says.
+    pub async fn set_nf_call_iptables(&self, bridge: &Link) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!(
+                "link set {} type bridge nf_call_iptables 1",
+                bridge.name
+            ));
+            return Ok(());
+        }
+        let mut msg = LinkMessage::default();
+        msg.header.index = bridge.index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(true)])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(msg))
+            .await
+            .map_err(|e| nl_err(format!("setting nf_call_iptables on {}", bridge.name), e))
+    }
+
     /// Add (or change) VLANs `lo..=hi` on a bridge port, in one request
     /// (a range is two entries flagged begin and end). `pvid` makes the
     /// VLAN the one untagged frames coming in belong to (only for a single

@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod peers;
+
 /// `pipework overlay agent`'s settings.
 #[derive(Debug)]
 pub struct AgentArgs {
@@ -92,6 +94,10 @@ struct Agent {
     guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>)>,
     /// The egress table as last written (None: not written).
     routed: Option<Vec<crate::firewall::Routed>>,
+    /// Networks built here with no container of theirs, only to route
+    /// to or from an `--allow-from` peer used here (`Model::peer_used`):
+    /// their devices go again with that last need.
+    routes: BTreeSet<String>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -174,6 +180,7 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         events: 0,
         guarded: None,
         routed: None,
+        routes: BTreeSet::new(),
     };
     ag.register().await?;
     log(format_args!(
@@ -435,7 +442,18 @@ impl Agent {
     async fn apply(&mut self, touched: Vec<Touched>) {
         let mut nets = BTreeSet::new();
         let mut entries = Vec::new();
+        // Networks whose endpoints, reservations or definition changed:
+        // their `--allow-from` peers may be needed here, or no longer.
+        let mut touched_nets = BTreeSet::new();
+        let mut defs_changed = false;
         for t in touched {
+            match &t {
+                Touched::Net(n) | Touched::Ep(n, _) | Touched::Resv(n, _) => {
+                    defs_changed |= matches!(t, Touched::Net(_));
+                    touched_nets.insert(n.clone());
+                }
+                Touched::Host(_) => {}
+            }
             match t {
                 Touched::Net(n) => {
                     nets.insert(n);
@@ -477,6 +495,7 @@ impl Agent {
                 }
             }
         }
+        self.peer_changes(&mut nets, &touched_nets, defs_changed);
         let graces: Vec<u64> = nets
             .iter()
             .filter_map(|n| self.model.nets.get(n).map(|s| s.grace))
@@ -659,6 +678,7 @@ impl Agent {
         self.build_all
             || self.build.contains(net)
             || self.model.used_by(net, self.me())
+            || self.model.peer_used(net, self.me())
             // Built before (a restarted agent): keep it in sync.
             || matches!(self.net.link_by_name(&names::bridge(net)).await, Ok(Some(_)))
     }
@@ -668,10 +688,14 @@ impl Agent {
     async fn sync_net(&mut self, name: &str) {
         let Some(spec) = self.model.nets.get(name).cloned() else {
             // Deleted: its devices go once unused.
+            self.routes.remove(name);
             self.devs.remove(name);
             let _ = fdb::remove_if_unused(&self.net, name).await;
             return;
         };
+        if !self.route_need(name).await {
+            return;
+        }
         if !self.wanted_here(name).await {
             self.devs.remove(name);
             return;
@@ -696,6 +720,7 @@ impl Agent {
                 ));
             }
             let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
+            self.track_bridged(name).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
             self.devs.insert(
@@ -780,15 +805,27 @@ impl Agent {
             }
         }
         // Networks this host began to use while a build failed.
-        let pending: Vec<String> = self
+        let pending: BTreeSet<String> = self
             .model
             .nets
             .keys()
-            .filter(|n| !self.devs.contains_key(*n) && self.model.used_by(n, &self.sh.host))
+            .filter(|n| {
+                !self.devs.contains_key(*n)
+                    && (self.model.used_by(n, &self.sh.host)
+                        || self.model.peer_used(n, &self.sh.host))
+            })
+            .chain(self.routes.iter().filter(|n| !self.devs.contains_key(*n)))
             .cloned()
             .collect();
         for n in pending {
             self.sync_net(&n).await;
+        }
+        // An admin's `nf_call_iptables 0` put right (peers/track_bridged).
+        let joined: Vec<String> = self.devs.keys().cloned().collect();
+        for n in joined {
+            if let Err(e) = self.track_bridged(&n).await {
+                log(format_args!("{n}: {e}"));
+            }
         }
         self.guard(true).await;
         for c in self.model.conflicts() {

@@ -202,7 +202,7 @@ async fn mark(net_ops: &Net, l: &Link, net: &str) -> Result<()> {
     net_ops.set_alias(l, &alias).await
 }
 
-fn ours(l: &Link, net: &str) -> bool {
+pub(super) fn ours(l: &Link, net: &str) -> bool {
     crate::inventory::mark_of(l).is_some_and(|m| m.m == MarkKind::Overlay && m.of == net)
 }
 

@@ -99,13 +99,6 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     spec.gw()
                 );
             }
-            if !spec.allow_from.is_empty() {
-                // Each host routes through its own gateway: across hosts the
-                // reply comes back through another, which has no flow for it.
-                eprintln!(
-                    "pipework: note: --allow-from works between containers on the same host only"
-                );
-            }
             Ok(0)
         }
         OverlayCmd::Delete { name, etcd } => {

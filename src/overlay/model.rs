@@ -182,6 +182,33 @@ impl Model {
             .any(|ix| ix.get(me).is_some_and(|s| s.iter().any(|(n, _)| n == net)))
     }
 
+    /// The networks joined to `net` by an `--allow-from`, either way: the
+    /// ones it may route to (they allow it) and the ones it routes replies
+    /// back to (it allows them). Network definitions are few: a scan.
+    pub fn peers(&self, net: &str) -> Vec<String> {
+        let Some(spec) = self.nets.get(net) else {
+            return Vec::new();
+        };
+        self.nets
+            .iter()
+            .filter(|(n, s)| {
+                *n != net
+                    && (spec.allow_from.iter().any(|f| f == *n)
+                        || s.allow_from.iter().any(|f| f == net))
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Whether host `me` must route into or out of `net` although no
+    /// container of `net` is here: a network it uses is a peer of `net`
+    /// (see `peers`). Each host routes at its own anycast gateway, so the
+    /// sender's host needs the destination's subnet (A→B) and the
+    /// receiver's host the sender's (B's replies to A).
+    pub fn peer_used(&self, net: &str, me: &str) -> bool {
+        self.peers(net).iter().any(|p| self.used_by(p, me))
+    }
+
     /// The reservations of `host`, as (network, address, revision).
     pub fn resv_of(&self, host: &str) -> Vec<(String, Ipv4Addr, i64)> {
         self.resv_by_host
@@ -278,5 +305,35 @@ mod tests {
         assert_eq!(m.apply(&format!("{r}vni/5"), Some(b"n"), 9), None);
         m.apply(&format!("{r}ep/n/10.1.0.1"), Some(b"{"), 10);
         assert_eq!(m.ep_count(), 0);
+    }
+
+    fn net(name: &str, subnet: &str, allow: &[&str]) -> Vec<u8> {
+        let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            r#"{{"name":"{name}","subnet":"{subnet}","vni":1,"mtu":1450,"mtu_auto":false,"port":4789,"grace":60,"gateway":null,"no_default_route":false,"allow_from":[{}]}}"#,
+            allow.join(",")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn peers_are_joined_by_allow_from_either_way_and_needed_where_used() {
+        let r = store::ROOT;
+        let m = Model::from_kvs(vec![
+            (format!("{r}net/a"), net("a", "10.1.0.0/24", &[]), 1),
+            (format!("{r}net/b"), net("b", "10.2.0.0/24", &["a"]), 2),
+            (format!("{r}net/c"), net("c", "10.3.0.0/24", &[]), 3),
+            (format!("{r}ep/a/10.1.0.5"), ep("10.1.0.5", "h1"), 4),
+            (format!("{r}ep/b/10.2.0.5"), ep("10.2.0.5", "h2"), 5),
+            (format!("{r}ep/c/10.3.0.5"), ep("10.3.0.5", "h3"), 6),
+        ]);
+        assert_eq!(m.peers("a"), vec!["b".to_string()]);
+        assert_eq!(m.peers("b"), vec!["a".to_string()]);
+        assert!(m.peers("c").is_empty() && m.peers("nosuch").is_empty());
+        // h1 (a's sender) needs b; h2 (b's) needs a for its replies.
+        assert!(m.peer_used("b", "h1") && m.peer_used("a", "h2"));
+        // c is joined to nothing: needed nowhere but where it is used.
+        assert!(!m.peer_used("c", "h1") && !m.peer_used("a", "h3"));
+        assert!(!m.peer_used("b", "h3") && !m.peer_used("a", "h1"));
     }
 }
