@@ -77,8 +77,13 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
             let want = view.desired(&n.name, &agent.host);
             let d = match host.link_by_name(&names::vxlan(&n.name)).await? {
                 Some(vx) => fdb::drift(&want, &host.vxlan_entries(vx.index).await?),
-                // Built only where used: nothing is missing elsewhere.
-                None if !view.used_by(&n.name, &agent.host) => continue,
+                // Built only where used (or routed for an --allow-from
+                // peer used here): nothing is missing elsewhere.
+                None if !view.used_by(&n.name, &agent.host)
+                    && !view.peer_used(&n.name, &agent.host) =>
+                {
+                    continue;
+                }
                 None => fdb::Drift {
                     missing: vec![format!(
                         "device {} (is the agent running?)",
