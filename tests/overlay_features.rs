@@ -838,7 +838,9 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     // FORWARD itself (dockerd's chain for users is DOCKER-USER).
     assert_eq!(a0.len(), 10, "{a0:#?}");
     assert!(a0.iter().all(|l| l.starts_with("-A DOCKER-USER ")));
-    assert_eq!(accepts(&h1).len(), 3, "{:#?}", accepts(&h1));
+    // h1: egr's three, and alw's four: alw allows egr, so h1 (c1 of
+    // egr) also routes into alw (cross-host --allow-from).
+    assert_eq!(accepts(&h1).len(), 7, "{:#?}", accepts(&h1));
     let fw = nft(&h1, "list chain inet pwkfw pwfwd");
     assert_eq!(native(&h1), 3, "{fw}");
     for want in [
@@ -870,13 +872,18 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     assert_eq!(ping(&c2, "10.57.0.10", 2).1, 0, "iso reached egr");
     lab.wait("alw --allow-from egr", || ping(&c0, "10.59.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.59.0.10", 2).1, 2, "alw --allow-from egr");
+    // Across hosts too, through both FORWARD drops (c1 on h1, c3 on h0).
+    lab.wait("alw --allow-from egr across hosts", || {
+        ping(&c1, "10.59.0.10", 1).1 == 1
+    });
     assert_eq!(ping(&c3, "10.57.0.10", 2).1, 0, "alw reached egr");
+    assert_eq!(ping(&c3, "10.57.0.11", 2).1, 0, "alw reached egr on h1");
     assert_eq!(ping(&c2, "10.59.0.10", 2).1, 0, "iso reached alw");
 
     // Flushed: the agent's check puts them back (and only once).
     assert!(ipt(&h1, &["-F", "DOCKER-USER"]).status.success());
     assert_eq!(ping(&c1, "198.51.100.1", 1).1, 0, "flushed: dropped");
-    lab.wait("the check re-adds the accepts", || accepts(&h1).len() == 3);
+    lab.wait("the check re-adds the accepts", || accepts(&h1).len() == 7);
     assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress again");
     lab.wait("c1 reaches c0 again", || ping(&c1, "10.57.0.10", 1).1 == 1);
     nft(&h1, "flush chain inet pwkfw pwfwd");

@@ -720,7 +720,6 @@ impl Agent {
                 ));
             }
             let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
-            self.track_bridged(name).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
             self.devs.insert(
@@ -733,6 +732,11 @@ impl Agent {
             r.map(|_| ())
         }
         .await;
+        // Not part of the entries: a failure is logged, tried again at
+        // the next kernel check.
+        if let Err(e) = self.track_bridged(name).await {
+            log(format_args!("{name}: {e}"));
+        }
         match done {
             Ok(()) => {
                 self.unsure.remove(name);
