@@ -131,8 +131,9 @@ fn internet(lab: &mut Lab) {
 /// bridge setting the replies are dropped (the check can fail); a
 /// restarted agent puts it back. A network created later with
 /// `--allow-from ala` is built where ala is used and goes with its
-/// deletion; the devices built for a peer go with the last endpoint that
-/// needed them, and their rules with them.
+/// deletion; the devices of joined networks go with the last endpoint
+/// that needed them, and their rules with them, also when the agent was
+/// SIGKILLed meanwhile (the next one finishes).
 #[test]
 fn overlay_allow_from_across_hosts() {
     if !require_env() {
@@ -310,25 +311,35 @@ fn overlay_allow_from_across_hosts() {
     });
     assert!(!egress_table(&lab, 0).contains("ov-ald"));
 
-    // The devices built for a peer go with the last endpoint needing
-    // them, their rules with them; the networks' own stay until deleted.
+    // The devices of joined networks go with the last endpoint needing
+    // them (a peer's, or their own), their rules with them.
     drop((la, lb, lc));
     lab.pw_ok(1, &["detach", &format!("netns:{b}")]);
-    lab.wait("h1 removes ala with alb's last endpoint", || {
-        !has_link(&lab, 1, "ov-ala") && !has_link(&lab, 1, "vx-ala")
-    });
-    lab.wait("and its rules", || {
-        !egress_table(&lab, 1).contains("pipework:ov-ala")
-    });
+    for dev in ["ov-ala", "vx-ala", "ov-alb", "vx-alb"] {
+        lab.wait("h1 removes ala and alb with alb's last endpoint", || {
+            !has_link(&lab, 1, dev)
+        });
+    }
+    lab.wait("and their rules", || egress_table(&lab, 1).is_empty());
     assert!(has_link(&lab, 0, "ov-alb"), "h0's ala still routes to alb");
+    // A SIGKILLed agent leaves them; the next one finishes.
+    lab.kill_agent(0);
     lab.pw_ok(0, &["detach", &format!("netns:{a}")]);
-    lab.wait("h0 removes alb with ala's last endpoint", || {
-        !has_link(&lab, 0, "ov-alb") && !has_link(&lab, 0, "vx-alb")
+    assert!(has_link(&lab, 0, "ov-alb") && has_link(&lab, 0, "ov-ala"));
+    lab.wait("h0's lease lapses", || {
+        !lab.etcdctl(&["get", "/pipework/overlay/host/h0"])
+            .contains("h0")
     });
-    lab.wait("and its rules", || {
-        !egress_table(&lab, 0).contains("pipework:ov-alb")
-    });
+    lab.start_agent(0);
+    for dev in ["ov-ala", "vx-ala", "ov-alb", "vx-alb"] {
+        lab.wait("the next agent on h0 removes them", || {
+            !has_link(&lab, 0, dev)
+        });
+    }
+    lab.wait("and their rules", || egress_table(&lab, 0).is_empty());
+    // alc, joined to nothing, keeps its devices until its deletion.
     lab.pw_ok(2, &["detach", &format!("netns:{c}")]);
+    assert!(has_link(&lab, 2, "ov-alc"));
     for n in ["ala", "alb", "alc"] {
         lab.pw_ok(0, &["overlay", "delete", n]);
     }

@@ -820,6 +820,7 @@ impl Agent {
             })
             .chain(self.routes.iter().filter(|n| !self.devs.contains_key(*n)))
             .cloned()
+            .chain(self.unneeded())
             .collect();
         for n in pending {
             self.sync_net(&n).await;

@@ -26,12 +26,13 @@
 //!   dropped (fail closed) and the agent says so once.
 //!   (A plain pipework bridge may skip conntrack, firewall/notrack.rs;
 //!   overlay bridges never do.)
-//! - A device built only for a peer goes again with its last need (the
-//!   peer's last endpoint here leaves, or the relation goes with a
-//!   network's deletion); only a device the agent made (its mark) and with
-//!   no container on it. A killed agent leaves it like any device it
-//!   built: the next one keeps it in sync while the network exists, and
-//!   removes it with the network.
+//! - The devices of a network joined by `--allow-from` go with their last
+//!   need here (its own last endpoint or reservation, or the last one of
+//!   a peer it routes for), or with the network's deletion; only devices
+//!   the agent made (their mark) and with no container on the bridge.
+//!   A killed agent leaves them; the next one, at its first sync, finds
+//!   them unneeded and removes them the same way. (A network joined to
+//!   nothing keeps its devices until its deletion, as before.)
 use super::{Agent, log};
 use crate::error::Result;
 use std::collections::BTreeSet;
@@ -54,23 +55,38 @@ impl Agent {
             self.routes.insert(net.to_string());
             return true;
         }
-        if !self.routes.contains(net) {
+        // Unneeded. A network joined to nothing keeps its devices until
+        // its deletion, as always; one joined by --allow-from loses them
+        // now, whoever built them (this agent for a peer, or a killed one:
+        // nothing else tells the two apart), unless a container is still
+        // on the bridge.
+        if !self.routes.contains(net) && self.model.peers(net).is_empty() {
             return true;
         }
-        self.devs.remove(net);
         match super::fdb::remove_if_unused(&self.net, net).await {
-            Ok(gone) => {
+            Ok(true) => {
                 self.routes.remove(net);
-                if gone {
+                if self.devs.remove(net).is_some() {
                     log(format_args!(
-                        "{net}: no network here routes to or from it any more: devices removed"
+                        "{net}: not used here, no network here routes to or from it: devices removed"
                     ));
                 }
+                false
+            }
+            // A container on it whose endpoint etcd does not show (yet):
+            // kept in sync as before.
+            Ok(false) => {
+                self.routes.remove(net);
+                true
             }
             // Kept in `routes`: the next kernel check tries again.
-            Err(e) => log(format_args!("{net}: removing its devices: {e}")),
+            Err(e) => {
+                log(format_args!("{net}: removing its devices: {e}"));
+                self.routes.insert(net.to_string());
+                self.devs.remove(net);
+                false
+            }
         }
-        false
     }
 
     /// The peers of the networks in `touched` (and after `defs_changed`,
@@ -82,8 +98,13 @@ impl Agent {
         touched: &BTreeSet<String>,
         defs_changed: bool,
     ) {
-        let mut candidates: BTreeSet<String> =
-            touched.iter().flat_map(|n| self.model.peers(n)).collect();
+        // The touched networks themselves too: one whose last endpoint
+        // here left may be unneeded now.
+        let mut candidates: BTreeSet<String> = touched
+            .iter()
+            .flat_map(|n| self.model.peers(n))
+            .chain(touched.iter().cloned())
+            .collect();
         if defs_changed {
             // A definition came, changed or went (rare): look at all.
             candidates.extend(self.model.nets.keys().cloned());
@@ -92,7 +113,8 @@ impl Agent {
         for n in candidates {
             let need = self.local_need(&n) || self.model.peer_used(&n, self.me());
             let have = self.devs.contains_key(&n);
-            if (need && !have) || (!need && self.routes.contains(&n)) {
+            let goes = self.routes.contains(&n) || (have && !self.model.peers(&n).is_empty());
+            if (need && !have) || (!need && goes) {
                 nets.insert(n);
             }
         }
@@ -119,5 +141,21 @@ impl Agent {
             ));
         }
         self.net.set_nf_call_iptables(&b).await
+    }
+
+    /// Networks joined by `--allow-from` whose devices are here but no
+    /// longer needed: for the kernel check (a detach removes its link
+    /// after its endpoint, so the event may find the container still on
+    /// the bridge).
+    pub(super) fn unneeded(&self) -> Vec<String> {
+        self.devs
+            .keys()
+            .filter(|n| {
+                !self.local_need(n)
+                    && !self.model.peer_used(n, self.me())
+                    && !self.model.peers(n).is_empty()
+            })
+            .cloned()
+            .collect()
     }
 }
