@@ -197,11 +197,10 @@ fn overlay_allow_from_across_hosts() {
         assert!(!has_link(&lab, i, dev), "h{i} built {dev}");
     }
     assert!(!details(&lab, 2, "ov-alc").contains("nf_call_iptables 1"));
-    let t = egress_table(&lab, 0);
-    assert!(
-        t.contains("iifname \"ov-ala\" oifname \"ov-alb\" accept comment \"pipework:ov-alb\""),
-        "{t}"
-    );
+    lab.wait("h0 lets ala into alb", || {
+        egress_table(&lab, 0)
+            .contains("iifname \"ov-ala\" oifname \"ov-alb\" accept comment \"pipework:ov-alb\"")
+    });
 
     // Routed, never masqueraded: b sees a's address.
     nft(&b, "add table ip pwvseen");
@@ -309,7 +308,9 @@ fn overlay_allow_from_across_hosts() {
     lab.wait("h0 removes ald with its deletion", || {
         !has_link(&lab, 0, "ov-ald") && !has_link(&lab, 0, "vx-ald")
     });
-    assert!(!egress_table(&lab, 0).contains("ov-ald"));
+    lab.wait("and its rules", || {
+        !egress_table(&lab, 0).contains("ov-ald")
+    });
 
     // The devices of joined networks go with the last endpoint needing
     // them (a peer's, or their own), their rules with them.
