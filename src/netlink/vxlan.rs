@@ -200,8 +200,9 @@ impl Net {
                     continue;
                 }
                 match mac_and_dst(&m) {
-                    // The kernel's own IPv6 link-local neighbours are not
-                    // entries anyone wrote.
+                    // The kernel's own link-local and multicast (MLD, its
+                    // solicited-node groups) neighbours: nobody wrote them.
+                    (Some(_), Some(ip)) if ip.is_multicast() => {}
                     (Some(_), Some(IpAddr::V6(ip))) if ip.is_unicast_link_local() => {}
                     (Some(mac), Some(ip)) => {
                         out.neigh.insert(ip, mac);
