@@ -422,3 +422,75 @@ fn overlay_dual_bad_input_and_cni() {
     lab.pw_ok(0, &["detach", &format!("netns:{c1}")]);
     lab.pw_ok(0, &["overlay", "delete", "dual"]);
 }
+
+/// Start host `i`'s agent with an IPv6 underlay address (the lab's own
+/// agents use eth0's IPv4 one), kept in `lab.agents` so the lab stops it.
+fn agent_on_ipv6(lab: &mut Lab, i: usize) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("/tmp/{}-agent{i}.log", lab.p))
+        .expect("log");
+    let ul = format!("fd00:{}::{}", lab.sub, i + 1);
+    let c = Command::new("ip")
+        .args(["netns", "exec", &lab.host(i), BIN, "overlay", "agent"])
+        .args(["--underlay", &ul, "--name", &format!("h{i}"), "--ttl", "3"])
+        .env("PIPEWORK_ETCD", &lab.urls)
+        .env("PIPEWORK_OVERLAY_CHECK", "2")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("agent");
+    lab.agents.push(Some(c));
+    let key = format!("/pipework/overlay/host/h{i}");
+    lab.wait("agent registration", || {
+        lab.etcdctl(&["get", &key]).contains(&ul)
+    });
+}
+
+/// An IPv6 underlay: VXLAN over IPv6 between hosts, `--mtu auto` takes
+/// its 70 bytes (1500 - 70 = 1430), the FDB entries point at IPv6 VTEPs,
+/// and a dual-stack network works across it, DF at the MTU included.
+#[test]
+fn overlay_dual_stack_over_an_ipv6_underlay() {
+    if !require_env() {
+        return;
+    }
+    let mut lab = Lab::bare("6c", 163);
+    lab.start_etcd();
+    for i in 0..2 {
+        let h = lab.host(i);
+        let a = format!("fd00:{}::{}/64", lab.sub, i + 1);
+        ok("ip", &["-n", &h, "addr", "add", &a, "dev", "eth0", "nodad"]);
+        agent_on_ipv6(&mut lab, i);
+    }
+    let created = lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "u6",
+            "--subnet",
+            "10.64.0.0/24",
+            "--subnet6",
+            "fd64::/64",
+        ],
+    );
+    assert!(created.contains("mtu 1430"), "{created}");
+    let c0 = lab.container("c0");
+    let c1 = lab.container("c1");
+    lab.pw_ok(0, &["u6", &format!("netns:{c0}"), "auto"]);
+    lab.pw_ok(1, &["u6", &format!("netns:{c1}"), "auto"]);
+    assert!(links(&c1).contains("mtu 1430"), "{}", links(&c1));
+    lab.wait("c0 pings c1 over IPv6", || ping(&c0, "fd64::3", 1).1 == 1);
+    assert_eq!(ping(&c0, "10.64.0.3", 3), (3, 3));
+    assert_eq!(ping(&c1, "fd64::2", 3), (3, 3));
+    let e = lab.entries(0, "u6");
+    assert!(e.contains("02:77:0a:40:00:03 dst fd00:163::2"), "{e}");
+    let ip1: std::net::Ipv4Addr = "10.64.0.3".parse().expect("ip");
+    assert_eq!(df_ping(&c0, ip1, 1430), Ok(true));
+    assert_eq!(df_ping(&c0, ip1, 1431), Err(libc::EMSGSIZE));
+    lab.pw_ok(0, &["detach", &format!("netns:{c0}")]);
+    lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
+    lab.pw_ok(0, &["overlay", "delete", "u6"]);
+}
