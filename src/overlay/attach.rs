@@ -1,9 +1,10 @@
 //! `pipework NET $CID IP/LEN|auto [--ip IP6/LEN]`: the classic form with an
 //! overlay network's name as host side. `auto` claims one address of each
 //! family the network has; static addresses are one per family (the
-//! second as `--ip`, as the classic form takes extra addresses). The address is claimed in etcd first (under
-//! this host's lease), then the ordinary bridge driver plugs the container
-//! into the agent's bridge for NET; a failed attach gives the address back.
+//! second as `--ip`, as the classic form takes extra addresses). The
+//! addresses are claimed in etcd first (under this host's lease, in one
+//! transaction), then the ordinary bridge driver plugs the container into
+//! the agent's bridge for NET; a failed attach gives them back.
 use super::alloc::{self, Want};
 use super::endpoint::Claim;
 use super::names;
@@ -13,10 +14,11 @@ use crate::classic::{ClassicArgs, to_request};
 use crate::error::{Error, Result};
 use std::net::IpAddr;
 
-/// The overlay address a verified record claims, if it is an overlay one.
-/// It is signed with the rest of the record (`Extras::overlay_ip`), so
-/// detach, CNI DEL and the agent's republish act on the address pipework
-/// claimed, never on one a guest suggests by changing its interface's MAC.
+/// The overlay addresses a verified record claims (none if it is not an
+/// overlay one), IPv4 first. They are signed with the rest of the record
+/// (`Extras::overlay_ip`, `overlay_ip6`), so detach, CNI DEL and the
+/// agent's republish act on the addresses pipework claimed, never on one a
+/// guest suggests by changing its interface's MAC.
 pub fn ovip_of(rec: &crate::record::Record) -> Vec<IpAddr> {
     if names::net_of_bridge(&rec.h).is_none() {
         return Vec::new();

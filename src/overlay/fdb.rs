@@ -209,10 +209,23 @@ async fn sync_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec, gateway: bool
     }
     for w in want {
         if !present.contains(&w) {
+            if w.is_ipv6() {
+                enable_ipv6(&bridge.name);
+            }
             net_ops.add_addr(bridge, w).await?;
         }
     }
     Ok(())
+}
+
+/// A host whose default is `disable_ipv6=1` made our bridge without IPv6:
+/// turn it on for this one device (ours), or the gateway cannot be added.
+/// A failure shows as the address's own error just after.
+fn enable_ipv6(dev: &str) {
+    let f = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+    if std::fs::read_to_string(&f).is_ok_and(|v| v.trim() == "1") {
+        let _ = std::fs::write(&f, "0");
+    }
 }
 
 /// Label a device the agent made for `net` with a signed mark: only

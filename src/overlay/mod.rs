@@ -3,7 +3,8 @@
 //!
 //! - `store`: etcd connection (bounded calls), key layout, records.
 //! - `network`: `overlay create` / `overlay delete`.
-//! - `alloc`: cluster-wide address claims (one transaction each).
+//! - `alloc`: cluster-wide address claims (one transaction each);
+//!   `want`: what an attach asks for (auto, or one address per family).
 //! - `attach`: the classic `pipework NET $CID IP|auto` and detach's hook.
 //! - `agent`: the per-host resident process; `model`: its copy of etcd,
 //!   `lease`: its liveness and hold leases; `fdb`: its kernel side.
@@ -23,6 +24,7 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod underlay;
+pub mod want;
 
 use crate::error::Result;
 
