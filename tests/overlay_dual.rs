@@ -209,6 +209,17 @@ fn overlay_dual_stack_and_ipv6_only_across_hosts() {
         1,
         "the local IPv6 gateway answers"
     );
+    // --no-default-route: neither family's default route.
+    let c6 = lab.container("c6");
+    lab.pw_ok(
+        0,
+        &["dual", &format!("netns:{c6}"), "auto", "--no-default-route"],
+    );
+    let r =
+        ok("ip", &["-n", &c6, "-6", "route", "show"]) + &ok("ip", &["-n", &c6, "route", "show"]);
+    assert!(!r.contains("default"), "{r}");
+    assert!(addrs(&c6, "-6", "eth1").contains("fd61::"), "{r}");
+    lab.pw_ok(0, &["detach", &format!("netns:{c6}")]);
 
     // IPv6 only: auto and static, pinged across hosts.
     let c4 = lab.container("c4");
@@ -485,6 +496,21 @@ fn overlay_dual_stack_over_an_ipv6_underlay() {
     lab.wait("c0 pings c1 over IPv6", || ping(&c0, "fd64::3", 1).1 == 1);
     assert_eq!(ping(&c0, "10.64.0.3", 3), (3, 3));
     assert_eq!(ping(&c1, "fd64::2", 3), (3, 3));
+    // The VXLAN guard lists the members' IPv6 underlay addresses.
+    let g = ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.host(0),
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "pipework_vxlan",
+        ],
+    );
+    assert!(g.contains("fd00:163::2"), "{g}");
     let e = lab.entries(0, "u6");
     assert!(e.contains("02:77:0a:40:00:03 dst fd00:163::2"), "{e}");
     let ip1: std::net::Ipv4Addr = "10.64.0.3".parse().expect("ip");
