@@ -233,6 +233,31 @@ fn overlay_dual_stack_and_ipv6_only_across_hosts() {
     assert_eq!(ping(&c4, "fd62::55", 3), (3, 3));
     assert_eq!(ping(&c5, "fd62::2", 3), (3, 3));
 
+    // doctor across hosts on the IPv6-only network: every hop healthy,
+    // the overlay hop found by the IPv6 endpoint.
+    let o = lab.pw(
+        0,
+        &[
+            "doctor",
+            &format!("netns:{c4}"),
+            &format!("netns:{c5}"),
+            "--json",
+        ],
+    );
+    let d = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{d}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&d).expect("doctor json");
+    let hop = v["hops"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["hop"] == "overlay six vx-six"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(hop.to_string().contains("fd62::55"), "{d}");
+
     // status: subnet6 and the IPv6 endpoints, in text and JSON.
     let st = lab.pw_ok(0, &["overlay", "status"]);
     assert!(st.contains("fd61::/64") && st.contains("fd62::55"), "{st}");
