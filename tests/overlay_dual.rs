@@ -541,6 +541,21 @@ fn overlay_dual_stack_over_an_ipv6_underlay() {
     let ip1: std::net::Ipv4Addr = "10.64.0.3".parse().expect("ip");
     assert_eq!(df_ping(&c0, ip1, 1430), Ok(true));
     assert_eq!(df_ping(&c0, ip1, 1431), Err(libc::EMSGSIZE));
+    // h1's agent dead past its lease: both of c1's endpoints leave etcd;
+    // a new agent publishes both again from c1's signed record.
+    lab.kill_agent(1);
+    let c1_eps = |lab: &Lab| {
+        keys(lab, "/pipework/overlay/ep/u6/")
+            .iter()
+            .filter(|k| k.ends_with("/10.64.0.3") || k.ends_with("/fd64::3"))
+            .count()
+    };
+    lab.wait("c1's endpoints lapse", || c1_eps(&lab) == 0);
+    agent_on_ipv6(&mut lab, 1);
+    lab.wait("c1's endpoints are published again", || c1_eps(&lab) == 2);
+    lab.wait("c0 pings c1 over IPv6 again", || {
+        ping(&c0, "fd64::3", 1).1 == 1
+    });
     lab.pw_ok(0, &["detach", &format!("netns:{c0}")]);
     lab.pw_ok(1, &["detach", &format!("netns:{c1}")]);
     lab.pw_ok(0, &["overlay", "delete", "u6"]);
