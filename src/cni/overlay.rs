@@ -1,10 +1,10 @@
 //! `"mode": "overlay"`: the CNI network's name is a pipework overlay
 //! network. Like `pipework NET $CID auto`: one address of each family the
-//! network has (the result lists both, with their gateways and a default
-//! route each) is claimed in etcd
-//! under this host's agent lease, the agent's bridge takes the veth, and a
-//! failed ADD gives the address back. DEL removes the endpoint from etcd
-//! (every peer drops it) before the link goes.
+//! network has is claimed in etcd under this host's agent lease (the
+//! result lists each with its gateway, and a default route per family),
+//! the agent's bridge takes the veth, and a failed ADD gives them back.
+//! DEL removes the endpoints from etcd (every peer drops them) before the
+//! link goes.
 use super::attach::Plumber;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};

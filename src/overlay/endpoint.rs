@@ -7,7 +7,7 @@ use super::alloc::{self, Want};
 use super::state::AgentState;
 use super::store::{self, Endpoint, NetSpec, Store};
 use crate::error::Result;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The addresses (one per family) claimed for one container interface,
 /// not yet committed.
@@ -72,22 +72,6 @@ impl Claim {
         let mut v: Vec<IpAddr> = self.eps.iter().map(|e| e.ip).collect();
         v.sort_by_key(|ip| ip.is_ipv6());
         v
-    }
-
-    /// The IPv4 address, if the network has that family.
-    pub fn ip4(&self) -> Option<Ipv4Addr> {
-        self.eps.iter().find_map(|e| match e.ip {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
-    }
-
-    /// The IPv6 address, if the network has that family.
-    pub fn ip6(&self) -> Option<Ipv6Addr> {
-        self.eps.iter().find_map(|e| match e.ip {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        })
     }
 
     /// The MAC derived from the addresses (`aa:bb:…`), one for both.
