@@ -118,6 +118,10 @@ pub struct Extras {
     /// Overlay: the address claimed in etcd for this endpoint.
     #[serde(rename = "ovip", default, skip_serializing_if = "Option::is_none")]
     pub overlay_ip: Option<std::net::Ipv4Addr>,
+    /// Overlay: the IPv6 address claimed in etcd for this endpoint (a
+    /// dual-stack or IPv6-only network).
+    #[serde(rename = "ovip6", default, skip_serializing_if = "Option::is_none")]
+    pub overlay_ip6: Option<std::net::Ipv6Addr>,
     /// SR-IOV: the VF's PCI address, its PF's name, its index.
     #[serde(rename = "pci", default, skip_serializing_if = "Option::is_none")]
     pub vf_pci: Option<String>,

@@ -80,7 +80,8 @@ pub struct AttachArgs {
     /// Address family of the address argument (4 or 6).
     #[arg(short = 'a', long = "family")]
     pub family: Option<String>,
-    /// Extra address (ip/len[@gw]); repeatable.
+    /// Extra address (ip/len[@gw]); repeatable. On an overlay network:
+    /// the other family's address (`10.40.0.5/16 --ip fd40::5/64`).
     #[arg(long = "ip")]
     pub ips: Vec<String>,
     /// MTU of the new links (default: the bridge's or parent's).

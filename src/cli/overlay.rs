@@ -48,9 +48,13 @@ pub enum OverlayCli {
     /// Define a network in etcd.
     Create {
         name: String,
-        /// IPv4 subnet of the network, e.g. 10.40.0.0/16.
+        /// IPv4 subnet of the network, e.g. 10.40.0.0/16 (/30 or shorter).
         #[arg(long)]
-        subnet: String,
+        subnet: Option<String>,
+        /// IPv6 subnet, e.g. fd40::/64 (/64 to /120): with --subnet the
+        /// network is dual stack, alone IPv6 only.
+        #[arg(long)]
+        subnet6: Option<String>,
         /// VXLAN network identifier [default: the lowest free from 4096].
         #[arg(long)]
         vni: Option<u32>,
@@ -68,7 +72,11 @@ pub enum OverlayCli {
         /// the first address of --subnet].
         #[arg(long)]
         gateway: Option<String>,
-        /// Give containers no default route through the gateway.
+        /// IPv6 anycast gateway every host's bridge carries [default: the
+        /// first address of --subnet6].
+        #[arg(long)]
+        gateway6: Option<String>,
+        /// Give containers no default route through the gateway(s).
         #[arg(long)]
         no_default_route: bool,
         /// Let containers of network NET reach this network's, on any host
@@ -136,11 +144,13 @@ impl From<OverlayCli> for OverlayCmd {
             OverlayCli::Create {
                 name,
                 subnet,
+                subnet6,
                 vni,
                 mtu,
                 port,
                 grace,
                 gateway,
+                gateway6,
                 no_default_route,
                 allow_from,
                 json,
@@ -148,11 +158,13 @@ impl From<OverlayCli> for OverlayCmd {
             } => OverlayCmd::Create {
                 name,
                 subnet,
+                subnet6,
                 vni,
                 mtu,
                 port,
                 grace,
                 gateway,
+                gateway6,
                 no_default_route,
                 allow_from,
                 json,

@@ -339,9 +339,14 @@ impl Plumber {
     /// The overlay's additions before `link`: the MAC and MTU it derives,
     /// and the claimed address signed into the record (what DEL releases).
     #[cfg(feature = "overlay")]
-    pub(super) fn overlay_link(&mut self, ip: std::net::Ipv4Addr, mtu: u32) {
-        self.req.mac = Some(crate::overlay::names::mac_for(ip));
-        self.req.record_extras.overlay_ip = Some(ip);
+    pub(super) fn overlay_link(&mut self, ips: &[std::net::IpAddr], mtu: u32) {
+        self.req.mac = Some(crate::overlay::names::mac_of(ips));
+        for ip in ips {
+            match ip {
+                std::net::IpAddr::V4(a) => self.req.record_extras.overlay_ip = Some(*a),
+                std::net::IpAddr::V6(a) => self.req.record_extras.overlay_ip6 = Some(*a),
+            }
+        }
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 

@@ -1,8 +1,10 @@
 //! `"mode": "overlay"`: the CNI network's name is a pipework overlay
-//! network. Like `pipework NET $CID auto`: the address is claimed in etcd
-//! under this host's agent lease, the agent's bridge takes the veth, and a
-//! failed ADD gives the address back. DEL removes the endpoint from etcd
-//! (every peer drops it) before the link goes.
+//! network. Like `pipework NET $CID auto`: one address of each family the
+//! network has is claimed in etcd under this host's agent lease (the
+//! result lists each with its gateway, and a default route per family),
+//! the agent's bridge takes the veth, and a failed ADD gives them back.
+//! DEL removes the endpoints from etcd (every peer drops them) before the
+//! link goes.
 use super::attach::Plumber;
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
@@ -27,7 +29,7 @@ pub fn add(
                 "no such overlay network (pipework overlay create NAME --subnet CIDR)",
             )
         })?;
-        let claim = Claim::take(&st, &agent, &net, Want::Auto, &tag, &env.ifname).await?;
+        let claim = Claim::take(&st, &agent, &net, &Want::Auto, &tag, &env.ifname).await?;
         // The agent builds the network's bridge on this host once it has
         // an endpoint here: this claim.
         if let Err(e) = crate::overlay::attach::wait_for_bridge(&net.name).await {
@@ -36,35 +38,42 @@ pub fn add(
         }
         Ok::<_, crate::Error>((net, claim))
     })?;
-    let ip_of = claim.ip();
-    let address = ipnetwork::IpNetwork::new(ip_of.into(), net.subnet.prefix())
-        .map_err(|e| CniError::new(code::INTERNAL, e.to_string(), ""))?;
-    let ip = AddResult {
-        ips: vec![IpConfig {
-            address,
-            gateway: Some(net.gw().into()),
+    let ips = claim.ips();
+    let bad = |e: ipnetwork::IpNetworkError| CniError::new(code::INTERNAL, e.to_string(), "");
+    let mut ip = AddResult::default();
+    for a in &ips {
+        let (prefix, gw, any) = match a {
+            std::net::IpAddr::V4(_) => (
+                net.subnet.map(|s| s.prefix()),
+                net.gw().map(std::net::IpAddr::V4),
+                std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            ),
+            std::net::IpAddr::V6(_) => (
+                net.subnet6.map(|s| s.prefix()),
+                net.gw6().map(std::net::IpAddr::V6),
+                std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            ),
+        };
+        ip.ips.push(IpConfig {
+            address: ipnetwork::IpNetwork::new(*a, prefix.unwrap_or(0)).map_err(bad)?,
+            gateway: gw,
             interface: None,
-        }],
-        // The default route through the anycast gateway (CNI installs
-        // only the routes a result lists).
-        routes: if net.no_default_route {
-            vec![]
-        } else {
-            vec![super::types::Route {
-                dst: ipnetwork::IpNetwork::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
-                    .map_err(|e| CniError::new(code::INTERNAL, e.to_string(), ""))?,
-
-                gw: Some(net.gw().into()),
+        });
+        // The default route through the anycast gateway, one per family
+        // (CNI installs only the routes a result lists).
+        if !net.no_default_route {
+            ip.routes.push(super::types::Route {
+                dst: ipnetwork::IpNetwork::new(any, 0).map_err(bad)?,
+                gw,
                 mtu: None,
                 advmss: None,
                 priority: None,
                 table: None,
                 scope: None,
-            }]
-        },
-        ..Default::default()
-    };
-    plumber.overlay_link(ip_of, net.mtu);
+            });
+        }
+    }
+    plumber.overlay_link(&ips, net.mtu);
     let linked = plumber
         .link(Some(&ip))
         .and_then(|()| plumber.finish(env, conf, &ip));

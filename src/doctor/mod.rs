@@ -186,10 +186,10 @@ async fn diagnose(r: &mut Report, a: &Side, b: End, host: &Side, port: Option<u1
         ovs::check(r, &a_end, be);
     }
     #[cfg(feature = "overlay")]
-    if let (Some(br), IpAddr::V4(t)) = (&a_end.bridge, target)
+    if let Some(br) = &a_end.bridge
         && let Some(net) = crate::overlay::names::net_of_bridge(&br.name)
     {
-        overlay::check(r, host, net, t).await;
+        overlay::check(r, host, net, target).await;
     }
     let mut asymmetric = None;
     if let (Some(b), Some(be), Some(src)) = (&b, &b_end, a_src) {

@@ -9,7 +9,7 @@ use super::ends::Side;
 use super::report::Report;
 use crate::overlay::{model::Model, names, state, store};
 use crate::untrusted::{display, shell_word};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 fn mac_text(m: &[u8; 6]) -> String {
     m.iter()
@@ -19,7 +19,7 @@ fn mac_text(m: &[u8; 6]) -> String {
 }
 
 /// Check network `net` on this host (`host`) for target `b`.
-pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
+pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
     let hop = format!("overlay {net}");
     let agent_hop = format!("{hop} agent");
     let Some(agent) = state::load() else {
@@ -143,7 +143,9 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: Ipv4Addr) {
             return;
         }
     };
-    let mac = names::mac_for(b);
+    // The MAC its claim wrote: a dual-stack endpoint's IPv6 address
+    // shares its IPv4 one's.
+    let mac = crate::overlay::model::mac_of(ep);
     let fdb_ok = have.fdb.get(&mac) == Some(&h.underlay);
     let neigh_ok = have.neigh.get(&b) == Some(&mac);
     let m = mac_text(&mac);

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! chain nat { type nat hook postrouting priority srcnat;
-//!   meta nfproto ipv4 ip saddr 10.40.0.0/16 oifname != "ov-a" oifname != "ov-*" masquerade comment "pipework:ov-a" }
+//!   meta nfproto ipv4 ip saddr 10.40.0.0/16 oifname != "ov-a" oifname != "ov-*" masquerade comment "pipework:ov-a"
+//!   meta nfproto ipv6 ip6 saddr fd40::/64 oifname != "ov-a" oifname != "ov-*" masquerade comment "pipework:ov-a" }
 //! chain isolate { type filter hook forward priority filter;
 //!   ct state established,related accept
 //!   iifname "ov-b" oifname "ov-a" accept comment "pipework:ov-a"      (a --allow-from b)
@@ -11,7 +12,9 @@
 //! ```
 //!
 //! Masquerade to the outgoing interface's address: the host's underlay
-//! address when that is the way out. A drop in our chain is final whatever
+//! address when that is the way out (for IPv6 too: overlay subnets are
+//! usually ULAs that no upstream routes back). Isolation matches
+//! interfaces, not addresses: it holds for both families alike. A drop in our chain is final whatever
 //! other chains say; our accepts only end our own chain, so a host whose
 //! FORWARD policy drops still needs its own accept for the way out.
 //! Rebuilt whole in one transaction whenever the set of networks changes
@@ -21,11 +24,14 @@ use std::io;
 
 pub const TABLE: &str = "pipework_egress";
 
-/// One network: its bridge, subnet, and the bridges allowed into it.
+/// One network: its bridge, subnets, and the bridges allowed into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub bridge: String,
-    pub subnet: ipnetwork::Ipv4Network,
+    /// None: an IPv6-only network.
+    pub subnet: Option<ipnetwork::Ipv4Network>,
+    /// None: an IPv4-only network.
+    pub subnet6: Option<ipnetwork::Ipv6Network>,
     pub allow_from: Vec<String>,
 }
 
@@ -119,27 +125,33 @@ fn ifname(name: &str) -> [u8; 16] {
     b
 }
 
-/// `ip saddr NET oifname != BR oifname != "ov-*" masquerade`
-fn masquerade(r: &Routed) -> Msg {
+/// `ip saddr NET oifname != BR oifname != "ov-*" masquerade` (`ip6
+/// saddr` for `nfproto` IPv6: offset 8, 16 bytes).
+fn masquerade(r: &Routed, nfproto: i32, mask: &[u8], net: &[u8]) -> Msg {
+    let (offset, len) = if nfproto == libc::NFPROTO_IPV4 {
+        (12, 4)
+    } else {
+        (8, 16)
+    };
     rule("nat", &format!("pipework:{}", r.bridge), |l| {
         meta(l, NFT_META_NFPROTO);
-        cmp(l, NFT_CMP_EQ, &[libc::NFPROTO_IPV4 as u8]);
+        cmp(l, NFT_CMP_EQ, &[nfproto as u8]);
         expr(l, "payload", |e| {
             e.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
             e.be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK);
-            e.be32(NFTA_PAYLOAD_OFFSET, 12);
-            e.be32(NFTA_PAYLOAD_LEN, 4);
+            e.be32(NFTA_PAYLOAD_OFFSET, offset);
+            e.be32(NFTA_PAYLOAD_LEN, len);
         });
         expr(l, "bitwise", |e| {
             e.be32(NFTA_BITWISE_SREG, NFT_REG_1);
             e.be32(NFTA_BITWISE_DREG, NFT_REG_1);
-            e.be32(NFTA_BITWISE_LEN, 4);
-            e.nest(NFTA_BITWISE_MASK, |d| {
-                d.attr(NFTA_DATA_VALUE, &r.subnet.mask().octets())
+            e.be32(NFTA_BITWISE_LEN, len);
+            e.nest(NFTA_BITWISE_MASK, |d| d.attr(NFTA_DATA_VALUE, mask));
+            e.nest(NFTA_BITWISE_XOR, |d| {
+                d.attr(NFTA_DATA_VALUE, &vec![0; len as usize])
             });
-            e.nest(NFTA_BITWISE_XOR, |d| d.attr(NFTA_DATA_VALUE, &[0; 4]));
         });
-        cmp(l, NFT_CMP_EQ, &r.subnet.network().octets());
+        cmp(l, NFT_CMP_EQ, net);
         meta(l, NFT_META_OIFNAME);
         cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
         // oifname != "ov-*": routed into another overlay (--allow-from)
@@ -147,6 +159,27 @@ fn masquerade(r: &Routed) -> Msg {
         cmp(l, NFT_CMP_NEQ, b"ov-");
         expr(l, "masq", |_| {});
     })
+}
+
+/// The masquerade rules of one network: one per family it has.
+fn masquerades(r: &Routed) -> Vec<Msg> {
+    let v4 = r.subnet.map(|s| {
+        masquerade(
+            r,
+            libc::NFPROTO_IPV4,
+            &s.mask().octets(),
+            &s.network().octets(),
+        )
+    });
+    let v6 = r.subnet6.map(|s| {
+        masquerade(
+            r,
+            libc::NFPROTO_IPV6,
+            &s.mask().octets(),
+            &s.network().octets(),
+        )
+    });
+    v4.into_iter().chain(v6).collect()
 }
 
 /// Build or replace the table for exactly `nets`, in one transaction.
@@ -158,7 +191,7 @@ pub fn install(nets: &[Routed]) -> io::Result<()> {
         chain("nat", NF_INET_POST_ROUTING, 100, "nat"),
         chain("isolate", NF_INET_FORWARD, 0, "filter"),
     ];
-    b.extend(nets.iter().map(masquerade));
+    b.extend(nets.iter().flat_map(masquerades));
     // Replies to what an allowed network started.
     b.push(rule("isolate", "", |l| {
         ct_est_rel(l);

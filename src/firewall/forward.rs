@@ -250,7 +250,8 @@ mod tests {
     fn net(b: &str, from: &[&str]) -> Routed {
         Routed {
             bridge: b.into(),
-            subnet: "10.40.0.0/24".parse().expect("subnet"),
+            subnet: Some("10.40.0.0/24".parse().expect("subnet")),
+            subnet6: None,
             allow_from: from.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -231,7 +231,7 @@ async fn remove_unit_in(ns: &NetNs, lab: &str, id: &str) -> Result<()> {
     for f in scan.attachments() {
         if plan::lab_of(&f.rec) == Some(lab) && plan::unit_of(&f.rec) == Some(id) {
             // As `detach` does: an overlay endpoint leaves etcd first.
-            if f.rec.x.overlay_ip.is_some() {
+            if f.rec.x.overlay_ip.is_some() || f.rec.x.overlay_ip6.is_some() {
                 for before in crate::hooks::get()?.before_detach {
                     before(&f.rec, false).await?;
                 }

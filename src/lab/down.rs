@@ -28,7 +28,7 @@ pub(super) async fn remove(host: &Net, h: &Held<'_>, renamed: Option<&str>) -> R
     }
     // As `detach` does: an overlay endpoint leaves etcd first, so every
     // peer drops it.
-    if rec.x.overlay_ip.is_some() {
+    if rec.x.overlay_ip.is_some() || rec.x.overlay_ip6.is_some() {
         for before in crate::hooks::get()?.before_detach {
             before(&rec, false).await?;
         }

@@ -121,6 +121,28 @@ impl Net {
         }
     }
 
+    /// Remove an IPv6 address; one already gone is not an error.
+    pub async fn del_addr6(&self, link: &Link, addr: std::net::Ipv6Addr, prefix: u8) -> Result<()> {
+        if self.dry_run {
+            self.show(format_args!("addr del {addr}/{prefix} dev {}", link.name));
+            return Ok(());
+        }
+        let msg = AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(link.index)
+            .address(addr, prefix)
+            .build();
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = nl_err(format!("removing {addr}/{prefix} from {}", link.name), e);
+                match err.errno() {
+                    Some(libc::EADDRNOTAVAIL | ENODEV) => Ok(()),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
     /// Add a `proto dhcp` route through `link` and journal its removal.
     /// Returns Ok(false) when the kernel already has that route (EEXIST,
     /// typically through another interface): it is kept, not journaled,

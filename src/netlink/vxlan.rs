@@ -15,7 +15,7 @@ use netlink_packet_route::neighbour::{
 };
 use rtnetlink::LinkVxlan;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// A VXLAN device to create.
 #[derive(Debug, Clone)]
@@ -36,8 +36,8 @@ pub struct VxlanSpec<'a> {
 pub struct VxlanEntries {
     /// Remote MAC → VTEP (the zero MAC of a flood entry is left out).
     pub fdb: BTreeMap<[u8; 6], IpAddr>,
-    /// IPv4 neighbour → MAC.
-    pub neigh: BTreeMap<Ipv4Addr, [u8; 6]>,
+    /// Neighbour (IPv4 or IPv6, link-local left out) → MAC.
+    pub neigh: BTreeMap<IpAddr, [u8; 6]>,
 }
 
 /// A VXLAN device's settings as the kernel has them (what the overlay
@@ -181,7 +181,7 @@ impl Net {
         Ok(None)
     }
 
-    /// The FDB and IPv4 neighbour entries on VXLAN device `vx`.
+    /// The FDB and neighbour entries on VXLAN device `vx`.
     pub async fn vxlan_entries(&self, vx: u32) -> Result<VxlanEntries> {
         let mut out = VxlanEntries::default();
         for m in self.neighbours(AddressFamily::Bridge, "FDB").await? {
@@ -194,12 +194,21 @@ impl Net {
                 out.fdb.insert(mac, dst);
             }
         }
-        for m in self.neighbours(AddressFamily::Inet, "neighbours").await? {
-            if m.header.ifindex != vx {
-                continue;
-            }
-            if let (Some(mac), Some(IpAddr::V4(ip))) = mac_and_dst(&m) {
-                out.neigh.insert(ip, mac);
+        for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for m in self.neighbours(fam, "neighbours").await? {
+                if m.header.ifindex != vx {
+                    continue;
+                }
+                match mac_and_dst(&m) {
+                    // The kernel's own link-local and multicast (MLD, its
+                    // solicited-node groups) neighbours: nobody wrote them.
+                    (Some(_), Some(ip)) if ip.is_multicast() => {}
+                    (Some(_), Some(IpAddr::V6(ip))) if ip.is_unicast_link_local() => {}
+                    (Some(mac), Some(ip)) => {
+                        out.neigh.insert(ip, mac);
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(out)
@@ -264,7 +273,7 @@ impl Net {
     }
 
     /// A permanent neighbour entry on `vx`: `ip` is at `mac`.
-    pub async fn neigh_replace(&self, vx: &Link, ip: Ipv4Addr, mac: &[u8; 6]) -> Result<()> {
+    pub async fn neigh_replace(&self, vx: &Link, ip: IpAddr, mac: &[u8; 6]) -> Result<()> {
         if self.dry_run {
             self.show(format_args!(
                 "neigh replace {ip} lladdr {} dev {} nud permanent",
@@ -275,7 +284,7 @@ impl Net {
         }
         self.handle
             .neighbours()
-            .add(vx.index, IpAddr::V4(ip))
+            .add(vx.index, ip)
             .link_layer_address(mac)
             .state(NeighbourState::Permanent)
             .replace()
@@ -285,16 +294,19 @@ impl Net {
     }
 
     /// Remove a neighbour entry; one already gone is not an error.
-    pub async fn neigh_del(&self, vx: &Link, ip: Ipv4Addr, mac: &[u8; 6]) -> Result<()> {
+    pub async fn neigh_del(&self, vx: &Link, ip: IpAddr, mac: &[u8; 6]) -> Result<()> {
         if self.dry_run {
             self.show(format_args!("neigh del {ip} dev {}", vx.name));
             return Ok(());
         }
         let mut m = NeighbourMessage::default();
-        m.header.family = AddressFamily::Inet;
         m.header.ifindex = vx.index;
-        m.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        let (family, dst) = match ip {
+            IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(a)),
+        };
+        m.header.family = family;
+        m.attributes.push(NeighbourAttribute::Destination(dst));
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         self.del_neighbour(m, format!("neighbour {ip}")).await

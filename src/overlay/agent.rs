@@ -23,7 +23,7 @@ use super::store::{self, Endpoint, EtcdOpts, HostInfo, Store};
 use crate::error::{Error, Result};
 use crate::netlink::{Link, Net};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -63,8 +63,21 @@ const WATCH_SILENCE: Duration = Duration::from_secs(11 * 60);
 /// One network's devices on this host and the entries written to them.
 struct Dev {
     vx: Link,
-    /// MAC → (VTEP, IP) as last written: what the kernel should have.
-    have: HashMap<[u8; 6], (IpAddr, Ipv4Addr)>,
+    /// MAC → (VTEP, addresses) as last written: what the kernel should
+    /// have.
+    have: fdb::Desired,
+    /// Address → its MAC in `have` (one watch event names one address).
+    mac_of: HashMap<IpAddr, [u8; 6]>,
+}
+
+impl Dev {
+    fn new(vx: Link, have: fdb::Desired) -> Dev {
+        let mac_of = have
+            .iter()
+            .flat_map(|(m, (_, ips))| ips.iter().map(move |ip| (*ip, *m)))
+            .collect();
+        Dev { vx, have, mac_of }
+    }
 }
 
 struct Agent {
@@ -102,6 +115,18 @@ struct Agent {
 
 fn log(msg: impl std::fmt::Display) {
     eprintln!("pipework overlay agent: {msg}");
+}
+
+/// Turn a forwarding sysctl on (never off: others may rely on it).
+fn forwarding_on(f: &str, name: &str) {
+    if std::fs::read_to_string(f).is_ok_and(|v| v.trim() != "1") {
+        match std::fs::write(f, "1") {
+            Ok(()) => log(format_args!(
+                "{name} turned on (egress through the gateway)"
+            )),
+            Err(e) => log(format_args!("turning {name} on: {e}")),
+        }
+    }
 }
 
 pub async fn run(a: AgentArgs) -> Result<()> {
@@ -217,14 +242,14 @@ async fn acquire_lease(st: &Store, host: &str, ttl: i64) -> Result<(i64, bool)> 
 /// The overlay addresses of this host's attachments (read once per pass);
 /// `None` when some namespace could not be scanned (logged once): then no
 /// one can say an address is unheld.
-async fn local_ips(cache: &mut Option<Option<Vec<Ipv4Addr>>>) -> Option<&[Ipv4Addr]> {
+async fn local_ips(cache: &mut Option<Option<Vec<IpAddr>>>) -> Option<&[IpAddr]> {
     if cache.is_none() {
         *cache = Some(
             match crate::inventory::attachments_everywhere_complete().await {
                 Ok(found) => Some(
                     found
                         .into_iter()
-                        .filter_map(|f| super::attach::ovip_of(&f.rec))
+                        .flat_map(|f| super::attach::ovip_of(&f.rec))
                         .collect(),
                 ),
                 Err(e) => {
@@ -324,7 +349,7 @@ impl Agent {
         }
         self.full_reconcile().await;
         self.guard(true).await;
-        let entries: usize = self.devs.values().map(|d| d.have.len()).sum();
+        let entries: usize = self.devs.values().map(|d| d.mac_of.len()).sum();
         log(format_args!(
             "synced at revision {rev}: {} networks, {} hosts, {} endpoints; {} networks here, {entries} entries programmed in {} ms",
             self.model.nets.len(),
@@ -477,7 +502,13 @@ impl Agent {
                             .model
                             .ep(&n, ip)
                             .is_some_and(|(e, _)| e.host == self.sh.host);
-                    if first || self.model.nets.get(&n).is_some_and(|s| s.gw() == ip) {
+                    if first
+                        || self
+                            .model
+                            .nets
+                            .get(&n)
+                            .is_some_and(|s| s.gateways().contains(&ip))
+                    {
                         nets.insert(n.clone());
                     }
                     entries.push((n, ip));
@@ -527,6 +558,7 @@ impl Agent {
             .map(|s| crate::firewall::Routed {
                 bridge: names::bridge(&s.name),
                 subnet: s.subnet,
+                subnet6: s.subnet6,
                 allow_from: s.allow_from.iter().map(|a| names::bridge(a)).collect(),
             })
             .collect();
@@ -542,13 +574,16 @@ impl Agent {
             return;
         }
         if !want.is_empty() {
-            let f = "/proc/sys/net/ipv4/ip_forward";
-            if std::fs::read_to_string(f).is_ok_and(|v| v.trim() != "1") {
-                match std::fs::write(f, "1") {
-                    Ok(()) => log("net.ipv4.ip_forward turned on (egress through the gateway)"),
-                    Err(e) => log(format_args!("turning net.ipv4.ip_forward on: {e}")),
-                }
-            }
+            forwarding_on("/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward");
+        }
+        // IPv6 forwarding only once a network has IPv6: turning it on
+        // makes the host ignore Router Advertisements on interfaces whose
+        // accept_ra is 1 (as Docker's IPv6 networks do too).
+        if want.iter().any(|r| r.subnet6.is_some()) {
+            forwarding_on(
+                "/proc/sys/net/ipv6/conf/all/forwarding",
+                "net.ipv6.conf.all.forwarding",
+            );
         }
         // Our accepts after the table (its isolation drop in place first),
         // removed before it.
@@ -637,36 +672,58 @@ impl Agent {
         }
     }
 
-    /// Make one endpoint's two kernel entries (FDB, neighbour) as the
-    /// model wants them: written, replaced, removed, or left alone.
-    async fn apply_entry(&mut self, net: &str, ip: Ipv4Addr) {
+    /// Make one address's kernel entries (its MAC's FDB entry, its
+    /// neighbour entry) as the model wants them: written, replaced,
+    /// removed, or left alone. The FDB entry is per MAC: it goes only with
+    /// the last address using it (a dual-stack endpoint has two).
+    async fn apply_entry(&mut self, net: &str, ip: IpAddr) {
         let want = self.model.entry(net, ip, &self.sh.host);
         let Some(dev) = self.devs.get_mut(net) else {
             return;
         };
-        let mac = names::mac_for(ip);
-        let cur = dev.have.get(&mac).copied();
-        let r = match (want, cur) {
-            (Some(v), Some(c)) if c == (v, ip) => return,
-            (Some(v), _) => {
-                let r = async {
+        let cur = dev.mac_of.get(&ip).copied();
+        let vtep_of = |dev: &Dev, mac: &[u8; 6]| dev.have.get(mac).map(|(v, _)| *v);
+        if let Some((v, mac)) = want
+            && cur == Some(mac)
+            && vtep_of(dev, &mac) == Some(v)
+        {
+            return;
+        }
+        let r = async {
+            // The address's old entries (gone, or another MAC now).
+            if let Some(old) = cur
+                && want.map(|w| w.1) != Some(old)
+            {
+                dev.mac_of.remove(&ip);
+                let mut last = None;
+                if let Some((v, ips)) = dev.have.get_mut(&old) {
+                    ips.remove(&ip);
+                    if ips.is_empty() {
+                        last = Some(*v);
+                    }
+                }
+                self.net.neigh_del(&dev.vx, ip, &old).await?;
+                if let Some(v) = last {
+                    dev.have.remove(&old);
+                    self.net.fdb_del(&dev.vx, &old, v).await?;
+                }
+            }
+            if let Some((v, mac)) = want {
+                if vtep_of(dev, &mac) != Some(v) {
                     self.net.fdb_replace(&dev.vx, &mac, v).await?;
-                    self.net.neigh_replace(&dev.vx, ip, &mac).await
                 }
-                .await;
-                dev.have.insert(mac, (v, ip));
-                r
+                let e = dev
+                    .have
+                    .entry(mac)
+                    .or_insert_with(|| (v, Default::default()));
+                e.0 = v;
+                e.1.insert(ip);
+                dev.mac_of.insert(ip, mac);
+                self.net.neigh_replace(&dev.vx, ip, &mac).await?;
             }
-            (None, Some((v, old_ip))) => {
-                dev.have.remove(&mac);
-                async {
-                    self.net.fdb_del(&dev.vx, &mac, v).await?;
-                    self.net.neigh_del(&dev.vx, old_ip, &mac).await
-                }
-                .await
-            }
-            (None, None) => return,
-        };
+            Ok::<_, Error>(())
+        }
+        .await;
         if let Err(e) = r {
             log(format_args!("{net}: {ip}: {e}; retrying at the next check"));
             self.unsure.insert(net.to_string());
@@ -711,24 +768,20 @@ impl Agent {
             ));
         }
         let done = async {
-            let gw_taken = self.model.ep(name, spec.gw()).is_some();
+            let gw_taken = spec
+                .gw()
+                .is_some_and(|gw| self.model.ep(name, gw.into()).is_some());
             if gw_taken && self.warned.insert(format!("{name} gateway")) {
                 log(format_args!(
                     "{name}: endpoint {} holds the gateway address: no gateway on {} until it goes",
-                    spec.gw(),
+                    spec.gw().map(|g| g.to_string()).unwrap_or_default(),
                     names::bridge(name)
                 ));
             }
             let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
-            self.devs.insert(
-                name.to_string(),
-                Dev {
-                    vx,
-                    have: want.into_iter().collect(),
-                },
-            );
+            self.devs.insert(name.to_string(), Dev::new(vx, want));
             r.map(|_| ())
         }
         .await;
@@ -787,8 +840,7 @@ impl Agent {
                     } else {
                         match self.net.vxlan_entries(dev.vx.index).await {
                             Ok(have) => {
-                                let want = dev.have.iter().map(|(m, v)| (*m, *v)).collect();
-                                let d = fdb::drift(&want, &have);
+                                let d = fdb::drift(&dev.have, &have);
                                 if !d.missing.is_empty() || !d.stale.is_empty() {
                                     log(format_args!(
                                         "{n}: kernel differs from etcd ({} missing, {} stale): putting it right",
@@ -905,16 +957,17 @@ impl Agent {
             let Some(net) = names::net_of_bridge(&f.rec.h) else {
                 continue;
             };
-            // The signed record's address, never the guest-set MAC's.
-            let Some(ip) = super::attach::ovip_of(&f.rec) else {
+            // The signed record's addresses, never the guest-set MAC's.
+            let ips = super::attach::ovip_of(&f.rec);
+            if ips.is_empty() {
                 continue;
-            };
+            }
             let grace = match super::network::get(&self.st, net).await {
                 Ok(Some(s)) => s.grace,
                 // The network is gone: nothing to publish.
                 Ok(None) => continue,
                 Err(e) => {
-                    failed.push(format!("{net} {ip}: {e}"));
+                    failed.push(format!("{net} {ips:?}: {e}"));
                     continue;
                 }
             };
@@ -922,26 +975,29 @@ impl Agent {
             let Some(hold) = self.sh.hold_for(grace) else {
                 continue;
             };
-            let ep = Endpoint {
-                ip,
-                // The MAC a claim writes (derived from the address), never one
-                // read from the guest's side of the link.
-                mac: crate::request::format_mac(&super::names::mac_for(ip)),
-                host: self.sh.host.clone(),
-                container: f.rec.g.clone(),
-                ifname: f.rec.ifname.clone(),
-                hi: f.rec.hi.clone(),
-                since: store::now(),
-            };
-            match super::alloc::update(&self.st, net, &ep, lease, hold).await {
-                Ok(super::alloc::Updated::Written) => {}
-                // Retrying cannot fix that: say it loudly and go on.
-                Ok(super::alloc::Updated::HeldBy(other)) => {
-                    log(format_args!(
-                        "conflict: {net} {ip} is in use elsewhere now: held in etcd by host {other}, not this one"
-                    ));
+            // The MAC a claim writes (derived from the addresses), never
+            // one read from the guest's side of the link.
+            let mac = crate::request::format_mac(&names::mac_of(&ips));
+            for ip in ips {
+                let ep = Endpoint {
+                    ip,
+                    mac: mac.clone(),
+                    host: self.sh.host.clone(),
+                    container: f.rec.g.clone(),
+                    ifname: f.rec.ifname.clone(),
+                    hi: f.rec.hi.clone(),
+                    since: store::now(),
+                };
+                match super::alloc::update(&self.st, net, &ep, lease, hold).await {
+                    Ok(super::alloc::Updated::Written) => {}
+                    // Retrying cannot fix that: say it loudly and go on.
+                    Ok(super::alloc::Updated::HeldBy(other)) => {
+                        log(format_args!(
+                            "conflict: {net} {ip} is in use elsewhere now: held in etcd by host {other}, not this one"
+                        ));
+                    }
+                    Err(e) => failed.push(format!("{net} {ip}: {e}")),
                 }
-                Err(e) => failed.push(format!("{net} {ip}: {e}")),
             }
         }
         if failed.is_empty() {

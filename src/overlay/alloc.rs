@@ -8,89 +8,10 @@
 use super::etcd::{Compare, CompareOp, Txn, TxnOp};
 use super::store::{self, Endpoint, NetSpec, Reservation, Store};
 use crate::error::{Error, Result};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
-/// What the user asked for: a given address, or the next free one.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Want {
-    Auto,
-    Given(Ipv4Addr),
-}
-
-/// Parse the address token of `pipework NET $CID TOKEN` against the network.
-pub fn parse(tok: &str, net: &NetSpec) -> Result<Want> {
-    if tok == "auto" {
-        return Ok(Want::Auto);
-    }
-    let (ip_s, len) = match tok.split_once('/') {
-        Some((i, l)) => (i, Some(l)),
-        None => (tok, None),
-    };
-    let ip: Ipv4Addr = ip_s.parse().map_err(|_| {
-        Error::bad(
-            tok,
-            format!(
-                "give an IPv4 address in {} (e.g. {}/{}) or auto",
-                net.subnet,
-                first_host(net),
-                net.subnet.prefix()
-            ),
-        )
-    })?;
-    if let Some(l) = len
-        && l != net.subnet.prefix().to_string()
-    {
-        return Err(Error::bad(
-            tok,
-            format!(
-                "network {} is {}; write {ip}/{}",
-                net.name,
-                net.subnet,
-                net.subnet.prefix()
-            ),
-        ));
-    }
-    if !net.subnet.contains(ip) {
-        return Err(Error::bad(
-            tok,
-            format!(
-                "outside network {} ({}); pick an address inside it or auto",
-                net.name, net.subnet
-            ),
-        ));
-    }
-    if ip == net.gw() {
-        return Err(Error::bad(
-            tok,
-            format!(
-                "is network {}'s gateway (every host's bridge carries it); pick another address or auto",
-                net.name
-            ),
-        ));
-    }
-    if ip == net.subnet.network() || ip == net.subnet.broadcast() {
-        return Err(Error::bad(
-            tok,
-            "is the subnet's network or broadcast address",
-        ));
-    }
-    Ok(Want::Given(ip))
-}
-
-/// The first address a container may have (the gateway's excluded).
-pub fn first_host(net: &NetSpec) -> Ipv4Addr {
-    hosts(net)
-        .next()
-        .unwrap_or_else(|| Ipv4Addr::from(u32::from(net.subnet.network()) + 1))
-}
-
-/// Usable host addresses of the subnet, in order.
-fn hosts(net: &NetSpec) -> impl Iterator<Item = Ipv4Addr> {
-    let lo = u32::from(net.subnet.network()) + 1;
-    let hi = u32::from(net.subnet.broadcast());
-    let gw = net.gw();
-    (lo..hi).map(Ipv4Addr::from).filter(move |ip| *ip != gw)
-}
+use super::want::free_of;
+pub use super::want::{Want, first_host, first_host6, parse};
 
 fn resv_of(ep: &Endpoint) -> Vec<u8> {
     store::encode(&Reservation {
@@ -116,103 +37,129 @@ async fn resv_is_ours(st: &Store, key: &str, host: &str) -> Result<Result<Compar
     })
 }
 
-/// Claim an address for `ep` (its `ip` is filled in): the endpoint under
-/// `lease`, its reservation under `hold`.
+/// Claim the addresses `want` asks for, one endpoint each (`ep` is the
+/// template: its `ip` and `mac` are filled in): the endpoints under
+/// `lease`, their reservations under `hold`, all in one transaction, so a
+/// dual-stack claim gets both addresses or neither.
 pub async fn claim(
     st: &Store,
     net: &NetSpec,
-    want: Want,
-    mut ep: Endpoint,
+    want: &Want,
+    ep: Endpoint,
     lease: i64,
     hold: i64,
-) -> Result<Endpoint> {
+) -> Result<Vec<Endpoint>> {
     let mut seed = u64::from(std::process::id()) ^ store::now().rotate_left(17);
-    // Keys whose claim ended in an ambiguous error (an election, a
-    // timeout): etcd may have applied it. Checked before anything else,
+    // Claims whose transaction ended in an ambiguous error (an election,
+    // a timeout): etcd may have applied it. Checked before anything else,
     // so a claim that did happen is this one's result, neither refused as
     // "in use" nor leaked next to a second address.
-    let mut unsure: Vec<String> = Vec::new();
+    let mut unsure: Vec<Vec<String>> = Vec::new();
     for attempt in 0..200u32 {
         if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
             return Ok(mine);
         }
-        let ip = match want {
-            Want::Given(ip) => ip,
+        let ips: Vec<IpAddr> = match want {
+            Want::Given(ips) => {
+                if let [IpAddr::V6(v6)] = ips[..] {
+                    refuse_taken_mac(st, net, v6).await?;
+                }
+                ips.clone()
+            }
             Want::Auto => {
                 // Endpoints and reservations both: an address whose host
                 // is cut off (its endpoint lapsed) is still taken.
                 let mut used = std::collections::HashSet::new();
+                let mut macs = std::collections::HashSet::new();
                 for p in [store::ep_prefix(&net.name), store::resv_prefix(&net.name)] {
                     let (kvs, _) = st.list(&p).await?;
-                    used.extend(
-                        kvs.iter()
-                            .filter_map(|(k, _)| k.rsplit('/').next().map(String::from)),
-                    );
+                    for (k, v) in &kvs {
+                        used.extend(k.rsplit('/').next().map(String::from));
+                        if let Ok(e) = serde_json::from_slice::<Endpoint>(v) {
+                            macs.insert(e.mac);
+                        }
+                    }
                 }
                 // Concurrent claimers would all race for the first free
                 // address: after a lost race, pick among the first few free
                 // ones at random, so n racers settle in about log n rounds.
                 let spread = (attempt as usize + 1).min(64);
-                let free: Vec<Ipv4Addr> = hosts(net)
-                    .filter(|ip| !used.contains(&ip.to_string()))
-                    .take(spread)
-                    .collect();
-                if free.is_empty() {
-                    return Err(Error::bad(
-                        &net.name,
-                        format!("no free address left in {}", net.subnet),
-                    ));
+                let mut ips = Vec::new();
+                for (v6, has) in [(false, net.subnet.is_some()), (true, net.subnet6.is_some())] {
+                    if !has {
+                        continue;
+                    }
+                    let free = free_of(net, v6, &used, &macs, spread);
+                    if free.is_empty() {
+                        return Err(Error::bad(
+                            &net.name,
+                            format!("no free address left in {}", net.subnets()),
+                        ));
+                    }
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ips.push(free[(seed % free.len() as u64) as usize]);
                 }
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                free[(seed % free.len() as u64) as usize]
+                ips
             }
         };
-        ep.ip = ip;
-        ep.mac = crate::request::format_mac(&super::names::mac_for(ip));
-        let key = store::ep_key(&net.name, ip.into());
-        let rkey = store::resv_key(&net.name, ip.into());
-        // A given address this host itself reserves (its endpoint lapsed
-        // while it was cut off) may be taken again; anyone else's may not.
-        let resv_cmp = match want {
-            Want::Given(_) => match resv_is_ours(st, &rkey, &ep.host).await? {
-                Ok(c) => c,
-                Err(other) => {
-                    return Err(Error::bad(
-                        ip,
-                        format!(
-                            "reserved by host {other}, which is cut off or gone; pick another or auto, or release its addresses with `pipework overlay host rm {other}`"
-                        ),
-                    ));
-                }
-            },
-            Want::Auto => Compare::create_revision(&rkey, CompareOp::Equal, 0),
-        };
-        let txn = Txn::new()
-            .when(vec![
-                Compare::create_revision(&key, CompareOp::Equal, 0),
-                resv_cmp,
-                // The network must still exist (a concurrent delete wins).
-                Compare::create_revision(&store::net_key(&net.name), CompareOp::Greater, 0),
-            ])
-            .and_then(vec![
-                TxnOp::put(&key, &store::encode(&ep), Some(lease)),
-                TxnOp::put(&rkey, &resv_of(&ep), Some(hold)),
-            ]);
+        let mac = crate::request::format_mac(&super::names::mac_of(&ips));
+        let eps: Vec<Endpoint> = ips
+            .iter()
+            .map(|ip| Endpoint {
+                ip: *ip,
+                mac: mac.clone(),
+                ..ep.clone()
+            })
+            .collect();
+        let mut when = Vec::new();
+        let mut ops = Vec::new();
+        for e in &eps {
+            let key = store::ep_key(&net.name, e.ip);
+            let rkey = store::resv_key(&net.name, e.ip);
+            // A given address this host itself reserves (its endpoint
+            // lapsed while it was cut off) may be taken again; anyone
+            // else's may not.
+            let resv_cmp = match want {
+                Want::Given(_) => match resv_is_ours(st, &rkey, &e.host).await? {
+                    Ok(c) => c,
+                    Err(other) => {
+                        return Err(Error::bad(
+                            e.ip,
+                            format!(
+                                "reserved by host {other}, which is cut off or gone; pick another or auto, or release its addresses with `pipework overlay host rm {other}`"
+                            ),
+                        ));
+                    }
+                },
+                Want::Auto => Compare::create_revision(&rkey, CompareOp::Equal, 0),
+            };
+            when.push(Compare::create_revision(&key, CompareOp::Equal, 0));
+            when.push(resv_cmp);
+            ops.push(TxnOp::put(&key, &store::encode(e), Some(lease)));
+            ops.push(TxnOp::put(&rkey, &resv_of(e), Some(hold)));
+        }
+        // The network must still exist (a concurrent delete wins).
+        when.push(Compare::create_revision(
+            &store::net_key(&net.name),
+            CompareOp::Greater,
+            0,
+        ));
+        let keys: Vec<String> = eps.iter().map(|e| store::ep_key(&net.name, e.ip)).collect();
+        let txn = Txn::new().when(when).and_then(ops);
         let succeeded = match st.txn("claiming an address", txn).await {
             Ok(r) => r,
-            // An election: the claim did not happen; try again.
             // An election: the claim may or may not have happened (checked
             // at the top of the next round); try again.
             Err(e) if store::transient(&e) && attempt < 20 => {
-                unsure.push(key.clone());
+                unsure.push(keys);
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
             Err(e) => {
                 if store::transient(&e) {
-                    unsure.push(key.clone());
+                    unsure.push(keys);
                 }
                 if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
                     return Ok(mine);
@@ -221,37 +168,65 @@ pub async fn claim(
             }
         };
         if succeeded {
-            return Ok(ep);
+            return Ok(eps);
         }
         // Refused: perhaps by our own earlier, ambiguous attempt.
         if let Some(mine) = applied_after_all(st, &mut unsure, &ep).await {
             return Ok(mine);
         }
-        if let Want::Given(ip) = want {
-            let holder = st.get(&key).await?;
-            if holder.is_none() && st.get(&rkey).await?.is_some() {
+        if let Want::Given(ips) = want {
+            let mut reserved_meanwhile = false;
+            for ip in ips {
+                let key = store::ep_key(&net.name, *ip);
+                let rkey = store::resv_key(&net.name, *ip);
+                match st.get(&key).await? {
+                    Some(v) => {
+                        let other: Endpoint = store::decode(&key, &v)?;
+                        return Err(Error::bad(
+                            ip,
+                            format!(
+                                "in use by {} on host {}; pick another or auto",
+                                other.container, other.host
+                            ),
+                        ));
+                    }
+                    None => reserved_meanwhile |= st.get(&rkey).await?.is_some(),
+                }
+            }
+            if reserved_meanwhile {
                 // Reserved meanwhile: the next round names its holder.
                 continue;
             }
-            return Err(match holder {
-                Some(v) => {
-                    let other: Endpoint = store::decode(&key, &v)?;
-                    Error::bad(
-                        ip,
-                        format!(
-                            "in use by {} on host {}; pick another or auto",
-                            other.container, other.host
-                        ),
-                    )
-                }
-                None => Error::bad(&net.name, "the network was deleted meanwhile"),
-            });
+            return Err(Error::bad(&net.name, "the network was deleted meanwhile"));
         }
     }
     Err(Error::other(format!(
         "{}: could not claim an address after 200 tries (too much contention)",
         net.name
     )))
+}
+
+/// An IPv6-only endpoint's MAC comes from its address's low 32 bits: a
+/// static address whose low bits repeat another endpoint's would share
+/// its MAC on the network's one L2 segment. Refused.
+async fn refuse_taken_mac(st: &Store, net: &NetSpec, ip: Ipv6Addr) -> Result<()> {
+    let mac = crate::request::format_mac(&super::names::mac_for6(ip));
+    let (kvs, _) = st.list(&store::ep_prefix(&net.name)).await?;
+    for (k, v) in kvs {
+        let Ok(e) = store::decode::<Endpoint>(&k, &v) else {
+            continue;
+        };
+        if e.mac == mac && e.ip != IpAddr::V6(ip) {
+            return Err(Error::bad(
+                ip,
+                format!(
+                    "its MAC {mac} (from the address's last 32 bits) is {}'s already; pick an address with other last 32 bits, or auto",
+                    e.ip
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The endpoint `held` is the one `ep` wrote: same host, container,
@@ -264,28 +239,39 @@ fn same_claim(held: &Endpoint, ep: &Endpoint) -> bool {
         && held.since == ep.since
 }
 
-/// Of the keys an ambiguous error left `unsure`, the first that holds our
-/// own claim (read back). Keys found absent or someone else's are dropped;
-/// keys that cannot be read now stay for the next look.
+/// Of the claims an ambiguous error left `unsure` (the keys each wrote
+/// together), the first whose keys hold our own claim (read back). Claims
+/// found absent or someone else's are dropped; claims that cannot be read
+/// now stay for the next look.
 async fn applied_after_all(
     st: &Store,
-    unsure: &mut Vec<String>,
+    unsure: &mut Vec<Vec<String>>,
     ep: &Endpoint,
-) -> Option<Endpoint> {
+) -> Option<Vec<Endpoint>> {
     let mut keep = Vec::new();
     let mut found = None;
-    for key in unsure.drain(..) {
+    for keys in unsure.drain(..) {
         if found.is_some() {
-            keep.push(key);
+            keep.push(keys);
             continue;
         }
-        match st.get(&key).await {
-            Ok(Some(v)) => match store::decode::<Endpoint>(&key, &v) {
-                Ok(held) if same_claim(&held, ep) => found = Some(held),
-                _ => {}
-            },
-            Ok(None) => {}
-            Err(_) => keep.push(key),
+        let mut mine = Vec::new();
+        let mut unreadable = false;
+        for key in &keys {
+            match st.get(key).await {
+                Ok(Some(v)) => match store::decode::<Endpoint>(key, &v) {
+                    Ok(held) if same_claim(&held, ep) => mine.push(held),
+                    _ => {}
+                },
+                Ok(None) => {}
+                Err(_) => unreadable = true,
+            }
+        }
+        // One transaction wrote them all: all ours, or none.
+        if !mine.is_empty() && mine.len() == keys.len() {
+            found = Some(mine);
+        } else if unreadable {
+            keep.push(keys);
         }
     }
     *unsure = keep;
@@ -315,8 +301,8 @@ pub async fn update(
     lease: i64,
     hold: i64,
 ) -> Result<Updated> {
-    let key = store::ep_key(net, ep.ip.into());
-    let rkey = store::resv_key(net, ep.ip.into());
+    let key = store::ep_key(net, ep.ip);
+    let rkey = store::resv_key(net, ep.ip);
     let rcmp = match resv_is_ours(st, &rkey, &ep.host).await? {
         Ok(c) => c,
         Err(other) => return Ok(Updated::HeldBy(other)),
@@ -355,12 +341,12 @@ pub async fn update(
 pub async fn release(
     st: &Store,
     net: &str,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     host: &str,
     ep_rev: Option<i64>,
 ) -> Result<bool> {
-    let key = store::ep_key(net, ip.into());
-    let rkey = store::resv_key(net, ip.into());
+    let key = store::ep_key(net, ip);
+    let rkey = store::resv_key(net, ip);
     let mut when = Vec::new();
     let mut ops = Vec::new();
     if let Some((v, rev)) = st.get_kv(&key).await? {
@@ -389,9 +375,9 @@ pub async fn release(
 /// Drop a reservation whose endpoint is gone, only if it is still as read
 /// (revision `rev`) and no endpoint holds the address (a new claim of it
 /// writes both).
-pub async fn release_resv(st: &Store, net: &str, ip: Ipv4Addr, rev: i64) -> Result<bool> {
-    let key = store::ep_key(net, ip.into());
-    let rkey = store::resv_key(net, ip.into());
+pub async fn release_resv(st: &Store, net: &str, ip: IpAddr, rev: i64) -> Result<bool> {
+    let key = store::ep_key(net, ip);
+    let rkey = store::resv_key(net, ip);
     let txn = Txn::new()
         .when(vec![
             Compare::mod_revision(&rkey, CompareOp::Equal, rev),
@@ -419,7 +405,7 @@ mod tests {
 
     fn ep(ip: u8) -> Endpoint {
         Endpoint {
-            ip: Ipv4Addr::new(10, 40, 0, ip),
+            ip: std::net::Ipv4Addr::new(10, 40, 0, ip).into(),
             mac: String::new(),
             host: "pwvh1".into(),
             container: "pwvc1".into(),

@@ -1,7 +1,10 @@
-//! `pipework NET $CID IP/LEN|auto`: the classic form with an overlay
-//! network's name as host side. The address is claimed in etcd first (under
-//! this host's lease), then the ordinary bridge driver plugs the container
-//! into the agent's bridge for NET; a failed attach gives the address back.
+//! `pipework NET $CID IP/LEN|auto [--ip IP6/LEN]`: the classic form with an
+//! overlay network's name as host side. `auto` claims one address of each
+//! family the network has; static addresses are one per family (the
+//! second as `--ip`, as the classic form takes extra addresses). The
+//! addresses are claimed in etcd first (under this host's lease, in one
+//! transaction), then the ordinary bridge driver plugs the container into
+//! the agent's bridge for NET; a failed attach gives them back.
 use super::alloc::{self, Want};
 use super::endpoint::Claim;
 use super::names;
@@ -9,14 +12,39 @@ use super::state::{self, AgentState};
 use super::store::{self, Endpoint, Store};
 use crate::classic::{ClassicArgs, to_request};
 use crate::error::{Error, Result};
+use std::net::IpAddr;
 
-/// The overlay address a verified record claims, if it is an overlay one.
-/// It is signed with the rest of the record (`Extras::overlay_ip`), so
-/// detach, CNI DEL and the agent's republish act on the address pipework
-/// claimed, never on one a guest suggests by changing its interface's MAC.
-pub fn ovip_of(rec: &crate::record::Record) -> Option<std::net::Ipv4Addr> {
-    names::net_of_bridge(&rec.h)?;
-    rec.x.overlay_ip
+/// The overlay addresses a verified record claims (none if it is not an
+/// overlay one), IPv4 first. They are signed with the rest of the record
+/// (`Extras::overlay_ip`, `overlay_ip6`), so detach, CNI DEL and the
+/// agent's republish act on the addresses pipework claimed, never on one a
+/// guest suggests by changing its interface's MAC.
+pub fn ovip_of(rec: &crate::record::Record) -> Vec<IpAddr> {
+    if names::net_of_bridge(&rec.h).is_none() {
+        return Vec::new();
+    }
+    let v4 = rec.x.overlay_ip.map(IpAddr::V4);
+    v4.into_iter()
+        .chain(rec.x.overlay_ip6.map(IpAddr::V6))
+        .collect()
+}
+
+/// Sign the claimed addresses into the record.
+fn sign_ips(x: &mut crate::record::Extras, ips: &[IpAddr]) {
+    for ip in ips {
+        match ip {
+            IpAddr::V4(a) => x.overlay_ip = Some(*a),
+            IpAddr::V6(a) => x.overlay_ip6 = Some(*a),
+        }
+    }
+}
+
+/// The attach's address tokens: the first as the classic IP argument,
+/// the others as `--ip`, each `ip/len[@gw]`.
+fn set_addrs(args: &mut ClassicArgs, ips: &[IpAddr], net: &store::NetSpec, no_route: bool) {
+    let mut toks = ips.iter().map(|ip| with_gw(*ip, net, no_route));
+    args.ip = toks.next();
+    args.ips = toks.collect();
 }
 
 /// Cheap, synchronous: is `a.host` an overlay network here? Only when an
@@ -66,54 +94,60 @@ pub async fn try_attach_with(
             "missing address after the guest: give ip/len or auto",
         )
     })?;
-    let want = alloc::parse(&tok, &net)?;
-    if !a.ips.is_empty() || a.mac.is_some() || a.dry_run {
+    let mut toks: Vec<&str> = vec![tok.as_str()];
+    toks.extend(a.ips.iter().map(String::as_str));
+    let want = alloc::parse(&toks, &net)?;
+    if a.mac.is_some() || a.dry_run {
         return Err(Error::bad(
             &net_name,
-            "an overlay endpoint takes one address (or auto) and derives its MAC; drop --ip, the MAC and --dry-run",
+            "an overlay endpoint takes its addresses (or auto) and derives its MAC; drop the MAC and --dry-run",
         ));
     }
     let mut args = a.clone();
     args.no_default_route = false;
     args.host = names::bridge(&net_name);
     args.mtu = Some(a.mtu.unwrap_or(net.mtu));
-    let probe = match want {
-        Want::Given(ip) => ip,
-        Want::Auto => alloc::first_host(&net),
+    let probe: Vec<IpAddr> = match &want {
+        Want::Given(ips) => ips.clone(),
+        Want::Auto => {
+            let v4 = net.subnet.map(|_| IpAddr::V4(alloc::first_host(&net)));
+            let v6 = net.subnet6.map(|_| IpAddr::V6(alloc::first_host6(&net)));
+            v4.into_iter().chain(v6).collect()
+        }
     };
-    args.ip = Some(format!("{probe}/{}", net.subnet.prefix()));
+    set_addrs(&mut args, &probe, &net, a.no_default_route);
     to_request(&args)?;
     let guest = crate::guest::resolve(&a.guest)?;
     // Already attached (a re-run): no new claim; the classic path reports
     // "unchanged" or names the conflict.
     let ifname = args.ifname.clone().unwrap_or_else(|| "eth1".into());
     let cont = crate::netlink::Net::new(Some(&guest.netns), false)?;
-    // The address comes from our signed record on that link, never from
+    // The addresses come from our signed record on that link, never from
     // its MAC (the guest can change that).
     if let Some(l) = cont.link_by_name(&ifname).await? {
         let have = match crate::inventory::read(&l, guest.netns.inode()?) {
             crate::record::Seen::Ours(r) => ovip_of(&r),
-            _ => None,
+            _ => Vec::new(),
         };
-        let ip = match (want, have) {
-            (Want::Given(ip), _) => ip,
-            (Want::Auto, Some(h)) => h,
-            (Want::Auto, None) => probe,
+        let ips = match (&want, have.is_empty()) {
+            (Want::Given(ips), _) => ips.clone(),
+            (Want::Auto, false) => have,
+            (Want::Auto, true) => probe,
         };
-        args.ip = Some(with_gw(ip, &net, a.no_default_route));
-        args.mac = Some(crate::request::format_mac(&names::mac_for(ip)));
+        set_addrs(&mut args, &ips, &net, a.no_default_route);
+        args.mac = Some(crate::request::format_mac(&names::mac_of(&ips)));
         let mut req = to_request(&args)?;
         // An overlay bridge routes (anycast gateway, masquerade, replies by
         // conntrack state): its frames must stay tracked.
         req.keep_conntrack = true;
         req.record_extras = extras.clone();
-        req.record_extras.overlay_ip = Some(ip);
+        sign_ips(&mut req.record_extras, &ips);
         wait_for_bridge(&net_name).await?;
         return crate::attach::attach_to(&req, &guest).await.map(Some);
     }
 
-    let claim = Claim::take(&st, &agent, &net, want, &guest.name, &ifname).await?;
-    args.ip = Some(with_gw(claim.ip(), &net, a.no_default_route));
+    let claim = Claim::take(&st, &agent, &net, &want, &guest.name, &ifname).await?;
+    set_addrs(&mut args, &claim.ips(), &net, a.no_default_route);
     args.mac = Some(claim.mac().to_string());
     let result = async {
         // The agent builds a network's devices on a host once the host
@@ -122,7 +156,7 @@ pub async fn try_attach_with(
         let mut req = to_request(&args)?;
         req.keep_conntrack = true;
         req.record_extras = extras.clone();
-        req.record_extras.overlay_ip = Some(claim.ip());
+        sign_ips(&mut req.record_extras, &claim.ips());
         crate::attach::attach_to(&req, &guest).await
     }
     .await;
@@ -138,14 +172,18 @@ pub async fn try_attach_with(
     }
 }
 
-/// `ip/len@gw`: the default route through the anycast gateway every
-/// host's bridge carries, unless the network was made without one or the
-/// attach says `--no-default-route`.
-fn with_gw(ip: std::net::Ipv4Addr, net: &store::NetSpec, no_route: bool) -> String {
-    if net.no_default_route || no_route {
-        format!("{ip}/{}", net.subnet.prefix())
-    } else {
-        format!("{ip}/{}@{}", net.subnet.prefix(), net.gw())
+/// `ip/len@gw`: the default route (of `ip`'s family) through the anycast
+/// gateway every host's bridge carries, unless the network was made
+/// without one or the attach says `--no-default-route`.
+fn with_gw(ip: IpAddr, net: &store::NetSpec, no_route: bool) -> String {
+    let len = net.subnet_of(ip).map(|s| s.prefix()).unwrap_or(0);
+    let gw = match ip {
+        IpAddr::V4(_) => net.gw().map(IpAddr::V4),
+        IpAddr::V6(_) => net.gw6().map(IpAddr::V6),
+    };
+    match gw {
+        Some(gw) if !(net.no_default_route || no_route) => format!("{ip}/{len}@{gw}"),
+        _ => format!("{ip}/{len}"),
     }
 }
 
@@ -177,19 +215,23 @@ pub async fn before_detach(rec: &crate::record::Record, dry_run: bool) -> Result
     let Some(net) = names::net_of_bridge(&rec.h) else {
         return Ok(());
     };
-    let Some(ip) = ovip_of(rec) else {
+    let ips = ovip_of(rec);
+    if ips.is_empty() {
         return Ok(());
-    };
+    }
     let Some(agent) = state::load() else {
         eprintln!(
-            "pipework: warning: no overlay agent on this host; {ip} stays in etcd until this host's lease expires"
+            "pipework: warning: no overlay agent on this host; {ips:?} stay in etcd until this host's lease expires"
         );
         return Ok(());
     };
     if dry_run {
         return Ok(());
     }
-    release(&agent, net, ip, rec.hi.as_deref()).await
+    for ip in ips {
+        release(&agent, net, ip, rec.hi.as_deref()).await?;
+    }
+    Ok(())
 }
 
 /// `before_detach` as the detach hook (`crate::hooks`).
@@ -200,14 +242,9 @@ pub fn before_detach_hook(
     Box::pin(before_detach(rec, dry_run))
 }
 
-async fn release(
-    agent: &AgentState,
-    net: &str,
-    ip: std::net::Ipv4Addr,
-    host_link: Option<&str>,
-) -> Result<()> {
+async fn release(agent: &AgentState, net: &str, ip: IpAddr, host_link: Option<&str>) -> Result<()> {
     let st = Store::connect(&agent.etcd).await?;
-    let key = store::ep_key(net, ip.into());
+    let key = store::ep_key(net, ip);
     let ep_rev = match st.get_kv(&key).await? {
         Some((v, rev)) => {
             let ep: Endpoint = store::decode(&key, &v)?;

@@ -7,12 +7,13 @@ use super::alloc::{self, Want};
 use super::state::AgentState;
 use super::store::{self, Endpoint, NetSpec, Store};
 use crate::error::Result;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-/// An address claimed for one container interface, not yet committed.
+/// The addresses (one per family) claimed for one container interface,
+/// not yet committed.
 pub struct Claim {
     st: Store,
-    ep: Endpoint,
+    eps: Vec<Endpoint>,
     net: String,
     lease: i64,
     hold: i64,
@@ -24,12 +25,12 @@ impl Claim {
         st: &Store,
         agent: &AgentState,
         net: &NetSpec,
-        want: Want,
+        want: &Want,
         container: &str,
         ifname: &str,
     ) -> Result<Claim> {
         let ep = Endpoint {
-            ip: net.subnet.network(),
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mac: String::new(),
             host: agent.host.clone(),
             container: container.to_string(),
@@ -42,10 +43,10 @@ impl Claim {
         loop {
             let hold = agent.hold_for(&net.name, net.grace).await?;
             match alloc::claim(st, net, want, ep.clone(), agent.lease, hold).await {
-                Ok(ep) => {
+                Ok(eps) => {
                     return Ok(Claim {
                         st: st.clone(),
-                        ep,
+                        eps,
                         net: net.name.clone(),
                         lease: agent.lease,
                         hold,
@@ -66,37 +67,44 @@ impl Claim {
         }
     }
 
-    pub fn ip(&self) -> Ipv4Addr {
-        self.ep.ip
+    /// The claimed addresses, IPv4 first.
+    pub fn ips(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.eps.iter().map(|e| e.ip).collect();
+        v.sort_by_key(|ip| ip.is_ipv6());
+        v
     }
 
-    /// The MAC derived from the address (`aa:bb:…`).
+    /// The MAC derived from the addresses (`aa:bb:…`), one for both.
     pub fn mac(&self) -> &str {
-        &self.ep.mac
+        self.eps.first().map(|e| e.mac.as_str()).unwrap_or_default()
     }
 
     /// The attach succeeded: record its host link. A failure here is only
     /// a warning: the endpoint works, and the agent's next pass finds the
     /// link by the record on it.
     pub async fn commit(mut self, host_link: Option<String>, who: &str) {
-        self.ep.hi = host_link;
-        let why = match alloc::update(&self.st, &self.net, &self.ep, self.lease, self.hold).await {
-            Ok(alloc::Updated::Written) => return,
-            Ok(alloc::Updated::HeldBy(other)) => format!("held in etcd by host {other}"),
-            Err(e) => e.to_string(),
-        };
-        eprintln!(
-            "{who}: warning: recording {}'s host link in etcd: {why}",
-            self.ep.ip
-        );
+        for ep in &mut self.eps {
+            ep.hi = host_link.clone();
+            let why = match alloc::update(&self.st, &self.net, ep, self.lease, self.hold).await {
+                Ok(alloc::Updated::Written) => continue,
+                Ok(alloc::Updated::HeldBy(other)) => format!("held in etcd by host {other}"),
+                Err(e) => e.to_string(),
+            };
+            eprintln!(
+                "{who}: warning: recording {}'s host link in etcd: {why}",
+                ep.ip
+            );
+        }
     }
 
-    /// The attach failed: give the address back. If even that fails, the
+    /// The attach failed: give the addresses back. If even that fails, the
     /// agent's sweep removes an endpoint without a link (or the lease does).
     pub async fn release(self, who: &str) {
-        let r = alloc::release(&self.st, &self.net, self.ep.ip, &self.ep.host, None).await;
-        if let Err(d) = r {
-            eprintln!("{who}: warning: releasing {}: {d}", self.ep.ip);
+        for ep in &self.eps {
+            let r = alloc::release(&self.st, &self.net, ep.ip, &ep.host, None).await;
+            if let Err(d) = r {
+                eprintln!("{who}: warning: releasing {}: {d}", ep.ip);
+            }
         }
     }
 

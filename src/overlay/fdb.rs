@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::netlink::vxlan::{VxlanEntries, VxlanSpec};
 use crate::netlink::{Journal, Link, Net};
 use crate::record::MarkKind;
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// The underlay as the agent resolved it.
 #[derive(Debug, Clone)]
@@ -19,8 +19,9 @@ pub struct Underlay {
     pub mtu: u32,
 }
 
-/// What a host should have for one network: remote MAC → (VTEP, IP).
-pub type Desired = BTreeMap<[u8; 6], (IpAddr, Ipv4Addr)>;
+/// What a host should have for one network: remote MAC → (VTEP, the
+/// endpoint's addresses: one, or one per family).
+pub type Desired = BTreeMap<[u8; 6], (IpAddr, BTreeSet<IpAddr>)>;
 
 /// What the kernel has on the VXLAN device.
 pub type Have = VxlanEntries;
@@ -163,36 +164,68 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
 }
 
 /// The anycast gateway: the same address (and, through `stable_mac` of
-/// the bridge's name, the same MAC) on every host's bridge. ARP for it is
-/// answered by the local bridge; the VXLAN device (proxy, no neighbour
-/// entry for it) never carries the question across.
+/// the bridge's name, the same MAC) on every host's bridge, one per family
+/// the network has. ARP and Neighbour Solicitations for it are answered
+/// by the local bridge; the VXLAN device (proxy, no neighbour entry for
+/// it, no flood entry) never carries the question, nor the bridge's own
+/// NA, RS or MLD, across. The IPv6 one skips DAD (`add_addr`): every host
+/// holds it on purpose.
 ///
 /// Only on a bridge the agent made (its mark): an admin's look-alike is
-/// never given an address. There the gateway is the only IPv4 address the
-/// agent writes, so any other is a stale one (a network re-created with
-/// another subnet or `--gateway`) and goes; with `gateway` false (an
-/// endpoint holds that address) the gateway goes too, or two would answer.
+/// never given an address. There the gateways are the only addresses the
+/// agent writes, so any other (but IPv6 link-local) is a stale one (a
+/// network re-created with another subnet or gateway) and goes; with
+/// `gateway` false (an endpoint holds the IPv4 gateway's address) the
+/// IPv4 gateway goes too, or two would answer.
 async fn sync_gateway(net_ops: &Net, bridge: &Link, net: &NetSpec, gateway: bool) -> Result<()> {
     if !ours(bridge, &net.name) {
         return Ok(());
     }
-    let gw = ipnetwork::IpNetwork::new(net.gw().into(), net.subnet.prefix())
-        .map_err(|e| Error::other(e.to_string()))?;
-    let mut present = false;
+    let mut want: Vec<ipnetwork::IpNetwork> = Vec::new();
+    if let (Some(gw), Some(s), true) = (net.gw(), net.subnet, gateway) {
+        want.push(
+            ipnetwork::IpNetwork::new(gw.into(), s.prefix())
+                .map_err(|e| Error::other(e.to_string()))?,
+        );
+    }
+    if let (Some(gw), Some(s)) = (net.gw6(), net.subnet6) {
+        want.push(
+            ipnetwork::IpNetwork::new(gw.into(), s.prefix())
+                .map_err(|e| Error::other(e.to_string()))?,
+        );
+    }
+    let mut present = Vec::new();
     for a in net_ops.addrs(bridge.index).await? {
-        let ipnetwork::IpNetwork::V4(v4) = a.net else {
+        if want.contains(&a.net) {
+            present.push(a.net);
             continue;
-        };
-        if gateway && a.net == gw {
-            present = true;
-        } else {
-            net_ops.del_addr4(bridge, v4.ip(), v4.prefix()).await?;
+        }
+        match a.net {
+            ipnetwork::IpNetwork::V4(v4) => net_ops.del_addr4(bridge, v4.ip(), v4.prefix()).await?,
+            // The kernel's own link-local address stays.
+            ipnetwork::IpNetwork::V6(v6) if v6.ip().is_unicast_link_local() => {}
+            ipnetwork::IpNetwork::V6(v6) => net_ops.del_addr6(bridge, v6.ip(), v6.prefix()).await?,
         }
     }
-    if gateway && !present {
-        net_ops.add_addr(bridge, gw).await?;
+    for w in want {
+        if !present.contains(&w) {
+            if w.is_ipv6() {
+                enable_ipv6(&bridge.name);
+            }
+            net_ops.add_addr(bridge, w).await?;
+        }
     }
     Ok(())
+}
+
+/// A host whose default is `disable_ipv6=1` made our bridge without IPv6:
+/// turn it on for this one device (ours), or the gateway cannot be added.
+/// A failure shows as the address's own error just after.
+fn enable_ipv6(dev: &str) {
+    let f = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+    if std::fs::read_to_string(&f).is_ok_and(|v| v.trim() == "1") {
+        let _ = std::fs::write(&f, "0");
+    }
 }
 
 /// Label a device the agent made for `net` with a signed mark: only
@@ -235,13 +268,15 @@ pub async fn remove_if_unused(net_ops: &Net, net: &str) -> Result<bool> {
 /// Compare what etcd wants with what the kernel has.
 pub fn drift(want: &Desired, have: &Have) -> Drift {
     let mut d = Drift::default();
-    for (mac, (vtep, ip)) in want {
+    for (mac, (vtep, ips)) in want {
         let m = crate::request::format_mac(mac);
         if have.fdb.get(mac) != Some(vtep) {
             d.missing.push(format!("fdb {m} dst {vtep}"));
         }
-        if have.neigh.get(ip) != Some(mac) {
-            d.missing.push(format!("neigh {ip} lladdr {m}"));
+        for ip in ips {
+            if have.neigh.get(ip) != Some(mac) {
+                d.missing.push(format!("neigh {ip} lladdr {m}"));
+            }
         }
     }
     for (mac, vtep) in &have.fdb {
@@ -265,8 +300,10 @@ pub fn drift(want: &Desired, have: &Have) -> Drift {
 }
 
 /// The neighbour addresses `want` backs, for one lookup per entry.
-fn wanted_ips(want: &Desired) -> std::collections::HashSet<Ipv4Addr> {
-    want.values().map(|(_, ip)| *ip).collect()
+fn wanted_ips(want: &Desired) -> std::collections::HashSet<IpAddr> {
+    want.values()
+        .flat_map(|(_, ips)| ips.iter().copied())
+        .collect()
 }
 
 /// Make the kernel match `want`: add or replace what is missing or wrong,
@@ -281,12 +318,14 @@ pub async fn apply(net_ops: &Net, vx: &Link, want: &Desired) -> Result<usize> {
         Ok(()) => changes += 1,
         Err(e) => failed.push(e.to_string()),
     };
-    for (mac, (vtep, ip)) in want {
+    for (mac, (vtep, ips)) in want {
         if have.fdb.get(mac) != Some(vtep) {
             step(net_ops.fdb_replace(vx, mac, *vtep).await);
         }
-        if have.neigh.get(ip) != Some(mac) {
-            step(net_ops.neigh_replace(vx, *ip, mac).await);
+        for ip in ips {
+            if have.neigh.get(ip) != Some(mac) {
+                step(net_ops.neigh_replace(vx, *ip, mac).await);
+            }
         }
     }
     for (mac, vtep) in &have.fdb {

@@ -3,7 +3,8 @@
 //!
 //! - `store`: etcd connection (bounded calls), key layout, records.
 //! - `network`: `overlay create` / `overlay delete`.
-//! - `alloc`: cluster-wide address claims (one transaction each).
+//! - `alloc`: cluster-wide address claims (one transaction each);
+//!   `want`: what an attach asks for (auto, or one address per family).
 //! - `attach`: the classic `pipework NET $CID IP|auto` and detach's hook.
 //! - `agent`: the per-host resident process; `model`: its copy of etcd,
 //!   `lease`: its liveness and hold leases; `fdb`: its kernel side.
@@ -23,6 +24,7 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod underlay;
+pub mod want;
 
 use crate::error::Result;
 
@@ -32,7 +34,10 @@ pub enum OverlayCmd {
     /// Define a network in etcd.
     Create {
         name: String,
-        subnet: String,
+        /// IPv4 subnet (None: IPv6 only).
+        subnet: Option<String>,
+        /// IPv6 subnet (None: IPv4 only).
+        subnet6: Option<String>,
         vni: Option<u32>,
         /// `auto` or a number.
         mtu: String,
@@ -41,6 +46,8 @@ pub enum OverlayCmd {
         grace: Option<String>,
         /// The anycast gateway (default: the subnet's first address).
         gateway: Option<String>,
+        /// The IPv6 anycast gateway (default: subnet6's first address).
+        gateway6: Option<String>,
         no_default_route: bool,
         allow_from: Vec<String>,
         json: bool,
@@ -61,11 +68,13 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
         OverlayCmd::Create {
             name,
             subnet,
+            subnet6,
             vni,
             mtu,
             port,
             grace,
             gateway,
+            gateway6,
             no_default_route,
             allow_from,
             json,
@@ -75,12 +84,14 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                 &etcd,
                 &network::CreateArgs {
                     name: &name,
-                    subnet: &subnet,
+                    subnet: subnet.as_deref(),
+                    subnet6: subnet6.as_deref(),
                     vni,
                     mtu: &mtu,
                     port,
                     grace: grace.as_deref(),
                     gateway: gateway.as_deref(),
+                    gateway6: gateway6.as_deref(),
                     no_default_route,
                     allow_from: &allow_from,
                 },
@@ -89,14 +100,15 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             if json {
                 println!("{}", serde_json::to_string(&spec).unwrap_or_default());
             } else {
+                let gws: Vec<String> = spec.gateways().iter().map(|g| g.to_string()).collect();
                 println!(
                     "created overlay {} {} vni {} mtu {} port {} gateway {}",
                     spec.name,
-                    spec.subnet,
+                    spec.subnets(),
                     spec.vni,
                     spec.mtu,
                     spec.port,
-                    spec.gw()
+                    gws.join(" ")
                 );
             }
             Ok(0)

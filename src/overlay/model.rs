@@ -8,7 +8,7 @@ use super::fdb::Desired;
 use super::names;
 use super::store::{self, Endpoint, HostInfo, NetSpec, Reservation};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// What one key's change touched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,9 +18,9 @@ pub enum Touched {
     /// A host registered, changed its underlay, or left.
     Host(String),
     /// One endpoint appeared, changed or left.
-    Ep(String, Ipv4Addr),
+    Ep(String, IpAddr),
     /// One reservation appeared or left.
-    Resv(String, Ipv4Addr),
+    Resv(String, IpAddr),
 }
 
 /// An endpoint and the revision it was last written at.
@@ -31,20 +31,26 @@ pub struct Model {
     pub nets: BTreeMap<String, NetSpec>,
     pub hosts: HashMap<String, HostInfo>,
     /// network → address → endpoint.
-    pub eps: HashMap<String, BTreeMap<Ipv4Addr, EpAt>>,
+    pub eps: HashMap<String, BTreeMap<IpAddr, EpAt>>,
     /// network → address → reservation (and its revision).
-    pub resv: HashMap<String, BTreeMap<Ipv4Addr, (Reservation, i64)>>,
+    pub resv: HashMap<String, BTreeMap<IpAddr, (Reservation, i64)>>,
     /// host → its endpoints (network, address).
-    by_host: HashMap<String, HashSet<(String, Ipv4Addr)>>,
+    by_host: HashMap<String, HashSet<(String, IpAddr)>>,
     /// host → its reservations (network, address).
-    resv_by_host: HashMap<String, HashSet<(String, Ipv4Addr)>>,
+    resv_by_host: HashMap<String, HashSet<(String, IpAddr)>>,
+}
+
+/// An endpoint's MAC as its claim wrote it (both families' endpoints of
+/// one container carry the same); derived from the address if unreadable.
+pub fn mac_of(ep: &Endpoint) -> [u8; 6] {
+    crate::request::parse_mac(&ep.mac).unwrap_or_else(|_| names::mac_of(&[ep.ip]))
 }
 
 /// Index `key` under `host` (or take it out).
 fn index(
-    ix: &mut HashMap<String, HashSet<(String, Ipv4Addr)>>,
+    ix: &mut HashMap<String, HashSet<(String, IpAddr)>>,
     host: &str,
-    key: (String, Ipv4Addr),
+    key: (String, IpAddr),
     add: bool,
 ) {
     if add {
@@ -61,8 +67,8 @@ fn index(
 enum Key<'a> {
     Net(&'a str),
     Host(&'a str),
-    Ep(&'a str, Ipv4Addr),
-    Resv(&'a str, Ipv4Addr),
+    Ep(&'a str, IpAddr),
+    Resv(&'a str, IpAddr),
 }
 
 fn split(k: &str) -> Option<Key<'_>> {
@@ -140,35 +146,39 @@ impl Model {
         }
     }
 
-    pub fn ep(&self, net: &str, ip: Ipv4Addr) -> Option<&EpAt> {
+    pub fn ep(&self, net: &str, ip: IpAddr) -> Option<&EpAt> {
         self.eps.get(net)?.get(&ip)
     }
 
     /// The endpoints of `host`, as (network, address).
-    pub fn eps_of(&self, host: &str) -> Vec<(String, Ipv4Addr)> {
+    pub fn eps_of(&self, host: &str) -> Vec<(String, IpAddr)> {
         self.by_host
             .get(host)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// The VTEP host `me` must send `ip` of `net` to: None for its own
-    /// endpoints, absent ones, and ones whose host is not registered (its
-    /// lease is taking them away).
-    pub fn entry(&self, net: &str, ip: Ipv4Addr, me: &str) -> Option<IpAddr> {
+    /// The VTEP host `me` must send `ip` of `net` to, and the endpoint's
+    /// MAC: None for its own endpoints, absent ones, and ones whose host is
+    /// not registered (its lease is taking them away).
+    pub fn entry(&self, net: &str, ip: IpAddr, me: &str) -> Option<(IpAddr, [u8; 6])> {
         let (ep, _) = self.ep(net, ip)?;
         if ep.host == me {
             return None;
         }
-        Some(self.hosts.get(&ep.host)?.underlay)
+        Some((self.hosts.get(&ep.host)?.underlay, mac_of(ep)))
     }
 
-    /// Everything host `me` must program for `net`.
+    /// Everything host `me` must program for `net`: one FDB entry per MAC
+    /// (a dual-stack endpoint's two addresses share it), one neighbour
+    /// entry per address.
     pub fn desired(&self, net: &str, me: &str) -> Desired {
         let mut d = Desired::new();
         for ip in self.eps.get(net).into_iter().flat_map(|m| m.keys()) {
-            if let Some(vtep) = self.entry(net, *ip, me) {
-                d.insert(names::mac_for(*ip), (vtep, *ip));
+            if let Some((vtep, mac)) = self.entry(net, *ip, me) {
+                let e = d.entry(mac).or_insert_with(|| (vtep, Default::default()));
+                e.0 = vtep;
+                e.1.insert(*ip);
             }
         }
         d
@@ -210,7 +220,7 @@ impl Model {
     }
 
     /// The reservations of `host`, as (network, address, revision).
-    pub fn resv_of(&self, host: &str) -> Vec<(String, Ipv4Addr, i64)> {
+    pub fn resv_of(&self, host: &str) -> Vec<(String, IpAddr, i64)> {
         self.resv_by_host
             .get(host)
             .into_iter()
@@ -275,9 +285,12 @@ mod tests {
             (format!("{r}ep/n/10.1.0.1"), ep("10.1.0.1", "a"), 3),
             (format!("{r}ep/n/10.1.0.2"), ep("10.1.0.2", "b"), 4),
         ]);
-        let ip1: Ipv4Addr = "10.1.0.1".parse().unwrap();
-        let ip2: Ipv4Addr = "10.1.0.2".parse().unwrap();
-        assert_eq!(m.entry("n", ip1, "b"), Some("10.0.0.1".parse().unwrap()));
+        let ip1: IpAddr = "10.1.0.1".parse().unwrap();
+        let ip2: IpAddr = "10.1.0.2".parse().unwrap();
+        assert_eq!(
+            m.entry("n", ip1, "b").map(|e| e.0),
+            Some("10.0.0.1".parse().unwrap())
+        );
         assert_eq!(m.entry("n", ip1, "a"), None, "own endpoint");
         assert_eq!(m.desired("n", "a").len(), 1);
         // Host b moves: only its endpoint is touched.
@@ -286,7 +299,10 @@ mod tests {
             Some(Touched::Host("b".into()))
         );
         assert_eq!(m.eps_of("b"), vec![("n".to_string(), ip2)]);
-        assert_eq!(m.entry("n", ip2, "a"), Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(
+            m.entry("n", ip2, "a").map(|e| e.0),
+            Some("10.0.0.9".parse().unwrap())
+        );
         // Host b leaves: its endpoint is no longer wanted anywhere.
         m.apply(&format!("{r}host/b"), None, 6);
         assert_eq!(m.entry("n", ip2, "a"), None);
@@ -335,5 +351,32 @@ mod tests {
         // c is joined to nothing: needed nowhere but where it is used.
         assert!(!m.peer_used("c", "h1") && !m.peer_used("a", "h3"));
         assert!(!m.peer_used("b", "h3") && !m.peer_used("a", "h1"));
+    }
+
+    #[test]
+    fn a_dual_stack_endpoint_is_one_fdb_entry_and_two_neighbours() {
+        let r = store::ROOT;
+        let dual = |ip: &str| {
+            format!(
+                r#"{{"ip":"{ip}","mac":"02:77:0a:01:00:02","host":"b","container":"c","ifname":"eth1"}}"#
+            )
+            .into_bytes()
+        };
+        let m = Model::from_kvs(vec![
+            (format!("{r}host/b"), host("b", "fd00::2"), 1),
+            (format!("{r}ep/n/10.1.0.2"), dual("10.1.0.2"), 2),
+            (format!("{r}ep/n/fd40::5"), dual("fd40::5"), 3),
+        ]);
+        let d = m.desired("n", "a");
+        assert_eq!(d.len(), 1, "{d:?}");
+        let (vtep, ips) = &d[&[0x02, 0x77, 10, 1, 0, 2]];
+        assert_eq!(*vtep, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(ips.len(), 2);
+        let v6: IpAddr = "fd40::5".parse().unwrap();
+        assert_eq!(m.eps_of("b").len(), 2);
+        assert_eq!(
+            m.entry("n", v6, "a").map(|e| e.1),
+            Some([2, 0x77, 10, 1, 0, 2])
+        );
     }
 }

@@ -54,6 +54,32 @@ pub fn mac_for(ip: std::net::Ipv4Addr) -> [u8; 6] {
     [0x02, 0x77, o[0], o[1], o[2], o[3]]
 }
 
+/// An IPv6-only endpoint's MAC: another prefix (never equal to an IPv4
+/// one) plus the address's low 32 bits. Unique among `auto` addresses of a
+/// subnet; a static address whose low bits repeat another's is refused at
+/// claim time (`alloc`).
+pub fn mac_for6(ip: std::net::Ipv6Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x76, o[12], o[13], o[14], o[15]]
+}
+
+/// The MAC of an endpoint holding `ips` (one per family): derived from
+/// the IPv4 address when there is one, else from the IPv6 one, so a
+/// dual-stack container has one MAC for both.
+pub fn mac_of(ips: &[std::net::IpAddr]) -> [u8; 6] {
+    let v4 = ips.iter().find_map(|ip| match ip {
+        std::net::IpAddr::V4(a) => Some(mac_for(*a)),
+        std::net::IpAddr::V6(_) => None,
+    });
+    let v6 = || {
+        ips.iter().find_map(|ip| match ip {
+            std::net::IpAddr::V6(a) => Some(mac_for6(*a)),
+            std::net::IpAddr::V4(_) => None,
+        })
+    };
+    v4.or_else(v6).unwrap_or([0x02, 0x77, 0, 0, 0, 0])
+}
+
 pub fn ip_of_mac(mac: &[u8]) -> Option<std::net::Ipv4Addr> {
     match mac {
         [0x02, 0x77, a, b, c, d] => Some(std::net::Ipv4Addr::new(*a, *b, *c, *d)),
@@ -77,5 +103,10 @@ mod tests {
         assert_eq!(net_of_bridge("br0"), None);
         let ip = std::net::Ipv4Addr::new(10, 40, 3, 7);
         assert_eq!(ip_of_mac(&mac_for(ip)), Some(ip));
+        let v6: std::net::Ipv6Addr = "fd40::a28:307".parse().unwrap();
+        // Same low bits, another prefix: never the IPv4 endpoint's MAC.
+        assert_ne!(mac_for6(v6), mac_for(ip));
+        assert_eq!(mac_of(&[v6.into(), ip.into()]), mac_for(ip));
+        assert_eq!(mac_of(&[v6.into()]), mac_for6(v6));
     }
 }

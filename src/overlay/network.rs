@@ -13,7 +13,10 @@ pub fn overhead(underlay: std::net::IpAddr) -> u32 {
 
 pub struct CreateArgs<'a> {
     pub name: &'a str,
-    pub subnet: &'a str,
+    /// `--subnet` (IPv4); None with `--subnet6` alone: IPv6 only.
+    pub subnet: Option<&'a str>,
+    /// `--subnet6`: the network is dual stack (or IPv6 only).
+    pub subnet6: Option<&'a str>,
     pub vni: Option<u32>,
     pub mtu: &'a str,
     pub port: u16,
@@ -21,6 +24,8 @@ pub struct CreateArgs<'a> {
     pub grace: Option<&'a str>,
     /// `--gateway`: None for the first address of the subnet.
     pub gateway: Option<&'a str>,
+    /// `--gateway6`: None for the first address of `--subnet6`.
+    pub gateway6: Option<&'a str>,
     pub no_default_route: bool,
     /// `--allow-from`: networks whose containers may reach this one's.
     pub allow_from: &'a [String],
@@ -70,29 +75,92 @@ fn parse_gateway(g: &str, subnet: ipnetwork::Ipv4Network) -> Result<std::net::Ip
     Ok(ip)
 }
 
+/// `--gateway6`: an address inside subnet6 that a container could hold.
+fn parse_gateway6(g: &str, subnet: ipnetwork::Ipv6Network) -> Result<std::net::Ipv6Addr> {
+    let ip: std::net::Ipv6Addr = g.parse().map_err(|_| {
+        Error::bad(
+            g,
+            format!("--gateway6 takes an IPv6 address inside {subnet}"),
+        )
+    })?;
+    if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
+        return Err(Error::bad(
+            g,
+            format!(
+                "--gateway6 must be a host address inside {subnet}; leave it out for {}",
+                std::net::Ipv6Addr::from(u128::from(subnet.network()) + 1)
+            ),
+        ));
+    }
+    Ok(ip)
+}
+
+/// `--subnet6`: a network address, /64 to /120. /64 at most so that an
+/// endpoint's address is its interface identifier's 64 bits or fewer;
+/// /120 at least so that a network has room for a few hundred containers.
+fn parse_subnet6(t: &str) -> Result<ipnetwork::Ipv6Network> {
+    let s: ipnetwork::Ipv6Network = t
+        .parse()
+        .map_err(|_| Error::bad(t, "--subnet6 takes an IPv6 CIDR such as fd40::/64"))?;
+    if !(64..=120).contains(&s.prefix()) || s.network() != s.ip() {
+        return Err(Error::bad(
+            t,
+            format!(
+                "--subnet6 must be a network address with a prefix of /64 to /120 (did you mean {}/{}?)",
+                s.network(),
+                s.prefix().clamp(64, 120)
+            ),
+        ));
+    }
+    Ok(s)
+}
+
+/// The checked subnets and gateways.
+struct Parsed {
+    subnet: Option<ipnetwork::Ipv4Network>,
+    subnet6: Option<ipnetwork::Ipv6Network>,
+    gateway: Option<std::net::Ipv4Addr>,
+    gateway6: Option<std::net::Ipv6Addr>,
+    mtu: Option<u32>,
+}
+
 /// Check everything that does not need etcd.
-fn parse(a: &CreateArgs<'_>) -> Result<(ipnetwork::Ipv4Network, Option<u32>)> {
+fn parse(a: &CreateArgs<'_>) -> Result<Parsed> {
     check_name(a.name)?;
     for n in a.allow_from {
         check_name(n)?;
     }
-    let subnet: ipnetwork::Ipv4Network = a
-        .subnet
-        .parse()
-        .map_err(|_| Error::bad(a.subnet, "--subnet takes an IPv4 CIDR such as 10.40.0.0/16"))?;
-    if subnet.prefix() > 30 || subnet.network() != subnet.ip() {
+    if a.subnet.is_none() && a.subnet6.is_none() {
         return Err(Error::bad(
-            a.subnet,
-            format!(
-                "--subnet must be a network address with a prefix of /30 or shorter (did you mean {}/{}?)",
-                subnet.network(),
-                subnet.prefix()
-            ),
+            a.name,
+            "give --subnet CIDR (IPv4), --subnet6 CIDR (IPv6), or both",
         ));
     }
-    if let Some(g) = a.gateway {
-        parse_gateway(g, subnet)?;
-    }
+    let subnet = match a.subnet {
+        Some(t) => Some(parse_subnet(t)?),
+        None => None,
+    };
+    let subnet6 = match a.subnet6 {
+        Some(t) => Some(parse_subnet6(t)?),
+        None => None,
+    };
+    let gateway = match (a.gateway, subnet) {
+        (Some(g), Some(s)) => Some(parse_gateway(g, s)?),
+        (Some(g), None) => {
+            return Err(Error::bad(
+                g,
+                "--gateway is the IPv4 gateway and needs --subnet; for an IPv6-only network use --gateway6",
+            ));
+        }
+        (None, _) => None,
+    };
+    let gateway6 = match (a.gateway6, subnet6) {
+        (Some(g), Some(s)) => Some(parse_gateway6(g, s)?),
+        (Some(g), None) => {
+            return Err(Error::bad(g, "--gateway6 needs --subnet6"));
+        }
+        (None, _) => None,
+    };
     if let Some(v) = a.vni
         && !(1..=16_777_215).contains(&v)
     {
@@ -113,14 +181,45 @@ fn parse(a: &CreateArgs<'_>) -> Result<(ipnetwork::Ipv4Network, Option<u32>)> {
             if !(576..=9000).contains(&n) {
                 return Err(Error::bad(m, "--mtu takes auto or a number 576-9000"));
             }
+            // IPv6 needs 1280 on every link.
+            if subnet6.is_some() && n < 1280 {
+                return Err(Error::bad(
+                    m,
+                    "--mtu must be 1280 or more on a network with --subnet6 (IPv6's minimum)",
+                ));
+            }
             Some(n)
         }
     };
-    Ok((subnet, mtu))
+    Ok(Parsed {
+        subnet,
+        subnet6,
+        gateway,
+        gateway6,
+        mtu,
+    })
+}
+
+/// `--subnet`: an IPv4 network address, /30 or shorter.
+fn parse_subnet(t: &str) -> Result<ipnetwork::Ipv4Network> {
+    let subnet: ipnetwork::Ipv4Network = t
+        .parse()
+        .map_err(|_| Error::bad(t, "--subnet takes an IPv4 CIDR such as 10.40.0.0/16"))?;
+    if subnet.prefix() > 30 || subnet.network() != subnet.ip() {
+        return Err(Error::bad(
+            t,
+            format!(
+                "--subnet must be a network address with a prefix of /30 or shorter (did you mean {}/{}?)",
+                subnet.network(),
+                subnet.prefix()
+            ),
+        ));
+    }
+    Ok(subnet)
 }
 
 pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpec> {
-    let (subnet, mtu) = parse(a)?;
+    let p = parse(a)?;
     let st = Store::connect(opts).await?;
     let nets = list(&st).await?;
     if let Some(n) = nets.iter().find(|n| n.name == a.name) {
@@ -128,7 +227,9 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             a.name,
             format!(
                 "network exists (subnet {}, VNI {}); `pipework overlay delete {}` first",
-                n.subnet, n.vni, a.name
+                n.subnets(),
+                n.vni,
+                a.name
             ),
         ));
     }
@@ -140,12 +241,29 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             ));
         }
     }
-    if let Some(n) = nets.iter().find(|n| n.subnet.overlaps(subnet)) {
+    if let Some(s) = p.subnet
+        && let Some((n, o)) = nets
+            .iter()
+            .find_map(|n| n.subnet.filter(|o| o.overlaps(s)).map(|o| (n, o)))
+    {
         return Err(Error::bad(
-            a.subnet,
+            s,
             format!(
-                "overlaps network {} ({}); pick a disjoint subnet",
-                n.name, n.subnet
+                "--subnet overlaps network {} ({o}); pick a disjoint subnet",
+                n.name
+            ),
+        ));
+    }
+    if let Some(s) = p.subnet6
+        && let Some((n, o)) = nets
+            .iter()
+            .find_map(|n| n.subnet6.filter(|o| o.overlaps(s)).map(|o| (n, o)))
+    {
+        return Err(Error::bad(
+            s,
+            format!(
+                "--subnet6 overlaps network {} ({o}); pick a disjoint subnet",
+                n.name
             ),
         ));
     }
@@ -166,13 +284,14 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             .find(|v| !nets.iter().any(|n| n.vni == *v))
             .unwrap_or(4096),
     };
-    let (mtu, mtu_auto) = match mtu {
+    let (mtu, mtu_auto) = match p.mtu {
         Some(m) => (m, false),
         None => (auto_mtu(&st).await?, true),
     };
     let spec = NetSpec {
         name: a.name.to_string(),
-        subnet,
+        subnet: p.subnet,
+        subnet6: p.subnet6,
         vni,
         mtu,
         mtu_auto,
@@ -181,10 +300,8 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
             Some(g) => parse_grace(g)?,
             None => store::DEFAULT_GRACE,
         },
-        gateway: match a.gateway {
-            Some(g) => Some(parse_gateway(g, subnet)?),
-            None => None,
-        },
+        gateway: p.gateway,
+        gateway6: p.gateway6,
         no_default_route: a.no_default_route,
         allow_from: a.allow_from.to_vec(),
     };
@@ -461,5 +578,70 @@ mod tests {
         for bad in ["", "h", "10s", "1x", "-5m", "400d", "99999999999999999999d"] {
             assert!(parse_grace(bad).is_err(), "{bad}");
         }
+    }
+
+    fn args<'a>(subnet: Option<&'a str>, subnet6: Option<&'a str>) -> super::CreateArgs<'a> {
+        super::CreateArgs {
+            name: "pwvdual",
+            subnet,
+            subnet6,
+            vni: None,
+            mtu: "auto",
+            port: 4789,
+            grace: None,
+            gateway: None,
+            gateway6: None,
+            no_default_route: false,
+            allow_from: &[],
+        }
+    }
+
+    #[test]
+    fn subnets_of_either_family_or_both() {
+        let p = super::parse(&args(Some("10.40.0.0/16"), Some("fd40::/64"))).unwrap();
+        assert!(p.subnet.is_some() && p.subnet6.is_some());
+        let p = super::parse(&args(None, Some("fd40::/64"))).unwrap();
+        assert!(p.subnet.is_none() && p.subnet6.is_some());
+        assert!(super::parse(&args(None, None)).is_err());
+        for bad in ["fd40::1/64", "fd40::/121", "fd40::/48", "10.0.0.0/8", "x"] {
+            assert!(super::parse(&args(None, Some(bad))).is_err(), "{bad}");
+        }
+        let mut a = args(None, Some("fd40::/64"));
+        a.gateway6 = Some("fd41::1");
+        assert!(super::parse(&a).is_err());
+        a.gateway6 = Some("fd40::9");
+        assert_eq!(
+            super::parse(&a).unwrap().gateway6,
+            Some("fd40::9".parse().unwrap())
+        );
+        // --gateway is the IPv4 one: no IPv4 subnet, no --gateway.
+        a.gateway = Some("10.40.0.1");
+        assert!(super::parse(&a).is_err());
+    }
+
+    #[test]
+    fn auto_mtu_counts_an_ipv6_underlay() {
+        assert_eq!(1500 - super::overhead("10.0.0.1".parse().unwrap()), 1450);
+        assert_eq!(1500 - super::overhead("fd00::1".parse().unwrap()), 1430);
+    }
+
+    #[test]
+    fn records_made_before_dual_stack_still_decode() {
+        let s = spec();
+        assert_eq!(s.subnet, Some("10.40.0.0/16".parse().unwrap()));
+        assert_eq!(s.subnet6, None);
+        assert_eq!(s.gw6(), None);
+        assert_eq!(s.gw(), Some("10.40.0.1".parse().unwrap()));
+        // And a new IPv4-only record reads the same to them.
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["subnet"], "10.40.0.0/16");
+        assert!(v.get("subnet6").is_none());
+        let v6: store::NetSpec = serde_json::from_value(serde_json::json!({
+            "name": "pwv6", "subnet6": "fd40::/64", "vni": 43, "mtu": 1430, "port": 4789
+        }))
+        .unwrap();
+        assert_eq!(v6.subnet, None);
+        assert_eq!(v6.gw6(), Some("fd40::1".parse().unwrap()));
+        assert_eq!(v6.gateways().len(), 1);
     }
 }

@@ -27,7 +27,7 @@ pub struct Status {
 #[derive(Debug, Serialize)]
 pub struct ReservedRow {
     pub network: String,
-    pub ip: std::net::Ipv4Addr,
+    pub ip: std::net::IpAddr,
     #[serde(flatten)]
     pub resv: store::Reservation,
 }
@@ -142,20 +142,23 @@ pub fn print(s: &Status, json: bool) {
         println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
         return;
     }
-    println!("NETWORK       SUBNET              VNI       MTU   PORT");
+    println!("NETWORK       SUBNET              VNI       MTU   PORT  SUBNET6");
     for n in &s.networks {
         let mtu = if n.mtu_auto {
             format!("{}a", n.mtu)
         } else {
             n.mtu.to_string()
         };
+        let v4 = n.subnet.map(|s| s.to_string());
+        let v6 = n.subnet6.map(|s| s.to_string());
         println!(
-            "{:<13} {:<19} {:<9} {:<5} {}",
+            "{:<13} {:<19} {:<9} {:<5} {:<5} {}",
             n.name,
-            n.subnet.to_string(),
+            v4.as_deref().unwrap_or("-"),
             n.vni,
             mtu,
-            n.port
+            n.port,
+            v6.as_deref().unwrap_or("-")
         );
     }
     println!("\nHOST          UNDERLAY                 IFACE     MTU");
@@ -168,10 +171,12 @@ pub fn print(s: &Status, json: bool) {
             h.underlay_mtu
         );
     }
-    println!("\nNETWORK       ADDRESS          MAC                HOST          CONTAINER");
+    println!(
+        "\nNETWORK       ADDRESS                   MAC                HOST          CONTAINER"
+    );
     for e in &s.endpoints {
         println!(
-            "{:<13} {:<16} {:<18} {:<13} {}",
+            "{:<13} {:<25} {:<18} {:<13} {}",
             e.network,
             e.ep.ip.to_string(),
             e.ep.mac,

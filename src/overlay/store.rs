@@ -47,8 +47,14 @@ fn default_grace() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetSpec {
     pub name: String,
-    #[serde(with = "cidr")]
-    pub subnet: ipnetwork::Ipv4Network,
+    /// The IPv4 subnet (None: an IPv6-only network; every network made
+    /// before dual stack has one).
+    #[serde(default, with = "cidr", skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<ipnetwork::Ipv4Network>,
+    /// The IPv6 subnet (None: IPv4 only, as every network made before
+    /// dual stack).
+    #[serde(default, with = "cidr", skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<ipnetwork::Ipv6Network>,
     pub vni: u32,
     /// The MTU containers get (resolved at create time when `auto`).
     pub mtu: u32,
@@ -63,6 +69,9 @@ pub struct NetSpec {
     /// address of the subnet; networks made before it had one say so too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<std::net::Ipv4Addr>,
+    /// The IPv6 anycast gateway (None: the first address of `subnet6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     /// Containers get no default route through the gateway.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_default_route: bool,
@@ -72,10 +81,45 @@ pub struct NetSpec {
 }
 
 impl NetSpec {
-    /// The network's gateway address.
-    pub fn gw(&self) -> std::net::Ipv4Addr {
-        self.gateway
-            .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(self.subnet.network()) + 1))
+    /// The network's IPv4 gateway address (None: no IPv4 subnet).
+    pub fn gw(&self) -> Option<std::net::Ipv4Addr> {
+        let s = self.subnet?;
+        Some(
+            self.gateway
+                .unwrap_or_else(|| std::net::Ipv4Addr::from(u32::from(s.network()) + 1)),
+        )
+    }
+
+    /// The network's IPv6 gateway address (None: no IPv6 subnet).
+    pub fn gw6(&self) -> Option<std::net::Ipv6Addr> {
+        let s = self.subnet6?;
+        Some(
+            self.gateway6
+                .unwrap_or_else(|| std::net::Ipv6Addr::from(u128::from(s.network()) + 1)),
+        )
+    }
+
+    /// Both gateways, IPv4 first.
+    pub fn gateways(&self) -> Vec<std::net::IpAddr> {
+        let v4 = self.gw().map(std::net::IpAddr::from);
+        v4.into_iter()
+            .chain(self.gw6().map(std::net::IpAddr::from))
+            .collect()
+    }
+
+    /// The subnet of `ip`'s family, as a generic network.
+    pub fn subnet_of(&self, ip: std::net::IpAddr) -> Option<ipnetwork::IpNetwork> {
+        match ip {
+            std::net::IpAddr::V4(_) => self.subnet.map(Into::into),
+            std::net::IpAddr::V6(_) => self.subnet6.map(Into::into),
+        }
+    }
+
+    /// The subnets as text ("10.40.0.0/16 fd40::/64").
+    pub fn subnets(&self) -> String {
+        let v4 = self.subnet.map(|s| s.to_string());
+        let v6 = self.subnet6.map(|s| s.to_string());
+        v4.into_iter().chain(v6).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -107,7 +151,9 @@ pub struct HostInfo {
 /// A container's interface on a network, written under its host's lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
-    pub ip: std::net::Ipv4Addr,
+    /// One address: a dual-stack container has one endpoint per family,
+    /// both with the same MAC (claimed in one transaction).
+    pub ip: std::net::IpAddr,
     pub mac: String,
     pub host: String,
     pub container: String,
@@ -405,18 +451,29 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A subnet as its text ("10.40.0.0/16"), as etcdctl users read it.
+/// A subnet as its text ("10.40.0.0/16", "fd40::/64"), as etcdctl users
+/// read it.
 mod cidr {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(n: &ipnetwork::Ipv4Network, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&n.to_string())
+    pub fn serialize<S: Serializer, N: std::fmt::Display>(
+        n: &Option<N>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<ipnetwork::Ipv4Network, D::Error> {
-        let t = String::deserialize(d)?;
-        t.parse().map_err(serde::de::Error::custom)
+    pub fn deserialize<'de, D: Deserializer<'de>, N>(d: D) -> Result<Option<N>, D::Error>
+    where
+        N: std::str::FromStr,
+        N::Err: std::fmt::Display,
+    {
+        match Option::<String>::deserialize(d)? {
+            Some(t) => t.parse().map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
     }
 }

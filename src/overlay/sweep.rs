@@ -8,22 +8,22 @@
 //! address). So `local` is `None` when the scan was incomplete, and then
 //! nothing is released.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// An endpoint with no host-side link name to look for, older than the
 /// grace minute: gone only when a complete scan finds no container on its
 /// address.
-pub fn unlinked_ep_gone(local: Option<&[Ipv4Addr]>, ip: Ipv4Addr) -> bool {
+pub fn unlinked_ep_gone(local: Option<&[IpAddr]>, ip: IpAddr) -> bool {
     local.is_some_and(|l| !l.contains(&ip))
 }
 
 /// This host's reservations `(net, ip, rev)` to release: those with no
 /// endpoint in etcd and no container on their address in a complete scan.
 pub fn orphan_resvs(
-    resv: Vec<(String, Ipv4Addr, i64)>,
-    has_ep: impl Fn(&str, Ipv4Addr) -> bool,
-    local: Option<&[Ipv4Addr]>,
-) -> Vec<(String, Ipv4Addr, i64)> {
+    resv: Vec<(String, IpAddr, i64)>,
+    has_ep: impl Fn(&str, IpAddr) -> bool,
+    local: Option<&[IpAddr]>,
+) -> Vec<(String, IpAddr, i64)> {
     let Some(local) = local else {
         return Vec::new();
     };
@@ -36,11 +36,11 @@ pub fn orphan_resvs(
 mod tests {
     use super::*;
 
-    fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, n)
+    fn ip(n: u8) -> IpAddr {
+        std::net::Ipv4Addr::new(10, 0, 0, n).into()
     }
 
-    fn resv() -> Vec<(String, Ipv4Addr, i64)> {
+    fn resv() -> Vec<(String, IpAddr, i64)> {
         vec![
             ("a".into(), ip(1), 11),
             ("a".into(), ip(2), 12),
@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn a_complete_scan_releases_only_unheld_reservations() {
         let local = [ip(2)];
-        let has_ep = |_: &str, i: Ipv4Addr| i == ip(3);
+        let has_ep = |_: &str, i: IpAddr| i == ip(3);
         let out = orphan_resvs(resv(), has_ep, Some(&local));
         assert_eq!(out, vec![("a".to_string(), ip(1), 11)]);
         assert!(unlinked_ep_gone(Some(&local), ip(1)));
