@@ -189,7 +189,8 @@ fn overlay_allow_from_across_hosts() {
     });
     for (i, dev) in [(0, "ov-alb"), (1, "ov-ala"), (0, "ov-ala"), (1, "ov-alb")] {
         lab.wait("the bridge hands its frames to conntrack", || {
-            details(&lab, i, dev).contains("nf_call_iptables 1")
+            let d = details(&lab, i, dev);
+            d.contains("nf_call_iptables 1") && d.contains("nf_call_ip6tables 1")
         });
     }
     // Nothing is joined to alc: built on h2 only, never for a peer.

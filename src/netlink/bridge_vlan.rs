@@ -85,14 +85,17 @@ impl Net {
             })
     }
 
-    /// Hand the bridge's own IPv4 frames to the IPv4 netfilter hooks
-    /// (`ip link set BR type bridge nf_call_iptables 1`): the per-bridge
-    /// form of `net.bridge.bridge-nf-call-iptables`, effective while
-    /// br_netfilter is loaded whatever that sysctl says.
+    /// Hand the bridge's own IPv4 and IPv6 frames to the netfilter hooks
+    /// (`ip link set BR type bridge nf_call_iptables 1 nf_call_ip6tables
+    /// 1`): the per-bridge form of `net.bridge.bridge-nf-call-ip{,6}tables`,
+    /// effective while br_netfilter is loaded whatever those sysctls say.
+    /// Both families at once: a dual-stack network needs its IPv6 replies
+    /// tracked just as its IPv4 ones, and the setting costs nothing on a
+    /// bridge that carries no IPv6.
     pub async fn set_nf_call_iptables(&self, bridge: &Link) -> Result<()> {
         if self.dry_run {
             self.show(format_args!(
-                "link set {} type bridge nf_call_iptables 1",
+                "link set {} type bridge nf_call_iptables 1 nf_call_ip6tables 1",
                 bridge.name
             ));
             return Ok(());
@@ -101,7 +104,10 @@ impl Net {
         msg.header.index = bridge.index;
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Bridge),
-            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::NfCallIpTables(true)])),
+            LinkInfo::Data(InfoData::Bridge(vec![
+                InfoBridge::NfCallIpTables(true),
+                InfoBridge::NfCallIp6Tables(true),
+            ])),
         ]));
         self.ack(RouteNetlinkMessage::NewLink(msg))
             .await

@@ -20,7 +20,8 @@
 //!   `ct state new` there and meets the isolation drop. The two are told
 //!   apart by conntrack alone, so the request must be tracked where it is
 //!   bridged: the bridges of networks with an `--allow-from` peer hand
-//!   their IPv4 frames to netfilter (`nf_call_iptables`, br_netfilter),
+//!   their IPv4 and IPv6 frames to netfilter (`nf_call_iptables`,
+//!   `nf_call_ip6tables`, br_netfilter),
 //!   whatever the host's `bridge-nf-call-iptables`. No stateless guess
 //!   (TCP flags, ICMP types) is made: without br_netfilter the replies are
 //!   dropped (fail closed) and the agent says so once.
