@@ -17,6 +17,7 @@ pub mod route;
 pub mod tc;
 pub mod vf;
 pub mod vxlan;
+pub mod wg;
 
 pub use change::LinkChange;
 pub use errors::nl_err;

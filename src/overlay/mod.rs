@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod attach;
+pub mod crypt;
 pub mod endpoint;
 pub mod etcd;
 pub mod fdb;
@@ -43,6 +44,8 @@ pub enum OverlayCmd {
         gateway: Option<String>,
         no_default_route: bool,
         allow_from: Vec<String>,
+        /// VXLAN between hosts only inside WireGuard.
+        encrypt: bool,
         json: bool,
         etcd: store::EtcdOpts,
     },
@@ -68,6 +71,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             gateway,
             no_default_route,
             allow_from,
+            encrypt,
             json,
             etcd,
         } => {
@@ -83,6 +87,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     gateway: gateway.as_deref(),
                     no_default_route,
                     allow_from: &allow_from,
+                    encrypt,
                 },
             )
             .await?;
@@ -90,13 +95,14 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                 println!("{}", serde_json::to_string(&spec).unwrap_or_default());
             } else {
                 println!(
-                    "created overlay {} {} vni {} mtu {} port {} gateway {}",
+                    "created overlay {} {} vni {} mtu {} port {} gateway {}{}",
                     spec.name,
                     spec.subnet,
                     spec.vni,
                     spec.mtu,
                     spec.port,
-                    spec.gw()
+                    spec.gw(),
+                    if spec.encrypt { " encrypted (WireGuard)" } else { "" }
                 );
             }
             if !spec.allow_from.is_empty() {

@@ -160,7 +160,12 @@ impl Model {
         if ep.host == me {
             return None;
         }
-        Some(self.hosts.get(&ep.host)?.underlay)
+        let h = self.hosts.get(&ep.host)?;
+        if self.nets.get(net).is_some_and(|s| s.encrypt) {
+            // Inside the tunnel only: a host without WireGuard gets none.
+            return h.wg.as_ref().map(|w| IpAddr::V6(w.inner));
+        }
+        Some(h.underlay)
     }
 
     /// Everything host `me` must program for `net`.
