@@ -46,6 +46,9 @@ const WGALLOWEDIP_A_FAMILY: u16 = 1;
 const WGALLOWEDIP_A_IPADDR: u16 = 2;
 const WGALLOWEDIP_A_CIDR_MASK: u16 = 3;
 
+/// The overlay agent's WireGuard device (not "ov-*": the guard's
+/// container rules match that prefix).
+pub const DEVICE: &str = "pw-wg";
 /// The kernel module, as errors name it.
 pub const MODULE: &str = "wireguard";
 /// What the overlay's mark on its WireGuard device says it belongs to
@@ -439,6 +442,13 @@ impl Net {
             }
         }
         Ok(false)
+    }
+
+    /// Whether WireGuard device `index` was never configured (no key, no
+    /// peers): what a process killed right after creating it leaves.
+    pub fn wg_blank(&self, index: u32) -> bool {
+        self.wg_device(index)
+            .is_ok_and(|d| d.public_key.is_none() && d.peers.is_empty())
     }
 
     /// Device `index` as the kernel has it: public key, port, peers. The

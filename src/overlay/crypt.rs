@@ -26,9 +26,8 @@ use crate::netlink::wg::{self, PeerSpec};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-/// The one WireGuard device an agent makes (not "ov-*": the guard's
-/// container rules match that prefix).
-pub const DEVICE: &str = "pw-wg";
+/// The one WireGuard device an agent makes.
+pub const DEVICE: &str = wg::DEVICE;
 /// WireGuard's customary port; `--wg-port` changes it.
 pub const DEFAULT_PORT: u16 = 51820;
 /// fd70:6970:7767::/48 ("pipwg" in a ULA prefix).

@@ -44,7 +44,13 @@ impl Agent {
             Some(l) => {
                 let ours = crate::inventory::mark_of(&l)
                     .is_some_and(|m| m.m == MarkKind::Overlay && m.of == wg::MARK_OF);
-                if !ours || l.kind.as_deref() != Some("wireguard") {
+                let wireguard = l.kind.as_deref() == Some("wireguard");
+                if wireguard && !ours && self.net.wg_blank(l.index) {
+                    // An agent killed between making and marking it: an
+                    // admin's device would have a key.
+                    let alias = crate::inventory::mark_alias(&l, MarkKind::Overlay, wg::MARK_OF)?;
+                    self.net.set_alias(&l, &alias).await?;
+                } else if !ours || !wireguard {
                     return Err(Error::bad(
                         crypt::DEVICE,
                         "exists and was not made by the overlay agent; remove or rename it",
