@@ -450,16 +450,48 @@ fn overlay_encrypted_network_in_the_vm() {
     };
     let mac1 = mac_of(&h1, "eth0");
     let (i0, i1) = (inner(0), inner(1));
+    let sealed = || -> u64 {
+        let rules = ok(
+            "ip",
+            &["netns", "exec", &h1, "nft", "list", "table", "inet", "pipework_vxlan"],
+        );
+        let line = rules
+            .lines()
+            .find(|l| l.contains("pipework:vxlan-encrypted"))
+            .unwrap_or_else(|| panic!("no rule for the encrypted VNI: {rules}"))
+            .to_string();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == "packets").expect("counter");
+        w[i + 1].parse().expect("count")
+    };
+    let before = sealed();
     assert!(
         !delivered(&c1, || send_raw6(&h0, mac1, i0, i1, &pkt)),
         "clear-text VXLAN from a member's tunnel address reached an encrypted network"
     );
-    let rules = ok("ip", &["netns", "exec", &h1, "nft", "list", "table", "inet", "pipework_vxlan"]);
-    let line = rules
-        .lines()
-        .find(|l| l.contains("pipework:vxlan-encrypted"))
-        .unwrap_or_else(|| panic!("no rule for the encrypted VNI: {rules}"));
-    assert!(!line.contains("packets 0 "), "the guard dropped them: {line}");
+    assert!(sealed() > before, "the guard's rule for the VNI dropped them");
+    // Without the guard the same frames do arrive (the check can fail),
+    // and the agent puts the guard back at its next check.
+    ok(
+        "ip",
+        &["netns", "exec", &h1, "nft", "delete", "table", "inet", "pipework_vxlan"],
+    );
+    assert!(
+        delivered(&c1, || send_raw6(&h0, mac1, i0, i1, &pkt)),
+        "control: without the guard the forged frame is delivered"
+    );
+    lab.wait("the guard back on h1", || {
+        run(
+            "ip",
+            &["netns", "exec", &h1, "nft", "list", "table", "inet", "pipework_vxlan"],
+        )
+        .status
+        .success()
+    });
+    assert!(
+        !delivered(&c1, || send_raw6(&h0, mac1, i0, i1, &pkt)),
+        "dropped again once the guard is back"
+    );
     // Still fine after all that.
     assert_eq!(pattern_ping(&c0, &ip_c1.to_string()).1, 3);
 
