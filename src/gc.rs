@@ -278,6 +278,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
             &e,
         ),
     }
+    #[cfg(feature = "overlay")]
     wireguard(&host, dry_run, &mut out).await;
     let (removed, stuck) = ovs::collect_stale(dry_run).await;
     for (port, bridge) in removed {
@@ -501,6 +502,7 @@ async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)],
     }
 }
 
+#[cfg(feature = "overlay")]
 /// The overlay agent's WireGuard device (its mark) that no encrypted
 /// network's VXLAN device rides on any more: an agent killed after its
 /// last encrypted network went, or one killed while making the device.
@@ -508,7 +510,10 @@ async fn wireguard(host: &Net, dry_run: bool, out: &mut Out) {
     let Ok(links) = host.links().await else {
         return;
     };
-    for l in links.iter().filter(|l| l.kind.as_deref() == Some("wireguard")) {
+    for l in links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("wireguard"))
+    {
         let ours = inventory::mark_of(l).is_some_and(|m| {
             m.m == crate::record::MarkKind::Overlay && m.of == crate::netlink::wg::MARK_OF
         });

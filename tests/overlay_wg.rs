@@ -63,7 +63,10 @@ fn overlay_encrypt_is_refused_without_wireguard() {
     assert!(!links(&c).contains("eth1"), "{}", links(&c));
     // Nor does the agent build it, and `overlay status` says why.
     let host = links(&lab.host(0));
-    assert!(!host.contains("ov-sec") && !host.contains("pw-wg"), "{host}");
+    assert!(
+        !host.contains("ov-sec") && !host.contains("pw-wg"),
+        "{host}"
+    );
     let st = lab.pw_ok(0, &["overlay", "status"]);
     assert!(
         st.contains("host h0: no WireGuard, so encrypted network sec is not built there"),

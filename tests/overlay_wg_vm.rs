@@ -80,8 +80,8 @@ fn pattern_ping(ns: &str, ip: &str) -> (u32, u32) {
     let o = run(
         "ip",
         &[
-            "netns", "exec", ns, "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s",
-            "200", "-p", "a7", ip,
+            "netns", "exec", ns, "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", "200",
+            "-p", "a7", ip,
         ],
     );
     let out = String::from_utf8_lossy(&o.stdout);
@@ -255,7 +255,11 @@ fn peer_keys(v: &serde_json::Value) -> Vec<String> {
 }
 
 fn host_record(lab: &Lab, i: usize) -> serde_json::Value {
-    let out = lab.etcdctl(&["get", "--print-value-only", &format!("/pipework/overlay/host/h{i}")]);
+    let out = lab.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/pipework/overlay/host/h{i}"),
+    ]);
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("host record h{i}: {e}: {out}"))
 }
 
@@ -282,7 +286,14 @@ fn lean_lab() -> Lab {
         run(
             "ip",
             &[
-                "netns", "exec", &lab.host(0), "etcdctl", "--endpoints", &lab.urls, "put", "/pwv",
+                "netns",
+                "exec",
+                &lab.host(0),
+                "etcdctl",
+                "--endpoints",
+                &lab.urls,
+                "put",
+                "/pwv",
                 "x",
             ],
         )
@@ -292,8 +303,22 @@ fn lean_lab() -> Lab {
     for i in 0..3 {
         let log = std::fs::File::create(format!("/tmp/{}-agent{i}.log", lab.p)).expect("log");
         let c = std::process::Command::new("ip")
-            .args(["netns", "exec", &lab.host(i), common::BIN, "overlay", "agent"])
-            .args(["--underlay", "eth0", "--name", &format!("h{i}"), "--ttl", "10"])
+            .args([
+                "netns",
+                "exec",
+                &lab.host(i),
+                common::BIN,
+                "overlay",
+                "agent",
+            ])
+            .args([
+                "--underlay",
+                "eth0",
+                "--name",
+                &format!("h{i}"),
+                "--ttl",
+                "10",
+            ])
             .env("PIPEWORK_ETCD", &lab.urls)
             .env("PIPEWORK_OVERLAY_CHECK", "2")
             .stdout(std::process::Stdio::null())
@@ -302,7 +327,9 @@ fn lean_lab() -> Lab {
             .expect("agent");
         lab.agents.push(Some(c));
         let key = format!("/pipework/overlay/host/h{i}");
-        lab.wait("agent registration", || lab.etcdctl(&["get", &key]).contains(&key));
+        lab.wait("agent registration", || {
+            lab.etcdctl(&["get", &key]).contains(&key)
+        });
     }
     lab
 }
@@ -315,7 +342,10 @@ impl Drop for ShowLogs {
         if std::thread::panicking() {
             for i in 0..3 {
                 let f = format!("/tmp/{}-agent{i}.log", self.0);
-                eprintln!("--- {f}\n{}", std::fs::read_to_string(&f).unwrap_or_default());
+                eprintln!(
+                    "--- {f}\n{}",
+                    std::fs::read_to_string(&f).unwrap_or_default()
+                );
             }
         }
     }
@@ -359,7 +389,14 @@ fn overlay_encrypted_network_in_the_vm() {
     let sec_vni = spec["vni"].as_u64().expect("vni") as u32;
     let clr = lab.pw_ok(
         0,
-        &["overlay", "create", "clr", "--subnet", "10.62.0.0/24", "--json"],
+        &[
+            "overlay",
+            "create",
+            "clr",
+            "--subnet",
+            "10.62.0.0/24",
+            "--json",
+        ],
     );
     let clr: serde_json::Value = serde_json::from_str(&clr).expect("create json");
     let clr_vni = clr["vni"].as_u64().expect("vni") as u32;
@@ -453,7 +490,16 @@ fn overlay_encrypted_network_in_the_vm() {
     let sealed = || -> u64 {
         let rules = ok(
             "ip",
-            &["netns", "exec", &h1, "nft", "list", "table", "inet", "pipework_vxlan"],
+            &[
+                "netns",
+                "exec",
+                &h1,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "pipework_vxlan",
+            ],
         );
         let line = rules
             .lines()
@@ -469,12 +515,24 @@ fn overlay_encrypted_network_in_the_vm() {
         !delivered(&c1, || send_raw6(&h0, mac1, i0, i1, &pkt)),
         "clear-text VXLAN from a member's tunnel address reached an encrypted network"
     );
-    assert!(sealed() > before, "the guard's rule for the VNI dropped them");
+    assert!(
+        sealed() > before,
+        "the guard's rule for the VNI dropped them"
+    );
     // Without the guard the same frames do arrive (the check can fail),
     // and the agent puts the guard back at its next check.
     ok(
         "ip",
-        &["netns", "exec", &h1, "nft", "delete", "table", "inet", "pipework_vxlan"],
+        &[
+            "netns",
+            "exec",
+            &h1,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "pipework_vxlan",
+        ],
     );
     assert!(
         delivered(&c1, || send_raw6(&h0, mac1, i0, i1, &pkt)),
@@ -483,7 +541,16 @@ fn overlay_encrypted_network_in_the_vm() {
     lab.wait("the guard back on h1", || {
         run(
             "ip",
-            &["netns", "exec", &h1, "nft", "list", "table", "inet", "pipework_vxlan"],
+            &[
+                "netns",
+                "exec",
+                &h1,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "pipework_vxlan",
+            ],
         )
         .status
         .success()
@@ -496,7 +563,10 @@ fn overlay_encrypted_network_in_the_vm() {
     assert_eq!(pattern_ping(&c0, &ip_c1.to_string()).1, 3);
 
     // No private key anywhere but the key files.
-    let mut outputs = vec![made.clone(), lab.etcdctl(&["get", "--prefix", "/pipework/"])];
+    let mut outputs = vec![
+        made.clone(),
+        lab.etcdctl(&["get", "--prefix", "/pipework/"]),
+    ];
     for i in 0..3 {
         outputs.push(status(&lab, i).0);
         outputs.push(lab.pw_ok(i, &["overlay", "status"]));
@@ -520,7 +590,9 @@ fn overlay_encrypted_network_in_the_vm() {
     });
     assert!(peer_keys(&status(&lab, 1).1).contains(&keys[0]));
     for i in 0..3 {
-        outputs.push(std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default());
+        outputs.push(
+            std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default(),
+        );
     }
     for p in &privs {
         for o in &outputs {

@@ -368,10 +368,9 @@ impl Net {
             .await?
             .ok_or_else(|| Error::other(format!("{name} vanished after creation")))?;
         let (net, l) = (self.clone(), link.clone());
-        j.record(
-            format!("wireguard {name}"),
-            async move { net.delete_link(&l).await },
-        );
+        j.record(format!("wireguard {name}"), async move {
+            net.delete_link(&l).await
+        });
         Ok(link)
     }
 
@@ -469,9 +468,7 @@ impl Net {
                     WGDEVICE_A_LISTEN_PORT if v.len() >= 2 => {
                         d.listen_port = u16::from_ne_bytes([v[0], v[1]])
                     }
-                    WGDEVICE_A_PEERS => {
-                        d.peers.extend(attrs(v).filter_map(|(_, p)| parse_peer(p)))
-                    }
+                    WGDEVICE_A_PEERS => d.peers.extend(attrs(v).filter_map(|(_, p)| parse_peer(p))),
                     _ => {}
                 }
             }
@@ -501,7 +498,10 @@ mod tests {
                         a.attr(WGALLOWEDIP_A_FAMILY, &(libc::AF_INET6 as u16).to_ne_bytes());
                         a.attr(
                             WGALLOWEDIP_A_IPADDR,
-                            &"fd00::1".parse::<std::net::Ipv6Addr>().expect("ip").octets(),
+                            &"fd00::1"
+                                .parse::<std::net::Ipv6Addr>()
+                                .expect("ip")
+                                .octets(),
                         );
                         a.attr(WGALLOWEDIP_A_CIDR_MASK, &[128]);
                     })
@@ -509,7 +509,10 @@ mod tests {
             })
         });
         let b = m.finish(5);
-        assert_eq!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize, b.len());
+        assert_eq!(
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize,
+            b.len()
+        );
         assert_eq!(b.len() % 4, 0);
         let mut peers = Vec::new();
         for (t, v) in attrs(&b[20..]) {
@@ -519,7 +522,10 @@ mod tests {
         }
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].public_key, b64(&[9; 32]));
-        assert_eq!(peers[0].endpoint, Some("10.0.0.2:51820".parse().expect("a")));
+        assert_eq!(
+            peers[0].endpoint,
+            Some("10.0.0.2:51820".parse().expect("a"))
+        );
         assert_eq!(peers[0].allowed_ips, vec!["fd00::1/128".to_string()]);
         assert_eq!(key_bytes(&peers[0].public_key), Some([9; 32]));
     }

@@ -13,8 +13,8 @@
 //! when the periodic kernel-side check finds an entry that is not as the
 //! model says (an admin's `bridge fdb del`). Whatever happens to etcd, the
 //! data plane keeps what it has: the agent never flushes.
-use super::etcd::EventType;
 use super::crypt;
+use super::etcd::EventType;
 use super::fdb::{self, Underlay};
 use super::lease::{self, Shared};
 use super::model::{Model, Touched};
@@ -654,9 +654,7 @@ impl Agent {
         }
         let r = match &self.guarded {
             Some((p, m, s))
-                if *p == ports
-                    && *s == sealed
-                    && (!check || crate::firewall::vxlan_guarded()) =>
+                if *p == ports && *s == sealed && (!check || crate::firewall::vxlan_guarded()) =>
             {
                 if *m == members {
                     return;
@@ -665,12 +663,14 @@ impl Agent {
                 let del = m.difference(&members).copied().collect();
                 crate::firewall::guard_vxlan_update(&add, &del)
             }
-            _ => crate::firewall::guard_vxlan(&ports, &members, &sealed, crypt::DEVICE).inspect(|_| {
-                log(format_args!(
-                    "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
-                    members.len()
-                ))
-            }),
+            _ => crate::firewall::guard_vxlan(&ports, &members, &sealed, crypt::DEVICE).inspect(
+                |_| {
+                    log(format_args!(
+                        "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
+                        members.len()
+                    ))
+                },
+            ),
         };
         match r {
             Ok(()) => self.guarded = Some((ports, members, sealed)),

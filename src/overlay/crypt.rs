@@ -102,10 +102,9 @@ fn from_text(t: &str) -> Option<[u8; 32]> {
 pub fn load_or_create() -> Result<Keys> {
     let path = key_path()?;
     let keys = |private: [u8; 32]| {
-        let public = b64(&x25519_dalek::PublicKey::from(
-            &x25519_dalek::StaticSecret::from(private),
-        )
-        .to_bytes());
+        let public = b64(
+            &x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes(),
+        );
         Keys { private, public }
     };
     let read = |p: &PathBuf| -> Result<Option<[u8; 32]>> {
@@ -183,7 +182,10 @@ pub fn collides<'a>(h: &HostInfo, all: impl IntoIterator<Item = &'a HostInfo>) -
         return true;
     }
     all.into_iter().any(|o| {
-        o.name != h.name && o.wg.as_ref().is_some_and(|x| x.inner == w.inner && x.key != w.key)
+        o.name != h.name
+            && o.wg
+                .as_ref()
+                .is_some_and(|x| x.inner == w.inner && x.key != w.key)
     })
 }
 
@@ -209,12 +211,22 @@ pub fn peer_diff<'a>(
     let want: Vec<&PeerSpec> = want.into_iter().collect();
     let right = |p: &PeerSpec| {
         let key = b64(&p.key);
-        let allowed = format!("{}/{}", p.allowed, if p.allowed.is_ipv4() { 32 } else { 128 });
+        let allowed = format!(
+            "{}/{}",
+            p.allowed,
+            if p.allowed.is_ipv4() { 32 } else { 128 }
+        );
         have.iter().any(|h| {
-            h.public_key == key && h.endpoint == Some(p.endpoint) && h.allowed_ips == [allowed.clone()]
+            h.public_key == key
+                && h.endpoint == Some(p.endpoint)
+                && h.allowed_ips == [allowed.clone()]
         })
     };
-    let set = want.iter().filter(|p| !right(p)).map(|p| (*p).clone()).collect();
+    let set = want
+        .iter()
+        .filter(|p| !right(p))
+        .map(|p| (*p).clone())
+        .collect();
     let remove = have
         .iter()
         .filter(|h| !want.iter().any(|p| b64(&p.key) == h.public_key))

@@ -102,7 +102,11 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     spec.mtu,
                     spec.port,
                     spec.gw(),
-                    if spec.encrypt { " encrypted (WireGuard)" } else { "" }
+                    if spec.encrypt {
+                        " encrypted (WireGuard)"
+                    } else {
+                        ""
+                    }
                 );
             }
             if !spec.allow_from.is_empty() {

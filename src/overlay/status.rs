@@ -231,8 +231,15 @@ pub fn print(s: &Status, json: bool) {
             w.dev.public_key.as_deref().unwrap_or("-")
         );
         for p in &w.dev.peers {
-            let at = p.endpoint.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
-            println!("  peer {} at {at} allowed {}", p.public_key, p.allowed_ips.join(","));
+            let at = p
+                .endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "  peer {} at {at} allowed {}",
+                p.public_key,
+                p.allowed_ips.join(",")
+            );
         }
     }
     for p in &s.problems {

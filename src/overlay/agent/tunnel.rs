@@ -61,7 +61,10 @@ impl Agent {
             None => {
                 let mut j = Journal::new();
                 let made = async {
-                    let l = self.net.create_wireguard(&mut j, crypt::DEVICE, mtu).await?;
+                    let l = self
+                        .net
+                        .create_wireguard(&mut j, crypt::DEVICE, mtu)
+                        .await?;
                     let alias = crate::inventory::mark_alias(&l, MarkKind::Overlay, wg::MARK_OF)?;
                     self.net.set_alias(&l, &alias).await?;
                     self.net.wg_set_key(l.index, keys.private(), port)?;
@@ -144,7 +147,10 @@ impl Agent {
         let have = match self.net.wg_device(t.index) {
             Ok(d) => d.peers,
             Err(e) => {
-                log(format_args!("{}: {e}; retrying at the next check", crypt::DEVICE));
+                log(format_args!(
+                    "{}: {e}; retrying at the next check",
+                    crypt::DEVICE
+                ));
                 return;
             }
         };
@@ -164,7 +170,10 @@ impl Agent {
                 self.peers = want;
             }
             Err(e) => {
-                log(format_args!("{}: {e}; retrying at the next check", crypt::DEVICE));
+                log(format_args!(
+                    "{}: {e}; retrying at the next check",
+                    crypt::DEVICE
+                ));
                 self.peers.clear();
             }
         }
@@ -195,20 +204,25 @@ impl Agent {
             .collect();
         let set: Vec<PeerSpec> = want.iter().cloned().collect();
         match self.net.wg_set_peers(t.index, &set, &remove) {
-            Ok(()) => {
-                match want {
-                    Some(w) => {
-                        log(format_args!("{}: peer {host} at {}", crypt::DEVICE, w.endpoint));
-                        self.peers.insert(host.to_string(), w);
-                    }
-                    None => {
-                        log(format_args!("{}: peer {host} removed", crypt::DEVICE));
-                        self.peers.remove(host);
-                    }
+            Ok(()) => match want {
+                Some(w) => {
+                    log(format_args!(
+                        "{}: peer {host} at {}",
+                        crypt::DEVICE,
+                        w.endpoint
+                    ));
+                    self.peers.insert(host.to_string(), w);
                 }
-            }
+                None => {
+                    log(format_args!("{}: peer {host} removed", crypt::DEVICE));
+                    self.peers.remove(host);
+                }
+            },
             Err(e) => {
-                log(format_args!("{}: {host}: {e}; retrying at the next check", crypt::DEVICE));
+                log(format_args!(
+                    "{}: {host}: {e}; retrying at the next check",
+                    crypt::DEVICE
+                ));
                 // The check compares with the kernel and puts it right.
                 self.peers.clear();
             }
@@ -223,7 +237,10 @@ impl Agent {
         match self.net.link_by_name(crypt::DEVICE).await {
             Ok(Some(l)) if l.index == t.index => {}
             _ => {
-                log(format_args!("{}: gone or replaced: making it again", crypt::DEVICE));
+                log(format_args!(
+                    "{}: gone or replaced: making it again",
+                    crypt::DEVICE
+                ));
                 self.tunnel = None;
                 let enc: Vec<String> = self
                     .devs
