@@ -589,6 +589,13 @@ fn overlay_encrypted_network_in_the_vm() {
         !peer_keys(&status(&lab, 0).1).contains(&keys[2])
     });
     assert!(peer_keys(&status(&lab, 1).1).contains(&keys[0]));
+    // What an agent killed between making its device and configuring it
+    // leaves (no key, no peer, no mark): gc knows it and removes it.
+    let h2 = lab.host(2);
+    ok("ip", &["-n", &h2, "link", "add", "pw-wg", "type", "wireguard"]);
+    let gc = lab.pw_ok(2, &["gc"]);
+    assert!(gc.contains("pw-wg"), "{gc}");
+    assert!(!links(&h2).contains("pw-wg"), "{}", links(&h2));
     for i in 0..3 {
         outputs.push(
             std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default(),

@@ -281,6 +281,27 @@ mod tests {
         let forged = host("b", [2u8; 32], ia);
         assert!(collides(&forged, [&h1, &forged]));
         assert!(peer_of(&forged, [&h1, &forged]).is_none());
+        // The kernel has h1 right and a stale peer: only the stale one
+        // goes, nothing is set again; a moved endpoint is set again.
+        let stale = wg::WgPeer {
+            public_key: b64(&[7u8; 32]),
+            endpoint: None,
+            allowed_ips: vec![],
+        };
+        let right = wg::WgPeer {
+            public_key: b64(&a),
+            endpoint: Some(p.endpoint),
+            allowed_ips: vec![format!("{ia}/128")],
+        };
+        let (set, remove) = peer_diff([&p], &[right.clone(), stale]);
+        assert!(set.is_empty());
+        assert_eq!(remove, vec![[7u8; 32]]);
+        let moved = wg::WgPeer {
+            endpoint: Some("10.0.0.9:51820".parse().expect("addr")),
+            ..right
+        };
+        let (set, remove) = peer_diff([&p], &[moved]);
+        assert_eq!((set.len(), remove.len()), (1, 0));
         assert_eq!(overhead("10.0.0.1".parse().expect("ip")), 130);
         assert_eq!(overhead("fd00::1".parse().expect("ip")), 150);
     }
