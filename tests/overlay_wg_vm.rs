@@ -592,7 +592,10 @@ fn overlay_encrypted_network_in_the_vm() {
     // What an agent killed between making its device and configuring it
     // leaves (no key, no peer, no mark): gc knows it and removes it.
     let h2 = lab.host(2);
-    ok("ip", &["-n", &h2, "link", "add", "pw-wg", "type", "wireguard"]);
+    ok(
+        "ip",
+        &["-n", &h2, "link", "add", "pw-wg", "type", "wireguard"],
+    );
     let gc = lab.pw_ok(2, &["gc"]);
     assert!(gc.contains("pw-wg"), "{gc}");
     assert!(!links(&h2).contains("pw-wg"), "{}", links(&h2));
