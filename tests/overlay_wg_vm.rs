@@ -301,37 +301,47 @@ fn lean_lab() -> Lab {
         .success()
     });
     for i in 0..3 {
-        let log = std::fs::File::create(format!("/tmp/{}-agent{i}.log", lab.p)).expect("log");
-        let c = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.host(i),
-                common::BIN,
-                "overlay",
-                "agent",
-            ])
-            .args([
-                "--underlay",
-                "eth0",
-                "--name",
-                &format!("h{i}"),
-                "--ttl",
-                "10",
-            ])
-            .env("PIPEWORK_ETCD", &lab.urls)
-            .env("PIPEWORK_OVERLAY_CHECK", "2")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("agent");
-        lab.agents.push(Some(c));
-        let key = format!("/pipework/overlay/host/h{i}");
-        lab.wait("agent registration", || {
-            lab.etcdctl(&["get", &key]).contains(&key)
-        });
+        lab.agents.push(None);
+        spawn_agent(&mut lab, i);
     }
     lab
+}
+
+/// Host `i`'s agent, started and registered.
+fn spawn_agent(lab: &mut Lab, i: usize) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("/tmp/{}-agent{i}.log", lab.p))
+        .expect("log");
+    let c = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.host(i),
+            common::BIN,
+            "overlay",
+            "agent",
+        ])
+        .args([
+            "--underlay",
+            "eth0",
+            "--name",
+            &format!("h{i}"),
+            "--ttl",
+            "10",
+        ])
+        .env("PIPEWORK_ETCD", &lab.urls)
+        .env("PIPEWORK_OVERLAY_CHECK", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("agent");
+    lab.agents[i] = Some(c);
+    let key = format!("/pipework/overlay/host/h{i}");
+    lab.wait("agent registration", || {
+        lab.etcdctl(&["get", &key]).contains(&key)
+    });
 }
 
 /// On failure, the agents' logs (the VM's /tmp goes with it).
@@ -599,6 +609,18 @@ fn overlay_encrypted_network_in_the_vm() {
     let gc = lab.pw_ok(2, &["gc"]);
     assert!(gc.contains("pw-wg"), "{gc}");
     assert!(!links(&h2).contains("pw-wg"), "{}", links(&h2));
+    // The same left for the next agent: it removes it (no encrypted
+    // network on h2). The host comes back with the key it had (made once,
+    // never rewritten) and is a peer of h0 again.
+    ok(
+        "ip",
+        &["-n", &h2, "link", "add", "pw-wg", "type", "wireguard"],
+    );
+    spawn_agent(&mut lab, 2);
+    assert_eq!(host_record(&lab, 2)["wg"]["key"], keys[2].as_str());
+    lab.wait("h2's peer back on h0, its blank device gone", || {
+        peer_keys(&status(&lab, 0).1).contains(&keys[2]) && !links(&h2).contains("pw-wg")
+    });
     for i in 0..3 {
         outputs.push(
             std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default(),

@@ -49,6 +49,7 @@ pub fn overhead(underlay: IpAddr) -> u32 {
 /// This host's key pair. Debug shows the public half only.
 pub struct Keys {
     private: [u8; 32],
+    public_raw: [u8; 32],
     pub public: String,
 }
 
@@ -69,7 +70,7 @@ impl Keys {
         &self.private
     }
     pub fn public_bytes(&self) -> [u8; 32] {
-        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(self.private)).to_bytes()
+        self.public_raw
     }
 }
 
@@ -102,10 +103,13 @@ fn from_text(t: &str) -> Option<[u8; 32]> {
 pub fn load_or_create() -> Result<Keys> {
     let path = key_path()?;
     let keys = |private: [u8; 32]| {
-        let public = b64(
-            &x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes(),
-        );
-        Keys { private, public }
+        let public_raw =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes();
+        Keys {
+            private,
+            public_raw,
+            public: b64(&public_raw),
+        }
     };
     let read = |p: &PathBuf| -> Result<Option<[u8; 32]>> {
         match std::fs::read_to_string(p) {

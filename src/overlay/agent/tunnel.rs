@@ -287,7 +287,9 @@ impl Agent {
         };
         let ours = crate::inventory::mark_of(&l)
             .is_some_and(|m| m.m == MarkKind::Overlay && m.of == wg::MARK_OF);
-        if !ours || !matches!(self.net.wg_in_use(l.index).await, Ok(false)) {
+        // Or half-made by a killed agent (no key, no peer), as gc sees it.
+        let half_made = l.kind.as_deref() == Some("wireguard") && self.net.wg_blank(l.index);
+        if !(ours || half_made) || !matches!(self.net.wg_in_use(l.index).await, Ok(false)) {
             return;
         }
         match self.net.delete_link(&l).await {
