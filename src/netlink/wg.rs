@@ -347,6 +347,13 @@ pub struct PeerSpec {
 impl Net {
     /// Create a WireGuard device, down, with `mtu`. Recorded in `j`.
     pub async fn create_wireguard(&self, j: &mut Journal, name: &str, mtu: u32) -> Result<Link> {
+        if self.dry_run {
+            self.show(format_args!("link add {name} mtu {mtu} type wireguard"));
+            return Ok(Link {
+                name: name.to_string(),
+                ..Link::default()
+            });
+        }
         let msg = rtnetlink::LinkWireguard::new(name).mtu(mtu).build();
         self.handle
             .link()
