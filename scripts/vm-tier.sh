@@ -22,6 +22,10 @@ for t in "${tests[@]}"; do
     # The SR-IOV tests get an emulated igb NIC with VFs.
     sriov=0
     case $t in *sriov*) sriov=1 ;; esac
-    PIPEWORK_VM_SRIOV=$sriov scripts/vmtest.sh "$exe" --test-threads=1 ${VM_TEST_ARGS:-} || status=$?
+    # The encrypted overlay needs WireGuard (and what it depends on) and
+    # nftables for the agent's VXLAN guard.
+    modules=${PIPEWORK_VM_MODULES:-}
+    case $t in *wg*) modules="$modules wireguard nf_tables" ;; esac
+    PIPEWORK_VM_MODULES=$modules PIPEWORK_VM_SRIOV=$sriov scripts/vmtest.sh "$exe" --test-threads=1 ${VM_TEST_ARGS:-} || status=$?
 done
 exit $status

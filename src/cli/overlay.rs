@@ -85,6 +85,11 @@ pub enum OverlayCli {
         /// from each other otherwise).
         #[arg(long = "allow-from", value_name = "NET")]
         allow_from: Vec<String>,
+        /// Encrypt traffic between hosts: VXLAN runs inside a WireGuard
+        /// mesh of the hosts (kernel WireGuard needed on each host; --mtu
+        /// auto then also takes WireGuard's 60/80 bytes).
+        #[arg(long)]
+        encrypt: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -111,6 +116,9 @@ pub enum OverlayCli {
         /// (comma-separated, or "all"); others are built on first use.
         #[arg(long, value_delimiter = ',', env = "PIPEWORK_OVERLAY_NETWORKS")]
         networks: Vec<String>,
+        /// UDP port of this host's WireGuard device (encrypted networks).
+        #[arg(long, default_value_t = 51820, env = "PIPEWORK_OVERLAY_WG_PORT")]
+        wg_port: u16,
         #[command(flatten)]
         etcd: EtcdFlags,
     },
@@ -153,6 +161,7 @@ impl From<OverlayCli> for OverlayCmd {
                 gateway6,
                 no_default_route,
                 allow_from,
+                encrypt,
                 json,
                 etcd,
             } => OverlayCmd::Create {
@@ -167,6 +176,7 @@ impl From<OverlayCli> for OverlayCmd {
                 gateway6,
                 no_default_route,
                 allow_from,
+                encrypt,
                 json,
                 etcd: etcd.into(),
             },
@@ -179,6 +189,7 @@ impl From<OverlayCli> for OverlayCmd {
                 name,
                 ttl,
                 networks,
+                wg_port,
                 etcd,
             } => OverlayCmd::Agent(AgentArgs {
                 underlay,
@@ -186,6 +197,7 @@ impl From<OverlayCli> for OverlayCmd {
                 ttl,
                 etcd: etcd.into(),
                 networks,
+                wg_port,
             }),
             OverlayCli::Status { json, etcd } => OverlayCmd::Status {
                 json,

@@ -45,6 +45,8 @@ const CHAIN: &str = "members";
 const CONTAIN: &str = "contain";
 pub const COMMENT: &str = "pipework:vxlan-members";
 const CONTAIN_COMMENT: &str = "pipework:overlay-contain";
+const SEALED_COMMENT: &str = "pipework:vxlan-encrypted";
+const NFT_CMP_NEQ: u32 = 1;
 /// etcd's client and peer ports: never from a container.
 const ETCD_PORTS: (u16, u16) = (2379, 2380);
 
@@ -261,6 +263,26 @@ fn contain_input() -> [Msg; 2] {
     [udp, tcp]
 }
 
+/// An encrypted network's VNI arrives through the tunnel only:
+/// `udp dport @ports iifname != "pw-wg" @th,96,24 VNI drop`. Any member
+/// may send clear-text VXLAN to the port (clear networks share it), so
+/// only the VNI in the VXLAN header (bytes 4-6 after the UDP header; the
+/// kernel ignores the byte after it, so it is left out) tells the two
+/// apart: a member's forged clear-text frame never reaches the network.
+fn sealed_rule(vni: u32, tunnel_if: &str) -> Msg {
+    let mut name = [0u8; 16];
+    let n = tunnel_if.len().min(15);
+    name[..n].copy_from_slice(&tunnel_if.as_bytes()[..n]);
+    rule(CHAIN, SEALED_COMMENT, |l| {
+        meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_UDP as u8]);
+        payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
+        lookup(l, PORTS, false);
+        meta_cmp(l, NFT_META_IIFNAME, NFT_CMP_NEQ, &name);
+        payload(l, NFT_PAYLOAD_TRANSPORT, 12, 3);
+        cmp(l, NFT_CMP_EQ, &vni.to_be_bytes()[1..]);
+    })
+}
+
 fn base_chain(name: &str, hook: u32) -> Msg {
     let mut ch = msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
     ch.str(NFTA_CHAIN_TABLE, TABLE);
@@ -276,7 +298,13 @@ fn base_chain(name: &str, hook: u32) -> Msg {
 
 /// The table with exactly these ports and members, in one transaction:
 /// created, or replaced (add-then-delete makes the delete never fail).
-pub fn install(ports: &BTreeSet<u16>, members: &BTreeSet<IpAddr>) -> io::Result<()> {
+/// `sealed`: VNIs of encrypted networks, accepted from `tunnel_if` only.
+pub fn install(
+    ports: &BTreeSet<u16>,
+    members: &BTreeSet<IpAddr>,
+    sealed: &BTreeSet<u32>,
+    tunnel_if: &str,
+) -> io::Result<()> {
     let mut b = vec![
         table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
         table_msg(NFT_MSG_DELTABLE, 0),
@@ -301,6 +329,7 @@ pub fn install(ports: &BTreeSet<u16>, members: &BTreeSet<IpAddr>) -> io::Result<
     b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS6, &v6, true));
     b.push(members_rule(false));
     b.push(members_rule(true));
+    b.extend(sealed.iter().map(|v| sealed_rule(*v, tunnel_if)));
     b.extend(contain_input());
     b.push(contain_forward(false));
     b.push(contain_forward(true));
@@ -410,10 +439,11 @@ mod tests {
             let b: IpAddr = "fd00::2".parse().expect("ip");
             let c: IpAddr = "10.9.0.3".parse().expect("ip");
             assert!(!present().expect("dump"));
-            install(&ports, &[a, b].into()).expect("install");
+            let sealed: BTreeSet<u32> = [4097].into();
+            install(&ports, &[a, b].into(), &sealed, "pw-wg").expect("install");
             assert!(present().expect("dump"));
             // Again: replaced, not doubled.
-            install(&ports, &[a, b].into()).expect("install again");
+            install(&ports, &[a, b].into(), &sealed, "pw-wg").expect("install again");
             update(&[c].into(), &[a].into()).expect("update");
             assert_eq!(members().expect("members"), Some([b, c].into()));
             if let Ok(o) = std::process::Command::new("nft")
@@ -426,6 +456,9 @@ mod tests {
                 assert!(t.contains("fd00::2"), "{t}");
                 assert_eq!(t.matches(COMMENT).count(), 2, "{t}");
                 assert!(t.contains("saddr != @hosts4"), "{t}");
+                assert_eq!(t.matches(SEALED_COMMENT).count(), 1, "{t}");
+                assert!(t.contains("iifname != \"pw-wg\""), "{t}");
+                assert!(t.contains("@th,96,24 0x1001"), "{t}");
                 // Containers kept off the underlay (see `contain`).
                 for want in [
                     "hook forward",
@@ -467,7 +500,7 @@ mod tests {
             assert!(gc.expect("gc"));
             assert!(!present().expect("dump"));
             assert!(!remove().expect("remove twice"));
-            install(&ports, &BTreeSet::new()).expect("no members yet");
+            install(&ports, &BTreeSet::new(), &BTreeSet::new(), "pw-wg").expect("no members yet");
             assert!(remove().expect("remove"));
         })
         .join()

@@ -17,6 +17,9 @@ pub mod route;
 pub mod tc;
 pub mod vf;
 pub mod vxlan;
+// WireGuard (the overlay's encrypted networks): keys travel as base64.
+#[cfg(feature = "overlay")]
+pub mod wg;
 
 pub use change::LinkChange;
 pub use errors::nl_err;

@@ -13,6 +13,7 @@
 //! when the periodic kernel-side check finds an entry that is not as the
 //! model says (an admin's `bridge fdb del`). Whatever happens to etcd, the
 //! data plane keeps what it has: the agent never flushes.
+use super::crypt;
 use super::etcd::EventType;
 use super::fdb::{self, Underlay};
 use super::lease::{self, Shared};
@@ -29,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod peers;
+mod tunnel;
 
 /// `pipework overlay agent`'s settings.
 #[derive(Debug)]
@@ -43,6 +45,8 @@ pub struct AgentArgs {
     /// Networks whose devices are built even without a local endpoint
     /// ("all": every network). Others are built on a host's first endpoint.
     pub networks: Vec<String>,
+    /// UDP port of this host's WireGuard device (encrypted networks).
+    pub wg_port: u16,
 }
 
 /// How often the kernel is compared with the model (local reads only) and
@@ -104,13 +108,21 @@ struct Agent {
     events: u64,
     /// The VXLAN guard as last written: ports of the networks built here,
     /// underlay addresses of the registered hosts (None: not written).
-    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>)>,
+    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>, BTreeSet<u32>)>,
     /// The egress table as last written (None: not written).
     routed: Option<Vec<crate::firewall::Routed>>,
     /// Networks built here with no container of theirs, only to route
     /// to or from an `--allow-from` peer used here (`Model::peer_used`):
     /// their devices go again with that last need.
     routes: BTreeSet<String>,
+    /// This host's WireGuard keys and port; None when the kernel has no
+    /// WireGuard (encrypted networks are then not built here).
+    wg: Option<(crypt::Keys, u16)>,
+    /// The WireGuard device while an encrypted network is built here, as
+    /// the underlay of those networks' VXLAN devices.
+    tunnel: Option<Underlay>,
+    /// Peers as last written: host → peer.
+    peers: HashMap<String, crate::netlink::wg::PeerSpec>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -148,8 +160,16 @@ pub async fn run(a: AgentArgs) -> Result<()> {
     for n in a.networks.iter().filter(|n| *n != "all") {
         names::check_name(n)?;
     }
+    if a.wg_port == 0 {
+        return Err(Error::bad(0, "--wg-port must be 1-65535"));
+    }
     let u = super::underlay::resolve(a.underlay.as_deref()).await?;
     let net = Net::new(None, false)?;
+    let wg = if crate::netlink::wg::available() {
+        Some((crypt::load_or_create()?, a.wg_port))
+    } else {
+        None
+    };
     // etcd may be away (a restart during a partition): wait for it, the
     // data plane untouched meanwhile, instead of exiting.
     let mut wait = Duration::from_millis(200);
@@ -206,12 +226,26 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         guarded: None,
         routed: None,
         routes: BTreeSet::new(),
+        wg,
+        tunnel: None,
+        peers: HashMap::new(),
     };
     ag.register().await?;
     log(format_args!(
         "host {} underlay {} {} mtu {}, lease {lease:x} ttl {}s",
         host, ag.u.ifname, ag.u.ip, ag.u.mtu, a.ttl
     ));
+    match &ag.wg {
+        Some((k, port)) => log(format_args!(
+            "WireGuard: public key {} port {port} tunnel address {}",
+            k.public,
+            crypt::inner_of(&k.public_bytes())
+        )),
+        None => log(format_args!(
+            "this kernel has no WireGuard (module {}): encrypted networks are not built here",
+            crate::netlink::wg::MODULE
+        )),
+    }
     tokio::spawn(lease::keepalive(sh));
     ag.main_loop().await
 }
@@ -274,6 +308,7 @@ impl Agent {
             underlay_if: self.u.ifname.clone(),
             underlay_mtu: self.u.mtu,
             lease: self.sh.lease.load(Ordering::SeqCst),
+            wg: self.wg.as_ref().map(|(k, port)| crypt::record(k, *port)),
         };
         self.st
             .put(
@@ -491,6 +526,7 @@ impl Agent {
                             log(format_args!("registering again: {e}"));
                         }
                     }
+                    self.peer_changed(&h);
                     entries.extend(self.model.eps_of(&h));
                 }
                 Touched::Ep(n, ip) => {
@@ -542,6 +578,7 @@ impl Agent {
                 self.apply_entry(&n, ip).await;
             }
         }
+        self.tunnel_tidy().await;
         self.guard(false).await;
     }
 
@@ -647,8 +684,31 @@ impl Agent {
         }
         let mut members: BTreeSet<IpAddr> = self.model.hosts.values().map(|h| h.underlay).collect();
         members.insert(self.u.ip);
+        // Encrypted networks: VXLAN from peers' tunnel addresses (which
+        // WireGuard vouches for), their VNIs from the tunnel only, and
+        // WireGuard's own port from members only.
+        let sealed: BTreeSet<u32> = self
+            .devs
+            .keys()
+            .filter_map(|n| self.model.nets.get(n))
+            .filter(|s| s.encrypt)
+            .map(|s| s.vni)
+            .collect();
+        let mut ports = ports;
+        if let (Some(_), Some((_, p))) = (&self.tunnel, &self.wg) {
+            ports.insert(*p);
+            members.extend(
+                self.model
+                    .hosts
+                    .values()
+                    .filter_map(|h| h.wg.as_ref())
+                    .map(|w| IpAddr::V6(w.inner)),
+            );
+        }
         let r = match &self.guarded {
-            Some((p, m)) if *p == ports && (!check || crate::firewall::vxlan_guarded()) => {
+            Some((p, m, s))
+                if *p == ports && *s == sealed && (!check || crate::firewall::vxlan_guarded()) =>
+            {
                 if *m == members {
                     return;
                 }
@@ -656,15 +716,17 @@ impl Agent {
                 let del = m.difference(&members).copied().collect();
                 crate::firewall::guard_vxlan_update(&add, &del)
             }
-            _ => crate::firewall::guard_vxlan(&ports, &members).inspect(|_| {
-                log(format_args!(
-                    "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
-                    members.len()
-                ))
-            }),
+            _ => crate::firewall::guard_vxlan(&ports, &members, &sealed, crypt::DEVICE).inspect(
+                |_| {
+                    log(format_args!(
+                        "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
+                        members.len()
+                    ))
+                },
+            ),
         };
         match r {
-            Ok(()) => self.guarded = Some((ports, members)),
+            Ok(()) => self.guarded = Some((ports, members, sealed)),
             Err(e) => {
                 log(format_args!("VXLAN guard: {e}; retrying at the next check"));
                 self.guarded = None;
@@ -757,14 +819,25 @@ impl Agent {
             self.devs.remove(name);
             return;
         }
-        let carry = self
-            .u
-            .mtu
-            .saturating_sub(super::network::overhead(self.u.ip));
+        let u = if spec.encrypt {
+            match self.ensure_tunnel().await {
+                Ok(t) => t,
+                Err(e) => {
+                    if self.warned.insert(format!("{name} tunnel")) {
+                        log(format_args!("{name}: encrypted: {e}; not built here"));
+                    }
+                    self.devs.remove(name);
+                    return;
+                }
+            }
+        } else {
+            self.u.clone()
+        };
+        let carry = u.mtu.saturating_sub(super::network::overhead(u.ip));
         if carry < spec.mtu && self.warned.insert(name.to_string()) {
             log(format_args!(
                 "{name}: underlay {} MTU {} carries at most {carry} over VXLAN, the network uses {}: large packets will be dropped (see overlay status)",
-                self.u.ifname, self.u.mtu, spec.mtu
+                u.ifname, u.mtu, spec.mtu
             ));
         }
         let done = async {
@@ -778,7 +851,7 @@ impl Agent {
                     names::bridge(name)
                 ));
             }
-            let vx = fdb::ensure(&self.net, &spec, &self.u, !gw_taken).await?;
+            let vx = fdb::ensure(&self.net, &spec, &u, !gw_taken).await?;
             let want = self.model.desired(name, &self.sh.host);
             let r = fdb::apply(&self.net, &vx, &want).await;
             self.devs.insert(name.to_string(), Dev::new(vx, want));
@@ -817,6 +890,9 @@ impl Agent {
                 }
             }
         }
+        // Peers as etcd has them now (a resync may follow a long gap).
+        self.sync_peers().await;
+        self.tunnel_tidy().await;
     }
 
     /// Local reads only: each network's device and entries against the
@@ -829,8 +905,8 @@ impl Agent {
                 || {
                     let dev = &self.devs[&n];
                     let spec = self.model.nets.get(&n);
-                    let same_dev = match spec {
-                        Some(s) => fdb::device_matches(&self.net, s, &self.u, &dev.vx)
+                    let same_dev = match spec.and_then(|s| Some((s, self.under(s)?))) {
+                        Some((s, u)) => fdb::device_matches(&self.net, s, &u, &dev.vx)
                             .await
                             .unwrap_or(false),
                         None => false,
@@ -884,6 +960,8 @@ impl Agent {
                 log(format_args!("{n}: {e}"));
             }
         }
+        self.check_peers().await;
+        self.tunnel_tidy().await;
         self.guard(true).await;
         for c in self.model.conflicts() {
             if self.conflicts.insert(c.clone()) {

@@ -29,6 +29,11 @@ impl Claim {
         container: &str,
         ifname: &str,
     ) -> Result<Claim> {
+        if net.encrypt {
+            // Before the claim: a host that cannot carry the network
+            // changes nothing in etcd.
+            super::crypt::require_here(&net.name)?;
+        }
         let ep = Endpoint {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             mac: String::new(),

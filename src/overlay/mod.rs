@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod attach;
+pub mod crypt;
 pub mod endpoint;
 pub mod etcd;
 pub mod fdb;
@@ -50,6 +51,8 @@ pub enum OverlayCmd {
         gateway6: Option<String>,
         no_default_route: bool,
         allow_from: Vec<String>,
+        /// VXLAN between hosts only inside WireGuard.
+        encrypt: bool,
         json: bool,
         etcd: store::EtcdOpts,
     },
@@ -77,6 +80,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             gateway6,
             no_default_route,
             allow_from,
+            encrypt,
             json,
             etcd,
         } => {
@@ -94,6 +98,7 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
                     gateway6: gateway6.as_deref(),
                     no_default_route,
                     allow_from: &allow_from,
+                    encrypt,
                 },
             )
             .await?;
@@ -102,13 +107,18 @@ pub async fn run(cmd: OverlayCmd) -> Result<i32> {
             } else {
                 let gws: Vec<String> = spec.gateways().iter().map(|g| g.to_string()).collect();
                 println!(
-                    "created overlay {} {} vni {} mtu {} port {} gateway {}",
+                    "created overlay {} {} vni {} mtu {} port {} gateway {}{}",
                     spec.name,
                     spec.subnets(),
                     spec.vni,
                     spec.mtu,
                     spec.port,
-                    gws.join(" ")
+                    gws.join(" "),
+                    if spec.encrypt {
+                        " encrypted (WireGuard)"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(0)

@@ -166,7 +166,14 @@ impl Model {
         if ep.host == me {
             return None;
         }
-        Some((self.hosts.get(&ep.host)?.underlay, mac_of(ep)))
+        let h = self.hosts.get(&ep.host)?;
+        let vtep = if self.nets.get(net).is_some_and(|s| s.encrypt) {
+            // Inside the tunnel only: a host without WireGuard gets none.
+            IpAddr::V6(h.wg.as_ref()?.inner)
+        } else {
+            h.underlay
+        };
+        Some((vtep, mac_of(ep)))
     }
 
     /// Everything host `me` must program for `net`: one FDB entry per MAC

@@ -29,6 +29,8 @@ pub struct CreateArgs<'a> {
     pub no_default_route: bool,
     /// `--allow-from`: networks whose containers may reach this one's.
     pub allow_from: &'a [String],
+    /// `--encrypt`: VXLAN between hosts only inside WireGuard.
+    pub encrypt: bool,
 }
 
 /// A duration as `--grace` takes it: seconds, or a number with s, m, h or
@@ -220,6 +222,17 @@ fn parse_subnet(t: &str) -> Result<ipnetwork::Ipv4Network> {
 
 pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpec> {
     let p = parse(a)?;
+    if a.encrypt && !crate::netlink::wg::available() {
+        // Refused here, where the network would first be used: nothing
+        // is written to etcd.
+        return Err(Error::bad(
+            "--encrypt",
+            format!(
+                "needs WireGuard in this host's kernel (module {m}), which it lacks: `modprobe {m}` or run this on a host with it; nothing created",
+                m = crate::netlink::wg::MODULE
+            ),
+        ));
+    }
     let st = Store::connect(opts).await?;
     let nets = list(&st).await?;
     if let Some(n) = nets.iter().find(|n| n.name == a.name) {
@@ -286,7 +299,7 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
     };
     let (mtu, mtu_auto) = match p.mtu {
         Some(m) => (m, false),
-        None => (auto_mtu(&st).await?, true),
+        None => (auto_mtu(&st, a.encrypt).await?, true),
     };
     let spec = NetSpec {
         name: a.name.to_string(),
@@ -304,6 +317,7 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
         gateway6: p.gateway6,
         no_default_route: a.no_default_route,
         allow_from: a.allow_from.to_vec(),
+        encrypt: a.encrypt,
     };
     // One transaction: the name and the VNI are claimed together or not at
     // all, so two concurrent creates cannot both get a VNI.
@@ -329,13 +343,19 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
 
 /// `auto`: the largest MTU every registered host's underlay can carry;
 /// 1450 (a 1500 underlay over IPv4) when no host has registered yet.
-async fn auto_mtu(st: &Store) -> Result<u32> {
+/// Encrypted: WireGuard's and VXLAN's overheads both (1370 by default).
+async fn auto_mtu(st: &Store, encrypt: bool) -> Result<u32> {
     let hosts = hosts(st).await?;
+    let (cost, dflt): (fn(std::net::IpAddr) -> u32, u32) = if encrypt {
+        (super::crypt::overhead, 1370)
+    } else {
+        (overhead, 1450)
+    };
     Ok(hosts
         .iter()
-        .map(|h| h.underlay_mtu.saturating_sub(overhead(h.underlay)))
+        .map(|h| h.underlay_mtu.saturating_sub(cost(h.underlay)))
         .min()
-        .unwrap_or(1450)
+        .unwrap_or(dflt)
         .max(576))
 }
 
@@ -593,6 +613,7 @@ mod tests {
             gateway6: None,
             no_default_route: false,
             allow_from: &[],
+            encrypt: false,
         }
     }
 

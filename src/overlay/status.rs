@@ -22,6 +22,17 @@ pub struct Status {
     /// gone): back to them when they return, free after the grace or
     /// `overlay host rm`.
     pub reserved: Vec<ReservedRow>,
+    /// This host's WireGuard device as the kernel has it (public keys and
+    /// endpoints only), while an encrypted network is built here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WgRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WgRow {
+    pub device: String,
+    #[serde(flatten)]
+    pub dev: crate::netlink::wg::WgDevice,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,16 +74,36 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
     hs.sort_by(|a, b| a.name.cmp(&b.name));
     for h in hs {
         let carry = h.underlay_mtu.saturating_sub(network::overhead(h.underlay));
-        for n in view.nets.values().filter(|n| n.mtu > carry) {
+        let sealed = h
+            .underlay_mtu
+            .saturating_sub(super::crypt::overhead(h.underlay));
+        let carries = |n: &store::NetSpec| if n.encrypt { sealed } else { carry };
+        for n in view.nets.values().filter(|n| n.mtu > carries(n)) {
+            let carry = carries(n);
             problems.push(format!(
                 "host {}: underlay {} MTU {} carries {carry} over VXLAN, network {} needs {}",
                 h.name, h.underlay_if, h.underlay_mtu, n.name, n.mtu
             ));
         }
+        if h.wg.is_none() {
+            for n in view.nets.values().filter(|n| n.encrypt) {
+                problems.push(format!(
+                    "host {}: no WireGuard, so encrypted network {} is not built there",
+                    h.name, n.name
+                ));
+            }
+        }
     }
     let mut drift = Vec::new();
+    let mut wireguard = None;
     if let Some(agent) = super::state::load() {
         let host = crate::netlink::Net::new(None, false)?;
+        if let Some(l) = host.link_by_name(super::crypt::DEVICE).await? {
+            wireguard = Some(WgRow {
+                device: l.name.clone(),
+                dev: host.wg_device(l.index)?,
+            });
+        }
         for n in view.nets.values() {
             let want = view.desired(&n.name, &agent.host);
             let d = match host.link_by_name(&names::vxlan(&n.name)).await? {
@@ -134,6 +165,7 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
         drift,
         problems,
         reserved,
+        wireguard,
     })
 }
 
@@ -200,6 +232,25 @@ pub fn print(s: &Status, json: bool) {
             r.resv.host,
             crate::untrusted::display(&r.resv.container)
         );
+    }
+    if let Some(w) = &s.wireguard {
+        println!(
+            "\nwireguard {}: port {} public key {}",
+            w.device,
+            w.dev.listen_port,
+            w.dev.public_key.as_deref().unwrap_or("-")
+        );
+        for p in &w.dev.peers {
+            let at = p
+                .endpoint
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "  peer {} at {at} allowed {}",
+                p.public_key,
+                p.allowed_ips.join(",")
+            );
+        }
     }
     for p in &s.problems {
         println!("problem: {p}");

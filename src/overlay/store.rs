@@ -78,6 +78,9 @@ pub struct NetSpec {
     /// Networks whose containers may reach this one's (and be answered).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_from: Vec<String>,
+    /// VXLAN between hosts runs inside WireGuard only (`--encrypt`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypt: bool,
 }
 
 impl NetSpec {
@@ -146,6 +149,23 @@ pub struct HostInfo {
     pub underlay_if: String,
     pub underlay_mtu: u32,
     pub lease: i64,
+    /// The host's WireGuard side, public half only; None on a host whose
+    /// kernel has no WireGuard (and in records of older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg: Option<WgHost>,
+}
+
+/// What peers need to reach a host through WireGuard. The private key
+/// stays in the host's state folder (overlay::crypt); never here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WgHost {
+    /// Public key, base64.
+    pub key: String,
+    /// UDP port on the underlay address.
+    pub port: u16,
+    /// Tunnel address (see overlay::crypt::inner_of): encrypted networks'
+    /// VXLAN runs between these.
+    pub inner: std::net::Ipv6Addr,
 }
 
 /// A container's interface on a network, written under its host's lease.
