@@ -341,7 +341,17 @@ fn overlay_dual_bad_input_and_cni() {
             ok("ip", &["-n", &lab.host(0), "-o", "link", "show"]),
         )
     };
-    let before = snap(&lab);
+    // The agent finishes c1's network after the attach returns (the
+    // gateway addresses, link-local DAD): start from a settled host.
+    let mut before = snap(&lab);
+    for _ in 0..15 {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let again = snap(&lab);
+        if again == before {
+            break;
+        }
+        before = again;
+    }
     let cont = format!("netns:{c}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["overlay", "create", "bad"], "--subnet6"),
@@ -390,7 +400,8 @@ fn overlay_dual_bad_input_and_cni() {
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(e.contains(token), "{args:?}: {e}");
         assert_eq!(e.trim().lines().count(), 1, "{args:?}: {e}");
-        assert!(snap(&lab) == before, "{args:?} changed something");
+        let after = snap(&lab);
+        assert!(after == before, "{args:?} changed something: {after:?} vs {before:?}");
     }
 
     // CNI: ADD returns both families, CHECK passes, DEL releases both.
