@@ -884,8 +884,20 @@ fn keep_conntrack_key_and_the_notrack_rules() {
     let mut s = Scratch::default();
     let cases = [
         ("pwccfct1", "pwc-cf-ct1", "10.231.40", None, (1, 1)),
-        ("pwccfct2", "pwc-cf-ct2", "10.231.41", Some("keepConntrack"), (0, 0)),
-        ("pwccfct3", "pwc-cf-ct3", "10.231.42", Some("isGateway"), (0, 0)),
+        (
+            "pwccfct2",
+            "pwc-cf-ct2",
+            "10.231.41",
+            Some("keepConntrack"),
+            (0, 0),
+        ),
+        (
+            "pwccfct3",
+            "pwc-cf-ct3",
+            "10.231.42",
+            Some("isGateway"),
+            (0, 0),
+        ),
     ];
     for (br, ns, net, key, want) in cases {
         let br = s.link(br);

@@ -481,3 +481,29 @@ fn ipv6_between_guests_skips_conntrack_and_link_local_keeps_it() {
     pipework_ok(&["detach", &a.spec()]);
     pipework_ok(&["detach", &b.spec()]);
 }
+
+#[test]
+fn a_bad_veth_queue_count_is_refused_and_changes_nothing() {
+    if !setup() {
+        return;
+    }
+    let br = BridgeGuard::new("pwjq");
+    let a = Netns::new("pwjq");
+    let before = host_state();
+    let o = Command::new(BIN)
+        .args(["--create", &br.0, &a.spec(), "10.254.209.2/24"])
+        .env("DOCKER_HOST", docker_host())
+        .env("PIPEWORK_VETH_QUEUES", "65")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pipework");
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    assert!(
+        e.contains("PIPEWORK_VETH_QUEUES=65"),
+        "names the token: {e}"
+    );
+    assert_same(&before, &host_state(), "host");
+    assert!(a.links_but_lo().is_empty(), "{:?}", a.links_but_lo());
+}

@@ -462,8 +462,15 @@ mod tests {
         assert_eq!(parse_conf(b"{not json").unwrap_err().code, 6);
         assert_eq!(parse_conf(b"").unwrap_err().code, 6);
         assert_eq!(parse_conf(br#"{"mtu":"big"}"#).unwrap_err().code, 7);
-        assert_eq!(parse_conf(br#"{"keepConntrack":"yes"}"#).unwrap_err().code, 7);
-        assert!(parse_conf(br#"{"keepConntrack":true}"#).unwrap().keep_conntrack);
+        assert_eq!(
+            parse_conf(br#"{"keepConntrack":"yes"}"#).unwrap_err().code,
+            7
+        );
+        assert!(
+            parse_conf(br#"{"keepConntrack":true}"#)
+                .unwrap()
+                .keep_conntrack
+        );
         assert!(!parse_conf(br#"{}"#).unwrap().keep_conntrack);
         let c = parse_conf(
             br#"{"cniVersion":"1.1.0","name":"n","type":"pipework","mode":"bridge","bridge":"br0",

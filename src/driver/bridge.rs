@@ -133,6 +133,7 @@ impl Driver for Bridge {
                 req.mac.as_ref().map(|m| &m[..]),
                 mtu,
                 Some(&bridge),
+                req.veth_queues.get(),
             )
             .await?;
 
