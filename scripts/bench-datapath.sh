@@ -7,6 +7,12 @@
 #                 rule) where that is safe
 #   bridge-ct     the same with --keep-conntrack: every frame through
 #                 conntrack (bridge-nf-call-iptables=1, dockerd's setting)
+#   bridge-v6, bridge-ct-v6
+#                 the same two bridges over IPv6 (ULA addresses), bulk only
+#                 (iperf3): the ip6tables notrack rule against none. IPv6
+#                 conntrack runs only where a rule asks for it (dockerd with
+#                 ip6tables, a firewall): for the run, one that matches no
+#                 frame turns it on, as those would
 #   bridge-gro    `bridge` plus GRO on all four veth ends (turns on veth's
 #                 NAPI receive path; ethtool here, a lever under test)
 #   macvlan       pipework macvlan children of one veth parent (bridge mode)
@@ -96,6 +102,7 @@ cleanup() {
   ip netns del "$RNS" 2>/dev/null
   ip netns del "$SNS" 2>/dev/null
   ip link del "$HV" 2>/dev/null
+  ip6tables -w -t raw -D PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X" 2>/dev/null
   ip link del "$PAR" 2>/dev/null
   for b in "$BRA" "$BRC" "$BRG"; do ip link del "$b" 2>/dev/null; done
   [ -n "${PIPEWORK_OVSDB:-}" ] && ovs-vsctl --db="$PIPEWORK_OVSDB" --if-exists del-br "$OVS" 2>/dev/null
@@ -137,13 +144,20 @@ SRVNS=/proc/$CPID/ns/net
 # of ports; this sysctl is per namespace (ours).
 nsenter --net="$SRVNS" sysctl -q -w net.ipv4.tcp_tw_reuse=1
 ip netns exec "$CLI" sysctl -q -w net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+# IPv6 in both (Docker turns it off in a container without an IPv6
+# network), without duplicate address detection so addresses work at once.
+for k in all default; do
+  nsenter --net="$SRVNS" sysctl -q -w "net.ipv6.conf.$k.disable_ipv6=0" "net.ipv6.conf.$k.accept_dad=0"
+  ip netns exec "$CLI" sysctl -q -w "net.ipv6.conf.$k.accept_dad=0"
+done
+ip6tables -w -t raw -A PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X"
 
 # --- pipework paths ----------------------------------------------------------
 for b in "$BRA" "$BRC" "$BRG"; do ip link add "$b" type bridge; ip link set "$b" up; done
-"$P" "$BRA" "$CT" -i eth1 10.254.1.2/24 >/dev/null 2>"$T/attach.log"
-"$P" "$BRA" "netns:$CLI" -i eth1 -l "${X}c1" 10.254.1.3/24 >/dev/null 2>>"$T/attach.log"
-"$P" "$BRC" "$CT" -i eth4 --keep-conntrack 10.254.4.2/24 >/dev/null 2>>"$T/attach.log"
-"$P" "$BRC" "netns:$CLI" -i eth4 -l "${X}c4" --keep-conntrack 10.254.4.3/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRA" "$CT" -i eth1 10.254.1.2/24 --ip fd77:1::2/64 >/dev/null 2>"$T/attach.log"
+"$P" "$BRA" "netns:$CLI" -i eth1 -l "${X}c1" 10.254.1.3/24 --ip fd77:1::3/64 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRC" "$CT" -i eth4 --keep-conntrack 10.254.4.2/24 --ip fd77:4::2/64 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRC" "netns:$CLI" -i eth4 -l "${X}c4" --keep-conntrack 10.254.4.3/24 --ip fd77:4::3/64 >/dev/null 2>>"$T/attach.log"
 "$P" "$BRG" "$CT" -i eth5 -l "${X}s5" 10.254.5.2/24 >/dev/null 2>>"$T/attach.log"
 "$P" "$BRG" "netns:$CLI" -i eth5 -l "${X}c5" 10.254.5.3/24 >/dev/null 2>>"$T/attach.log"
 # GRO on every end of the bridge-gro path: a veth with GRO on receives
@@ -167,6 +181,8 @@ else
 fi
 NOTRACK=$(iptables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRA .*pipework:$BRA" || true)
 NOTRACK_CT=$(iptables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRC .*pipework:$BRC" || true)
+NOTRACK6=$(ip6tables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRA .*pipework:$BRA" || true)
+NOTRACK6_CT=$(ip6tables -w -t raw -S PREROUTING 2>/dev/null | grep -c -- "-i $BRC .*pipework:$BRC" || true)
 
 # --- no dockerd influence: a namespace that plays the host -------------------
 ip netns add "$RNS"
@@ -223,7 +239,9 @@ add_path bridge-ct ns 10.254.4.2 5201 11111 80
 add_path bridge-gro ns 10.254.5.2 5201 11111 80
 add_path macvlan ns 10.254.2.2 5201 11111 80
 if [ "$OVS_OK" = 1 ]; then ALL+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
-ALL+=(docker-dnat docker-proxy nd-bridge nd-bridge-mq)
+ALL+=(bridge-v6 bridge-ct-v6 docker-dnat docker-proxy nd-bridge nd-bridge-mq)
+add_path bridge-v6 ns fd77:1::2 5201 - -
+add_path bridge-ct-v6 ns fd77:4::2 5201 - -
 add_path docker-dnat ns 10.254.77.1 5201 11111 8080
 add_path docker-proxy host 127.0.0.1 "$LP_IPERF" "$LP_SOCK" "$LP_HTTP"
 add_path nd-bridge ns 10.254.6.2 5201 11111 80
@@ -235,11 +253,12 @@ run_in() { # path, command...
   if [ "$w" = ns ]; then "${NSX[@]}" "$@"; else "$@"; fi
 }
 
-answers() { # path, tries: a TCP connect to its HTTP port succeeds
-  local i
+answers() { # path, tries: a TCP connect to its HTTP port (iperf3's on a bulk-only path) succeeds
+  local i port=${PHTTP[$1]}
+  [ "$port" = - ] && port=${PIPERF[$1]}
   for ((i = 0; i < $2; i++)); do
     run_in "$1" timeout 2 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' \
-      "${HOST[$1]}" "${PHTTP[$1]}" 2>/dev/null && return 0
+      "${HOST[$1]}" "$port" 2>/dev/null && return 0
     sleep 0.1
   done
   return 1
@@ -278,6 +297,8 @@ measure() { # path, round: one file per measure, results.txt names what finished
   fi
   iperf "$p" 1 > "$T/$p.$r.i1.json" || return 0
   iperf "$p" 8 > "$T/$p.$r.i8.json" || return 0
+  # Bulk-only paths (IPv6: nginx and sockperf listen on IPv4 here).
+  if [ "${PHTTP[$p]}" = - ]; then echo "$p $r" >> "$T/results.txt"; return 0; fi
   run_in "$p" timeout "$LIMIT" wrk -t 2 -c 32 -d "${SECS}s" --timeout 2s -H "Connection: close" \
     "http://$h:${PHTTP[$p]}/" > "$T/$p.$r.wrk" || return 0
   run_in "$p" timeout "$LIMIT" sockperf pp --tcp -i "$h" -p "${PSOCK[$p]}" -m 64 -t "$SECS" --full-rtt \
@@ -293,17 +314,18 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 LOAD_AFTER=$(uptime)
 
-python3 - "$T" "$SECS" "$ROUNDS" "$NOTRACK" "$NOTRACK_CT" "$ND_NF" "$NCPU" <<'PY'
-import json, re, statistics, sys
-T, secs, rounds, nt, nt_ct, nd_nf, ncpu = sys.argv[1:8]
+python3 - "$T" "$SECS" "$ROUNDS" "$NOTRACK" "$NOTRACK_CT" "$ND_NF" "$NCPU" "$NOTRACK6" "$NOTRACK6_CT" <<'PY'
+import json, math, os, re, statistics, sys
+T, secs, rounds, nt, nt_ct, nd_nf, ncpu, nt6, nt6_ct = sys.argv[1:10]
 done = [l.split() for l in open(f"{T}/results.txt") if l.strip()]
 res = {}
 for p, r in done:
     i1 = json.load(open(f"{T}/{p}.{r}.i1.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
     i8 = json.load(open(f"{T}/{p}.{r}.i8.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
-    w = open(f"{T}/{p}.{r}.wrk").read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
-    s = open(f"{T}/{p}.{r}.sp").read()
+    bulk_only = not os.path.exists(f"{T}/{p}.{r}.wrk")
+    w = "" if bulk_only else open(f"{T}/{p}.{r}.wrk").read()
+    rps = math.nan if bulk_only else float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
+    s = "" if bulk_only else open(f"{T}/{p}.{r}.sp").read()
     def pct(q):
         m = re.search(r"percentile %s\s*=\s*([\d.]+)" % re.escape(q), s)
         return float(m.group(1)) if m else float("nan")
@@ -317,19 +339,24 @@ med = {p: {k: statistics.median(v) for k, v in d.items() if k != "notes"} for p,
 print(f"{rounds} interleaved rounds, {secs} s per measurement, {ncpu} CPUs; median (min-max) over the rounds")
 print(f"notrack rule on the default bridge: {'yes' if nt != '0' else 'NO'}; on bridge-ct: {'yes' if nt_ct != '0' else 'no'};"
       f" bridge-nf-call-iptables in the no-dockerd namespace: {nd_nf}")
+print(f"IPv6 notrack rule on the default bridge: {'yes' if nt6 != '0' else 'NO'}; on bridge-ct: {'yes' if nt6_ct != '0' else 'no'};"
+      " IPv6 conntrack on for the run (a rule that matches nothing)")
 cols = [("i1", "1 stream Gb/s", "{:.2f}"), ("i8", "8 streams Gb/s", "{:.2f}"), ("cps", "new conn/s", "{:.0f}"),
         ("p50", "p50 RTT us", "{:.1f}"), ("p99", "p99 RTT us", "{:.1f}")]
 def cell(p, k, f):
     v = res[p][k]
+    if any(math.isnan(x) for x in v):
+        return "-"
     return f"{f.format(med[p][k])} ({f.format(min(v))}-{f.format(max(v))})"
 print("| path | " + " | ".join(c[1] for c in cols) + " |")
 print("|---" * (len(cols) + 1) + "|")
-order = [p for p in ("bridge", "bridge-ct", "bridge-gro", "macvlan", "ovs", "docker-dnat", "docker-proxy",
+order = [p for p in ("bridge", "bridge-ct", "bridge-gro", "bridge-v6", "bridge-ct-v6", "macvlan", "ovs",
+                     "docker-dnat", "docker-proxy",
                      "nd-bridge", "nd-bridge-mq") if p in res]
 for p in order:
     print(f"| {p} | " + " | ".join(cell(p, k, f) for k, _, f in cols) + " |")
 def ratio(a, b, k, inv=False):
-    if a not in med or b not in med or not med[b][k]:
+    if a not in med or b not in med or not med[b][k] or math.isnan(med[a][k] + med[b][k]):
         return "  -  "
     x = med[b][k] / med[a][k] if inv else med[a][k] / med[b][k]
     return f"{x:5.2f}"
@@ -339,16 +366,17 @@ for base in ("docker-dnat", "docker-proxy"):
     print(f"\nratios of medians against {base} (latency: {base}'s / the path's, so > 1 is better)")
     print(f"{'path':14} {'1 stream':>9} {'8 streams':>9} {'conn/s':>9} {'p50':>9} {'p99':>9}")
     for p in order:
-        if p == base:
+        if p == base or p.endswith("-v6"):
             continue
         print(f"{p:14} {ratio(p, base, 'i1'):>9} {ratio(p, base, 'i8'):>9} {ratio(p, base, 'cps'):>9}"
               f" {ratio(p, base, 'p50', True):>9} {ratio(p, base, 'p99', True):>9}")
 print("\nlevers, each on its own (ratio of medians; > 1 is a gain)")
 for name, a, b in (("conntrack skipped (bridge / bridge-ct)", "bridge", "bridge-ct"),
+                   ("IPv6 conntrack skipped (bridge-v6 / bridge-ct-v6)", "bridge-v6", "bridge-ct-v6"),
                    ("GRO on veths (bridge-gro / bridge)", "bridge-gro", "bridge"),
                    ("multi-queue veth (nd-bridge-mq / nd-bridge)", "nd-bridge-mq", "nd-bridge"),
                    ("no dockerd at all (nd-bridge / bridge)", "nd-bridge", "bridge")):
-    print(f"  {name:45} 1 stream {ratio(a, b, 'i1')}  8 streams {ratio(a, b, 'i8')}  conn/s {ratio(a, b, 'cps')}"
+    print(f"  {name:50} 1 stream {ratio(a, b, 'i1')}  8 streams {ratio(a, b, 'i8')}  conn/s {ratio(a, b, 'cps')}"
           f"  p99 {ratio(a, b, 'p99', True)}")
 for p in order:
     for n in res[p].get("notes", []):

@@ -76,6 +76,8 @@ pub struct ClassicArgs {
     pub vlan_proto: Option<String>,
     /// Bridge: no raw-table notrack rule (`--keep-conntrack`).
     pub keep_conntrack: bool,
+    /// Bridge and OVS: `PIPEWORK_VETH_QUEUES`, unparsed (None: unset).
+    pub veth_queues: Option<String>,
 }
 
 /// The defaults of the command line (`--dhcp-timeout 10`, no flags).
@@ -114,6 +116,7 @@ impl ClassicArgs {
             vlan_qos: None,
             vlan_proto: None,
             keep_conntrack: false,
+            veth_queues: None,
         }
     }
 }
@@ -221,6 +224,7 @@ pub fn to_request(a: &ClassicArgs) -> Result<AttachRequest> {
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
         keep_conntrack: a.keep_conntrack,
+        veth_queues: crate::request::VethQueues::parse(a.veth_queues.as_deref())?,
         record_extras: Default::default(),
         sriov: crate::sriov::Options::parse(&crate::sriov::RawOptions {
             spoofchk: a.spoofchk.as_deref(),

@@ -68,7 +68,22 @@ fn iptables(args: &[&str]) -> Option<std::process::Output> {
 }
 
 fn iptables_output(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(iptables_path())
+    xtables(iptables_path(), args)
+}
+
+/// ip6tables, for the IPv6 notrack rule only (notrack.rs): found next to
+/// iptables, the same package installs both.
+fn ip6tables(args: &[&str]) -> Option<std::process::Output> {
+    let p = iptables_path();
+    let p6 = match p.strip_suffix("iptables") {
+        Some(dir) => format!("{dir}ip6tables"),
+        None => "ip6tables".to_string(),
+    };
+    xtables(&p6, args).ok()
+}
+
+fn xtables(path: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new(path)
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())
@@ -219,6 +234,24 @@ pub struct Wants {
     pub notrack: bool,
     /// The bridge has an IPv4 address on the host (then it is not safe).
     pub bridge_has_addr: bool,
+    /// The bridge has an IPv6 address other than link-local (the same,
+    /// for the IPv6 rule; see notrack.rs for why link-local is not one).
+    pub bridge_has_addr6: bool,
+}
+
+impl Wants {
+    fn has_addr(&self, fam: notrack::Family) -> bool {
+        match fam {
+            notrack::Family::V4 => self.bridge_has_addr,
+            notrack::Family::V6 => self.bridge_has_addr6,
+        }
+    }
+
+    /// The notrack rule of `fam` is wanted and safe as far as addresses
+    /// and bridge-nf tell (a user rule can still veto it).
+    fn notrack(&self, fam: notrack::Family) -> bool {
+        self.notrack && !self.has_addr(fam) && fam.filtered()
+    }
 }
 
 fn marked(m: Option<std::path::PathBuf>, index: u32) -> bool {
@@ -239,15 +272,20 @@ pub fn allow_bridge(
     j: &mut Journal,
 ) -> Result<Option<String>> {
     let bridge = br.name.as_str();
-    let want_notrack = wants.notrack && !wants.bridge_has_addr;
-    // The notrack rule is as wanted: in place, or (the bridge has gained
-    // an address) not there; an opted-out attach leaves it as it is.
-    let notrack_settled =
-        !wants.notrack || want_notrack == marked(notrack::marker(bridge), br.index);
+    // Each family's notrack rule is as wanted: in place, or (the bridge
+    // has gained an address) not there; an opted-out attach leaves them
+    // as they are.
+    let notrack_settled = !wants.notrack
+        || notrack::Family::ALL
+            .iter()
+            .all(|&f| wants.notrack(f) == marked(f.marker(bridge), br.index));
     if !dry_run && marked(marker(bridge), br.index) && notrack_settled {
         return Ok(None);
     }
-    if !bridged_traffic_is_filtered() {
+    // IPv4 bridged frames skip iptables: no drop to undo and no IPv4
+    // conntrack to skip; IPv6 ones may still meet ip6tables' conntrack.
+    let v4 = bridged_traffic_is_filtered();
+    if !v4 && !wants.notrack(notrack::Family::V6) {
         return Ok(None);
     }
     // Serialise check-then-insert across parallel pipeworks.
@@ -271,11 +309,19 @@ pub fn allow_bridge(
     // Whether some chain drops and our rule is now in it (for the marker),
     // and whether the journal already has the undo.
     let (mut in_place, mut undone) = (false, false);
-    let chains = nft::forward_chains().unwrap_or_default();
+    let chains = if v4 {
+        nft::forward_chains().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
 
     // iptables' FORWARD chain (dockerd's DROP), through iptables itself.
     // The listing also answers the notrack check below (one run fewer).
-    let probed = Filter::probe();
+    let probed = if v4 {
+        Filter::probe()
+    } else {
+        Ok(Filter(String::new()))
+    };
     let listing = probed.as_ref().ok().map(|f| f.0.clone());
     match probed {
         Ok(filter) if filter.forward_drops() => {
@@ -353,45 +399,17 @@ pub fn allow_bridge(
         mark(bridge, br.index);
     }
     if wants.notrack {
-        match notrack::unsafe_because(wants.bridge_has_addr, listing.as_deref(), bridge) {
-            Some(why) => {
-                // The bridge gained an address (or a user rule) since our
-                // rule went in: routed frames must be tracked again.
-                if !dry_run && notrack::Raw::fetch().is_some_and(|r| r.count(bridge) > 0) {
-                    while notrack::run("-D", bridge) {}
-                    if let Some(m) = notrack::marker(bridge) {
-                        let _ = std::fs::remove_file(m);
-                    }
-                }
-                notes.push(why)
-            }
-            None if dry_run => {
-                println!("iptables -w -t raw -I {}", notrack::rule(bridge).join(" "))
-            }
-            None => {
-                // Best effort: without it frames are only slower, so a
-                // refusal is a note, not a failed attach.
-                let mut present = notrack::Raw::fetch().is_some_and(|r| r.count(bridge) > 0);
-                if !present {
-                    if notrack::run("-I", bridge) {
-                        present = true;
-                        if !undone {
-                            undo(j);
-                        }
-                        notes.push(format!(
-                            "skipping conntrack for frames within {bridge}: added `iptables -t raw -I PREROUTING -i {bridge} -j CT --notrack` (comment {}; --keep-conntrack opts out)",
-                            comment(bridge)
-                        ));
-                    } else {
-                        notes.push(format!(
-                            "could not add the raw-table notrack rule for {bridge}: its frames keep conntrack"
-                        ));
-                    }
-                }
-                if let Some(m) = notrack::marker(bridge).filter(|_| present) {
-                    let _ = m.parent().map(std::fs::create_dir_all);
-                    let _ = std::fs::write(m, br.index.to_string());
-                }
+        for fam in notrack::Family::ALL.into_iter().filter(|f| f.filtered()) {
+            let filter = match fam {
+                notrack::Family::V4 => listing.clone(),
+                notrack::Family::V6 if wants.bridge_has_addr6 => None,
+                notrack::Family::V6 => fam.filter(),
+            };
+            let has_addr = wants.has_addr(fam);
+            if notrack::settle(fam, br, has_addr, filter.as_deref(), dry_run, &mut notes) && !undone
+            {
+                undo(j);
+                undone = true;
             }
         }
     }
@@ -449,12 +467,14 @@ pub async fn release_bridge_if_unused(host: &Net, bridge: &str) -> Result<()> {
 /// then nftables' forward chains.
 pub fn rule_bridges() -> Vec<String> {
     let mut out = Filter::fetch().map(|f| f.bridges()).unwrap_or_default();
-    for b in notrack::Raw::fetch()
-        .map(|r| Filter(r.0).bridges())
-        .unwrap_or_default()
-    {
-        if !out.contains(&b) {
-            out.push(b);
+    for fam in notrack::Family::ALL {
+        for b in notrack::Raw::fetch(fam)
+            .map(|r| Filter(r.0).bridges())
+            .unwrap_or_default()
+        {
+            if !out.contains(&b) {
+                out.push(b);
+            }
         }
     }
     for ch in others_forward_chains() {
@@ -536,8 +556,10 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
     if let Some(m) = marker(bridge) {
         let _ = std::fs::remove_file(m);
     }
-    if let Some(m) = notrack::marker(bridge) {
-        let _ = std::fs::remove_file(m);
+    for fam in notrack::Family::ALL {
+        if let Some(m) = fam.marker(bridge) {
+            let _ = std::fs::remove_file(m);
+        }
     }
     if still_needed(&host.links().await?, bridge, except) {
         return Ok(false);
@@ -559,15 +581,22 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
             }
         }
     }
-    if let Some(raw) = notrack::Raw::fetch() {
-        for _ in 0..raw.count(bridge) {
-            if !notrack::run("-D", bridge) {
+    for fam in notrack::Family::ALL {
+        let Some(raw) = notrack::Raw::fetch(fam) else {
+            continue;
+        };
+        for _ in 0..raw.count(fam, bridge) {
+            if !notrack::run(fam, "-D", bridge) {
                 break;
             }
             removed = true;
             if announce {
                 eprintln!(
-                    "pipework: removed iptables rule {} from raw PREROUTING",
+                    "pipework: removed {} rule {} from raw PREROUTING",
+                    match fam {
+                        notrack::Family::V4 => "iptables",
+                        notrack::Family::V6 => "ip6tables",
+                    },
                     comment(bridge)
                 );
             }

@@ -852,3 +852,78 @@ fn macvlan_and_phys_modes_reach_their_drivers() {
     // phys gives the interface back to the host under its own name.
     assert!(cni_util::sh_ok(&["ip", "link", "show", "pwccfm1"]));
 }
+
+/// Our rules for `br` in the raw table's PREROUTING, IPv4 and IPv6.
+fn notrack_rules(br: &str) -> (usize, usize) {
+    let tag = format!("pipework:{br}");
+    let n = |tool: &str| {
+        cni_util::sh(&[tool, "-w", "-t", "raw", "-S", "PREROUTING"])
+            .lines()
+            .filter(|l| l.contains(&tag) && l.ends_with("-j CT --notrack"))
+            .count()
+    };
+    (n("iptables"), n("ip6tables"))
+}
+
+/// Bridge mode and conntrack (firewall/notrack.rs): an ADD onto a bridge
+/// the host does not route for adds the raw-table notrack rules and DEL
+/// removes them; `"keepConntrack": true` adds none (only the accept rule);
+/// `"isGateway": true` adds none either, since it makes the host the
+/// bridge's gateway.
+#[test]
+fn keep_conntrack_key_and_the_notrack_rules() {
+    require_env!();
+    let filtered = |t: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{t}"))
+            .is_ok_and(|v| v.trim() == "1")
+    };
+    assert!(
+        filtered("iptables") && filtered("ip6tables"),
+        "needs bridge-nf-call-iptables=1 and -ip6tables=1 (dockerd, scripts/env-up.sh)"
+    );
+    let mut s = Scratch::default();
+    let cases = [
+        ("pwccfct1", "pwc-cf-ct1", "10.231.40", None, (1, 1)),
+        (
+            "pwccfct2",
+            "pwc-cf-ct2",
+            "10.231.41",
+            Some("keepConntrack"),
+            (0, 0),
+        ),
+        (
+            "pwccfct3",
+            "pwc-cf-ct3",
+            "10.231.42",
+            Some("isGateway"),
+            (0, 0),
+        ),
+    ];
+    for (br, ns, net, key, want) in cases {
+        let br = s.link(br);
+        let path = s.netns(ns);
+        let mut c = static_conf(
+            "1.0.0",
+            "pwcct",
+            &br,
+            &format!("{net}.5/24"),
+            &format!("{net}.1"),
+        );
+        c["isGateway"] = json!(false);
+        if let Some(k) = key {
+            c[k] = json!(true);
+        }
+        let call = Call {
+            id: "pwc-ct",
+            netns: &path,
+            ifname: "eth0",
+        };
+        let res = call.ours("ADD", &c).ok().clone();
+        assert_eq!(notrack_rules(&br), want, "after ADD with {key:?}");
+        // The accept rule is there either way (dockerd drops bridged frames).
+        let filter = cni_util::sh(&["iptables", "-w", "-S"]);
+        assert!(filter.contains(&format!("pipework:{br}")), "{filter}");
+        call.ours("DEL", &with_prev(&c, &res)).ok();
+        assert_eq!(notrack_rules(&br), (0, 0), "after DEL with {key:?}");
+    }
+}

@@ -11,7 +11,8 @@
 //! `sendto` is every netlink request and every OVSDB write, `write` the
 //! wake-up pipes and every line on stderr, `clone3`/`clone` the iptables
 //! spawns and the announcer fork, `wait4` the moment after each iptables
-//! run (the rule exists, nothing recorded yet). `-f` follows pipework's
+//! or ip6tables run (the rule exists, nothing recorded yet; the snapshots
+//! hold both raw tables, where the notrack rules live). `-f` follows pipework's
 //! threads and forks; `-b execve` lets go of iptables at its exec, so the
 //! kill always hits pipework, never the iptables child.
 //!
@@ -695,11 +696,13 @@ fn random_kills(kind: Kind, n: u8, name: &str) {
     if ok("iptables", &["-w", "-S"]).contains(&format!("pipework:{}", rig.hostif)) {
         rep.add(format!("leftover iptables rule for {}", rig.hostif));
     }
-    if ok("iptables", &["-w", "-t", "raw", "-S"]).contains(&format!("pipework:{}", rig.hostif)) {
-        rep.add(format!(
-            "leftover raw-table notrack rule for {}",
-            rig.hostif
-        ));
+    for tool in ["iptables", "ip6tables"] {
+        if ok(tool, &["-w", "-t", "raw", "-S"]).contains(&format!("pipework:{}", rig.hostif)) {
+            rep.add(format!(
+                "leftover {tool} raw-table notrack rule for {}",
+                rig.hostif
+            ));
+        }
     }
     if kind == Kind::Ovs {
         let ports = vsctl(&["list-ports", &rig.hostif]);

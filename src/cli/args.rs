@@ -147,7 +147,7 @@ pub struct AttachArgs {
     /// SR-IOV VF: VLAN protocol of the @VID tag, 802.1Q or 802.1ad.
     #[arg(long = "vlan-proto")]
     pub vlan_proto: Option<String>,
-    /// Bridge: keep conntrack for frames within the bridge (no raw-table notrack rule).
+    /// Bridge: keep conntrack for frames within the bridge (no raw-table notrack rules, IPv4 or IPv6).
     #[arg(long = "keep-conntrack")]
     pub keep_conntrack: bool,
 }

@@ -67,6 +67,9 @@ pub fn to_request(a: &LinkArgs) -> Result<LinkRequest> {
         },
         mtu: a.mtu,
         extras: Default::default(),
+        veth_queues: crate::request::VethQueues::parse(
+            std::env::var("PIPEWORK_VETH_QUEUES").ok().as_deref(),
+        )?,
     })
 }
 

@@ -300,8 +300,11 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         mtu: conf.mtu,
         // The overlay's bridge is the agent's: never create a plain one.
         create: mode != Mode::Overlay,
-        // The overlay's bridge routes (gateway, masquerade): keep conntrack.
-        keep_conntrack: mode == Mode::Overlay,
+        // The overlay's bridge routes (gateway, masquerade), and so does
+        // one that `isGateway` gives an address (after the link is built,
+        // too late for the driver to see it): keep conntrack. Else the
+        // config's own `keepConntrack` decides.
+        keep_conntrack: mode == Mode::Overlay || conf.is_gateway || conf.keep_conntrack,
         mode: host_mode,
         json: false,
         dry_run: false,

@@ -82,6 +82,12 @@ pub struct NetConf {
     pub is_default_gateway: bool,
     #[serde(default)]
     pub ip_masq: bool,
+    /// Mode "bridge": keep conntrack for frames within the bridge, i.e. no
+    /// raw-table notrack rule (the CLI's `--keep-conntrack`; see
+    /// firewall/notrack.rs). Our own key: the reference plugins add no
+    /// such rule, so they have nothing to opt out of.
+    #[serde(default)]
+    pub keep_conntrack: bool,
     pub macvlan_mode: Option<String>,
     pub ipvlan_mode: Option<String>,
     /// OVSDB socket for mode "ovs" (ovs-cni's key name), e.g.
@@ -456,6 +462,16 @@ mod tests {
         assert_eq!(parse_conf(b"{not json").unwrap_err().code, 6);
         assert_eq!(parse_conf(b"").unwrap_err().code, 6);
         assert_eq!(parse_conf(br#"{"mtu":"big"}"#).unwrap_err().code, 7);
+        assert_eq!(
+            parse_conf(br#"{"keepConntrack":"yes"}"#).unwrap_err().code,
+            7
+        );
+        assert!(
+            parse_conf(br#"{"keepConntrack":true}"#)
+                .unwrap()
+                .keep_conntrack
+        );
+        assert!(!parse_conf(br#"{}"#).unwrap().keep_conntrack);
         let c = parse_conf(
             br#"{"cniVersion":"1.1.0","name":"n","type":"pipework","mode":"bridge","bridge":"br0",
                 "isGateway":true,"ipam":{"type":"static","addresses":[{"address":"10.0.0.5/24","gateway":"10.0.0.1"}]},

@@ -133,6 +133,7 @@ impl Driver for Bridge {
                 req.mac.as_ref().map(|m| &m[..]),
                 mtu,
                 Some(&bridge),
+                req.veth_queues.get(),
             )
             .await?;
 
@@ -148,15 +149,20 @@ impl Driver for Bridge {
         //    rule goes first unless another attachment uses it.
         //    Where it is safe, conntrack is skipped for frames that stay
         //    within the bridge (firewall/notrack.rs).
+        let addrs = if bridge.index != 0 {
+            cx.host.addrs(bridge.index).await?
+        } else {
+            Vec::new()
+        };
         let wants = firewall::Wants {
             notrack: !req.keep_conntrack,
-            bridge_has_addr: bridge.index != 0
-                && cx
-                    .host
-                    .addrs(bridge.index)
-                    .await?
-                    .iter()
-                    .any(|a| a.net.is_ipv4()),
+            bridge_has_addr: addrs.iter().any(|a| a.net.is_ipv4()),
+            // Link-local does not count: every up bridge has one
+            // (firewall/notrack.rs).
+            bridge_has_addr6: addrs.iter().any(|a| match a.net.ip() {
+                std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+                std::net::IpAddr::V4(_) => false,
+            }),
         };
         if let Some(note) = firewall::allow_bridge(
             &cx.host,

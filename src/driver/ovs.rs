@@ -449,6 +449,7 @@ impl Driver for Ovs {
                     cx.req.mac.as_ref().map(|m| &m[..]),
                     mtu,
                     None,
+                    cx.req.veth_queues.get(),
                 )
                 .await?;
             let mut host_rec = cx.record.clone();

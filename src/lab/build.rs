@@ -69,6 +69,7 @@ pub(super) async fn add(
                 b: spec(eb),
                 mtu: u.mtu,
                 extras,
+                veth_queues: Default::default(),
             };
             let a = end_of(guests, &ea.node)?;
             let b = end_of(guests, &eb.node)?;

@@ -67,6 +67,7 @@ fn unit_steps(lab: &Lab, u: &Unit) -> Vec<String> {
                 b: spec(1),
                 mtu: u.mtu,
                 extras: Default::default(),
+                veth_queues: Default::default(),
             };
             p2p_steps(&req, &u.ends[0].node, &u.ends[1].node)
         }

@@ -132,7 +132,7 @@ pub async fn build(req: &LinkRequest, a: &End, b: &End, j: &mut Journal) -> Resu
         ns: (!b.host).then_some(&b.netns),
         mac: req.b.mac,
     };
-    host.add_veth_pair(&end_a, &end_b, mtu)
+    host.add_veth_pair(&end_a, &end_b, mtu, req.veth_queues.get())
         .await
         .map_err(|e| explain(e, req))?;
     // B's end stays in B from birth to the end: deleting it undoes all.

@@ -34,6 +34,8 @@ pub struct LinkRequest {
     pub mtu: Option<u32>,
     /// Extra record fields (a lab's name and link id), signed with the rest.
     pub extras: crate::record::Extras,
+    /// Queues on each end (`PIPEWORK_VETH_QUEUES`).
+    pub veth_queues: crate::request::VethQueues,
 }
 
 #[derive(Debug, Serialize)]

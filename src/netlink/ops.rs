@@ -337,6 +337,7 @@ impl Net {
         peer_mac: Option<&[u8]>,
         mtu: u32,
         master: Option<&Link>,
+        queues: u32,
     ) -> Result<Link> {
         if self.dry_run {
             let mac = peer_mac
@@ -355,7 +356,7 @@ impl Net {
                 ..Default::default()
             });
         }
-        let q = super::pair::veth_queues();
+        let q = queues;
         let mut peer = LinkUnspec::new_with_name(peer_name)
             .mtu(mtu)
             .setns_by_fd(peer_ns.fd().as_raw_fd())

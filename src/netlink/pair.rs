@@ -17,52 +17,18 @@ pub struct VethEnd<'a> {
     pub mac: Option<[u8; 6]>,
 }
 
-/// Queues for each end of a veth. One, the kernel's default, unless
-/// `PIPEWORK_VETH_QUEUES` asks for a number (1-64) or `cpus` (one per
-/// online CPU, at most 64). Why not more by default: a veth has no qdisc
-/// and transmits without a lock, so extra queues only matter when the
-/// receiving end runs NAPI (GRO or XDP turned on); measured on the bridge
-/// path (scripts/bench-datapath.sh, README "Which kind for speed") they
-/// gave no gain, one stream a little less, and each queue costs sysfs
-/// entries at every attach. (IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES.)
-pub fn veth_queues() -> u32 {
-    static Q: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *Q.get_or_init(|| queues_from(std::env::var("PIPEWORK_VETH_QUEUES").ok().as_deref()))
-}
-
-fn queues_from(v: Option<&str>) -> u32 {
-    match v.map(str::trim) {
-        Some("cpus") => {
-            // SAFETY: sysconf takes no pointers.
-            let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-            n.clamp(1, 64) as u32
-        }
-        Some(n) => n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .unwrap_or(1),
-        None => 1,
-    }
-}
-
-#[cfg(test)]
-#[test]
-fn veth_queue_counts() {
-    assert_eq!(queues_from(None), 1);
-    assert_eq!(queues_from(Some("4")), 4);
-    assert_eq!(queues_from(Some("0")), 1);
-    assert_eq!(queues_from(Some("65")), 1);
-    assert_eq!(queues_from(Some("x")), 1);
-    assert!(queues_from(Some("cpus")) >= 1);
-}
-
 impl Net {
-    /// Create the pair `a`–`b`, both with `mtu`. Not journaled and not
+    /// Create the pair `a`–`b`, both with `mtu` and `q` queues each
+    /// (`request::VethQueues`). Not journaled and not
     /// fetched: the caller finds each end in its namespace and journals
     /// the one whose deletion undoes all.
-    pub async fn add_veth_pair(&self, a: &VethEnd<'_>, b: &VethEnd<'_>, mtu: u32) -> Result<()> {
-        let q = veth_queues();
+    pub async fn add_veth_pair(
+        &self,
+        a: &VethEnd<'_>,
+        b: &VethEnd<'_>,
+        mtu: u32,
+        q: u32,
+    ) -> Result<()> {
         let mut peer = LinkUnspec::new_with_name(b.name)
             .mtu(mtu)
             .append_extra_attribute(LinkAttribute::NumTxQueues(q))

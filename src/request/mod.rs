@@ -75,6 +75,55 @@ pub struct AttachRequest {
     /// Bridge: keep conntrack for the bridge's own frames
     /// (`--keep-conntrack`; see firewall/notrack.rs).
     pub keep_conntrack: bool,
+    /// Bridge and OVS: queues on each end of the veth.
+    pub veth_queues: VethQueues,
+}
+
+/// Queues for each end of a veth (IFLA_NUM_TX_QUEUES/IFLA_NUM_RX_QUEUES).
+/// One, the kernel's default, unless `PIPEWORK_VETH_QUEUES` (read by the
+/// cli) asks for a number (1-64) or `cpus` (one per online CPU, at most
+/// 64). Why not more by default: a veth has no qdisc and transmits
+/// without a lock, so extra queues only matter when the receiving end
+/// runs NAPI (GRO or XDP turned on); measured on the bridge path
+/// (scripts/bench-datapath.sh, README "Which kind for speed") they gave
+/// no gain, one stream a little less, and each queue costs sysfs entries
+/// at every attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VethQueues(u32);
+
+impl Default for VethQueues {
+    fn default() -> Self {
+        VethQueues(1)
+    }
+}
+
+impl VethQueues {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The variable's value (None: unset).
+    pub fn parse(v: Option<&str>) -> Result<VethQueues> {
+        match v.map(str::trim) {
+            None | Some("") => Ok(VethQueues::default()),
+            Some("cpus") => {
+                // SAFETY: sysconf takes no pointers.
+                let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+                Ok(VethQueues(n.clamp(1, 64) as u32))
+            }
+            Some(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .map(VethQueues)
+                .ok_or_else(|| {
+                    Error::bad(
+                        format!("PIPEWORK_VETH_QUEUES={n}"),
+                        "give a number of queues 1-64, or `cpus`",
+                    )
+                }),
+        }
+    }
 }
 
 impl Default for AttachRequest {
@@ -100,6 +149,7 @@ impl Default for AttachRequest {
             record_extras: Default::default(),
             sriov: Default::default(),
             keep_conntrack: false,
+            veth_queues: VethQueues::default(),
         }
     }
 }
@@ -435,4 +485,19 @@ mod tests {
         assert!(check_ifname("a/b").is_err());
         assert!(check_ifname("").is_err());
     }
+}
+
+#[cfg(test)]
+#[test]
+fn veth_queue_counts() {
+    let q = |v| VethQueues::parse(v).map(VethQueues::get).ok();
+    assert_eq!(q(None), Some(1));
+    assert_eq!(q(Some("")), Some(1));
+    assert_eq!(q(Some("4")), Some(4));
+    assert_eq!(q(Some("64")), Some(64));
+    for bad in ["0", "65", "x", "-1"] {
+        let e = VethQueues::parse(Some(bad)).expect_err(bad).to_string();
+        assert!(e.contains(&format!("PIPEWORK_VETH_QUEUES={bad}")), "{e}");
+    }
+    assert!(q(Some("cpus")).is_some_and(|n| n >= 1));
 }

@@ -191,6 +191,23 @@ impl Drop for Scratch {
                     "ACCEPT",
                 ]) {}
             }
+            // And its raw-table notrack rules (firewall/notrack.rs).
+            let c = format!("pipework:{l}");
+            for (tool, dir, only) in [
+                ("iptables", "notrack", &[][..]),
+                (
+                    "ip6tables",
+                    "notrack6",
+                    &["!", "-s", "fe80::/10", "!", "-d", "fe80::/10"][..],
+                ),
+            ] {
+                let _ = std::fs::remove_file(format!("/run/pipework/firewall/{dir}/{l}"));
+                let mut a = vec![tool, "-w", "-t", "raw", "-D", "PREROUTING"];
+                a.extend(only);
+                a.extend(["-i", l, "-m", "comment", "--comment", &c]);
+                a.extend(["-j", "CT", "--notrack"]);
+                while sh_ok(&a) {}
+            }
         }
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);

@@ -269,26 +269,21 @@ impl Drop for BridgeGuard {
                 ],
             );
         }
-        let _ = std::fs::remove_file(format!("/run/pipework/firewall/notrack/{}", self.0));
-        let _ = sh(
-            "iptables",
-            &[
-                "-w",
-                "-t",
-                "raw",
-                "-D",
-                "PREROUTING",
-                "-i",
-                &self.0,
-                "-m",
-                "comment",
-                "--comment",
-                &c,
-                "-j",
-                "CT",
-                "--notrack",
-            ],
-        );
+        for (tool, dir, only) in [
+            ("iptables", "notrack", &[][..]),
+            (
+                "ip6tables",
+                "notrack6",
+                &["!", "-s", "fe80::/10", "!", "-d", "fe80::/10"][..],
+            ),
+        ] {
+            let _ = std::fs::remove_file(format!("/run/pipework/firewall/{dir}/{}", self.0));
+            let mut args = vec!["-w", "-t", "raw", "-D", "PREROUTING"];
+            args.extend(only);
+            args.extend(["-i", &self.0, "-m", "comment", "--comment", &c]);
+            args.extend(["-j", "CT", "--notrack"]);
+            let _ = sh(tool, &args);
+        }
     }
 }
 
@@ -311,6 +306,9 @@ pub fn host_state() -> String {
     // The bridge's notrack rule (firewall/notrack.rs).
     s.push_str(&String::from_utf8_lossy(
         &sh("iptables", &["-S", "-t", "raw"]).stdout,
+    ));
+    s.push_str(&String::from_utf8_lossy(
+        &sh("ip6tables", &["-S", "-t", "raw"]).stdout,
     ));
     // pwb: scripts/bench-datapath.sh's objects.
     let foreign = ["pwa", "pwo", "pwd", "pwc", "pwp", "pwg", "pwb", "docker0"];

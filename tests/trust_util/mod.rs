@@ -280,6 +280,8 @@ pub fn snapshot(ns: Option<&str>, mine: &str, records: bool, ovs: bool) -> Strin
     for table in ["filter", "nat", "raw"] {
         raw.push_str(&text(&run_in(ns, "iptables", &["-w", "-t", table, "-S"])));
     }
+    // The IPv6 notrack rule (same module).
+    raw.push_str(&text(&run_in(ns, "ip6tables", &["-w", "-t", "raw", "-S"])));
     if ovs && ns.is_none() && ovsdb_socket().is_some() {
         for br in vsctl(&["list-br"]).lines().filter(|b| b.contains(mine)) {
             raw.push_str(&format!("ovs bridge {br}\n"));
@@ -408,6 +410,22 @@ pub fn links_with_prefix(ns: Option<&str>, prefix: &str) -> Vec<String> {
 pub fn drop_firewall(bridge: &str) {
     let _ = std::fs::remove_file(format!("/run/pipework/firewall/{bridge}"));
     let c = format!("pipework:{bridge}");
+    // The notrack rules of both families (firewall/notrack.rs).
+    for (tool, dir, only) in [
+        ("iptables", "notrack", &[][..]),
+        (
+            "ip6tables",
+            "notrack6",
+            &["!", "-s", "fe80::/10", "!", "-d", "fe80::/10"][..],
+        ),
+    ] {
+        let _ = std::fs::remove_file(format!("/run/pipework/firewall/{dir}/{bridge}"));
+        let mut args = vec!["-w", "-t", "raw", "-D", "PREROUTING"];
+        args.extend(only);
+        args.extend(["-i", bridge, "-m", "comment", "--comment", &c]);
+        args.extend(["-j", "CT", "--notrack"]);
+        let _ = run_in(None, tool, &args);
+    }
     for chain in ["DOCKER-USER", "FORWARD"] {
         for _ in 0..8 {
             let o = run_in(
