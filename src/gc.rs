@@ -17,7 +17,7 @@ use std::collections::HashSet;
 #[derive(Debug, Serialize)]
 pub struct Collected {
     /// What kind of object: link, attachment, phys, vlan, ovs-port,
-    /// iptables-rule, dhcp-keeper.
+    /// iptables-rule, dhcp-keeper, temp-file.
     pub kind: &'static str,
     pub name: String,
     /// Where it is: a namespace path, a bridge, a chain.
@@ -319,6 +319,19 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         match r {
             Ok(()) => out.push("dhcp-keeper", &st.ifname, &place, "removed", why.into()),
             Err(e) => out.stuck("dhcp-keeper", &st.ifname, &place, &e),
+        }
+    }
+    for (t, r) in crate::own::sweep_temps(dry_run) {
+        let name = t.path.display().to_string();
+        match r {
+            Ok(()) => out.push(
+                "temp-file",
+                &name,
+                "host",
+                "removed",
+                format!("pipework pid {} was killed while writing it", t.pid),
+            ),
+            Err(e) => out.stuck("temp-file", &name, "host", &e),
         }
     }
     inventory::warn_ignored(&ignored);
