@@ -211,6 +211,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
     let cx = GcCtx {
         host: &host,
         all: &all,
+        unscanned: &unscanned,
         dry_run,
     };
     for pass in hooks.gc {
@@ -228,7 +229,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
     for (name, e) in sriov.stuck {
         out.stuck("sriov-vf", &name, "host", &e);
     }
-    vlans(&host, &all, &mut out).await;
+    vlans(&host, &all, &unscanned, &mut out).await;
     // Bridge VLAN filtering pipework turned on, with no VLAN port of ours
     // left (containers that died without a detach, or a crash before the
     // first port's record): off again, as the last detach would have.
@@ -423,7 +424,7 @@ async fn returned_nics(
 ) -> Vec<String> {
     use crate::record::{Ident, Record, Seen};
     let mut names = Vec::new();
-    let mut now_live: Option<HashSet<u64>> = None;
+    let mut now_live: Option<(HashSet<u64>, Vec<inventory::Unscanned>)> = None;
     for l in &scan.links {
         let Some(ns) = Record::claimed_ns(l.alias.as_deref()).filter(|n| !live.contains(n)) else {
             continue;
@@ -438,9 +439,16 @@ async fn returned_nics(
         if rec.p.is_some_and(inventory::alive) {
             continue;
         }
-        let now = now_live
-            .get_or_insert_with(|| inventory::namespaces().into_iter().map(|n| n.ino).collect());
+        let (now, unopened) = now_live.get_or_insert_with(|| {
+            let (nss, failed) = inventory::namespaces_checked();
+            (nss.into_iter().map(|n| n.ino).collect(), failed)
+        });
         if now.contains(&ns) {
+            continue;
+        }
+        // Its namespace may be one we could not open: leave the NIC be.
+        if let Some(e) = inventory::incomplete_error(unopened) {
+            out.stuck("phys", &l.name, "host", &Error::other(format!("kept: {e}")));
             continue;
         }
         names.push(l.name.clone());
@@ -477,7 +485,14 @@ async fn returned_nics(
 
 /// VLAN sub-interfaces we created that no attachment uses any more.
 /// (`release_if_unused` asks again under the VLAN's lock before deleting.)
-async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)], out: &mut Out) {
+/// None while a namespace could not be scanned: a child of the VLAN there
+/// would die with it.
+async fn vlans(
+    host: &Net,
+    all: &[(inventory::Namespace, Net, inventory::Scan)],
+    unscanned: &[inventory::Unscanned],
+    out: &mut Out,
+) {
     // The host's links and every attachment come from the scan gc already
     // made; no second pass over the namespaces.
     let ours: Vec<String> = all
@@ -490,6 +505,10 @@ async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)],
     let users: Vec<&inventory::Found> = all.iter().flat_map(|(_, _, s)| s.attachments()).collect();
     for name in ours {
         if users.iter().any(|f| f.rec.hi.as_deref() == Some(&name)) {
+            continue;
+        }
+        if let Some(e) = inventory::incomplete_error(unscanned) {
+            out.stuck("vlan", &name, "host", &Error::other(format!("kept: {e}")));
             continue;
         }
         let it = item(

@@ -228,7 +228,15 @@ async fn build(
         host.add_addr(&shim, net).await?;
     }
     let mut routes = Vec::new();
-    for (rec, addrs) in crate::inventory::attachments_with_addrs().await {
+    let (guests, unscanned) = crate::inventory::attachments_with_addrs().await;
+    if let Some(e) = crate::inventory::incomplete_error(&unscanned) {
+        // Nothing is removed on what we did not see; only routes to guests
+        // there are missing until a re-run.
+        eprintln!(
+            "pipework: host-shim: {e}; routes to their guests may be missing: re-run host-shim"
+        );
+    }
+    for (rec, addrs) in guests {
         if !on_parent(&rec, parent) {
             continue;
         }
