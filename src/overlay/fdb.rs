@@ -131,7 +131,7 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
             net_ops.delete_link(&l).await?;
         }
         let mark = (MarkKind::Overlay, net.name.as_str());
-        let bridge = &bridge;
+        let controller = &bridge;
         let l = crate::driver::marked::create(net_ops, &vx, "vxlan", mark, |tmp| async move {
             // Undone by `marked` until committed, by `j` after.
             let mut born = Journal::new();
@@ -142,7 +142,7 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
                 local: u.ip,
                 dev: u.index,
                 mtu: net.mtu,
-                controller: bridge,
+                controller,
             };
             let l = net_ops.create_vxlan(&mut born, &spec).await?;
             born.commit();
