@@ -85,17 +85,12 @@ async fn reusable(host: &Net, existing: &Link, parent: &Link, vid: u16) -> Resul
 }
 
 /// Make sure `parent.VID` exists and is up; returns it and whether we
-/// created it (creation is journaled).
+/// created it (creation is journaled). The caller holds the lock
+/// `vlan-parent.VID` (the one `release_if_unused` takes): the VLAN is born
+/// under a temporary name, and a second pipework must not take the kernel's
+/// "VLAN id in use" for a VLAN it could reuse by name.
 pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Result<(Link, bool)> {
     let name = vlan_ifname(&parent.name, vid)?;
-    // One creator at a time (the lock `release_if_unused` takes): the VLAN
-    // is born under a temporary name, and a second pipework must not take
-    // the kernel's "VLAN id in use" for a VLAN it could reuse by name.
-    let _lock = if host.dry_run {
-        None
-    } else {
-        Some(crate::lock::Lock::take(&format!("vlan-{name}"))?)
-    };
     if let Some(existing) = host.link_by_name(&name).await? {
         reusable(host, &existing, parent, vid).await?;
         if !existing.up {
