@@ -135,6 +135,10 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         .map(|(n, _, _)| n.ino)
         .chain(unscanned.iter().map(|u| u.ino))
         .collect();
+    // Namespaces found but not opened: their inodes are unknown, so
+    // nothing may be called gone while there are any.
+    let unopened: Vec<inventory::Unscanned> =
+        unscanned.iter().filter(|u| u.ino == 0).cloned().collect();
     for u in &unscanned {
         out.stuck(
             "namespace",
@@ -305,6 +309,18 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         let why = if !keeper::keeper_alive(st.pid) {
             "the keeper process is gone"
         } else if !live.contains(&st.ns_inode) {
+            // A namespace file we could not open (its inode unknown) may
+            // be this keeper's: its guest would lose its lease.
+            if let Some(e) = inventory::incomplete_error(&unopened) {
+                let place = st.netns.display().to_string();
+                out.stuck(
+                    "dhcp-keeper",
+                    &st.ifname,
+                    &place,
+                    &Error::other(format!("kept: {e}")),
+                );
+                continue;
+            }
             "its namespace is gone"
         } else {
             continue;

@@ -367,11 +367,14 @@ fn unreadable(e: &Error) -> bool {
     )
 }
 
-/// A namespace that was found but could not be scanned (its netlink socket
-/// or its link dump failed): what is in it is unknown, not absent.
+/// A namespace that was found but could not be scanned (its file could
+/// not be opened, or its netlink socket or its link dump failed): what is
+/// in it is unknown, not absent.
 #[derive(Debug, Clone)]
 pub struct Unscanned {
     pub label: String,
+    /// 0 when the file could not be opened: which namespace it is, is
+    /// unknown too, so none may be called gone.
     pub ino: u64,
     pub why: String,
 }
