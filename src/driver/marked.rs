@@ -28,7 +28,8 @@ use std::future::Future;
 /// A creation refused with EEXIST may be the kernel's one-per-key rule (one
 /// VLAN id per parent, one VNI per port) against a device of `link_kind`
 /// that a killed pipework left under a temporary name: those are removed,
-/// as `gc` would, and the creation is tried once more.
+/// as `gc` would, and the creation is tried once more (under a new
+/// temporary name).
 pub async fn create<F, Fut>(
     host: &Net,
     name: &str,
@@ -46,9 +47,9 @@ where
     let l = match born(inventory::temp_name()).await {
         Ok(l) => l,
         Err(e) if e.errno() == Some(libc::EEXIST) => {
-            if clear_abandoned(host, link_kind).await? == 0 {
-                return Err(e);
-            }
+            // Or the temporary name itself was taken: a killed process
+            // that had our pid left it. The next name is another one.
+            clear_abandoned(host, link_kind).await?;
             born(inventory::temp_name()).await?
         }
         Err(e) => return Err(e),
