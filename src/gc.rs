@@ -17,7 +17,7 @@ use std::collections::HashSet;
 #[derive(Debug, Serialize)]
 pub struct Collected {
     /// What kind of object: link, attachment, phys, vlan, ovs-port,
-    /// iptables-rule, dhcp-keeper.
+    /// iptables-rule, dhcp-keeper, temp-file.
     pub kind: &'static str,
     pub name: String,
     /// Where it is: a namespace path, a bridge, a chain.
@@ -135,6 +135,10 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         .map(|(n, _, _)| n.ino)
         .chain(unscanned.iter().map(|u| u.ino))
         .collect();
+    // Namespaces found but not opened: their inodes are unknown, so
+    // nothing may be called gone while there are any.
+    let unopened: Vec<inventory::Unscanned> =
+        unscanned.iter().filter(|u| u.ino == 0).cloned().collect();
     for u in &unscanned {
         out.stuck(
             "namespace",
@@ -211,6 +215,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
     let cx = GcCtx {
         host: &host,
         all: &all,
+        unscanned: &unscanned,
         dry_run,
     };
     for pass in hooks.gc {
@@ -228,7 +233,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
     for (name, e) in sriov.stuck {
         out.stuck("sriov-vf", &name, "host", &e);
     }
-    vlans(&host, &all, &mut out).await;
+    vlans(&host, &all, &unscanned, &mut out).await;
     // Bridge VLAN filtering pipework turned on, with no VLAN port of ours
     // left (containers that died without a detach, or a crash before the
     // first port's record): off again, as the last detach would have.
@@ -306,6 +311,18 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         let why = if !keeper::keeper_alive(st.pid) {
             "the keeper process is gone"
         } else if !live.contains(&st.ns_inode) {
+            // A namespace file we could not open (its inode unknown) may
+            // be this keeper's: its guest would lose its lease.
+            if let Some(e) = inventory::incomplete_error(&unopened) {
+                let place = st.netns.display().to_string();
+                out.stuck(
+                    "dhcp-keeper",
+                    &st.ifname,
+                    &place,
+                    &Error::other(format!("kept: {e}")),
+                );
+                continue;
+            }
             "its namespace is gone"
         } else {
             continue;
@@ -321,6 +338,19 @@ pub async fn report(dry_run: bool) -> Result<Report> {
         match r {
             Ok(()) => out.push("dhcp-keeper", &st.ifname, &place, "removed", why.into()),
             Err(e) => out.stuck("dhcp-keeper", &st.ifname, &place, &e),
+        }
+    }
+    for (t, r) in crate::own::sweep_temps(dry_run) {
+        let name = t.path.display().to_string();
+        match r {
+            Ok(()) => out.push(
+                "temp-file",
+                &name,
+                "host",
+                "removed",
+                format!("pipework pid {} was killed while writing it", t.pid),
+            ),
+            Err(e) => out.stuck("temp-file", &name, "host", &e),
         }
     }
     inventory::warn_ignored(&ignored);
@@ -412,7 +442,7 @@ async fn returned_nics(
 ) -> Vec<String> {
     use crate::record::{Ident, Record, Seen};
     let mut names = Vec::new();
-    let mut now_live: Option<HashSet<u64>> = None;
+    let mut now_live: Option<(HashSet<u64>, Vec<inventory::Unscanned>)> = None;
     for l in &scan.links {
         let Some(ns) = Record::claimed_ns(l.alias.as_deref()).filter(|n| !live.contains(n)) else {
             continue;
@@ -427,9 +457,16 @@ async fn returned_nics(
         if rec.p.is_some_and(inventory::alive) {
             continue;
         }
-        let now = now_live
-            .get_or_insert_with(|| inventory::namespaces().into_iter().map(|n| n.ino).collect());
+        let (now, unopened) = now_live.get_or_insert_with(|| {
+            let (nss, failed) = inventory::namespaces_checked();
+            (nss.into_iter().map(|n| n.ino).collect(), failed)
+        });
         if now.contains(&ns) {
+            continue;
+        }
+        // Its namespace may be one we could not open: leave the NIC be.
+        if let Some(e) = inventory::incomplete_error(unopened) {
+            out.stuck("phys", &l.name, "host", &Error::other(format!("kept: {e}")));
             continue;
         }
         names.push(l.name.clone());
@@ -466,7 +503,14 @@ async fn returned_nics(
 
 /// VLAN sub-interfaces we created that no attachment uses any more.
 /// (`release_if_unused` asks again under the VLAN's lock before deleting.)
-async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)], out: &mut Out) {
+/// None while a namespace could not be scanned: a child of the VLAN there
+/// would die with it.
+async fn vlans(
+    host: &Net,
+    all: &[(inventory::Namespace, Net, inventory::Scan)],
+    unscanned: &[inventory::Unscanned],
+    out: &mut Out,
+) {
     // The host's links and every attachment come from the scan gc already
     // made; no second pass over the namespaces.
     let ours: Vec<String> = all
@@ -479,6 +523,10 @@ async fn vlans(host: &Net, all: &[(inventory::Namespace, Net, inventory::Scan)],
     let users: Vec<&inventory::Found> = all.iter().flat_map(|(_, _, s)| s.attachments()).collect();
     for name in ours {
         if users.iter().any(|f| f.rec.hi.as_deref() == Some(&name)) {
+            continue;
+        }
+        if let Some(e) = inventory::incomplete_error(unscanned) {
+            out.stuck("vlan", &name, "host", &Error::other(format!("kept: {e}")));
             continue;
         }
         let it = item(

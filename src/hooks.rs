@@ -27,7 +27,7 @@
 //! record's kind, the point-to-point kind included, so nothing that takes
 //! a link down depends on anything being installed.
 use crate::error::{Error, Result};
-use crate::inventory::{Namespace, Scan};
+use crate::inventory::{Namespace, Scan, Unscanned};
 use crate::netlink::Net;
 use crate::record::Record;
 use futures::future::BoxFuture;
@@ -45,6 +45,10 @@ pub struct GcCtx<'a> {
     pub host: &'a Net,
     /// Every namespace, its handle and its scan, the host's first.
     pub all: &'a [(Namespace, Net, Scan)],
+    /// The namespaces gc found but could not scan (gc names each as
+    /// stuck). A pass that would act on something being *absent* from
+    /// `all` must not act while this is not empty.
+    pub unscanned: &'a [Unscanned],
     pub dry_run: bool,
 }
 

@@ -281,13 +281,27 @@ pub struct Namespace {
     pub label: String,
 }
 
-/// Candidate namespace files: named ones first, then every process's.
-fn namespace_paths() -> Vec<PathBuf> {
+/// Candidate namespace files: named ones first, then every process's; and
+/// the folders that exist but could not be listed.
+fn namespace_paths() -> (Vec<PathBuf>, Vec<Unscanned>) {
     let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(netns_dir()) {
+    let mut failed = Vec::new();
+    let mut list = |dir: PathBuf| match std::fs::read_dir(&dir) {
+        Ok(rd) => Some(rd),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            failed.push(Unscanned {
+                label: dir.display().to_string(),
+                ino: 0,
+                why: format!("cannot list it: {e}"),
+            });
+            None
+        }
+    };
+    if let Some(rd) = list(netns_dir()) {
         v.extend(rd.flatten().map(|e| e.path()));
     }
-    if let Ok(rd) = std::fs::read_dir("/proc") {
+    if let Some(rd) = list(PathBuf::from("/proc")) {
         for e in rd.flatten() {
             if e.file_name()
                 .to_string_lossy()
@@ -298,16 +312,37 @@ fn namespace_paths() -> Vec<PathBuf> {
             }
         }
     }
-    v
+    (v, failed)
 }
 
 /// Every network namespace we can open, each once, the host's first.
 pub fn namespaces() -> Vec<Namespace> {
+    namespaces_checked().0
+}
+
+/// The same, with the namespace files that exist but could not be opened
+/// (out of file descriptors, say): what is in them is unknown. A process
+/// that exited meanwhile, or a file that is no network namespace, is not
+/// one of them.
+pub fn namespaces_checked() -> (Vec<Namespace>, Vec<Unscanned>) {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let host = PathBuf::from("/proc/self/ns/net");
-    for path in std::iter::once(host).chain(namespace_paths()) {
-        let Ok(ns) = NetNs::open(&path) else { continue };
+    let (paths, mut failed) = namespace_paths();
+    for path in std::iter::once(host).chain(paths) {
+        let ns = match NetNs::open(&path) {
+            Ok(ns) => ns,
+            Err(e) => {
+                if unreadable(&e) {
+                    failed.push(Unscanned {
+                        label: path.display().to_string(),
+                        ino: 0,
+                        why: e.to_string(),
+                    });
+                }
+                continue;
+            }
+        };
         let Ok(ino) = ns.inode() else { continue };
         if !seen.insert(ino) {
             continue;
@@ -319,14 +354,27 @@ pub fn namespaces() -> Vec<Namespace> {
         };
         out.push(Namespace { label, ns, ino });
     }
-    out
+    (out, failed)
 }
 
-/// A namespace that was found but could not be scanned (its netlink socket
-/// or its link dump failed): what is in it is unknown, not absent.
+/// Whether a namespace file failed to open for want of something (file
+/// descriptors, memory) rather than because it is gone or is no network
+/// namespace: only then may it hold attachments we did not see.
+fn unreadable(e: &Error) -> bool {
+    !matches!(
+        e.errno(),
+        None | Some(libc::ENOENT | libc::ESRCH | libc::EACCES | libc::EINVAL)
+    )
+}
+
+/// A namespace that was found but could not be scanned (its file could
+/// not be opened, or its netlink socket or its link dump failed): what is
+/// in it is unknown, not absent.
 #[derive(Debug, Clone)]
 pub struct Unscanned {
     pub label: String,
+    /// 0 when the file could not be opened: which namespace it is, is
+    /// unknown too, so none may be called gone.
     pub ino: u64,
     pub why: String,
 }
@@ -343,7 +391,7 @@ pub async fn scan_all() -> Vec<(Namespace, Net, Scan)> {
 /// what is *missing* (releasing an address no container holds, a keeper
 /// whose namespace is gone) must not act when this list is not empty.
 pub async fn scan_all_checked() -> (Vec<(Namespace, Net, Scan)>, Vec<Unscanned>) {
-    let nss = namespaces();
+    let (nss, unopened) = namespaces_checked();
     let refs: Vec<&NetNs> = nss.iter().map(|n| &n.ns).collect();
     let nets = Net::for_all(&refs);
     let scans = futures::future::join_all(nss.iter().zip(&nets).map(|(ns, net)| async move {
@@ -354,7 +402,7 @@ pub async fn scan_all_checked() -> (Vec<(Namespace, Net, Scan)>, Vec<Unscanned>)
     }))
     .await;
     let mut ok = Vec::new();
-    let mut failed = Vec::new();
+    let mut failed = unopened;
     for ((ns, net), scan) in nss.into_iter().zip(nets).zip(scans) {
         match (net, scan) {
             (Ok(net), Ok(scan)) => ok.push((ns, net, scan)),
@@ -396,10 +444,15 @@ pub fn incomplete_error(failed: &[Unscanned]) -> Option<Error> {
     if failed.is_empty() {
         return None;
     }
-    let names: Vec<String> = failed
+    // The first few say why; a thousand would drown the line.
+    let mut names: Vec<String> = failed
         .iter()
+        .take(3)
         .map(|u| format!("{}: {}", u.label, u.why))
         .collect();
+    if failed.len() > 3 {
+        names.push(format!("and {} more", failed.len() - 3));
+    }
     Some(Error::other(format!(
         "{} namespace(s) could not be scanned ({}); their attachments are unknown",
         failed.len(),
@@ -407,16 +460,19 @@ pub fn incomplete_error(failed: &[Unscanned]) -> Option<Error> {
     )))
 }
 
-/// The same, with each guest link's addresses (for the host shim's routes).
-pub async fn attachments_with_addrs() -> Vec<(Record, Vec<ipnetwork::IpNetwork>)> {
+/// The same, with each guest link's addresses (for the host shim's
+/// routes), and the namespaces that could not be scanned.
+pub async fn attachments_with_addrs() -> (Vec<(Record, Vec<ipnetwork::IpNetwork>)>, Vec<Unscanned>)
+{
     let mut out = Vec::new();
-    for (_, net, scan) in scan_all().await {
+    let (all, failed) = scan_all_checked().await;
+    for (_, net, scan) in all {
         for f in scan.attachments() {
             let addrs = net.addrs(f.link.index).await.unwrap_or_default();
             out.push((f.rec.clone(), addrs.into_iter().map(|a| a.net).collect()));
         }
     }
-    out
+    (out, failed)
 }
 
 #[cfg(test)]

@@ -39,7 +39,11 @@ pub struct Entry {
 
 pub async fn run() -> Result<Vec<Entry>> {
     let hooks = crate::hooks::get()?;
-    let all = inventory::scan_all().await;
+    let (all, unscanned) = inventory::scan_all_checked().await;
+    if let Some(e) = inventory::incomplete_error(&unscanned) {
+        // Say so rather than list less as if it were all.
+        eprintln!("pipework: ls: this listing may be incomplete: {e}");
+    }
     let ignored: Vec<inventory::Ignored> = all
         .iter()
         .flat_map(|(_, _, s)| s.ignored.iter().cloned())

@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+mod temps;
+
 /// Which of the two places a file lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
@@ -125,6 +127,11 @@ pub fn write<T: Serialize>(area: Area, folder: &str, name: &str, v: &T) -> Resul
     let d = dir(area, folder)?;
     std::fs::create_dir_all(&d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
     let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+    // What a killed write left here, so that leftovers do not pile up
+    // between runs of gc.
+    for (p, _) in temps::stale_in(&d, area == Area::State && folder.is_empty()) {
+        let _ = std::fs::remove_file(p);
+    }
     let dst = file(area, folder, name)?;
     let tmp = d.join(format!(".{name}.{}", std::process::id()));
     let text = seal(&k, area, folder, name, v)?;
@@ -163,6 +170,39 @@ pub fn remove(area: Area, folder: &str, name: &str) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A temporary file a killed `write` left, and the dead writer's pid.
+pub struct Leftover {
+    pub path: PathBuf,
+    pub pid: u32,
+}
+
+/// Remove (unless `dry_run`) the temporary files killed writes left in
+/// both areas; each with the outcome of its removal.
+pub fn sweep_temps(dry_run: bool) -> Vec<(Leftover, Result<()>)> {
+    let mut found = Vec::new();
+    let (state, run) = (root(Area::State), root(Area::Run));
+    temps::stale_below(&state, true, 3, &mut found);
+    // The run area lies inside the state one when both were moved.
+    if !run.starts_with(&state) {
+        temps::stale_below(&run, false, 3, &mut found);
+    }
+    found
+        .into_iter()
+        .map(|(path, pid)| {
+            let r = match dry_run {
+                true => Ok(()),
+                false => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(Error::io(format!("removing {}", path.display()), e))
+                    }
+                    _ => Ok(()),
+                },
+            };
+            (Leftover { path, pid }, r)
+        })
+        .collect()
 }
 
 /// The names of the files in `folder`, sorted.

@@ -595,6 +595,112 @@ fn killed_ovs_attach_and_detach_recover() {
     crash_test(Kind::Ovs, 4, "ovs");
 }
 
+// ---- a marked host device: the host shim -----------------------------------
+
+/// `host-shim` makes a macvlan the host keeps and marks it as pipework's
+/// (the mark cannot ride on the RTM_NEWLINK that creates it). Killed at
+/// every netlink request: a device under the shim's name is always the
+/// marked, finished one (an unmarked one would make the re-run refuse it as
+/// someone else's), gc removes the half-built one under a `pw.` name, and
+/// the re-run finishes the job. The kills must hit that window at least
+/// once, or the test would prove nothing.
+#[test]
+fn killed_host_shim_is_finished_by_the_next_run() {
+    if !require_env() || !have_strace() {
+        return;
+    }
+    let started = Instant::now();
+    let rig = Rig::new(Kind::Macvlan, 7);
+    let h = rig
+        .host_ns
+        .clone()
+        .expect("macvlan rigs have a host namespace");
+    let shim = format!("{}s", rig.tag);
+    let addr = "10.233.7.250/24";
+    let args: Vec<String> = ["host-shim", &rig.hostif, addr, "-l", &shim]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let pre_links = rig.host_links();
+    let show = |name: &str| text(&run_in(Some(&h), "ip", &["-o", "link", "show", name]));
+    let finished = |rep: &mut Report, at: &str| {
+        let mut want = pre_links.clone();
+        want.push(shim.clone());
+        want.sort();
+        let mut now = rig.host_links();
+        now.sort();
+        if now != want {
+            rep.add(format!("{at}: host links {now:?}, wanted {want:?}"));
+        }
+        if !show(&shim).contains(" alias ") {
+            rep.add(format!("{at}: {shim} carries no mark"));
+        }
+        let a = text(&run_in(
+            Some(&h),
+            "ip",
+            &["-o", "addr", "show", "dev", &shim],
+        ));
+        if !a.contains(addr) {
+            rep.add(format!("{at}: {shim} lacks {addr}: {a}"));
+        }
+    };
+    let mut rep = Report::default();
+    let o = rig.pw(&args);
+    assert!(o.status.success(), "clean host-shim: {}", stderr(&o));
+    finished(&mut rep, "clean run");
+    ok("ip", &["-n", &h, "link", "del", &shim]);
+    for sys in ["sendto", "sendmsg"] {
+        for k in 1..=MAX_K {
+            let at = format!("host-shim killed at {sys} #{k}");
+            let (o, killed) = rig.killed_run(&args, sys, k);
+            rep.runs += 1;
+            let links = rig.host_links();
+            if links.iter().any(|l| l.starts_with("pw.")) {
+                rep.left_temp += 1;
+            }
+            for l in &links {
+                if !l.starts_with("pw.") && !pre_links.contains(l) && *l != shim {
+                    rep.add(format!(
+                        "{at}: host link {l} is neither finished nor named pw.*"
+                    ));
+                }
+            }
+            if links.contains(&shim) && !show(&shim).contains(" alias ") {
+                rep.add(format!("{at}: {shim} exists without its mark"));
+            }
+            let gc = rig.gc();
+            if !gc.status.success() {
+                rep.add(format!("{at}: gc failed: {}", one_line(&gc)));
+            }
+            if let Some(l) = rig.host_links().iter().find(|l| l.starts_with("pw.")) {
+                rep.add(format!("{at}: gc left {l}"));
+            }
+            let again = rig.pw(&args);
+            if !again.status.success() {
+                rep.add(format!("{at}: re-run failed: {}", one_line(&again)));
+            }
+            finished(&mut rep, &at);
+            let _ = run_in(Some(&h), "ip", &["link", "del", &shim]);
+            if !killed {
+                if !o.status.success() {
+                    rep.add(format!("{at}: the unkilled run failed: {}", one_line(&o)));
+                }
+                break;
+            }
+            assert!(
+                k < MAX_K,
+                "{at}: still killed at the cap; is strace counting?"
+            );
+        }
+    }
+    let windows = rep.left_temp;
+    rep.finish("host-shim", started);
+    assert!(
+        windows > 0,
+        "no kill fell between the shim's creation and its mark: the window was never tested"
+    );
+}
+
 // ---- random kills ----------------------------------------------------------
 
 /// xorshift64*: enough randomness for delays, and a seed to print.

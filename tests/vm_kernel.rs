@@ -93,6 +93,83 @@ fn vlan_macvlan_created_reused_and_removed_with_its_last_guest() {
     );
 }
 
+/// The VLAN sub-interface is marked as pipework's in a second netlink
+/// request (the kernel ignores IFLA_IFALIAS on create). pipework killed
+/// (strace's SIGKILL injection) at each of its netlink requests of a `@VID`
+/// attach: the re-run succeeds (a dead run's half-built VLAN under a `pw.`
+/// name holds the VLAN id, and the re-run removes it), and detach + gc
+/// leave the host as before: the VLAN was never left unmarked under its
+/// final name (detach keeps those, as an administrator's).
+#[test]
+fn vlan_attach_killed_at_each_request_is_finished_by_the_re_run() {
+    use std::os::unix::process::ExitStatusExt;
+    if !ready(&["vlan"]) {
+        return;
+    }
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        skip("no strace");
+        return;
+    }
+    let w = World::new("vk", 1, "10.231.22.1/24");
+    let before = link_summary(&w.host);
+    let guest = w.guest(0);
+    let args = ["pwp-up0", guest.as_str(), "10.231.22.11/24", "@12"];
+    let (mut windows, mut problems) = (0, Vec::new());
+    for k in 1..=300 {
+        let o = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &w.host.name,
+                "strace",
+                "-f",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["-e", "trace=sendto", "-e"])
+            .arg(format!("inject=sendto:signal=SIGKILL:when={k}"))
+            .arg("--")
+            .arg(PIPEWORK)
+            .args(args)
+            .output()
+            .expect("run strace");
+        // strace re-raises the signal that killed pipework.
+        let killed = o.status.signal() == Some(libc::SIGKILL);
+        let at = format!("killed at sendto #{k}");
+        let links = link_summary(&w.host);
+        if links.iter().any(|l| l.starts_with("pw.")) {
+            windows += 1;
+        }
+        let again = w.pw(&args);
+        if !again.status.success() {
+            problems.push(format!(
+                "{at}: re-run failed: {}",
+                String::from_utf8_lossy(&again.stderr).trim_end()
+            ));
+        }
+        let _ = w.pw(&["detach", &guest]);
+        let _ = w.pw(&["gc"]);
+        let after = link_summary(&w.host);
+        if after != before {
+            problems.push(format!("{at}: host links {after:?}, before {before:?}"));
+            // Judge the next kill on its own.
+            let _ = w.host.try_sh(&["link", "del", "pwp-up0.12"]);
+        }
+        if !killed {
+            break;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        windows > 0,
+        "no kill fell between the VLAN's creation and its mark"
+    );
+}
+
 #[test]
 fn vlan_made_by_the_admin_is_reused_and_kept() {
     if !ready(&["vlan"]) {

@@ -194,11 +194,27 @@ async fn build(
                 ));
             }
             super::vlan::ensure_up(host, j, parent).await?;
-            let l = host.add_macvlan_here(j, "shim", &name, parent).await?;
+            // Born under a temporary name, named and marked in one request
+            // (`marked`): a killed run leaves nothing unmarked as `name`.
+            let mark = (MarkKind::Shim, parent.name.as_str());
+            let made = super::marked::create(host, &name, "macvlan", mark, |tmp| async move {
+                // Undone by `marked` until committed, by `j` after.
+                let mut born = Journal::new();
+                let l = host
+                    .add_macvlan_here(&mut born, "shim", &tmp, parent)
+                    .await?;
+                born.commit();
+                Ok(l)
+            })
+            .await?;
+            let Some(l) = made else {
+                return Err(Error::bad(
+                    &name,
+                    "was just created by someone else and is not a pipework shim; choose another with -l NAME",
+                ));
+            };
             if !host.dry_run {
-                // The kernel ignores IFLA_IFALIAS when creating a link.
-                let mark = crate::inventory::mark_alias(&l, MarkKind::Shim, &parent.name)?;
-                host.set_alias(&l, &mark).await?;
+                host.journal_delete(j, format!("shim {name}"), l.index);
             }
             (l, true)
         }
@@ -212,7 +228,15 @@ async fn build(
         host.add_addr(&shim, net).await?;
     }
     let mut routes = Vec::new();
-    for (rec, addrs) in crate::inventory::attachments_with_addrs().await {
+    let (guests, unscanned) = crate::inventory::attachments_with_addrs().await;
+    if let Some(e) = crate::inventory::incomplete_error(&unscanned) {
+        // Nothing is removed on what we did not see; only routes to guests
+        // there are missing until a re-run.
+        eprintln!(
+            "pipework: host-shim: {e}; routes to their guests may be missing: re-run host-shim"
+        );
+    }
+    for (rec, addrs) in guests {
         if !on_parent(&rec, parent) {
             continue;
         }

@@ -13,6 +13,7 @@ pub mod host_shim;
 pub mod ipoib;
 pub mod ipvlan;
 pub mod macvlan;
+pub mod marked;
 pub mod ovs;
 pub mod phys;
 pub mod vf;

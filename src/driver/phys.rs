@@ -238,6 +238,13 @@ impl Driver for Phys {
             None => (nic, false),
             Some(vid) => {
                 vlan::ensure_up(&cx.host, j, &nic).await?;
+                let _lock = match cx.host.dry_run {
+                    true => None,
+                    false => Some(crate::lock::Lock::take(&format!(
+                        "vlan-{}",
+                        vlan::vlan_ifname(&nic.name, vid)?
+                    ))?),
+                };
                 vlan::ensure(&cx.host, j, &nic, vid).await?
             }
         };

@@ -85,7 +85,10 @@ async fn reusable(host: &Net, existing: &Link, parent: &Link, vid: u16) -> Resul
 }
 
 /// Make sure `parent.VID` exists and is up; returns it and whether we
-/// created it (creation is journaled).
+/// created it (creation is journaled). The caller holds the lock
+/// `vlan-parent.VID` (the one `release_if_unused` takes): the VLAN is born
+/// under a temporary name, and a second pipework must not take the kernel's
+/// "VLAN id in use" for a VLAN it could reuse by name.
 pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Result<(Link, bool)> {
     let name = vlan_ifname(&parent.name, vid)?;
     if let Some(existing) = host.link_by_name(&name).await? {
@@ -95,31 +98,45 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
         }
         return Ok((existing, false));
     }
-    let vlan = match host.add_vlan(&name, parent, vid).await {
-        Ok(Some(v)) => v,
-        // A dry run: what the VLAN would look like.
-        Ok(None) => {
-            return Ok((
+    let made = super::marked::create(
+        host,
+        &name,
+        "vlan",
+        (MarkKind::Vlan, ""),
+        |tmp| async move {
+            Ok(host.add_vlan(&tmp, parent, vid).await?.unwrap_or_else(|| {
+                // A dry run: what the VLAN would look like.
                 Link {
-                    name,
+                    name: tmp,
                     mtu: parent.mtu,
                     kind: Some("vlan".into()),
                     ..Default::default()
-                },
-                true,
-            ));
+                }
+            }))
+        },
+    )
+    .await;
+    let vlan = match made {
+        Ok(Some(v)) => v,
+        // The name was taken after our look (not by a pipework: we hold
+        // the lock): reuse it if it fits.
+        Ok(None) => {
+            let l = host
+                .link_by_name(&name)
+                .await?
+                .ok_or_else(|| Error::other(format!("{name} vanished")))?;
+            reusable(host, &l, parent, vid).await?;
+            return Ok((l, false));
         }
         Err(err) => {
             return Err(match err.errno() {
-                // Lost a race with another pipework: reuse theirs if it fits.
-                Some(libc::EEXIST) => {
-                    let l = host
-                        .link_by_name(&name)
-                        .await?
-                        .ok_or_else(|| Error::other(format!("{name} vanished")))?;
-                    reusable(host, &l, parent, vid).await?;
-                    return Ok((l, false));
-                }
+                Some(libc::EEXIST) => Error::bad(
+                    &name,
+                    format!(
+                        "VLAN {vid} already exists on {} under another name; use that device as the host interface or remove it",
+                        parent.name
+                    ),
+                ),
                 Some(libc::EOPNOTSUPP) => Error::other(format!(
                     "@{vid}: this kernel has no 802.1Q support (module 8021q not built or loaded)"
                 )),
@@ -127,14 +144,8 @@ pub async fn ensure(host: &Net, j: &mut Journal, parent: &Link, vid: u16) -> Res
             });
         }
     };
-    // The kernel ignores IFLA_IFALIAS when creating a link: label it now.
-    let marked = match crate::inventory::mark_alias(&vlan, MarkKind::Vlan, "") {
-        Ok(alias) => host.set_alias(&vlan, &alias).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = marked {
-        let _ = host.delete_link(&vlan).await;
-        return Err(e);
+    if host.dry_run {
+        return Ok((vlan, true));
     }
     // Undo through the same check as detach: another guest may have put a
     // child on this VLAN while our attach was still running, and deleting
@@ -176,7 +187,15 @@ pub async fn release_if_unused(host: &Net, name: &str) -> Result<()> {
     if !created_by_us(&l) {
         return Ok(());
     }
-    let users = crate::inventory::attachments_everywhere().await;
+    // A namespace we could not scan may hold a child of this VLAN (which
+    // the kernel would destroy with it): keep the VLAN and say why.
+    let users = crate::inventory::attachments_everywhere_complete()
+        .await
+        .map_err(|e| {
+            Error::other(format!(
+                "kept VLAN {name}: {e}; `pipework gc` removes it later"
+            ))
+        })?;
     if users.iter().any(|f| f.rec.hi.as_deref() == Some(name)) {
         return Ok(());
     }

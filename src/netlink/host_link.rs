@@ -1,14 +1,15 @@
-//! Links a driver creates on the host itself, up at birth: an 802.1Q
-//! sub-interface (`NIC.VID`) and the host shim's macvlan. The caller keeps
-//! what depends on whose the link is (labelling it, when to remove it);
-//! here they are created, fetched and, in a dry run, printed.
+//! Links a driver creates on the host itself, down at birth: an 802.1Q
+//! sub-interface (`NIC.VID`), the host shim's macvlan, an overlay bridge. The caller gives
+//! a temporary name and names, marks and brings them up in one request
+//! (`driver::marked`), so a killed run never leaves one unmarked under its
+//! final name; here they are created, fetched and, in a dry run, printed.
 use super::{Journal, Link, Net};
 use crate::error::Result;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoMacVlan, MacVlanMode};
-use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVlan};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVlan};
 
 impl Net {
-    /// Create VLAN `vid` on `parent` as `name`, with the parent's MTU, up,
+    /// Create VLAN `vid` on `parent` as `name`, with the parent's MTU, down,
     /// and return it. Not journaled: whether a VLAN may go depends on its
     /// other users, which the caller checks. The kernel's refusal keeps its
     /// errno (EEXIST: another pipework was first). None in a dry run.
@@ -23,7 +24,6 @@ impl Net {
         }
         let msg = LinkVlan::new(name, parent.index, vid)
             .mtu(parent.mtu.max(68))
-            .up()
             .build();
         self.add_link(msg, &format!("VLAN {name}"), name)
             .await
@@ -31,7 +31,7 @@ impl Net {
     }
 
     /// Create a bridge-mode macvlan `name` on `parent` in this namespace,
-    /// with the parent's MTU, up; journal its removal as `what name`, and
+    /// with the parent's MTU, down; journal its removal as `what name`, and
     /// return it (a stand-in with the name in a dry run).
     pub async fn add_macvlan_here(
         &self,
@@ -58,10 +58,30 @@ impl Net {
             .set_info_data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
                 MacVlanMode::Bridge,
             )]))
-            .up()
             .build();
         let l = self.add_link(msg, &format!("{what} {name}"), name).await?;
         self.journal_delete(j, format!("{what} {name}"), l.index);
         Ok(l)
+    }
+
+    /// Create a bridge `name` with a fixed MAC (see `create_bridge`) and
+    /// `mtu`, down, and return it (a stand-in in a dry run). Not journaled:
+    /// the caller commits or removes it (`driver::marked`).
+    pub async fn add_bridge_down(&self, name: String, mtu: u32, mac: [u8; 6]) -> Result<Link> {
+        if self.dry_run {
+            self.show(format_args!("link add {name} mtu {mtu} type bridge"));
+            self.show(format_args!("link set {name} up"));
+            return Ok(Link {
+                name,
+                mtu,
+                kind: Some("bridge".into()),
+                ..Default::default()
+            });
+        }
+        let msg = LinkBridge::new(&name)
+            .address(mac.to_vec())
+            .mtu(mtu)
+            .build();
+        self.add_link(msg, &format!("bridge {name}"), &name).await
     }
 }

@@ -308,17 +308,22 @@ impl Net {
             .link_by_name(name)
             .await?
             .ok_or_else(|| Error::other(format!("bridge {name} vanished after creation")))?;
-        // Undo only if the bridge is still empty: a concurrent attach may
-        // have joined it meanwhile, and its container must keep its network.
+        self.journal_delete_bridge(j, link);
+        Ok(true)
+    }
+
+    /// Record the removal of a bridge we made in `j`, done only if the
+    /// bridge is still empty then: a concurrent attach may have joined it
+    /// meanwhile, and its container must keep its network.
+    pub fn journal_delete_bridge(&self, j: &mut Journal, link: Link) {
         let net = self.clone();
-        j.record(format!("bridge {name}"), async move {
+        j.record(format!("bridge {}", link.name), async move {
             let links = net.links().await?;
             if links.iter().any(|l| l.controller == Some(link.index)) {
                 return Ok(());
             }
             net.delete_link(&link).await
         });
-        Ok(true)
     }
 
     /// Create a veth pair whose peer is born directly inside `peer_ns`, so

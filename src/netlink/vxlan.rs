@@ -91,7 +91,8 @@ fn mac_str(m: &[u8; 6]) -> String {
 
 impl Net {
     /// Create a VXLAN port of `spec.controller`: learning off (the agent
-    /// programs every entry), ARP proxied, up. Recorded in `j`.
+    /// programs every entry), ARP proxied, down (the caller names, marks
+    /// and brings it up in one request: `driver::marked`). Recorded in `j`.
     pub async fn create_vxlan(&self, j: &mut Journal, spec: &VxlanSpec<'_>) -> Result<Link> {
         let name = spec.name;
         if self.dry_run {
@@ -117,11 +118,7 @@ impl Net {
             IpAddr::V4(a) => b.local(a),
             IpAddr::V6(a) => b.local6(a),
         };
-        let msg = b
-            .mtu(spec.mtu)
-            .controller(spec.controller.index)
-            .up()
-            .build();
+        let msg = b.mtu(spec.mtu).controller(spec.controller.index).build();
         let what = format!("VXLAN {name} (VNI {})", spec.vni);
         let link = self.add_link(msg, &what, name).await?;
         let (net, l) = (self.clone(), link.clone());

@@ -88,23 +88,23 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
         let bridge = match net_ops.link_by_name(&br).await? {
             Some(b) => b,
             None => {
+                // Born under a temporary name, named and marked in one
+                // request: a killed agent leaves no unmarked bridge.
                 let mac = crate::driver::bridge::stable_mac(&br);
-                let made = net_ops
-                    .create_bridge(&mut j, &br, Some(net.mtu), mac)
-                    .await?;
-                let b = net_ops
-                    .link_by_name(&br)
-                    .await?
-                    .ok_or_else(|| Error::other(format!("{br} vanished")))?;
-                if !made {
-                    b
-                } else {
-                    mark(net_ops, &b, &net.name).await?;
-                    // Read again: the mark (its alias) decides the gateway.
-                    net_ops
+                let mark = (MarkKind::Overlay, net.name.as_str());
+                let made = crate::driver::marked::create(net_ops, &br, "bridge", mark, |tmp| {
+                    net_ops.add_bridge_down(tmp, net.mtu, mac)
+                })
+                .await?;
+                match made {
+                    Some(b) => {
+                        net_ops.journal_delete_bridge(&mut j, b.clone());
+                        b
+                    }
+                    None => net_ops
                         .link_by_name(&br)
                         .await?
-                        .ok_or_else(|| Error::other(format!("{br} vanished")))?
+                        .ok_or_else(|| Error::other(format!("{br} vanished")))?,
                 }
             }
         };
@@ -131,21 +131,29 @@ pub async fn ensure(net_ops: &Net, net: &NetSpec, u: &Underlay, gateway: bool) -
             );
             net_ops.delete_link(&l).await?;
         }
-        let l = net_ops
-            .create_vxlan(
-                &mut j,
-                &VxlanSpec {
-                    name: &vx,
-                    vni: net.vni,
-                    port: net.port,
-                    local: u.ip,
-                    dev: u.index,
-                    mtu: net.mtu,
-                    controller: &bridge,
-                },
-            )
-            .await?;
-        mark(net_ops, &l, &net.name).await?;
+        let mark = (MarkKind::Overlay, net.name.as_str());
+        let controller = &bridge;
+        let l = crate::driver::marked::create(net_ops, &vx, "vxlan", mark, |tmp| async move {
+            // Undone by `marked` until committed, by `j` after.
+            let mut born = Journal::new();
+            let spec = VxlanSpec {
+                name: &tmp,
+                vni: net.vni,
+                port: net.port,
+                local: u.ip,
+                dev: u.index,
+                mtu: net.mtu,
+                controller,
+            };
+            let l = net_ops.create_vxlan(&mut born, &spec).await?;
+            born.commit();
+            Ok(l)
+        })
+        .await?
+        .ok_or_else(|| Error::other(format!("{vx} was created by someone else meanwhile")))?;
+        if !net_ops.dry_run {
+            net_ops.journal_delete(&mut j, format!("vxlan {vx}"), l.index);
+        }
         // Bring the bridge up again in case an admin downed it.
         let _ = net_ops.set_up(&bridge).await;
         Ok(l)
@@ -226,13 +234,6 @@ fn enable_ipv6(dev: &str) {
     if std::fs::read_to_string(&f).is_ok_and(|v| v.trim() == "1") {
         let _ = std::fs::write(&f, "0");
     }
-}
-
-/// Label a device the agent made for `net` with a signed mark: only
-/// devices carrying it are ever removed, never an admin's look-alike.
-async fn mark(net_ops: &Net, l: &Link, net: &str) -> Result<()> {
-    let alias = crate::inventory::mark_alias(l, MarkKind::Overlay, net)?;
-    net_ops.set_alias(l, &alias).await
 }
 
 pub(super) fn ours(l: &Link, net: &str) -> bool {

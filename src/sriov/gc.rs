@@ -47,7 +47,7 @@ pub async fn collect(host: &Net, all: &[(Namespace, Net, Scan)], dry_run: bool) 
             return out;
         }
     };
-    let mut now_live: Option<HashSet<u64>> = None;
+    let mut now_live: Option<(HashSet<u64>, Vec<inventory::Unscanned>)> = None;
     for pci in pcis {
         let h = match Held::load(&pci) {
             Ok(Some(h)) => h,
@@ -81,10 +81,18 @@ pub async fn collect(host: &Net, all: &[(Namespace, Net, Scan)], dry_run: bool) 
             continue;
         }
         if guest.is_none() {
-            let now = now_live.get_or_insert_with(|| {
-                inventory::namespaces().into_iter().map(|n| n.ino).collect()
+            let (now, unopened) = now_live.get_or_insert_with(|| {
+                let (nss, failed) = inventory::namespaces_checked();
+                (nss.into_iter().map(|n| n.ino).collect(), failed)
             });
             if now.contains(&h.ns) {
+                continue;
+            }
+            // Not found, but not every namespace could be looked at: the
+            // VF may still be in use there.
+            if let Some(e) = inventory::incomplete_error(unopened) {
+                out.stuck
+                    .push((pci, crate::Error::other(format!("kept: {e}"))));
                 continue;
             }
         }
