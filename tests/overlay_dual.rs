@@ -401,7 +401,10 @@ fn overlay_dual_bad_input_and_cni() {
         assert!(e.contains(token), "{args:?}: {e}");
         assert_eq!(e.trim().lines().count(), 1, "{args:?}: {e}");
         let after = snap(&lab);
-        assert!(after == before, "{args:?} changed something: {after:?} vs {before:?}");
+        assert!(
+            after == before,
+            "{args:?} changed something: {after:?} vs {before:?}"
+        );
     }
 
     // CNI: ADD returns both families, CHECK passes, DEL releases both.
