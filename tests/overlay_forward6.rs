@@ -5,7 +5,7 @@
 mod common;
 mod overlay_lab;
 
-use common::require_env;
+use common::{BIN, require_env};
 use overlay_lab::*;
 
 fn xt(tool: &str, ns: &str, args: &[&str]) -> std::process::Output {
@@ -337,4 +337,127 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
         s.contains("-P FORWARD DROP") && s.contains("-A FORWARD -j DOCKER-USER"),
         "{s}"
     );
+}
+
+/// Host `i`'s agent restarted where it finds no iptables or ip6tables
+/// binary (a tmpfs over /usr/sbin in a mount namespace of its own).
+fn hidden_agent(lab: &mut Lab, i: usize) {
+    lab.kill_agent(i);
+    gone(lab, i);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("/tmp/{}-agent{i}.log", lab.p))
+        .expect("log");
+    let name = format!("h{i}");
+    let c = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.host(i), "unshare", "-m", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs pwn-no-sbin /usr/sbin && \
+             exec \"$0\" overlay agent --underlay eth0 --name \"$1\" --ttl 3",
+        )
+        .args([BIN, &name])
+        .env("PIPEWORK_ETCD", &lab.urls)
+        .env("PIPEWORK_OVERLAY_CHECK", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("agent");
+    lab.agents[i] = Some(c);
+    let key = format!("/pipework/overlay/host/{name}");
+    lab.wait("the hidden agent's registration", || {
+        lab.etcdctl(&["get", &key]).contains(&key)
+    });
+}
+
+fn agent_log(lab: &Lab, i: usize) -> String {
+    std::fs::read_to_string(format!("/tmp/{}-agent{i}.log", lab.p)).unwrap_or_default()
+}
+
+/// With no ip6tables binary the agent reads ip6tables' FORWARD policy
+/// from the kernel: iptables-nft's `ip6 filter FORWARD` chain (h0) or
+/// legacy x_tables through an AF_INET6 getsockopt (h1). Where it drops,
+/// the agent says it cannot add the IPv6 accepts (and retries); where
+/// nothing drops (h2) it says nothing. Only ip6tables drops here, so the
+/// IPv4 side has nothing to add and the IPv6 answer is what is logged.
+#[test]
+fn overlay_ip6tables_forward_drop_found_without_the_binary() {
+    if !require_env() {
+        return;
+    }
+    let legacy = run("sh", &["-c", "command -v ip6tables-legacy"])
+        .status
+        .success();
+    let mut lab = Lab::new("g6", 165);
+    let o = xt("ip6tables", &lab.host(0), &["-P", "FORWARD", "DROP"]);
+    assert!(o.status.success(), "{o:?}");
+    if legacy {
+        let o = xt("ip6tables-legacy", &lab.host(1), &["-P", "FORWARD", "DROP"]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    lab.pw_ok(
+        0,
+        &[
+            "overlay",
+            "create",
+            "dual",
+            "--subnet",
+            "10.66.0.0/24",
+            "--subnet6",
+            "fd66::/64",
+        ],
+    );
+    let hosts: Vec<usize> = if legacy { vec![0, 1, 2] } else { vec![0, 2] };
+    let mut cs = Vec::new();
+    for &i in &hosts {
+        hidden_agent(&mut lab, i);
+        let c = lab.container(&format!("c{i}"));
+        lab.pw_ok(
+            i,
+            &[
+                "dual",
+                &format!("netns:{c}"),
+                &format!("10.66.0.{}/24", 10 + i),
+                "--ip",
+                &format!("fd66::{}/64", 10 + i),
+            ],
+        );
+        cs.push((i, c));
+    }
+    let cause = "ip6tables accepts for routed networks: there is no ip6tables binary";
+    for &i in hosts.iter().filter(|&&i| i != 2) {
+        lab.wait("the agent names the missing ip6tables", || {
+            agent_log(&lab, i).contains(cause)
+        });
+    }
+    // h2's agent built the network (the egress table is there) and had
+    // nothing to say about ip6tables, nor iptables.
+    lab.wait("h2's egress table", || {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.host(2),
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "pipework_egress",
+            ],
+        )
+        .status
+        .success()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let l2 = agent_log(&lab, 2);
+    assert!(!l2.contains("accepts for routed networks"), "{l2}");
+    assert!(
+        !agent_log(&lab, 0).contains("iptables accepts for routed networks: there is no iptables"),
+        "IPv4: nothing drops, nothing to say"
+    );
+    for (i, c) in cs {
+        lab.pw_ok(i, &["detach", &format!("netns:{c}")]);
+    }
+    lab.pw_ok(0, &["overlay", "delete", "dual"]);
 }
