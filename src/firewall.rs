@@ -71,15 +71,20 @@ fn iptables_output(args: &[&str]) -> std::io::Result<std::process::Output> {
     xtables(iptables_path(), args)
 }
 
-/// ip6tables, for the IPv6 notrack rule only (notrack.rs): found next to
-/// iptables, the same package installs both.
+/// ip6tables, for the IPv6 notrack rule (notrack.rs) and routed
+/// networks' IPv6 accepts (forward.rs): found next to iptables, the same
+/// package installs both.
 fn ip6tables(args: &[&str]) -> Option<std::process::Output> {
+    ip6tables_output(args).ok()
+}
+
+fn ip6tables_output(args: &[&str]) -> std::io::Result<std::process::Output> {
     let p = iptables_path();
     let p6 = match p.strip_suffix("iptables") {
         Some(dir) => format!("{dir}ip6tables"),
         None => "ip6tables".to_string(),
     };
-    xtables(&p6, args).ok()
+    xtables(&p6, args)
 }
 
 fn xtables(path: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
@@ -110,7 +115,17 @@ impl Filter {
 
     /// The listing, or why there is none (for the one-line error).
     fn probe() -> std::result::Result<Filter, String> {
-        match iptables_output(&["-S"]) {
+        Filter::probe_in(notrack::Family::V4)
+    }
+
+    /// The same from `ip6tables -S` for V6 (its listing reads alike).
+    fn probe_in(fam: notrack::Family) -> std::result::Result<Filter, String> {
+        let tool = fam.tool();
+        let out = match fam {
+            notrack::Family::V4 => iptables_output(&["-S"]),
+            notrack::Family::V6 => ip6tables_output(&["-S"]),
+        };
+        match out {
             Ok(o) if o.status.success() => {
                 Ok(Filter(String::from_utf8_lossy(&o.stdout).into_owned()))
             }
@@ -118,14 +133,14 @@ impl Filter {
                 let err = String::from_utf8_lossy(&o.stderr);
                 let first = err.lines().next().unwrap_or("").trim();
                 Err(format!(
-                    "`iptables -S` failed ({})",
+                    "`{tool} -S` failed ({})",
                     first_or(first, o.status)
                 ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err("there is no iptables binary".into())
+                Err(format!("there is no {tool} binary"))
             }
-            Err(e) => Err(format!("iptables cannot be run ({e})")),
+            Err(e) => Err(format!("{tool} cannot be run ({e})")),
         }
     }
 
@@ -681,31 +696,44 @@ pub fn route_egress(nets: &[Routed]) -> Result<()> {
 /// (forward.rs); an empty list removes them. Returns lines for the log.
 /// Native nftables forward chains that drop get the same (`force`: the
 /// networks changed, re-make them there).
+/// ip6tables' FORWARD (Docker with `ip6tables: true`) gets the same for
+/// the networks with IPv6, last: a host whose ip6tables fails does not
+/// hold up the IPv4 ones.
 pub fn accept_routed(nets: &[Routed], force: bool) -> Result<Vec<String>> {
-    let ch = forward::reconcile(nets)
-        .map_err(|e| Error::other(format!("iptables accepts for routed networks: {e}")))?;
-    let mut out: Vec<String> = (ch.added.iter())
-        .map(|r| format!("FORWARD drops: added `iptables -I {r}`"))
-        .collect();
-    out.extend(
-        ch.removed
-            .iter()
-            .map(|r| format!("removed `iptables -A {r}`")),
-    );
+    let mut out = Vec::new();
+    let xt = |fam: notrack::Family, out: &mut Vec<String>| -> Result<()> {
+        let tool = fam.tool();
+        let ch = forward::reconcile(fam, nets)
+            .map_err(|e| Error::other(format!("{tool} accepts for routed networks: {e}")))?;
+        out.extend((ch.added.iter()).map(|r| format!("FORWARD drops: added `{tool} -I {r}`")));
+        out.extend(
+            ch.removed
+                .iter()
+                .map(|r| format!("removed `{tool} -A {r}`")),
+        );
+        Ok(())
+    };
+    xt(notrack::Family::V4, &mut out)?;
     let ch = forward::reconcile_nft(nets, force)
         .map_err(|e| Error::other(format!("nftables accepts for routed networks: {e}")))?;
     out.extend(ch.added.iter().map(|r| format!("a chain drops: added {r}")));
     out.extend(ch.removed.iter().map(|r| format!("removed {r}")));
+    xt(notrack::Family::V6, &mut out)?;
     Ok(out)
 }
 
-/// Does iptables' FORWARD drop, as the kernel says (no iptables needed)?
-fn iptables_forward_drops() -> bool {
-    nft::forward_chains()
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.is_iptables() && c.drops)
-        || legacy::forward_drops()
+/// Does iptables' (V6: ip6tables') FORWARD drop, as the kernel says (no
+/// iptables needed)?
+fn xtables_forward_drops(fam: notrack::Family) -> bool {
+    let chains = nft::routed_forward_chains().unwrap_or_default();
+    match fam {
+        notrack::Family::V4 => {
+            chains.iter().any(|c| c.is_iptables() && c.drops) || legacy::forward_drops()
+        }
+        notrack::Family::V6 => {
+            chains.iter().any(|c| c.is_ip6tables() && c.drops) || legacy::forward_drops6()
+        }
+    }
 }
 
 /// Whether the egress table is in place.
@@ -716,7 +744,7 @@ pub fn egress_routed() -> bool {
 /// The guard's name as `nft` shows it (for gc's report).
 pub fn vxlan_guard_name() -> String {
     format!(
-        "inet {} ({}), inet {}, iptables {}*",
+        "inet {} ({}), inet {}, iptables/ip6tables {}*",
         guard::TABLE,
         guard::COMMENT,
         egress::TABLE,

@@ -21,7 +21,13 @@
 //! one `iptables -S`: what the networks want is added, any other rule of
 //! ours (a network gone, a chain that changed when dockerd started, the
 //! leftovers of a killed agent) is deleted by its own listed line.
-use super::{Filter, Routed, egress, iptables, nft};
+//!
+//! IPv6 alike: Docker with `ip6tables: true` (its default since 27) sets
+//! ip6tables' FORWARD to DROP with its own DOCKER-USER, so the networks
+//! with IPv6 get the same rules there, reconciled from one `ip6tables
+//! -S`; a native chain of family ip6 that drops gets them too.
+use super::notrack::Family;
+use super::{Filter, Routed, egress, nft};
 
 pub const PREFIX: &str = "pipework-egress:";
 
@@ -87,10 +93,23 @@ fn ours(f: &Filter) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn exec(op: &str, rule: &[String]) -> bool {
+fn exec(fam: Family, op: &str, rule: &[String]) -> bool {
     let mut args = vec![op];
     args.extend(rule.iter().map(String::as_str));
-    iptables(&args).is_some_and(|o| o.status.success())
+    let out = match fam {
+        Family::V4 => super::iptables(&args),
+        Family::V6 => super::ip6tables(&args),
+    };
+    out.is_some_and(|o| o.status.success())
+}
+
+/// The networks whose traffic meets this family's chains: IPv6 only
+/// where the network has it; IPv4 as before, every network.
+fn of_family(fam: Family, nets: &[Routed]) -> Vec<Routed> {
+    (nets.iter())
+        .filter(|r| fam == Family::V4 || r.subnet6.is_some())
+        .cloned()
+        .collect()
 }
 
 /// What one reconcile changed, for the agent's log.
@@ -100,21 +119,24 @@ pub struct Changes {
     pub removed: Vec<String>,
 }
 
-/// Make our rules exactly what `nets` want on this host (none when
-/// nothing drops, or `nets` is empty). Err: iptables cannot be run or
-/// refused a rule we need (the caller retries at its next check).
-pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
-    let f = match Filter::probe() {
+/// Make our rules in iptables (V6: ip6tables) exactly what `nets` want
+/// on this host (none when nothing drops, or no network of `nets` has
+/// the family). Err: the tool cannot be run or refused a rule we need
+/// (the caller retries at its next check).
+pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
+    let nets = of_family(fam, nets);
+    let tool = fam.tool();
+    let f = match Filter::probe_in(fam) {
         Ok(f) => f,
         // No iptables and nothing of ours to keep: nothing to do unless
         // its FORWARD (read from the kernel) drops.
-        Err(_) if nets.is_empty() || !super::iptables_forward_drops() => {
+        Err(_) if nets.is_empty() || !super::xtables_forward_drops(fam) => {
             return Ok(Changes::default());
         }
         Err(why) => return Err(why),
     };
     let want: Vec<Vec<String>> = match chain(&f) {
-        Some(c) if !nets.is_empty() => wanted(nets)
+        Some(c) if !nets.is_empty() => wanted(&nets)
             .into_iter()
             .map(|r| {
                 let mut v = vec!["-A".to_string(), c.to_string()];
@@ -137,15 +159,15 @@ pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
         d[0] = "-D".into();
         // The rule's own listed line deletes it; a rule we could not
         // delete is reported and tried again at the next check.
-        if !exec("-D", &d[1..]) {
-            return Err(format!("`iptables -D {}` failed", d[1..].join(" ")));
+        if !exec(fam, "-D", &d[1..]) {
+            return Err(format!("`{tool} -D {}` failed", d[1..].join(" ")));
         }
         ch.removed.push(r[1..].join(" "));
     }
     for r in want.iter().filter(|r| !have.contains(r)) {
-        if !exec("-I", &r[1..]) {
+        if !exec(fam, "-I", &r[1..]) {
             return Err(format!(
-                "`iptables -I {}` failed: add it by hand, or accept `-i ov-+` in {} yourself",
+                "`{tool} -I {}` failed: add it by hand, or accept `-i ov-+` in {} yourself",
                 r[1..].join(" "),
                 r[1]
             ));
@@ -155,19 +177,27 @@ pub fn reconcile(nets: &[Routed]) -> Result<Changes, String> {
     Ok(ch)
 }
 
-/// The same in native nftables forward chains (never iptables' own
-/// FORWARD: iptables writes that one). A network's rules are re-made
-/// whole when their count is off or `force` (the networks changed: an
-/// --allow-from may differ at the same count); ours in a chain that no
-/// longer drops, or for a network not wanted, are deleted.
+/// The same in native nftables forward chains (never iptables' or
+/// ip6tables' own FORWARD: they write those). A chain of family ip6
+/// sees only IPv6, so only the networks with IPv6 go there. A network's
+/// rules are re-made whole when their count is off or `force` (the
+/// networks changed: an --allow-from may differ at the same count); ours
+/// in a chain that no longer drops, or for a network not wanted, are
+/// deleted.
 pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
-    let chains = nft::forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
+    let chains = nft::routed_forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
     let mut ch = Changes::default();
-    for c in chains.iter().filter(|c| !c.is_iptables()) {
+    for c in chains
+        .iter()
+        .filter(|c| !c.is_iptables() && !c.is_ip6tables())
+    {
         let spec = crate::untrusted::display(&c.spec()).into_owned();
         let have = nft::commented_rules(c, PREFIX).map_err(|e| format!("{spec}: {e}"))?;
+        let six = c.family == nft::IPV6;
         let wanted: Vec<&Routed> = if c.drops {
-            nets.iter().collect()
+            (nets.iter())
+                .filter(|r| !six || r.subnet6.is_some())
+                .collect()
         } else {
             vec![]
         };
@@ -201,16 +231,22 @@ pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
     Ok(ch)
 }
 
-/// Bridges named by our rules, iptables' and nftables' (for gc).
+/// Our rules in one family's listing (none when it cannot be listed).
+fn ours_in(fam: Family) -> Vec<Vec<String>> {
+    Filter::probe_in(fam).map(|f| ours(&f)).unwrap_or_default()
+}
+
+/// Bridges named by our rules, iptables', ip6tables' and nftables' (for gc).
 pub fn bridges() -> Vec<String> {
-    let mut names: Vec<String> = Filter::fetch()
-        .map(|f| ours(&f))
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| r.iter().find_map(|w| w.strip_prefix(PREFIX)))
-        .map(str::to_string)
+    let mut names: Vec<String> = (Family::ALL.iter())
+        .flat_map(|&fam| ours_in(fam))
+        .filter_map(|r| {
+            r.iter()
+                .find_map(|w| w.strip_prefix(PREFIX))
+                .map(str::to_string)
+        })
         .collect();
-    for c in nft::forward_chains().unwrap_or_default() {
+    for c in nft::routed_forward_chains().unwrap_or_default() {
         for (_, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
             names.extend(x.strip_prefix(PREFIX).map(str::to_string));
         }
@@ -227,13 +263,15 @@ pub fn bridges() -> Vec<String> {
 /// Delete our rules for the bridges `gone` says are unneeded; how many.
 pub fn remove_where(gone: impl Fn(&str) -> bool) -> usize {
     let mut n = 0;
-    for r in Filter::fetch().map(|f| ours(&f)).unwrap_or_default() {
-        let b = r.iter().find_map(|w| w.strip_prefix(PREFIX));
-        if b.is_some_and(&gone) && exec("-D", &r[1..]) {
-            n += 1;
+    for fam in Family::ALL {
+        for r in ours_in(fam) {
+            let b = r.iter().find_map(|w| w.strip_prefix(PREFIX));
+            if b.is_some_and(&gone) && exec(fam, "-D", &r[1..]) {
+                n += 1;
+            }
         }
     }
-    for c in nft::forward_chains().unwrap_or_default() {
+    for c in nft::routed_forward_chains().unwrap_or_default() {
         for (h, x) in nft::commented_rules(&c, PREFIX).unwrap_or_default() {
             if x.strip_prefix(PREFIX).is_some_and(&gone) && nft::delete(&c, h).is_ok() {
                 n += 1;
@@ -275,6 +313,18 @@ mod tests {
             assert!(!l.contains("-i ov-a -o ov-b"), "{l}");
         }
         assert_eq!(wanted(&[net("ov-c", &[])]).len(), 3);
+    }
+
+    #[test]
+    fn ip6tables_gets_only_the_networks_with_ipv6() {
+        let mut dual = net("ov-d", &[]);
+        dual.subnet6 = Some("fd40::/64".parse().expect("subnet6"));
+        let mut six = dual.clone();
+        six.bridge = "ov-s".into();
+        six.subnet = None;
+        let nets = [net("ov-a", &[]), dual.clone(), six.clone()];
+        assert_eq!(of_family(Family::V6, &nets), [dual, six]);
+        assert_eq!(of_family(Family::V4, &nets).len(), 3);
     }
 
     #[test]

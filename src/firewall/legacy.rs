@@ -2,7 +2,10 @@
 //! filter table's FORWARD policy DROP? Only for the case where iptables
 //! is missing or fails: with it, `iptables -S` answers (see the parent
 //! module). The kernel's own interface for this is two getsockopts on a
-//! raw socket, the ones iptables-legacy itself makes.
+//! raw socket, the ones iptables-legacy itself makes; ip6tables' are
+//! the same two on an AF_INET6 socket (`ip6t_getinfo` and
+//! `ip6t_get_entries` are laid out as IPv4's, only the entry's address
+//! part is longer).
 
 /// `IPT_SO_GET_INFO` / `IPT_SO_GET_ENTRIES` (IPT_BASE_CTL 64).
 const IPT_SO_GET_INFO: libc::c_int = 64;
@@ -19,23 +22,62 @@ const ENTRIES_HEAD: usize = 40;
 /// the u32 nfcache). The standard target's verdict follows its 32-byte
 /// `xt_entry_target` header; DROP is -NF_DROP-1 = -1.
 const TARGET_OFFSET_AT: usize = 88;
+/// In `struct ip6t_entry`: after the ip6t_ip6 (four in6_addr, four
+/// IFNAMSIZ arrays, u16 proto, three u8: 133 bytes padded to 136) and
+/// the u32 nfcache.
+const TARGET_OFFSET_AT6: usize = 140;
 const VERDICT_IN_TARGET: usize = 32;
+
+/// One family's x_tables: where the kernel lists its tables, the socket
+/// to ask on, and where an entry's target_offset is.
+struct Xt {
+    names: &'static str,
+    domain: libc::c_int,
+    level: libc::c_int,
+    target_offset_at: usize,
+}
+
+const V4: Xt = Xt {
+    names: "/proc/net/ip_tables_names",
+    domain: libc::AF_INET,
+    level: libc::IPPROTO_IP,
+    target_offset_at: TARGET_OFFSET_AT,
+};
+
+/// IP6T_SO_GET_INFO/ENTRIES have the IPv4 numbers (IP6T_BASE_CTL 64).
+const V6: Xt = Xt {
+    names: "/proc/net/ip6_tables_names",
+    domain: libc::AF_INET6,
+    level: libc::IPPROTO_IPV6,
+    target_offset_at: TARGET_OFFSET_AT6,
+};
 
 /// True when the legacy filter table exists and its FORWARD policy is DROP.
 pub fn forward_drops() -> bool {
-    // Asking about a table that does not exist yet would create it (and
-    // make iptables-nft warn about legacy tables from then on): only look
-    // when it is already there.
-    let present = std::fs::read_to_string("/proc/net/ip_tables_names")
-        .is_ok_and(|t| t.lines().any(|l| l == "filter"));
-    present && policy_verdict() == Some(-1)
+    V4.forward_drops()
 }
 
-fn policy_verdict() -> Option<i32> {
+/// The same for ip6tables-legacy.
+pub fn forward_drops6() -> bool {
+    V6.forward_drops()
+}
+
+impl Xt {
+    fn forward_drops(&self) -> bool {
+        // Asking about a table that does not exist yet would create it
+        // (and make iptables-nft warn about legacy tables from then on):
+        // only look when it is already there.
+        let present =
+            std::fs::read_to_string(self.names).is_ok_and(|t| t.lines().any(|l| l == "filter"));
+        present && policy_verdict(self) == Some(-1)
+    }
+}
+
+fn policy_verdict(xt: &Xt) -> Option<i32> {
     // SAFETY: plain socket(2); the fd is owned below.
     let raw = unsafe {
         libc::socket(
-            libc::AF_INET,
+            xt.domain,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
             libc::IPPROTO_RAW,
         )
@@ -51,7 +93,7 @@ fn policy_verdict() -> Option<i32> {
         let rc = unsafe {
             libc::getsockopt(
                 std::os::fd::AsRawFd::as_raw_fd(&fd),
-                libc::IPPROTO_IP,
+                xt.level,
                 opt,
                 buf.as_mut_ptr().cast(),
                 &mut len,
@@ -78,7 +120,7 @@ fn policy_verdict() -> Option<i32> {
         return None;
     }
     let entry = ENTRIES_HEAD + underflow;
-    let at = entry + TARGET_OFFSET_AT;
+    let at = entry + xt.target_offset_at;
     let target = u16::from_ne_bytes(entries.get(at..at + 2)?.try_into().ok()?) as usize;
     let v = entry + target + VERDICT_IN_TARGET;
     Some(i32::from_ne_bytes(entries.get(v..v + 4)?.try_into().ok()?))

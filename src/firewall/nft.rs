@@ -59,6 +59,9 @@ pub(super) const NFTA_EXPR_DATA: u16 = 2;
 /// bridge-nf-call-iptables=1 (NFPROTO_INET, NFPROTO_IPV4).
 pub(super) const INET: u8 = 1;
 pub(super) const IPV4: u8 = 2;
+/// NFPROTO_IPV6: only routed networks' IPv6 traffic meets these chains
+/// here (`routed_forward_chains`), and ip6tables-nft's FORWARD is one.
+pub(super) const IPV6: u8 = 10;
 pub(super) const NF_INET_FORWARD: u32 = 2;
 pub(super) const NF_DROP: u32 = 0;
 
@@ -79,9 +82,19 @@ impl Chain {
         self.family == IPV4 && self.table == "filter" && self.name == "FORWARD"
     }
 
+    /// ip6tables-nft's FORWARD chain (Docker with `ip6tables: true`):
+    /// ip6tables' own, as `is_iptables` is iptables'.
+    pub fn is_ip6tables(&self) -> bool {
+        self.family == IPV6 && self.table == "filter" && self.name == "FORWARD"
+    }
+
     /// How `nft` names it: `inet fw forwarding`.
     pub fn spec(&self) -> String {
-        let fam = if self.family == INET { "inet" } else { "ip" };
+        let fam = match self.family {
+            INET => "inet",
+            IPV6 => "ip6",
+            _ => "ip",
+        };
         format!("{fam} {} {}", self.table, self.name)
     }
 }
@@ -94,11 +107,20 @@ pub fn rule_text(bridge: &str, comment: &str) -> String {
 /// Every inet/ip base chain on the forward hook, with whether its policy
 /// is drop. Empty when the kernel has no nf_tables (nothing can drop then).
 pub fn forward_chains() -> io::Result<Vec<Chain>> {
+    chains_on_forward(&[INET, IPV4])
+}
+
+/// The same and the ip6 family's: routed IPv6 traffic walks those too.
+pub fn routed_forward_chains() -> io::Result<Vec<Chain>> {
+    chains_on_forward(&[INET, IPV4, IPV6])
+}
+
+fn chains_on_forward(families: &[u8]) -> io::Result<Vec<Chain>> {
     let mut nl = Nl::open()?;
     let req = Msg::new(NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, 0);
     let mut out = Vec::new();
     nl.dump(req, |family, ty, attrs| {
-        if ty != NFT_MSG_NEWCHAIN || (family != INET && family != IPV4) {
+        if ty != NFT_MSG_NEWCHAIN || !families.contains(&family) {
             return;
         }
         let (mut table, mut name, mut hook, mut policy) = (None, None, None, None);
@@ -537,6 +559,12 @@ mod tests {
             drops: true,
         };
         assert!(ipt.is_iptables());
+        let ip6t = Chain {
+            family: IPV6,
+            ..ipt.clone()
+        };
+        assert!(ip6t.is_ip6tables() && !ip6t.is_iptables() && !ipt.is_ip6tables());
+        assert_eq!(ip6t.spec(), "ip6 filter FORWARD");
         assert_eq!(ifname_bytes("br1")[..4], *b"br1\0");
     }
 }

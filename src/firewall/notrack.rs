@@ -49,7 +49,7 @@ pub(super) enum Family {
 impl Family {
     pub(super) const ALL: [Family; 2] = [Family::V4, Family::V6];
 
-    fn tool(self) -> &'static str {
+    pub(super) fn tool(self) -> &'static str {
         match self {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",

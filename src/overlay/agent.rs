@@ -604,7 +604,7 @@ impl Agent {
         let drifted = check && crate::firewall::egress_routed() == want.is_empty();
         if !changed && !drifted {
             // A dropping FORWARD (dockerd started, or our accepts flushed)
-            // is seen at the check: one `iptables -S`.
+            // is seen at the check: one `iptables -S`, one `ip6tables -S`.
             if check {
                 self.accept_routed(&want, false);
             }
