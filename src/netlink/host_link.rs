@@ -78,7 +78,11 @@ impl Net {
                 ..Default::default()
             });
         }
+        // rtnetlink's `LinkBridge::new` asks for the link up: undo that.
+        // A kernel before 6.2 refuses to rename a link that is up (EBUSY),
+        // and the rename that commits it comes next (driver::marked).
         let msg = LinkBridge::new(&name)
+            .down()
             .address(mac.to_vec())
             .mtu(mtu)
             .build();
