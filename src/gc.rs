@@ -547,4 +547,3 @@ async fn vlans(
         out.settle(it, r);
     }
 }
-

@@ -79,7 +79,11 @@ fn overlay_encrypt_is_refused_without_wireguard() {
     let st = lab.pw(0, &["overlay", "status"]);
     let _ = run("ip", &["-n", &h0, "link", "del", "pw-wg"]);
     let out = String::from_utf8_lossy(&st.stdout);
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     assert!(
         out.contains("pw-wg: not a WireGuard device (kind bridge)") && out.contains("sec"),
         "{out}"

@@ -489,7 +489,10 @@ fn overlay_encrypted_network_in_the_vm() {
     assert!(
         hops.iter().any(|h| h["hop"] == "overlay sec vx-sec"
             && h["ok"] == true
-            && h["seen"].as_str().unwrap_or("").contains(&format!("→ {tunnel1}"))),
+            && h["seen"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("→ {tunnel1}"))),
         "{doc}"
     );
     assert!(
@@ -509,7 +512,10 @@ fn overlay_encrypted_network_in_the_vm() {
     nix::sys::signal::kill(pid1, nix::sys::signal::Signal::SIGCONT).expect("resume agent");
     let gc_out = String::from_utf8_lossy(&gc.stdout);
     assert!(gc.status.success() && !gc_out.contains("pw-wg"), "{gc_out}");
-    assert!(links(&h1).contains("pw-wg"), "gc took a live agent's device");
+    assert!(
+        links(&h1).contains("pw-wg"),
+        "gc took a live agent's device"
+    );
     lab.wait("vx-sec back on h1, the encrypted ping through", || {
         links(&h1).contains("vx-sec") && pattern_ping(&c0, &ip_c1.to_string()).1 == 3
     });

@@ -288,22 +288,16 @@ async fn device_settings(
 fn source_filter(r: &mut Report, hop: &str, peer: &str, what: &str, addr: IpAddr) {
     match crate::firewall::vxlan_members() {
         Ok(None) => r.hop(hop, true, "no VXLAN guard on this host"),
-        Ok(Some(m)) if m.contains(&addr) => r.hop(
-            hop,
-            true,
-            format!("{peer}'s {what} {addr} is admitted"),
-        ),
+        Ok(Some(m)) if m.contains(&addr) => {
+            r.hop(hop, true, format!("{peer}'s {what} {addr} is admitted"))
+        }
         Ok(Some(_)) => {
             r.hop(
                 hop,
                 false,
                 format!("{peer}'s {what} {addr} is not in the guard's set"),
             );
-            let set = if addr.is_ipv4() {
-                "hosts4"
-            } else {
-                "hosts6"
-            };
+            let set = if addr.is_ipv4() { "hosts4" } else { "hosts6" };
             r.cause(
                 "overlay-filtered",
                 hop,
