@@ -642,11 +642,12 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
 /// VXLAN only from members (guard.rs): drop UDP to `ports` from any
 /// source but `members`, in this namespace. Builds or replaces the table
 /// in one transaction.
-/// `sealed`: VNIs of encrypted networks, taken from `tunnel_if` only.
+/// `sealed`: (VNI, VXLAN port) of encrypted networks, whose VNI is taken
+/// on that port from `tunnel_if` only.
 pub fn guard_vxlan(
     ports: &std::collections::BTreeSet<u16>,
     members: &std::collections::BTreeSet<std::net::IpAddr>,
-    sealed: &std::collections::BTreeSet<u32>,
+    sealed: &std::collections::BTreeSet<(u32, u16)>,
     tunnel_if: &str,
 ) -> Result<()> {
     guard::install(ports, members, sealed, tunnel_if)

@@ -283,8 +283,6 @@ pub async fn report(dry_run: bool) -> Result<Report> {
             &e,
         ),
     }
-    #[cfg(feature = "overlay")]
-    wireguard(&host, dry_run, &mut out).await;
     let (removed, stuck) = ovs::collect_stale(dry_run).await;
     for (port, bridge) in removed {
         out.push(
@@ -547,50 +545,5 @@ async fn vlans(
         }
         .await;
         out.settle(it, r);
-    }
-}
-
-#[cfg(feature = "overlay")]
-/// The overlay agent's WireGuard device (its mark) that no encrypted
-/// network's VXLAN device rides on any more: an agent killed after its
-/// last encrypted network went, or one killed while making the device.
-async fn wireguard(host: &Net, dry_run: bool, out: &mut Out) {
-    let Ok(links) = host.links().await else {
-        return;
-    };
-    for l in links
-        .iter()
-        .filter(|l| l.kind.as_deref() == Some("wireguard"))
-    {
-        let ours = inventory::mark_of(l).is_some_and(|m| {
-            m.m == crate::record::MarkKind::Overlay && m.of == crate::netlink::wg::MARK_OF
-        });
-        // Unmarked: only the agent's name with no key and no peer (killed
-        // between making and marking it); an admin's device has a key.
-        let half_made = l.name == crate::netlink::wg::DEVICE && host.wg_blank(l.index);
-        if !ours && !half_made {
-            continue;
-        }
-        let r = async {
-            if host.wg_in_use(l.index).await? {
-                return Ok(false);
-            }
-            if !dry_run {
-                host.delete_link(l).await?;
-            }
-            Ok::<_, Error>(true)
-        }
-        .await;
-        match r {
-            Ok(true) => out.push(
-                "wireguard",
-                &l.name,
-                "host",
-                "removed",
-                "the overlay's WireGuard device, and no encrypted network uses it".into(),
-            ),
-            Ok(false) => {}
-            Err(e) => out.stuck("wireguard", &l.name, "host", &e),
-        }
     }
 }

@@ -12,6 +12,9 @@ pub fn install() {
         before_detach: &[crate::overlay::attach::before_detach_hook],
         #[cfg(not(feature = "overlay"))]
         before_detach: &[],
+        #[cfg(feature = "overlay")]
+        gc: &[crate::link::gc::pass, crate::overlay::gc::pass],
+        #[cfg(not(feature = "overlay"))]
         gc: &[crate::link::gc::pass],
         lab_of: crate::lab::plan::lab_of,
     });

@@ -72,4 +72,20 @@ fn overlay_encrypt_is_refused_without_wireguard() {
         st.contains("host h0: no WireGuard, so encrypted network sec is not built there"),
         "{st}"
     );
+    // An admin's device under the agent's WireGuard name but of another
+    // kind: status is still whole and names it as a problem.
+    let h0 = lab.host(0);
+    ok("ip", &["-n", &h0, "link", "add", "pw-wg", "type", "bridge"]);
+    let st = lab.pw(0, &["overlay", "status"]);
+    let _ = run("ip", &["-n", &h0, "link", "del", "pw-wg"]);
+    let out = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        out.contains("pw-wg: not a WireGuard device (kind bridge)") && out.contains("sec"),
+        "{out}"
+    );
 }

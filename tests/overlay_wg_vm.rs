@@ -462,6 +462,63 @@ fn overlay_encrypted_network_in_the_vm() {
         !frames.iter().any(|f| has_pattern(f)),
         "the encrypted network's payload is on the underlay in clear"
     );
+    // doctor between the two encrypted containers: healthy, its FDB
+    // expectation is the peer's tunnel address (what the agent wrote),
+    // both of the peer's addresses admitted by the guard.
+    let o = lab.pw(
+        0,
+        &[
+            "doctor",
+            &format!("netns:{c0}"),
+            &format!("netns:{c1}"),
+            "--json",
+        ],
+    );
+    let doc = String::from_utf8_lossy(&o.stdout).into_owned();
+    let dv: serde_json::Value = serde_json::from_str(&doc).expect("doctor json");
+    let causes = dv["causes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        o.status.success() && causes.is_empty(),
+        "doctor between healthy encrypted containers: {doc}"
+    );
+    let tunnel1 = host_record(&lab, 1)["wg"]["inner"]
+        .as_str()
+        .expect("inner")
+        .to_string();
+    let hops = dv["hops"].as_array().cloned().unwrap_or_default();
+    assert!(
+        hops.iter().any(|h| h["hop"] == "overlay sec vx-sec"
+            && h["ok"] == true
+            && h["seen"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("→ {tunnel1}"))),
+        "{doc}"
+    );
+    assert!(
+        hops.iter()
+            .any(|h| h["hop"] == "overlay sec tunnel source filter" && h["ok"] == true),
+        "{doc}"
+    );
+    // A gc while the agent runs keeps its WireGuard device, even in the
+    // moment no VXLAN device rides on it yet (the agent makes the device
+    // first, then the VXLAN device): the agent stopped, vx-sec deleted.
+    let h1 = lab.host(1);
+    let pid1 = lab.agents[1].as_ref().expect("agent 1").id() as i32;
+    let pid1 = nix::unistd::Pid::from_raw(pid1);
+    nix::sys::signal::kill(pid1, nix::sys::signal::Signal::SIGSTOP).expect("stop agent");
+    ok("ip", &["-n", &h1, "link", "del", "vx-sec"]);
+    let gc = lab.pw(1, &["gc"]);
+    nix::sys::signal::kill(pid1, nix::sys::signal::Signal::SIGCONT).expect("resume agent");
+    let gc_out = String::from_utf8_lossy(&gc.stdout);
+    assert!(gc.status.success() && !gc_out.contains("pw-wg"), "{gc_out}");
+    assert!(
+        links(&h1).contains("pw-wg"),
+        "gc took a live agent's device"
+    );
+    lab.wait("vx-sec back on h1, the encrypted ping through", || {
+        links(&h1).contains("vx-sec") && pattern_ping(&c0, &ip_c1.to_string()).1 == 3
+    });
     // The same capture sees a clear network's payload: it can fail.
     let cap = Capture::start(&ul);
     let (tx, rx) = pattern_ping(&d0, &ip_d1.to_string());
@@ -516,6 +573,12 @@ fn overlay_encrypted_network_in_the_vm() {
             .find(|l| l.contains("pipework:vxlan-encrypted"))
             .unwrap_or_else(|| panic!("no rule for the encrypted VNI: {rules}"))
             .to_string();
+        // On the network's VXLAN port only: WireGuard's port is in
+        // `@ports`, and there these bytes are a session index.
+        assert!(
+            line.contains("udp dport 4789") && !line.contains("@ports"),
+            "{line}"
+        );
         let w: Vec<&str> = line.split_whitespace().collect();
         let i = w.iter().position(|x| *x == "packets").expect("counter");
         w[i + 1].parse().expect("count")

@@ -110,10 +110,36 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
         );
         return;
     };
+    // What this host's agent programs for B (the same function): the
+    // peer's underlay, or for an encrypted network its tunnel address.
+    let encrypted = view.nets.get(net).is_some_and(|s| s.encrypt);
+    let Some((vtep, mac)) = view.entry(net, b, &agent.host) else {
+        r.hop(
+            &etcd_hop,
+            false,
+            format!("{b} on host {peer}, which has no WireGuard for encrypted network {net}"),
+        );
+        r.cause(
+            "overlay-peer-down",
+            &etcd_hop,
+            format!(
+                "{net} is encrypted and B's host {peer} registered no WireGuard key: its kernel lacks WireGuard, so {net} is not built there"
+            ),
+            None,
+        );
+        return;
+    };
     r.hop(
         &etcd_hop,
         true,
-        format!("{b} on host {peer} (alive, underlay {})", h.underlay),
+        if encrypted {
+            format!(
+                "{b} on host {peer} (alive, underlay {}, tunnel {vtep})",
+                h.underlay
+            )
+        } else {
+            format!("{b} on host {peer} (alive, underlay {})", h.underlay)
+        },
     );
     let vx_name = names::vxlan(net);
     let vx_hop = format!("{hop} {vx_name}");
@@ -135,7 +161,14 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
     if let Some(spec) = view.nets.get(net) {
         device_settings(r, host, &vx_hop, &vx_name, spec, vx.index).await;
     }
-    source_filter(r, &hop, &peer, h.underlay);
+    // An encrypted network's frames come twice through the guard: WireGuard
+    // from the peer's underlay, then VXLAN from its tunnel address.
+    let filter_hop = format!("{hop} source filter");
+    source_filter(r, &filter_hop, &peer, "underlay", h.underlay);
+    if encrypted {
+        let hop = format!("{hop} tunnel source filter");
+        source_filter(r, &hop, &peer, "tunnel address", vtep);
+    }
     let have = match host.net.vxlan_entries(vx.index).await {
         Ok(h) => h,
         Err(e) => {
@@ -143,10 +176,7 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
             return;
         }
     };
-    // The MAC its claim wrote: a dual-stack endpoint's IPv6 address
-    // shares its IPv4 one's.
-    let mac = crate::overlay::model::mac_of(ep);
-    let fdb_ok = have.fdb.get(&mac) == Some(&h.underlay);
+    let fdb_ok = have.fdb.get(&mac) == Some(&vtep);
     let neigh_ok = have.neigh.get(&b) == Some(&mac);
     let m = mac_text(&mac);
     r.hop(
@@ -168,8 +198,7 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
     let vx_word = shell_word(&vx_name);
     if !fdb_ok {
         fixes.push(format!(
-            "bridge fdb replace {m} dev {vx_word} dst {} self permanent",
-            h.underlay
+            "bridge fdb replace {m} dev {vx_word} dst {vtep} self permanent"
         ));
     }
     if !neigh_ok {
@@ -252,40 +281,34 @@ async fn device_settings(
     );
 }
 
-/// The VXLAN guard on this host (the nftables set of registered hosts'
-/// underlay addresses): B's host must be in it, or every frame B's host
-/// sends here (B's replies) is dropped before it reaches the VXLAN device.
-fn source_filter(r: &mut Report, hop: &str, peer: &str, underlay: IpAddr) {
-    let hop = format!("{hop} source filter");
+/// The VXLAN guard on this host (the nftables sets of registered hosts'
+/// underlay and tunnel addresses): B's host must be in it, or every frame
+/// B's host sends here (B's replies) is dropped before it reaches the
+/// VXLAN device. `what` names the address (underlay, tunnel address).
+fn source_filter(r: &mut Report, hop: &str, peer: &str, what: &str, addr: IpAddr) {
     match crate::firewall::vxlan_members() {
-        Ok(None) => r.hop(&hop, true, "no VXLAN guard on this host"),
-        Ok(Some(m)) if m.contains(&underlay) => r.hop(
-            &hop,
-            true,
-            format!("{peer}'s underlay {underlay} is admitted"),
-        ),
+        Ok(None) => r.hop(hop, true, "no VXLAN guard on this host"),
+        Ok(Some(m)) if m.contains(&addr) => {
+            r.hop(hop, true, format!("{peer}'s {what} {addr} is admitted"))
+        }
         Ok(Some(_)) => {
             r.hop(
-                &hop,
+                hop,
                 false,
-                format!("{peer}'s underlay {underlay} is not in the guard's set"),
+                format!("{peer}'s {what} {addr} is not in the guard's set"),
             );
-            let set = if underlay.is_ipv4() {
-                "hosts4"
-            } else {
-                "hosts6"
-            };
+            let set = if addr.is_ipv4() { "hosts4" } else { "hosts6" };
             r.cause(
                 "overlay-filtered",
-                &hop,
+                hop,
                 format!(
-                    "this host drops VXLAN from {peer} ({underlay}): its address is missing from the member set (the agent puts it back at its next kernel check)"
+                    "this host drops VXLAN from {peer} ({addr}): its address is missing from the member set (the agent puts it back at its next kernel check)"
                 ),
                 Some(format!(
-                    "nft add element inet pipework_vxlan {set} {{ {underlay} }}"
+                    "nft add element inet pipework_vxlan {set} {{ {addr} }}"
                 )),
             );
         }
-        Err(e) => r.hop(&hop, false, format!("cannot read: {e}")),
+        Err(e) => r.hop(hop, false, format!("cannot read: {e}")),
     }
 }

@@ -264,19 +264,22 @@ fn contain_input() -> [Msg; 2] {
 }
 
 /// An encrypted network's VNI arrives through the tunnel only:
-/// `udp dport @ports iifname != "pw-wg" @th,96,24 VNI drop`. Any member
+/// `udp dport PORT iifname != "pw-wg" @th,96,24 VNI drop`. Any member
 /// may send clear-text VXLAN to the port (clear networks share it), so
 /// only the VNI in the VXLAN header (bytes 4-6 after the UDP header; the
 /// kernel ignores the byte after it, so it is left out) tells the two
 /// apart: a member's forged clear-text frame never reaches the network.
-fn sealed_rule(vni: u32, tunnel_if: &str) -> Msg {
+/// PORT is the network's VXLAN port, not `@ports`: that set also holds
+/// WireGuard's port, where those bytes are a random session index, and a
+/// match there would blackhole a whole WireGuard session.
+fn sealed_rule(vni: u32, port: u16, tunnel_if: &str) -> Msg {
     let mut name = [0u8; 16];
     let n = tunnel_if.len().min(15);
     name[..n].copy_from_slice(&tunnel_if.as_bytes()[..n]);
     rule(CHAIN, SEALED_COMMENT, |l| {
         meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_UDP as u8]);
         payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
-        lookup(l, PORTS, false);
+        cmp(l, NFT_CMP_EQ, &port.to_be_bytes());
         meta_cmp(l, NFT_META_IIFNAME, NFT_CMP_NEQ, &name);
         payload(l, NFT_PAYLOAD_TRANSPORT, 12, 3);
         cmp(l, NFT_CMP_EQ, &vni.to_be_bytes()[1..]);
@@ -298,11 +301,12 @@ fn base_chain(name: &str, hook: u32) -> Msg {
 
 /// The table with exactly these ports and members, in one transaction:
 /// created, or replaced (add-then-delete makes the delete never fail).
-/// `sealed`: VNIs of encrypted networks, accepted from `tunnel_if` only.
+/// `sealed`: (VNI, VXLAN port) of encrypted networks, accepted from
+/// `tunnel_if` only.
 pub fn install(
     ports: &BTreeSet<u16>,
     members: &BTreeSet<IpAddr>,
-    sealed: &BTreeSet<u32>,
+    sealed: &BTreeSet<(u32, u16)>,
     tunnel_if: &str,
 ) -> io::Result<()> {
     let mut b = vec![
@@ -329,7 +333,7 @@ pub fn install(
     b.extend(elems(NFT_MSG_NEWSETELEM, HOSTS6, &v6, true));
     b.push(members_rule(false));
     b.push(members_rule(true));
-    b.extend(sealed.iter().map(|v| sealed_rule(*v, tunnel_if)));
+    b.extend(sealed.iter().map(|(v, p)| sealed_rule(*v, *p, tunnel_if)));
     b.extend(contain_input());
     b.push(contain_forward(false));
     b.push(contain_forward(true));
@@ -434,12 +438,13 @@ mod tests {
         }
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let ports: BTreeSet<u16> = [4789, 8472].into();
+            // 51820: WireGuard's port, which the agent adds to `ports`.
+            let ports: BTreeSet<u16> = [4789, 8472, 51820].into();
             let a: IpAddr = "10.9.0.1".parse().expect("ip");
             let b: IpAddr = "fd00::2".parse().expect("ip");
             let c: IpAddr = "10.9.0.3".parse().expect("ip");
             assert!(!present().expect("dump"));
-            let sealed: BTreeSet<u32> = [4097].into();
+            let sealed: BTreeSet<(u32, u16)> = [(4097, 8472)].into();
             install(&ports, &[a, b].into(), &sealed, "pw-wg").expect("install");
             assert!(present().expect("dump"));
             // Again: replaced, not doubled.
@@ -457,8 +462,17 @@ mod tests {
                 assert_eq!(t.matches(COMMENT).count(), 2, "{t}");
                 assert!(t.contains("saddr != @hosts4"), "{t}");
                 assert_eq!(t.matches(SEALED_COMMENT).count(), 1, "{t}");
-                assert!(t.contains("iifname != \"pw-wg\""), "{t}");
-                assert!(t.contains("@th,96,24 0x1001"), "{t}");
+                // On the network's own port only: never WireGuard's.
+                let sealed_line = t
+                    .lines()
+                    .find(|l| l.contains(SEALED_COMMENT))
+                    .unwrap_or_default();
+                assert!(
+                    sealed_line.contains("udp dport 8472 iifname != \"pw-wg\"")
+                        && !sealed_line.contains("@ports"),
+                    "{t}"
+                );
+                assert!(sealed_line.contains("@th,96,24 0x1001"), "{t}");
                 // Containers kept off the underlay (see `contain`).
                 for want in [
                     "hook forward",

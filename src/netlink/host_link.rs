@@ -89,3 +89,32 @@ impl Net {
         self.add_link(msg, &format!("bridge {name}"), &name).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Born down, in a namespace of its own (a thread that unshared).
+    #[test]
+    fn a_bridge_made_down_is_down() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async {
+                let net = super::Net::new(None, false).expect("netlink");
+                let l = net
+                    .add_bridge_down("pwbd0".into(), 1400, [2, 0x55, 0, 0, 0, 1])
+                    .await
+                    .expect("bridge");
+                assert!(!l.up, "born up");
+                assert_eq!(l.mtu, 1400);
+            });
+        })
+        .join()
+        .expect("thread");
+    }
+}

@@ -107,8 +107,9 @@ struct Agent {
     stats: Option<std::path::PathBuf>,
     events: u64,
     /// The VXLAN guard as last written: ports of the networks built here,
-    /// underlay addresses of the registered hosts (None: not written).
-    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>, BTreeSet<u32>)>,
+    /// underlay addresses of the registered hosts, encrypted networks'
+    /// (VNI, port) (None: not written).
+    guarded: Option<(BTreeSet<u16>, BTreeSet<IpAddr>, Sealed)>,
     /// The egress table as last written (None: not written).
     routed: Option<Vec<crate::firewall::Routed>>,
     /// Networks built here with no container of theirs, only to route
@@ -140,6 +141,9 @@ fn forwarding_on(f: &str, name: &str) {
         }
     }
 }
+
+/// Encrypted networks' (VNI, VXLAN port): taken from the tunnel only.
+type Sealed = BTreeSet<(u32, u16)>;
 
 pub async fn run(a: AgentArgs) -> Result<()> {
     if !(2..=3600).contains(&a.ttl) {
@@ -686,13 +690,15 @@ impl Agent {
         members.insert(self.u.ip);
         // Encrypted networks: VXLAN from peers' tunnel addresses (which
         // WireGuard vouches for), their VNIs from the tunnel only, and
-        // WireGuard's own port from members only.
-        let sealed: BTreeSet<u32> = self
+        // WireGuard's own port from members only. Each VNI is matched on
+        // its network's VXLAN port alone: on WireGuard's port the same
+        // bytes are a random session index, which must never be dropped.
+        let sealed: Sealed = self
             .devs
             .keys()
             .filter_map(|n| self.model.nets.get(n))
             .filter(|s| s.encrypt)
-            .map(|s| s.vni)
+            .map(|s| (s.vni, s.port))
             .collect();
         let mut ports = ports;
         if let (Some(_), Some((_, p))) = (&self.tunnel, &self.wg) {

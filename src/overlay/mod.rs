@@ -16,6 +16,7 @@ pub mod crypt;
 pub mod endpoint;
 pub mod etcd;
 pub mod fdb;
+pub mod gc;
 pub mod lease;
 pub mod model;
 pub mod names;

@@ -386,4 +386,36 @@ mod tests {
             Some([2, 0x77, 10, 1, 0, 2])
         );
     }
+
+    /// What the agent programs and doctor expects for an encrypted
+    /// network: the peer's tunnel address, never its underlay (that
+    /// would send the network's frames in clear); a peer without
+    /// WireGuard gets no entry at all.
+    #[test]
+    fn an_encrypted_network_points_at_the_peers_tunnel_address() {
+        let r = store::ROOT;
+        let spec = String::from_utf8(net("s", "10.1.0.0/24", &[]))
+            .expect("utf8")
+            .replace(r#""allow_from":[]"#, r#""allow_from":[],"encrypt":true"#)
+            .into_bytes();
+        let wg = br#"{"name":"b","underlay":"10.0.0.2","underlay_if":"eth0","underlay_mtu":1500,"lease":1,"wg":{"key":"k","port":51820,"inner":"fd70:6970:7767::b"}}"#;
+        let mut m = Model::from_kvs(vec![
+            (format!("{r}net/s"), spec, 1),
+            (format!("{r}host/b"), wg.to_vec(), 2),
+            (format!("{r}host/c"), host("c", "10.0.0.3"), 3),
+            (format!("{r}ep/s/10.1.0.2"), ep("10.1.0.2", "b"), 4),
+            (format!("{r}ep/s/10.1.0.3"), ep("10.1.0.3", "c"), 5),
+        ]);
+        let ip2: IpAddr = "10.1.0.2".parse().expect("ip");
+        let ip3: IpAddr = "10.1.0.3".parse().expect("ip");
+        let tunnel: IpAddr = "fd70:6970:7767::b".parse().expect("ip");
+        assert_eq!(m.entry("s", ip2, "a").map(|e| e.0), Some(tunnel));
+        assert_eq!(m.entry("s", ip3, "a"), None, "c has no WireGuard");
+        // The same hosts on a clear network: their underlays.
+        m.apply(&format!("{r}net/s"), Some(&net("s", "10.1.0.0/24", &[])), 6);
+        assert_eq!(
+            m.entry("s", ip2, "a").map(|e| e.0),
+            Some("10.0.0.2".parse().expect("ip"))
+        );
+    }
 }

@@ -98,11 +98,26 @@ pub async fn run(opts: &EtcdOpts) -> Result<Status> {
     let mut wireguard = None;
     if let Some(agent) = super::state::load() {
         let host = crate::netlink::Net::new(None, false)?;
+        // Read only what is WireGuard, and what cannot be read is one
+        // problem line: the rest of the status still stands.
         if let Some(l) = host.link_by_name(super::crypt::DEVICE).await? {
-            wireguard = Some(WgRow {
-                device: l.name.clone(),
-                dev: host.wg_device(l.index)?,
-            });
+            if l.kind.as_deref() != Some("wireguard") {
+                problems.push(format!(
+                    "{}: not a WireGuard device (kind {}): not the overlay agent's; encrypted networks are not built here until it is removed or renamed",
+                    l.name,
+                    l.kind.as_deref().unwrap_or("unknown")
+                ));
+            } else {
+                match host.wg_device(l.index) {
+                    Ok(dev) => {
+                        wireguard = Some(WgRow {
+                            device: l.name.clone(),
+                            dev,
+                        })
+                    }
+                    Err(e) => problems.push(format!("{}: cannot read it: {e}", l.name)),
+                }
+            }
         }
         for n in view.nets.values() {
             let want = view.desired(&n.name, &agent.host);
