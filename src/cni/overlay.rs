@@ -39,6 +39,12 @@ pub fn add(
         Ok::<_, crate::Error>((net, claim))
     })?;
     let ips = claim.ips();
+    // The link record holds the addresses: measured now, before anything
+    // is built (the kernel would refuse a longer alias only after).
+    if let Err(e) = plumber.overlay_fits(&net, &ips) {
+        plumber.runtime().block_on(claim.release("pipework (cni)"));
+        return Err(e);
+    }
     let bad = |e: ipnetwork::IpNetworkError| CniError::new(code::INTERNAL, e.to_string(), "");
     let mut ip = AddResult::default();
     for a in &ips {
