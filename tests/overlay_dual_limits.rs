@@ -104,7 +104,8 @@ fn overlay_ipv6_only_macs_are_claimed_with_the_address() {
 
     // Host 1 cut off past its lease: its endpoints lapse, its
     // reservations (and MACs) stay; the clashing address is still refused.
-    let on2: Vec<_> = winners.iter().filter(|w| w.0 == 2).cloned().collect();
+    // (winners[0] was detached above.)
+    let on2: Vec<_> = winners[1..].iter().filter(|w| w.0 == 2).cloned().collect();
     let c = lab.container("extra");
     let ip1 = "fd65::1:0:0:20";
     lab.pw_ok(1, &["six", &format!("netns:{c}"), &format!("{ip1}/64")]);
@@ -137,12 +138,33 @@ fn overlay_ipv6_only_macs_are_claimed_with_the_address() {
     assert_eq!(left.len(), on2.len(), "{left:?}");
     lab.pw_ok(2, &["six", &format!("netns:{d}"), "fd65::3:0:0:20/64"]);
     lab.pw_ok(2, &["detach", &format!("netns:{d}")]);
-    // Host 1's containers are still attached on its side (etcd forgot
-    // them): their links go with the namespaces. Delete with host 2's
-    // endpoints detached clears every MAC key of the network.
-    for (_, c, _) in &on2 {
-        lab.pw_ok(2, &["detach", &format!("netns:{c}")]);
+    // A release that predates MAC keys (an older agent's: endpoint and
+    // reservation only) leaves the MAC key: the agent's sweep drops it.
+    let o = lab.container("old");
+    let ip2 = "fd65::2:0:0:30";
+    lab.pw_ok(2, &["six", &format!("netns:{o}"), &format!("{ip2}/64")]);
+    let mk = format!("{MACS}02:76:00:00:00:30");
+    assert_eq!(keys(&lab, &mk), vec![mk.clone()]);
+    lab.etcdctl(&["del", &format!("/pipework/overlay/ep/six/{ip2}")]);
+    lab.etcdctl(&["del", &format!("/pipework/overlay/resv/six/{ip2}")]);
+    lab.wait("the orphaned MAC key is swept", || {
+        keys(&lab, &mk).is_empty()
+    });
+    lab.pw_ok(2, &["detach", &format!("netns:{o}")]);
+    // Host 1's agent back: it publishes its containers again from their
+    // records, as endpoints written before MAC keys existed are, and
+    // takes their MAC keys with them (host rm had dropped them).
+    let on1: Vec<_> = winners[1..].iter().filter(|w| w.0 == 1).cloned().collect();
+    lab.start_agent(1);
+    let want = on1.len() + on2.len() + 1;
+    lab.wait("host 1's MAC keys are back", || {
+        keys(&lab, MACS).len() == want
+    });
+    // Detach releases every MAC key; delete leaves none.
+    for (h, c, _) in on1.iter().chain(&on2) {
+        lab.pw_ok(*h, &["detach", &format!("netns:{c}")]);
     }
+    lab.pw_ok(1, &["detach", &format!("netns:{c}")]);
     assert!(keys(&lab, MACS).is_empty(), "{:?}", keys(&lab, MACS));
     lab.pw_ok(0, &["overlay", "delete", "six"]);
     assert!(keys(&lab, "/pipework/overlay/mac/").is_empty());

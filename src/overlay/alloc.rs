@@ -525,6 +525,20 @@ async fn own_mac(
     })
 }
 
+/// Drop MAC key `mk` of `net` (IPv6-only address `ip`'s) whose address
+/// has neither endpoint nor reservation, only if it is still as read
+/// (revision `rev`) and both are still absent (a new claim writes all).
+pub async fn release_mac(st: &Store, net: &str, mk: &str, ip: IpAddr, rev: i64) -> Result<bool> {
+    let txn = Txn::new()
+        .when(vec![
+            Compare::mod_revision(mk, CompareOp::Equal, rev),
+            Compare::create_revision(&store::ep_key(net, ip), CompareOp::Equal, 0),
+            Compare::create_revision(&store::resv_key(net, ip), CompareOp::Equal, 0),
+        ])
+        .and_then(vec![TxnOp::delete(mk)]);
+    st.txn("releasing a MAC", txn).await
+}
+
 /// "requested lease not found" means the agent's lease lapsed: say what to do.
 pub fn lease_hint(e: Error) -> Error {
     let s = e.to_string();
