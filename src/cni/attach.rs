@@ -177,7 +177,9 @@ fn sriov_options(conf: &NetConf) -> CniResult<crate::sriov::Options> {
 }
 
 /// Room for the tag in a record (the rest of the 255-byte alias holds the
-/// driver kind, bridge and interface names and the short id).
+/// driver kind, bridge and interface names and the short id). An overlay
+/// record also holds its addresses, up to 56 bytes more when dual stack:
+/// measured per network before the claim (`Plumber::overlay_fits`).
 const MAX_TAG: usize = 150;
 
 pub(super) fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
@@ -253,7 +255,10 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     let guest = Guest {
         netns,
         name: tag,
-        id: Some(env.container_id.clone()),
+        // The record's short id would only repeat the tag's container ID:
+        // an overlay record needs those bytes for its addresses (a
+        // dual-stack one with a 64-hex ID fits only without it).
+        id: (mode != Mode::Overlay).then(|| env.container_id.clone()),
         pid: None,
     };
     let (host_net, cont_net) = rt.block_on(async {
@@ -351,6 +356,61 @@ impl Plumber {
             }
         }
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
+    }
+
+    /// Whether this attachment's link record, as `link` will seal it with
+    /// addresses `ips` of network `net`, fits the kernel's 255-byte alias:
+    /// checked before anything is built (the kernel refuses a longer alias
+    /// only once the link exists), so the ADD fails in one line and the
+    /// caller gives the addresses back. The host link's name counts at its
+    /// longest.
+    #[cfg(feature = "overlay")]
+    pub(super) fn overlay_fits(
+        &self,
+        net: &crate::overlay::store::NetSpec,
+        ips: &[std::net::IpAddr],
+    ) -> CniResult<()> {
+        let mut x = self.req.record_extras.clone();
+        for ip in ips {
+            match ip {
+                std::net::IpAddr::V4(a) => x.overlay_ip = Some(*a),
+                std::net::IpAddr::V6(a) => x.overlay_ip6 = Some(*a),
+            }
+        }
+        if self.req.vlan.is_some() {
+            x.vlan = Some(u16::MAX);
+            x.bridge_vlan_filtering = Some(true);
+        }
+        let rec = crate::record::Record {
+            h: self.req.host.clone(),
+            hi: Some("x".repeat(15)),
+            g: self.guest.name.clone(),
+            id: self.guest.id.as_ref().map(|_| self.guest.short_id()),
+            ifname: self.req.ifname.clone(),
+            n: self.guest.netns.inode()?,
+            // `attach_to` runs in this process and records its pid.
+            p: Some(std::process::id()),
+            x,
+            ..Default::default()
+        };
+        let len = rec.sealed_len();
+        if len <= 255 {
+            return Ok(());
+        }
+        Err(CniError::config(format!(
+            "network name '{}' with CNI_CONTAINERID ({} bytes) and CNI_IFNAME '{}' is too long to record on the link of this {} network ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
+            net.name,
+            parse_guest_tag(&self.guest.name).map_or(0, |(_, c, _)| c.len()),
+            self.req.ifname,
+            if net.subnet6.is_some() && net.subnet.is_some() {
+                "dual-stack"
+            } else if net.subnet6.is_some() {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+            len - 255
+        )))
     }
 
     #[cfg(feature = "overlay")]

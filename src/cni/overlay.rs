@@ -21,7 +21,7 @@ pub fn add(
 ) -> CniResult<(AddResult, Vec<Interface>)> {
     let agent = state::require(&conf.name)?;
     let tag = super::attach::guest_tag(&conf.name, &env.container_id, &env.ifname);
-    let (net, claim) = plumber.runtime().block_on(async {
+    let (st, net) = plumber.runtime().block_on(async {
         let st = Store::connect(&agent.etcd).await?;
         let net = network::get(&st, &conf.name).await?.ok_or_else(|| {
             crate::Error::bad(
@@ -29,16 +29,42 @@ pub fn add(
                 "no such overlay network (pipework overlay create NAME --subnet CIDR)",
             )
         })?;
-        let claim = Claim::take(&st, &agent, &net, &Want::Auto, &tag, &env.ifname).await?;
-        // The agent builds the network's bridge on this host once it has
-        // an endpoint here: this claim.
-        if let Err(e) = crate::overlay::attach::wait_for_bridge(&net.name).await {
-            claim.release("pipework (cni)").await;
-            return Err(e);
-        }
-        Ok::<_, crate::Error>((net, claim))
+        Ok::<_, crate::Error>((st, net))
     })?;
+    // The link record holds the addresses, and the kernel refuses an
+    // alias too long only once the link exists. A record too long even
+    // with the shortest addresses is refused before anything is claimed;
+    // the claimed ones are measured before anything is built.
+    let shortest: Vec<std::net::IpAddr> = [
+        net.subnet.map(|_| std::net::Ipv4Addr::UNSPECIFIED.into()),
+        net.subnet6.map(|_| std::net::Ipv6Addr::UNSPECIFIED.into()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    plumber.overlay_fits(&net, &shortest)?;
+    let claim = plumber.runtime().block_on(Claim::take(
+        &st,
+        &agent,
+        &net,
+        &Want::Auto,
+        &tag,
+        &env.ifname,
+    ))?;
     let ips = claim.ips();
+    if let Err(e) = plumber.overlay_fits(&net, &ips) {
+        plumber.runtime().block_on(claim.release("pipework (cni)"));
+        return Err(e);
+    }
+    // The agent builds the network's bridge on this host once it has an
+    // endpoint here: this claim.
+    if let Err(e) = plumber
+        .runtime()
+        .block_on(crate::overlay::attach::wait_for_bridge(&net.name))
+    {
+        plumber.runtime().block_on(claim.release("pipework (cni)"));
+        return Err(e.into());
+    }
     let bad = |e: ipnetwork::IpNetworkError| CniError::new(code::INTERNAL, e.to_string(), "");
     let mut ip = AddResult::default();
     for a in &ips {

@@ -1011,6 +1011,18 @@ impl Agent {
                 ));
             }
         }
+        // MAC keys of ours whose address is held no more (a release by an
+        // agent that predates them): no claim holds them, give them back.
+        for (net, mk, ip, rev) in self.model.orphan_macs(self.me()) {
+            if matches!(
+                super::alloc::release_mac(&self.st, &net, &mk, ip, rev).await,
+                Ok(true)
+            ) {
+                log(format_args!(
+                    "{net}: releasing {ip}'s MAC key (address released)"
+                ));
+            }
+        }
         let resv = self.model.resv_of(self.me());
         let has_ep = |net: &str, ip| self.model.ep(net, ip).is_some();
         if resv.iter().all(|(net, ip, _)| has_ep(net, *ip)) {

@@ -6,7 +6,7 @@
 //! hold lease (ownership: a host cut off for a while gets its addresses
 //! back, nobody else is given them meanwhile).
 use super::etcd::{Compare, CompareOp, Txn, TxnOp};
-use super::store::{self, Endpoint, NetSpec, Reservation, Store};
+use super::store::{self, Endpoint, MacHold, NetSpec, Reservation, Store};
 use crate::error::{Error, Result};
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -35,6 +35,71 @@ async fn resv_is_ours(st: &Store, key: &str, host: &str) -> Result<Result<Compar
         }
         None => Ok(Compare::create_revision(key, CompareOp::Equal, 0)),
     })
+}
+
+/// The MAC key a claim of `ips` must take with them: an IPv6-only
+/// endpoint's (its MAC is the address's last 32 bits, which another
+/// address can repeat). An IPv4-derived MAC is unique with its address.
+fn mac_claim(net: &str, ips: &[IpAddr], mac: &str) -> Option<(String, IpAddr)> {
+    match ips {
+        [ip @ IpAddr::V6(_)] => Some((store::mac_key(net, mac), *ip)),
+        _ => None,
+    }
+}
+
+/// The MAC key of a single address `ip` when it holds one (an IPv6-only
+/// endpoint's, whose `mac` is derived from `ip`).
+fn mac_key_of(net: &str, ip: IpAddr, mac: &str) -> Option<String> {
+    match ip {
+        IpAddr::V6(v6) if crate::request::format_mac(&super::names::mac_for6(v6)) == mac => {
+            Some(store::mac_key(net, mac))
+        }
+        _ => None,
+    }
+}
+
+/// MAC key `key` as stored, with its revision.
+async fn mac_held(st: &Store, key: &str) -> Result<Option<(MacHold, i64)>> {
+    match st.get_kv(key).await? {
+        Some((v, rev)) => Ok(Some((store::decode(key, &v)?, rev))),
+        None => Ok(None),
+    }
+}
+
+/// The comparison that says "MAC key `key` is absent, or `ip`'s of
+/// `host` as read"; the holder otherwise.
+async fn mac_is_ours(
+    st: &Store,
+    key: &str,
+    ip: IpAddr,
+    host: &str,
+) -> Result<Result<Compare, MacHold>> {
+    Ok(match mac_held(st, key).await? {
+        Some((h, rev)) if h.ip == ip && h.host == host => {
+            Ok(Compare::mod_revision(key, CompareOp::Equal, rev))
+        }
+        Some((h, _)) => Err(h),
+        None => Ok(Compare::create_revision(key, CompareOp::Equal, 0)),
+    })
+}
+
+fn mac_taken(ip: IpAddr, mac: &str, holder: &MacHold) -> Error {
+    if holder.ip == ip {
+        return Error::bad(
+            ip,
+            format!(
+                "in use by {} on host {}; pick another or auto",
+                holder.container, holder.host
+            ),
+        );
+    }
+    Error::bad(
+        ip,
+        format!(
+            "its MAC {mac} (from the address's last 32 bits) is {}'s already; pick an address with other last 32 bits, or auto",
+            holder.ip
+        ),
+    )
 }
 
 /// Claim the addresses `want` asks for, one endpoint each (`ep` is the
@@ -71,6 +136,11 @@ pub async fn claim(
                 // is cut off (its endpoint lapsed) is still taken.
                 let mut used = std::collections::HashSet::new();
                 let mut macs = std::collections::HashSet::new();
+                let (held, _) = st.list(&store::mac_prefix(&net.name)).await?;
+                macs.extend(
+                    held.iter()
+                        .filter_map(|(k, _)| k.rsplit('/').next().map(String::from)),
+                );
                 for p in [store::ep_prefix(&net.name), store::resv_prefix(&net.name)] {
                     let (kvs, _) = st.list(&p).await?;
                     for (k, v) in &kvs {
@@ -140,6 +210,23 @@ pub async fn claim(
             ops.push(TxnOp::put(&key, &store::encode(e), Some(lease)));
             ops.push(TxnOp::put(&rkey, &resv_of(e), Some(hold)));
         }
+        // An IPv6-only endpoint's MAC, claimed with its address.
+        if let Some((mk, ip)) = mac_claim(&net.name, &ips, &mac) {
+            match mac_is_ours(st, &mk, ip, &ep.host).await? {
+                Ok(c) => when.push(c),
+                Err(holder) => match want {
+                    Want::Given(_) => return Err(mac_taken(ip, &mac, &holder)),
+                    // Claimed since the list: pick again.
+                    Want::Auto => continue,
+                },
+            }
+            let hold_rec = MacHold {
+                ip,
+                host: ep.host.clone(),
+                container: ep.container.clone(),
+            };
+            ops.push(TxnOp::put(&mk, &store::encode(&hold_rec), Some(hold)));
+        }
         // The network must still exist (a concurrent delete wins).
         when.push(Compare::create_revision(
             &store::net_key(&net.name),
@@ -193,8 +280,9 @@ pub async fn claim(
                     None => reserved_meanwhile |= st.get(&rkey).await?.is_some(),
                 }
             }
-            if reserved_meanwhile {
-                // Reserved meanwhile: the next round names its holder.
+            // Reserved meanwhile, or the MAC claimed meanwhile: the next
+            // round names the holder.
+            if reserved_meanwhile || st.get(&store::net_key(&net.name)).await?.is_some() {
                 continue;
             }
             return Err(Error::bad(&net.name, "the network was deleted meanwhile"));
@@ -208,7 +296,9 @@ pub async fn claim(
 
 /// An IPv6-only endpoint's MAC comes from its address's low 32 bits: a
 /// static address whose low bits repeat another endpoint's would share
-/// its MAC on the network's one L2 segment. Refused.
+/// its MAC on the network's one L2 segment. Claims hold the MAC key
+/// (`mac_claim`), atomically; this read covers endpoints written before
+/// MAC keys existed, until their agent's next update writes theirs.
 async fn refuse_taken_mac(st: &Store, net: &NetSpec, ip: Ipv6Addr) -> Result<()> {
     let mac = crate::request::format_mac(&super::names::mac_for6(ip));
     let (kvs, _) = st.list(&store::ep_prefix(&net.name)).await?;
@@ -317,10 +407,26 @@ pub async fn update(
         }
         None => Compare::create_revision(&key, CompareOp::Equal, 0),
     };
-    let txn = Txn::new().when(vec![cmp, rcmp]).and_then(vec![
+    let mut when = vec![cmp, rcmp];
+    let mut ops = vec![
         TxnOp::put(&key, &store::encode(ep), Some(lease)),
         TxnOp::put(&rkey, &resv_of(ep), Some(hold)),
-    ]);
+    ];
+    // The MAC key lives under the reservation's hold lease too; an
+    // endpoint written before MAC keys existed gets its key here. One
+    // another address already holds (a clash from before) is never taken.
+    if let Some(mk) = mac_key_of(net, ep.ip, &ep.mac)
+        && let Ok(c) = mac_is_ours(st, &mk, ep.ip, &ep.host).await?
+    {
+        when.push(c);
+        let h = MacHold {
+            ip: ep.ip,
+            host: ep.host.clone(),
+            container: ep.container.clone(),
+        };
+        ops.push(TxnOp::put(&mk, &store::encode(&h), Some(hold)));
+    }
+    let txn = Txn::new().when(when).and_then(ops);
     let succeeded = st
         .txn("updating the endpoint", txn)
         .await
@@ -365,6 +471,10 @@ pub async fn release(
         when.push(Compare::mod_revision(&rkey, CompareOp::Equal, rev));
         ops.push(TxnOp::delete(&rkey));
     }
+    if let Some((mk, rev)) = own_mac(st, net, ip, Some(host)).await? {
+        when.push(Compare::mod_revision(&mk, CompareOp::Equal, rev));
+        ops.push(TxnOp::delete(&mk));
+    }
     if ops.is_empty() {
         return Ok(false);
     }
@@ -378,13 +488,55 @@ pub async fn release(
 pub async fn release_resv(st: &Store, net: &str, ip: IpAddr, rev: i64) -> Result<bool> {
     let key = store::ep_key(net, ip);
     let rkey = store::resv_key(net, ip);
+    let mut when = vec![
+        Compare::mod_revision(&rkey, CompareOp::Equal, rev),
+        Compare::create_revision(&key, CompareOp::Equal, 0),
+    ];
+    let mut ops = vec![TxnOp::delete(&rkey)];
+    if let Some((mk, mrev)) = own_mac(st, net, ip, None).await? {
+        when.push(Compare::mod_revision(&mk, CompareOp::Equal, mrev));
+        ops.push(TxnOp::delete(&mk));
+    }
+    st.txn(
+        "releasing a reservation",
+        Txn::new().when(when).and_then(ops),
+    )
+    .await
+}
+
+/// The MAC key address `ip` holds (of `host`, when given), with its
+/// revision: released with the address.
+async fn own_mac(
+    st: &Store,
+    net: &str,
+    ip: IpAddr,
+    host: Option<&str>,
+) -> Result<Option<(String, i64)>> {
+    let IpAddr::V6(v6) = ip else {
+        return Ok(None);
+    };
+    let mk = store::mac_key(
+        net,
+        &crate::request::format_mac(&super::names::mac_for6(v6)),
+    );
+    Ok(match mac_held(st, &mk).await? {
+        Some((h, rev)) if h.ip == ip && host.is_none_or(|o| o == h.host) => Some((mk, rev)),
+        _ => None,
+    })
+}
+
+/// Drop MAC key `mk` of `net` (IPv6-only address `ip`'s) whose address
+/// has neither endpoint nor reservation, only if it is still as read
+/// (revision `rev`) and both are still absent (a new claim writes all).
+pub async fn release_mac(st: &Store, net: &str, mk: &str, ip: IpAddr, rev: i64) -> Result<bool> {
     let txn = Txn::new()
         .when(vec![
-            Compare::mod_revision(&rkey, CompareOp::Equal, rev),
-            Compare::create_revision(&key, CompareOp::Equal, 0),
+            Compare::mod_revision(mk, CompareOp::Equal, rev),
+            Compare::create_revision(&store::ep_key(net, ip), CompareOp::Equal, 0),
+            Compare::create_revision(&store::resv_key(net, ip), CompareOp::Equal, 0),
         ])
-        .and_then(vec![TxnOp::delete(&rkey)]);
-    st.txn("releasing a reservation", txn).await
+        .and_then(vec![TxnOp::delete(mk)]);
+    st.txn("releasing a MAC", txn).await
 }
 
 /// "requested lease not found" means the agent's lease lapsed: say what to do.

@@ -6,7 +6,7 @@
 //! `overlay status` reads the same model from one paged list.
 use super::fdb::Desired;
 use super::names;
-use super::store::{self, Endpoint, HostInfo, NetSpec, Reservation};
+use super::store::{self, Endpoint, HostInfo, MacHold, NetSpec, Reservation};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -38,6 +38,9 @@ pub struct Model {
     by_host: HashMap<String, HashSet<(String, IpAddr)>>,
     /// host → its reservations (network, address).
     resv_by_host: HashMap<String, HashSet<(String, IpAddr)>>,
+    /// network → IPv6-only MAC → its holder (and revision): read only by
+    /// the sweep, which drops one whose address is no longer held.
+    pub macs: HashMap<String, BTreeMap<String, (MacHold, i64)>>,
 }
 
 /// An endpoint's MAC as its claim wrote it (both families' endpoints of
@@ -69,6 +72,7 @@ enum Key<'a> {
     Host(&'a str),
     Ep(&'a str, IpAddr),
     Resv(&'a str, IpAddr),
+    Mac(&'a str, &'a str),
 }
 
 fn split(k: &str) -> Option<Key<'_>> {
@@ -79,6 +83,7 @@ fn split(k: &str) -> Option<Key<'_>> {
         ("host", Some(n), None) => Some(Key::Host(n)),
         ("ep", Some(n), Some(ip)) => Some(Key::Ep(n, ip.parse().ok()?)),
         ("resv", Some(n), Some(ip)) => Some(Key::Resv(n, ip.parse().ok()?)),
+        ("mac", Some(n), Some(mac)) => Some(Key::Mac(n, mac)),
         _ => None,
     }
 }
@@ -143,7 +148,39 @@ impl Model {
                 }
                 Some(Touched::Resv(n.to_string(), ip))
             }
+            // Kept for the sweep; nothing the agent programs depends on it.
+            Key::Mac(n, mac) => {
+                let new = val.and_then(|v| store::decode::<MacHold>(key, v).ok());
+                let per = self.macs.entry(n.to_string()).or_default();
+                match new {
+                    Some(h) => {
+                        per.insert(mac.to_string(), (h, rev));
+                    }
+                    None => {
+                        per.remove(mac);
+                        if per.is_empty() {
+                            self.macs.remove(n);
+                        }
+                    }
+                }
+                None
+            }
         }
+    }
+
+    /// MAC keys of `host` whose address has neither endpoint nor
+    /// reservation (left by a release that predates MAC keys): (network,
+    /// key, address, revision), to give back.
+    pub fn orphan_macs(&self, host: &str) -> Vec<(String, String, IpAddr, i64)> {
+        let held = |n: &str, ip: &IpAddr| {
+            self.ep(n, *ip).is_some() || self.resv.get(n).is_some_and(|r| r.contains_key(ip))
+        };
+        self.macs
+            .iter()
+            .flat_map(|(n, per)| per.iter().map(move |(m, v)| (n, m, v)))
+            .filter(|(n, _, (h, _))| h.host == host && !held(n, &h.ip))
+            .map(|(n, m, (h, rev))| (n.clone(), store::mac_key(n, m), h.ip, *rev))
+            .collect()
     }
 
     pub fn ep(&self, net: &str, ip: IpAddr) -> Option<&EpAt> {
@@ -324,6 +361,25 @@ mod tests {
         );
         assert_eq!(m.conflicts().len(), 1);
         assert!(m.used_by("n", "b"));
+        // An IPv6-only MAC: tracked for the sweep, touching nothing;
+        // orphaned once its address has neither endpoint nor reservation.
+        let mk = store::mac_key("n", "02:76:00:00:00:05");
+        let hold = br#"{"ip":"fd40::1:0:0:5","host":"b","container":"x"}"#;
+        assert_eq!(m.apply(&mk, Some(hold), 9), None);
+        let v6: IpAddr = "fd40::1:0:0:5".parse().unwrap();
+        assert_eq!(
+            m.orphan_macs("b"),
+            vec![("n".to_string(), mk.clone(), v6, 9)]
+        );
+        assert!(m.orphan_macs("a").is_empty());
+        m.apply(
+            &format!("{r}resv/n/fd40::1:0:0:5"),
+            Some(br#"{"host":"b","container":"x","since":0}"#),
+            10,
+        );
+        assert!(m.orphan_macs("b").is_empty());
+        m.apply(&mk, None, 11);
+        assert!(m.macs.is_empty());
         // Keys of another layout or unreadable records change nothing.
         assert_eq!(m.apply(&format!("{r}vni/5"), Some(b"n"), 9), None);
         m.apply(&format!("{r}ep/n/10.1.0.1"), Some(b"{"), 10);

@@ -299,7 +299,10 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
     };
     let (mtu, mtu_auto) = match p.mtu {
         Some(m) => (m, false),
-        None => (auto_mtu(&st, a.encrypt).await?, true),
+        None => (
+            auto_mtu(&hosts(&st).await?, a.encrypt, p.subnet6.is_some())?,
+            true,
+        ),
     };
     let spec = NetSpec {
         name: a.name.to_string(),
@@ -344,19 +347,34 @@ pub async fn create(opts: &store::EtcdOpts, a: &CreateArgs<'_>) -> Result<NetSpe
 /// `auto`: the largest MTU every registered host's underlay can carry;
 /// 1450 (a 1500 underlay over IPv4) when no host has registered yet.
 /// Encrypted: WireGuard's and VXLAN's overheads both (1370 by default).
-async fn auto_mtu(st: &Store, encrypt: bool) -> Result<u32> {
-    let hosts = hosts(st).await?;
+/// With IPv6 (`v6`), under 1280 is refused: the kernel turns IPv6 off on a
+/// link below it, and every attach would fail after its claim.
+fn auto_mtu(hosts: &[HostInfo], encrypt: bool, v6: bool) -> Result<u32> {
     let (cost, dflt): (fn(std::net::IpAddr) -> u32, u32) = if encrypt {
         (super::crypt::overhead, 1370)
     } else {
         (overhead, 1450)
     };
-    Ok(hosts
+    let Some((mtu, h)) = hosts
         .iter()
-        .map(|h| h.underlay_mtu.saturating_sub(cost(h.underlay)))
-        .min()
-        .unwrap_or(dflt)
-        .max(576))
+        .map(|h| (h.underlay_mtu.saturating_sub(cost(h.underlay)), h))
+        .min_by_key(|(m, _)| *m)
+    else {
+        return Ok(dflt);
+    };
+    if v6 && mtu < 1280 {
+        return Err(Error::bad(
+            "--mtu",
+            format!(
+                "auto gives {mtu} (host {}'s underlay MTU {} less {} bytes of tunnel overhead), under the 1280 IPv6 needs for --subnet6; raise that underlay's MTU to {} or more, or create the network without --subnet6; nothing created",
+                h.name,
+                h.underlay_mtu,
+                cost(h.underlay),
+                1280 + cost(h.underlay)
+            ),
+        ));
+    }
+    Ok(mtu.max(576))
 }
 
 pub async fn delete(opts: &store::EtcdOpts, name: &str) -> Result<()> {
@@ -408,6 +426,8 @@ fn delete_txn(name: &str, spec: &NetSpec, rev: i64, vni: Option<&(Vec<u8>, i64)>
         // Addresses still reserved by hosts that are cut off or gone:
         // the network they were on is no more.
         TxnOp::delete_prefix(&store::resv_prefix(name)),
+        // And their IPv6-only MACs, which live as long as reservations.
+        TxnOp::delete_prefix(&store::mac_prefix(name)),
     ];
     match vni {
         Some((v, vrev)) => {
@@ -457,9 +477,10 @@ pub async fn host_rm(opts: &store::EtcdOpts, name: &str) -> Result<usize> {
     }
     let (kvs, _) = st.list_rev(&format!("{}resv/", store::ROOT)).await?;
     let (eps, _) = st.list_rev(&format!("{}ep/", store::ROOT)).await?;
+    let (macs, _) = st.list_rev(&format!("{}mac/", store::ROOT)).await?;
     let mut n = 0;
-    for (k, v, rev) in kvs.into_iter().chain(eps) {
-        // Both records name their host in the same field.
+    for (k, v, rev) in kvs.into_iter().chain(eps).chain(macs) {
+        // The three records name their host in the same field.
         #[derive(serde::Deserialize)]
         struct Held {
             host: String,
@@ -577,6 +598,7 @@ mod tests {
         assert!(has(&c, "CREATE", &store::ep_prefix("pwvblue"), 0), "{c:?}");
         let d = deleted(&t);
         assert!(d.contains(&nk) && d.contains(&vk), "{d:?}");
+        assert!(d.contains(&store::mac_prefix("pwvblue")), "{d:?}");
         // A VNI key naming another network is compared, never deleted.
         let theirs = (b"pwvred".to_vec(), 40);
         let t = super::delete_txn("pwvblue", &spec(), 30, Some(&theirs));
@@ -638,6 +660,48 @@ mod tests {
         // --gateway is the IPv4 one: no IPv4 subnet, no --gateway.
         a.gateway = Some("10.40.0.1");
         assert!(super::parse(&a).is_err());
+    }
+
+    fn host(mtu: u32, underlay: &str) -> store::HostInfo {
+        store::HostInfo {
+            name: format!("pwvh{mtu}"),
+            underlay: underlay.parse().expect("ip"),
+            underlay_if: "eth0".into(),
+            underlay_mtu: mtu,
+            lease: 1,
+            wg: None,
+        }
+    }
+
+    #[test]
+    fn auto_mtu_refuses_under_1280_with_ipv6() {
+        use super::auto_mtu;
+        // No host yet: the defaults.
+        assert_eq!(auto_mtu(&[], false, true).unwrap(), 1450);
+        assert_eq!(auto_mtu(&[], true, true).unwrap(), 1370);
+        let hs = [host(1500, "10.0.0.1"), host(1400, "10.0.0.2")];
+        assert_eq!(auto_mtu(&hs, false, true).unwrap(), 1350);
+        // A 1400 underlay encrypted: 1270, fine for IPv4 only...
+        let enc = 1400 - crate::overlay::crypt::overhead("10.0.0.2".parse().unwrap());
+        assert!(enc < 1280, "{enc}");
+        assert_eq!(auto_mtu(&hs, true, false).unwrap(), enc);
+        // ...refused with IPv6, naming the value, the host and the fix.
+        let e = auto_mtu(&hs, true, true).unwrap_err().to_string();
+        assert!(e.starts_with("--mtu"), "{e}");
+        for w in [&enc.to_string()[..], "pwvh1400", "--subnet6", "1280"] {
+            assert!(e.contains(w), "{w}: {e}");
+        }
+        assert_eq!(e.lines().count(), 1, "{e}");
+        // Exactly 1280 is enough; the 576 floor stays for IPv4 only.
+        assert_eq!(
+            auto_mtu(&[host(1330, "10.0.0.3")], false, true).unwrap(),
+            1280
+        );
+        assert!(auto_mtu(&[host(1329, "10.0.0.3")], false, true).is_err());
+        assert_eq!(
+            auto_mtu(&[host(600, "10.0.0.3")], false, false).unwrap(),
+            576
+        );
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub fn resv_key(net: &str, ip: std::net::IpAddr) -> String {
     format!("{ROOT}resv/{net}/{ip}")
 }
 
+pub fn mac_prefix(net: &str) -> String {
+    format!("{ROOT}mac/{net}/")
+}
+/// An IPv6-only endpoint's MAC (see `MacHold`), e.g. "02:76:00:01:00:05".
+pub fn mac_key(net: &str, mac: &str) -> String {
+    format!("{ROOT}mac/{net}/{mac}")
+}
+
 /// How long a silent host's addresses stay reserved by default (as
 /// flannel keeps a subnet lease): a day.
 pub const DEFAULT_GRACE: u64 = 24 * 3600;
@@ -139,6 +147,19 @@ pub struct Reservation {
     pub container: String,
     #[serde(default)]
     pub since: u64,
+}
+
+/// An IPv6-only endpoint's MAC is the address's last 32 bits, so two
+/// static addresses of a network can share one: the MAC is claimed in the
+/// same transaction as the address (create-revision 0), lives and dies
+/// with the address's reservation (same hold lease; deleted with it), and
+/// names the address holding it. IPv4-derived MACs need no key: the
+/// address is unique in the network, and their prefix differs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MacHold {
+    pub ip: std::net::IpAddr,
+    pub host: String,
+    pub container: String,
 }
 
 /// A host, written by its agent under the host's lease.
