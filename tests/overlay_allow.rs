@@ -7,33 +7,6 @@ mod overlay_lab;
 use common::require_env;
 use overlay_lab::*;
 
-fn nft(ns: &str, args: &str) -> String {
-    let mut a = vec!["netns", "exec", ns, "nft"];
-    a.extend(args.split(' '));
-    ok("ip", &a)
-}
-
-/// Packets counted by the first rule of a listing that contains `what`.
-fn counted(listing: &str, what: &str) -> u64 {
-    listing
-        .lines()
-        .find(|l| l.contains(what))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let at = w.iter().position(|x| *x == "packets")?;
-            w.get(at + 1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// Whether a TCP connect from namespace `ns` to `to` completes in 1 s.
-fn connects(ns: &str, to: &str) -> bool {
-    let a: std::net::SocketAddr = to.parse().expect("socket address");
-    in_ns(ns, || {
-        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
-    })
-}
-
 /// A listener in `ns` on `at` (kept open while the value lives; the
 /// kernel completes handshakes without an accept).
 fn listen(ns: &str, at: &str) -> std::net::TcpListener {
@@ -54,70 +27,7 @@ fn details(lab: &Lab, i: usize, dev: &str) -> String {
 }
 
 fn egress_table(lab: &Lab, i: usize) -> String {
-    let o = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.host(i),
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "pipework_egress",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// "The internet" for host 0: a namespace on the underlay with
-/// 198.51.100.1 on its loopback and no route back to the overlay.
-fn internet(lab: &mut Lab) {
-    let inet = lab.container("inet");
-    let ul = format!("{}ul", lab.p);
-    let port = format!("{}ui", lab.p);
-    ok(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    ok("ip", &["link", "set", &port, "netns", &ul]);
-    ok(
-        "ip",
-        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-    );
-    let iaddr = format!("10.231.{}.60", lab.sub);
-    ok(
-        "ip",
-        &[
-            "-n",
-            &inet,
-            "addr",
-            "add",
-            &format!("{iaddr}/24"),
-            "dev",
-            "eth0",
-        ],
-    );
-    ok(
-        "ip",
-        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
-    );
-    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
-    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
-    ok(
-        "ip",
-        &[
-            "-n",
-            &lab.host(0),
-            "route",
-            "add",
-            "198.51.100.0/24",
-            "via",
-            &iaddr,
-        ],
-    );
+    nft_list(lab, i, "table inet pipework_egress")
 }
 
 /// Networks ala, alb (`--allow-from ala`) and alc (joined to nothing),
@@ -218,7 +128,7 @@ fn overlay_allow_from_across_hosts() {
     });
     assert_eq!(ping(&a, "10.62.0.20", 3).1, 3, "ala → alb ping");
     let seen = nft(&b, "list table ip pwvseen");
-    assert!(counted(&seen, "saddr 10.61.0.10 ") >= 4, "{seen}");
+    assert!(counted_first(&seen, "saddr 10.61.0.10 ") >= 4, "{seen}");
     let lb = listen(&b, "10.62.0.20:7000");
     let la = listen(&a, "10.61.0.10:7001");
     let lc = listen(&c, "10.63.0.30:7002");
@@ -242,7 +152,7 @@ fn overlay_allow_from_across_hosts() {
     assert!(connects(&a, "10.62.0.20:7000"), "ala → alb TCP after");
 
     // Egress unchanged for a host that now has a peer's devices.
-    internet(&mut lab);
+    internet(&mut lab, 1, None);
     lab.wait("egress from ala", || ping(&a, "198.51.100.1", 1).1 == 1);
     assert_eq!(ping(&a, "198.51.100.1", 2).1, 2, "egress from ala");
     let inet = format!("{}inet", lab.p);

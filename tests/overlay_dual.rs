@@ -31,85 +31,6 @@ fn keys(lab: &Lab, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn nft(ns: &str, args: &str) -> String {
-    let mut a = vec!["netns", "exec", ns, "nft"];
-    a.extend(args.split_whitespace());
-    ok("ip", &a)
-}
-
-/// Packets of the counter on the rule whose line contains `what`.
-fn counted(listing: &str, what: &str) -> u64 {
-    listing
-        .lines()
-        .filter(|l| l.contains(what))
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let i = w.iter().position(|x| *x == "packets")?;
-            w.get(i + 1)?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// "The IPv6 internet": a namespace on the underlay with no route back to
-/// the overlay, 2001:db8:77::1 on its loopback (hosts 0 and 1 route there
-/// over an IPv6 underlay address each), counting echo requests by source.
-fn internet6(lab: &mut Lab, subnet6: &str) -> String {
-    let inet = lab.container("inet");
-    let ul = format!("{}ul", lab.p);
-    let port = format!("{}ui", lab.p);
-    ok(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    ok("ip", &["link", "set", &port, "netns", &ul]);
-    ok(
-        "ip",
-        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-    );
-    let iaddr = format!("fd00:{}::60", lab.sub);
-    let add =
-        |ns: &str, a: &str, dev: &str| ok("ip", &["-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
-    add(&inet, &format!("{iaddr}/64"), "eth0");
-    add(&inet, "2001:db8:77::1/128", "lo");
-    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
-    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
-    for i in 0..2 {
-        let h = lab.host(i);
-        add(&h, &format!("fd00:{}::{}/64", lab.sub, i + 1), "eth0");
-        ok(
-            "ip",
-            &[
-                "-n",
-                &h,
-                "-6",
-                "route",
-                "add",
-                "2001:db8:77::/64",
-                "via",
-                &iaddr,
-            ],
-        );
-    }
-    nft(&inet, "add table ip6 pwvseen");
-    nft(
-        &inet,
-        "add chain ip6 pwvseen in { type filter hook input priority 0 ; }",
-    );
-    for src in [
-        format!("fd00:{}::1", lab.sub),
-        format!("fd00:{}::2", lab.sub),
-        subnet6.to_string(),
-    ] {
-        nft(
-            &inet,
-            &format!("add rule ip6 pwvseen in ip6 saddr {src} icmpv6 type echo-request counter"),
-        );
-    }
-    inet
-}
-
 /// Dual stack across hosts: `auto` gives one address of each family with
 /// one MAC; IPv4 and IPv6 pings cross hosts; the static dual form; an
 /// IPv6-only network; the IPv6 anycast gateway (same on every host, never
@@ -476,22 +397,8 @@ fn overlay_dual_bad_input_and_cni() {
 /// Start host `i`'s agent with an IPv6 underlay address (the lab's own
 /// agents use eth0's IPv4 one), kept in `lab.agents` so the lab stops it.
 fn agent_on_ipv6(lab: &mut Lab, i: usize) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("/tmp/{}-agent{i}.log", lab.p))
-        .expect("log");
     let ul = format!("fd00:{}::{}", lab.sub, i + 1);
-    let c = Command::new("ip")
-        .args(["netns", "exec", &lab.host(i), BIN, "overlay", "agent"])
-        .args(["--underlay", &ul, "--name", &format!("h{i}"), "--ttl", "3"])
-        .env("PIPEWORK_ETCD", &lab.urls)
-        .env("PIPEWORK_OVERLAY_CHECK", "2")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("agent");
-    lab.agents.push(Some(c));
+    lab.spawn_agent_on(i, &ul, TTL);
     let key = format!("/pipework/overlay/host/h{i}");
     lab.wait("agent registration", || {
         lab.etcdctl(&["get", &key]).contains(&ul)

@@ -8,51 +8,16 @@ use overlay_lab::*;
 
 /// The guard's set of registered underlay addresses on host `i`.
 fn guard_hosts(lab: &Lab, i: usize) -> String {
-    let o = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.host(i),
-            "nft",
-            "list",
-            "set",
-            "inet",
-            "pipework_vxlan",
-            "hosts4",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    nft_list(lab, i, "set inet pipework_vxlan hosts4")
 }
 
 fn guard_table(lab: &Lab, i: usize) -> String {
-    let o = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.host(i),
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "pipework_vxlan",
-        ],
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    nft_list(lab, i, "table inet pipework_vxlan")
 }
 
 /// Packets the guard dropped on host `i` (the IPv4 rule's counter).
 fn guard_drops(lab: &Lab, i: usize) -> u64 {
-    let t = guard_table(lab, i);
-    t.lines()
-        .find(|l| l.contains("saddr != @hosts4"))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let at = w.iter().position(|x| *x == "packets")?;
-            w.get(at + 1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    counted_first(&guard_table(lab, i), "saddr != @hosts4")
 }
 
 /// Whether container `ns` has a neighbour entry for `ip` (made by an ARP
@@ -236,34 +201,6 @@ fn overlay_vxlan_only_from_members() {
     }
 }
 
-/// `nft` in namespace `ns`, argv as nft joins it.
-fn nft(ns: &str, args: &str) -> String {
-    let mut a = vec!["netns", "exec", ns, "nft"];
-    a.extend(args.split(' '));
-    ok("ip", &a)
-}
-
-/// Packets counted by the rule of `table`'s listing that contains `what`.
-fn counted(listing: &str, what: &str) -> u64 {
-    listing
-        .lines()
-        .find(|l| l.contains(what))
-        .and_then(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let at = w.iter().position(|x| *x == "packets")?;
-            w.get(at + 1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// Whether a TCP connect from namespace `ns` to `to` completes in 1 s.
-fn connects(ns: &str, to: &str) -> bool {
-    let a: std::net::SocketAddr = to.parse().expect("socket address");
-    in_ns(ns, || {
-        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
-    })
-}
-
 /// A container may reach "the internet" through egress, never the
 /// underlay addresses of overlay hosts: `c2` (network iso, on h0) aims a
 /// VXLAN device of its own at h1's underlay with egr's VNI and port.
@@ -304,19 +241,19 @@ fn containers_stay_off_the_underlay(lab: &Lab, c0: &str, c1ip: &str, c2: &str) {
         }
     };
     let guard0 = || nft(&lab.host(0), "list table inet pipework_vxlan");
-    let before = counted(&guard0(), "ip daddr @hosts4");
+    let before = counted_first(&guard0(), "ip daddr @hosts4");
     knock();
     assert!(
         !heard_from(&c1, "10.53.0.98"),
         "a container's VXLAN frames reached a container on h1"
     );
     assert!(
-        counted(&guard0(), "ip daddr @hosts4") > before,
+        counted_first(&guard0(), "ip daddr @hosts4") > before,
         "{}",
         guard0()
     );
     // etcd: h1's client port (routed), h0's own (delivered).
-    let etcd_before = counted(&guard0(), "tcp dport 2379-2380");
+    let etcd_before = counted_first(&guard0(), "tcp dport 2379-2380");
     assert!(connects(&lab.host(0), &format!("{h1}:2379")), "etcd is up");
     assert!(
         !connects(c0, &format!("{h1}:2379")),
@@ -327,7 +264,7 @@ fn containers_stay_off_the_underlay(lab: &Lab, c0: &str, c1ip: &str, c2: &str) {
         !connects(c0, &format!("{h0}:2379")),
         "a container reached h0's etcd"
     );
-    assert!(counted(&guard0(), "tcp dport 2379-2380") > etcd_before);
+    assert!(counted_first(&guard0(), "tcp dport 2379-2380") > etcd_before);
     // Ordinary egress still works, TCP to the same port included.
     assert_eq!(ping(c0, "198.51.100.1", 2).1, 2, "egress from h0");
     assert!(connects(c0, "198.51.100.1:2379"), "egress over TCP");
@@ -365,72 +302,6 @@ fn containers_stay_off_the_underlay(lab: &Lab, c0: &str, c1ip: &str, c2: &str) {
 
 fn route(ns: &str) -> String {
     ok("ip", &["-n", ns, "-4", "route", "show"])
-}
-
-/// "The internet": a namespace on the underlay with no route back to the
-/// overlay, 198.51.100.1 on its loopback (hosts 0 and 1 route there),
-/// counting echo requests by source: each host's underlay address and
-/// the overlay's `subnet` (which must never be seen).
-fn internet(lab: &mut Lab, subnet: &str) -> String {
-    let inet = lab.container("inet");
-    let ul = format!("{}ul", lab.p);
-    let port = format!("{}ui", lab.p);
-    ok(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    ok("ip", &["link", "set", &port, "netns", &ul]);
-    ok(
-        "ip",
-        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-    );
-    let iaddr = format!("10.231.{}.60", lab.sub);
-    ok(
-        "ip",
-        &[
-            "-n",
-            &inet,
-            "addr",
-            "add",
-            &format!("{iaddr}/24"),
-            "dev",
-            "eth0",
-        ],
-    );
-    ok(
-        "ip",
-        &["-n", &inet, "addr", "add", "198.51.100.1/32", "dev", "lo"],
-    );
-    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
-    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
-    for i in 0..2 {
-        ok(
-            "ip",
-            &[
-                "-n",
-                &lab.host(i),
-                "route",
-                "add",
-                "198.51.100.0/24",
-                "via",
-                &iaddr,
-            ],
-        );
-    }
-    nft(&inet, "add table ip pwvseen");
-    nft(
-        &inet,
-        "add chain ip pwvseen in { type filter hook input priority 0 ; }",
-    );
-    for src in [lab.addr(0), lab.addr(1), subnet.to_string()] {
-        nft(
-            &inet,
-            &format!("add rule ip pwvseen in ip saddr {src} icmp type echo-request counter"),
-        );
-    }
-    inet
 }
 
 /// The anycast gateway: every host's bridge carries the network's gateway
@@ -613,21 +484,21 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     // Never announced: no FDB or neighbour entry for it on the VXLAN.
     assert!(!lab.entries(1, "egr").contains("10.53.0.1 "));
 
-    let inet = internet(&mut lab, "10.53.0.0/24");
+    let inet = internet(&mut lab, 2, Some("10.53.0.0/24"));
     assert_eq!(ping(&c0, "198.51.100.1", 2).1, 2, "egress from h0");
     assert_eq!(ping(&c1, "198.51.100.1", 2).1, 2, "egress from h1");
     let seen = nft(&inet, "list table ip pwvseen");
     assert_eq!(
-        counted(&seen, &format!("saddr {} ", lab.addr(0))),
+        counted_first(&seen, &format!("saddr {} ", lab.addr(0))),
         2,
         "{seen}"
     );
     assert_eq!(
-        counted(&seen, &format!("saddr {} ", lab.addr(1))),
+        counted_first(&seen, &format!("saddr {} ", lab.addr(1))),
         2,
         "{seen}"
     );
-    assert_eq!(counted(&seen, "10.53.0.0/24"), 0, "{seen}");
+    assert_eq!(counted_first(&seen, "10.53.0.0/24"), 0, "{seen}");
     // Rules carry our comment.
     let t = nft(&lab.host(0), "list table inet pipework_egress");
     assert!(t.contains("comment \"pipework:ov-egr\""), "{t}");
@@ -657,7 +528,7 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
     lab.wait("alw --allow-from egr", || ping(&c0, "10.55.0.10", 1).1 == 1);
     assert_eq!(ping(&c0, "10.55.0.10", 2).1, 2, "alw --allow-from egr");
     let seen = nft(&c3, "list table ip pwvseen");
-    assert!(counted(&seen, "saddr 10.53.0.10 ") >= 2, "{seen}");
+    assert!(counted_first(&seen, "saddr 10.53.0.10 ") >= 2, "{seen}");
     assert_eq!(ping(&c3, "10.53.0.10", 2).1, 0, "alw reached egr");
     assert_eq!(ping(&c2, "10.55.0.10", 2).1, 0, "iso reached alw");
 
@@ -720,19 +591,12 @@ fn overlay_egress_through_anycast_gateway_and_isolation() {
 
 /// iptables in namespace `ns`.
 fn ipt(ns: &str, args: &[&str]) -> std::process::Output {
-    let mut a = vec!["netns", "exec", ns, "iptables", "-w"];
-    a.extend(args);
-    run("ip", &a)
+    xt("iptables", ns, args)
 }
 
 /// Our accepts on host `ns`, as `iptables -S` lists them.
 fn accepts(ns: &str) -> Vec<String> {
-    let o = ipt(ns, &["-S"]);
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| l.contains("pipework-egress:"))
-        .map(str::to_string)
-        .collect()
+    egress_accepts(&ipt(ns, &["-S"]))
 }
 
 /// Our accepts in h1's native nftables chain (0 where there is none).
@@ -746,20 +610,6 @@ fn native(ns: &str) -> usize {
     String::from_utf8_lossy(&o.stdout)
         .matches("comment \"pipework-egress:ov-egr\"")
         .count()
-}
-
-/// dockerd's shape, in a host namespace we made: FORWARD policy DROP,
-/// FORWARD jumping to DOCKER-USER first (which returns).
-fn docker_forward(ns: &str) {
-    for a in [
-        &["-N", "DOCKER-USER"][..],
-        &["-A", "DOCKER-USER", "-j", "RETURN"],
-        &["-I", "FORWARD", "-j", "DOCKER-USER"],
-        &["-P", "FORWARD", "DROP"],
-    ] {
-        let o = ipt(ns, a);
-        assert!(o.status.success(), "iptables {a:?}: {o:?}");
-    }
 }
 
 /// The anycast gateway on hosts whose FORWARD drops (dockerd's policy and
@@ -776,7 +626,7 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     }
     let mut lab = Lab::new("k", 114);
     for i in 0..3 {
-        docker_forward(&lab.host(i));
+        docker_forward(&lab.host(i), &["iptables"]);
     }
     // h1 has a native nftables firewall besides (firewalld's shape): its
     // dropping forward chain needs our accepts too.
@@ -853,7 +703,7 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     assert!(accepts(&lab.host(2)).is_empty(), "no network on h2");
 
     // Egress, masqueraded, replies back through FORWARD's drop.
-    let inet = internet(&mut lab, "10.57.0.0/24");
+    let inet = internet(&mut lab, 2, Some("10.57.0.0/24"));
     // (Waited for: the underlay's first ARP on a loaded machine.)
     lab.wait("egress from h0", || ping(&c0, "198.51.100.1", 1).1 == 1);
     lab.wait("egress from h1", || ping(&c1, "198.51.100.1", 1).1 == 1);
@@ -862,10 +712,10 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     }
     let seen = nft(&inet, "list table ip pwvseen");
     for i in 0..2 {
-        let n = counted(&seen, &format!("saddr {} ", lab.addr(i)));
+        let n = counted_first(&seen, &format!("saddr {} ", lab.addr(i)));
         assert!(n >= 1, "h{i} not seen: {seen}");
     }
-    assert_eq!(counted(&seen, "10.57.0.0/24"), 0, "{seen}");
+    assert_eq!(counted_first(&seen, "10.57.0.0/24"), 0, "{seen}");
 
     // Isolation holds; --allow-from one way.
     assert_eq!(ping(&c0, "10.58.0.10", 2).1, 0, "egr reached iso");

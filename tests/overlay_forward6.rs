@@ -8,31 +8,15 @@ mod overlay_lab;
 use common::{BIN, require_env};
 use overlay_lab::*;
 
-fn xt(tool: &str, ns: &str, args: &[&str]) -> std::process::Output {
-    let mut a = vec!["netns", "exec", ns, tool, "-w"];
-    a.extend(args);
-    run("ip", &a)
-}
-
 /// Our accepts on host `ns`, as `iptables -S` / `ip6tables -S` list them.
 fn accepts(tool: &str, ns: &str) -> Vec<String> {
     let o = xt(tool, ns, &["-S"]);
     assert!(o.status.success(), "{tool} -S: {o:?}");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| l.contains("pipework-egress:"))
-        .map(str::to_string)
-        .collect()
+    egress_accepts(&o)
 }
 
 fn v6(ns: &str) -> Vec<String> {
     accepts("ip6tables", ns)
-}
-
-fn nft(ns: &str, args: &str) -> String {
-    let mut a = vec!["netns", "exec", ns, "nft"];
-    a.extend(args.split_whitespace());
-    ok("ip", &a)
 }
 
 /// Our accepts in h1's native ip6 forward chain.
@@ -50,96 +34,6 @@ fn gone(lab: &Lab, i: usize) {
     });
 }
 
-/// dockerd's shape for both families, in a host namespace we made:
-/// FORWARD policy DROP, FORWARD jumping to DOCKER-USER first.
-fn docker_forward(ns: &str) {
-    for tool in ["iptables", "ip6tables"] {
-        for a in [
-            &["-N", "DOCKER-USER"][..],
-            &["-A", "DOCKER-USER", "-j", "RETURN"],
-            &["-I", "FORWARD", "-j", "DOCKER-USER"],
-            &["-P", "FORWARD", "DROP"],
-        ] {
-            let o = xt(tool, ns, a);
-            assert!(o.status.success(), "{tool} {a:?}: {o:?}");
-        }
-    }
-}
-
-/// Echo requests counted by the rule whose line contains `what`.
-fn counted(listing: &str, what: &str) -> u64 {
-    listing
-        .lines()
-        .filter(|l| l.contains(what))
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let i = w.iter().position(|x| *x == "packets")?;
-            w.get(i + 1)?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// "The IPv6 internet" (as in tests/overlay_dual.rs): 2001:db8:77::1 on
-/// a namespace of the underlay with no route back to the overlay; hosts
-/// 0 and 1 route there over an IPv6 underlay address each; echo requests
-/// counted by source.
-fn internet6(lab: &mut Lab, subnet6: &str) -> String {
-    let inet = lab.container("inet");
-    let ul = format!("{}ul", lab.p);
-    let port = format!("{}ui", lab.p);
-    ok(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &inet,
-        ],
-    );
-    ok("ip", &["link", "set", &port, "netns", &ul]);
-    ok(
-        "ip",
-        &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-    );
-    let iaddr = format!("fd00:{}::60", lab.sub);
-    let add =
-        |ns: &str, a: &str, dev: &str| ok("ip", &["-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
-    add(&inet, &format!("{iaddr}/64"), "eth0");
-    add(&inet, "2001:db8:77::1/128", "lo");
-    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
-    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
-    for i in 0..2 {
-        let h = lab.host(i);
-        add(&h, &format!("fd00:{}::{}/64", lab.sub, i + 1), "eth0");
-        ok(
-            "ip",
-            &[
-                "-n",
-                &h,
-                "-6",
-                "route",
-                "add",
-                "2001:db8:77::/64",
-                "via",
-                &iaddr,
-            ],
-        );
-    }
-    nft(&inet, "add table ip6 pwvseen");
-    nft(
-        &inet,
-        "add chain ip6 pwvseen in { type filter hook input priority 0 ; }",
-    );
-    for src in [
-        format!("fd00:{}::1", lab.sub),
-        format!("fd00:{}::2", lab.sub),
-        subnet6.to_string(),
-    ] {
-        nft(
-            &inet,
-            &format!("add rule ip6 pwvseen in ip6 saddr {src} icmpv6 type echo-request counter"),
-        );
-    }
-    inet
-}
-
 /// A dual-stack network on hosts whose ip6tables (and iptables) FORWARD
 /// drops, Docker's way: the agent accepts its IPv6 traffic in ip6tables'
 /// DOCKER-USER (comment pipework-egress:BR) and in a native ip6 chain
@@ -155,7 +49,7 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     }
     let mut lab = Lab::new("f6", 164);
     for i in 0..3 {
-        docker_forward(&lab.host(i));
+        docker_forward(&lab.host(i), &["iptables", "ip6tables"]);
     }
     let h0 = lab.host(0);
     let h1 = lab.host(1);
@@ -344,11 +238,7 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
 fn hidden_agent(lab: &mut Lab, i: usize) {
     lab.kill_agent(i);
     gone(lab, i);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("/tmp/{}-agent{i}.log", lab.p))
-        .expect("log");
+    let log = lab.agent_log_file(i);
     let name = format!("h{i}");
     let c = std::process::Command::new("ip")
         .args(["netns", "exec", &lab.host(i), "unshare", "-m", "sh", "-c"])

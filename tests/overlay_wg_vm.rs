@@ -41,17 +41,7 @@ impl Capture {
                 let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
                 let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto);
                 assert!(fd >= 0, "AF_PACKET socket");
-                let tv = libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: 200_000,
-                };
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&tv as *const libc::timeval).cast(),
-                    16,
-                );
+                recv_timeout(fd, Duration::from_millis(200));
                 let _ = ready_tx.send(());
                 let mut frames = Vec::new();
                 let mut buf = vec![0u8; 65536];
@@ -77,40 +67,8 @@ impl Capture {
 
 /// busybox ping with the payload byte; (sent, received).
 fn pattern_ping(ns: &str, ip: &str) -> (u32, u32) {
-    let o = run(
-        "ip",
-        &[
-            "netns", "exec", ns, "busybox", "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", "200",
-            "-p", "a7", ip,
-        ],
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    let line = out
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or("");
-    let n: Vec<u32> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (
-        n.first().copied().unwrap_or(0),
-        n.get(1).copied().unwrap_or(0),
-    )
-}
-
-fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    for c in data.chunks(2) {
-        sum += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let opts = ["-c", "3", "-i", "0.2", "-W", "2", "-s", "200", "-p", "a7"];
+    ping_with(ns, ip, &opts)
 }
 
 /// An Ethernet frame to container address `dst` of an overlay network
@@ -282,66 +240,11 @@ fn lean_lab() -> Lab {
         .expect("etcd");
     lab.etcd.push(Some(etcd));
     lab.urls = format!("http://{a}:2379");
-    lab.wait("etcd", || {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &lab.host(0),
-                "etcdctl",
-                "--endpoints",
-                &lab.urls,
-                "put",
-                "/pwv",
-                "x",
-            ],
-        )
-        .status
-        .success()
-    });
+    lab.wait("etcd", || lab.etcd_ready());
     for i in 0..3 {
-        lab.agents.push(None);
-        spawn_agent(&mut lab, i);
+        lab.start_agent_ttl(i, 10);
     }
     lab
-}
-
-/// Host `i`'s agent, started and registered.
-fn spawn_agent(lab: &mut Lab, i: usize) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("/tmp/{}-agent{i}.log", lab.p))
-        .expect("log");
-    let c = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.host(i),
-            common::BIN,
-            "overlay",
-            "agent",
-        ])
-        .args([
-            "--underlay",
-            "eth0",
-            "--name",
-            &format!("h{i}"),
-            "--ttl",
-            "10",
-        ])
-        .env("PIPEWORK_ETCD", &lab.urls)
-        .env("PIPEWORK_OVERLAY_CHECK", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("agent");
-    lab.agents[i] = Some(c);
-    let key = format!("/pipework/overlay/host/h{i}");
-    lab.wait("agent registration", || {
-        lab.etcdctl(&["get", &key]).contains(&key)
-    });
 }
 
 /// On failure, the agents' logs (the VM's /tmp goes with it).
@@ -679,7 +582,7 @@ fn overlay_encrypted_network_in_the_vm() {
         "ip",
         &["-n", &h2, "link", "add", "pw-wg", "type", "wireguard"],
     );
-    spawn_agent(&mut lab, 2);
+    lab.start_agent_ttl(2, 10);
     assert_eq!(host_record(&lab, 2)["wg"]["key"], keys[2].as_str());
     lab.wait("h2's peer back on h0, its blank device gone", || {
         peer_keys(&status(&lab, 0).1).contains(&keys[2]) && !links(&h2).contains("pw-wg")

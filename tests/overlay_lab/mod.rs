@@ -1,7 +1,7 @@
-//! The overlay test lab, shared by tests/overlay.rs and
-//! tests/overlay_features.rs: three simulated hosts (network namespaces on
-//! an underlay bridge in its own namespace), a 3-member etcd cluster with
-//! one member per host, an agent per host, containers as namespaces.
+//! The overlay test lab, shared by tests/overlay*.rs: three simulated
+//! hosts (network namespaces on an underlay bridge in its own namespace),
+//! a 3-member etcd cluster with one member per host, an agent per host,
+//! containers as namespaces; and the probes and fixtures those tests share.
 #![allow(dead_code)]
 use super::common::BIN;
 use std::os::fd::AsFd;
@@ -77,18 +77,7 @@ impl Lab {
         for i in 0..3 {
             let h = lab.host(i);
             lab.netns(&h);
-            let port = format!("{p}u{i}");
-            ok(
-                "ip",
-                &[
-                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &h,
-                ],
-            );
-            ok("ip", &["link", "set", &port, "netns", &ul]);
-            ok(
-                "ip",
-                &["-n", &ul, "link", "set", &port, "master", "ulbr", "up"],
-            );
+            lab.plug(&format!("{p}u{i}"), &h);
             ok(
                 "ip",
                 &[
@@ -148,25 +137,8 @@ impl Lab {
                 .expect("etcd");
             lab.etcd.push(Some(c));
         }
-        // Healthy once a write commits through the quorum.
         let t0 = Instant::now();
-        while !run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &lab.host(0),
-                "etcdctl",
-                "--endpoints",
-                &lab.urls,
-                "put",
-                "/pwv",
-                "x",
-            ],
-        )
-        .status
-        .success()
-        {
+        while !lab.etcd_ready() {
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
                 "etcd cluster did not come up"
@@ -175,13 +147,56 @@ impl Lab {
         }
     }
 
+    /// Whether etcd is healthy: a write commits (through the quorum).
+    pub fn etcd_ready(&self) -> bool {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.host(0),
+                "etcdctl",
+                "--endpoints",
+                &self.urls,
+                "put",
+                "/pwv",
+                "x",
+            ],
+        )
+        .status
+        .success()
+    }
+
+    /// Namespace `ns` on the underlay bridge as its `eth0`, by the veth
+    /// `port` (the name on the underlay's side).
+    pub fn plug(&self, port: &str, ns: &str) {
+        let ul = format!("{}ul", self.p);
+        ok(
+            "ip",
+            &[
+                "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        );
+        ok("ip", &["link", "set", port, "netns", &ul]);
+        ok(
+            "ip",
+            &["-n", &ul, "link", "set", port, "master", "ulbr", "up"],
+        );
+    }
+
     pub fn netns(&mut self, name: &str) {
         ok("ip", &["netns", "add", name]);
         self.nss.push(name.to_string());
     }
 
     pub fn start_agent(&mut self, i: usize) {
-        self.spawn_agent(i);
+        self.start_agent_ttl(i, TTL);
+    }
+
+    /// Host `i`'s agent with lease TTL `ttl` (seconds), started and
+    /// registered.
+    pub fn start_agent_ttl(&mut self, i: usize, ttl: u64) {
+        self.spawn_agent_on(i, "eth0", ttl);
         // Ready once it has registered.
         let key = format!("/pipework/overlay/host/h{i}");
         self.wait("agent registration", || {
@@ -191,20 +206,31 @@ impl Lab {
 
     /// Start host `i`'s agent without waiting for it to reach etcd.
     pub fn spawn_agent(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new()
+        self.spawn_agent_on(i, "eth0", TTL);
+    }
+
+    /// Host `i`'s agent log, opened for appending (an agent's stderr).
+    pub fn agent_log_file(&self, i: usize) -> std::fs::File {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(format!("/tmp/{}-agent{i}.log", self.p))
-            .expect("log");
+            .expect("log")
+    }
+
+    /// Start host `i`'s agent with `--underlay underlay` (a device or an
+    /// address) and lease TTL `ttl`, without waiting for it to reach etcd.
+    pub fn spawn_agent_on(&mut self, i: usize, underlay: &str, ttl: u64) {
+        let log = self.agent_log_file(i);
         let c = Command::new("ip")
             .args(["netns", "exec", &self.host(i), BIN, "overlay", "agent"])
             .args([
                 "--underlay",
-                "eth0",
+                underlay,
                 "--name",
                 &format!("h{i}"),
                 "--ttl",
-                &TTL.to_string(),
+                &ttl.to_string(),
             ])
             .env("PIPEWORK_ETCD", &self.urls)
             // The kernel-side check and sweep every 2 s, not 30.
@@ -213,6 +239,9 @@ impl Lab {
             .stderr(log)
             .spawn()
             .expect("agent");
+        if self.agents.len() <= i {
+            self.agents.resize_with(i + 1, || None);
+        }
         self.agents[i] = Some(c);
     }
 
@@ -354,22 +383,14 @@ pub fn in_ns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
 }
 
 pub fn ping(ns: &str, ip: &str, count: u32) -> (u32, u32) {
+    ping_with(ns, ip, &["-c", &count.to_string(), "-i", "0.05", "-W", "1"])
+}
+
+/// busybox ping from `ns` to `ip` with options `opts`: (sent, received).
+pub fn ping_with(ns: &str, ip: &str, opts: &[&str]) -> (u32, u32) {
     let o = run(
         "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "busybox",
-            "ping",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.05",
-            "-W",
-            "1",
-            ip,
-        ],
+        &[&["netns", "exec", ns, "busybox", "ping"][..], opts, &[ip]].concat(),
     );
     let out = String::from_utf8_lossy(&o.stdout);
     let line = out
@@ -386,6 +407,41 @@ pub fn ping(ns: &str, ip: &str, count: u32) -> (u32, u32) {
     )
 }
 
+/// `sum` plus `data`'s 16-bit big-endian words (the Internet checksum's
+/// sum, not yet folded).
+pub fn sum16(data: &[u8], mut sum: u32) -> u32 {
+    for c in data.chunks(2) {
+        sum += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+    }
+    sum
+}
+
+/// The Internet checksum of a `sum16` sum.
+pub fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// SO_RCVTIMEO of socket `fd`: a recv gives up after `d`.
+pub fn recv_timeout(fd: i32, d: Duration) {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a timeval that lives across the call, its size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            16,
+        )
+    };
+}
+
 /// ICMP echo with DF set, `size` bytes of IP packet. Ok(true) = reply,
 /// Err(errno) = the kernel refused to send (EMSGSIZE for too big).
 pub fn df_ping(ns: &str, dst: std::net::Ipv4Addr, size: usize) -> Result<bool, i32> {
@@ -400,29 +456,12 @@ pub fn df_ping(ns: &str, dst: std::net::Ipv4Addr, size: usize) -> Result<bool, i
             (&v as *const libc::c_int).cast(),
             4,
         );
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            16,
-        );
+        recv_timeout(fd, Duration::from_secs(2));
         let mut pkt = vec![0u8; size - 20];
         pkt[0] = 8; // echo request
         pkt[4] = 0x77; // id
         pkt[7] = 1; // seq
-        let mut sum: u32 = 0;
-        for c in pkt.chunks(2) {
-            sum += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-        }
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        let ck = !(sum as u16);
+        let ck = fold(sum16(&pkt, 0));
         pkt[2] = (ck >> 8) as u8;
         pkt[3] = ck as u8;
         let mut sa: libc::sockaddr_in = std::mem::zeroed();
@@ -471,4 +510,160 @@ pub fn ip_of(lab: &Lab, ns: &str) -> std::net::Ipv4Addr {
 
 pub fn links(ns: &str) -> String {
     ok("ip", &["-n", ns, "-o", "link", "show"])
+}
+
+/// `nft` in namespace `ns`, argv as nft joins it.
+pub fn nft(ns: &str, args: &str) -> String {
+    let mut a = vec!["netns", "exec", ns, "nft"];
+    a.extend(args.split_whitespace());
+    ok("ip", &a)
+}
+
+/// `nft list {what}` on host `i` (empty where that fails: no such table).
+pub fn nft_list(lab: &Lab, i: usize, what: &str) -> String {
+    let h = lab.host(i);
+    let mut a = vec!["netns", "exec", &h, "nft", "list"];
+    a.extend(what.split_whitespace());
+    String::from_utf8_lossy(&run("ip", &a).stdout).into_owned()
+}
+
+/// The packets of each rule whose line in an nft listing contains
+/// `what`, in order (None: that line has no counter).
+fn counters<'a>(listing: &'a str, what: &'a str) -> impl Iterator<Item = Option<u64>> + 'a {
+    listing.lines().filter(move |l| l.contains(what)).map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = w.iter().position(|x| *x == "packets")?;
+        w.get(at + 1)?.parse().ok()
+    })
+}
+
+/// Packets counted by all the rules whose lines contain `what`.
+pub fn counted(listing: &str, what: &str) -> u64 {
+    counters(listing, what).flatten().sum()
+}
+
+/// Packets counted by the first rule whose line contains `what`.
+pub fn counted_first(listing: &str, what: &str) -> u64 {
+    counters(listing, what).next().flatten().unwrap_or(0)
+}
+
+/// Whether a TCP connect from namespace `ns` to `to` completes in 1 s.
+pub fn connects(ns: &str, to: &str) -> bool {
+    let a: std::net::SocketAddr = to.parse().expect("socket address");
+    in_ns(ns, || {
+        std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()
+    })
+}
+
+/// "The internet": a namespace on the underlay with no route back to the
+/// overlay, 198.51.100.1 on its loopback; hosts 0..`routed` route there.
+/// With `subnet`, echo requests reaching it are counted by source: the
+/// routed hosts' underlay addresses and the overlay's `subnet` (which
+/// must never be seen).
+pub fn internet(lab: &mut Lab, routed: usize, subnet: Option<&str>) -> String {
+    world(lab, false, routed, subnet)
+}
+
+/// "The IPv6 internet": 2001:db8:77::1 on the loopback of a namespace of
+/// the underlay with no route back to the overlay; hosts 0 and 1 route
+/// there over an IPv6 underlay address each; echo requests counted by
+/// source (those addresses and the overlay's `subnet6`).
+pub fn internet6(lab: &mut Lab, subnet6: &str) -> String {
+    world(lab, true, 2, Some(subnet6))
+}
+
+fn world(lab: &mut Lab, v6: bool, routed: usize, subnet: Option<&str>) -> String {
+    let inet = lab.container("inet");
+    lab.plug(&format!("{}ui", lab.p), &inet);
+    let sub = lab.sub;
+    let (iaddr, plen, far, net) = if v6 {
+        let a = format!("fd00:{sub}::60");
+        (a, 64, "2001:db8:77::1/128", "2001:db8:77::/64")
+    } else {
+        let a = format!("10.231.{sub}.60");
+        (a, 24, "198.51.100.1/32", "198.51.100.0/24")
+    };
+    // IPv6 addresses with no DAD: usable at once.
+    let add = |ns: &str, a: &str, dev: &str| {
+        let mut args = vec!["-n", ns, "addr", "add", a, "dev", dev];
+        if v6 {
+            args.push("nodad");
+        }
+        ok("ip", &args)
+    };
+    add(&inet, &format!("{iaddr}/{plen}"), "eth0");
+    add(&inet, far, "lo");
+    ok("ip", &["-n", &inet, "link", "set", "eth0", "up"]);
+    ok("ip", &["-n", &inet, "link", "set", "lo", "up"]);
+    let mut sources = vec![];
+    for i in 0..routed {
+        let h = lab.host(i);
+        let mut route = vec!["-n", &h];
+        let src = if v6 {
+            let a = format!("fd00:{sub}::{}", i + 1);
+            add(&h, &format!("{a}/64"), "eth0");
+            route.push("-6");
+            a
+        } else {
+            lab.addr(i)
+        };
+        route.extend(["route", "add", net, "via", &iaddr]);
+        ok("ip", &route);
+        sources.push(src);
+    }
+    if let Some(subnet) = subnet {
+        sources.push(subnet.to_string());
+        let (fam, icmp) = if v6 {
+            ("ip6", "icmpv6")
+        } else {
+            ("ip", "icmp")
+        };
+        nft(&inet, &format!("add table {fam} pwvseen"));
+        nft(
+            &inet,
+            &format!("add chain {fam} pwvseen in {{ type filter hook input priority 0 ; }}"),
+        );
+        for src in sources {
+            nft(
+                &inet,
+                &format!(
+                    "add rule {fam} pwvseen in {fam} saddr {src} {icmp} type echo-request counter"
+                ),
+            );
+        }
+    }
+    inet
+}
+
+/// `tool` (iptables, ip6tables…) in namespace `ns`, waiting for its lock.
+pub fn xt(tool: &str, ns: &str, args: &[&str]) -> Output {
+    let mut a = vec!["netns", "exec", ns, tool, "-w"];
+    a.extend(args);
+    run("ip", &a)
+}
+
+/// Our accepts (comment `pipework-egress:`) in a `-S` listing.
+pub fn egress_accepts(listing: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|l| l.contains("pipework-egress:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// dockerd's shape for each of `tools` (iptables, ip6tables), in a host
+/// namespace we made: FORWARD policy DROP, FORWARD jumping to
+/// DOCKER-USER first (which returns).
+pub fn docker_forward(ns: &str, tools: &[&str]) {
+    for tool in tools {
+        for a in [
+            &["-N", "DOCKER-USER"][..],
+            &["-A", "DOCKER-USER", "-j", "RETURN"],
+            &["-I", "FORWARD", "-j", "DOCKER-USER"],
+            &["-P", "FORWARD", "DROP"],
+        ] {
+            let o = xt(tool, ns, a);
+            assert!(o.status.success(), "{tool} {a:?}: {o:?}");
+        }
+    }
 }
