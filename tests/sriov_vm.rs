@@ -110,6 +110,19 @@ fn pf() -> Option<&'static str> {
     .as_deref()
 }
 
+/// igb refuses a VF rate above the PF's link speed, and the speed is 0
+/// while the link is down: after the VFs are (re)made the emulated PF
+/// renegotiates for a moment. Tests that set `--max-tx-rate` wait for it.
+fn wait_link(pf: &str) {
+    let up = wait_for(|| {
+        std::fs::read_to_string(format!("/sys/class/net/{pf}/speed"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .is_some_and(|v| v > 0)
+    });
+    assert!(up, "{pf}: no link speed after 20 s");
+}
+
 fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
@@ -364,6 +377,7 @@ fn sriov_properties_show_on_the_pf_and_go_with_detach() {
     let before = snapshot(pf);
     let g = Ns::new("p");
     let spec = format!("vf:{pf}:2");
+    wait_link(pf);
     pw_ok(&[
         &spec,
         &g.spec(),
@@ -504,6 +518,7 @@ fn sriov_a_late_failure_and_a_refused_property_roll_everything_back() {
     let before = snapshot(pf);
     let g = Ns::new("rb");
     let spec = format!("vf:{pf}:4");
+    wait_link(pf);
     // Late: the VF is configured, moved and up before DHCP gives up.
     let e = pw_err(&[
         &spec,
@@ -643,6 +658,7 @@ fn sriov_cni_add_del_with_a_sriov_cni_config() {
         "mac": "02:5a:00:00:00:33",
         "ipam": {"type": "static", "addresses": [{"address": "10.81.0.5/24"}]}
     });
+    wait_link(pf);
     let o = cni("ADD", &conf, &netns, "pws-cid1");
     assert!(
         o.status.success(),
