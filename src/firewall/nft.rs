@@ -22,7 +22,6 @@
 //! of one chain, and one rule added or deleted in a batch.
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 use std::io;
-use std::os::fd::AsRawFd;
 
 pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub(super) const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -386,27 +385,7 @@ pub(super) struct Nl {
 
 impl Nl {
     pub(super) fn open() -> io::Result<Nl> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        sock.connect(&netlink_sys::SocketAddr::new(0, 0))?;
-        // The kernel answers at once or not at all; never hang an attach.
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid fd and a timeval of the size we pass.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let sock = crate::netlink::raw::socket(NETLINK_NETFILTER)?;
         Ok(Nl { sock, seq: 1 })
     }
 

@@ -13,6 +13,7 @@ pub mod lease;
 pub mod lookup;
 pub mod ops;
 pub mod pair;
+pub mod raw;
 pub mod route;
 pub mod tc;
 pub mod vf;

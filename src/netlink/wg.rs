@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -150,26 +149,7 @@ struct Genl {
 
 impl Genl {
     fn open() -> io::Result<Genl> {
-        let mut sock = Socket::new(NETLINK_GENERIC)?;
-        sock.bind_auto()?;
-        sock.connect(&netlink_sys::SocketAddr::new(0, 0))?;
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid fd and a timeval of the size we pass.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let sock = crate::netlink::raw::socket(NETLINK_GENERIC)?;
         Ok(Genl { sock, seq: 0 })
     }
 
