@@ -15,6 +15,10 @@
 #                 frame turns it on, as those would
 #   bridge-gro    `bridge` plus GRO on all four veth ends (turns on veth's
 #                 NAPI receive path; ethtool here, a lever under test)
+#   bridge-tc     `bridge` plus a tc redirect on each host-side veth end:
+#                 a frame for the other guest's MAC goes straight to its
+#                 veth (clsact ingress, u32 `ether dst`, mirred), past the
+#                 bridge and bridge-nf (tc here, a lever under test)
 #   macvlan       pipework macvlan children of one veth parent (bridge mode)
 #   ovs           a pipework Open vSwitch port (env-up's OVS runs the
 #                 userspace netdev datapath: no kernel module here)
@@ -83,6 +87,7 @@ CLI=${X}cl               # the client's namespace
 BRA=${X}b                # pipework bridge (defaults)
 BRC=${X}k                # pipework bridge, --keep-conntrack
 BRG=${X}g                # pipework bridge, GRO on its veths
+BRT=${X}t                # pipework bridge, tc redirect past it
 PAR=${X}m                # the macvlan parent: one end of a veth pair
 OVS=ovs${X}              # pipework creates an OVS bridge for an ovs* name
 HV=${X}h                 # host end of the client-to-host veth (Docker paths)
@@ -104,7 +109,7 @@ cleanup() {
   ip link del "$HV" 2>/dev/null
   ip6tables -w -t raw -D PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X" 2>/dev/null
   ip link del "$PAR" 2>/dev/null
-  for b in "$BRA" "$BRC" "$BRG"; do ip link del "$b" 2>/dev/null; done
+  for b in "$BRA" "$BRC" "$BRG" "$BRT"; do ip link del "$b" 2>/dev/null; done
   [ -n "${PIPEWORK_OVSDB:-}" ] && ovs-vsctl --db="$PIPEWORK_OVSDB" --if-exists del-br "$OVS" 2>/dev/null
   if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "kept $T" >&2; fi
 }
@@ -153,7 +158,7 @@ done
 ip6tables -w -t raw -A PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X"
 
 # --- pipework paths ----------------------------------------------------------
-for b in "$BRA" "$BRC" "$BRG"; do ip link add "$b" type bridge; ip link set "$b" up; done
+for b in "$BRA" "$BRC" "$BRG" "$BRT"; do ip link add "$b" type bridge; ip link set "$b" up; done
 "$P" "$BRA" "$CT" -i eth1 10.254.1.2/24 --ip fd77:1::2/64 >/dev/null 2>"$T/attach.log"
 "$P" "$BRA" "netns:$CLI" -i eth1 -l "${X}c1" 10.254.1.3/24 --ip fd77:1::3/64 >/dev/null 2>>"$T/attach.log"
 "$P" "$BRC" "$CT" -i eth4 --keep-conntrack 10.254.4.2/24 --ip fd77:4::2/64 >/dev/null 2>>"$T/attach.log"
@@ -165,6 +170,21 @@ for b in "$BRA" "$BRC" "$BRG"; do ip link add "$b" type bridge; ip link set "$b"
 for d in "${X}s5" "${X}c5"; do ethtool -K "$d" gro on >/dev/null 2>&1; done
 nsenter --net="$SRVNS" ethtool -K eth5 gro on >/dev/null 2>&1
 ip netns exec "$CLI" ethtool -K eth5 gro on >/dev/null 2>&1
+"$P" "$BRT" "$CT" -i eth8 -l "${X}s8" 10.254.8.2/24 >/dev/null 2>>"$T/attach.log"
+"$P" "$BRT" "netns:$CLI" -i eth8 -l "${X}c8" 10.254.8.3/24 >/dev/null 2>>"$T/attach.log"
+mac_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
+MAC_S8=$(nsenter --net="$SRVNS" ip -j link show eth8 | mac_of)
+MAC_C8=$(ip -n "$CLI" -j link show eth8 | mac_of)
+TC_OK=0
+if tc qdisc add dev "${X}s8" clsact 2>>"$T/attach.log" && tc qdisc add dev "${X}c8" clsact 2>>"$T/attach.log" &&
+   tc filter add dev "${X}c8" ingress protocol all u32 match ether dst "$MAC_S8" \
+     action mirred egress redirect dev "${X}s8" 2>>"$T/attach.log" &&
+   tc filter add dev "${X}s8" ingress protocol all u32 match ether dst "$MAC_C8" \
+     action mirred egress redirect dev "${X}c8" 2>>"$T/attach.log"; then
+  TC_OK=1
+else
+  echo "bench-datapath: no bridge-tc path (tc u32/mirred; see $T/attach.log)" >&2
+fi
 ip link add "$PAR" type veth peer name "${X}n"
 ip link set "$PAR" up
 ip link set "${X}n" up
@@ -229,14 +249,14 @@ C
 servers d "$SRVNS"
 servers n "/run/netns/$SNS"
 
-# Client commands per path: where it runs, and the address and ports it uses.
-declare -A WHERE HOST PIPERF PSOCK PHTTP
-add_path() { WHERE[$1]=$2; HOST[$1]=$3; PIPERF[$1]=$4; PSOCK[$1]=$5; PHTTP[$1]=$6; }
+# shellcheck source=scripts/lib/datapath.sh
+source scripts/lib/datapath.sh
 NSX=(ip netns exec "$CLI")
 ALL=(bridge bridge-ct bridge-gro macvlan)
 add_path bridge ns 10.254.1.2 5201 11111 80
 add_path bridge-ct ns 10.254.4.2 5201 11111 80
 add_path bridge-gro ns 10.254.5.2 5201 11111 80
+if [ "$TC_OK" = 1 ]; then ALL+=(bridge-tc); add_path bridge-tc ns 10.254.8.2 5201 11111 80; fi
 add_path macvlan ns 10.254.2.2 5201 11111 80
 if [ "$OVS_OK" = 1 ]; then ALL+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
 ALL+=(bridge-v6 bridge-ct-v6 docker-dnat docker-proxy nd-bridge nd-bridge-mq)
@@ -247,139 +267,15 @@ add_path docker-proxy host 127.0.0.1 "$LP_IPERF" "$LP_SOCK" "$LP_HTTP"
 add_path nd-bridge ns 10.254.6.2 5201 11111 80
 add_path nd-bridge-mq ns 10.254.7.2 5201 11111 80
 if [ -n "${PATHS:-}" ]; then read -r -a SEL <<< "$PATHS"; else SEL=("${ALL[@]}"); fi
-run_in() { # path, command...
-  local w=${WHERE[$1]}
-  shift
-  if [ "$w" = ns ]; then "${NSX[@]}" "$@"; else "$@"; fi
-}
-
-answers() { # path, tries: a TCP connect to its HTTP port (iperf3's on a bulk-only path) succeeds
-  local i port=${PHTTP[$1]}
-  [ "$port" = - ] && port=${PIPERF[$1]}
-  for ((i = 0; i < $2; i++)); do
-    run_in "$1" timeout 2 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' \
-      "${HOST[$1]}" "$port" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-# Wait until every path answers (ARP, OVS flow set-up, docker-proxy start).
-for p in "${SEL[@]}"; do
-  [ -n "${WHERE[$p]:-}" ] || { echo "bench-datapath: no path $p (${ALL[*]})" >&2; exit 1; }
-  answers "$p" 100 || { echo "bench-datapath: $p (${HOST[$p]}:${PHTTP[$p]}) never answered" >&2; exit 1; }
-done
-
-# Every client is bounded: its own duration plus a margin for set-up.
-LIMIT=$((SECS + 20))
-iperf() { # path, streams: the JSON; iperf3 -s takes one test at a time and
-  # may still be finishing the previous one ("server is busy"): try again.
-  local out
-  for _ in 1 2 3 4 5; do
-    out=$(run_in "$1" timeout "$LIMIT" iperf3 -c "${HOST[$1]}" -p "${PIPERF[$1]}" -t "$SECS" -P "$2" \
-            --connect-timeout 3000 -J || true)
-    if python3 -c 'import json,sys; sys.exit("error" in json.loads(sys.stdin.read()))' <<< "$out" 2>/dev/null; then
-      echo "$out"
-      return 0
-    fi
-    sleep 1
-  done
-  echo "bench-datapath: iperf3 on $1 failed: $out" >&2
-  return 1
-}
-
-measure() { # path, round: one file per measure, results.txt names what finished
-  local p=$1 r=$2 h=${HOST[$1]}
-  # A path can stop forwarding under us, e.g. when another job on a shared
-  # host deletes the DOCKER-USER rule a bridge needs: say so, go on.
-  if ! answers "$p" 20; then
-    echo "bench-datapath: $p stopped answering in round $r; skipped (iptables -S DOCKER-USER?)" >&2
-    return 0
-  fi
-  iperf "$p" 1 > "$T/$p.$r.i1.json" || return 0
-  iperf "$p" 8 > "$T/$p.$r.i8.json" || return 0
-  # Bulk-only paths (IPv6: nginx and sockperf listen on IPv4 here).
-  if [ "${PHTTP[$p]}" = - ]; then echo "$p $r" >> "$T/results.txt"; return 0; fi
-  run_in "$p" timeout "$LIMIT" wrk -t 2 -c 32 -d "${SECS}s" --timeout 2s -H "Connection: close" \
-    "http://$h:${PHTTP[$p]}/" > "$T/$p.$r.wrk" || return 0
-  run_in "$p" timeout "$LIMIT" sockperf pp --tcp -i "$h" -p "${PSOCK[$p]}" -m 64 -t "$SECS" --full-rtt \
-    > "$T/$p.$r.sp" 2>&1 || return 0
-  echo "$p $r" >> "$T/results.txt"
-}
-
-: > "$T/results.txt"
-for r in $(seq 1 "$ROUNDS"); do
-  mapfile -t order < <(shuf -e "${SEL[@]}")
-  echo "round $r/$ROUNDS: ${order[*]}" >&2
-  for p in "${order[@]}"; do measure "$p" "$r"; done
-done
+wait_paths
+run_rounds
 LOAD_AFTER=$(uptime)
-
-python3 - "$T" "$SECS" "$ROUNDS" "$NOTRACK" "$NOTRACK_CT" "$ND_NF" "$NCPU" "$NOTRACK6" "$NOTRACK6_CT" <<'PY'
-import json, math, os, re, statistics, sys
-T, secs, rounds, nt, nt_ct, nd_nf, ncpu, nt6, nt6_ct = sys.argv[1:10]
-done = [l.split() for l in open(f"{T}/results.txt") if l.strip()]
-res = {}
-for p, r in done:
-    i1 = json.load(open(f"{T}/{p}.{r}.i1.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
-    i8 = json.load(open(f"{T}/{p}.{r}.i8.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
-    bulk_only = not os.path.exists(f"{T}/{p}.{r}.wrk")
-    w = "" if bulk_only else open(f"{T}/{p}.{r}.wrk").read()
-    rps = math.nan if bulk_only else float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
-    s = "" if bulk_only else open(f"{T}/{p}.{r}.sp").read()
-    def pct(q):
-        m = re.search(r"percentile %s\s*=\s*([\d.]+)" % re.escape(q), s)
-        return float(m.group(1)) if m else float("nan")
-    d = res.setdefault(p, {k: [] for k in ("i1", "i8", "cps", "p50", "p99")})
-    for k, v in (("i1", i1), ("i8", i8), ("cps", rps), ("p50", pct("50.000")), ("p99", pct("99.000"))):
-        d[k].append(v)
-    errs = re.search(r"Socket errors: (.*)", w)
-    if errs:
-        d.setdefault("notes", []).append(f"round {r} wrk socket errors: {errs.group(1)}")
-med = {p: {k: statistics.median(v) for k, v in d.items() if k != "notes"} for p, d in res.items()}
-print(f"{rounds} interleaved rounds, {secs} s per measurement, {ncpu} CPUs; median (min-max) over the rounds")
-print(f"notrack rule on the default bridge: {'yes' if nt != '0' else 'NO'}; on bridge-ct: {'yes' if nt_ct != '0' else 'no'};"
-      f" bridge-nf-call-iptables in the no-dockerd namespace: {nd_nf}")
-print(f"IPv6 notrack rule on the default bridge: {'yes' if nt6 != '0' else 'NO'}; on bridge-ct: {'yes' if nt6_ct != '0' else 'no'};"
-      " IPv6 conntrack on for the run (a rule that matches nothing)")
-cols = [("i1", "1 stream Gb/s", "{:.2f}"), ("i8", "8 streams Gb/s", "{:.2f}"), ("cps", "new conn/s", "{:.0f}"),
-        ("p50", "p50 RTT us", "{:.1f}"), ("p99", "p99 RTT us", "{:.1f}")]
-def cell(p, k, f):
-    v = res[p][k]
-    if any(math.isnan(x) for x in v):
-        return "-"
-    return f"{f.format(med[p][k])} ({f.format(min(v))}-{f.format(max(v))})"
-print("| path | " + " | ".join(c[1] for c in cols) + " |")
-print("|---" * (len(cols) + 1) + "|")
-order = [p for p in ("bridge", "bridge-ct", "bridge-gro", "bridge-v6", "bridge-ct-v6", "macvlan", "ovs",
-                     "docker-dnat", "docker-proxy",
-                     "nd-bridge", "nd-bridge-mq") if p in res]
-for p in order:
-    print(f"| {p} | " + " | ".join(cell(p, k, f) for k, _, f in cols) + " |")
-def ratio(a, b, k, inv=False):
-    if a not in med or b not in med or not med[b][k] or math.isnan(med[a][k] + med[b][k]):
-        return "  -  "
-    x = med[b][k] / med[a][k] if inv else med[a][k] / med[b][k]
-    return f"{x:5.2f}"
-for base in ("docker-dnat", "docker-proxy"):
-    if base not in med:
-        continue
-    print(f"\nratios of medians against {base} (latency: {base}'s / the path's, so > 1 is better)")
-    print(f"{'path':14} {'1 stream':>9} {'8 streams':>9} {'conn/s':>9} {'p50':>9} {'p99':>9}")
-    for p in order:
-        if p == base or p.endswith("-v6"):
-            continue
-        print(f"{p:14} {ratio(p, base, 'i1'):>9} {ratio(p, base, 'i8'):>9} {ratio(p, base, 'cps'):>9}"
-              f" {ratio(p, base, 'p50', True):>9} {ratio(p, base, 'p99', True):>9}")
-print("\nlevers, each on its own (ratio of medians; > 1 is a gain)")
-for name, a, b in (("conntrack skipped (bridge / bridge-ct)", "bridge", "bridge-ct"),
-                   ("IPv6 conntrack skipped (bridge-v6 / bridge-ct-v6)", "bridge-v6", "bridge-ct-v6"),
-                   ("GRO on veths (bridge-gro / bridge)", "bridge-gro", "bridge"),
-                   ("multi-queue veth (nd-bridge-mq / nd-bridge)", "nd-bridge-mq", "nd-bridge"),
-                   ("no dockerd at all (nd-bridge / bridge)", "nd-bridge", "bridge")):
-    print(f"  {name:50} 1 stream {ratio(a, b, 'i1')}  8 streams {ratio(a, b, 'i8')}  conn/s {ratio(a, b, 'cps')}"
-          f"  p99 {ratio(a, b, 'p99', True)}")
-for p in order:
-    for n in res[p].get("notes", []):
-        print(f"note: {p}: {n}")
-PY
+cat > "$T/header.txt" <<H
+notrack rule on the default bridge: $([ "$NOTRACK" != 0 ] && echo yes || echo NO); on bridge-ct: $([ "$NOTRACK_CT" != 0 ] && echo yes || echo no); bridge-nf-call-iptables in the no-dockerd namespace: $ND_NF
+IPv6 notrack rule on the default bridge: $([ "$NOTRACK6" != 0 ] && echo yes || echo NO); on bridge-ct: $([ "$NOTRACK6_CT" != 0 ] && echo yes || echo no); IPv6 conntrack on for the run (a rule that matches nothing)
+H
+report
+if [ "$TC_OK" = 1 ]; then
+  echo "bridge-tc: frames the tc rules sent past the bridge: $(tc -s filter show dev "${X}c8" ingress | awk '/Sent/ {print $2; exit}') bytes"
+fi
 echo "load after: $LOAD_AFTER"
