@@ -53,9 +53,13 @@ pub fn routed(s: &super::store::NetSpec) -> crate::firewall::Routed {
     }
 }
 
+/// What every overlay VXLAN device's name starts with (the overlay's
+/// naming too: tests/layering.rs keeps it out of the lower layers).
+pub const VXLAN_PREFIX: &str = "vx-";
+
 /// The VXLAN device of `net` (a port of the bridge).
 pub fn vxlan(net: &str) -> String {
-    format!("vx-{net}")
+    format!("{VXLAN_PREFIX}{net}")
 }
 
 /// The network a bridge name belongs to, if it is one of ours.

@@ -31,7 +31,7 @@ pub async fn resolve(spec: Option<&str>) -> Result<Underlay> {
     for l in net.links().await? {
         if l.name == "lo"
             || l.name.starts_with(super::names::BRIDGE_PREFIX)
-            || l.name.starts_with("vx-")
+            || l.name.starts_with(super::names::VXLAN_PREFIX)
         {
             continue;
         }
