@@ -287,7 +287,10 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     lab.wait("IPv6 egress again", || {
         ping(&c0, "2001:db8:77::1", 1).1 == 1
     });
-    assert_eq!(ping(&c1, "fd64::10", 2).1, 2, "cross-host IPv6 again");
+    // Both agents restarted: each resyncs its peers before the path is
+    // whole again.
+    lab.wait("cross-host IPv6 again", || ping(&c1, "fd64::10", 1).1 == 1);
+    assert_eq!(ping(&c1, "fd64::10", 2).1, 2, "steady cross-host IPv6");
     assert_eq!(v6(&h0).len(), 3, "{:#?}", v6(&h0));
 
     // A killed agent's leftover on a host with no VXLAN device: gc (a
