@@ -736,7 +736,7 @@ pub fn routed_accepts_missing(r: &Routed, v6: bool) -> Result<Missing> {
     } else {
         notrack::Family::V4
     };
-    forward::missing(fam, r).map_err(|e| Error::other(format!("{} FORWARD: {e}", fam.tool())))
+    forward::missing(fam, r).map_err(Error::other)
 }
 
 /// Does iptables' (V6: ip6tables') FORWARD drop, as the kernel says (no

@@ -400,7 +400,7 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
         &[
             "overlay",
             "create",
-            "dual",
+            "nobin",
             "--subnet",
             "10.66.0.0/24",
             "--subnet6",
@@ -415,7 +415,7 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
         lab.pw_ok(
             i,
             &[
-                "dual",
+                "nobin",
                 &format!("netns:{c}"),
                 &format!("10.66.0.{}/24", 10 + i),
                 "--ip",
@@ -459,5 +459,5 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
     for (i, c) in cs {
         lab.pw_ok(i, &["detach", &format!("netns:{c}")]);
     }
-    lab.pw_ok(0, &["overlay", "delete", "dual"]);
+    lab.pw_ok(0, &["overlay", "delete", "nobin"]);
 }

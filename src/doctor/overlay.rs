@@ -251,7 +251,9 @@ fn forward_accepts(r: &mut Report, hop: &str, spec: &store::NetSpec, b: IpAddr, 
             r.cause(
                 "overlay-forward-drop",
                 &hop,
-                format!("this host's forward chain drops {br}'s routed {fam} traffic and {e}"),
+                format!(
+                    "cannot check this host's forward chains for {br}'s routed {fam} traffic: {e}"
+                ),
                 None,
             );
             return;

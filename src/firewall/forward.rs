@@ -283,7 +283,9 @@ pub fn missing(fam: Family, r: &Routed) -> Result<Missing, String> {
     };
     // Only where FORWARD drops: a DOCKER-USER chain alone (policy
     // accept) drops nothing, though the agent keeps its accepts there.
-    if let Some((f, want)) = plan(fam, &nets)?
+    let planned = plan(fam, &nets)
+        .map_err(|why| format!("{}'s FORWARD drops (the kernel says) and {why}", fam.tool()))?;
+    if let Some((f, want)) = planned
         && f.forward_drops()
     {
         let have = ours(&f);
