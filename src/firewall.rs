@@ -643,14 +643,16 @@ async fn release(host: &Net, bridge: &str, announce: bool, except: Option<u32>) 
 /// source but `members`, in this namespace. Builds or replaces the table
 /// in one transaction.
 /// `sealed`: (VNI, VXLAN port) of encrypted networks, whose VNI is taken
-/// on that port from `tunnel_if` only.
+/// on that port from `tunnel_if` only. `group`: the name prefix of the
+/// bridges containers sit on (the caller's naming).
 pub fn guard_vxlan(
     ports: &std::collections::BTreeSet<u16>,
     members: &std::collections::BTreeSet<std::net::IpAddr>,
     sealed: &std::collections::BTreeSet<(u32, u16)>,
     tunnel_if: &str,
+    group: &str,
 ) -> Result<()> {
-    guard::install(ports, members, sealed, tunnel_if)
+    guard::install(ports, members, sealed, tunnel_if, group)
         .map_err(|e| Error::other(format!("nftables table {}: {e}", guard::TABLE)))
 }
 
@@ -721,6 +723,20 @@ pub fn accept_routed(nets: &[Routed], force: bool) -> Result<Vec<String>> {
     out.extend(ch.removed.iter().map(|r| format!("removed {r}")));
     xt(notrack::Family::V6, &mut out)?;
     Ok(out)
+}
+
+pub use forward::Missing;
+
+/// For `doctor`: the accepts routed network `r` lacks for its IPv6
+/// (`v6`) or IPv4 traffic where a forward chain drops it, by the same
+/// decisions the agent's `accept_routed` makes. Read-only.
+pub fn routed_accepts_missing(r: &Routed, v6: bool) -> Result<Missing> {
+    let fam = if v6 {
+        notrack::Family::V6
+    } else {
+        notrack::Family::V4
+    };
+    forward::missing(fam, r).map_err(Error::other)
 }
 
 /// Does iptables' (V6: ip6tables') FORWARD drop, as the kernel says (no

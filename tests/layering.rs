@@ -252,6 +252,67 @@ fn the_checker_sees_grouped_imports_and_skips_comments() {
     assert!(!m.contains("cli") && !m.contains("lab"), "{m:?}");
 }
 
+/// The overlay's device-name prefixes (`pub const …_PREFIX: &str = "…";`
+/// in src/overlay/names.rs), read from the source so a renamed prefix
+/// is still checked.
+fn overlay_prefixes() -> Vec<String> {
+    let names = std::fs::read_to_string(src().join("overlay/names.rs")).expect("read names.rs");
+    code(&names)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("pub const ")?;
+            let (name, value) = rest.split_once(": &str = \"")?;
+            name.ends_with("_PREFIX")
+                .then(|| value.split('"').next().unwrap_or_default().to_string())
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Files below the subsystems whose code (comments skipped) has a string
+/// literal starting with one of `prefixes` (`"ov-…"`, `b"ov-"`).
+fn lower_files_naming(prefixes: &[String]) -> Vec<String> {
+    let subsystems = layer_of("overlay").expect("overlay has a layer");
+    let mut files = Vec::new();
+    rs_files(&src(), &mut files);
+    let mut found = Vec::new();
+    for f in &files {
+        let Some(layer) = top_of(f).and_then(|t| layer_of(&t)) else {
+            continue;
+        };
+        if layer <= subsystems {
+            continue;
+        }
+        let text = code(&std::fs::read_to_string(f).expect("read"));
+        for p in prefixes {
+            if text.contains(&format!("\"{p}")) {
+                let rel = f.strip_prefix(src()).unwrap_or(f).display().to_string();
+                found.push(format!("{rel} spells {p:?}"));
+            }
+        }
+    }
+    found
+}
+
+/// A layer below the subsystems must not know a subsystem's naming: the
+/// firewall matches "an overlay bridge" by the prefix the overlay passes
+/// down (`Routed::group`, `guard_vxlan`'s `group`), never by spelling
+/// `ov-` itself.
+#[test]
+fn lower_layers_do_not_know_the_overlay_naming() {
+    let prefixes = overlay_prefixes();
+    assert!(
+        prefixes.iter().any(|p| p == "ov-"),
+        "the bridge prefix is not read from src/overlay/names.rs: {prefixes:?}"
+    );
+    let found = lower_files_naming(&prefixes);
+    assert!(
+        found.is_empty(),
+        "the overlay's device naming below the subsystems (pass it down as data):\n{}",
+        found.join("\n")
+    );
+}
+
 /// Route netlink is spoken only in src/netlink (`Net`'s typed ops, dry-run
 /// printing and undo journal); the datapath and nftables clients speak
 /// other netlink families over netlink_sys and are exempt.

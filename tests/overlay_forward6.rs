@@ -26,6 +26,35 @@ fn native6(ns: &str) -> usize {
         .count()
 }
 
+/// `pipework doctor` on host `i` from container `from` to `to`: the
+/// forward-accepts hop for `fam` (it must be there: the check ran) and
+/// the `overlay-forward-drop` causes.
+fn doctor_fwd(
+    lab: &Lab,
+    i: usize,
+    from: &str,
+    to: &str,
+    fam: &str,
+) -> (bool, Vec<serde_json::Value>) {
+    let o = lab.pw(i, &["doctor", &format!("netns:{from}"), to, "--json"]);
+    let d = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&d).unwrap_or_else(|e| {
+        panic!(
+            "doctor json ({e}): {d}{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let name = format!("overlay dual forward accepts ({fam})");
+    let hop = (v["hops"].as_array().into_iter().flatten())
+        .find(|h| h["hop"] == name.as_str())
+        .unwrap_or_else(|| panic!("no hop {name}: {d}"));
+    let causes = (v["causes"].as_array().into_iter().flatten())
+        .filter(|c| c["kind"] == "overlay-forward-drop")
+        .cloned()
+        .collect();
+    (hop["ok"] == true, causes)
+}
+
 /// Host `i`'s killed agent's lease expired (its name free for the next).
 fn gone(lab: &Lab, i: usize) {
     let key = format!("/pipework/overlay/host/h{i}");
@@ -123,6 +152,16 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     ] {
         assert!(s0.iter().any(|l| l == want), "{want} not in {s0:#?}");
     }
+    // doctor finds nothing missing while our accepts are in place (h1:
+    // ip6tables and its native ip6 chain).
+    for (i, from, to, fam) in [
+        (0, &c0, "fd64::11", "IPv6"),
+        (0, &c0, "10.64.0.11", "IPv4"),
+        (1, &c1, "fd64::10", "IPv6"),
+    ] {
+        let (ok, causes) = doctor_fwd(&lab, i, from, to, fam);
+        assert!(ok && causes.is_empty(), "h{i} {fam}: {causes:?}");
+    }
     // The IPv4-only network only in iptables: three each there.
     let s4 = accepts("iptables", &h0);
     assert_eq!(s4.len(), 6, "{s4:#?}");
@@ -155,7 +194,17 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
 
     // Without our accepts the IPv6 traffic is dropped (the test can
     // fail): the agent stopped, its ip6tables rules deleted by hand.
+    // h1's agent stopped too, one of its accepts in the native chain gone.
     lab.kill_agent(0);
+    lab.kill_agent(1);
+    let listed = nft(&h1, "-a list chain ip6 pwf6 pwfwd");
+    let handle = (listed.lines())
+        .find(|l| l.contains("pipework-egress:ov-dual") && l.contains("ct state"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| panic!("no accept of ours: {listed}"));
+    nft(&h1, &format!("delete rule ip6 pwf6 pwfwd handle {handle}"));
+    assert_eq!(native6(&h1), 2);
     for l in v6(&h0) {
         let mut d: Vec<String> = l.split_whitespace().map(|w| w.replace('"', "")).collect();
         d[0] = "-D".into();
@@ -171,16 +220,77 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     assert_eq!(ping(&c1, "fd64::10", 2).1, 0, "cross-host IPv6 dropped");
     // IPv4 keeps its accepts, and flows.
     assert_eq!(ping(&c1, "10.64.0.10", 2).1, 2, "IPv4 unaffected");
-    // The next agent puts them back, once.
+    // doctor names each missing rule, and the stopped agent; IPv4 on h0
+    // is not reported (its accepts are there).
+    let (ok, causes) = doctor_fwd(&lab, 0, &c0, "fd64::11", "IPv6");
+    assert!(!ok && causes.len() == 1, "{causes:?}");
+    let c = causes[0].to_string();
+    for rule in [
+        "ip6tables -I DOCKER-USER -i ov-dual -o ov-dual -m comment --comment pipework-egress:ov-dual -j ACCEPT",
+        "ip6tables -I DOCKER-USER -i ov-dual ! -o ov-+ -m comment --comment pipework-egress:ov-dual -j ACCEPT",
+        "ip6tables -I DOCKER-USER -o ov-dual -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment pipework-egress:ov-dual -j ACCEPT",
+    ] {
+        assert!(c.contains(rule), "{rule} not in {c}");
+        assert!(
+            causes[0]["fix"].as_str().unwrap_or_default().contains(rule),
+            "{c}"
+        );
+    }
+    assert!(c.contains("agent is not running"), "{c}");
+    let (ok, causes) = doctor_fwd(&lab, 0, &c0, "10.64.0.11", "IPv4");
+    assert!(ok && causes.is_empty(), "{causes:?}");
+    // h1: its native chain lacks one of ours.
+    let (ok, causes) = doctor_fwd(&lab, 1, &c1, "fd64::10", "IPv6");
+    assert!(!ok && causes.len() == 1, "{causes:?}");
+    let c = causes[0].to_string();
+    assert!(
+        c.contains("nftables chain `ip6 pwf6 pwfwd` lacks ours (comment pipework-egress:ov-dual)"),
+        "{c}"
+    );
+    // IPv4: one accept gone from iptables' DOCKER-USER on h0; doctor
+    // names it, and its fix, as given, heals it.
+    let within = [
+        "DOCKER-USER",
+        "-i",
+        "ov-dual",
+        "-o",
+        "ov-dual",
+        "-m",
+        "comment",
+        "--comment",
+        "pipework-egress:ov-dual",
+        "-j",
+        "ACCEPT",
+    ];
+    let o = xt("iptables", &h0, &[&["-D"][..], &within].concat());
+    assert!(o.status.success(), "{o:?}");
+    let (ok, causes) = doctor_fwd(&lab, 0, &c0, "10.64.0.11", "IPv4");
+    assert!(!ok && causes.len() == 1, "{causes:?}");
+    let fix = causes[0]["fix"].as_str().unwrap_or_default().to_string();
+    assert_eq!(fix, format!("iptables -I {}", within.join(" ")));
+    let words: Vec<&str> = fix.split(' ').collect();
+    let o = xt("iptables", &h0, &words[1..]);
+    assert!(o.status.success(), "{o:?}");
+    let (ok, causes) = doctor_fwd(&lab, 0, &c0, "10.64.0.11", "IPv4");
+    assert!(ok && causes.is_empty(), "{causes:?}");
+    // The next agents put them back, once.
     gone(&lab, 0);
+    gone(&lab, 1);
     lab.start_agent(0);
+    lab.start_agent(1);
+    lab.wait("h1's agent re-makes its native accepts", || {
+        native6(&h1) == 3
+    });
     lab.wait("the next agent re-adds the IPv6 accepts", || {
         v6(&h0).len() == 3
     });
     lab.wait("IPv6 egress again", || {
         ping(&c0, "2001:db8:77::1", 1).1 == 1
     });
-    assert_eq!(ping(&c1, "fd64::10", 2).1, 2, "cross-host IPv6 again");
+    // Both agents restarted: each resyncs its peers before the path is
+    // whole again.
+    lab.wait("cross-host IPv6 again", || ping(&c1, "fd64::10", 1).1 == 1);
+    assert_eq!(ping(&c1, "fd64::10", 2).1, 2, "steady cross-host IPv6");
     assert_eq!(v6(&h0).len(), 3, "{:#?}", v6(&h0));
 
     // A killed agent's leftover on a host with no VXLAN device: gc (a
@@ -290,7 +400,7 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
         &[
             "overlay",
             "create",
-            "dual",
+            "nobin",
             "--subnet",
             "10.66.0.0/24",
             "--subnet6",
@@ -305,7 +415,7 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
         lab.pw_ok(
             i,
             &[
-                "dual",
+                "nobin",
                 &format!("netns:{c}"),
                 &format!("10.66.0.{}/24", 10 + i),
                 "--ip",
@@ -349,5 +459,5 @@ fn overlay_ip6tables_forward_drop_found_without_the_binary() {
     for (i, c) in cs {
         lab.pw_ok(i, &["detach", &format!("netns:{c}")]);
     }
-    lab.pw_ok(0, &["overlay", "delete", "dual"]);
+    lab.pw_ok(0, &["overlay", "delete", "nobin"]);
 }

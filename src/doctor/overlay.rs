@@ -72,6 +72,9 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
             return;
         }
     };
+    if let Some(spec) = view.nets.get(net) {
+        forward_accepts(r, &hop, spec, b, alive);
+    }
     let Some((ep, _)) = view.ep(net, b) else {
         r.hop(
             &etcd_hop,
@@ -221,6 +224,60 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
             Some(fixes.join(" && ")),
         );
     }
+}
+
+/// This host's forward chains against network `spec`'s routed traffic of
+/// B's family. Where one drops it (Docker's FORWARD DROP with its
+/// DOCKER-USER, a firewalld chain with policy drop), the agent keeps
+/// accepts of ours there (`firewall::accept_routed`); with one deleted (a
+/// firewall reload) cross-host and egress traffic is dropped and nothing
+/// else along the path shows why. The firewall module decides what is
+/// missing, by the same rules the agent adds.
+fn forward_accepts(r: &mut Report, hop: &str, spec: &store::NetSpec, b: IpAddr, alive: bool) {
+    let v6 = b.is_ipv6();
+    let fam = if v6 { "IPv6" } else { "IPv4" };
+    let hop = format!("{hop} forward accepts ({fam})");
+    let routed = names::routed(spec);
+    let br = routed.bridge.clone();
+    let restore = if alive {
+        "the running agent re-adds them at its next kernel check"
+    } else {
+        "the agent is not running, so nothing puts them back: start it and it re-adds them"
+    };
+    let m = match crate::firewall::routed_accepts_missing(&routed, v6) {
+        Ok(m) => m,
+        Err(e) => {
+            r.hop(&hop, false, format!("cannot check: {e}"));
+            r.cause(
+                "overlay-forward-drop",
+                &hop,
+                format!(
+                    "cannot check this host's forward chains for {br}'s routed {fam} traffic: {e}"
+                ),
+                None,
+            );
+            return;
+        }
+    };
+    if m.rules.is_empty() && m.chains.is_empty() {
+        r.hop(&hop, true, "no chain that drops it lacks our accepts");
+        return;
+    }
+    let mut lacking: Vec<String> = m.rules.iter().map(|x| format!("`{x}`")).collect();
+    lacking.extend(
+        (m.chains.iter())
+            .map(|c| format!("nftables chain `{c}` lacks ours (comment {})", m.comment)),
+    );
+    r.hop(&hop, false, format!("missing: {}", lacking.join(", ")));
+    r.cause(
+        "overlay-forward-drop",
+        &hop,
+        format!(
+            "this host's forward chain drops {br}'s routed {fam} traffic (cross-host and egress) and our accepts for it are missing: {}; {restore}",
+            lacking.join(", ")
+        ),
+        (!m.rules.is_empty()).then(|| m.rules.join(" && ")),
+    );
 }
 
 /// The VXLAN device's VNI and port against the network's definition in

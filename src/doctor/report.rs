@@ -11,7 +11,8 @@ use serde::Serialize;
 /// The cause kinds `--json` promises (the issue's list, plus
 /// `overlay-device-mismatch` for a VXLAN device whose VNI or port is not
 /// its network's, `overlay-filtered` for a peer host the VXLAN guard drops,
-/// and `unexplained`
+/// `overlay-forward-drop` for a forward chain that drops an overlay
+/// network's routed traffic without our accepts, and `unexplained`
 /// for a probe that failed where no check found why: saying "nothing
 /// found" is better than naming a wrong cause).
 pub const KINDS: &[&str] = &[
@@ -29,6 +30,7 @@ pub const KINDS: &[&str] = &[
     "overlay-agent-down",
     "overlay-device-mismatch",
     "overlay-filtered",
+    "overlay-forward-drop",
     "port-closed",
     "unexplained",
 ];

@@ -11,6 +11,10 @@
 //!   iifname "ov-a" oifname "ov-*" oifname != "ov-a" drop comment "pipework:ov-a" }
 //! ```
 //!
+//! (Shown for the overlay's networks `a` and `b`. `ov-` is the overlay's
+//! naming, not ours: it comes in `Routed::group`, so this layer stays
+//! below the subsystems that name the bridges.)
+//!
 //! Masquerade to the outgoing interface's address: the host's underlay
 //! address when that is the way out (for IPv6 too: overlay subnets are
 //! usually ULAs that no upstream routes back). Isolation matches
@@ -28,6 +32,11 @@ pub const TABLE: &str = "pipework_egress";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub bridge: String,
+    /// The name prefix every routed network's bridge shares (what `*`
+    /// matches in the rules above stands for): the rules tell "another
+    /// routed network" from "the way out" by it. The subsystem that names
+    /// the bridges gives it; the firewall knows no naming of its own.
+    pub group: String,
     /// None: an IPv6-only network.
     pub subnet: Option<ipnetwork::Ipv4Network>,
     /// None: an IPv4-only network.
@@ -125,7 +134,7 @@ fn ifname(name: &str) -> [u8; 16] {
     b
 }
 
-/// `ip saddr NET oifname != BR oifname != "ov-*" masquerade` (`ip6
+/// `ip saddr NET oifname != BR oifname != "GROUP*" masquerade` (`ip6
 /// saddr` for `nfproto` IPv6: offset 8, 16 bytes).
 fn masquerade(r: &Routed, nfproto: i32, mask: &[u8], net: &[u8]) -> Msg {
     let (offset, len) = if nfproto == libc::NFPROTO_IPV4 {
@@ -154,9 +163,9 @@ fn masquerade(r: &Routed, nfproto: i32, mask: &[u8], net: &[u8]) -> Msg {
         cmp(l, NFT_CMP_EQ, net);
         meta(l, NFT_META_OIFNAME);
         cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
-        // oifname != "ov-*": routed into another overlay (--allow-from)
+        // oifname != "GROUP*": routed into another network (--allow-from)
         // keeps its source; only the way out to the underlay is rewritten.
-        cmp(l, NFT_CMP_NEQ, b"ov-");
+        cmp(l, NFT_CMP_NEQ, r.group.as_bytes());
         expr(l, "masq", |_| {});
     })
 }
@@ -214,8 +223,8 @@ pub fn install(nets: &[Routed]) -> io::Result<()> {
             meta(l, NFT_META_IIFNAME);
             cmp(l, NFT_CMP_EQ, &ifname(&r.bridge));
             meta(l, NFT_META_OIFNAME);
-            // oifname "ov-*": a prefix compare, as nft writes a wildcard.
-            cmp(l, NFT_CMP_EQ, b"ov-");
+            // oifname "GROUP*": a prefix compare, as nft writes a wildcard.
+            cmp(l, NFT_CMP_EQ, r.group.as_bytes());
             cmp(l, NFT_CMP_NEQ, &ifname(&r.bridge));
             verdict(l, NF_DROP);
         }));
@@ -240,7 +249,7 @@ pub fn remove() -> io::Result<bool> {
 /// The accepts a native nftables forward chain with policy drop (a
 /// firewalld host's) needs for `r`, the same four kinds as forward.rs
 /// writes for iptables, each inserted at the chain's head:
-/// `iifname BR oifname BR accept`, `iifname BR oifname != "ov-*" accept`,
+/// `iifname BR oifname BR accept`, `iifname BR oifname != "GROUP*" accept`,
 /// `oifname BR ct state established,related accept`,
 /// `iifname FROM oifname BR accept` per --allow-from.
 pub fn accepts_in(ch: &Chain, r: &Routed, comment: &str) -> Vec<Msg> {
@@ -271,7 +280,7 @@ pub fn accepts_in(ch: &Chain, r: &Routed, comment: &str) -> Vec<Msg> {
             meta(l, NFT_META_IIFNAME);
             cmp(l, NFT_CMP_EQ, &br);
             meta(l, NFT_META_OIFNAME);
-            cmp(l, NFT_CMP_NEQ, b"ov-");
+            cmp(l, NFT_CMP_NEQ, r.group.as_bytes());
         }),
         head(&|l| {
             meta(l, NFT_META_OIFNAME);

@@ -16,6 +16,7 @@
 //! A native nftables forward chain whose policy drops (firewalld's) gets
 //! the same four kinds at its head, over nfnetlink (egress::accepts_in).
 //!
+//! (`ov-` is the overlay's naming, given as `Routed::group`.)
 //! None opens ov-a to ov-b by itself (`! -o ov-+`); the egress table's
 //! isolation drop stays final besides. The whole set is reconciled from
 //! one `iptables -S`: what the networks want is added, any other rule of
@@ -31,8 +32,11 @@ use super::{Filter, Routed, egress, nft};
 
 pub const PREFIX: &str = "pipework-egress:";
 
-/// Interfaces of routed networks, as iptables writes a wildcard.
-const ROUTED_WILDCARD: &str = "ov-+";
+/// Interfaces of routed networks (their group prefix, given by the
+/// subsystem), as iptables writes a wildcard.
+fn wildcard(r: &Routed) -> String {
+    format!("{}+", r.group)
+}
 
 fn comment(bridge: &str) -> String {
     format!("{PREFIX}{bridge}")
@@ -53,7 +57,7 @@ pub fn wanted(nets: &[Routed]) -> Vec<Vec<String>> {
         let mut within = words(&["-i", b, "-o", b]);
         within.extend(tail(b));
         out.push(within);
-        let mut egress = words(&["-i", b, "!", "-o", ROUTED_WILDCARD]);
+        let mut egress = words(&["-i", b, "!", "-o", &wildcard(r)]);
         egress.extend(tail(b));
         out.push(egress);
         let mut replies = words(&[
@@ -119,24 +123,23 @@ pub struct Changes {
     pub removed: Vec<String>,
 }
 
-/// Make our rules in iptables (V6: ip6tables) exactly what `nets` want
-/// on this host (none when nothing drops, or no network of `nets` has
-/// the family). Err: the tool cannot be run or refused a rule we need
-/// (the caller retries at its next check).
-pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
-    let nets = of_family(fam, nets);
-    let tool = fam.tool();
+/// A listing, and the rules (`-A CHAIN …` as argument lists) wanted in it.
+type Plan = (Filter, Vec<Vec<String>>);
+
+/// One family's listing and the rules (`-A CHAIN …`) `nets` want in it
+/// (none when nothing drops, or no network of `nets` has the family).
+/// None: no tool to list with, and nothing that needs one. Err: the
+/// tool cannot be run while its FORWARD (read from the kernel) drops.
+fn plan(fam: Family, nets: &[Routed]) -> Result<Option<Plan>, String> {
     let f = match Filter::probe_in(fam) {
         Ok(f) => f,
         // No iptables and nothing of ours to keep: nothing to do unless
         // its FORWARD (read from the kernel) drops.
-        Err(_) if nets.is_empty() || !super::xtables_forward_drops(fam) => {
-            return Ok(Changes::default());
-        }
+        Err(_) if nets.is_empty() || !super::xtables_forward_drops(fam) => return Ok(None),
         Err(why) => return Err(why),
     };
     let want: Vec<Vec<String>> = match chain(&f) {
-        Some(c) if !nets.is_empty() => wanted(&nets)
+        Some(c) if !nets.is_empty() => wanted(nets)
             .into_iter()
             .map(|r| {
                 let mut v = vec!["-A".to_string(), c.to_string()];
@@ -145,6 +148,18 @@ pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
             })
             .collect(),
         _ => Vec::new(),
+    };
+    Ok(Some((f, want)))
+}
+
+/// Make our rules in iptables (V6: ip6tables) exactly what `nets` want
+/// on this host (`plan`). Err: the tool cannot be run or refused a rule
+/// we need (the caller retries at its next check).
+pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
+    let nets = of_family(fam, nets);
+    let tool = fam.tool();
+    let Some((f, want)) = plan(fam, &nets)? else {
+        return Ok(Changes::default());
     };
     let have = ours(&f);
     let mut ch = Changes::default();
@@ -167,8 +182,9 @@ pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
     for r in want.iter().filter(|r| !have.contains(r)) {
         if !exec(fam, "-I", &r[1..]) {
             return Err(format!(
-                "`{tool} -I {}` failed: add it by hand, or accept `-i ov-+` in {} yourself",
+                "`{tool} -I {}` failed: add it by hand, or accept `-i {}` in {} yourself",
                 r[1..].join(" "),
+                nets.first().map(wildcard).unwrap_or_default(),
                 r[1]
             ));
         }
@@ -187,20 +203,10 @@ pub fn reconcile(fam: Family, nets: &[Routed]) -> Result<Changes, String> {
 pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
     let chains = nft::routed_forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
     let mut ch = Changes::default();
-    for c in chains
-        .iter()
-        .filter(|c| !c.is_iptables() && !c.is_ip6tables())
-    {
+    for c in native(&chains) {
         let spec = crate::untrusted::display(&c.spec()).into_owned();
         let have = nft::commented_rules(c, PREFIX).map_err(|e| format!("{spec}: {e}"))?;
-        let six = c.family == nft::IPV6;
-        let wanted: Vec<&Routed> = if c.drops {
-            (nets.iter())
-                .filter(|r| !six || r.subnet6.is_some())
-                .collect()
-        } else {
-            vec![]
-        };
+        let wanted = wanted_in(c, nets);
         for (h, x) in &have {
             let keep = wanted.iter().any(|r| *x == comment(&r.bridge));
             if !keep {
@@ -213,7 +219,7 @@ pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
             let mine: Vec<u64> = (have.iter().filter(|(_, x)| *x == cm))
                 .map(|(h, _)| *h)
                 .collect();
-            if !force && mine.len() == 3 + r.allow_from.len() {
+            if !force && whole(mine.len(), r) {
                 continue;
             }
             for h in mine {
@@ -229,6 +235,86 @@ pub fn reconcile_nft(nets: &[Routed], force: bool) -> Result<Changes, String> {
         }
     }
     Ok(ch)
+}
+
+/// Native nftables forward chains: every one but iptables' and
+/// ip6tables' own FORWARD (they write those).
+fn native(chains: &[nft::Chain]) -> impl Iterator<Item = &nft::Chain> {
+    (chains.iter()).filter(|c| !c.is_iptables() && !c.is_ip6tables())
+}
+
+/// The networks of `nets` that native chain `c` must accept: all of
+/// them where it drops, only those with IPv6 in a chain of family ip6
+/// (it sees only IPv6), none where it does not drop.
+fn wanted_in<'a>(c: &nft::Chain, nets: &'a [Routed]) -> Vec<&'a Routed> {
+    let six = c.family == nft::IPV6;
+    (nets.iter())
+        .filter(|r| c.drops && (!six || r.subnet6.is_some()))
+        .collect()
+}
+
+/// Whether `n` rules of ours are `r`'s whole set in a native chain
+/// (`egress::accepts_in`: three, and one per --allow-from).
+fn whole(n: usize, r: &Routed) -> bool {
+    n == 3 + r.allow_from.len()
+}
+
+/// What routed network `r` lacks where a chain drops `fam`'s traffic.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// The iptables (ip6tables) rules `reconcile` would add, each as the
+    /// command that adds it.
+    pub rules: Vec<String>,
+    /// Native chains (as `nft` names them) that drop without `r`'s whole
+    /// set of accepts (`reconcile_nft` re-makes those).
+    pub chains: Vec<String>,
+    /// The comment our accepts for `r` carry.
+    pub comment: String,
+}
+
+/// Read only (for doctor): the same decisions as `reconcile` and
+/// `reconcile_nft`, for one network and one family. Err: the family's
+/// FORWARD drops and its tool cannot list it, or nftables cannot be read.
+pub fn missing(fam: Family, r: &Routed) -> Result<Missing, String> {
+    let nets = of_family(fam, std::slice::from_ref(r));
+    let mut out = Missing {
+        comment: comment(&r.bridge),
+        ..Missing::default()
+    };
+    // Only where FORWARD drops: a DOCKER-USER chain alone (policy
+    // accept) drops nothing, though the agent keeps its accepts there.
+    let planned = plan(fam, &nets)
+        .map_err(|why| format!("{}'s FORWARD drops (the kernel says) and {why}", fam.tool()))?;
+    if let Some((f, want)) = planned
+        && f.forward_drops()
+    {
+        let have = ours(&f);
+        out.rules = (want.iter().filter(|w| !have.contains(w)))
+            .map(|w| format!("{} -I {}", fam.tool(), w[1..].join(" ")))
+            .collect();
+    }
+    let chains = nft::routed_forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
+    // An ip chain sees no IPv6, an ip6 chain no IPv4.
+    let other = match fam {
+        Family::V4 => nft::IPV6,
+        Family::V6 => nft::IPV4,
+    };
+    for c in native(&chains).filter(|c| c.family != other) {
+        if wanted_in(c, &nets).is_empty() {
+            continue;
+        }
+        let spec = crate::untrusted::display(&c.spec()).into_owned();
+        let have =
+            nft::commented_rules(c, &comment(&r.bridge)).map_err(|e| format!("{spec}: {e}"))?;
+        let n = have
+            .iter()
+            .filter(|(_, x)| *x == comment(&r.bridge))
+            .count();
+        if !whole(n, r) {
+            out.chains.push(spec);
+        }
+    }
+    Ok(out)
 }
 
 /// Our rules in one family's listing (none when it cannot be listed).
@@ -288,6 +374,7 @@ mod tests {
     fn net(b: &str, from: &[&str]) -> Routed {
         Routed {
             bridge: b.into(),
+            group: "rt-".into(),
             subnet: Some("10.40.0.0/24".parse().expect("subnet")),
             subnet6: None,
             allow_from: from.iter().map(|s| s.to_string()).collect(),
@@ -296,33 +383,33 @@ mod tests {
 
     #[test]
     fn rules_as_iptables_lists_them_and_none_opens_another_network() {
-        let want = wanted(&[net("ov-a", &["ov-b"])]);
+        let want = wanted(&[net("rt-a", &["rt-b"])]);
         let lines: Vec<String> = want.iter().map(|r| r.join(" ")).collect();
         assert_eq!(
             lines,
             [
-                "-i ov-a -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT",
-                "-i ov-a ! -o ov-+ -m comment --comment pipework-egress:ov-a -j ACCEPT",
-                "-o ov-a -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment pipework-egress:ov-a -j ACCEPT",
-                "-i ov-b -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT",
+                "-i rt-a -o rt-a -m comment --comment pipework-egress:rt-a -j ACCEPT",
+                "-i rt-a ! -o rt-+ -m comment --comment pipework-egress:rt-a -j ACCEPT",
+                "-o rt-a -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment pipework-egress:rt-a -j ACCEPT",
+                "-i rt-b -o rt-a -m comment --comment pipework-egress:rt-a -j ACCEPT",
             ]
         );
-        // Only the --allow-from rule lets ov-b in; nothing lets ov-a out
-        // to another ov-* bridge.
+        // Only the --allow-from rule lets rt-b in; nothing lets rt-a out
+        // to another rt-* bridge.
         for l in &lines {
-            assert!(!l.contains("-i ov-a -o ov-b"), "{l}");
+            assert!(!l.contains("-i rt-a -o rt-b"), "{l}");
         }
-        assert_eq!(wanted(&[net("ov-c", &[])]).len(), 3);
+        assert_eq!(wanted(&[net("rt-c", &[])]).len(), 3);
     }
 
     #[test]
     fn ip6tables_gets_only_the_networks_with_ipv6() {
-        let mut dual = net("ov-d", &[]);
+        let mut dual = net("rt-d", &[]);
         dual.subnet6 = Some("fd40::/64".parse().expect("subnet6"));
         let mut six = dual.clone();
-        six.bridge = "ov-s".into();
+        six.bridge = "rt-s".into();
         six.subnet = None;
-        let nets = [net("ov-a", &[]), dual.clone(), six.clone()];
+        let nets = [net("rt-a", &[]), dual.clone(), six.clone()];
         assert_eq!(of_family(Family::V6, &nets), [dual, six]);
         assert_eq!(of_family(Family::V4, &nets).len(), 3);
     }
@@ -331,7 +418,7 @@ mod tests {
     fn our_rules_read_back_from_a_listing() {
         let f = Filter(
             "-P FORWARD DROP\n-N DOCKER-USER\n\
-             -A DOCKER-USER -i ov-a -o ov-a -m comment --comment \"pipework-egress:ov-a\" -j ACCEPT\n\
+             -A DOCKER-USER -i rt-a -o rt-a -m comment --comment \"pipework-egress:rt-a\" -j ACCEPT\n\
              -A DOCKER-USER -i br1 -o br1 -m comment --comment \"pipework:br1\" -j ACCEPT\n\
              -A DOCKER-USER -j RETURN\n"
                 .into(),
@@ -340,7 +427,7 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(
             o[0][1..].join(" "),
-            "DOCKER-USER -i ov-a -o ov-a -m comment --comment pipework-egress:ov-a -j ACCEPT"
+            "DOCKER-USER -i rt-a -o rt-a -m comment --comment pipework-egress:rt-a -j ACCEPT"
         );
         assert_eq!(chain(&f), Some("DOCKER-USER"));
         // The bridge rule's bookkeeping does not take ours for its own.

@@ -22,6 +22,9 @@
 //!   iifname "ov-*" tcp dport 2379-2380 counter drop comment "pipework:overlay-contain"
 //! ```
 //!
+//! (`ov-*`: the overlay's bridges. The prefix is the overlay's naming,
+//! passed to `install` as `group`: this layer does not know it.)
+//!
 //! Why `contain`: egress masquerades a container's traffic to its host's
 //! underlay address, which is in every guard's member set. Without these
 //! drops a container could aim its own VXLAN device at another member's
@@ -184,10 +187,10 @@ fn lookup(l: &mut Msg, s: (&str, u32, u32, u32), inv: bool) {
     });
 }
 
-/// `iifname "ov-*"`: a compare of the first bytes only, as nft writes a
-/// trailing wildcard (the overlay's bridges are all named so).
-fn from_overlay_bridge(l: &mut Msg) {
-    meta_cmp(l, NFT_META_IIFNAME, NFT_CMP_EQ, b"ov-");
+/// `iifname "GROUP*"`: a compare of the first bytes only, as nft writes a
+/// trailing wildcard (`group`: the prefix the caller's bridges share).
+fn from_overlay_bridge(l: &mut Msg, group: &str) {
+    meta_cmp(l, NFT_META_IIFNAME, NFT_CMP_EQ, group.as_bytes());
 }
 
 fn rule(chain: &str, comment: &str, body: impl FnOnce(&mut Msg)) -> Msg {
@@ -231,29 +234,29 @@ fn members_rule(v6: bool) -> Msg {
     })
 }
 
-/// Forward: `iifname "ov-*" ip daddr @hosts4 drop` (ip6: `@hosts6`).
-fn contain_forward(v6: bool) -> Msg {
+/// Forward: `iifname "GROUP*" ip daddr @hosts4 drop` (ip6: `@hosts6`).
+fn contain_forward(v6: bool, group: &str) -> Msg {
     let (proto, len, set) = family(v6);
     let daddr_at = if v6 { 24 } else { 16 };
     rule(CONTAIN, CONTAIN_COMMENT, |l| {
-        from_overlay_bridge(l);
+        from_overlay_bridge(l, group);
         meta_cmp(l, NFT_META_NFPROTO, NFT_CMP_EQ, &[proto]);
         payload(l, NFT_PAYLOAD_NETWORK, daddr_at, len);
         lookup(l, set, false);
     })
 }
 
-/// Input, both families: `iifname "ov-*" udp dport @ports drop` and
-/// `iifname "ov-*" tcp dport 2379-2380 drop`.
-fn contain_input() -> [Msg; 2] {
+/// Input, both families: `iifname "GROUP*" udp dport @ports drop` and
+/// `iifname "GROUP*" tcp dport 2379-2380 drop`.
+fn contain_input(group: &str) -> [Msg; 2] {
     let udp = rule(CHAIN, CONTAIN_COMMENT, |l| {
-        from_overlay_bridge(l);
+        from_overlay_bridge(l, group);
         meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_UDP as u8]);
         payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
         lookup(l, PORTS, false);
     });
     let tcp = rule(CHAIN, CONTAIN_COMMENT, |l| {
-        from_overlay_bridge(l);
+        from_overlay_bridge(l, group);
         meta_cmp(l, NFT_META_L4PROTO, NFT_CMP_EQ, &[libc::IPPROTO_TCP as u8]);
         payload(l, NFT_PAYLOAD_TRANSPORT, 2, 2);
         // Big-endian bytes: compared as bytes, they order as numbers.
@@ -302,12 +305,14 @@ fn base_chain(name: &str, hook: u32) -> Msg {
 /// The table with exactly these ports and members, in one transaction:
 /// created, or replaced (add-then-delete makes the delete never fail).
 /// `sealed`: (VNI, VXLAN port) of encrypted networks, accepted from
-/// `tunnel_if` only.
+/// `tunnel_if` only. `group`: the name prefix of the bridges containers
+/// sit on (the overlay's `ov-`; its naming, given by it), for `contain`.
 pub fn install(
     ports: &BTreeSet<u16>,
     members: &BTreeSet<IpAddr>,
     sealed: &BTreeSet<(u32, u16)>,
     tunnel_if: &str,
+    group: &str,
 ) -> io::Result<()> {
     let mut b = vec![
         table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE),
@@ -334,9 +339,9 @@ pub fn install(
     b.push(members_rule(false));
     b.push(members_rule(true));
     b.extend(sealed.iter().map(|(v, p)| sealed_rule(*v, *p, tunnel_if)));
-    b.extend(contain_input());
-    b.push(contain_forward(false));
-    b.push(contain_forward(true));
+    b.extend(contain_input(group));
+    b.push(contain_forward(false, group));
+    b.push(contain_forward(true, group));
     Nl::open()?.batch_all(b)
 }
 
@@ -445,10 +450,10 @@ mod tests {
             let c: IpAddr = "10.9.0.3".parse().expect("ip");
             assert!(!present().expect("dump"));
             let sealed: BTreeSet<(u32, u16)> = [(4097, 8472)].into();
-            install(&ports, &[a, b].into(), &sealed, "pw-wg").expect("install");
+            install(&ports, &[a, b].into(), &sealed, "pw-wg", "gt-").expect("install");
             assert!(present().expect("dump"));
             // Again: replaced, not doubled.
-            install(&ports, &[a, b].into(), &sealed, "pw-wg").expect("install again");
+            install(&ports, &[a, b].into(), &sealed, "pw-wg", "gt-").expect("install again");
             update(&[c].into(), &[a].into()).expect("update");
             assert_eq!(members().expect("members"), Some([b, c].into()));
             if let Ok(o) = std::process::Command::new("nft")
@@ -476,10 +481,10 @@ mod tests {
                 // Containers kept off the underlay (see `contain`).
                 for want in [
                     "hook forward",
-                    "iifname \"ov-*\" ip daddr @hosts4",
-                    "iifname \"ov-*\" ip6 daddr @hosts6",
-                    "iifname \"ov-*\" udp dport @ports",
-                    "iifname \"ov-*\" tcp dport 2379-2380",
+                    "iifname \"gt-*\" ip daddr @hosts4",
+                    "iifname \"gt-*\" ip6 daddr @hosts6",
+                    "iifname \"gt-*\" udp dport @ports",
+                    "iifname \"gt-*\" tcp dport 2379-2380",
                 ] {
                     assert!(t.contains(want), "{want}: {t}");
                 }
@@ -514,7 +519,8 @@ mod tests {
             assert!(gc.expect("gc"));
             assert!(!present().expect("dump"));
             assert!(!remove().expect("remove twice"));
-            install(&ports, &BTreeSet::new(), &BTreeSet::new(), "pw-wg").expect("no members yet");
+            install(&ports, &BTreeSet::new(), &BTreeSet::new(), "pw-wg", "gt-")
+                .expect("no members yet");
             assert!(remove().expect("remove"));
         })
         .join()

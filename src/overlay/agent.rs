@@ -596,12 +596,7 @@ impl Agent {
             .devs
             .keys()
             .filter_map(|n| self.model.nets.get(n))
-            .map(|s| crate::firewall::Routed {
-                bridge: names::bridge(&s.name),
-                subnet: s.subnet,
-                subnet6: s.subnet6,
-                allow_from: s.allow_from.iter().map(|a| names::bridge(a)).collect(),
-            })
+            .map(names::routed)
             .collect();
         // Changed, or (at a check) missing, or left over with nothing here.
         let changed = self.routed.as_ref() != Some(&want);
@@ -722,14 +717,19 @@ impl Agent {
                 let del = m.difference(&members).copied().collect();
                 crate::firewall::guard_vxlan_update(&add, &del)
             }
-            _ => crate::firewall::guard_vxlan(&ports, &members, &sealed, crypt::DEVICE).inspect(
-                |_| {
-                    log(format_args!(
-                        "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
-                        members.len()
-                    ))
-                },
-            ),
+            _ => crate::firewall::guard_vxlan(
+                &ports,
+                &members,
+                &sealed,
+                crypt::DEVICE,
+                names::BRIDGE_PREFIX,
+            )
+            .inspect(|_| {
+                log(format_args!(
+                    "VXLAN guard: UDP {ports:?} accepted from {} registered hosts only",
+                    members.len()
+                ))
+            }),
         };
         match r {
             Ok(()) => self.guarded = Some((ports, members, sealed)),

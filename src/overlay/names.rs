@@ -30,19 +30,43 @@ pub fn check_name(net: &str) -> Result<()> {
     }
 }
 
+/// What every overlay bridge's name starts with. Only the overlay knows
+/// it: the firewall matches "an overlay bridge" by it because the agent
+/// passes it down (`Routed::group`, `guard_vxlan`), and tests/layering.rs
+/// fails if a layer below the subsystems spells it out.
+pub const BRIDGE_PREFIX: &str = "ov-";
+
 /// The Linux bridge containers of `net` plug into.
 pub fn bridge(net: &str) -> String {
-    format!("ov-{net}")
+    format!("{BRIDGE_PREFIX}{net}")
 }
+
+/// Network `s` as the firewall's routed-network rules see it (the
+/// agent's egress and accepts, and doctor's check of them).
+pub fn routed(s: &super::store::NetSpec) -> crate::firewall::Routed {
+    crate::firewall::Routed {
+        bridge: bridge(&s.name),
+        group: BRIDGE_PREFIX.to_string(),
+        subnet: s.subnet,
+        subnet6: s.subnet6,
+        allow_from: s.allow_from.iter().map(|a| bridge(a)).collect(),
+    }
+}
+
+/// What every overlay VXLAN device's name starts with (the overlay's
+/// naming too: tests/layering.rs keeps it out of the lower layers).
+pub const VXLAN_PREFIX: &str = "vx-";
 
 /// The VXLAN device of `net` (a port of the bridge).
 pub fn vxlan(net: &str) -> String {
-    format!("vx-{net}")
+    format!("{VXLAN_PREFIX}{net}")
 }
 
 /// The network a bridge name belongs to, if it is one of ours.
 pub fn net_of_bridge(bridge: &str) -> Option<&str> {
-    bridge.strip_prefix("ov-").filter(|n| check_name(n).is_ok())
+    bridge
+        .strip_prefix(BRIDGE_PREFIX)
+        .filter(|n| check_name(n).is_ok())
 }
 
 /// Every endpoint's MAC is derived from its address (as Docker's overlay

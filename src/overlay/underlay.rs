@@ -29,7 +29,10 @@ pub async fn resolve(spec: Option<&str>) -> Result<Underlay> {
     let net = Net::new(None, false)?;
     let mut cands = Vec::new();
     for l in net.links().await? {
-        if l.name == "lo" || l.name.starts_with("ov-") || l.name.starts_with("vx-") {
+        if l.name == "lo"
+            || l.name.starts_with(super::names::BRIDGE_PREFIX)
+            || l.name.starts_with(super::names::VXLAN_PREFIX)
+        {
             continue;
         }
         for a in net.addrs(l.index).await? {
