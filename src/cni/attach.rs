@@ -5,8 +5,9 @@
 //! asks for beyond it (IPAM routes, `isGateway`).
 //!
 //! The guest name recorded on our links (crate::record::Record `g`) is
-//! `cni:NETWORK/CONTAINERID/IFNAME`, so DEL without a namespace and GC find
-//! the attachment's host side by asking the kernel, with no state files.
+//! the attachment's tag (`super::tag`), so DEL without a namespace and GC
+//! find the attachment's host side by asking the kernel, with no state
+//! files.
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
 use super::types::{AddResult, Interface, NetConf};
@@ -176,20 +177,25 @@ fn sriov_options(conf: &NetConf) -> CniResult<crate::sriov::Options> {
     .map_err(|e| CniError::config(e.to_string()))
 }
 
-/// Room for the tag in a record (the rest of the 255-byte alias holds the
-/// driver kind, bridge and interface names and the short id). An overlay
-/// record also holds its addresses, up to 56 bytes more when dual stack:
-/// measured per network before the claim (`Plumber::overlay_fits`).
+/// The longest tag any record could hold: the smallest record of any kind
+/// (one-letter names, 10-digit namespace inode, builder pid, signature)
+/// leaves 164 of the alias's 255 bytes; refusing beyond 150 says so before
+/// anything is opened. Whether a tag fits is measured per attachment, on
+/// the record its driver will write (`Plumber::record_fits`): host and
+/// interface names, VLAN, mode, OVS port, an overlay's addresses.
 const MAX_TAG: usize = 150;
 
-pub(super) fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
-    format!("cni:{net}/{cid}/{ifname}")
-}
-
-/// (network, containerID, ifname) from a record's guest name.
-pub(super) fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
-    let mut it = g.strip_prefix("cni:")?.splitn(3, '/');
-    Some((it.next()?, it.next()?, it.next()?))
+/// The tag's container ID as recorded (`tag::COMPACT_ID_LEN` bytes for 64
+/// hex digits), for the limit errors.
+fn recorded_id(tag: &str) -> String {
+    let recorded = tag.split('/').nth(1).map_or(0, str::len);
+    match super::tag::decode(tag) {
+        Some((_, c, _)) if c.len() != recorded => {
+            format!("{} bytes, {recorded} as recorded", c.len())
+        }
+        Some((_, c, _)) => format!("{} bytes", c.len()),
+        None => format!("{recorded} bytes"),
+    }
 }
 
 pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
@@ -238,16 +244,16 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         .wanted_mac(env.arg("MAC"))
         .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
         .transpose()?;
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let tag = super::tag::encode(&conf.name, &env.container_id, &env.ifname);
     // The tag lives in the link's record, inside the kernel's 255-byte
     // alias, next to the driver's own fields.
     if tag.len() > MAX_TAG {
         return Err(CniError::config(format!(
-            "network name '{}' with CNI_CONTAINERID ({} bytes) is too long to record on the link; \
-             keep name + container ID under {} bytes",
+            "network name '{}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link ({} bytes, at most {MAX_TAG}); shorten the network name or the container ID",
             conf.name,
-            env.container_id.len(),
-            MAX_TAG - 8
+            recorded_id(&tag),
+            env.ifname,
+            tag.len(),
         )));
     }
     let netns = open_netns(&env.netns)?;
@@ -255,10 +261,9 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     let guest = Guest {
         netns,
         name: tag,
-        // The record's short id would only repeat the tag's container ID:
-        // an overlay record needs those bytes for its addresses (a
-        // dual-stack one with a 64-hex ID fits only without it).
-        id: (mode != Mode::Overlay).then(|| env.container_id.clone()),
+        // For the drivers (OVS rows' container_id); the record leaves it
+        // out (`record_no_id`).
+        id: Some(env.container_id.clone()),
         pid: None,
     };
     let (host_net, cont_net) = rt.block_on(async {
@@ -314,13 +319,17 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         json: false,
         dry_run: false,
         extras: Default::default(),
+        // The tag holds the whole container ID: a short id would only
+        // repeat 20 bytes of it (a dual-stack overlay record, or a bridge
+        // one with a VLAN and a 32-byte network name, fits only without).
+        record_no_id: true,
         ovs: crate::driver::ovs::OvsOptions {
             db: conf.socket_file.clone().filter(|_| mode == Mode::Ovs),
             ..Default::default()
         },
         ..Default::default()
     };
-    Ok(Plumber {
+    let plumber = Plumber {
         rt,
         guest,
         req,
@@ -328,7 +337,12 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         host: host_net,
         cont: cont_net,
         built: None,
-    })
+    };
+    // An overlay's record is measured with its addresses, once claimed.
+    if mode != Mode::Overlay {
+        plumber.record_fits(&[], None)?;
+    }
+    Ok(plumber)
 }
 
 /// The agent's bridge for an overlay network (`ov-NET`).
@@ -358,18 +372,19 @@ impl Plumber {
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 
-    /// Whether this attachment's link record, as `link` will seal it with
-    /// addresses `ips` of network `net`, fits the kernel's 255-byte alias:
-    /// checked before anything is built (the kernel refuses a longer alias
-    /// only once the link exists), so the ADD fails in one line and the
-    /// caller gives the addresses back. The host link's name counts at its
-    /// longest.
-    #[cfg(feature = "overlay")]
-    pub(super) fn overlay_fits(
+    /// Whether this attachment's link record, as `link` will seal it (with
+    /// an overlay's addresses `ips`, on what `network` describes), fits the kernel's 255-byte
+    /// alias: checked before anything is built (the kernel refuses a longer
+    /// alias only once the link exists), so the ADD fails in one line and
+    /// an overlay caller gives the addresses back. What the driver picks
+    /// later counts at its longest: host link and OVS port names, VLAN id,
+    /// macvlan mode, VF.
+    pub(super) fn record_fits(
         &self,
-        net: &crate::overlay::store::NetSpec,
         ips: &[std::net::IpAddr],
+        network: Option<&str>,
     ) -> CniResult<()> {
+        let longest = || Some("x".repeat(15));
         let mut x = self.req.record_extras.clone();
         for ip in ips {
             match ip {
@@ -381,11 +396,25 @@ impl Plumber {
             x.vlan = Some(u16::MAX);
             x.bridge_vlan_filtering = Some(true);
         }
+        match (&self.req.mode, self.mode) {
+            (HostMode::Macvlan(m) | HostMode::Ipvlan(m), _) => x.mode = Some(m.clone()),
+            (_, Mode::Ovs) => {
+                x.ovs_port = longest();
+                x.ovsdb = self.req.ovs.db.clone();
+            }
+            (_, Mode::Sriov) => {
+                x.vf_pci = Some("0000:00:00.0".into());
+                x.vf_pf = longest();
+                x.vf_index = Some(u32::from(u16::MAX));
+            }
+            _ => {}
+        }
         let rec = crate::record::Record {
+            k: Kind::from_name(self.mode.kind()).unwrap_or_default(),
             h: self.req.host.clone(),
-            hi: Some("x".repeat(15)),
+            hi: longest(),
             g: self.guest.name.clone(),
-            id: self.guest.id.as_ref().map(|_| self.guest.short_id()),
+            id: None,
             ifname: self.req.ifname.clone(),
             n: self.guest.netns.inode()?,
             // `attach_to` runs in this process and records its pid.
@@ -397,18 +426,15 @@ impl Plumber {
         if len <= 255 {
             return Ok(());
         }
+        let what = network.map_or_else(
+            || format!("{} attachment", self.mode.name()),
+            |n| format!("{n} network"),
+        );
+        let name = super::tag::decode(&self.guest.name).map_or("", |(n, _, _)| n);
         Err(CniError::config(format!(
-            "network name '{}' with CNI_CONTAINERID ({} bytes) and CNI_IFNAME '{}' is too long to record on the link of this {} network ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
-            net.name,
-            parse_guest_tag(&self.guest.name).map_or(0, |(_, c, _)| c.len()),
+            "network name '{name}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link of this {what} ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
+            recorded_id(&self.guest.name),
             self.req.ifname,
-            if net.subnet6.is_some() && net.subnet.is_some() {
-                "dual-stack"
-            } else if net.subnet6.is_some() {
-                "IPv6"
-            } else {
-                "IPv4"
-            },
             len - 255
         )))
     }

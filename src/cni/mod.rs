@@ -30,6 +30,7 @@ pub mod gc;
 pub mod ipam;
 #[cfg(feature = "overlay")]
 mod overlay;
+pub mod tag;
 pub mod types;
 mod undo;
 pub mod verbs;
