@@ -83,7 +83,7 @@ impl Mode {
     }
 
     /// The driver kind (crate::record::Record `k`) this mode must end up with.
-    fn kind(self) -> &'static str {
+    pub(super) fn kind(self) -> &'static str {
         match self {
             // An overlay endpoint is a veth on the agent's Linux bridge.
             Mode::Overlay => "bridge",
@@ -177,26 +177,13 @@ fn sriov_options(conf: &NetConf) -> CniResult<crate::sriov::Options> {
     .map_err(|e| CniError::config(e.to_string()))
 }
 
-/// The longest tag any record could hold: the smallest record of any kind
-/// (one-letter names, 10-digit namespace inode, builder pid, signature)
-/// leaves 164 of the alias's 255 bytes; refusing beyond 150 says so before
-/// anything is opened. Whether a tag fits is measured per attachment, on
-/// the record its driver will write (`Plumber::record_fits`): host and
-/// interface names, VLAN, mode, OVS port, an overlay's addresses.
+/// A bound checked before anything is opened: even the smallest record
+/// (one-letter names, no extras) spends about 90 of the alias's 255 bytes
+/// on its keys, namespace inode, builder pid and signature, so a longer
+/// tag never fits. A 64-hex container ID takes 43 bytes of it
+/// (`super::tag`). Whether a tag fits is then measured on the record the
+/// driver will write (`super::fits`, `Plumber::record_fits`).
 const MAX_TAG: usize = 150;
-
-/// The tag's container ID as recorded (`tag::COMPACT_ID_LEN` bytes for 64
-/// hex digits), for the limit errors.
-fn recorded_id(tag: &str) -> String {
-    let recorded = tag.split('/').nth(1).map_or(0, str::len);
-    match super::tag::decode(tag) {
-        Some((_, c, _)) if c.len() != recorded => {
-            format!("{} bytes, {recorded} as recorded", c.len())
-        }
-        Some((_, c, _)) => format!("{} bytes", c.len()),
-        None => format!("{recorded} bytes"),
-    }
-}
 
 pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
     crate::rt::current().map_err(|e| {
@@ -251,7 +238,7 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         return Err(CniError::config(format!(
             "network name '{}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link ({} bytes, at most {MAX_TAG}); shorten the network name or the container ID",
             conf.name,
-            recorded_id(&tag),
+            super::fits::recorded_id(&tag),
             env.ifname,
             tag.len(),
         )));
@@ -372,71 +359,21 @@ impl Plumber {
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 
-    /// Whether this attachment's link record, as `link` will seal it (with
-    /// an overlay's addresses `ips`, on what `network` describes), fits the kernel's 255-byte
-    /// alias: checked before anything is built (the kernel refuses a longer
-    /// alias only once the link exists), so the ADD fails in one line and
-    /// an overlay caller gives the addresses back. What the driver picks
-    /// later counts at its longest: host link and OVS port names, VLAN id,
-    /// macvlan mode, VF.
+    /// Whether this attachment's link record, as `link` will seal it
+    /// (with an overlay's addresses `ips`, on what `network` describes),
+    /// fits the kernel's 255-byte alias: checked before anything is built
+    /// (the kernel refuses a longer alias only once the link exists), so
+    /// the ADD fails in one line and an overlay caller gives the addresses
+    /// back. The fields are those the driver will write (host link and OVS
+    /// port names, VLAN, macvlan mode), a VF's names at their longest.
     pub(super) fn record_fits(
         &self,
         ips: &[std::net::IpAddr],
         network: Option<&str>,
     ) -> CniResult<()> {
-        let longest = || Some("x".repeat(15));
-        let mut x = self.req.record_extras.clone();
-        for ip in ips {
-            match ip {
-                std::net::IpAddr::V4(a) => x.overlay_ip = Some(*a),
-                std::net::IpAddr::V6(a) => x.overlay_ip6 = Some(*a),
-            }
-        }
-        if self.req.vlan.is_some() {
-            x.vlan = Some(u16::MAX);
-            x.bridge_vlan_filtering = Some(true);
-        }
-        match (&self.req.mode, self.mode) {
-            (HostMode::Macvlan(m) | HostMode::Ipvlan(m), _) => x.mode = Some(m.clone()),
-            (_, Mode::Ovs) => {
-                x.ovs_port = longest();
-                x.ovsdb = self.req.ovs.db.clone();
-            }
-            (_, Mode::Sriov) => {
-                x.vf_pci = Some("0000:00:00.0".into());
-                x.vf_pf = longest();
-                x.vf_index = Some(u32::from(u16::MAX));
-            }
-            _ => {}
-        }
-        let rec = crate::record::Record {
-            k: Kind::from_name(self.mode.kind()).unwrap_or_default(),
-            h: self.req.host.clone(),
-            hi: longest(),
-            g: self.guest.name.clone(),
-            id: None,
-            ifname: self.req.ifname.clone(),
-            n: self.guest.netns.inode()?,
-            // `attach_to` runs in this process and records its pid.
-            p: Some(std::process::id()),
-            x,
-            ..Default::default()
-        };
-        let len = rec.sealed_len();
-        if len <= 255 {
-            return Ok(());
-        }
-        let what = network.map_or_else(
-            || format!("{} attachment", self.mode.name()),
-            |n| format!("{n} network"),
-        );
-        let name = super::tag::decode(&self.guest.name).map_or("", |(n, _, _)| n);
-        Err(CniError::config(format!(
-            "network name '{name}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link of this {what} ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
-            recorded_id(&self.guest.name),
-            self.req.ifname,
-            len - 255
-        )))
+        let ino = self.guest.netns.inode()?;
+        let rec = super::fits::planned(&self.req, self.mode, &self.guest.name, ino, ips);
+        super::fits::check(&rec, self.mode, network)
     }
 
     #[cfg(feature = "overlay")]

@@ -26,6 +26,7 @@ pub mod check;
 pub mod detach;
 pub mod env;
 pub mod error;
+mod fits;
 pub mod gc;
 pub mod ipam;
 #[cfg(feature = "overlay")]
