@@ -364,15 +364,17 @@ impl Plumber {
     /// fits the kernel's 255-byte alias: checked before anything is built
     /// (the kernel refuses a longer alias only once the link exists), so
     /// the ADD fails in one line and an overlay caller gives the addresses
-    /// back. The fields are those the driver will write (host link and OVS
-    /// port names, VLAN, macvlan mode), a VF's names at their longest.
+    /// back. The fields are those the driver will write (`super::fits`).
     pub(super) fn record_fits(
         &self,
         ips: &[std::net::IpAddr],
         network: Option<&str>,
     ) -> CniResult<()> {
         let ino = self.guest.netns.inode()?;
-        let rec = super::fits::planned(&self.req, self.mode, &self.guest.name, ino, ips);
+        let vf = (self.mode == Mode::Sriov)
+            .then(|| super::fits::vf_of(&self.req.host))
+            .flatten();
+        let rec = super::fits::planned(&self.req, self.mode, &self.guest.name, ino, ips, vf);
         super::fits::check(&rec, self.mode, network)
     }
 

@@ -12,17 +12,25 @@ use crate::request::{AttachRequest, HostMode};
 /// (driver::bridge::host_ifname).
 const VETH_HOST_END: usize = 13;
 
+/// A VF's PF name and the largest index it may get, when its host
+/// interface resolves (else `planned` counts both at their longest).
+pub(super) fn vf_of(host: &str) -> Option<(String, u32)> {
+    let target = crate::sriov::parse_target(host).ok()?;
+    let (pf, index) = crate::sriov::resolve(&target, host).ok()?;
+    Some((pf.name, index.unwrap_or(pf.num.saturating_sub(1))))
+}
+
 /// The record `attach_to` will seal for `req` in mode `mode`, guest tag
-/// `tag`, namespace inode `ino` (with an overlay's addresses `ips`): the
-/// fields the driver will write, a VF's PF name and index at their
-/// longest, and this process's pid (`attach_to` runs here and records it
-/// until the commit).
+/// `tag`, namespace inode `ino` (with an overlay's addresses `ips`; a VF's
+/// PF and index from `vf_of`): the fields the driver will write, and this
+/// process's pid (`attach_to` runs here and records it until the commit).
 pub(super) fn planned(
     req: &AttachRequest,
     mode: Mode,
     tag: &str,
     ino: u64,
     ips: &[std::net::IpAddr],
+    vf: Option<(String, u32)>,
 ) -> Record {
     let veth = || Some("x".repeat(VETH_HOST_END));
     let mut x = req.record_extras.clone();
@@ -60,9 +68,10 @@ pub(super) fn planned(
         }
         // The host interface as given (its PCI address, or `vf:PF:N`).
         (_, Mode::Sriov) => {
+            let (pf, index) = vf.unwrap_or(("x".repeat(15), u32::from(u16::MAX)));
             x.vf_pci = Some("0000:00:00.0".into());
-            x.vf_pf = Some("x".repeat(15));
-            x.vf_index = Some(u32::from(u16::MAX));
+            x.vf_pf = Some(pf);
+            x.vf_index = Some(index);
         }
         _ => {}
     }
@@ -134,14 +143,30 @@ mod tests {
         }
     }
 
+    /// The record, its builder's pid at the kernel's largest (pid_max).
+    fn record(req: &AttachRequest, mode: Mode, tag: &str) -> Record {
+        // A VF: a 15-character PF with 256 VFs.
+        let vf = Some(("x".repeat(15), 255));
+        let mut r = planned(req, mode, tag, INO, &[], vf);
+        r.p = Some(4_194_304);
+        r
+    }
+
+    /// OVS through the default socket, whatever `PIPEWORK_OVSDB` says.
+    fn ovs_default(mut r: AttachRequest) -> AttachRequest {
+        r.ovs.db = Some(crate::ovsdb::DEFAULT_SOCKET.into());
+        r
+    }
+
     fn fits(req: &AttachRequest, mode: Mode, net: &str) -> CniResult<()> {
         let tag = super::super::tag::encode(net, HEX, "eth0");
-        check(&planned(req, mode, &tag, INO, &[]), mode, None)
+        check(&record(req, mode, &tag), mode, None)
     }
 
     /// A 32-byte network name with a 64-hex ID and `eth0` fits each kind's
-    /// record with 15-character host interface names (a VF: its PCI
-    /// address, a 15-character PF) and a 4-digit VLAN;
+    /// record with 15-character host interface names (a VLAN's parent: 10,
+    /// so `PARENT.VID` has 15; a VF: its PCI address, a 15-character PF
+    /// with 256 VFs), a 4-digit VLAN and a 7-digit pid;
     /// before the compact tag it fit none of those with a VLAN.
     #[test]
     fn a_32_byte_name_with_a_64_hex_id_fits_every_kind() {
@@ -152,21 +177,23 @@ mod tests {
             ("bridge + VLAN", req(&h15, HostMode::Auto, v), Mode::Bridge),
             (
                 "macvlan + VLAN",
-                req("eth1", m("passthru"), v),
+                req("enp129s0f1", m("passthru"), v),
                 Mode::Macvlan,
             ),
             ("macvlan", req(&h15, m("passthru"), None), Mode::Macvlan),
             (
                 "ipvlan + VLAN",
-                req("eth1", HostMode::Ipvlan("l3s".into()), v),
+                req("enp129s0f1", HostMode::Ipvlan("l3s".into()), v),
                 Mode::Ipvlan,
             ),
-            ("ovs", req(&h15, HostMode::Auto, v), Mode::Ovs),
+            ("ovs", ovs_default(req(&h15, HostMode::Auto, v)), Mode::Ovs),
             ("sriov", req("0000:01:10.2", HostMode::Auto, v), Mode::Sriov),
             ("phys", req(&h15, HostMode::DirectPhys, None), Mode::Phys),
         ];
         for (what, r, mode) in &cases {
-            assert!(fits(r, *mode, NET32).is_ok(), "{what}");
+            let tag = super::super::tag::encode(NET32, HEX, "eth0");
+            let len = record(r, *mode, &tag).sealed_len();
+            assert!(fits(r, *mode, NET32).is_ok(), "{what}: {len}");
             // The same record with the legacy tag and the short id, as
             // before: over the limit with a VLAN.
             let mut old = planned(
@@ -175,8 +202,11 @@ mod tests {
                 &super::super::tag::legacy(NET32, HEX, "eth0"),
                 INO,
                 &[],
+                None,
             );
             old.id = Some(HEX[..12].into());
+            // Even without the builder's pid, which the commit drops.
+            old.p = None;
             if r.vlan.is_some() && matches!(mode, Mode::Bridge | Mode::Macvlan | Mode::Ipvlan) {
                 assert!(old.sealed_len() > 255, "{what}: {}", old.sealed_len());
             }
@@ -190,12 +220,10 @@ mod tests {
         let net = "n".repeat(70);
         let r = req("cni0", HostMode::Auto, Some(100));
         let e = fits(&r, Mode::Bridge, &net).expect_err("too long");
-        let rec = planned(
+        let rec = record(
             &r,
             Mode::Bridge,
             &super::super::tag::encode(&net, HEX, "eth0"),
-            INO,
-            &[],
         );
         let over = rec.sealed_len() - 255;
         assert_eq!(e.msg.lines().count(), 1, "{}", e.msg);
