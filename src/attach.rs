@@ -53,7 +53,11 @@ pub async fn attach_to(req: &AttachRequest, guest: &Guest) -> Result<Report> {
     let record = Record {
         h: req.host.clone(),
         g: guest.name.clone(),
-        id: guest.id.as_ref().map(|_| guest.short_id()),
+        id: guest
+            .id
+            .as_ref()
+            .filter(|_| !req.record_no_id)
+            .map(|_| guest.short_id()),
         ifname: req.ifname.clone(),
         n: guest.netns.inode()?,
         // Until the commit at the very end, the record names the pipework

@@ -226,6 +226,7 @@ pub fn to_request(a: &ClassicArgs) -> Result<AttachRequest> {
         keep_conntrack: a.keep_conntrack,
         veth_queues: crate::request::VethQueues::parse(a.veth_queues.as_deref())?,
         record_extras: Default::default(),
+        record_no_id: false,
         sriov: crate::sriov::Options::parse(&crate::sriov::RawOptions {
             spoofchk: a.spoofchk.as_deref(),
             trust: a.trust.as_deref(),

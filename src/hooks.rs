@@ -103,6 +103,10 @@ pub struct Hooks {
     pub gc: &'static [GcPass],
     /// For `ls`: the lab that built an attachment, if any.
     pub lab_of: for<'a> fn(&'a Record) -> Option<&'a str>,
+    /// For `ls`: the guest a subsystem recorded in its own compact form,
+    /// spelled out (CNI: the tag with its full container ID), and the
+    /// container ID it holds.
+    pub guest_of: fn(&Record) -> Option<(String, String)>,
 }
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();

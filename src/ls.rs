@@ -61,9 +61,16 @@ pub async fn run() -> Result<Vec<Entry>> {
             let sriov = (rec.k == crate::record::Kind::Sriov)
                 .then(|| crate::sriov::LsInfo::from_record(rec))
                 .flatten();
+            // A CNI record holds its container ID in the guest name only.
+            let spelled = (hooks.guest_of)(rec);
             out.push(Entry {
-                guest: rec.g.clone(),
-                container_id: rec.id.clone(),
+                guest: spelled
+                    .as_ref()
+                    .map_or_else(|| rec.g.clone(), |s| s.0.clone()),
+                container_id: rec
+                    .id
+                    .clone()
+                    .or_else(|| spelled.as_ref().map(|s| s.1.chars().take(12).collect())),
                 interface: l.name.clone(),
                 kind: rec.k.to_string(),
                 host: sriov

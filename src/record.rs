@@ -178,8 +178,8 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// base64url without padding: 16 characters for the 12-byte tag, because
 /// every byte of the 255-byte alias counts (a phys record carries the
-/// NIC's addresses and old alias).
-fn b64(b: &[u8]) -> String {
+/// NIC's addresses and old alias). CNI's compact guest tag uses it too.
+pub fn b64(b: &[u8]) -> String {
     let mut out = String::new();
     for c in b.chunks(3) {
         let n = c.iter().fold(0u32, |a, x| (a << 8) | u32::from(*x)) << (8 * (3 - c.len()));
@@ -190,7 +190,10 @@ fn b64(b: &[u8]) -> String {
     out
 }
 
-fn unb64(s: &str) -> Option<Vec<u8>> {
+/// The bytes of `b64` text; lenient about the unused low bits of the last
+/// character (callers needing one spelling per value compare `b64` of the
+/// result).
+pub fn unb64(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for c in s.as_bytes().chunks(4) {
         if c.len() < 2 {

@@ -17,5 +17,6 @@ pub fn install() {
         #[cfg(not(feature = "overlay"))]
         gc: &[crate::link::gc::pass],
         lab_of: crate::lab::plan::lab_of,
+        guest_of: crate::cni::tag::guest_of,
     });
 }

@@ -172,9 +172,11 @@ fn overlay_ipv6_only_macs_are_claimed_with_the_address() {
 
 /// CNI ADD on a dual-stack network with a 64-hex container ID (what
 /// containerd passes): its link record, both addresses in it, fits the
-/// 255-byte alias; DEL cleans. A network whose name makes the record too
-/// long is refused in one line before anything is built, its addresses
-/// given back.
+/// 255-byte alias, the ID recorded in 43 bytes (src/cni/tag.rs), even with
+/// a Kubernetes-like network name; CHECK passes, `ls` shows the full ID,
+/// DEL cleans. A record too long (a 64-byte ID that is not hex keeps its
+/// 64 bytes) is refused in one line before anything is built, its
+/// addresses given back.
 #[test]
 fn overlay_dual_cni_with_a_64_hex_container_id() {
     if !require_env() {
@@ -191,13 +193,16 @@ fn overlay_dual_cni_with_a_64_hex_container_id() {
         );
     }
     let c = lab.container("c");
-    let cid = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xabcdef);
-    let cni = |verb: &str, net: &str| {
-        let conf = serde_json::json!({"cniVersion": "1.0.0", "name": net, "type": "pipework", "mode": "overlay"});
+    let hex = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xabcdef);
+    let cni = |verb: &str, net: &str, cid: &str, prev: Option<&serde_json::Value>| {
+        let mut conf = serde_json::json!({"cniVersion": "1.0.0", "name": net, "type": "pipework", "mode": "overlay"});
+        if let Some(p) = prev {
+            conf["prevResult"] = p.clone();
+        }
         let mut ch = Command::new("ip")
             .args(["netns", "exec", &lab.host(1), BIN])
             .env("CNI_COMMAND", verb)
-            .env("CNI_CONTAINERID", &cid)
+            .env("CNI_CONTAINERID", cid)
             .env("CNI_NETNS", format!("/run/netns/{c}"))
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", "/usr/lib/cni")
@@ -211,31 +216,48 @@ fn overlay_dual_cni_with_a_64_hex_container_id() {
         }
         ch.wait_with_output().expect("cni")
     };
-    let o = cni("ADD", "dual");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        out.contains("10.66.0.2/24") && out.contains("fd66::2/64"),
-        "{out}"
-    );
-    let l = ok("ip", &["-n", &c, "-o", "link", "show", "dev", "eth0"]);
-    assert!(l.contains("alias pipework "), "{l}");
-    let o = cni("DEL", "dual");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!links(&c).contains("eth0"), "{}", links(&c));
-    assert!(keys(&lab, "/pipework/overlay/ep/").is_empty());
-    assert!(keys(&lab, "/pipework/overlay/resv/").is_empty());
+    for (net, v4, v6) in [
+        ("dual", "10.66.0.2/24", "fd66::2/64"),
+        ("k8s-pod-net", "10.67.0.2/24", "fd67::2/64"),
+    ] {
+        let o = cni("ADD", net, &hex, None);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{net}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.contains(v4) && out.contains(v6), "{out}");
+        let res: serde_json::Value = serde_json::from_str(&out).expect("result");
+        let l = ok("ip", &["-n", &c, "-o", "link", "show", "dev", "eth0"]);
+        assert!(l.contains("alias pipework "), "{l}");
+        assert!(l.contains(&format!("cnc:{net}/")), "{l}");
+        let o = cni("CHECK", net, &hex, Some(&res));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        let ls: serde_json::Value =
+            serde_json::from_str(&lab.pw_ok(1, &["ls", "--json"])).expect("ls --json");
+        let guest = format!("cni:{net}/{hex}/eth0");
+        let e = ls
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["guest"] == guest.as_str()))
+            .unwrap_or_else(|| panic!("ls lacks {guest}: {ls}"));
+        assert_eq!(e["container_id"], &hex[..12], "{e}");
+        let o = cni("DEL", net, &hex, Some(&res));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(!links(&c).contains("eth0"), "{}", links(&c));
+        assert!(keys(&lab, "/pipework/overlay/ep/").is_empty());
+        assert!(keys(&lab, "/pipework/overlay/resv/").is_empty());
+    }
 
     // Too long: one line naming the network, nothing left in etcd or the
     // container.
-    let o = cni("ADD", "k8s-pod-net");
+    let upper = hex.to_ascii_uppercase();
+    let o = cni("ADD", "k8s-pod-net", &upper, None);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!o.status.success(), "{out}");
-    assert!(out.contains("k8s-pod-net") && out.contains("255"), "{out}");
+    for w in ["k8s-pod-net", "255", "dual-stack", "(64 bytes)"] {
+        assert!(out.contains(w), "{w}: {out}");
+    }
     let v: serde_json::Value = serde_json::from_str(&out).expect("error json");
     assert_eq!(
         v["msg"].as_str().map(|m| m.lines().count()),

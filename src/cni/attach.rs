@@ -5,8 +5,9 @@
 //! asks for beyond it (IPAM routes, `isGateway`).
 //!
 //! The guest name recorded on our links (crate::record::Record `g`) is
-//! `cni:NETWORK/CONTAINERID/IFNAME`, so DEL without a namespace and GC find
-//! the attachment's host side by asking the kernel, with no state files.
+//! the attachment's tag (`super::tag`), so DEL without a namespace and GC
+//! find the attachment's host side by asking the kernel, with no state
+//! files.
 use super::env::Env;
 use super::error::{CniError, CniResult, code};
 use super::types::{AddResult, Interface, NetConf};
@@ -82,7 +83,7 @@ impl Mode {
     }
 
     /// The driver kind (crate::record::Record `k`) this mode must end up with.
-    fn kind(self) -> &'static str {
+    pub(super) fn kind(self) -> &'static str {
         match self {
             // An overlay endpoint is a veth on the agent's Linux bridge.
             Mode::Overlay => "bridge",
@@ -176,21 +177,13 @@ fn sriov_options(conf: &NetConf) -> CniResult<crate::sriov::Options> {
     .map_err(|e| CniError::config(e.to_string()))
 }
 
-/// Room for the tag in a record (the rest of the 255-byte alias holds the
-/// driver kind, bridge and interface names and the short id). An overlay
-/// record also holds its addresses, up to 56 bytes more when dual stack:
-/// measured per network before the claim (`Plumber::overlay_fits`).
+/// A bound checked before anything is opened: even the smallest record
+/// (one-letter names, no extras) spends about 90 of the alias's 255 bytes
+/// on its keys, namespace inode, builder pid and signature, so a longer
+/// tag never fits. A 64-hex container ID takes 43 bytes of it
+/// (`super::tag`). Whether a tag fits is then measured on the record the
+/// driver will write (`super::fits`, `Plumber::record_fits`).
 const MAX_TAG: usize = 150;
-
-pub(super) fn guest_tag(net: &str, cid: &str, ifname: &str) -> String {
-    format!("cni:{net}/{cid}/{ifname}")
-}
-
-/// (network, containerID, ifname) from a record's guest name.
-pub(super) fn parse_guest_tag(g: &str) -> Option<(&str, &str, &str)> {
-    let mut it = g.strip_prefix("cni:")?.splitn(3, '/');
-    Some((it.next()?, it.next()?, it.next()?))
-}
 
 pub(super) fn runtime() -> CniResult<tokio::runtime::Runtime> {
     crate::rt::current().map_err(|e| {
@@ -238,16 +231,16 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         .wanted_mac(env.arg("MAC"))
         .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
         .transpose()?;
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let tag = super::tag::encode(&conf.name, &env.container_id, &env.ifname);
     // The tag lives in the link's record, inside the kernel's 255-byte
     // alias, next to the driver's own fields.
     if tag.len() > MAX_TAG {
         return Err(CniError::config(format!(
-            "network name '{}' with CNI_CONTAINERID ({} bytes) is too long to record on the link; \
-             keep name + container ID under {} bytes",
+            "network name '{}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link ({} bytes, at most {MAX_TAG}); shorten the network name or the container ID",
             conf.name,
-            env.container_id.len(),
-            MAX_TAG - 8
+            super::fits::recorded_id(&tag),
+            env.ifname,
+            tag.len(),
         )));
     }
     let netns = open_netns(&env.netns)?;
@@ -255,10 +248,9 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     let guest = Guest {
         netns,
         name: tag,
-        // The record's short id would only repeat the tag's container ID:
-        // an overlay record needs those bytes for its addresses (a
-        // dual-stack one with a 64-hex ID fits only without it).
-        id: (mode != Mode::Overlay).then(|| env.container_id.clone()),
+        // For the drivers (OVS rows' container_id); the record leaves it
+        // out (`record_no_id`).
+        id: Some(env.container_id.clone()),
         pid: None,
     };
     let (host_net, cont_net) = rt.block_on(async {
@@ -314,13 +306,17 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         json: false,
         dry_run: false,
         extras: Default::default(),
+        // The tag holds the whole container ID: a short id would only
+        // repeat 20 bytes of it (a dual-stack overlay record, or a bridge
+        // one with a VLAN and a 32-byte network name, fits only without).
+        record_no_id: true,
         ovs: crate::driver::ovs::OvsOptions {
             db: conf.socket_file.clone().filter(|_| mode == Mode::Ovs),
             ..Default::default()
         },
         ..Default::default()
     };
-    Ok(Plumber {
+    let plumber = Plumber {
         rt,
         guest,
         req,
@@ -328,7 +324,12 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         host: host_net,
         cont: cont_net,
         built: None,
-    })
+    };
+    // An overlay's record is measured with its addresses, once claimed.
+    if mode != Mode::Overlay {
+        plumber.record_fits(&[], None)?;
+    }
+    Ok(plumber)
 }
 
 /// The agent's bridge for an overlay network (`ov-NET`).
@@ -358,59 +359,23 @@ impl Plumber {
         self.req.mtu = Some(self.req.mtu.unwrap_or(mtu));
     }
 
-    /// Whether this attachment's link record, as `link` will seal it with
-    /// addresses `ips` of network `net`, fits the kernel's 255-byte alias:
-    /// checked before anything is built (the kernel refuses a longer alias
-    /// only once the link exists), so the ADD fails in one line and the
-    /// caller gives the addresses back. The host link's name counts at its
-    /// longest.
-    #[cfg(feature = "overlay")]
-    pub(super) fn overlay_fits(
+    /// Whether this attachment's link record, as `link` will seal it
+    /// (with an overlay's addresses `ips`, on what `network` describes),
+    /// fits the kernel's 255-byte alias: checked before anything is built
+    /// (the kernel refuses a longer alias only once the link exists), so
+    /// the ADD fails in one line and an overlay caller gives the addresses
+    /// back. The fields are those the driver will write (`super::fits`).
+    pub(super) fn record_fits(
         &self,
-        net: &crate::overlay::store::NetSpec,
         ips: &[std::net::IpAddr],
+        network: Option<&str>,
     ) -> CniResult<()> {
-        let mut x = self.req.record_extras.clone();
-        for ip in ips {
-            match ip {
-                std::net::IpAddr::V4(a) => x.overlay_ip = Some(*a),
-                std::net::IpAddr::V6(a) => x.overlay_ip6 = Some(*a),
-            }
-        }
-        if self.req.vlan.is_some() {
-            x.vlan = Some(u16::MAX);
-            x.bridge_vlan_filtering = Some(true);
-        }
-        let rec = crate::record::Record {
-            h: self.req.host.clone(),
-            hi: Some("x".repeat(15)),
-            g: self.guest.name.clone(),
-            id: self.guest.id.as_ref().map(|_| self.guest.short_id()),
-            ifname: self.req.ifname.clone(),
-            n: self.guest.netns.inode()?,
-            // `attach_to` runs in this process and records its pid.
-            p: Some(std::process::id()),
-            x,
-            ..Default::default()
-        };
-        let len = rec.sealed_len();
-        if len <= 255 {
-            return Ok(());
-        }
-        Err(CniError::config(format!(
-            "network name '{}' with CNI_CONTAINERID ({} bytes) and CNI_IFNAME '{}' is too long to record on the link of this {} network ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
-            net.name,
-            parse_guest_tag(&self.guest.name).map_or(0, |(_, c, _)| c.len()),
-            self.req.ifname,
-            if net.subnet6.is_some() && net.subnet.is_some() {
-                "dual-stack"
-            } else if net.subnet6.is_some() {
-                "IPv6"
-            } else {
-                "IPv4"
-            },
-            len - 255
-        )))
+        let ino = self.guest.netns.inode()?;
+        let vf = (self.mode == Mode::Sriov)
+            .then(|| super::fits::vf_of(&self.req.host))
+            .flatten();
+        let rec = super::fits::planned(&self.req, self.mode, &self.guest.name, ino, ips, vf);
+        super::fits::check(&rec, self.mode, network)
     }
 
     #[cfg(feature = "overlay")]

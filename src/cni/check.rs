@@ -1,5 +1,5 @@
 //! CHECK: compare prevResult with the kernel.
-use super::attach::{Mode, guest_tag, mismatch, open_netns, runtime};
+use super::attach::{Mode, mismatch, open_netns, runtime};
 use super::env::Env;
 use super::error::CniResult;
 use super::types::{AddResult, NetConf};
@@ -19,7 +19,7 @@ pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResu
             ))
         })?;
     let want = &prev.interfaces[idx];
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let tag = super::tag::encode(&conf.name, &env.container_id, &env.ifname);
     runtime()?.block_on(async {
         let cont = Net::new(Some(&ns), false)?;
         let l = cont.link_by_name(&env.ifname).await?.ok_or_else(|| {
@@ -29,7 +29,8 @@ pub fn check(env: &Env, conf: &NetConf, mode: Mode, prev: &AddResult) -> CniResu
             ))
         })?;
         let rec = match crate::inventory::read(&l, ns.inode()?) {
-            crate::record::Seen::Ours(r) if r.g == tag => r,
+            // Either spelling of the tag: an earlier version's record too.
+            crate::record::Seen::Ours(r) if super::tag::same(&r.g, &tag) => r,
             _ => {
                 return Err(mismatch(format!(
                     "interface {} in {} was not made by this attachment",

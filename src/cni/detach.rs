@@ -1,6 +1,6 @@
 //! DEL: undo an attachment through the driver that built it, or, when the
 //! container side is already gone, through the record on its host link.
-use super::attach::{Mode, guest_tag, host_and_mode, runtime};
+use super::attach::{Mode, host_and_mode, runtime};
 use super::env::Env;
 use super::error::CniResult;
 use super::types::NetConf;
@@ -11,7 +11,9 @@ use std::path::Path;
 
 /// DEL: idempotent; a missing namespace or interface is success.
 pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
-    let tag = guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let tag = super::tag::encode(&conf.name, &env.container_id, &env.ifname);
+    // What stores the tag as text may hold an earlier version's spelling.
+    let spellings = super::tag::spellings(&conf.name, &env.container_id, &env.ifname);
     let bridge = match (mode, host_and_mode(conf, mode)) {
         (Mode::Bridge, Ok((b, _))) => Some(b),
         _ => None,
@@ -49,12 +51,16 @@ pub fn del(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<()> {
         if mode == Mode::Sriov {
             // A namespace destroyed before DEL handed the VF back to the
             // host; its state file says how it looked.
-            crate::sriov::restore::release_returned(&host, &tag).await?;
+            for t in &spellings {
+                crate::sriov::restore::release_returned(&host, t).await?;
+            }
         }
         if mode == Mode::Ovs {
             // A guest that vanished first leaves its Port/Interface rows
             // behind (its veth died with it); remove any recorded for us.
-            crate::driver::ovs::detach_gone(&tag, Some(&env.ifname), false).await?;
+            for t in &spellings {
+                crate::driver::ovs::detach_gone(t, Some(&env.ifname), false).await?;
+            }
         }
         Ok(())
     })

@@ -1,5 +1,5 @@
 //! GC: remove attachments the runtime no longer lists.
-use super::attach::{Mode, parse_guest_tag, runtime};
+use super::attach::{Mode, runtime};
 use super::error::{CniError, CniResult};
 use super::types::{Attachment, NetConf};
 use crate::inventory;
@@ -17,7 +17,8 @@ pub fn gc(conf: &NetConf, _mode: Mode, valid: &[Attachment]) -> CniResult<()> {
             if l.kind.as_deref() != Some("veth") {
                 continue;
             }
-            let Some((net, cid, ifname)) = parse_guest_tag(&rec.g) else {
+            // Either spelling: an earlier version's records are collected too.
+            let Some((net, cid, ifname)) = super::tag::decode(&rec.g) else {
                 continue;
             };
             if net != conf.name

@@ -26,10 +26,12 @@ pub mod check;
 pub mod detach;
 pub mod env;
 pub mod error;
+mod fits;
 pub mod gc;
 pub mod ipam;
 #[cfg(feature = "overlay")]
 mod overlay;
+pub mod tag;
 pub mod types;
 mod undo;
 pub mod verbs;

@@ -20,7 +20,7 @@ pub fn add(
     plumber: &mut Plumber,
 ) -> CniResult<(AddResult, Vec<Interface>)> {
     let agent = state::require(&conf.name)?;
-    let tag = super::attach::guest_tag(&conf.name, &env.container_id, &env.ifname);
+    let tag = super::tag::encode(&conf.name, &env.container_id, &env.ifname);
     let (st, net) = plumber.runtime().block_on(async {
         let st = Store::connect(&agent.etcd).await?;
         let net = network::get(&st, &conf.name).await?.ok_or_else(|| {
@@ -42,7 +42,12 @@ pub fn add(
     .into_iter()
     .flatten()
     .collect();
-    plumber.overlay_fits(&net, &shortest)?;
+    let stack = match (net.subnet.is_some(), net.subnet6.is_some()) {
+        (true, true) => "dual-stack",
+        (false, true) => "IPv6",
+        _ => "IPv4",
+    };
+    plumber.record_fits(&shortest, Some(stack))?;
     let claim = plumber.runtime().block_on(Claim::take(
         &st,
         &agent,
@@ -52,7 +57,7 @@ pub fn add(
         &env.ifname,
     ))?;
     let ips = claim.ips();
-    if let Err(e) = plumber.overlay_fits(&net, &ips) {
+    if let Err(e) = plumber.record_fits(&ips, Some(stack)) {
         plumber.runtime().block_on(claim.release("pipework (cni)"));
         return Err(e);
     }

@@ -4,7 +4,8 @@ use super::error::CniResult;
 use crate::inventory;
 use crate::netlink::Net;
 
-/// Undo the attachment tagged `tag`: through the driver while the
+/// Undo the attachment tagged `tag` (recorded in either spelling, see
+/// `super::tag`): through the driver while the
 /// container side is reachable, else by deleting the tagged host link.
 /// `bridge`: the Linux bridge this attachment used, if known from the
 /// config, so its firewall accept rule is released even when the kernel
@@ -21,7 +22,7 @@ pub(super) async fn detach(
         let scan = inventory::scan(cont, ino, tag).await?;
         inventory::warn_ignored(&scan.ignored);
         for f in scan.attachments() {
-            if f.rec.g == tag {
+            if super::tag::same(&f.rec.g, tag) {
                 crate::driver::undo(host, cont, &f.rec).await?;
                 found = true;
             }
@@ -37,7 +38,7 @@ pub(super) async fn detach(
     for f in &scan.ours {
         let (l, rec) = (&f.link, &f.rec);
         // Host ends only: a phys device on its way back is not a veth.
-        if rec.g == tag && l.kind.as_deref() == Some("veth") {
+        if super::tag::same(&rec.g, tag) && l.kind.as_deref() == Some("veth") {
             host.delete_link(l).await?;
             crate::firewall::release_bridge_if_unused(host, &rec.h).await?;
             found = true;

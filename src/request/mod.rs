@@ -70,6 +70,10 @@ pub struct AttachRequest {
     pub dns_write: bool,
     /// Extra fields signed into the record (a lab's name and link id).
     pub record_extras: crate::record::Extras,
+    /// Leave the container's short id out of the record: CNI's guest name
+    /// holds the whole ID already, and the 255-byte alias has no room to
+    /// repeat it. The guest keeps its id for the drivers (OVS rows).
+    pub record_no_id: bool,
     /// SR-IOV VF properties (`--spoofchk`, `--trust`, …).
     pub sriov: vf::Options,
     /// Bridge: keep conntrack for the bridge's own frames
@@ -147,6 +151,7 @@ impl Default for AttachRequest {
             dns_write: false,
             extras: Default::default(),
             record_extras: Default::default(),
+            record_no_id: false,
             sriov: Default::default(),
             keep_conntrack: false,
             veth_queues: VethQueues::default(),

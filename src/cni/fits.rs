@@ -1,0 +1,240 @@
+//! Will an attachment's record fit the kernel's 255-byte link alias? The
+//! kernel refuses a longer alias only once the link exists, so ADD asks
+//! before building anything, on the record as its driver will write it,
+//! and refuses in one line saying by how many bytes.
+use super::attach::Mode;
+use super::error::{CniError, CniResult};
+use crate::record::{Kind, Record};
+use crate::request::{AttachRequest, HostMode};
+
+/// The veth's host end (and OVS port) a CNI guest gets: `vpw` and 10 hex
+/// digits, as it has no pid for the classic `v<if>pl<pid>`
+/// (driver::bridge::host_ifname).
+const VETH_HOST_END: usize = 13;
+
+/// A VF's PF name and the largest index it may get, when its host
+/// interface resolves (else `planned` counts both at their longest).
+pub(super) fn vf_of(host: &str) -> Option<(String, u32)> {
+    let target = crate::sriov::parse_target(host).ok()?;
+    let (pf, index) = crate::sriov::resolve(&target, host).ok()?;
+    Some((pf.name, index.unwrap_or(pf.num.saturating_sub(1))))
+}
+
+/// The record `attach_to` will seal for `req` in mode `mode`, guest tag
+/// `tag`, namespace inode `ino` (with an overlay's addresses `ips`; a VF's
+/// PF and index from `vf_of`): the fields the driver will write, and this
+/// process's pid (`attach_to` runs here and records it until the commit).
+pub(super) fn planned(
+    req: &AttachRequest,
+    mode: Mode,
+    tag: &str,
+    ino: u64,
+    ips: &[std::net::IpAddr],
+    vf: Option<(String, u32)>,
+) -> Record {
+    let veth = || Some("x".repeat(VETH_HOST_END));
+    let mut x = req.record_extras.clone();
+    for ip in ips {
+        match ip {
+            std::net::IpAddr::V4(a) => x.overlay_ip = Some(*a),
+            std::net::IpAddr::V6(a) => x.overlay_ip6 = Some(*a),
+        }
+    }
+    let (h, mut hi) = (req.host.clone(), None);
+    match (&req.mode, mode) {
+        (_, Mode::Bridge | Mode::Overlay) => {
+            hi = veth();
+            // A VLAN on a bridge port, and bridge filtering turned on.
+            x.vlan = req.vlan;
+            x.bridge_vlan_filtering = req.vlan.map(|_| true);
+        }
+        (HostMode::Macvlan(m) | HostMode::Ipvlan(m), _) => {
+            x.mode = Some(m.clone());
+            // The parent's 802.1Q sub-interface, `PARENT.VID`.
+            if let Some(v) = req.vlan {
+                hi = Some(format!("{h}.{v}"));
+                x.vlan = Some(v);
+            }
+        }
+        // Its VLAN lives in OVSDB; its socket is recorded when it is not
+        // the default one.
+        (_, Mode::Ovs) => {
+            hi = veth();
+            x.ovs_port = veth();
+            x.ovsdb = crate::ovsdb::socket_path(req.ovs.db.as_deref())
+                .ok()
+                .filter(|p| p != std::path::Path::new(crate::ovsdb::DEFAULT_SOCKET))
+                .map(|p| p.display().to_string());
+        }
+        // The host interface as given (its PCI address, or `vf:PF:N`).
+        (_, Mode::Sriov) => {
+            let (pf, index) = vf.unwrap_or(("x".repeat(15), u32::from(u16::MAX)));
+            x.vf_pci = Some("0000:00:00.0".into());
+            x.vf_pf = Some(pf);
+            x.vf_index = Some(index);
+        }
+        _ => {}
+    }
+    Record {
+        k: Kind::from_name(mode.kind()).unwrap_or_default(),
+        h,
+        hi,
+        g: tag.to_string(),
+        // `record_no_id`: the tag holds the container ID.
+        id: None,
+        ifname: req.ifname.clone(),
+        n: ino,
+        p: Some(std::process::id()),
+        x,
+        ..Default::default()
+    }
+}
+
+/// Refuse `rec` if its sealed alias exceeds 255 bytes. `network`
+/// describes an overlay network ("dual-stack"), else the mode is named.
+pub(super) fn check(rec: &Record, mode: Mode, network: Option<&str>) -> CniResult<()> {
+    let len = rec.sealed_len();
+    if len <= 255 {
+        return Ok(());
+    }
+    let what = network.map_or_else(
+        || format!("{} attachment", mode.name()),
+        |n| format!("{n} network"),
+    );
+    let name = super::tag::decode(&rec.g).map_or("", |(n, _, _)| n);
+    Err(CniError::config(format!(
+        "network name '{name}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link of this {what} ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
+        recorded_id(&rec.g),
+        rec.ifname,
+        len - 255
+    )))
+}
+
+/// The tag's container ID as recorded (`tag::COMPACT_ID_LEN` bytes for 64
+/// hex digits), for the limit errors.
+pub(super) fn recorded_id(tag: &str) -> String {
+    let recorded = tag.split('/').nth(1).map_or(0, str::len);
+    match super::tag::decode(tag) {
+        Some((_, c, _)) if c.len() != recorded => {
+            format!("{} bytes, {recorded} as recorded", c.len())
+        }
+        Some((_, c, _)) => format!("{} bytes", c.len()),
+        None => format!("{recorded} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 32 bytes, and a 64-hex ID as Kubernetes/containerd pass it.
+    const NET32: &str = "kubernetes-pod-network-attach-32";
+    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    /// The largest namespace inode (procfs hands them out below 2^32).
+    const INO: u64 = u32::MAX as u64;
+
+    fn req(host: &str, mode: HostMode, vlan: Option<u16>) -> AttachRequest {
+        AttachRequest {
+            host: host.into(),
+            ifname: "eth0".into(),
+            mode,
+            vlan,
+            ..Default::default()
+        }
+    }
+
+    /// The record, its builder's pid at the kernel's largest (pid_max).
+    fn record(req: &AttachRequest, mode: Mode, tag: &str) -> Record {
+        // A VF: a 15-character PF with 256 VFs.
+        let vf = Some(("x".repeat(15), 255));
+        let mut r = planned(req, mode, tag, INO, &[], vf);
+        r.p = Some(4_194_304);
+        r
+    }
+
+    /// OVS through the default socket, whatever `PIPEWORK_OVSDB` says.
+    fn ovs_default(mut r: AttachRequest) -> AttachRequest {
+        r.ovs.db = Some(crate::ovsdb::DEFAULT_SOCKET.into());
+        r
+    }
+
+    fn fits(req: &AttachRequest, mode: Mode, net: &str) -> CniResult<()> {
+        let tag = super::super::tag::encode(net, HEX, "eth0");
+        check(&record(req, mode, &tag), mode, None)
+    }
+
+    /// A 32-byte network name with a 64-hex ID and `eth0` fits each kind's
+    /// record with 15-character host interface names (a VLAN's parent: 10,
+    /// so `PARENT.VID` has 15; a VF: its PCI address, a 15-character PF
+    /// with 256 VFs), a 4-digit VLAN and a 7-digit pid;
+    /// before the compact tag it fit none of those with a VLAN.
+    #[test]
+    fn a_32_byte_name_with_a_64_hex_id_fits_every_kind() {
+        let h15 = "x".repeat(15);
+        let v = Some(4094);
+        let m = |s: &str| HostMode::Macvlan(s.into());
+        let cases = [
+            ("bridge + VLAN", req(&h15, HostMode::Auto, v), Mode::Bridge),
+            (
+                "macvlan + VLAN",
+                req("enp129s0f1", m("passthru"), v),
+                Mode::Macvlan,
+            ),
+            ("macvlan", req(&h15, m("passthru"), None), Mode::Macvlan),
+            (
+                "ipvlan + VLAN",
+                req("enp129s0f1", HostMode::Ipvlan("l3s".into()), v),
+                Mode::Ipvlan,
+            ),
+            ("ovs", ovs_default(req(&h15, HostMode::Auto, v)), Mode::Ovs),
+            ("sriov", req("0000:01:10.2", HostMode::Auto, v), Mode::Sriov),
+            ("phys", req(&h15, HostMode::DirectPhys, None), Mode::Phys),
+        ];
+        for (what, r, mode) in &cases {
+            let tag = super::super::tag::encode(NET32, HEX, "eth0");
+            let len = record(r, *mode, &tag).sealed_len();
+            assert!(fits(r, *mode, NET32).is_ok(), "{what}: {len}");
+            // The same record with the legacy tag and the short id, as
+            // before: over the limit with a VLAN.
+            let mut old = planned(
+                r,
+                *mode,
+                &super::super::tag::legacy(NET32, HEX, "eth0"),
+                INO,
+                &[],
+                None,
+            );
+            old.id = Some(HEX[..12].into());
+            // Even without the builder's pid, which the commit drops.
+            old.p = None;
+            if r.vlan.is_some() && matches!(mode, Mode::Bridge | Mode::Macvlan | Mode::Ipvlan) {
+                assert!(old.sealed_len() > 255, "{what}: {}", old.sealed_len());
+            }
+        }
+    }
+
+    /// Too long: one line, naming the network, the ID as recorded, the
+    /// kind and the bytes over.
+    #[test]
+    fn too_long_is_one_accurate_line() {
+        let net = "n".repeat(70);
+        let r = req("cni0", HostMode::Auto, Some(100));
+        let e = fits(&r, Mode::Bridge, &net).expect_err("too long");
+        let rec = record(
+            &r,
+            Mode::Bridge,
+            &super::super::tag::encode(&net, HEX, "eth0"),
+        );
+        let over = rec.sealed_len() - 255;
+        assert_eq!(e.msg.lines().count(), 1, "{}", e.msg);
+        for w in [
+            net.as_str(),
+            "64 bytes, 43 as recorded",
+            "bridge attachment",
+            &format!("by {over} bytes"),
+        ] {
+            assert!(e.msg.contains(w), "{w}: {}", e.msg);
+        }
+        assert_eq!(recorded_id("cni:n/pwc-ctr/eth0"), "7 bytes");
+    }
+}
