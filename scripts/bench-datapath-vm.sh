@@ -50,13 +50,16 @@ if [ -z "${PIPEWORK_IN_VM:-}" ]; then
   done
   if [ ! -x "$NGINX_ROOT/usr/sbin/nginx" ]; then
     d=$(mktemp -d)
+    trap 'rm -rf "$d"' EXIT
     (cd "$d" && apt-get download -q nginx >/dev/null 2>&1) ||
       { echo "bench-datapath-vm: apt-get download nginx failed" >&2; exit 1; }
     mkdir -p "$CACHE"
     dpkg-deb -x "$d"/nginx_*.deb "$NGINX_ROOT"
-    rm -rf "$d"
   fi
-  [ -x "$BIN" ] || cargo build -q
+  if [ ! -x "$BIN" ]; then
+    [ -z "${PIPEWORK:-}" ] || { echo "bench-datapath-vm: PIPEWORK=$BIN is not an executable" >&2; exit 1; }
+    cargo build -q
+  fi
   # br_netfilter and what iptables (nf_tables flavour) needs for the notrack,
   # DNAT, MASQUERADE and FORWARD rules: the VM loads only what it is told.
   mods="br_netfilter nf_tables nft_compat nft_chain_nat nft_ct nft_nat nft_masq"
@@ -132,7 +135,8 @@ ip link add ${X}k type bridge; ip link set ${X}k up
 ip link add ${X}m type dummy; ip link set ${X}m up
 ip link add ${X}i type dummy; ip link set ${X}i up
 ip link add ${X}j type dummy; ip link set ${X}j up
-pw() { "$P" "$@" >/dev/null 2>>"$T/attach.log" || { echo "bench-datapath-vm: pipework $*: $(tail -n1 "$T/attach.log")" >&2; exit 1; }; }
+# shellcheck disable=SC2086  # P may be a command with its namespace prefix
+pw() { $P "$@" >/dev/null 2>>"$T/attach.log" || { echo "bench-datapath-vm: pipework $*: $(tail -n1 "$T/attach.log")" >&2; exit 1; }; }
 pw ${X}b "netns:$SNS" -i eth1 10.254.1.2/24
 pw ${X}b "netns:$CLI" -i eth1 10.254.1.3/24
 pw ${X}k "netns:$SNS" -i eth4 --keep-conntrack 10.254.4.2/24
@@ -163,8 +167,13 @@ pw ovs${X} "netns:$CLI" -i eth3 10.254.3.3/24
 ip netns exec "$RNS" sysctl -q -w net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0
 ip netns exec "$RNS" ip link add ${X}n type bridge
 ip netns exec "$RNS" ip link set ${X}n up
-ip netns exec "$RNS" "$P" ${X}n "netns:$SNS" -i eth7 10.254.7.2/24 >/dev/null 2>>"$T/attach.log"
-ip netns exec "$RNS" "$P" ${X}n "netns:$CLI" -i eth7 10.254.7.3/24 >/dev/null 2>>"$T/attach.log"
+pw_in() { # namespace, pipework args...: pipework run as that namespace's own tool
+  local n=$1
+  shift
+  P="ip netns exec $n $P" pw "$@"
+}
+pw_in "$RNS" ${X}n "netns:$SNS" -i eth7 10.254.7.2/24
+pw_in "$RNS" ${X}n "netns:$CLI" -i eth7 10.254.7.3/24
 
 # Servers, in the server namespace (nginx: Debian's build, unpacked on the host).
 mkdir -p "$T/ng/logs" "$T/ng/tmp"

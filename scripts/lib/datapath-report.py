@@ -20,7 +20,8 @@ for p, r in done:
     i8 = json.load(open(f"{T}/{p}.{r}.i8.json"))["end"]["sum_received"]["bits_per_second"] / 1e9
     bulk_only = not os.path.exists(f"{T}/{p}.{r}.wrk")
     w = "" if bulk_only else open(f"{T}/{p}.{r}.wrk").read()
-    rps = math.nan if bulk_only else float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
+    m = None if bulk_only else re.search(r"Requests/sec:\s+([\d.]+)", w)
+    rps = float(m.group(1)) if m else math.nan
     s = "" if bulk_only else open(f"{T}/{p}.{r}.sp").read()
 
     def pct(q):
@@ -58,7 +59,7 @@ for p in order:
 
 
 def ratio(a, b, k, inv=False):
-    if a not in med or b not in med or not med[b][k] or math.isnan(med[a][k] + med[b][k]):
+    if a not in med or b not in med or not med[a][k] or not med[b][k] or math.isnan(med[a][k] + med[b][k]):
         return "  -  "
     x = med[b][k] / med[a][k] if inv else med[a][k] / med[b][k]
     return f"{x:5.2f}"
