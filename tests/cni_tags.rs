@@ -9,6 +9,7 @@
 mod cni_util;
 
 use cni_util::{Call, OURS, REF_DIR, Scratch, in_ns, run, sh, sh_ok, with_prev};
+use pipework::cni::tag;
 use pipework::record::{Ident, Record};
 use serde_json::{Value, json};
 use std::os::unix::fs::MetadataExt;
@@ -16,10 +17,28 @@ use std::os::unix::fs::MetadataExt;
 /// 32 bytes, as a Kubernetes network attachment may well be named.
 const NET32: &str = "pwctag-kubernetes-pod-network-32";
 
-/// A 64-hex container ID, unique to this run.
-fn hex_id() -> String {
-    format!("{:016x}{:048x}", std::process::id(), 0x5eed_c0ffee_u64)
+/// A 64-hex container ID, unique to this run and to the test (`test`):
+/// the tests run in parallel threads of one process, and one's DEL or GC
+/// must never match another's attachment.
+fn hex_id(test: u64) -> String {
+    format!(
+        "{:016x}{:016x}{:032x}",
+        std::process::id(),
+        test,
+        0x5eed_c0ffee_u64
+    )
 }
+
+/// Each test's own ID (`hex_id`) and network name (below): unique
+/// prefixes, so no test's GC or `ls` lookup reaches another's.
+const KINDS: u64 = 1;
+const OVS: u64 = 2;
+const OLD: u64 = 3;
+/// The OVS test's network: as long as `k8s-pod-net` (11 bytes), which is
+/// what fits beside the recorded socket path.
+const NET_OVS: &str = "pwctag-ovs0";
+/// The legacy test's network (its GC removes what of it is not listed).
+const NET_OLD: &str = "pwctag-old";
 
 fn links_in(ns: &str) -> String {
     in_ns(ns, &["ip", "-o", "link"])
@@ -96,8 +115,8 @@ fn conf(name: &str, extra: Value, addr: &str) -> Value {
 
 /// ADD, the compact tag on the link, `ls` spelling it out with the full
 /// ID, CHECK, DEL, for one kind.
-fn lifecycle(ns_name: &str, ns: &str, c: &Value, what: &str) {
-    let cid = hex_id();
+fn lifecycle(ns_name: &str, ns: &str, c: &Value, what: &str, test: u64) {
+    let cid = hex_id(test);
     let call = Call {
         id: &cid,
         netns: ns,
@@ -106,8 +125,17 @@ fn lifecycle(ns_name: &str, ns: &str, c: &Value, what: &str) {
     let res = call.ours("ADD", c).ok().clone();
     let net = c["name"].as_str().unwrap_or_default();
     let a = alias(Some(ns_name), "eth0");
-    assert!(a.contains(&format!("\"g\":\"cnc:{net}/")), "{what}: {a}");
-    assert!(a.len() <= 255, "{what}: {a}");
+    // The compact tag, not the legacy spelling with the 64-hex ID (which
+    // would not fit a long name), and it decodes to the full ID.
+    let rec: Record = serde_json::from_str(a.strip_prefix("pipework ").unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what}: {e}: {a}"));
+    assert!(rec.g.starts_with(&format!("cnc:{net}/")), "{what}: {a}");
+    let (n, id, ifname) = tag::decode(&rec.g).unwrap_or_else(|| panic!("{what}: {a}"));
+    assert_eq!(
+        (n, id.as_str(), ifname),
+        (net, cid.as_str(), "eth0"),
+        "{what}: {a}"
+    );
     let e = ls_entry(&format!("cni:{net}/{cid}/eth0"), "eth0")
         .unwrap_or_else(|| panic!("{what}: ls lacks it: {:?}", ls()));
     assert_eq!(e["container_id"], &cid[..12], "{what}: {e}");
@@ -147,6 +175,7 @@ fn long_network_name_with_a_64_hex_id_fits_every_kind() {
             &ns,
             &conf(NET32, extra, "10.231.90.5/24"),
             what,
+            KINDS,
         );
     }
     // Too long for even this record: refused in one line saying by how
@@ -157,7 +186,7 @@ fn long_network_name_with_a_64_hex_id_fits_every_kind() {
         json!({"mode": "bridge", "bridge": br, "vlan": 100}),
         "10.231.90.5/24",
     );
-    let cid = hex_id();
+    let cid = hex_id(KINDS);
     let out = Call {
         id: &cid,
         netns: &ns,
@@ -212,10 +241,11 @@ fn ovs_records_the_socket_and_still_fits_a_64_hex_id() {
         lifecycle(
             "pwc-tag-ovs",
             &ns,
-            &conf("k8s-pod-net", ovs.clone(), "10.231.91.5/24"),
+            &conf(NET_OVS, ovs.clone(), "10.231.91.5/24"),
             "ovs",
+            OVS,
         );
-        let cid = hex_id();
+        let cid = hex_id(OVS);
         let out = Call {
             id: &cid,
             netns: &ns,
@@ -250,8 +280,8 @@ fn legacy_records_still_check_del_gc_and_list() {
     let ns_name = "pwc-tag-old";
     let ns = s.netns(ns_name);
     let br = s.link("pwctagbr1");
-    let net = "k8s-pod-net";
-    let cid = hex_id();
+    let net = NET_OLD;
+    let cid = hex_id(OLD);
     let mut added = Vec::new();
     for (i, ifname) in ["eth0", "net1", "net2"].into_iter().enumerate() {
         let c = conf(

@@ -236,11 +236,12 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     // alias, next to the driver's own fields.
     if tag.len() > MAX_TAG {
         return Err(CniError::config(format!(
-            "network name '{}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link ({} bytes, at most {MAX_TAG}); shorten the network name or the container ID",
+            "network name '{}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link ({} bytes, at most {MAX_TAG}); {}",
             conf.name,
             super::fits::recorded_id(&tag),
             env.ifname,
             tag.len(),
+            super::fits::shorten(&tag, tag.len() - MAX_TAG),
         )));
     }
     let netns = open_netns(&env.netns)?;

@@ -103,11 +103,24 @@ pub(super) fn check(rec: &Record, mode: Mode, network: Option<&str>) -> CniResul
     );
     let name = super::tag::decode(&rec.g).map_or("", |(n, _, _)| n);
     Err(CniError::config(format!(
-        "network name '{name}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link of this {what} ({len} of the kernel's 255 bytes); shorten the network name or the container ID by {} bytes; nothing kept",
+        "network name '{name}' with CNI_CONTAINERID ({}) and CNI_IFNAME '{}' is too long to record on the link of this {what} ({len} of the kernel's 255 bytes); {}; nothing kept",
         recorded_id(&rec.g),
         rec.ifname,
-        len - 255
+        shorten(&rec.g, len - 255)
     )))
+}
+
+/// What to shorten, and by how much (`over` bytes), for tag `tag`. A
+/// 64-hex ID is recorded compact (43 bytes); a shorter ID is no longer
+/// 64 hex digits and is recorded as given, in the longer `cni:` spelling
+/// (a cut under 21 bytes makes the record longer): so only the network
+/// name. Any other ID is recorded as given: either.
+pub(super) fn shorten(tag: &str, over: usize) -> String {
+    if super::tag::is_compact(tag) {
+        format!("shorten the network name by {over} bytes")
+    } else {
+        format!("shorten the network name or the container ID by {over} bytes")
+    }
 }
 
 /// The tag's container ID as recorded (`tag::COMPACT_ID_LEN` bytes for 64
@@ -231,10 +244,55 @@ mod tests {
             net.as_str(),
             "64 bytes, 43 as recorded",
             "bridge attachment",
-            &format!("by {over} bytes"),
+            &format!("shorten the network name by {over} bytes;"),
         ] {
             assert!(e.msg.contains(w), "{w}: {}", e.msg);
         }
+        // A 64-hex ID cut short is spelled out in full: no advice to cut it.
+        assert!(!e.msg.contains("container ID by"), "{}", e.msg);
+        let legacy = super::super::tag::encode(&net, "pwc-ctr", "eth0");
+        assert_eq!(
+            shorten(&legacy, 3),
+            "shorten the network name or the container ID by 3 bytes"
+        );
         assert_eq!(recorded_id("cni:n/pwc-ctr/eth0"), "7 bytes");
+    }
+
+    /// The longest network name an overlay attachment's record holds with
+    /// a 64-hex ID and `eth0`, at the longest addresses of each family
+    /// (the record holds `ov-NAME` and the addresses besides the tag).
+    fn overlay_longest(ips: &[std::net::IpAddr]) -> usize {
+        let fits_n = |n: usize| {
+            let net = "n".repeat(n);
+            let r = req(&format!("ov-{net}"), HostMode::Auto, None);
+            let tag = super::super::tag::encode(&net, HEX, "eth0");
+            let mut rec = planned(&r, Mode::Overlay, &tag, INO, ips, None);
+            rec.p = Some(4_194_304);
+            check(&rec, Mode::Overlay, Some("overlay")).is_ok()
+        };
+        (1..=64).take_while(|&n| fits_n(n)).last().unwrap_or(0)
+    }
+
+    /// README's figures, with a 64-hex ID and the longest IPv4 text: an
+    /// IPv4 network takes any name (at most 12 bytes, `ov-NAME` being an
+    /// interface name); a dual-stack one, twice the name (the tag and
+    /// `ov-NAME`) and the IPv6 address's text, 37 bytes at most.
+    #[test]
+    fn overlay_names_that_fit() {
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("address") };
+        let v4 = ip("255.255.255.255");
+        let longest4 = overlay_longest(&[v4]);
+        assert!(longest4 >= crate::overlay::names::MAX_NAME, "{longest4}");
+        for v6 in [
+            "fd67::2",
+            "fd67::ffff",
+            "2001:db8:1:2:3:4:5:6",
+            "2001:db8:1234:5678::a",
+        ] {
+            let n = overlay_longest(&[v4, ip(v6)]);
+            // One more byte of name would cost two.
+            let used = 2 * n + v6.len();
+            assert!(used <= 37 && used + 2 > 37, "{v6}: {n}");
+        }
     }
 }

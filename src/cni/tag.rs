@@ -30,6 +30,11 @@ pub fn encode(net: &str, cid: &str, ifname: &str) -> String {
     }
 }
 
+/// Whether `g` is the compact spelling (a 64-hex ID, 43 bytes recorded).
+pub fn is_compact(g: &str) -> bool {
+    g.starts_with(COMPACT)
+}
+
 /// The spelling of every earlier version.
 pub fn legacy(net: &str, cid: &str, ifname: &str) -> String {
     format!("{LEGACY}{net}/{cid}/{ifname}")

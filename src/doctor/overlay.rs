@@ -230,9 +230,11 @@ pub async fn check(r: &mut Report, host: &Side, net: &str, b: IpAddr) {
 /// B's family. Where one drops it (Docker's FORWARD DROP with its
 /// DOCKER-USER, a firewalld chain with policy drop), the agent keeps
 /// accepts of ours there (`firewall::accept_routed`); with one deleted (a
-/// firewall reload) cross-host and egress traffic is dropped and nothing
-/// else along the path shows why. The firewall module decides what is
-/// missing, by the same rules the agent adds.
+/// firewall reload) traffic is dropped and nothing else along the path
+/// shows why. A and B are endpoints of the network, so only the accept
+/// within it (`-i ov-X -o ov-X`) is a cause; its other accepts (egress,
+/// replies) missing are named on the hop. The firewall module decides
+/// what is missing, by the same rules the agent adds.
 fn forward_accepts(r: &mut Report, hop: &str, spec: &store::NetSpec, b: IpAddr, alive: bool) {
     let v6 = b.is_ipv6();
     let fam = if v6 { "IPv6" } else { "IPv4" };
@@ -246,34 +248,52 @@ fn forward_accepts(r: &mut Report, hop: &str, spec: &store::NetSpec, b: IpAddr, 
     };
     let m = match crate::firewall::routed_accepts_missing(&routed, v6) {
         Ok(m) => m,
+        // Unknown, not a drop: nothing says the path is blocked.
         Err(e) => {
             r.hop(&hop, false, format!("cannot check: {e}"));
-            r.cause(
-                "overlay-forward-drop",
-                &hop,
-                format!(
-                    "cannot check this host's forward chains for {br}'s routed {fam} traffic: {e}"
-                ),
-                None,
-            );
             return;
         }
     };
-    if m.rules.is_empty() && m.chains.is_empty() {
-        r.hop(&hop, true, "no chain that drops it lacks our accepts");
-        return;
-    }
+    let others = if m.others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not needed between endpoints, missing: {}",
+            m.others.join(", ")
+        )
+    };
     let mut lacking: Vec<String> = m.rules.iter().map(|x| format!("`{x}`")).collect();
     lacking.extend(
         (m.chains.iter())
             .map(|c| format!("nftables chain `{c}` lacks ours (comment {})", m.comment)),
     );
-    r.hop(&hop, false, format!("missing: {}", lacking.join(", ")));
+    // The kernel says it drops and our accepts cannot be listed: the
+    // agent (with the same tool) cannot add them either.
+    let restore = match &m.unlisted {
+        Some(why) => {
+            lacking.push(why.clone());
+            "nothing can add them without the tool"
+        }
+        None => restore,
+    };
+    if lacking.is_empty() {
+        r.hop(
+            &hop,
+            true,
+            format!("no chain that drops it lacks our accept within {br}{others}"),
+        );
+        return;
+    }
+    r.hop(
+        &hop,
+        false,
+        format!("missing: {}{others}", lacking.join(", ")),
+    );
     r.cause(
         "overlay-forward-drop",
         &hop,
         format!(
-            "this host's forward chain drops {br}'s routed {fam} traffic (cross-host and egress) and our accepts for it are missing: {}; {restore}",
+            "this host's forward chain drops {br}'s routed {fam} traffic between its endpoints and our accept for it is missing: {}; {restore}",
             lacking.join(", ")
         ),
         (!m.rules.is_empty()).then(|| m.rules.join(" && ")),

@@ -54,9 +54,7 @@ pub fn wanted(nets: &[Routed]) -> Vec<Vec<String>> {
     let words = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
     for r in nets {
         let b = r.bridge.as_str();
-        let mut within = words(&["-i", b, "-o", b]);
-        within.extend(tail(b));
-        out.push(within);
+        out.push(within(r));
         let mut egress = words(&["-i", b, "!", "-o", &wildcard(r)]);
         egress.extend(tail(b));
         out.push(egress);
@@ -77,6 +75,27 @@ pub fn wanted(nets: &[Routed]) -> Vec<Vec<String>> {
         }
     }
     out
+}
+
+/// The accept within `r` (`-i BR -o BR`): all that traffic between two
+/// of its endpoints needs, on one host or across (bridged, then VXLAN).
+fn within(r: &Routed) -> Vec<String> {
+    let b = r.bridge.as_str();
+    [
+        "-i",
+        b,
+        "-o",
+        b,
+        "-m",
+        "comment",
+        "--comment",
+        &comment(b),
+        "-j",
+        "ACCEPT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Where the accepts go: DOCKER-USER when dockerd made it (FORWARD jumps
@@ -262,36 +281,54 @@ fn whole(n: usize, r: &Routed) -> bool {
 /// What routed network `r` lacks where a chain drops `fam`'s traffic.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Missing {
-    /// The iptables (ip6tables) rules `reconcile` would add, each as the
-    /// command that adds it.
+    /// The accept traffic between two endpoints of `r` needs (`within`),
+    /// where `reconcile` would add it: the command that adds it.
     pub rules: Vec<String>,
-    /// Native chains (as `nft` names them) that drop without `r`'s whole
-    /// set of accepts (`reconcile_nft` re-makes those).
+    /// Native chains (as `nft` names them) that drop without that accept
+    /// of ours (`reconcile_nft` re-makes our set there).
     pub chains: Vec<String>,
+    /// Its other accepts (egress, replies, --allow-from) missing where
+    /// they would be added: iptables commands, or native chains lacking
+    /// some. Traffic between its endpoints does not need them.
+    pub others: Vec<String>,
+    /// The family's FORWARD drops (the kernel says) and its tool cannot
+    /// list it, so our accepts there are unknown: why.
+    pub unlisted: Option<String>,
     /// The comment our accepts for `r` carry.
     pub comment: String,
 }
 
 /// Read only (for doctor): the same decisions as `reconcile` and
-/// `reconcile_nft`, for one network and one family. Err: the family's
-/// FORWARD drops and its tool cannot list it, or nftables cannot be read.
+/// `reconcile_nft`, for one network and one family, split by what
+/// traffic between its endpoints needs. Err: nftables cannot be read.
 pub fn missing(fam: Family, r: &Routed) -> Result<Missing, String> {
     let nets = of_family(fam, std::slice::from_ref(r));
     let mut out = Missing {
         comment: comment(&r.bridge),
         ..Missing::default()
     };
-    // Only where FORWARD drops: a DOCKER-USER chain alone (policy
-    // accept) drops nothing, though the agent keeps its accepts there.
-    let planned = plan(fam, &nets)
-        .map_err(|why| format!("{}'s FORWARD drops (the kernel says) and {why}", fam.tool()))?;
-    if let Some((f, want)) = planned
-        && f.forward_drops()
-    {
-        let have = ours(&f);
-        out.rules = (want.iter().filter(|w| !have.contains(w)))
-            .map(|w| format!("{} -I {}", fam.tool(), w[1..].join(" ")))
-            .collect();
+    match plan(fam, &nets) {
+        // Only where FORWARD drops: a DOCKER-USER chain alone (policy
+        // accept) drops nothing, though the agent keeps its accepts there.
+        Ok(Some((f, want))) if f.forward_drops() => {
+            let have = ours(&f);
+            let path = within(r);
+            for w in want.iter().filter(|w| !have.contains(w)) {
+                let cmd = format!("{} -I {}", fam.tool(), w[1..].join(" "));
+                if w[2..] == path[..] {
+                    out.rules.push(cmd);
+                } else {
+                    out.others.push(cmd);
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(why) => {
+            out.unlisted = Some(format!(
+                "{}'s FORWARD drops (the kernel says) and {why}",
+                fam.tool()
+            ))
+        }
     }
     let chains = nft::routed_forward_chains().map_err(|e| format!("nftables chains: {e}"))?;
     // An ip chain sees no IPv6, an ip6 chain no IPv4.
@@ -299,19 +336,21 @@ pub fn missing(fam: Family, r: &Routed) -> Result<Missing, String> {
         Family::V4 => nft::IPV6,
         Family::V6 => nft::IPV4,
     };
+    let cm = comment(&r.bridge);
     for c in native(&chains).filter(|c| c.family != other) {
         if wanted_in(c, &nets).is_empty() {
             continue;
         }
         let spec = crate::untrusted::display(&c.spec()).into_owned();
-        let have =
-            nft::commented_rules(c, &comment(&r.bridge)).map_err(|e| format!("{spec}: {e}"))?;
-        let n = have
-            .iter()
-            .filter(|(_, x)| *x == comment(&r.bridge))
-            .count();
-        if !whole(n, r) {
+        let have = nft::commented_rules(c, &cm).map_err(|e| format!("{spec}: {e}"))?;
+        let n = have.iter().filter(|(_, x)| *x == cm).count();
+        let pairs = nft::interface_pairs(c, &cm).map_err(|e| format!("{spec}: {e}"))?;
+        let br = &r.bridge;
+        if !pairs.iter().any(|(i, o)| i == br && o == br) {
             out.chains.push(spec);
+        } else if !whole(n, r) {
+            out.others
+                .push(format!("nftables chain `{spec}` lacks some of ours"));
         }
     }
     Ok(out)

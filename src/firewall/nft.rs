@@ -151,6 +151,27 @@ fn chains_on_forward(families: &[u8]) -> io::Result<Vec<Chain>> {
 /// Handles and comments of the rules in `chain` that carry a comment
 /// starting with `prefix` (ours: `pipework:`).
 pub fn commented_rules(chain: &Chain, prefix: &str) -> io::Result<Vec<(u64, String)>> {
+    Ok(rules_commented(chain, prefix)?
+        .into_iter()
+        .map(|(h, c, _)| (h, c))
+        .collect())
+}
+
+/// The (iifname, oifname) each rule commented exactly `comment` in
+/// `chain` requires, for the rules that require both to equal a name
+/// (`iifname "A" oifname "B"`, nothing else compared): which of our
+/// accepts in a native chain are there, not only how many.
+pub fn interface_pairs(chain: &Chain, comment: &str) -> io::Result<Vec<(String, String)>> {
+    Ok(rules_commented(chain, comment)?
+        .into_iter()
+        .filter(|(_, c, _)| c == comment)
+        .filter_map(|(_, _, e)| iif_oif(&e))
+        .collect())
+}
+
+/// Handle, comment and expressions of each rule in `chain` whose comment
+/// starts with `prefix`.
+fn rules_commented(chain: &Chain, prefix: &str) -> io::Result<Vec<(u64, String, Vec<u8>)>> {
     let mut nl = Nl::open()?;
     // A dump filtered to one chain: big rulesets stay cheap to read.
     let mut req = Msg::new(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, chain.family);
@@ -161,21 +182,57 @@ pub fn commented_rules(chain: &Chain, prefix: &str) -> io::Result<Vec<(u64, Stri
         if ty != NFT_MSG_NEWRULE {
             return;
         }
-        let (mut handle, mut comment) = (None, None);
+        let (mut handle, mut comment, mut exprs) = (None, None, Vec::new());
         for (t, v) in Attrs(attrs) {
             match t {
                 NFTA_RULE_HANDLE => handle = v.try_into().ok().map(u64::from_be_bytes),
                 NFTA_RULE_USERDATA => comment = udata_comment(v),
+                NFTA_RULE_EXPRESSIONS => exprs = v.to_vec(),
                 _ => {}
             }
         }
         if let (Some(h), Some(c)) = (handle, comment)
             && c.starts_with(prefix)
         {
-            out.push((h, c));
+            out.push((h, c, exprs));
         }
     })?;
     Ok(out)
+}
+
+/// The names a rule's expressions require of iifname and oifname (`meta`
+/// loading the key, then `cmp eq`); None unless it compares exactly
+/// those two, each for equality.
+fn iif_oif(exprs: &[u8]) -> Option<(String, String)> {
+    let (mut key, mut iif, mut oif, mut cmps) = (None, None, None, 0);
+    for (_, elem) in Attrs(exprs) {
+        let mut it = Attrs(elem);
+        let name = it
+            .find(|(t, _)| *t == NFTA_EXPR_NAME)
+            .and_then(|(_, v)| cstr(v));
+        let data = Attrs(elem)
+            .find(|(t, _)| *t == NFTA_EXPR_DATA)
+            .map_or(&[][..], |(_, v)| v);
+        let get = |ty: u16| Attrs(data).find(|(t, _)| *t == ty).map(|(_, v)| v);
+        match name.as_deref() {
+            Some("meta") => key = get(NFTA_META_KEY).and_then(be32),
+            Some("cmp") => {
+                cmps += 1;
+                let eq = get(NFTA_CMP_OP).and_then(be32) == Some(NFT_CMP_EQ);
+                let value = (get(NFTA_CMP_DATA).map(Attrs))
+                    .and_then(|mut d| d.find(|(t, _)| *t == NFTA_DATA_VALUE))
+                    .and_then(|(_, v)| cstr(v));
+                match (key.take(), eq) {
+                    (Some(NFT_META_IIFNAME), true) => iif = value,
+                    (Some(NFT_META_OIFNAME), true) => oif = value,
+                    _ => return None,
+                }
+            }
+            _ => {}
+        }
+    }
+    (cmps == 2).then_some(())?;
+    Some((iif?, oif?))
 }
 
 /// Insert `iifname BR oifname BR accept comment "…"` at the head of `chain`.
@@ -495,6 +552,39 @@ mod tests {
         two.extend(&u);
         assert_eq!(udata_comment(&two).as_deref(), Some("pipework:br1"));
         assert_eq!(udata_comment(&[0, 40, b'x']), None, "truncated");
+    }
+
+    /// The expressions of `insert_accept`'s rule (iif and oif equal)
+    /// and of an egress-like one (oif compared for inequality).
+    fn exprs(op: u32) -> Vec<u8> {
+        let mut m = Msg(Vec::new());
+        for (key, op, name) in [
+            (NFT_META_IIFNAME, NFT_CMP_EQ, "pw-a"),
+            (NFT_META_OIFNAME, op, "pw-b"),
+        ] {
+            expr(&mut m, "meta", |e| {
+                e.be32(NFTA_META_DREG, NFT_REG_1);
+                e.be32(NFTA_META_KEY, key);
+            });
+            expr(&mut m, "cmp", |e| {
+                e.be32(NFTA_CMP_SREG, NFT_REG_1);
+                e.be32(NFTA_CMP_OP, op);
+                e.nest(NFTA_CMP_DATA, |d| {
+                    d.attr(NFTA_DATA_VALUE, &ifname_bytes(name))
+                });
+            });
+        }
+        m.0
+    }
+
+    #[test]
+    fn interface_pairs_are_read_from_expressions() {
+        assert_eq!(
+            iif_oif(&exprs(NFT_CMP_EQ)),
+            Some(("pw-a".into(), "pw-b".into()))
+        );
+        assert_eq!(iif_oif(&exprs(1)), None, "oifname != is no pair");
+        assert_eq!(iif_oif(&[]), None);
     }
 
     #[test]
