@@ -261,6 +261,7 @@ mod tests {
     /// The longest network name an overlay attachment's record holds with
     /// a 64-hex ID and `eth0`, at the longest addresses of each family
     /// (the record holds `ov-NAME` and the addresses besides the tag).
+    #[cfg(feature = "overlay")]
     fn overlay_longest(ips: &[std::net::IpAddr]) -> usize {
         let fits_n = |n: usize| {
             let net = "n".repeat(n);
@@ -277,6 +278,7 @@ mod tests {
     /// IPv4 network takes any name (at most 12 bytes, `ov-NAME` being an
     /// interface name); a dual-stack one, twice the name (the tag and
     /// `ov-NAME`) and the IPv6 address's text, 37 bytes at most.
+    #[cfg(feature = "overlay")]
     #[test]
     fn overlay_names_that_fit() {
         let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("address") };
