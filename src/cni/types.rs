@@ -88,6 +88,9 @@ pub struct NetConf {
     /// such rule, so they have nothing to opt out of.
     #[serde(default)]
     pub keep_conntrack: bool,
+    /// Mode "bridge": the CLI's `--tc-redirect` (driver/tc_redirect.rs).
+    #[serde(default)]
+    pub tc_redirect: bool,
     pub macvlan_mode: Option<String>,
     pub ipvlan_mode: Option<String>,
     /// OVSDB socket for mode "ovs" (ovs-cni's key name), e.g.
