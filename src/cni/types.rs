@@ -475,6 +475,8 @@ mod tests {
                 .keep_conntrack
         );
         assert!(!parse_conf(br#"{}"#).unwrap().keep_conntrack);
+        assert!(parse_conf(br#"{"tcRedirect":true}"#).unwrap().tc_redirect);
+        assert!(!parse_conf(br#"{}"#).unwrap().tc_redirect);
         let c = parse_conf(
             br#"{"cniVersion":"1.1.0","name":"n","type":"pipework","mode":"bridge","bridge":"br0",
                 "isGateway":true,"ipam":{"type":"static","addresses":[{"address":"10.0.0.5/24","gateway":"10.0.0.1"}]},
