@@ -19,6 +19,8 @@
 #                 a frame for the other guest's MAC goes straight to its
 #                 veth (clsact ingress, u32 `ether dst`, mirred), past the
 #                 bridge and bridge-nf (tc here, a lever under test)
+#   bridge-tcr    the same lever as pipework builds it: both ends attached
+#                 with --tc-redirect (its own rules, through rtnetlink)
 #   macvlan       pipework macvlan children of one veth parent (bridge mode)
 #   ovs           a pipework Open vSwitch port (env-up's OVS runs the
 #                 userspace netdev datapath: no kernel module here)
@@ -88,6 +90,7 @@ BRA=${X}b                # pipework bridge (defaults)
 BRC=${X}k                # pipework bridge, --keep-conntrack
 BRG=${X}g                # pipework bridge, GRO on its veths
 BRT=${X}t                # pipework bridge, tc redirect past it
+BRR=${X}r                # pipework bridge, --tc-redirect
 PAR=${X}m                # the macvlan parent: one end of a veth pair
 OVS=ovs${X}              # pipework creates an OVS bridge for an ovs* name
 HV=${X}h                 # host end of the client-to-host veth (Docker paths)
@@ -109,7 +112,7 @@ cleanup() {
   ip link del "$HV" 2>/dev/null
   ip6tables -w -t raw -D PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X" 2>/dev/null
   ip link del "$PAR" 2>/dev/null
-  for b in "$BRA" "$BRC" "$BRG" "$BRT"; do ip link del "$b" 2>/dev/null; done
+  for b in "$BRA" "$BRC" "$BRG" "$BRT" "$BRR"; do ip link del "$b" 2>/dev/null; done
   [ -n "${PIPEWORK_OVSDB:-}" ] && ovs-vsctl --db="$PIPEWORK_OVSDB" --if-exists del-br "$OVS" 2>/dev/null
   if [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "kept $T" >&2; fi
 }
@@ -158,7 +161,7 @@ done
 ip6tables -w -t raw -A PREROUTING -i "${X}none" -m conntrack --ctstate NEW -m comment --comment "$X"
 
 # --- pipework paths ----------------------------------------------------------
-for b in "$BRA" "$BRC" "$BRG" "$BRT"; do ip link add "$b" type bridge; ip link set "$b" up; done
+for b in "$BRA" "$BRC" "$BRG" "$BRT" "$BRR"; do ip link add "$b" type bridge; ip link set "$b" up; done
 "$P" "$BRA" "$CT" -i eth1 10.254.1.2/24 --ip fd77:1::2/64 >/dev/null 2>"$T/attach.log"
 "$P" "$BRA" "netns:$CLI" -i eth1 -l "${X}c1" 10.254.1.3/24 --ip fd77:1::3/64 >/dev/null 2>>"$T/attach.log"
 "$P" "$BRC" "$CT" -i eth4 --keep-conntrack 10.254.4.2/24 --ip fd77:4::2/64 >/dev/null 2>>"$T/attach.log"
@@ -184,6 +187,13 @@ if tc qdisc add dev "${X}s8" clsact 2>>"$T/attach.log" && tc qdisc add dev "${X}
   TC_OK=1
 else
   echo "bench-datapath: no bridge-tc path (tc u32/mirred; see $T/attach.log)" >&2
+fi
+TCR_OK=0
+if "$P" "$BRR" "$CT" -i eth10 -l "${X}s10" --tc-redirect 10.254.10.2/24 >/dev/null 2>>"$T/attach.log" &&
+   "$P" "$BRR" "netns:$CLI" -i eth10 -l "${X}c10" --tc-redirect 10.254.10.3/24 >/dev/null 2>>"$T/attach.log"; then
+  TCR_OK=1
+else
+  echo "bench-datapath: no bridge-tcr path (attach --tc-redirect refused; see $T/attach.log)" >&2
 fi
 ip link add "$PAR" type veth peer name "${X}n"
 ip link set "$PAR" up
@@ -257,6 +267,7 @@ add_path bridge ns 10.254.1.2 5201 11111 80
 add_path bridge-ct ns 10.254.4.2 5201 11111 80
 add_path bridge-gro ns 10.254.5.2 5201 11111 80
 if [ "$TC_OK" = 1 ]; then ALL+=(bridge-tc); add_path bridge-tc ns 10.254.8.2 5201 11111 80; fi
+if [ "$TCR_OK" = 1 ]; then ALL+=(bridge-tcr); add_path bridge-tcr ns 10.254.10.2 5201 11111 80; fi
 add_path macvlan ns 10.254.2.2 5201 11111 80
 if [ "$OVS_OK" = 1 ]; then ALL+=(ovs); add_path ovs ns 10.254.3.2 5201 11111 80; fi
 ALL+=(bridge-v6 bridge-ct-v6 docker-dnat docker-proxy nd-bridge nd-bridge-mq)
@@ -277,5 +288,8 @@ H
 report
 if [ "$TC_OK" = 1 ]; then
   echo "bridge-tc: frames the tc rules sent past the bridge: $(tc -s filter show dev "${X}c8" ingress | awk '/Sent/ {print $2; exit}') bytes"
+fi
+if [ "$TCR_OK" = 1 ]; then
+  echo "bridge-tcr: frames pipework's rules sent past the bridge: $(tc -s filter show dev "${X}c10" ingress | awk '/Sent/ {print $2; exit}') bytes"
 fi
 echo "load after: $LOAD_AFTER"

@@ -76,6 +76,8 @@ pub struct ClassicArgs {
     pub vlan_proto: Option<String>,
     /// Bridge: no raw-table notrack rule (`--keep-conntrack`).
     pub keep_conntrack: bool,
+    /// Bridge: tc redirect to other opted-in ports (`--tc-redirect`).
+    pub tc_redirect: bool,
     /// Bridge and OVS: `PIPEWORK_VETH_QUEUES`, unparsed (None: unset).
     pub veth_queues: Option<String>,
 }
@@ -116,6 +118,7 @@ impl ClassicArgs {
             vlan_qos: None,
             vlan_proto: None,
             keep_conntrack: false,
+            tc_redirect: false,
             veth_queues: None,
         }
     }
@@ -224,6 +227,7 @@ pub fn to_request(a: &ClassicArgs) -> Result<AttachRequest> {
         dhcp_timeout: std::time::Duration::from_secs_f64(a.dhcp_timeout),
         dns_write: a.dns_write,
         keep_conntrack: a.keep_conntrack,
+        tc_redirect: a.tc_redirect,
         veth_queues: crate::request::VethQueues::parse(a.veth_queues.as_deref())?,
         record_extras: Default::default(),
         record_no_id: false,

@@ -466,6 +466,30 @@ pub fn why_dropped(bridge: &str) -> Option<String> {
     })
 }
 
+/// Why frames of `bridge` must keep walking the bridge and netfilter
+/// (`--tc-redirect` takes them past both): an iptables or ip6tables rule
+/// that is not ours names the bridge (the notrack check), or the bridge
+/// family has any nftables/ebtables-nft rule. None: nothing would be
+/// skipped but our own accept and notrack rules. Read-only.
+pub fn bypass_unsafe(bridge: &str) -> Option<String> {
+    for fam in notrack::Family::ALL {
+        if let Ok(f) = Filter::probe_in(fam)
+            && notrack::foreign_rule(&f.0, bridge)
+        {
+            return Some(format!(
+                "an {} rule that is not pipework's names bridge {bridge}",
+                fam.tool()
+            ));
+        }
+    }
+    match nft::bridge_family_rules() {
+        Ok(n) if n > 0 => Some(format!(
+            "the nftables bridge family (ebtables-nft) has {n} rule(s) that redirected frames would skip"
+        )),
+        _ => None,
+    }
+}
+
 /// Whether iptables has Docker's DOCKER-USER chain, where our accept
 /// rule goes (else FORWARD): for naming the fix. Read-only.
 pub fn docker_user_chain() -> bool {

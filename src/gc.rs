@@ -252,6 +252,22 @@ pub async fn report(dry_run: bool) -> Result<Report> {
             }
         }
     }
+    // --tc-redirect rules whose target is gone or no longer an opted-in
+    // port of the same bridge (after the abandoned attachments above went).
+    match crate::driver::tc_redirect::sweep(&host, None, dry_run).await {
+        Ok(gone) => {
+            for r in gone {
+                out.push(
+                    "tc-redirect",
+                    &format!("ifindex {} -> {}", r.port, r.target),
+                    "host",
+                    "removed",
+                    "its target port is gone or is not an opted-in port of that bridge".into(),
+                );
+            }
+        }
+        Err(e) => out.stuck("tc-redirect", "tc redirect rules", "host", &e),
+    }
     for b in crate::firewall::rule_bridges() {
         let name = format!("pipework:{b}");
         match crate::firewall::collect(&host, &b, dry_run).await {

@@ -35,6 +35,9 @@ pub struct Entry {
     /// The lab that built it (`pipework lab`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lab: Option<String>,
+    /// Bridge: attached with `--tc-redirect` (from its signed record).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tc_redirect: bool,
 }
 
 pub async fn run() -> Result<Vec<Entry>> {
@@ -88,6 +91,7 @@ pub async fn run() -> Result<Vec<Entry>> {
                 sriov,
                 vlan: vlans(rec).or_else(|| ovs_vlans(ports, rec)),
                 lab: (hooks.lab_of)(rec).map(String::from),
+                tc_redirect: rec.x.tc_redirect.is_some(),
             });
         }
         out
@@ -132,6 +136,7 @@ fn stale_entry(p: crate::ovsdb::ops::PortRecord) -> Entry {
         sriov: None,
         vlan: port_vlans(&p),
         lab: None,
+        tc_redirect: false,
     }
 }
 

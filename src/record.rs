@@ -136,6 +136,10 @@ pub struct Extras {
     /// OVS: the port's name.
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub ovs_port: Option<String>,
+    /// Bridge: `--tc-redirect`, with the guest's MAC as pipework set it
+    /// (12 hex digits): what the redirect rules of other ports match.
+    #[serde(rename = "tcr", default, skip_serializing_if = "Option::is_none")]
+    pub tc_redirect: Option<String>,
     /// Bridge VLANs the port trunks (compact form, "10,20-30").
     #[serde(rename = "trunk", default, skip_serializing_if = "Option::is_none")]
     pub trunk: Option<String>,

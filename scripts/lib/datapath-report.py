@@ -51,7 +51,7 @@ def cell(p, k, f):
 
 print("| path | " + " | ".join(c[1] for c in cols) + " |")
 print("|---" * (len(cols) + 1) + "|")
-KNOWN = ("bridge", "bridge-ct", "bridge-gro", "bridge-tc", "bridge-v6", "bridge-ct-v6", "macvlan", "ipvlan-l2", "ipvlan-l3",
+KNOWN = ("bridge", "bridge-ct", "bridge-gro", "bridge-tc", "bridge-tcr", "bridge-v6", "bridge-ct-v6", "macvlan", "ipvlan-l2", "ipvlan-l3",
          "ovs", "docker-dnat", "dnat", "docker-proxy", "proxy", "nd-bridge", "nd-bridge-mq")
 order = [p for p in KNOWN if p in res] + sorted(p for p in res if p not in KNOWN)
 for p in order:
@@ -80,6 +80,7 @@ levers = [(n, a, b) for n, a, b in (
     ("IPv6 conntrack skipped (bridge-v6 / bridge-ct-v6)", "bridge-v6", "bridge-ct-v6"),
     ("GRO on veths (bridge-gro / bridge)", "bridge-gro", "bridge"),
     ("tc redirect past the bridge (bridge-tc / bridge)", "bridge-tc", "bridge"),
+    ("pipework's --tc-redirect (bridge-tcr / bridge)", "bridge-tcr", "bridge"),
     ("multi-queue veth (nd-bridge-mq / nd-bridge)", "nd-bridge-mq", "nd-bridge"),
     ("no bridge-nf at all (nd-bridge / bridge)", "nd-bridge", "bridge"),
     ("no bridge at all (ipvlan-l2 / bridge)", "ipvlan-l2", "bridge"),

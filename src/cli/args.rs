@@ -150,6 +150,9 @@ pub struct AttachArgs {
     /// Bridge: keep conntrack for frames within the bridge (no raw-table notrack rules, IPv4 or IPv6).
     #[arg(long = "keep-conntrack")]
     pub keep_conntrack: bool,
+    /// Bridge: unicast frames to other --tc-redirect guests of the bridge skip the bridge and netfilter (tc redirect).
+    #[arg(long = "tc-redirect")]
+    pub tc_redirect: bool,
 }
 
 #[derive(Args, Debug)]

@@ -57,6 +57,7 @@ impl AttachArgs {
             vlan_qos: self.vlan_qos,
             vlan_proto: self.vlan_proto.clone(),
             keep_conntrack: self.keep_conntrack,
+            tc_redirect: self.tc_redirect,
             // Tuning for the data path, by environment only (the flags
             // stay those of the original pipework).
             veth_queues: std::env::var("PIPEWORK_VETH_QUEUES").ok(),

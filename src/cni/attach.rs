@@ -303,6 +303,8 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         // too late for the driver to see it): keep conntrack. Else the
         // config's own `keepConntrack` decides.
         keep_conntrack: mode == Mode::Overlay || conf.is_gateway || conf.keep_conntrack,
+        // Any other mode refuses it in driver selection.
+        tc_redirect: conf.tc_redirect,
         mode: host_mode,
         json: false,
         dry_run: false,

@@ -88,6 +88,9 @@ pub struct NetConf {
     /// such rule, so they have nothing to opt out of.
     #[serde(default)]
     pub keep_conntrack: bool,
+    /// Mode "bridge": the CLI's `--tc-redirect` (driver/tc_redirect.rs).
+    #[serde(default)]
+    pub tc_redirect: bool,
     pub macvlan_mode: Option<String>,
     pub ipvlan_mode: Option<String>,
     /// OVSDB socket for mode "ovs" (ovs-cni's key name), e.g.
@@ -472,6 +475,8 @@ mod tests {
                 .keep_conntrack
         );
         assert!(!parse_conf(br#"{}"#).unwrap().keep_conntrack);
+        assert!(parse_conf(br#"{"tcRedirect":true}"#).unwrap().tc_redirect);
+        assert!(!parse_conf(br#"{}"#).unwrap().tc_redirect);
         let c = parse_conf(
             br#"{"cniVersion":"1.1.0","name":"n","type":"pipework","mode":"bridge","bridge":"br0",
                 "isGateway":true,"ipam":{"type":"static","addresses":[{"address":"10.0.0.5/24","gateway":"10.0.0.1"}]},

@@ -1,5 +1,5 @@
 //! Linux bridge + veth: the classic `pipework br1 $CID 10.0.0.2/24`.
-use super::{Ctx, Driver, HostSide, bridge_vlan};
+use super::{Ctx, Driver, HostSide, bridge_vlan, tc_redirect};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::inventory::{self, host_ns, temp_name};
@@ -49,6 +49,9 @@ pub fn host_ifname(cx: &Ctx<'_>) -> String {
 impl Driver for Bridge {
     async fn validate(&self, cx: &Ctx<'_>) -> Result<()> {
         check_ifname(&cx.req.host)?;
+        if cx.req.tc_redirect {
+            tc_redirect::validate(cx, self.existing.as_ref()).await?;
+        }
         // A VLAN on an existing bridge: refuse up front, before anything
         // is built, when its kernel cannot filter VLANs.
         if let Some(plan) = bridge_vlan::Plan::of(cx)
@@ -123,6 +126,8 @@ impl Driver for Bridge {
         } else {
             (temp_name(), temp_name())
         };
+        // --tc-redirect: pipework sets the MAC the other ports' rules match.
+        let tcr_mac = req.tc_redirect.then(|| tc_redirect::mac(cx));
         let host_link = cx
             .host
             .create_veth(
@@ -130,7 +135,7 @@ impl Driver for Bridge {
                 &host_tmp,
                 &guest_tmp,
                 &cx.guest.netns,
-                req.mac.as_ref().map(|m| &m[..]),
+                tcr_mac.as_ref().or(req.mac.as_ref()).map(|m| &m[..]),
                 mtu,
                 Some(&bridge),
                 req.veth_queues.get(),
@@ -179,6 +184,7 @@ impl Driver for Bridge {
         //    one request: from now on it forwards on the bridge.
         cx.record.k = Kind::Bridge;
         cx.record.hi = Some(host_name.clone());
+        cx.record.x.tc_redirect = tcr_mac.as_ref().map(tc_redirect::mac_hex);
         let mut host_rec = cx.record.clone();
         host_rec.p = None;
         let id = Ident {
@@ -191,6 +197,21 @@ impl Driver for Bridge {
             .await?;
         if !cx.host.dry_run {
             cx.made = cx.cont.link_by_name(&guest_tmp).await?;
+        }
+
+        // 5. --tc-redirect: rules between this port and the other opted-in
+        //    ports, now that its record tells other attaches and gc it is
+        //    one of them (tc_redirect.rs).
+        if let Some(mac) = tcr_mac {
+            let port = crate::netlink::Link {
+                name: host_name.clone(),
+                ..host_link.clone()
+            };
+            let n = tc_redirect::install(&cx.host, &bridge, &port, mac, j).await?;
+            notes.push(format!(
+                "tc redirect: {n} other opted-in port(s) of {} reached without the bridge",
+                bridge.name
+            ));
         }
 
         Ok(HostSide {
@@ -206,6 +227,12 @@ impl Driver for Bridge {
         // Deleting either end removes the pair; prefer the container end
         // (always reachable through the guest's namespace). The host end
         // only when it verifies as this attachment's own.
+        // --tc-redirect: rules on other ports pointing at this port go
+        // before it does (a rule must not outlive its target).
+        if rec.x.tc_redirect.is_some() {
+            let gone = inventory::host_end(host, rec).await?.map(|l| l.index);
+            tc_redirect::sweep(host, gone, host.dry_run).await?;
+        }
         if let Some(l) = cont.link_by_name(&rec.ifname).await? {
             cont.delete_link(&l).await?;
         } else if let Some(l) = inventory::host_end(host, rec).await? {

@@ -16,6 +16,7 @@ pub mod macvlan;
 pub mod marked;
 pub mod ovs;
 pub mod phys;
+pub mod tc_redirect;
 pub mod vf;
 pub mod vlan;
 
@@ -194,6 +195,15 @@ pub async fn select(req: &AttachRequest, host: &Net) -> Result<AnyDriver> {
         ));
     }
     let d = select_kind(req, host).await?;
+    if req.tc_redirect && !matches!(d, AnyDriver::Bridge(_)) {
+        return Err(Error::bad(
+            "--tc-redirect",
+            format!(
+                "only applies to a Linux bridge, and {} is not one",
+                req.host
+            ),
+        ));
+    }
     // A raw `@tag` that is not a VLAN id only means something to IPoIB
     // (a pkey); everywhere else it is a bad VLAN id.
     if !matches!(d, AnyDriver::Ipoib(_))

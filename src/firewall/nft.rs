@@ -148,6 +148,22 @@ fn chains_on_forward(families: &[u8]) -> io::Result<Vec<Chain>> {
     Ok(out)
 }
 
+/// How many rules the bridge family (ebtables-nft, `nft … bridge`) has,
+/// in any table: `--tc-redirect` takes frames past all of them, so it is
+/// refused while there are any (whether they name the bridge or not).
+pub fn bridge_family_rules() -> io::Result<usize> {
+    const NFPROTO_BRIDGE: u8 = 7;
+    let mut nl = Nl::open()?;
+    let req = Msg::new(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_BRIDGE);
+    let mut n = 0;
+    nl.dump(req, |family, ty, _| {
+        if ty == NFT_MSG_NEWRULE && family == NFPROTO_BRIDGE {
+            n += 1;
+        }
+    })?;
+    Ok(n)
+}
+
 /// Handles and comments of the rules in `chain` that carry a comment
 /// starting with `prefix` (ours: `pipework:`).
 pub fn commented_rules(chain: &Chain, prefix: &str) -> io::Result<Vec<(u64, String)>> {

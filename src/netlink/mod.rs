@@ -16,6 +16,7 @@ pub mod pair;
 pub mod raw;
 pub mod route;
 pub mod tc;
+pub mod tc_redirect;
 pub mod vf;
 pub mod vxlan;
 // WireGuard (the overlay's encrypted networks): keys travel as base64.

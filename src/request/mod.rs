@@ -79,6 +79,9 @@ pub struct AttachRequest {
     /// Bridge: keep conntrack for the bridge's own frames
     /// (`--keep-conntrack`; see firewall/notrack.rs).
     pub keep_conntrack: bool,
+    /// Bridge: tc redirect rules to the bridge's other opted-in ports
+    /// (`--tc-redirect`; see driver/tc_redirect.rs).
+    pub tc_redirect: bool,
     /// Bridge and OVS: queues on each end of the veth.
     pub veth_queues: VethQueues,
 }
@@ -154,6 +157,7 @@ impl Default for AttachRequest {
             record_no_id: false,
             sriov: Default::default(),
             keep_conntrack: false,
+            tc_redirect: false,
             veth_queues: VethQueues::default(),
         }
     }
