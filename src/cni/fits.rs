@@ -47,6 +47,8 @@ pub(super) fn planned(
             // A VLAN on a bridge port, and bridge filtering turned on.
             x.vlan = req.vlan;
             x.bridge_vlan_filtering = req.vlan.map(|_| true);
+            // --tc-redirect: the guest's MAC, 12 hex digits (bridge.rs).
+            x.tc_redirect = req.tc_redirect.then(|| "0".repeat(12));
         }
         (HostMode::Macvlan(m) | HostMode::Ipvlan(m), _) => {
             x.mode = Some(m.clone());
@@ -224,6 +226,26 @@ mod tests {
                 assert!(old.sealed_len() > 255, "{what}: {}", old.sealed_len());
             }
         }
+    }
+
+    /// `tcRedirect` records the guest's MAC (`,"tcr":"<12 hex>"`): counted
+    /// as the bridge driver writes it, and a 32-byte name still fits.
+    #[test]
+    fn tc_redirect_mac_is_counted() {
+        let tag = super::super::tag::encode(NET32, HEX, "eth0");
+        let plain = req(&"x".repeat(15), HostMode::Auto, None);
+        let tcr = AttachRequest {
+            tc_redirect: true,
+            ..plain.clone()
+        };
+        let mut written = record(&plain, Mode::Bridge, &tag);
+        written.x.tc_redirect = Some(crate::driver::tc_redirect::mac_hex(&[0xfe; 6]));
+        let planned = record(&tcr, Mode::Bridge, &tag);
+        assert_eq!(planned.sealed_len(), written.sealed_len());
+        // 21 bytes, 27 when it opens the extras (`,"x":{}`).
+        let without = record(&plain, Mode::Bridge, &tag).sealed_len();
+        assert_eq!(planned.sealed_len(), without + 27);
+        assert!(fits(&tcr, Mode::Bridge, NET32).is_ok());
     }
 
     /// Too long: one line, naming the network, the ID as recorded, the
