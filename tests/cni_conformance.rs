@@ -119,6 +119,15 @@ fn invalid_config_is_code_7() {
     let out = run(OURS, &v, c.to_string().as_bytes());
     assert_eq!(out.err_code(), 7, "macvlan without master: {}", out.stdout);
     assert!(out.json["msg"].as_str().unwrap().contains("master"));
+    // An overlay's bridge must keep netfilter and conntrack.
+    for mode in ["overlay", "ovs"] {
+        let mut c = conf("1.1.0");
+        c["mode"] = json!(mode);
+        c["tcRedirect"] = json!(true);
+        let out = run(OURS, &v, c.to_string().as_bytes());
+        assert_eq!(out.err_code(), 7, "{mode} with tcRedirect: {}", out.stdout);
+        assert!(out.json["msg"].as_str().unwrap().contains("tcRedirect"));
+    }
     // Name and container ID must fit in the record on the link.
     let id = "a".repeat(64);
     let mut v = without(&vars("ADD", "/run/netns/pwc-none"), "CNI_CONTAINERID");

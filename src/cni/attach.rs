@@ -227,6 +227,14 @@ pub struct Plumber {
 pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
     let (host, host_mode) = host_and_mode(conf, mode)?;
     mode.require_driver()?;
+    // An overlay's bridge uses the bridge driver too, but routes and
+    // isolates through netfilter and conntrack: never bypass them.
+    if conf.tc_redirect && mode != Mode::Bridge {
+        return Err(CniError::config(format!(
+            "tcRedirect: only mode 'bridge' has it, not '{}'; remove the key",
+            mode.name()
+        )));
+    }
     let mac = conf
         .wanted_mac(env.arg("MAC"))
         .map(|m| crate::request::parse_mac(&m).map_err(|e| CniError::config(format!("mac: {e}"))))
@@ -303,7 +311,7 @@ pub fn preflight(env: &Env, conf: &NetConf, mode: Mode) -> CniResult<Plumber> {
         // too late for the driver to see it): keep conntrack. Else the
         // config's own `keepConntrack` decides.
         keep_conntrack: mode == Mode::Overlay || conf.is_gateway || conf.keep_conntrack,
-        // Any other mode refuses it in driver selection.
+        // Only mode bridge gets here with it (checked above).
         tc_redirect: conf.tc_redirect,
         mode: host_mode,
         json: false,
