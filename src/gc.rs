@@ -254,7 +254,7 @@ pub async fn report(dry_run: bool) -> Result<Report> {
     }
     // --tc-redirect rules whose target is gone or no longer an opted-in
     // port of the same bridge (after the abandoned attachments above went).
-    match crate::driver::tc_redirect::sweep(&host, None, dry_run).await {
+    match crate::driver::tc_redirect::sweep_all(&host, dry_run).await {
         Ok(gone) => {
             for r in gone {
                 out.push(

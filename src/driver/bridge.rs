@@ -229,15 +229,24 @@ impl Driver for Bridge {
         // only when it verifies as this attachment's own.
         // --tc-redirect: rules on other ports pointing at this port go
         // before it does (a rule must not outlive its target).
-        if rec.x.tc_redirect.is_some() {
+        // The bridge's tcr lock covers the sweep and the deletion: an
+        // install in between would add rules pointing at this port.
+        let tcr_lock = if rec.x.tc_redirect.is_some() {
+            let lock = tc_redirect::lock(host, &rec.h)?;
             let gone = inventory::host_end(host, rec).await?.map(|l| l.index);
-            tc_redirect::sweep(host, gone, host.dry_run).await?;
-        }
+            if let Some(br) = host.link_by_name(&rec.h).await? {
+                tc_redirect::sweep(host, &br, gone, host.dry_run).await?;
+            }
+            lock
+        } else {
+            None
+        };
         if let Some(l) = cont.link_by_name(&rec.ifname).await? {
             cont.delete_link(&l).await?;
         } else if let Some(l) = inventory::host_end(host, rec).await? {
             host.delete_link(&l).await?;
         }
+        drop(tcr_lock);
         bridge_vlan::release(host, rec).await?;
         firewall::release_bridge_if_unused(host, &rec.h).await
     }

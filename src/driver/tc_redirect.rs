@@ -144,11 +144,11 @@ pub async fn install(
 ) -> Result<usize> {
     // Two attaches to one bridge each see the other's port once it has
     // its record: serialised, neither misses the other.
-    let _lock = if host.dry_run {
-        None
-    } else {
-        Some(crate::lock::Lock::take(&format!("tcr-{}", bridge.name))?)
-    };
+    let _lock = lock(host, &bridge.name)?;
+    // A guest that died without a detach left rules on the other ports
+    // for its MAC that now point at nothing; they match before any rule
+    // added below, so a guest given that MAC again would be blackholed.
+    sweep(host, bridge, None, host.dry_run).await?;
     host.ensure_ingress_qdisc(port).await?;
     let peers: Vec<Port> = ports(host)
         .await?
@@ -185,13 +185,64 @@ async fn remove_targeting(host: &Net, port: u32, target: u32) -> Result<()> {
     Ok(())
 }
 
-/// Remove every rule of ours whose target is not (or, for `gone`, no
-/// longer) an opted-in port of the rule's own bridge with the MAC the rule
-/// matches. Returns what was (or in a dry run would be) removed.
-pub async fn sweep(host: &Net, gone: Option<u32>, dry_run: bool) -> Result<Vec<Redirect>> {
+/// The lock serialising rule changes on the ports of bridge `name`
+/// (install, detach, gc): a sweep from a snapshot of the ports taken
+/// before a new port's record must not remove that port's fresh rules.
+/// None in a dry run (it changes nothing).
+pub fn lock(host: &Net, name: &str) -> Result<Option<crate::lock::Lock>> {
+    if host.dry_run {
+        return Ok(None);
+    }
+    crate::lock::Lock::take(&format!("tcr-{name}")).map(Some)
+}
+
+/// On the opted-in ports of `bridge`, remove every rule of ours whose
+/// target is not (or, for `gone`, no longer) an opted-in port of the same
+/// bridge with the MAC the rule matches. The caller holds `lock`. Returns
+/// what was (or in a dry run would be) removed.
+pub async fn sweep(
+    host: &Net,
+    bridge: &Link,
+    gone: Option<u32>,
+    dry_run: bool,
+) -> Result<Vec<Redirect>> {
+    sweep_ports(host, Some(bridge.index), gone, dry_run).await
+}
+
+/// `sweep` on every bridge with an opted-in port, each under its lock,
+/// then on opted-in ports no longer on a bridge (none of their rules is
+/// valid, and no install adds any there): for gc.
+pub async fn sweep_all(host: &Net, dry_run: bool) -> Result<Vec<Redirect>> {
+    let mut bridges: Vec<u32> = ports(host)
+        .await?
+        .iter()
+        .filter_map(|p| p.link.controller)
+        .collect();
+    bridges.sort_unstable();
+    bridges.dedup();
+    let mut out = Vec::new();
+    for b in bridges {
+        let Some(br) = host.link_by_index(b).await? else {
+            continue;
+        };
+        let _lock = if dry_run { None } else { lock(host, &br.name)? };
+        out.extend(sweep(host, &br, None, dry_run).await?);
+    }
+    out.extend(sweep_ports(host, None, None, dry_run).await?);
+    Ok(out)
+}
+
+/// The sweep on the opted-in ports whose controller is `bridge` (None:
+/// ports on no bridge).
+async fn sweep_ports(
+    host: &Net,
+    bridge: Option<u32>,
+    gone: Option<u32>,
+    dry_run: bool,
+) -> Result<Vec<Redirect>> {
     let ports = ports(host).await?;
     let mut out = Vec::new();
-    for src in &ports {
+    for src in ports.iter().filter(|p| p.link.controller == bridge) {
         for r in host.redirects(src.link.index).await? {
             let valid = r.dev != 0
                 && r.dev == r.target
