@@ -103,6 +103,42 @@ fn first_or(line: &str, status: std::process::ExitStatus) -> String {
     }
 }
 
+/// `iptables -t TABLE -S` (ip6tables for V6), or why there is none: with
+/// `true` when that means no rules can be there (no binary, or the
+/// kernel has no such table), `false` when they could not be read.
+fn list_table(fam: notrack::Family, table: &str) -> std::result::Result<String, (bool, String)> {
+    let tool = fam.tool();
+    let args = ["-t", table, "-S"];
+    let out = match fam {
+        notrack::Family::V4 => iptables_output(&args),
+        notrack::Family::V6 => ip6tables_output(&args),
+    };
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let first = err.lines().next().unwrap_or("").trim();
+            // Legacy without the table's module; nft without nf_tables.
+            let absent = ["Table does not exist", "Protocol not supported"]
+                .iter()
+                .any(|m| err.contains(m));
+            let what = if table == "filter" {
+                format!("`{tool} -S`")
+            } else {
+                format!("`{tool} -t {table} -S`")
+            };
+            Err((
+                absent,
+                format!("{what} failed ({})", first_or(first, o.status)),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err((true, format!("there is no {tool} binary")))
+        }
+        Err(e) => Err((false, format!("{tool} cannot be run ({e})"))),
+    }
+}
+
 /// The filter table as `iptables -S` prints it. One run answers all three
 /// questions (does FORWARD drop, is there a DOCKER-USER chain, is our rule
 /// there), where asking each costs a process start of 2.5 to 3.5 ms.
@@ -120,28 +156,9 @@ impl Filter {
 
     /// The same from `ip6tables -S` for V6 (its listing reads alike).
     fn probe_in(fam: notrack::Family) -> std::result::Result<Filter, String> {
-        let tool = fam.tool();
-        let out = match fam {
-            notrack::Family::V4 => iptables_output(&["-S"]),
-            notrack::Family::V6 => ip6tables_output(&["-S"]),
-        };
-        match out {
-            Ok(o) if o.status.success() => {
-                Ok(Filter(String::from_utf8_lossy(&o.stdout).into_owned()))
-            }
-            Ok(o) => {
-                let err = String::from_utf8_lossy(&o.stderr);
-                let first = err.lines().next().unwrap_or("").trim();
-                Err(format!(
-                    "`{tool} -S` failed ({})",
-                    first_or(first, o.status)
-                ))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(format!("there is no {tool} binary"))
-            }
-            Err(e) => Err(format!("{tool} cannot be run ({e})")),
-        }
+        list_table(fam, "filter")
+            .map(Filter)
+            .map_err(|(_, why)| why)
     }
 
     fn forward_drops(&self) -> bool {
@@ -468,23 +485,57 @@ pub fn why_dropped(bridge: &str) -> Option<String> {
 
 /// Why frames of `bridge` must keep walking the bridge and netfilter
 /// (`--tc-redirect` takes them past both): an iptables or ip6tables rule
-/// that is not ours names the bridge (the notrack check), or the bridge
-/// family has any nftables/ebtables-nft rule. None: nothing would be
-/// skipped but our own accept and notrack rules. Read-only.
+/// that is not ours names the bridge in any table (the notrack check), a
+/// native nftables rule that is not ours compares iifname or oifname to
+/// it, or the bridge family has any nftables/ebtables-nft rule; or one of
+/// those could not be read (fail closed). None: nothing would be skipped
+/// but our own accept and notrack rules. Read-only.
 pub fn bypass_unsafe(bridge: &str) -> Option<String> {
     for fam in notrack::Family::ALL {
-        if let Ok(f) = Filter::probe_in(fam)
-            && notrack::foreign_rule(&f.0, bridge)
-        {
+        for table in ["filter", "mangle", "nat", "raw"] {
+            match list_table(fam, table) {
+                Ok(l) if notrack::foreign_rule(&l, bridge) => {
+                    return Some(format!(
+                        "an {} rule in table {table} that is not pipework's names bridge {bridge}",
+                        fam.tool()
+                    ));
+                }
+                Ok(_) | Err((true, _)) => {}
+                Err((false, why)) => {
+                    return Some(format!(
+                        "{why}, so rules naming bridge {bridge} cannot be checked"
+                    ));
+                }
+            }
+        }
+    }
+    // No nf_tables in the kernel: no native rule can be there.
+    let absent = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EPROTONOSUPPORT | libc::EOPNOTSUPP | libc::EAFNOSUPPORT)
+        )
+    };
+    match nft::foreign_rules_naming(bridge) {
+        Ok(c) if !c.is_empty() => {
             return Some(format!(
-                "an {} rule that is not pipework's names bridge {bridge}",
-                fam.tool()
+                "nftables chain `{}` has a rule that is not pipework's naming bridge {bridge}",
+                crate::untrusted::display(&c[0])
             ));
         }
+        Err(e) if !absent(&e) => {
+            return Some(format!(
+                "nftables rules cannot be read ({e}), so rules naming bridge {bridge} cannot be checked"
+            ));
+        }
+        _ => {}
     }
     match nft::bridge_family_rules() {
         Ok(n) if n > 0 => Some(format!(
             "the nftables bridge family (ebtables-nft) has {n} rule(s) that redirected frames would skip"
+        )),
+        Err(e) if !absent(&e) => Some(format!(
+            "the nftables bridge family cannot be read ({e}), so its rules cannot be checked"
         )),
         _ => None,
     }

@@ -5,8 +5,9 @@
 //! counter, which every bridged IPv4 frame passes, stays put); a guest
 //! without the flag still reaches both through the bridge (and that
 //! counter moves); detach removes the rules pointing at the detached
-//! port; a VLAN or a foreign iptables rule is refused with nothing
-//! changed; gc removes a rule whose target went; a SIGKILL at any netlink
+//! port; a VLAN or a foreign iptables (any table) or native nftables
+//! rule is refused with nothing changed; a MAC of a guest that died
+//! without a detach is reached at once when given again; gc removes a rule whose target went; a SIGKILL at any netlink
 //! request of an opted-in attach leaves only what gc recognises.
 mod common;
 
@@ -210,7 +211,112 @@ fn a_vlan_or_a_foreign_rule_naming_the_bridge_is_refused_and_changes_nothing() {
         "names bridge",
     );
     ok("iptables", &[&["-w", "-D"][..], &rule[..]].concat());
+    // In any table: a mangle rule for it would be skipped too.
+    let rule = ["PREROUTING", "-i", &br.0, "-j", "MARK", "--set-mark", "7"];
+    ok(
+        "iptables",
+        &[&["-w", "-t", "mangle", "-I"][..], &rule[..]].concat(),
+    );
+    refused(
+        &[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"],
+        "table mangle",
+    );
+    ok(
+        "iptables",
+        &[&["-w", "-t", "mangle", "-D"][..], &rule[..]].concat(),
+    );
+    // And a native nftables rule (firewalld's kind) naming it.
+    let nft = NftTable("pwtcrt");
+    ok("nft", &["add", "table", "inet", nft.0]);
+    ok(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "inet",
+            nft.0,
+            "c",
+            "{ type filter hook forward priority 0; }",
+        ],
+    );
+    ok(
+        "nft",
+        &[
+            "add", "rule", "inet", nft.0, "c", "iifname", &br.0, "accept",
+        ],
+    );
+    refused(
+        &[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"],
+        "inet pwtcrt c",
+    );
+    drop(nft);
     pipework_ok(&["detach", &a.spec()]);
+}
+
+/// An nftables table of the test's, deleted however the test ends.
+struct NftTable(&'static str);
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        sh("nft", &["delete", "table", "inet", self.0]);
+    }
+}
+
+/// A guest that died without a detach left a rule on a's port for its
+/// MAC pointing at nothing; a later guest given that MAC is reached from
+/// a at once, without a gc (the install sweeps the stale rule first).
+#[test]
+fn a_mac_reused_after_a_guest_died_is_reached_without_gc() {
+    if !setup() {
+        return;
+    }
+    let br = BridgeGuard::new("pwtm");
+    let (a, b, c) = (
+        Netns::new("pwtma"),
+        Netns::new("pwtmb"),
+        Netns::new("pwtmc"),
+    );
+    let (ha, hb, hc) = (uniq("pwtmha"), uniq("pwtmhb"), uniq("pwtmhc"));
+    let mac = "02:77:74:6d:00:01";
+    pipework_ok(&[
+        "--create",
+        &br.0,
+        &a.spec(),
+        "-l",
+        &ha,
+        "10.254.215.2/24",
+        "--tc-redirect",
+    ]);
+    pipework_ok(&[
+        &br.0,
+        &b.spec(),
+        "-l",
+        &hb,
+        "10.254.215.3/24",
+        mac,
+        "--tc-redirect",
+    ]);
+    // b dies: its veth goes, no detach runs.
+    ok(
+        "ip",
+        &["netns", "exec", &b.name, "ip", "link", "del", "eth1"],
+    );
+    assert_eq!(rules(&ha).len(), 1, "the kernel keeps a's stale rule");
+    pipework_ok(&[
+        &br.0,
+        &c.spec(),
+        "-l",
+        &hc,
+        "10.254.215.4/24",
+        mac,
+        "--tc-redirect",
+    ]);
+    assert_eq!(rules(&ha), vec![(hc.clone(), 0)], "only the rule to c");
+    assert!(reach(&a, "10.254.215.4"), "a reaches c");
+    assert!(reach(&c, "10.254.215.2"), "c reaches a");
+    pipework_ok(&["detach", &c.spec()]);
+    pipework_ok(&["detach", &a.spec()]);
+    pipework(&["gc"]);
 }
 
 #[test]

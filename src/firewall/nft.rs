@@ -188,39 +188,120 @@ pub fn interface_pairs(chain: &Chain, comment: &str) -> io::Result<Vec<(String, 
 /// Handle, comment and expressions of each rule in `chain` whose comment
 /// starts with `prefix`.
 fn rules_commented(chain: &Chain, prefix: &str) -> io::Result<Vec<(u64, String, Vec<u8>)>> {
-    let mut nl = Nl::open()?;
     // A dump filtered to one chain: big rulesets stay cheap to read.
     let mut req = Msg::new(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, chain.family);
     req.str(NFTA_RULE_TABLE, &chain.table);
     req.str(NFTA_RULE_CHAIN, &chain.name);
     let mut out = Vec::new();
-    nl.dump(req, |_, ty, attrs| {
-        if ty != NFT_MSG_NEWRULE {
-            return;
-        }
-        let (mut handle, mut comment, mut exprs) = (None, None, Vec::new());
-        for (t, v) in Attrs(attrs) {
-            match t {
-                NFTA_RULE_HANDLE => handle = v.try_into().ok().map(u64::from_be_bytes),
-                NFTA_RULE_USERDATA => comment = udata_comment(v),
-                NFTA_RULE_EXPRESSIONS => exprs = v.to_vec(),
-                _ => {}
-            }
-        }
-        if let (Some(h), Some(c)) = (handle, comment)
+    each_rule(req, |_, r| {
+        if let (Some(h), Some(c)) = (r.handle, r.comment)
             && c.starts_with(prefix)
         {
-            out.push((h, c, exprs));
+            out.push((h, c, r.exprs));
         }
     })?;
     Ok(out)
 }
 
-/// The names a rule's expressions require of iifname and oifname (`meta`
-/// loading the key, then `cmp eq`); None unless it compares exactly
-/// those two, each for equality.
-fn iif_oif(exprs: &[u8]) -> Option<(String, String)> {
-    let (mut key, mut iif, mut oif, mut cmps) = (None, None, None, 0);
+/// One rule of a dump.
+struct Rule {
+    table: Option<String>,
+    chain: Option<String>,
+    handle: Option<u64>,
+    comment: Option<String>,
+    exprs: Vec<u8>,
+}
+
+/// Dump the rules `req` asks for, handing each to `f` with its family.
+fn each_rule(req: Msg, mut f: impl FnMut(u8, Rule)) -> io::Result<()> {
+    Nl::open()?.dump(req, |family, ty, attrs| {
+        if ty != NFT_MSG_NEWRULE {
+            return;
+        }
+        let mut r = Rule {
+            table: None,
+            chain: None,
+            handle: None,
+            comment: None,
+            exprs: Vec::new(),
+        };
+        for (t, v) in Attrs(attrs) {
+            match t {
+                NFTA_RULE_TABLE => r.table = cstr(v),
+                NFTA_RULE_CHAIN => r.chain = cstr(v),
+                NFTA_RULE_HANDLE => r.handle = v.try_into().ok().map(u64::from_be_bytes),
+                NFTA_RULE_USERDATA => r.comment = udata_comment(v),
+                NFTA_RULE_EXPRESSIONS => r.exprs = v.to_vec(),
+                _ => {}
+            }
+        }
+        f(family, r)
+    })
+}
+
+/// The chains (`inet fw forwarding`) of the inet, ip and ip6 families
+/// holding a rule that is not ours (no `pipework:` comment) and compares
+/// iifname or oifname equal to `ifname`: `--tc-redirect` would take
+/// that interface's frames past it. iptables-nft's rules are among them
+/// (iptables itself is asked first, and names them better).
+pub fn foreign_rules_naming(ifname: &str) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for family in [INET, IPV4, IPV6] {
+        let req = Msg::new(NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, family);
+        each_rule(req, |fam, r| {
+            // iptables-nft keeps `-m comment` as an xt match, not userdata.
+            let ours = r
+                .comment
+                .or_else(|| xt_comment(&r.exprs))
+                .is_some_and(|c| c.starts_with("pipework:"));
+            if fam != family || ours {
+                return;
+            }
+            let names = meta_cmps(&r.exprs)
+                .iter()
+                .any(|(k, eq, v)| *eq && IFNAME_KEYS.contains(k) && v.as_deref() == Some(ifname));
+            if names {
+                let ch = Chain {
+                    family,
+                    table: r.table.unwrap_or_default(),
+                    name: r.chain.unwrap_or_default(),
+                    drops: false,
+                };
+                if !out.contains(&ch.spec()) {
+                    out.push(ch.spec());
+                }
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+const IFNAME_KEYS: [Option<u32>; 2] = [Some(NFT_META_IIFNAME), Some(NFT_META_OIFNAME)];
+
+/// The text of an iptables-nft rule's `-m comment` (an xt `match`
+/// expression named `comment`, its info a NUL-padded string).
+fn xt_comment(exprs: &[u8]) -> Option<String> {
+    const NFTA_MATCH_NAME: u16 = 1;
+    const NFTA_MATCH_INFO: u16 = 3;
+    Attrs(exprs).find_map(|(_, elem)| {
+        let named = |n: &str| {
+            Attrs(elem).any(|(t, v)| t == NFTA_EXPR_NAME && cstr(v).as_deref() == Some(n))
+        };
+        let data = Attrs(elem).find(|(t, _)| *t == NFTA_EXPR_DATA)?.1;
+        let is_comment =
+            Attrs(data).any(|(t, v)| t == NFTA_MATCH_NAME && cstr(v).as_deref() == Some("comment"));
+        (named("match") && is_comment)
+            .then(|| Attrs(data).find(|(t, _)| *t == NFTA_MATCH_INFO))
+            .flatten()
+            .and_then(|(_, v)| cstr(v))
+    })
+}
+
+/// Each `cmp` of a rule's expressions: the `meta` key loaded just before
+/// it (if any), whether it compares for equality, and the value as a name.
+fn meta_cmps(exprs: &[u8]) -> Vec<(Option<u32>, bool, Option<String>)> {
+    let mut key = None;
+    let mut out = Vec::new();
     for (_, elem) in Attrs(exprs) {
         let mut it = Attrs(elem);
         let name = it
@@ -233,21 +314,32 @@ fn iif_oif(exprs: &[u8]) -> Option<(String, String)> {
         match name.as_deref() {
             Some("meta") => key = get(NFTA_META_KEY).and_then(be32),
             Some("cmp") => {
-                cmps += 1;
                 let eq = get(NFTA_CMP_OP).and_then(be32) == Some(NFT_CMP_EQ);
                 let value = (get(NFTA_CMP_DATA).map(Attrs))
                     .and_then(|mut d| d.find(|(t, _)| *t == NFTA_DATA_VALUE))
                     .and_then(|(_, v)| cstr(v));
-                match (key.take(), eq) {
-                    (Some(NFT_META_IIFNAME), true) => iif = value,
-                    (Some(NFT_META_OIFNAME), true) => oif = value,
-                    _ => return None,
-                }
+                out.push((key.take(), eq, value));
             }
             _ => {}
         }
     }
-    (cmps == 2).then_some(())?;
+    out
+}
+
+/// The names a rule's expressions require of iifname and oifname (`meta`
+/// loading the key, then `cmp eq`); None unless it compares exactly
+/// those two, each for equality.
+fn iif_oif(exprs: &[u8]) -> Option<(String, String)> {
+    let (mut iif, mut oif) = (None, None);
+    let cmps = meta_cmps(exprs);
+    for (key, eq, value) in &cmps {
+        match (key, eq) {
+            (Some(NFT_META_IIFNAME), true) => iif = value.clone(),
+            (Some(NFT_META_OIFNAME), true) => oif = value.clone(),
+            _ => return None,
+        }
+    }
+    (cmps.len() == 2).then_some(())?;
     Some((iif?, oif?))
 }
 
