@@ -18,15 +18,18 @@
 //! matters: VLANs (the bridge filters or the attachment has one; a
 //! redirected frame would cross VLANs), isolated ports (isolation would be
 //! bypassed), and firewall rules other than ours for the bridge (an
-//! iptables rule naming it, any bridge-family nftables/ebtables-nft rule):
-//! they would no longer see the frames.
+//! iptables rule naming it in any table, a native nftables rule comparing
+//! iifname/oifname to it, any bridge-family nftables/ebtables-nft rule):
+//! they would no longer see the frames; rules that cannot be read refuse
+//! too (firewall::bypass_unsafe).
 //!
 //! Lifetime: a rule must not outlive its target (a MAC reused by a later
 //! guest would be sent into the wrong veth, or into nothing). Rules on the
 //! new port die with it; rules on other ports pointing at it are journaled
-//! on attach, removed by detach before its veth goes, and `sweep` (detach,
-//! gc) removes every rule of ours whose target is not an opted-in port of
-//! the same bridge with the MAC the rule matches.
+//! on attach, removed by detach before its veth goes, and `sweep` (attach,
+//! detach, gc; under the bridge's `tcr-` lock) removes every rule of ours
+//! whose target is not an opted-in port of the same bridge with the MAC
+//! the rule matches.
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::inventory::{self, host_ns};
