@@ -73,6 +73,15 @@ fn reach(ns: &Netns, dst: &str) -> bool {
     s.contains("pong") && s.contains("refused")
 }
 
+/// Held by every test here for its whole run: a `gc` from a test beside
+/// it sweeps every bridge (a stale rule a test needs would go early), and
+/// one test's links would show in another's "nothing changed" check.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn setup() -> bool {
     if !require_env() {
         return false;
@@ -90,6 +99,7 @@ fn opted_in_guests_skip_the_bridge_and_detach_removes_the_rules_to_them() {
     if !setup() {
         return;
     }
+    let _serial = serial();
     let br = BridgeGuard::new("pwtb");
     let (a, b, c) = (Netns::new("pwta"), Netns::new("pwtb"), Netns::new("pwtc"));
     let (ha, hb, hc) = (uniq("pwtha"), uniq("pwthb"), uniq("pwthc"));
@@ -173,6 +183,7 @@ fn a_vlan_or_a_foreign_rule_naming_the_bridge_is_refused_and_changes_nothing() {
     if !setup() {
         return;
     }
+    let _serial = serial();
     let br = BridgeGuard::new("pwtr");
     let (a, b) = (Netns::new("pwtra"), Netns::new("pwtrb"));
     let ha = uniq("pwtrh");
@@ -201,40 +212,47 @@ fn a_vlan_or_a_foreign_rule_naming_the_bridge_is_refused_and_changes_nothing() {
         &[&br.0, &b.spec(), "10.254.212.3/24", "@10", "--tc-redirect"],
         "VLAN",
     );
-    // A user's rule for the bridge would no longer see the frames.
-    let rule = [
-        "FORWARD", "-i", &br.0, "-p", "tcp", "--dport", "7", "-j", "ACCEPT",
+    // A user's rule for the bridge would no longer see the frames; in
+    // any table (a mangle rule would be skipped too).
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &[
+                "FORWARD", "-i", &br.0, "-p", "tcp", "--dport", "7", "-j", "ACCEPT",
+            ],
+            "names bridge",
+        ),
+        (
+            &[
+                "-t",
+                "mangle",
+                "PREROUTING",
+                "-i",
+                &br.0,
+                "-j",
+                "MARK",
+                "--set-mark",
+                "7",
+            ],
+            "table mangle",
+        ),
     ];
-    ok("iptables", &[&["-w", "-I"][..], &rule[..]].concat());
-    refused(
-        &[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"],
-        "names bridge",
-    );
-    ok("iptables", &[&["-w", "-D"][..], &rule[..]].concat());
-    // In any table: a mangle rule for it would be skipped too.
-    let rule = ["PREROUTING", "-i", &br.0, "-j", "MARK", "--set-mark", "7"];
-    ok(
-        "iptables",
-        &[&["-w", "-t", "mangle", "-I"][..], &rule[..]].concat(),
-    );
-    refused(
-        &[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"],
-        "table mangle",
-    );
-    ok(
-        "iptables",
-        &[&["-w", "-t", "mangle", "-D"][..], &rule[..]].concat(),
-    );
+    for (rule, why) in cases {
+        let (table, rule) = rule.split_at(if rule[0] == "-t" { 2 } else { 0 });
+        let add = [&["-w"][..], table, &["-I"], rule].concat();
+        ok("iptables", &add);
+        let _undo = Undo::new("iptables", &[&["-w"][..], table, &["-D"], rule].concat());
+        refused(&[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"], why);
+    }
     // And a native nftables rule (firewalld's kind) naming it.
-    let nft = NftTable("pwtcrt");
-    ok("nft", &["add", "table", "inet", nft.0]);
+    ok("nft", &["add", "table", "inet", "pwtcrt"]);
+    let undo = Undo::new("nft", &["delete", "table", "inet", "pwtcrt"]);
     ok(
         "nft",
         &[
             "add",
             "chain",
             "inet",
-            nft.0,
+            "pwtcrt",
             "c",
             "{ type filter hook forward priority 0; }",
         ],
@@ -242,23 +260,31 @@ fn a_vlan_or_a_foreign_rule_naming_the_bridge_is_refused_and_changes_nothing() {
     ok(
         "nft",
         &[
-            "add", "rule", "inet", nft.0, "c", "iifname", &br.0, "accept",
+            "add", "rule", "inet", "pwtcrt", "c", "iifname", &br.0, "accept",
         ],
     );
     refused(
         &[&br.0, &b.spec(), "10.254.212.3/24", "--tc-redirect"],
         "inet pwtcrt c",
     );
-    drop(nft);
+    drop(undo);
     pipework_ok(&["detach", &a.spec()]);
 }
 
-/// An nftables table of the test's, deleted however the test ends.
-struct NftTable(&'static str);
+/// A command run however the test ends: removes a firewall rule the
+/// test added.
+struct Undo(&'static str, Vec<String>);
 
-impl Drop for NftTable {
+impl Undo {
+    fn new(tool: &'static str, args: &[&str]) -> Undo {
+        Undo(tool, args.iter().map(|a| a.to_string()).collect())
+    }
+}
+
+impl Drop for Undo {
     fn drop(&mut self) {
-        sh("nft", &["delete", "table", "inet", self.0]);
+        let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        sh(self.0, &args);
     }
 }
 
@@ -270,6 +296,7 @@ fn a_mac_reused_after_a_guest_died_is_reached_without_gc() {
     if !setup() {
         return;
     }
+    let _serial = serial();
     let br = BridgeGuard::new("pwtm");
     let (a, b, c) = (
         Netns::new("pwtma"),
@@ -316,7 +343,6 @@ fn a_mac_reused_after_a_guest_died_is_reached_without_gc() {
     assert!(reach(&c, "10.254.215.2"), "c reaches a");
     pipework_ok(&["detach", &c.spec()]);
     pipework_ok(&["detach", &a.spec()]);
-    pipework(&["gc"]);
 }
 
 #[test]
@@ -324,6 +350,7 @@ fn gc_removes_a_rule_whose_target_is_gone() {
     if !setup() {
         return;
     }
+    let _serial = serial();
     let br = BridgeGuard::new("pwtg");
     let (a, b) = (Netns::new("pwtga"), Netns::new("pwtgb"));
     let (ha, hb) = (uniq("pwtgha"), uniq("pwtghb"));
@@ -372,6 +399,7 @@ fn a_killed_attach_leaves_only_rules_gc_recognises() {
     if !setup() || sh("strace", &["-V"]).status.code() != Some(0) {
         return;
     }
+    let _serial = serial();
     let br = BridgeGuard::new("pwtk");
     let (a, b) = (Netns::new("pwtka"), Netns::new("pwtkb"));
     let (ha, hb) = (uniq("pwtkha"), uniq("pwtkhb"));
