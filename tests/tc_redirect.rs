@@ -73,6 +73,20 @@ fn reach(ns: &Netns, dst: &str) -> bool {
     s.contains("pong") && s.contains("refused")
 }
 
+/// An attach with `--tc-redirect` of `ns` to `br` (host end `host`,
+/// address `ip`), creating the bridge when `create`, with a given `mac`.
+fn opt_in(br: &str, ns: &Netns, host: &str, ip: &str, create: bool, mac: Option<&str>) {
+    let spec = ns.spec();
+    let mut args = Vec::new();
+    if create {
+        args.push("--create");
+    }
+    args.extend([br, spec.as_str(), "-l", host, ip]);
+    args.extend(mac);
+    args.push("--tc-redirect");
+    pipework_ok(&args);
+}
+
 /// Held by every test here for its whole run: a `gc` from a test beside
 /// it sweeps every bridge (a stale rule a test needs would go early), and
 /// one test's links would show in another's "nothing changed" check.
@@ -103,23 +117,8 @@ fn opted_in_guests_skip_the_bridge_and_detach_removes_the_rules_to_them() {
     let br = BridgeGuard::new("pwtb");
     let (a, b, c) = (Netns::new("pwta"), Netns::new("pwtb"), Netns::new("pwtc"));
     let (ha, hb, hc) = (uniq("pwtha"), uniq("pwthb"), uniq("pwthc"));
-    pipework_ok(&[
-        "--create",
-        &br.0,
-        &a.spec(),
-        "-l",
-        &ha,
-        "10.254.211.2/24",
-        "--tc-redirect",
-    ]);
-    pipework_ok(&[
-        &br.0,
-        &b.spec(),
-        "-l",
-        &hb,
-        "10.254.211.3/24",
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &a, &ha, "10.254.211.2/24", true, None);
+    opt_in(&br.0, &b, &hb, "10.254.211.3/24", false, None);
     pipework_ok(&[&br.0, &c.spec(), "-l", &hc, "10.254.211.4/24"]);
     assert_eq!(
         rules(&ha),
@@ -187,15 +186,7 @@ fn a_vlan_or_a_foreign_rule_naming_the_bridge_is_refused_and_changes_nothing() {
     let br = BridgeGuard::new("pwtr");
     let (a, b) = (Netns::new("pwtra"), Netns::new("pwtrb"));
     let ha = uniq("pwtrh");
-    pipework_ok(&[
-        "--create",
-        &br.0,
-        &a.spec(),
-        "-l",
-        &ha,
-        "10.254.212.2/24",
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &a, &ha, "10.254.212.2/24", true, None);
     let refused = |args: &[&str], why: &str| {
         let before = host_state();
         let r_before = rules(&ha);
@@ -305,39 +296,15 @@ fn a_mac_reused_after_a_guest_died_is_reached_without_gc() {
     );
     let (ha, hb, hc) = (uniq("pwtmha"), uniq("pwtmhb"), uniq("pwtmhc"));
     let mac = "02:77:74:6d:00:01";
-    pipework_ok(&[
-        "--create",
-        &br.0,
-        &a.spec(),
-        "-l",
-        &ha,
-        "10.254.215.2/24",
-        "--tc-redirect",
-    ]);
-    pipework_ok(&[
-        &br.0,
-        &b.spec(),
-        "-l",
-        &hb,
-        "10.254.215.3/24",
-        mac,
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &a, &ha, "10.254.215.2/24", true, None);
+    opt_in(&br.0, &b, &hb, "10.254.215.3/24", false, Some(mac));
     // b dies: its veth goes, no detach runs.
     ok(
         "ip",
         &["netns", "exec", &b.name, "ip", "link", "del", "eth1"],
     );
     assert_eq!(rules(&ha).len(), 1, "the kernel keeps a's stale rule");
-    pipework_ok(&[
-        &br.0,
-        &c.spec(),
-        "-l",
-        &hc,
-        "10.254.215.4/24",
-        mac,
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &c, &hc, "10.254.215.4/24", false, Some(mac));
     assert_eq!(rules(&ha), vec![(hc.clone(), 0)], "only the rule to c");
     assert!(reach(&a, "10.254.215.4"), "a reaches c");
     assert!(reach(&c, "10.254.215.2"), "c reaches a");
@@ -354,23 +321,8 @@ fn gc_removes_a_rule_whose_target_is_gone() {
     let br = BridgeGuard::new("pwtg");
     let (a, b) = (Netns::new("pwtga"), Netns::new("pwtgb"));
     let (ha, hb) = (uniq("pwtgha"), uniq("pwtghb"));
-    pipework_ok(&[
-        "--create",
-        &br.0,
-        &a.spec(),
-        "-l",
-        &ha,
-        "10.254.213.2/24",
-        "--tc-redirect",
-    ]);
-    pipework_ok(&[
-        &br.0,
-        &b.spec(),
-        "-l",
-        &hb,
-        "10.254.213.3/24",
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &a, &ha, "10.254.213.2/24", true, None);
+    opt_in(&br.0, &b, &hb, "10.254.213.3/24", false, None);
     assert_eq!(rules(&ha).len(), 1);
     // b's veth deleted behind pipework's back: a's rule now points at
     // nothing, and a MAC reused later must not meet it.
@@ -403,15 +355,7 @@ fn a_killed_attach_leaves_only_rules_gc_recognises() {
     let br = BridgeGuard::new("pwtk");
     let (a, b) = (Netns::new("pwtka"), Netns::new("pwtkb"));
     let (ha, hb) = (uniq("pwtkha"), uniq("pwtkhb"));
-    pipework_ok(&[
-        "--create",
-        &br.0,
-        &a.spec(),
-        "-l",
-        &ha,
-        "10.254.214.2/24",
-        "--tc-redirect",
-    ]);
+    opt_in(&br.0, &a, &ha, "10.254.214.2/24", true, None);
     let args = [
         br.0.as_str(),
         &b.path(),
