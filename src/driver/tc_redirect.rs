@@ -148,17 +148,20 @@ pub async fn install(
     // Two attaches to one bridge each see the other's port once it has
     // its record: serialised, neither misses the other.
     let _lock = lock(host, &bridge.name)?;
+    // One snapshot of the ports serves the sweep and the peers: both run
+    // under the lock, so no port can gain or lose its record in between.
+    let all = ports(host).await?;
     // A guest that died without a detach left rules on the other ports
     // for its MAC that now point at nothing; they match before any rule
     // added below, so a guest given that MAC again would be blackholed.
-    sweep(host, bridge, None, host.dry_run).await?;
+    sweep_ports(host, &all, Some(bridge.index), None, host.dry_run).await?;
     host.ensure_ingress_qdisc(port).await?;
-    let peers: Vec<Port> = ports(host)
-        .await?
-        .into_iter()
-        .filter(|p| p.link.controller == Some(bridge.index) && p.link.index != port.index)
-        .collect();
-    for p in &peers {
+    let peers = all
+        .iter()
+        .filter(|p| p.link.controller == Some(bridge.index) && p.link.index != port.index);
+    let mut n = 0;
+    for p in peers {
+        n += 1;
         if host.port_isolated(p.link.index).await? {
             return Err(refuse(format!(
                 "port {} of {} is isolated",
@@ -175,7 +178,7 @@ pub async fn install(
         );
         host.add_redirect(&p.link, mac, port).await?;
     }
-    Ok(peers.len())
+    Ok(n)
 }
 
 /// Remove the rules on `port` that redirect to `target`.
@@ -209,7 +212,8 @@ pub async fn sweep(
     gone: Option<u32>,
     dry_run: bool,
 ) -> Result<Vec<Redirect>> {
-    sweep_ports(host, Some(bridge.index), gone, dry_run).await
+    let ports = ports(host).await?;
+    sweep_ports(host, &ports, Some(bridge.index), gone, dry_run).await
 }
 
 /// `sweep` on every bridge with an opted-in port, each under its lock,
@@ -231,19 +235,21 @@ pub async fn sweep_all(host: &Net, dry_run: bool) -> Result<Vec<Redirect>> {
         let _lock = if dry_run { None } else { lock(host, &br.name)? };
         out.extend(sweep(host, &br, None, dry_run).await?);
     }
-    out.extend(sweep_ports(host, None, None, dry_run).await?);
+    let ports = ports(host).await?;
+    out.extend(sweep_ports(host, &ports, None, None, dry_run).await?);
     Ok(out)
 }
 
-/// The sweep on the opted-in ports whose controller is `bridge` (None:
-/// ports on no bridge).
+/// The sweep on the opted-in ports (of the snapshot `ports`, taken under
+/// the bridge's lock) whose controller is `bridge` (None: ports on no
+/// bridge).
 async fn sweep_ports(
     host: &Net,
+    ports: &[Port],
     bridge: Option<u32>,
     gone: Option<u32>,
     dry_run: bool,
 ) -> Result<Vec<Redirect>> {
-    let ports = ports(host).await?;
     let mut out = Vec::new();
     for src in ports.iter().filter(|p| p.link.controller == bridge) {
         for r in host.redirects(src.link.index).await? {
