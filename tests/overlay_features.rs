@@ -773,20 +773,8 @@ fn overlay_egress_and_isolation_with_forward_drop() {
     // A killed agent's leftovers on a host with no VXLAN device: gc.
     lab.kill_agent(2);
     let h2 = lab.host(2);
-    let stale = [
-        "-I",
-        "DOCKER-USER",
-        "-i",
-        "ov-gone",
-        "-o",
-        "ov-gone",
-        "-m",
-        "comment",
-        "--comment",
-        "pipework-egress:ov-gone",
-        "-j",
-        "ACCEPT",
-    ];
+    let stale = overlay_accept("-I", "gone", false);
+    let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
     assert!(ipt(&h2, &stale).status.success());
     let dry = lab.pw_ok(2, &["gc", "--dry-run"]);
     assert_eq!(accepts(&h2).len(), 1, "a dry run changes nothing: {dry}");

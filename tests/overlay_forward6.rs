@@ -256,45 +256,19 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     );
     // IPv4: the egress accept gone from iptables' DOCKER-USER on h0:
     // c0 -> c1 does not need it, doctor reports no drop.
-    let egress4 = [
-        "DOCKER-USER",
-        "-i",
-        "ov-dual",
-        "!",
-        "-o",
-        "ov-+",
-        "-m",
-        "comment",
-        "--comment",
-        "pipework-egress:ov-dual",
-        "-j",
-        "ACCEPT",
-    ];
-    let o = xt("iptables", &h0, &[&["-D"][..], &egress4].concat());
+    let o = xt_v("iptables", &h0, &overlay_accept("-D", "dual", true));
     assert!(o.status.success(), "{o:?}");
     let (ok, causes) = doctor_fwd(&lab, 0, &c0, "10.64.0.11", "IPv4");
     assert!(ok && causes.is_empty(), "{causes:?}");
     // The accept within ov-dual gone too: doctor names it alone, and its
     // fix, as given, heals it (the egress one still missing).
-    let within = [
-        "DOCKER-USER",
-        "-i",
-        "ov-dual",
-        "-o",
-        "ov-dual",
-        "-m",
-        "comment",
-        "--comment",
-        "pipework-egress:ov-dual",
-        "-j",
-        "ACCEPT",
-    ];
-    let o = xt("iptables", &h0, &[&["-D"][..], &within].concat());
+    let within = overlay_accept("-D", "dual", false);
+    let o = xt_v("iptables", &h0, &within);
     assert!(o.status.success(), "{o:?}");
     let (ok, causes) = doctor_fwd(&lab, 0, &c0, "10.64.0.11", "IPv4");
     assert!(!ok && causes.len() == 1, "{causes:?}");
     let fix = causes[0]["fix"].as_str().unwrap_or_default().to_string();
-    assert_eq!(fix, format!("iptables -I {}", within.join(" ")));
+    assert_eq!(fix, format!("iptables -I {}", within[1..].join(" ")));
     let words: Vec<&str> = fix.split(' ').collect();
     let o = xt("iptables", &h0, &words[1..]);
     assert!(o.status.success(), "{o:?}");
@@ -323,26 +297,13 @@ fn overlay_ipv6_accepts_with_ip6tables_forward_drop() {
     // A killed agent's leftover on a host with no VXLAN device: gc (a
     // dry run changes nothing); a restarted agent removes them too.
     lab.kill_agent(2);
-    let stale = [
-        "-I",
-        "DOCKER-USER",
-        "-i",
-        "ov-gone",
-        "-o",
-        "ov-gone",
-        "-m",
-        "comment",
-        "--comment",
-        "pipework-egress:ov-gone",
-        "-j",
-        "ACCEPT",
-    ];
-    assert!(xt("ip6tables", &h2, &stale).status.success());
+    let stale = overlay_accept("-I", "gone", false);
+    assert!(xt_v("ip6tables", &h2, &stale).status.success());
     let dry = lab.pw_ok(2, &["gc", "--dry-run"]);
     assert_eq!(v6(&h2).len(), 1, "a dry run changes nothing: {dry}");
     lab.pw_ok(2, &["gc"]);
     assert!(v6(&h2).is_empty(), "{:#?}", v6(&h2));
-    assert!(xt("ip6tables", &h2, &stale).status.success());
+    assert!(xt_v("ip6tables", &h2, &stale).status.success());
     gone(&lab, 2);
     lab.start_agent(2);
     lab.wait("the next agent removes leftovers", || v6(&h2).is_empty());

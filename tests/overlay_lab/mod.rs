@@ -642,6 +642,29 @@ pub fn xt(tool: &str, ns: &str, args: &[&str]) -> Output {
     run("ip", &a)
 }
 
+/// The agent's DOCKER-USER accept for overlay network `net` after the
+/// operation (`-I`, `-D`): within the network (`-i ov-NET -o ov-NET`), or
+/// for its egress (`-i ov-NET ! -o ov-+`).
+pub fn overlay_accept(op: &str, net: &str, egress: bool) -> Vec<String> {
+    let dev = format!("ov-{net}");
+    let out: &[&str] = if egress {
+        &["!", "-o", "ov-+"]
+    } else {
+        &["-o", &dev]
+    };
+    let mut v: Vec<String> = [op, "DOCKER-USER", "-i", &dev].map(String::from).to_vec();
+    v.extend(out.iter().map(|s| s.to_string()));
+    let comment = format!("pipework-egress:{dev}");
+    v.extend(["-m", "comment", "--comment", &comment, "-j", "ACCEPT"].map(String::from));
+    v
+}
+
+/// `xt` with owned arguments.
+pub fn xt_v(tool: &str, ns: &str, args: &[String]) -> Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    xt(tool, ns, &a)
+}
+
 /// Our accepts (comment `pipework-egress:`) in a `-S` listing.
 pub fn egress_accepts(listing: &Output) -> Vec<String> {
     String::from_utf8_lossy(&listing.stdout)
