@@ -169,7 +169,14 @@ pub async fn install(
             )));
         }
         host.add_redirect(port, p.mac, &p.link).await?;
-        host.ensure_ingress_qdisc(&p.link).await?;
+        // Each opted-in port got its qdisc at its own attach; one made
+        // here (someone removed it) goes again if this attach fails.
+        if host.ensure_ingress_qdisc(&p.link).await? {
+            let (h, peer) = (host.clone(), p.link.index);
+            j.record(format!("ingress qdisc on {}", p.link.name), async move {
+                h.del_ingress_qdisc(peer).await
+            });
+        }
         // Journal first: an add that fails half-way is undone all the same.
         let (h, peer, target) = (host.clone(), p.link.index, port.index);
         j.record(

@@ -85,6 +85,15 @@ fn ether_dst_keys(mac: [u8; 6]) -> Vec<TcU32Key> {
     ]
 }
 
+/// The ingress qdisc (ffff:) of ifindex `port`.
+fn ingress_qdisc_msg(port: u32) -> TcMessage {
+    let mut m = TcMessage::with_index(port as i32);
+    m.header.parent = TcHandle::INGRESS;
+    m.header.handle = TcHandle::from(0xffff_0000);
+    m.attributes.push(TcAttribute::Kind("ingress".into()));
+    m
+}
+
 fn ingress_filter_msg(port: u32) -> TcMessage {
     let mut m = TcMessage::with_index(port as i32);
     m.header.parent = TcHandle {
@@ -119,26 +128,45 @@ impl Net {
         Ok(())
     }
 
-    /// The ingress qdisc on `port`; one already there is fine.
-    pub async fn ensure_ingress_qdisc(&self, port: &Link) -> Result<()> {
+    /// The ingress qdisc on `port`; one already there is fine. True when
+    /// this call made it (the caller's to undo on a failed attach).
+    pub async fn ensure_ingress_qdisc(&self, port: &Link) -> Result<bool> {
         if self.dry_run {
             println!("tc qdisc add dev {} ingress", port.name);
-            return Ok(());
+            return Ok(false);
         }
-        let mut m = TcMessage::with_index(port.index as i32);
-        m.header.parent = TcHandle::INGRESS;
-        m.header.handle = TcHandle::from(0xffff_0000);
-        m.attributes.push(TcAttribute::Kind("ingress".into()));
         let what = format!("ingress qdisc on {}", port.name);
         match self
             .tc_request(
-                RouteNetlinkMessage::NewQueueDiscipline(m),
+                RouteNetlinkMessage::NewQueueDiscipline(ingress_qdisc_msg(port.index)),
                 NLM_F_CREATE | NLM_F_EXCL,
                 &what,
             )
             .await
         {
-            Err(Error::Netlink { errno, .. }) if errno == libc::EEXIST => Ok(()),
+            Ok(()) => Ok(true),
+            Err(Error::Netlink { errno, .. }) if errno == libc::EEXIST => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove the ingress qdisc on ifindex `port` (and every filter on
+    /// it): only one `ensure_ingress_qdisc` made in this attach, while
+    /// rolling it back. One already gone is fine.
+    pub async fn del_ingress_qdisc(&self, port: u32) -> Result<()> {
+        let what = format!("removing the ingress qdisc on ifindex {port}");
+        match self
+            .tc_request(
+                RouteNetlinkMessage::DelQueueDiscipline(ingress_qdisc_msg(port)),
+                0,
+                &what,
+            )
+            .await
+        {
+            Err(Error::Netlink {
+                errno: libc::ENOENT | libc::ENODEV | libc::EINVAL,
+                ..
+            }) => Ok(()),
             r => r,
         }
     }
